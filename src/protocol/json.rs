@@ -1,0 +1,495 @@
+//! Small JSON building blocks shared by the wire types: a borrowed-when-possible string, lenient
+//! "string or anything" values, and an escaping writer for hand-built output frames.
+//!
+//! serde's `Cow<str>` only borrows when it is the field's direct type; `Str` borrows inside
+//! `Option`/`Vec` too, which keeps request parsing zero-copy for strings without escapes.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
+/// A JSON string borrowed from the input when it has no escapes, owned otherwise.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Str<'a>(pub Cow<'a, str>);
+
+impl<'a> Str<'a> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn into_cow(self) -> Cow<'a, str> {
+        self.0
+    }
+}
+
+impl Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl<'a> From<&'a str> for Str<'a> {
+    fn from(s: &'a str) -> Self {
+        Str(Cow::Borrowed(s))
+    }
+}
+
+impl Serialize for Str<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Str<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Str(Cow::Owned(v)))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor)
+    }
+}
+
+/// A value providers send as a string but sometimes as raw JSON (tool arguments as an object,
+/// a number where a string belongs). Strings are decoded; anything else keeps its JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lenient<'a>(pub Cow<'a, str>);
+
+impl Deref for Lenient<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: &'de RawValue = Deserialize::deserialize(d)?;
+        Ok(Lenient(decode_raw_text(raw)))
+    }
+}
+
+/// The text of a raw JSON value: a string's content, `""` for null, otherwise the JSON itself.
+pub fn decode_raw_text(raw: &RawValue) -> Cow<'_, str> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        match serde_json::from_str::<Str<'_>>(text) {
+            Ok(s) => s.0,
+            Err(_) => Cow::Borrowed(""),
+        }
+    } else if text == "null" {
+        Cow::Borrowed("")
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// Appends `s` to `out` as a quoted, escaped JSON string.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail, and a &str is always serialisable.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// True if `s` is one complete JSON value (used to decide whether tool arguments need repair).
+pub fn is_valid_json(s: &str) -> bool {
+    serde_json::from_str::<de::IgnoredAny>(s).is_ok()
+}
+
+/// Best-effort repair of tool-call arguments: empty → `{}`; a value cut short (the usual failure
+/// when a provider hits its token limit) gets its open strings and brackets closed. Returns
+/// `None` when the text cannot be made into a JSON object.
+pub fn repair_json_object(s: &str) -> Option<String> {
+    let trimmed = s.trim();
+    if trimmed.is_empty() {
+        return Some("{}".to_owned());
+    }
+    if is_valid_json(trimmed) {
+        return trimmed.starts_with('{').then(|| trimmed.to_owned());
+    }
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    let mut closers: Vec<char> = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in trimmed.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' => closers.push('}'),
+            '[' => closers.push(']'),
+            '}' | ']' => {
+                if closers.pop() != Some(c) {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut repaired = trimmed.to_owned();
+    if escaped {
+        repaired.pop();
+    }
+    if in_string {
+        repaired.push('"');
+    }
+    // A dangling separator or key cannot be closed as is: drop it before closing brackets.
+    let cut = repaired.trim_end().trim_end_matches([',', ':']).len();
+    repaired.truncate(cut);
+    while let Some(c) = closers.pop() {
+        repaired.push(c);
+    }
+    if is_valid_json(&repaired) {
+        return Some(repaired);
+    }
+    None
+}
+
+/// Where a JSON object prefix stands, for [`PartialObject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// After `{`: a key or `}`.
+    FirstKey,
+    /// After `,` in an object: a key must follow.
+    Key,
+    Colon,
+    /// After `:` or `,` in an array: a value must follow.
+    Value,
+    /// After `[`: a value or `]`.
+    FirstItem,
+    /// After a complete value: `,` or the closer.
+    Next,
+}
+
+/// An incremental scanner for a JSON object arriving in pieces (streamed tool arguments).
+/// It says whether what arrived so far can still become a valid object, and what to append
+/// to finish it — appending only, because what was streamed to a client cannot be taken back.
+#[derive(Debug, Clone, Default)]
+pub struct PartialObject {
+    /// (is_object, expectation) per open container.
+    stack: Vec<(bool, Expect)>,
+    /// Inside a string; `Some(true)` for a key.
+    in_string: Option<bool>,
+    escape: bool,
+    unicode_left: u8,
+    /// A number or `true`/`false`/`null` being read.
+    literal: String,
+    started: bool,
+    complete: bool,
+    invalid: bool,
+}
+
+impl PartialObject {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next piece; returns false once the text can no longer become an object.
+    pub fn feed(&mut self, piece: &str) -> bool {
+        for c in piece.chars() {
+            if self.invalid {
+                break;
+            }
+            self.invalid = !self.step(c);
+        }
+        !self.invalid
+    }
+
+    pub fn is_valid_prefix(&self) -> bool {
+        !self.invalid
+    }
+
+    /// True once a whole object has been read.
+    pub fn is_complete(&self) -> bool {
+        self.complete && !self.invalid
+    }
+
+    fn top_mut(&mut self) -> Option<&mut (bool, Expect)> {
+        self.stack.last_mut()
+    }
+
+    fn value_done(&mut self) {
+        if let Some(top) = self.top_mut() {
+            top.1 = Expect::Next;
+        } else {
+            self.complete = true;
+        }
+    }
+
+    fn step(&mut self, c: char) -> bool {
+        if let Some(is_key) = self.in_string {
+            if self.unicode_left > 0 {
+                self.unicode_left -= 1;
+                return c.is_ascii_hexdigit();
+            }
+            if self.escape {
+                self.escape = false;
+                if c == 'u' {
+                    self.unicode_left = 4;
+                }
+                return matches!(c, '"' | '\\' | '/' | 'b' | 'f' | 'n' | 'r' | 't' | 'u');
+            }
+            match c {
+                '\\' => self.escape = true,
+                '"' => {
+                    self.in_string = None;
+                    if is_key {
+                        if let Some(top) = self.top_mut() {
+                            top.1 = Expect::Colon;
+                        }
+                    } else {
+                        self.value_done();
+                    }
+                }
+                c if (c as u32) < 0x20 => return false,
+                _ => {}
+            }
+            return true;
+        }
+        if !self.literal.is_empty() {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-') {
+                self.literal.push(c);
+                return literal_prefix_ok(&self.literal);
+            }
+            if !is_valid_json(&self.literal) {
+                return false;
+            }
+            self.literal.clear();
+            self.value_done();
+        }
+        if c.is_whitespace() {
+            return true;
+        }
+        if self.complete {
+            return false;
+        }
+        if !self.started {
+            self.started = true;
+            if c != '{' {
+                return false;
+            }
+            self.stack.push((true, Expect::FirstKey));
+            return true;
+        }
+        let expect = self.stack.last().map(|t| t.1);
+        let is_object = self.stack.last().is_some_and(|t| t.0);
+        let expects_value = matches!(expect, Some(Expect::Value | Expect::FirstItem));
+        match c {
+            '{' if expects_value => self.stack.push((true, Expect::FirstKey)),
+            '[' if expects_value => self.stack.push((false, Expect::FirstItem)),
+            '"' if expects_value => self.in_string = Some(false),
+            '"' if matches!(expect, Some(Expect::FirstKey | Expect::Key)) => {
+                self.in_string = Some(true)
+            }
+            ':' if expect == Some(Expect::Colon) => {
+                if let Some(top) = self.top_mut() {
+                    top.1 = Expect::Value;
+                }
+            }
+            ',' if expect == Some(Expect::Next) => {
+                if let Some(top) = self.top_mut() {
+                    top.1 = if top.0 { Expect::Key } else { Expect::Value };
+                }
+            }
+            '}' if is_object && matches!(expect, Some(Expect::FirstKey | Expect::Next)) => {
+                self.stack.pop();
+                self.value_done();
+            }
+            ']' if !is_object && matches!(expect, Some(Expect::FirstItem | Expect::Next)) => {
+                self.stack.pop();
+                self.value_done();
+            }
+            c if expects_value && (c.is_ascii_alphanumeric() || c == '-') => {
+                self.literal.push(c);
+                return literal_prefix_ok(&self.literal);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// What to append so the text read so far becomes a valid object; `None` if it cannot.
+    pub fn completion(&self) -> Option<String> {
+        if self.invalid || !self.started {
+            return None;
+        }
+        let mut stack = self.stack.clone();
+        let mut suffix = String::new();
+        if let Some(is_key) = self.in_string {
+            if self.escape {
+                suffix.push('\\');
+            }
+            for _ in 0..self.unicode_left {
+                suffix.push('0');
+            }
+            suffix.push('"');
+            if let Some(top) = stack.last_mut() {
+                top.1 = if is_key { Expect::Colon } else { Expect::Next };
+            }
+        } else if !self.literal.is_empty() {
+            let word = ["true", "false", "null"]
+                .iter()
+                .find(|w| w.starts_with(self.literal.as_str()));
+            match word {
+                Some(w) => suffix.push_str(&w[self.literal.len()..]),
+                None if is_valid_json(&self.literal) => {}
+                None => suffix.push('0'),
+            }
+            if let Some(top) = stack.last_mut() {
+                top.1 = Expect::Next;
+            }
+        }
+        while let Some((is_object, expect)) = stack.pop() {
+            match expect {
+                Expect::Key => suffix.push_str("\"\":null"),
+                Expect::Colon => suffix.push_str(":null"),
+                Expect::Value => suffix.push_str("null"),
+                Expect::FirstKey | Expect::FirstItem | Expect::Next => {}
+            }
+            suffix.push(if is_object { '}' } else { ']' });
+            if let Some(parent) = stack.last_mut() {
+                parent.1 = Expect::Next;
+            }
+        }
+        Some(suffix)
+    }
+}
+
+/// Could `s` still grow into a JSON number or `true`/`false`/`null`?
+fn literal_prefix_ok(s: &str) -> bool {
+    if ["true", "false", "null"].iter().any(|w| w.starts_with(s)) {
+        return true;
+    }
+    // -?digits(.digits)?([eE][+-]?digits)?, any prefix of it.
+    let mut stage = 0; // 0 sign, 1 int, 2 frac-start, 3 frac, 4 exp-start, 5 exp-sign, 6 exp
+    for (i, c) in s.chars().enumerate() {
+        stage = match (stage, c) {
+            (0, '-') if i == 0 => 1,
+            (0 | 1, '0'..='9') => 1,
+            (1, '.') => 2,
+            (2 | 3, '0'..='9') => 3,
+            (1 | 3, 'e' | 'E') => 4,
+            (4, '+' | '-') => 5,
+            (4..=6, '0'..='9') => 6,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// The text to append to `prefix` (a JSON object cut short) to make it valid JSON.
+pub fn completion_suffix(prefix: &str) -> Option<String> {
+    let mut scanner = PartialObject::new();
+    if !scanner.feed(prefix) {
+        return None;
+    }
+    let suffix = scanner.completion()?;
+    let whole = format!("{prefix}{suffix}");
+    is_valid_json(&whole).then_some(suffix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn str_borrows_without_escapes_inside_option() {
+        #[derive(Deserialize)]
+        struct T<'a> {
+            #[serde(borrow)]
+            a: Option<Str<'a>>,
+            #[serde(borrow)]
+            b: Vec<Str<'a>>,
+        }
+        let input = r#"{"a":"plain","b":["x","with\nescape"]}"#;
+        let t: T = serde_json::from_str(input).unwrap();
+        assert!(matches!(t.a.unwrap().0, Cow::Borrowed("plain")));
+        assert!(matches!(t.b[0].0, Cow::Borrowed("x")));
+        assert_eq!(&*t.b[1], "with\nescape");
+    }
+
+    #[test]
+    fn lenient_accepts_string_object_and_null() {
+        let s: Lenient = serde_json::from_str(r#""{\"a\":1}""#).unwrap();
+        assert_eq!(&*s, r#"{"a":1}"#);
+        let o: Lenient = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        assert_eq!(&*o, r#"{"a":1}"#);
+        let n: Lenient = serde_json::from_str("null").unwrap();
+        assert_eq!(&*n, "");
+    }
+
+    #[test]
+    fn completion_suffix_only_appends() {
+        for (prefix, suffix) in [
+            (r#"{"k":"#, Some("null}")),
+            (r#"{"k""#, Some(":null}")),
+            (r#"{"k"#, Some("\":null}")),
+            (r#"{"a":1,"#, Some("\"\":null}")),
+            (r#"{"a":[1,"#, Some("null]}")),
+            (r#"{"a":tr"#, Some("ue}")),
+            (r#"{"a":-"#, Some("0}")),
+            (r#"{"a":"x\"#, Some("\\\"}")),
+            (r#"{"a":"\u00"#, Some("00\"}")),
+            (r#"{"a":{"b":[{"#, Some("}]}}")),
+            (r#"{"a":1}"#, Some("")),
+            ("{", Some("}")),
+            ("[1", None),
+            (r#"{"a":1}}"#, None),
+            (r#"{"a" 1"#, None),
+        ] {
+            let got = completion_suffix(prefix);
+            assert_eq!(got.as_deref(), suffix, "{prefix}");
+        }
+    }
+
+    #[test]
+    fn repair_closes_truncated_objects() {
+        assert_eq!(repair_json_object("").as_deref(), Some("{}"));
+        assert_eq!(
+            repair_json_object(r#"{"a":"b"#).as_deref(),
+            Some(r#"{"a":"b"}"#)
+        );
+        assert_eq!(
+            repair_json_object(r#"{"a":[1,2"#).as_deref(),
+            Some(r#"{"a":[1,2]}"#)
+        );
+        assert_eq!(
+            repair_json_object(r#"{"a":1,"#).as_deref(),
+            Some(r#"{"a":1}"#)
+        );
+        assert_eq!(repair_json_object("[1,2]"), None);
+        assert_eq!(repair_json_object("not json"), None);
+        assert_eq!(repair_json_object(r#"{"a":}"#), None);
+    }
+}

@@ -1,0 +1,99 @@
+//! Local token counting for `POST /v1/messages/count_tokens` and for usage estimates when a
+//! provider reports none: a real BPE tokenizer (o200k_base) over everything that costs input
+//! tokens — system, messages, tool definitions — plus the small per-message framing overhead.
+
+use crate::protocol::anthropic::{Block, Content, CountTokensRequest};
+
+/// Framing tokens per message (role markers), as chat templates add them.
+const PER_MESSAGE: u64 = 4;
+/// Images are billed by size; without decoding the image, assume a typical ~1000×1000 picture.
+const PER_IMAGE: u64 = 1_300;
+/// A PDF page costs text plus an image; without parsing it, assume a few pages.
+const PER_DOCUMENT: u64 = 3_000;
+
+/// The number of tokens `text` encodes to.
+pub fn count_text(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    tiktoken_rs::o200k_base_singleton()
+        .encode_ordinary(text)
+        .len() as u64
+}
+
+pub fn count_request(req: &CountTokensRequest<'_>) -> u64 {
+    let mut total = 0;
+    if let Some(system) = &req.system {
+        total += count_content(system) + PER_MESSAGE;
+    }
+    for message in &req.messages {
+        total += PER_MESSAGE + count_content(&message.content);
+    }
+    for tool in req.tools.as_deref().unwrap_or_default() {
+        total += PER_MESSAGE + count_text(&tool.name);
+        total += tool.description.as_deref().map_or(0, count_text);
+        total += tool.input_schema.map_or(0, |s| count_text(s.get()));
+    }
+    total
+}
+
+fn count_content(content: &Content<'_>) -> u64 {
+    match content {
+        Content::Text(t) => count_text(t),
+        Content::Blocks(blocks) => blocks.iter().map(count_block).sum(),
+    }
+}
+
+fn count_block(block: &Block<'_>) -> u64 {
+    match block.kind.as_str() {
+        "text" => block.text.as_deref().map_or(0, count_text),
+        "thinking" => block.thinking.as_deref().map_or(0, count_text),
+        "tool_use" => {
+            block.name.as_deref().map_or(0, count_text)
+                + block.input.map_or(0, |i| count_text(i.get()))
+        }
+        "tool_result" => block.content.as_ref().map_or(0, count_content) + 2,
+        "image" => PER_IMAGE,
+        "document" => match block.source.as_ref().map(|s| s.kind.as_str()) {
+            Some("text") => block
+                .source
+                .as_ref()
+                .and_then(|s| s.data.as_deref())
+                .map_or(0, count_text),
+            Some("content") => block
+                .source
+                .as_ref()
+                .and_then(|s| s.content.as_ref())
+                .map_or(0, count_content),
+            _ => PER_DOCUMENT,
+        },
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_real_tokens_not_characters() {
+        // "hello world" is two tokens in o200k_base; characters/4 would say 3.
+        assert_eq!(count_text("hello world"), 2);
+        assert_eq!(count_text(""), 0);
+    }
+
+    #[test]
+    fn request_count_grows_with_content() {
+        let small: CountTokensRequest =
+            serde_json::from_str(r#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        let big: CountTokensRequest = serde_json::from_str(
+            r#"{"system":"You are a careful assistant.","messages":[{"role":"user","content":[{"type":"text","text":"hi there, how are you today?"}]}],
+               "tools":[{"name":"Bash","description":"Run a command","input_schema":{"type":"object","properties":{"command":{"type":"string"}}}}]}"#,
+        )
+        .unwrap();
+        let s = count_request(&small);
+        let b = count_request(&big);
+        assert!(s >= 5 && s < 10, "{s}");
+        assert!(b > s + 20, "{b} vs {s}");
+    }
+}
