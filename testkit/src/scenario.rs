@@ -1,0 +1,192 @@
+//! Ready-made handlers for common test scripts: the Claude Code tool loop used by the
+//! end-to-end test, and a fixed sequence of replies (e.g. fail, fail, succeed).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::{RecordedRequest, Reply, estimate_tokens, openai};
+
+/// Tool-call id used by [`claude_code_tool_loop`].
+pub const WRITE_CALL_ID: &str = "call_fake_write_0001";
+/// Text answered to requests that are not the main conversation.
+pub const SIDE_REPLY: &str = "OK.";
+
+/// An OpenAI-compatible handler that drives one Claude Code tool round trip:
+///
+/// * no `Write` tool in `tools[].function.name` (title, summary, quota and other side
+///   requests): a short text answer;
+/// * `Write` offered and no `role: "tool"` message yet: one `Write` tool call with
+///   `{"file_path": file_path, "content": file_content}`;
+/// * a tool result present: `final_text` with `finish_reason: "stop"`.
+///
+/// Answers stream when the request has `"stream": true` (role chunk, name chunk, three
+/// argument fragments, finish chunk, usage chunk, `[DONE]`), otherwise they are JSON.
+pub fn claude_code_tool_loop(
+    file_path: &str,
+    file_content: &str,
+    final_text: &str,
+) -> impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static {
+    let arguments = json!({"file_path": file_path, "content": file_content}).to_string();
+    let final_text = final_text.to_string();
+    move |request| {
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return Reply::json(
+                400,
+                openai::error_body(
+                    "fake provider: request body is not JSON",
+                    "invalid_request_error",
+                    None,
+                ),
+            );
+        };
+        let stream = body["stream"].as_bool().unwrap_or(false);
+        let prompt_tokens = (request.body.len() as u64 / 4).max(1);
+        let offers_write = body["tools"]
+            .as_array()
+            .is_some_and(|tools| tools.iter().any(|t| t["function"]["name"] == "Write"));
+        let has_tool_result = body["messages"]
+            .as_array()
+            .is_some_and(|messages| messages.iter().any(|m| m["role"] == "tool"));
+        if !offers_write {
+            text_reply(&side_reply(&body), stream, prompt_tokens)
+        } else if has_tool_result {
+            text_reply(&final_text, stream, prompt_tokens)
+        } else if stream {
+            let mut events = openai::tool_call_stream(WRITE_CALL_ID, "Write", &arguments, 3);
+            with_prompt_tokens(&mut events, prompt_tokens, estimate_tokens(&arguments));
+            Reply::sse(events)
+        } else {
+            let mut v = openai::tool_call_completion(&[(WRITE_CALL_ID, "Write", &arguments)]);
+            v["usage"] = openai::usage(prompt_tokens, estimate_tokens(&arguments));
+            Reply::json(200, v)
+        }
+    }
+}
+
+fn text_reply(text: &str, stream: bool, prompt_tokens: u64) -> Reply {
+    if stream {
+        let mut events = openai::text_stream(text, 3);
+        with_prompt_tokens(&mut events, prompt_tokens, estimate_tokens(text));
+        Reply::sse(events)
+    } else {
+        let mut v = openai::chat_completion(text);
+        v["usage"] = openai::usage(prompt_tokens, estimate_tokens(text));
+        Reply::json(200, v)
+    }
+}
+
+/// Replace the usage chunk (second to last event) with one that reflects the request size.
+fn with_prompt_tokens(events: &mut [String], prompt_tokens: u64, completion_tokens: u64) {
+    if let Some(i) = events.len().checked_sub(2) {
+        events[i] = openai::sse_usage_chunk(prompt_tokens, completion_tokens);
+    }
+}
+
+/// Claude Code's topic/title detector asks for a JSON verdict; give it a valid one so it
+/// does not log parse errors. Everything else gets a short plain answer.
+fn side_reply(body: &Value) -> String {
+    if body.to_string().contains("isNewTopic") {
+        json!({"isNewTopic": false, "title": null}).to_string()
+    } else {
+        SIDE_REPLY.to_string()
+    }
+}
+
+/// A handler that answers with `replies` in order and then repeats the last one forever
+/// (e.g. `[503, 503, 200]` for retry tests). Panics if `replies` is empty.
+pub fn sequence(replies: Vec<Reply>) -> impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static {
+    assert!(
+        !replies.is_empty(),
+        "scenario::sequence needs at least one reply"
+    );
+    let next = AtomicUsize::new(0);
+    let replies = Mutex::new(replies);
+    move |_request| {
+        let i = next.fetch_add(1, Ordering::SeqCst);
+        let replies = replies.lock().unwrap_or_else(|e| e.into_inner());
+        replies[i.min(replies.len() - 1)].clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn request(body: Value) -> RecordedRequest {
+        RecordedRequest {
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(body.to_string()),
+            chunked: false,
+            connection_id: 0,
+        }
+    }
+
+    fn tools() -> Value {
+        json!([{"type": "function", "function": {"name": "Read"}},
+               {"type": "function", "function": {"name": "Write"}}])
+    }
+
+    #[test]
+    fn tool_loop_json() {
+        let h = claude_code_tool_loop("/tmp/a.txt", "hé\nllo", "Done!");
+        let first = h(&request(
+            json!({"messages": [{"role": "user", "content": "go"}], "tools": tools()}),
+        ));
+        let v: Value = serde_json::from_slice(&first.body_bytes()).unwrap();
+        let call = &v["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "Write");
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            args,
+            json!({"file_path": "/tmp/a.txt", "content": "hé\nllo"})
+        );
+
+        let second = h(&request(json!({"messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "tool_calls": []},
+            {"role": "tool", "tool_call_id": WRITE_CALL_ID, "content": "ok"}], "tools": tools()})));
+        let v: Value = serde_json::from_slice(&second.body_bytes()).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "Done!");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+
+        let side = h(&request(
+            json!({"messages": [{"role": "user", "content": "title?"}]}),
+        ));
+        let v: Value = serde_json::from_slice(&side.body_bytes()).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], SIDE_REPLY);
+    }
+
+    #[test]
+    fn tool_loop_streaming_shape() {
+        let h = claude_code_tool_loop("/tmp/a.txt", "x", "Done!");
+        let reply = h(&request(
+            json!({"stream": true, "messages": [{"role": "user", "content": "go"}], "tools": tools()}),
+        ));
+        let body = String::from_utf8(reply.body_bytes().to_vec()).unwrap();
+        let events: Vec<&str> = body.split_terminator("\n\n").collect();
+        // role, name, 3 argument fragments, finish, usage, [DONE]
+        assert_eq!(events.len(), 8, "{body}");
+        assert_eq!(events[7], "data: [DONE]");
+        let usage: Value = serde_json::from_str(events[6].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert!(usage["usage"]["prompt_tokens"].as_u64().unwrap() > 1);
+    }
+
+    #[test]
+    fn sequence_repeats_last() {
+        let h = sequence(vec![
+            Reply::text(503, "text/plain", "busy"),
+            Reply::text(200, "text/plain", "ok"),
+        ]);
+        let r = request(json!({}));
+        assert_eq!(h(&r).status(), 503);
+        assert_eq!(h(&r).status(), 200);
+        assert_eq!(h(&r).status(), 200);
+    }
+}
