@@ -1,0 +1,711 @@
+//! Adapter files (`<adapters_dir>/<name>.yaml`): the public file format and its validation
+//! into the [`Adapter`] the proxy uses. Users and scripts write these files by hand, so the
+//! format only grows; unknown keys are errors (a typo must not silently do nothing), and every
+//! error names the file, line and column.
+
+use super::keys::{KeyHash, Secret, parse_hash_hex};
+use super::presets;
+use super::{ConfigError, line_of};
+use crate::protocol::anthropic_openai::{Dialect, MaxTokensField, ReasoningStyle};
+use globset::{Glob, GlobMatcher};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+// ---------------------------------------------------------------------------------------------
+// File format
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub source: SourceFile,
+    /// Client-visible model names for `GET /v1/models` (defaults to the mapped patterns that
+    /// are plain names, or a few Claude names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub keys: Vec<KeyFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<AdapterLimitsFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<SourceProtocol>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    pub api_key: String,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_map: Vec<ModelRuleFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<OptionsFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsFile>,
+    /// Further sources tried in order when this one fails before any byte reached the client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<FallbackFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackFile {
+    pub base_url: String,
+    pub api_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceProtocol {
+    /// OpenAI Chat Completions (`<base_url>/chat/completions`).
+    #[default]
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Anthropic Messages (`<base_url>/v1/messages`).
+    Anthropic,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRuleFile {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub model: String,
+}
+
+/// Per-adapter provider options; each overrides the preset's value.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionsFile {
+    /// Send `stream_options: {include_usage: true}` on streaming requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_usage: Option<bool>,
+    /// `max_tokens` or `max_completion_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_field: Option<MaxTokensFieldFile>,
+    /// Clamp the client's `max_tokens` to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_limit: Option<u64>,
+    /// Forward `top_k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<bool>,
+    /// `effort` (reasoning_effort), `deepseek`, `qwen` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningFile>,
+    /// Mid-conversation system messages: `system` (as is) or `user` (as user text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_messages: Option<SystemMessagesFile>,
+    /// Send earlier thinking back as `reasoning_content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_reasoning: Option<bool>,
+    /// Anthropic sources: auth header (`x-api-key` or `bearer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_header: Option<AuthHeader>,
+    /// Anthropic sources: drop the client's `anthropic-beta` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_anthropic_beta: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensFieldFile {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningFile {
+    Effort,
+    Deepseek,
+    Qwen,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemMessagesFile {
+    System,
+    User,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthHeader {
+    #[default]
+    XApiKey,
+    Bearer,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub connect: Option<Duration>,
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Duration>,
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub first_byte: Option<Duration>,
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub idle: Option<Duration>,
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub total: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterLimitsFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrent_requests: Option<u32>,
+    /// Apply the limits to each key separately (default) or to the adapter as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_key: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// After this instant the key no longer works (set by `adapter rotate --grace`).
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub expires: Option<SystemTime>,
+    /// Key-specific limits, overriding the adapter's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<AdapterLimitsFile>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated model
+
+/// Where a source lives, parsed once at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The base URL's path without a trailing slash (`/v1`, `/compatible-mode/v1`, ``).
+    pub path: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let uri: http::Uri = url
+            .trim()
+            .parse()
+            .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(format!("`{url}` must start with http:// or https://")),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("`{url}` has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if uri.query().is_some() {
+            return Err(format!("`{url}` must not have a query string"));
+        }
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let path = uri.path().trim_end_matches('/').to_owned();
+        Ok(Endpoint {
+            tls,
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// `host` header value: the port only when not the scheme's default.
+    pub fn host_header(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// The provider key, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKey {
+    Present(Secret),
+    /// `${VAR}` named a variable that is not set.
+    MissingEnv(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub protocol: SourceProtocol,
+    pub endpoint: Endpoint,
+    pub api_key: ApiKey,
+    pub model: String,
+    pub model_map: Vec<ModelRule>,
+    pub dialect: Dialect,
+    pub auth_header: AuthHeader,
+    pub strip_anthropic_beta: bool,
+    pub timeouts: Timeouts,
+    pub preset: Option<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelRule {
+    pub pattern: String,
+    pub matcher: GlobMatcher,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub tls: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            tls: Duration::from_secs(10),
+            // Reasoning models can think for minutes before the first token.
+            first_byte: Duration::from_secs(600),
+            idle: Duration::from_secs(300),
+            total: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub requests_per_minute: Option<u32>,
+    pub concurrent_requests: Option<u32>,
+    pub per_key: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub hash: KeyHash,
+    pub label: Option<String>,
+    pub expires: Option<SystemTime>,
+    pub limits: Option<Limits>,
+}
+
+/// A validated adapter: one source, the keys that reach it, and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub name: String,
+    pub file: PathBuf,
+    pub source: Source,
+    /// Extra sources for failover.
+    pub fallbacks: Vec<Source>,
+    pub models: Vec<String>,
+    pub keys: Vec<KeyEntry>,
+    pub limits: Limits,
+}
+
+impl Source {
+    /// The provider model for the client's model: first matching rule, else the default.
+    pub fn map_model(&self, client_model: &str) -> &str {
+        self.model_map
+            .iter()
+            .find(|r| r.matcher.is_match(client_model))
+            .map_or(self.model.as_str(), |r| r.model.as_str())
+    }
+}
+
+impl Adapter {
+    /// Client-visible model names for `GET /v1/models`.
+    pub fn listed_models(&self) -> Vec<String> {
+        if !self.models.is_empty() {
+            return self.models.clone();
+        }
+        let mut names: Vec<String> = self
+            .source
+            .model_map
+            .iter()
+            .filter(|r| !r.pattern.contains(['*', '?', '[', '{']))
+            .map(|r| r.pattern.clone())
+            .collect();
+        for default in ["claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5"] {
+            if !names.iter().any(|n| n == default) {
+                names.push(default.to_owned());
+            }
+        }
+        names
+    }
+}
+
+/// Why `${VAR}` expansion failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvError {
+    /// The named variable is not set.
+    Missing(String),
+    /// The value is not well formed.
+    Syntax(String),
+}
+
+impl std::fmt::Display for EnvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvError::Missing(var) => write!(f, "environment variable {var} is not set"),
+            EnvError::Syntax(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Expands `${VAR}` from the environment (a literal without `${` is returned as is).
+pub fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, EnvError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| EnvError::Syntax("unterminated `${` in value".to_owned()))?;
+        let var = &after[..end];
+        if var.is_empty()
+            || !var
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(EnvError::Syntax(format!(
+                "`${{{var}}}` is not a valid environment variable name"
+            )));
+        }
+        match env(var) {
+            Some(v) => out.push_str(&v),
+            None => return Err(EnvError::Missing(var.to_owned())),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses and validates one adapter file's text.
+pub fn parse_adapter(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Adapter, ConfigError> {
+    let file: AdapterFile = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::yaml(path, &e))?;
+    validate(path, text, file, env)
+}
+
+fn validate(
+    path: &Path,
+    text: &str,
+    file: AdapterFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Adapter, ConfigError> {
+    let err = |needle: &str, message: String| ConfigError::at(path, line_of(text, needle), message);
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let name = file.name.clone().unwrap_or(stem);
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(err(
+            "name:",
+            format!("adapter name `{name}` may only contain letters, digits, `-`, `_` and `.`"),
+        ));
+    }
+
+    let source = validate_source(&file.source, env, &err)?;
+    let mut fallbacks = Vec::new();
+    for fb in &file.source.fallbacks {
+        let endpoint = Endpoint::parse(&fb.base_url).map_err(|m| err(&fb.base_url, format!("fallbacks: {m}")))?;
+        let api_key = resolve_key(&fb.api_key, env).map_err(|m| err(&fb.api_key, format!("fallbacks: {m}")))?;
+        fallbacks.push(Source {
+            endpoint,
+            api_key,
+            model: fb.model.clone().unwrap_or_else(|| source.model.clone()),
+            ..source.clone()
+        });
+    }
+
+    let mut keys = Vec::with_capacity(file.keys.len());
+    for key in &file.keys {
+        let hash = parse_hash_hex(&key.sha256).ok_or_else(|| {
+            err(
+                &key.sha256,
+                format!(
+                    "keys: `{}` is not a hex SHA-256 (64 hex digits); store the hash of a key, never the key",
+                    key.sha256
+                ),
+            )
+        })?;
+        if keys.iter().any(|k: &KeyEntry| k.hash == hash) {
+            return Err(err(&key.sha256, "keys: the same key hash is listed twice".to_owned()));
+        }
+        keys.push(KeyEntry {
+            hash,
+            label: key.label.clone(),
+            expires: key.expires,
+            limits: key.limits.as_ref().map(limits_from),
+        });
+    }
+
+    Ok(Adapter {
+        name,
+        file: path.to_owned(),
+        source,
+        fallbacks,
+        models: file.models,
+        keys,
+        limits: file.limits.as_ref().map(limits_from).unwrap_or_default(),
+    })
+}
+
+fn limits_from(l: &AdapterLimitsFile) -> Limits {
+    Limits {
+        requests_per_minute: l.requests_per_minute,
+        concurrent_requests: l.concurrent_requests,
+        per_key: l.per_key.unwrap_or(true),
+    }
+}
+
+fn resolve_key(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<ApiKey, String> {
+    match expand_env(value, env) {
+        Ok(v) => Ok(ApiKey::Present(Secret::new(v))),
+        Err(EnvError::Missing(var)) => Ok(ApiKey::MissingEnv(var)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn validate_source(
+    file: &SourceFile,
+    env: &dyn Fn(&str) -> Option<String>,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Source, ConfigError> {
+    let named_preset = match &file.preset {
+        Some(name) => Some(presets::by_name(name).ok_or_else(|| {
+            err(
+                "preset:",
+                format!("source.preset: unknown preset `{name}` (known: {})", presets::names().join(", ")),
+            )
+        })?),
+        None => None,
+    };
+    let base_url = match (&file.base_url, &named_preset) {
+        (Some(url), _) => expand_env(url, env)
+            .map_err(|e| err("base_url:", format!("source.base_url: {e}")))?,
+        (None, Some(p)) => p.base_url.to_owned(),
+        (None, None) => {
+            return Err(err("source:", "source: `base_url` (or a `preset`) is required".to_owned()));
+        }
+    };
+    let endpoint = Endpoint::parse(&base_url).map_err(|m| err("base_url:", format!("source.base_url: {m}")))?;
+    let preset = named_preset.or_else(|| presets::for_host(&endpoint.host));
+    let protocol = file
+        .protocol
+        .or(preset.as_ref().map(|p| p.protocol))
+        .unwrap_or_default();
+    let api_key = resolve_key(&file.api_key, env).map_err(|m| err("api_key:", format!("source.api_key: {m}")))?;
+    if let ApiKey::Present(k) = &api_key
+        && k.expose().trim().is_empty()
+    {
+        return Err(err("api_key:", "source.api_key is empty".to_owned()));
+    }
+    if file.model.trim().is_empty() {
+        return Err(err("model:", "source.model must not be empty".to_owned()));
+    }
+    let mut model_map = Vec::with_capacity(file.model_map.len());
+    for rule in &file.model_map {
+        let glob = Glob::new(&rule.pattern)
+            .map_err(|e| err(&rule.pattern, format!("source.model_map: bad pattern `{}`: {e}", rule.pattern)))?;
+        model_map.push(ModelRule {
+            pattern: rule.pattern.clone(),
+            matcher: glob.compile_matcher(),
+            model: rule.model.clone(),
+        });
+    }
+
+    let mut dialect = preset.as_ref().map(|p| p.dialect.clone()).unwrap_or_default();
+    let options = file.options.clone().unwrap_or_default();
+    if let Some(v) = options.stream_usage {
+        dialect.stream_usage = v;
+    }
+    if let Some(v) = options.max_tokens_field {
+        dialect.max_tokens_field = match v {
+            MaxTokensFieldFile::MaxTokens => MaxTokensField::MaxTokens,
+            MaxTokensFieldFile::MaxCompletionTokens => MaxTokensField::MaxCompletionTokens,
+        };
+    }
+    if let Some(v) = options.max_tokens_limit {
+        dialect.max_tokens_limit = Some(v);
+    }
+    if let Some(v) = options.top_k {
+        dialect.top_k = v;
+    }
+    if let Some(v) = options.reasoning {
+        dialect.reasoning = match v {
+            ReasoningFile::Effort => ReasoningStyle::Effort,
+            ReasoningFile::Deepseek => ReasoningStyle::DeepSeek,
+            ReasoningFile::Qwen => ReasoningStyle::Qwen,
+            ReasoningFile::None => ReasoningStyle::None,
+        };
+    }
+    if let Some(v) = options.system_messages {
+        dialect.system_mid_conversation = v == SystemMessagesFile::System;
+    }
+    if let Some(v) = options.echo_reasoning {
+        dialect.echo_reasoning = v;
+    }
+
+    let defaults = Timeouts::default();
+    let t = file.timeouts.clone().unwrap_or_default();
+    let timeouts = Timeouts {
+        connect: t.connect.unwrap_or(defaults.connect),
+        tls: t.tls.unwrap_or(defaults.tls),
+        first_byte: t.first_byte.unwrap_or(defaults.first_byte),
+        idle: t.idle.unwrap_or(defaults.idle),
+        total: t.total.or(defaults.total),
+    };
+
+    Ok(Source {
+        protocol,
+        endpoint,
+        api_key,
+        model: file.model.clone(),
+        model_map,
+        dialect,
+        auth_header: options.auth_header.unwrap_or_default(),
+        strip_anthropic_beta: options.strip_anthropic_beta.unwrap_or(false),
+        timeouts,
+        preset: preset.map(|p| p.name),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(var: &str) -> Option<String> {
+        (var == "DEEPSEEK_API_KEY").then(|| "sk-test".to_owned())
+    }
+
+    fn parse(text: &str) -> Result<Adapter, ConfigError> {
+        parse_adapter(Path::new("/conf/adapters/deepseek.yaml"), text, &env)
+    }
+
+    const GOOD: &str = r#"
+source:
+  base_url: https://api.deepseek.com/v1
+  api_key: ${DEEPSEEK_API_KEY}
+  model: deepseek-chat
+  model_map:
+    - { match: "claude-*haiku*", model: deepseek-flash }
+    - { match: "claude-opus-*", model: deepseek-v4-pro }
+keys:
+  - sha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+    label: laptop
+"#;
+
+    #[test]
+    fn issue_example_parses() {
+        let a = parse(GOOD).unwrap();
+        assert_eq!(a.name, "deepseek");
+        assert_eq!(a.source.endpoint.host, "api.deepseek.com");
+        assert_eq!(a.source.endpoint.path, "/v1");
+        assert!(a.source.endpoint.tls);
+        assert_eq!(a.source.api_key, ApiKey::Present(Secret::new("sk-test")));
+        assert_eq!(a.source.map_model("claude-haiku-4-5-20251001"), "deepseek-flash");
+        assert_eq!(a.source.map_model("claude-opus-4-1"), "deepseek-v4-pro");
+        assert_eq!(a.source.map_model("claude-sonnet-4-5"), "deepseek-chat");
+        assert_eq!(a.source.preset, Some("deepseek"));
+        assert_eq!(a.source.dialect.reasoning, ReasoningStyle::DeepSeek);
+        assert_eq!(a.keys[0].label.as_deref(), Some("laptop"));
+    }
+
+    #[test]
+    fn missing_env_var_is_not_an_error_but_recorded() {
+        let a = parse(&GOOD.replace("DEEPSEEK_API_KEY", "UNSET_VAR_X")).unwrap();
+        assert_eq!(a.source.api_key, ApiKey::MissingEnv("UNSET_VAR_X".into()));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_line() {
+        let e = parse(&GOOD.replace("  model: deepseek-chat", "  model: deepseek-chat\n  modle: typo")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("deepseek.yaml:6:"), "{text}");
+        assert!(text.contains("modle"), "{text}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_line() {
+        let e = parse(&GOOD.replace("ba7816bf", "zz7816bf")).unwrap_err().to_string();
+        assert!(e.contains("deepseek.yaml:10"), "{e}");
+        let e = parse(&GOOD.replace("https://api.deepseek.com/v1", "ftp://x")).unwrap_err().to_string();
+        assert!(e.contains("deepseek.yaml:3") && e.contains("http"), "{e}");
+        let e = parse(&GOOD.replace("claude-opus-*", "claude-[opus")).unwrap_err().to_string();
+        assert!(e.contains("deepseek.yaml:8"), "{e}");
+    }
+
+    #[test]
+    fn options_override_presets() {
+        let text = GOOD.replace(
+            "  model_map:",
+            "  options:\n    reasoning: none\n    max_tokens_limit: 8192\n    system_messages: user\n  model_map:",
+        );
+        let a = parse(&text).unwrap();
+        assert_eq!(a.source.dialect.reasoning, ReasoningStyle::None);
+        assert_eq!(a.source.dialect.max_tokens_limit, Some(8192));
+        assert!(!a.source.dialect.system_mid_conversation);
+    }
+
+    #[test]
+    fn preset_fills_the_base_url() {
+        let a = parse("source:\n  preset: dashscope\n  api_key: k\n  model: qwen-plus\n").unwrap();
+        assert_eq!(a.source.endpoint.host, "dashscope.aliyuncs.com");
+        assert_eq!(a.source.endpoint.path, "/compatible-mode/v1");
+        assert_eq!(a.source.dialect.reasoning, ReasoningStyle::Qwen);
+        let a = parse("source:\n  preset: deepseek-anthropic\n  api_key: k\n  model: deepseek-chat\n").unwrap();
+        assert_eq!(a.source.protocol, SourceProtocol::Anthropic);
+    }
+
+    #[test]
+    fn endpoint_parsing() {
+        let e = Endpoint::parse("http://127.0.0.1:8080/").unwrap();
+        assert_eq!((e.tls, e.port, e.path.as_str()), (false, 8080, ""));
+        assert_eq!(e.host_header(), "127.0.0.1:8080");
+        assert_eq!(Endpoint::parse("https://api.x.ai/v1").unwrap().host_header(), "api.x.ai");
+        assert!(Endpoint::parse("api.x.ai/v1").is_err());
+    }
+
+    #[test]
+    fn env_expansion() {
+        let env = |v: &str| (v == "A").then(|| "1".to_owned());
+        assert_eq!(expand_env("x${A}y", &env).unwrap(), "x1y");
+        assert_eq!(expand_env("plain", &env).unwrap(), "plain");
+        assert_eq!(expand_env("${B}", &env).unwrap_err(), EnvError::Missing("B".into()));
+        assert!(expand_env("${A", &env).is_err());
+    }
+}

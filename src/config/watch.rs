@@ -1,0 +1,154 @@
+//! Hot reload: watches the adapters directory and swaps each new [`Snapshot`] into the shared
+//! [`LiveConfig`]. Requests already in flight keep the snapshot they loaded; new requests see
+//! the new one within about a second of the write.
+//!
+//! File-system events (notify) trigger a reload after a short quiet period, so bursts from
+//! editors (write temp file, rename) and Kubernetes (`..data` symlink swap) cause one reload.
+//! A rescan every second backs the events up: they can be lost on some file systems, and a
+//! file written in several steps is picked up once it is whole.
+
+use super::snapshot::{Loader, ReloadReport, Snapshot};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use notify::{RecursiveMode, Watcher};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The configuration every request reads from.
+pub type LiveConfig = Arc<ArcSwap<Snapshot>>;
+
+/// How long the directory must be quiet after an event before reloading.
+const QUIET: Duration = Duration::from_millis(100);
+/// The longest a burst of events can postpone a reload.
+const MAX_DELAY: Duration = Duration::from_millis(400);
+/// The safety-net rescan interval.
+const RESCAN: Duration = Duration::from_secs(1);
+
+/// Observers of reloads (metrics); called after each reload with its report.
+pub type ReloadHook = Box<dyn Fn(&ReloadReport) + Send + Sync>;
+
+pub struct ConfigWatcher {
+    loader: Mutex<Loader>,
+    live: LiveConfig,
+    hook: Option<ReloadHook>,
+}
+
+impl ConfigWatcher {
+    /// Takes a loader that already produced the initial snapshot in `live`.
+    pub fn new(loader: Loader, live: LiveConfig) -> Self {
+        ConfigWatcher {
+            loader: Mutex::new(loader),
+            live,
+            hook: None,
+        }
+    }
+
+    pub fn with_hook(mut self, hook: ReloadHook) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
+    /// Reloads now and logs what changed; returns whether the live config changed.
+    pub fn reload(&self, reported: &mut HashSet<String>) -> bool {
+        let report = {
+            let mut loader = match self.loader.lock() {
+                Ok(l) => l,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            loader.reload()
+        };
+        log_report(&report, reported);
+        if report.changed {
+            self.live.store(report.snapshot.clone());
+        }
+        if let Some(hook) = &self.hook {
+            hook(&report);
+        }
+        report.changed
+    }
+
+    /// Watches until `shutdown` turns true.
+    pub async fn run(&self, mut shutdown: ShutdownWatch) {
+        let dir = match self.loader.lock() {
+            Ok(l) => l.dir().to_owned(),
+            Err(poisoned) => poisoned.into_inner().dir().to_owned(),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        })
+        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+        let _watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the adapters directory; rescanning every second instead");
+                None
+            }
+        };
+        let mut reported = HashSet::new();
+        let mut rescan = tokio::time::interval(RESCAN);
+        rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                Some(()) = rx.recv() => {
+                    let deadline = tokio::time::Instant::now() + MAX_DELAY;
+                    // Debounce: wait for a quiet moment, but not forever.
+                    loop {
+                        match tokio::time::timeout_at(
+                            deadline.min(tokio::time::Instant::now() + QUIET),
+                            rx.recv(),
+                        )
+                        .await
+                        {
+                            Ok(Some(())) if tokio::time::Instant::now() < deadline => continue,
+                            _ => break,
+                        }
+                    }
+                    self.reload(&mut reported);
+                }
+                _ = rescan.tick() => {
+                    self.reload(&mut reported);
+                }
+            }
+        }
+    }
+}
+
+/// Logs each problem once (not on every rescan) and each change of the live set.
+fn log_report(report: &ReloadReport, reported: &mut HashSet<String>) {
+    let current: HashSet<String> = report.errors.iter().map(|e| e.to_string()).collect();
+    for error in current.difference(reported) {
+        tracing::error!(target: "flexiproxy::config", "{error} (the previous version of this adapter, if any, stays live)");
+    }
+    for fixed in reported.difference(&current) {
+        tracing::info!(target: "flexiproxy::config", "resolved: {fixed}");
+    }
+    *reported = current;
+    if report.changed {
+        let names: Vec<&str> = report.snapshot.adapters.iter().map(|a| a.name.as_str()).collect();
+        tracing::info!(
+            target: "flexiproxy::config",
+            generation = report.snapshot.generation,
+            adapters = ?names,
+            "configuration reloaded"
+        );
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ConfigWatcher {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.run(shutdown).await;
+    }
+}
