@@ -148,15 +148,35 @@ pub enum AuthHeader {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsFile {
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connect: Option<Duration>,
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tls: Option<Duration>,
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub first_byte: Option<Duration>,
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle: Option<Duration>,
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total: Option<Duration>,
 }
 
@@ -179,7 +199,11 @@ pub struct KeyFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// After this instant the key no longer works (set by `adapter rotate --grace`).
-    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires: Option<SystemTime>,
     /// Key-specific limits, overriding the adapter's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,11 +409,7 @@ pub fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             .find('}')
             .ok_or_else(|| EnvError::Syntax("unterminated `${` in value".to_owned()))?;
         let var = &after[..end];
-        if var.is_empty()
-            || !var
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
+        if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(EnvError::Syntax(format!(
                 "`${{{var}}}` is not a valid environment variable name"
             )));
@@ -410,7 +430,8 @@ pub fn parse_adapter(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Adapter, ConfigError> {
-    let file: AdapterFile = serde_yaml_ng::from_str(text).map_err(|e| ConfigError::yaml(path, &e))?;
+    let file: AdapterFile =
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::yaml(path, &e))?;
     validate(path, text, file, env)
 }
 
@@ -441,8 +462,10 @@ fn validate(
     let source = validate_source(&file.source, env, &err)?;
     let mut fallbacks = Vec::new();
     for fb in &file.source.fallbacks {
-        let endpoint = Endpoint::parse(&fb.base_url).map_err(|m| err(&fb.base_url, format!("fallbacks: {m}")))?;
-        let api_key = resolve_key(&fb.api_key, env).map_err(|m| err(&fb.api_key, format!("fallbacks: {m}")))?;
+        let endpoint = Endpoint::parse(&fb.base_url)
+            .map_err(|m| err(&fb.base_url, format!("fallbacks: {m}")))?;
+        let api_key = resolve_key(&fb.api_key, env)
+            .map_err(|m| err(&fb.api_key, format!("fallbacks: {m}")))?;
         fallbacks.push(Source {
             endpoint,
             api_key,
@@ -463,7 +486,10 @@ fn validate(
             )
         })?;
         if keys.iter().any(|k: &KeyEntry| k.hash == hash) {
-            return Err(err(&key.sha256, "keys: the same key hash is listed twice".to_owned()));
+            return Err(err(
+                &key.sha256,
+                "keys: the same key hash is listed twice".to_owned(),
+            ));
         }
         keys.push(KeyEntry {
             hash,
@@ -509,26 +535,35 @@ fn validate_source(
         Some(name) => Some(presets::by_name(name).ok_or_else(|| {
             err(
                 "preset:",
-                format!("source.preset: unknown preset `{name}` (known: {})", presets::names().join(", ")),
+                format!(
+                    "source.preset: unknown preset `{name}` (known: {})",
+                    presets::names().join(", ")
+                ),
             )
         })?),
         None => None,
     };
     let base_url = match (&file.base_url, &named_preset) {
-        (Some(url), _) => expand_env(url, env)
-            .map_err(|e| err("base_url:", format!("source.base_url: {e}")))?,
+        (Some(url), _) => {
+            expand_env(url, env).map_err(|e| err("base_url:", format!("source.base_url: {e}")))?
+        }
         (None, Some(p)) => p.base_url.to_owned(),
         (None, None) => {
-            return Err(err("source:", "source: `base_url` (or a `preset`) is required".to_owned()));
+            return Err(err(
+                "source:",
+                "source: `base_url` (or a `preset`) is required".to_owned(),
+            ));
         }
     };
-    let endpoint = Endpoint::parse(&base_url).map_err(|m| err("base_url:", format!("source.base_url: {m}")))?;
+    let endpoint = Endpoint::parse(&base_url)
+        .map_err(|m| err("base_url:", format!("source.base_url: {m}")))?;
     let preset = named_preset.or_else(|| presets::for_host(&endpoint.host));
     let protocol = file
         .protocol
         .or(preset.as_ref().map(|p| p.protocol))
         .unwrap_or_default();
-    let api_key = resolve_key(&file.api_key, env).map_err(|m| err("api_key:", format!("source.api_key: {m}")))?;
+    let api_key = resolve_key(&file.api_key, env)
+        .map_err(|m| err("api_key:", format!("source.api_key: {m}")))?;
     if let ApiKey::Present(k) = &api_key
         && k.expose().trim().is_empty()
     {
@@ -539,8 +574,12 @@ fn validate_source(
     }
     let mut model_map = Vec::with_capacity(file.model_map.len());
     for rule in &file.model_map {
-        let glob = Glob::new(&rule.pattern)
-            .map_err(|e| err(&rule.pattern, format!("source.model_map: bad pattern `{}`: {e}", rule.pattern)))?;
+        let glob = Glob::new(&rule.pattern).map_err(|e| {
+            err(
+                &rule.pattern,
+                format!("source.model_map: bad pattern `{}`: {e}", rule.pattern),
+            )
+        })?;
         model_map.push(ModelRule {
             pattern: rule.pattern.clone(),
             matcher: glob.compile_matcher(),
@@ -548,7 +587,10 @@ fn validate_source(
         });
     }
 
-    let mut dialect = preset.as_ref().map(|p| p.dialect.clone()).unwrap_or_default();
+    let mut dialect = preset
+        .as_ref()
+        .map(|p| p.dialect.clone())
+        .unwrap_or_default();
     let options = file.options.clone().unwrap_or_default();
     if let Some(v) = options.stream_usage {
         dialect.stream_usage = v;
@@ -637,7 +679,10 @@ keys:
         assert_eq!(a.source.endpoint.path, "/v1");
         assert!(a.source.endpoint.tls);
         assert_eq!(a.source.api_key, ApiKey::Present(Secret::new("sk-test")));
-        assert_eq!(a.source.map_model("claude-haiku-4-5-20251001"), "deepseek-flash");
+        assert_eq!(
+            a.source.map_model("claude-haiku-4-5-20251001"),
+            "deepseek-flash"
+        );
         assert_eq!(a.source.map_model("claude-opus-4-1"), "deepseek-v4-pro");
         assert_eq!(a.source.map_model("claude-sonnet-4-5"), "deepseek-chat");
         assert_eq!(a.source.preset, Some("deepseek"));
@@ -653,7 +698,11 @@ keys:
 
     #[test]
     fn unknown_keys_are_errors_with_line() {
-        let e = parse(&GOOD.replace("  model: deepseek-chat", "  model: deepseek-chat\n  modle: typo")).unwrap_err();
+        let e = parse(&GOOD.replace(
+            "  model: deepseek-chat",
+            "  model: deepseek-chat\n  modle: typo",
+        ))
+        .unwrap_err();
         let text = e.to_string();
         assert!(text.contains("deepseek.yaml:6:"), "{text}");
         assert!(text.contains("modle"), "{text}");
@@ -661,11 +710,17 @@ keys:
 
     #[test]
     fn semantic_errors_name_the_line() {
-        let e = parse(&GOOD.replace("ba7816bf", "zz7816bf")).unwrap_err().to_string();
+        let e = parse(&GOOD.replace("ba7816bf", "zz7816bf"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("deepseek.yaml:10"), "{e}");
-        let e = parse(&GOOD.replace("https://api.deepseek.com/v1", "ftp://x")).unwrap_err().to_string();
+        let e = parse(&GOOD.replace("https://api.deepseek.com/v1", "ftp://x"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("deepseek.yaml:3") && e.contains("http"), "{e}");
-        let e = parse(&GOOD.replace("claude-opus-*", "claude-[opus")).unwrap_err().to_string();
+        let e = parse(&GOOD.replace("claude-opus-*", "claude-[opus"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("deepseek.yaml:8"), "{e}");
     }
 
@@ -687,7 +742,9 @@ keys:
         assert_eq!(a.source.endpoint.host, "dashscope.aliyuncs.com");
         assert_eq!(a.source.endpoint.path, "/compatible-mode/v1");
         assert_eq!(a.source.dialect.reasoning, ReasoningStyle::Qwen);
-        let a = parse("source:\n  preset: deepseek-anthropic\n  api_key: k\n  model: deepseek-chat\n").unwrap();
+        let a =
+            parse("source:\n  preset: deepseek-anthropic\n  api_key: k\n  model: deepseek-chat\n")
+                .unwrap();
         assert_eq!(a.source.protocol, SourceProtocol::Anthropic);
     }
 
@@ -696,7 +753,12 @@ keys:
         let e = Endpoint::parse("http://127.0.0.1:8080/").unwrap();
         assert_eq!((e.tls, e.port, e.path.as_str()), (false, 8080, ""));
         assert_eq!(e.host_header(), "127.0.0.1:8080");
-        assert_eq!(Endpoint::parse("https://api.x.ai/v1").unwrap().host_header(), "api.x.ai");
+        assert_eq!(
+            Endpoint::parse("https://api.x.ai/v1")
+                .unwrap()
+                .host_header(),
+            "api.x.ai"
+        );
         assert!(Endpoint::parse("api.x.ai/v1").is_err());
     }
 
@@ -705,7 +767,10 @@ keys:
         let env = |v: &str| (v == "A").then(|| "1".to_owned());
         assert_eq!(expand_env("x${A}y", &env).unwrap(), "x1y");
         assert_eq!(expand_env("plain", &env).unwrap(), "plain");
-        assert_eq!(expand_env("${B}", &env).unwrap_err(), EnvError::Missing("B".into()));
+        assert_eq!(
+            expand_env("${B}", &env).unwrap_err(),
+            EnvError::Missing("B".into())
+        );
         assert!(expand_env("${A", &env).is_err());
     }
 }

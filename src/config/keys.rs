@@ -44,7 +44,10 @@ impl fmt::Display for Secret {
 pub fn generate_key() -> Result<Secret, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
-    Ok(Secret(format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))))
+    Ok(Secret(format!(
+        "{KEY_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(bytes)
+    )))
 }
 
 pub fn hash_key(key: &str) -> KeyHash {
@@ -73,7 +76,11 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.expose().starts_with(KEY_PREFIX));
         assert_eq!(a.expose().len(), 3 + 43);
-        assert!(a.expose()[3..].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            a.expose()[3..]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 
     #[test]

@@ -124,7 +124,8 @@ pub fn names() -> Vec<&'static str> {
 /// The preset whose host matches a base URL's host, if any.
 pub fn for_host(host: &str) -> Option<Preset> {
     all().into_iter().find(|p| {
-        !p.host_suffix.is_empty() && (host == p.host_suffix || host.ends_with(&format!(".{}", p.host_suffix)))
+        !p.host_suffix.is_empty()
+            && (host == p.host_suffix || host.ends_with(&format!(".{}", p.host_suffix)))
     })
 }
 
@@ -137,7 +138,10 @@ mod tests {
         for (name, url) in [
             ("deepseek", "https://api.deepseek.com/v1"),
             ("deepinfra", "https://api.deepinfra.com/v1/openai"),
-            ("dashscope", "https://dashscope.aliyuncs.com/compatible-mode/v1"),
+            (
+                "dashscope",
+                "https://dashscope.aliyuncs.com/compatible-mode/v1",
+            ),
             ("xai", "https://api.x.ai/v1"),
         ] {
             assert_eq!(by_name(name).unwrap().base_url, url);
@@ -148,7 +152,10 @@ mod tests {
     #[test]
     fn host_detection() {
         assert_eq!(for_host("api.deepseek.com").unwrap().name, "deepseek");
-        assert_eq!(for_host("dashscope-intl.aliyuncs.com").unwrap().name, "dashscope");
+        assert_eq!(
+            for_host("dashscope-intl.aliyuncs.com").unwrap().name,
+            "dashscope"
+        );
         assert!(for_host("example.com").is_none());
         assert!(for_host("evilapi.deepseek.com.example").is_none());
     }

@@ -76,8 +76,9 @@ pub const DEFAULT_MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 
 impl ServerConfig {
     pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::at(path, None, format!("cannot read the server config: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::at(path, None, format!("cannot read the server config: {e}"))
+        })?;
         Self::parse(path, &text)
     }
 
@@ -90,31 +91,45 @@ impl ServerConfig {
         };
         let err = |needle: &str, m: String| ConfigError::at(path, line_of(text, needle), m);
         let base_dir = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base_dir.join(p)
+            }
+        };
 
         let mut listeners = Vec::new();
         if let Some(listen) = &file.listen {
-            let address = listen
-                .parse()
-                .map_err(|e| err("listen:", format!("listen: `{listen}` is not an address:port: {e}")))?;
+            let address = listen.parse().map_err(|e| {
+                err(
+                    "listen:",
+                    format!("listen: `{listen}` is not an address:port: {e}"),
+                )
+            })?;
             listeners.push(Listener { address, tls: None });
         }
         for l in &file.listeners {
             let address = l.address.parse().map_err(|e| {
-                err(&l.address, format!("listeners: `{}` is not an address:port: {e}", l.address))
+                err(
+                    &l.address,
+                    format!("listeners: `{}` is not an address:port: {e}", l.address),
+                )
             })?;
             let tls = l.tls.as_ref().map(|t| (resolve(&t.cert), resolve(&t.key)));
             listeners.push(Listener { address, tls });
         }
         if listeners.is_empty() {
             listeners.push(Listener {
-                address: DEFAULT_LISTEN.parse().expect("default listen address is valid"),
+                address: DEFAULT_LISTEN
+                    .parse()
+                    .expect("default listen address is valid"),
                 tls: None,
             });
         }
-        let threads = file.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        });
+        let threads = file
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if threads == 0 {
             return Err(err("threads:", "threads must be at least 1".into()));
         }
@@ -133,7 +148,11 @@ impl ServerConfig {
         Ok(ServerConfig {
             path: path.to_owned(),
             listeners,
-            adapters_dir: resolve(file.adapters_dir.as_deref().unwrap_or(Path::new("adapters"))),
+            adapters_dir: resolve(
+                file.adapters_dir
+                    .as_deref()
+                    .unwrap_or(Path::new("adapters")),
+            ),
             max_adapters: file.max_adapters,
             threads,
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),

@@ -233,7 +233,10 @@ impl Loader {
     fn assemble(&mut self) -> Vec<Arc<Adapter>> {
         let mut accepted: Vec<Arc<Adapter>> = Vec::new();
         let mut key_owner: HashMap<KeyHash, String> = HashMap::new();
-        let fits = |a: &Adapter, accepted: &[Arc<Adapter>], key_owner: &HashMap<KeyHash, String>| -> Result<(), String> {
+        let fits = |a: &Adapter,
+                    accepted: &[Arc<Adapter>],
+                    key_owner: &HashMap<KeyHash, String>|
+         -> Result<(), String> {
             if let Some(other) = accepted.iter().find(|o| o.name == a.name) {
                 return Err(format!(
                     "adapter name `{}` is already used by {}",
@@ -242,11 +245,15 @@ impl Loader {
                 ));
             }
             if let Some(owner) = a.keys.iter().find_map(|k| key_owner.get(&k.hash)) {
-                return Err(format!("a key hash in this file is already used by adapter `{owner}`"));
+                return Err(format!(
+                    "a key hash in this file is already used by adapter `{owner}`"
+                ));
             }
             Ok(())
         };
-        let admit = |a: &Arc<Adapter>, accepted: &mut Vec<Arc<Adapter>>, key_owner: &mut HashMap<KeyHash, String>| {
+        let admit = |a: &Arc<Adapter>,
+                     accepted: &mut Vec<Arc<Adapter>>,
+                     key_owner: &mut HashMap<KeyHash, String>| {
             for k in &a.keys {
                 key_owner.insert(k.hash, a.name.clone());
             }
@@ -347,13 +354,21 @@ mod tests {
         let r = l.reload();
         assert!(!r.changed);
         assert_eq!(r.errors.len(), 1);
-        assert!(r.errors[0].to_string().contains("a.yaml:1:"), "{}", r.errors[0]);
+        assert!(
+            r.errors[0].to_string().contains("a.yaml:1:"),
+            "{}",
+            r.errors[0]
+        );
         assert_eq!(found_model(&r.snapshot, "fp-a").as_deref(), Some("m1"));
 
         std::fs::write(&file, adapter_yaml("m2", &["fp-b"])).unwrap();
         let r = l.reload();
         assert!(r.changed && r.errors.is_empty());
-        assert_eq!(found_model(&r.snapshot, "fp-a"), None, "removed key revoked");
+        assert_eq!(
+            found_model(&r.snapshot, "fp-a"),
+            None,
+            "removed key revoked"
+        );
         assert_eq!(found_model(&r.snapshot, "fp-b").as_deref(), Some("m2"));
 
         std::fs::remove_file(&file).unwrap();
@@ -364,25 +379,44 @@ mod tests {
     #[test]
     fn duplicate_names_and_keys_keep_the_live_adapter() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.yaml"), adapter_yaml("ma", &["fp-shared"])).unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            adapter_yaml("ma", &["fp-shared"]),
+        )
+        .unwrap();
         let mut l = loader(dir.path(), None);
         l.reload();
         // A new file claiming a live key is refused; the live adapter keeps its key.
-        std::fs::write(dir.path().join("b.yaml"), adapter_yaml("mb", &["fp-shared", "fp-b"])).unwrap();
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            adapter_yaml("mb", &["fp-shared", "fp-b"]),
+        )
+        .unwrap();
         let r = l.reload();
         assert_eq!(found_model(&r.snapshot, "fp-shared").as_deref(), Some("ma"));
         assert_eq!(found_model(&r.snapshot, "fp-b"), None);
         let e = r.errors[0].to_string();
-        assert!(e.contains("b.yaml:6:") && e.contains("already used by adapter `a`"), "{e}");
+        assert!(
+            e.contains("b.yaml:6:") && e.contains("already used by adapter `a`"),
+            "{e}"
+        );
         // Once the conflict is gone, the waiting file goes live without being touched.
         std::fs::write(dir.path().join("a.yaml"), adapter_yaml("ma", &["fp-a"])).unwrap();
         let r = l.reload();
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(found_model(&r.snapshot, "fp-b").as_deref(), Some("mb"));
 
-        std::fs::write(dir.path().join("c.yaml"), format!("name: a\n{}", adapter_yaml("mc", &["fp-c"]))).unwrap();
+        std::fs::write(
+            dir.path().join("c.yaml"),
+            format!("name: a\n{}", adapter_yaml("mc", &["fp-c"])),
+        )
+        .unwrap();
         let r = l.reload();
-        assert!(r.errors[0].to_string().contains("name `a` is already used"), "{:?}", r.errors);
+        assert!(
+            r.errors[0].to_string().contains("name `a` is already used"),
+            "{:?}",
+            r.errors
+        );
     }
 
     #[test]
@@ -421,6 +455,9 @@ mod tests {
         let mut l = loader(dir.path(), None);
         let r = l.reload();
         assert!(r.errors.is_empty(), "{:?}", r.errors);
-        assert!(matches!(r.snapshot.lookup("fp-old", SystemTime::now()), KeyLookup::Expired));
+        assert!(matches!(
+            r.snapshot.lookup("fp-old", SystemTime::now()),
+            KeyLookup::Expired
+        ));
     }
 }

@@ -136,7 +136,12 @@ fn log_report(report: &ReloadReport, reported: &mut HashSet<String>) {
     }
     *reported = current;
     if report.changed {
-        let names: Vec<&str> = report.snapshot.adapters.iter().map(|a| a.name.as_str()).collect();
+        let names: Vec<&str> = report
+            .snapshot
+            .adapters
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
         tracing::info!(
             target: "flexiproxy::config",
             generation = report.snapshot.generation,

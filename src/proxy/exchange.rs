@@ -1,0 +1,536 @@
+//! The body side of one exchange, free of Pingora so it can be tested on its own: collecting
+//! the client's request body (within the size limit), turning it into the provider's, and
+//! shaping the provider's response body — translated, re-framed, or passed through — read by
+//! read as it arrives.
+
+use super::errors::{ClientProtocol, ProxyError};
+use crate::config::adapter::Source;
+use crate::protocol::anthropic::{ErrorKind, EventWriter, Usage};
+use crate::protocol::anthropic_openai::ToolNames;
+use crate::protocol::anthropic_openai::error::provider_error;
+use crate::protocol::anthropic_openai::request::{TranslatedRequest, translate_request};
+use crate::protocol::anthropic_openai::response::{
+    ResponseContext, ResponseError, translate_response,
+};
+use crate::protocol::anthropic_openai::stream::StreamTranslator;
+use crate::protocol::json::write_json_str;
+use crate::protocol::openai::ProviderError;
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// How bodies travel for this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Anthropic client, OpenAI-compatible source: translate both ways.
+    AnthropicToOpenAi,
+    /// Client and source speak the same protocol: only the model changes.
+    Passthrough(ClientProtocol),
+}
+
+/// The most of a provider error body we keep (the message is at the start).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// The most of a non-streaming provider response we buffer.
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
+
+/// Collects a request body up to a limit, never buffering past it.
+#[derive(Debug, Default)]
+pub struct BodyCollector {
+    buf: BytesMut,
+}
+
+impl BodyCollector {
+    pub fn push(&mut self, chunk: &[u8], limit: usize) -> Result<(), ProxyError> {
+        if self.buf.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub fn take(&mut self) -> Bytes {
+        std::mem::take(&mut self.buf).freeze()
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+pub fn too_large(limit: usize) -> ProxyError {
+    ProxyError::new(
+        ErrorKind::RequestTooLarge,
+        format!("request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// The provider-bound request and what the response side needs to know about it.
+#[derive(Debug)]
+pub struct Prepared {
+    pub body: Bytes,
+    pub stream: bool,
+    pub client_model: String,
+    pub source_model: String,
+    pub tool_names: ToolNames,
+    pub input_tokens_estimate: u64,
+}
+
+/// Builds the provider request body from the client's.
+pub fn prepare(plan: Plan, body: &[u8], source: &Source) -> Result<Prepared, ProxyError> {
+    match plan {
+        Plan::AnthropicToOpenAi => {
+            let mut source_model = String::new();
+            let TranslatedRequest {
+                body,
+                stream,
+                client_model,
+                tool_names,
+                input_tokens_estimate,
+            } = translate_request(
+                body,
+                |m| {
+                    source_model = source.map_model(m).to_owned();
+                    source_model.clone()
+                },
+                &source.dialect,
+            )
+            .map_err(|e| ProxyError::new(ErrorKind::InvalidRequest, e.0))?;
+            Ok(Prepared {
+                body: Bytes::from(body),
+                stream,
+                client_model,
+                source_model,
+                tool_names,
+                input_tokens_estimate,
+            })
+        }
+        Plan::Passthrough(_) => {
+            let (body, client_model, source_model, stream) =
+                replace_model(body, |m| source.map_model(m).to_owned())?;
+            let estimate = crate::protocol::anthropic_openai::request::estimate_tokens(body.len());
+            Ok(Prepared {
+                body,
+                stream,
+                client_model,
+                source_model,
+                tool_names: ToolNames::default(),
+                input_tokens_estimate: estimate,
+            })
+        }
+    }
+}
+
+/// Replaces the top-level `model` value in a JSON body without re-serialising anything else:
+/// the bytes before and after it are copied as the client sent them.
+pub fn replace_model(
+    body: &[u8],
+    map: impl FnOnce(&str) -> String,
+) -> Result<(Bytes, String, String, bool), ProxyError> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        model: Option<&'a RawValue>,
+        #[serde(default)]
+        stream: Option<bool>,
+    }
+    let invalid = |m: String| ProxyError::new(ErrorKind::InvalidRequest, m);
+    let text = std::str::from_utf8(body)
+        .map_err(|e| invalid(format!("request body is not UTF-8: {e}")))?;
+    let head: Head =
+        serde_json::from_str(text).map_err(|e| invalid(format!("invalid request body: {e}")))?;
+    let raw = head
+        .model
+        .ok_or_else(|| invalid("model: field required".to_owned()))?;
+    let client_model: String = serde_json::from_str(raw.get())
+        .map_err(|_| invalid("model: expected a string".to_owned()))?;
+    let source_model = map(&client_model);
+    // `raw` borrows from `text`, so its position is an offset into the body.
+    let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+    let end = start + raw.get().len();
+    let mut out = Vec::with_capacity(body.len() + source_model.len());
+    out.extend_from_slice(&body[..start]);
+    write_json_str(&mut out, &source_model);
+    out.extend_from_slice(&body[end..]);
+    Ok((
+        Bytes::from(out),
+        client_model,
+        source_model,
+        head.stream == Some(true),
+    ))
+}
+
+/// What the response side learned, for logs, metrics and usage records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseFacts {
+    pub usage: Option<Usage>,
+    /// Usage came from the provider (not estimated).
+    pub usage_reported: bool,
+    pub errored: bool,
+}
+
+/// Shapes the provider's response body for the client, one upstream read at a time.
+pub enum ResponseShaper {
+    /// OpenAI SSE → Anthropic SSE.
+    Stream(Box<StreamTranslator>),
+    /// OpenAI JSON → Anthropic JSON, translated once complete.
+    Json(JsonState),
+    /// The provider answered a streaming request with JSON: translate it and send it as SSE.
+    JsonAsStream(JsonState),
+    /// A provider error, rewritten in the client's error shape once complete.
+    Error {
+        status: u16,
+        protocol: ClientProtocol,
+        buf: BytesMut,
+    },
+    /// Bytes go through untouched.
+    Passthrough,
+}
+
+pub struct JsonState {
+    buf: BytesMut,
+    message_id: String,
+    client_model: String,
+    tool_names: ToolNames,
+    input_tokens_estimate: u64,
+    facts: ResponseFacts,
+}
+
+/// What shaping one read produced.
+pub struct Shaped {
+    pub body: Option<Bytes>,
+    /// The body turned out to be an error; the status to log.
+    pub error_status: Option<u16>,
+}
+
+impl ResponseShaper {
+    /// Chooses the shaping for a response from its status and content type.
+    pub fn new(
+        plan: Plan,
+        status: u16,
+        content_type: &str,
+        prepared: &Prepared,
+        message_id: &str,
+    ) -> ResponseShaper {
+        let protocol = match plan {
+            Plan::AnthropicToOpenAi => ClientProtocol::Anthropic,
+            Plan::Passthrough(_) => return ResponseShaper::Passthrough,
+        };
+        if !(200..300).contains(&status) {
+            return ResponseShaper::Error {
+                status,
+                protocol,
+                buf: BytesMut::new(),
+            };
+        }
+        let json = || JsonState {
+            buf: BytesMut::new(),
+            message_id: message_id.to_owned(),
+            client_model: prepared.client_model.clone(),
+            tool_names: prepared.tool_names.clone(),
+            input_tokens_estimate: prepared.input_tokens_estimate,
+            facts: ResponseFacts::default(),
+        };
+        let is_json = content_type.starts_with("application/json");
+        match (prepared.stream, is_json) {
+            (true, false) => ResponseShaper::Stream(Box::new(StreamTranslator::new(
+                message_id,
+                prepared.client_model.clone(),
+                prepared.tool_names.clone(),
+                prepared.input_tokens_estimate,
+            ))),
+            (true, true) => ResponseShaper::JsonAsStream(json()),
+            (false, _) => ResponseShaper::Json(json()),
+        }
+    }
+
+    /// Whether the client gets SSE.
+    pub fn is_stream(&self) -> bool {
+        matches!(
+            self,
+            ResponseShaper::Stream(_) | ResponseShaper::JsonAsStream(_)
+        )
+    }
+
+    /// The response headers change (so length and encoding must go).
+    pub fn rewrites_body(&self) -> bool {
+        !matches!(self, ResponseShaper::Passthrough)
+    }
+
+    /// Sends `message_start` right away, before the provider's first byte.
+    pub fn begin(&mut self) -> Option<Bytes> {
+        if let ResponseShaper::Stream(t) = self {
+            let mut out = Vec::new();
+            t.begin(&mut out);
+            return Some(Bytes::from(out));
+        }
+        None
+    }
+
+    /// Takes one upstream read (`None` for none) and returns what to send to the client.
+    pub fn feed(&mut self, chunk: Option<&[u8]>, end: bool) -> Shaped {
+        let chunk = chunk.unwrap_or_default();
+        let as_stream = matches!(self, ResponseShaper::JsonAsStream(_));
+        let mut shaped = Shaped {
+            body: None,
+            error_status: None,
+        };
+        match self {
+            ResponseShaper::Passthrough => {
+                shaped.body = (!chunk.is_empty()).then(|| Bytes::copy_from_slice(chunk));
+            }
+            ResponseShaper::Stream(t) => {
+                let mut out = Vec::with_capacity(chunk.len() * 2 + 64);
+                t.push(chunk, &mut out);
+                if end {
+                    t.finish(&mut out);
+                }
+                shaped.body = (!out.is_empty()).then(|| Bytes::from(out));
+            }
+            ResponseShaper::Json(state) | ResponseShaper::JsonAsStream(state) => {
+                if state.buf.len() + chunk.len() <= MAX_RESPONSE_BODY {
+                    state.buf.extend_from_slice(chunk);
+                } else {
+                    state.facts.errored = true;
+                }
+                if end {
+                    let (body, status) = finish_json(state, as_stream);
+                    shaped.body = Some(body);
+                    shaped.error_status = status;
+                }
+            }
+            ResponseShaper::Error {
+                status,
+                protocol,
+                buf,
+            } => {
+                let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if end {
+                    let e = provider_error(*status, buf);
+                    let error = ProxyError::new(e.kind, e.message).with_status(e.status);
+                    shaped.body = Some(Bytes::from(error.body(*protocol)));
+                    shaped.error_status = Some(e.status);
+                }
+            }
+        }
+        shaped
+    }
+
+    /// The provider failed after the response began (reset, timeout): what to send so the
+    /// client sees a well-formed end. `None` when nothing can be added.
+    pub fn fail(&mut self, error: &ProxyError) -> Option<Bytes> {
+        match self {
+            ResponseShaper::Stream(t) => {
+                if t.is_done() {
+                    return None;
+                }
+                let mut out = Vec::new();
+                t.fail(error.kind, &error.message, &mut out);
+                Some(Bytes::from(out))
+            }
+            ResponseShaper::JsonAsStream(state) => {
+                state.facts.errored = true;
+                let mut out = Vec::new();
+                EventWriter { out: &mut out }.error(error.kind, &error.message);
+                Some(Bytes::from(out))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn facts(&self) -> ResponseFacts {
+        match self {
+            ResponseShaper::Stream(t) => {
+                let s = t.summary();
+                ResponseFacts {
+                    usage: Some(s.usage),
+                    usage_reported: s.usage_reported,
+                    errored: s.errored,
+                }
+            }
+            ResponseShaper::Json(state) | ResponseShaper::JsonAsStream(state) => state.facts,
+            ResponseShaper::Error { .. } => ResponseFacts {
+                errored: true,
+                ..ResponseFacts::default()
+            },
+            ResponseShaper::Passthrough => ResponseFacts::default(),
+        }
+    }
+}
+
+/// Translates a complete JSON response; on failure, an error in its place.
+fn finish_json(state: &mut JsonState, as_stream: bool) -> (Bytes, Option<u16>) {
+    let ctx = ResponseContext {
+        message_id: &state.message_id,
+        client_model: &state.client_model,
+        tool_names: &state.tool_names,
+    };
+    let result = if state.facts.errored {
+        Err(ResponseError::Malformed(format!(
+            "the provider response is larger than {MAX_RESPONSE_BODY} bytes"
+        )))
+    } else {
+        translate_response(&state.buf, &ctx)
+    };
+    match result {
+        Ok(t) => {
+            state.facts.usage = Some(t.usage);
+            state.facts.usage_reported = t.usage_reported;
+            if as_stream {
+                (
+                    Bytes::from(message_as_events(&t.body, state.input_tokens_estimate)),
+                    None,
+                )
+            } else {
+                (Bytes::from(t.body), None)
+            }
+        }
+        Err(e) => {
+            state.facts.errored = true;
+            let (kind, message, status) = match e {
+                ResponseError::Malformed(m) => (ErrorKind::Api, m, 502),
+                ResponseError::Provider(p) => provider_error_in_200(&p),
+            };
+            let error = ProxyError::new(kind, message).with_status(status);
+            if as_stream {
+                let mut out = Vec::new();
+                EventWriter { out: &mut out }.error(error.kind, &error.message);
+                (Bytes::from(out), Some(status))
+            } else {
+                // The 200 header is already on its way; the body says what went wrong.
+                (
+                    Bytes::from(error.body(ClientProtocol::Anthropic)),
+                    Some(status),
+                )
+            }
+        }
+    }
+}
+
+fn provider_error_in_200(p: &ProviderError) -> (ErrorKind, String, u16) {
+    let status = p
+        .code
+        .as_deref()
+        .and_then(|c| c.parse::<u16>().ok())
+        .filter(|s| (400..=599).contains(s))
+        .unwrap_or(502);
+    let body = serde_json::json!({"error": {"message": p.message, "code": p.code}}).to_string();
+    let e = provider_error(status, body.as_bytes());
+    (e.kind, e.message, e.status)
+}
+
+/// Renders a complete Anthropic message as the SSE events a streaming client expects.
+pub fn message_as_events(message_json: &[u8], input_estimate: u64) -> Vec<u8> {
+    let message: serde_json::Value = serde_json::from_slice(message_json).unwrap_or_default();
+    let mut out = Vec::with_capacity(message_json.len() * 2);
+    let mut w = EventWriter { out: &mut out };
+    let usage = Usage {
+        input_tokens: message["usage"]["input_tokens"]
+            .as_u64()
+            .unwrap_or(input_estimate),
+        output_tokens: message["usage"]["output_tokens"].as_u64().unwrap_or(0),
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: message["usage"]["cache_read_input_tokens"]
+            .as_u64()
+            .unwrap_or(0),
+    };
+    let start_usage = Usage {
+        output_tokens: 1,
+        ..usage
+    };
+    w.message_start(
+        message["id"].as_str().unwrap_or_default(),
+        message["model"].as_str().unwrap_or_default(),
+        &start_usage,
+    );
+    w.ping();
+    for (i, block) in message["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let index = i as u32;
+        match block["type"].as_str() {
+            Some("thinking") => {
+                w.thinking_start(index);
+                w.thinking_delta(index, block["thinking"].as_str().unwrap_or_default());
+                w.signature_delta(index, block["signature"].as_str().unwrap_or_default());
+            }
+            Some("text") => {
+                w.text_start(index);
+                w.text_delta(index, block["text"].as_str().unwrap_or_default());
+            }
+            Some("tool_use") => {
+                w.tool_use_start(
+                    index,
+                    block["id"].as_str().unwrap_or_default(),
+                    block["name"].as_str().unwrap_or_default(),
+                );
+                let input = block["input"].to_string();
+                if input != "{}" {
+                    w.input_json_delta(index, &input);
+                }
+            }
+            _ => continue,
+        }
+        w.block_stop(index);
+    }
+    let stop = match message["stop_reason"].as_str() {
+        Some("max_tokens") => crate::protocol::anthropic::StopReason::MaxTokens,
+        Some("tool_use") => crate::protocol::anthropic::StopReason::ToolUse,
+        Some("refusal") => crate::protocol::anthropic::StopReason::Refusal,
+        _ => crate::protocol::anthropic::StopReason::EndTurn,
+    };
+    w.message_delta(stop, &usage);
+    w.message_stop();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::stream_check::{accumulate, check_stream};
+
+    #[test]
+    fn replace_model_touches_only_the_model() {
+        let body = br#"{ "stream" : true, "model":"claude-x",  "messages":[{"role":"user","content":"hi \u00e9"}]}"#;
+        let (out, client, source, stream) =
+            replace_model(body, |m| format!("{m}-mapped\"q")).unwrap();
+        assert_eq!(client, "claude-x");
+        assert_eq!(source, "claude-x-mapped\"q");
+        assert!(stream);
+        let expected = br#"{ "stream" : true, "model":"claude-x-mapped\"q",  "messages":[{"role":"user","content":"hi \u00e9"}]}"#;
+        assert_eq!(&out[..], &expected[..]);
+        assert!(replace_model(b"{}", |m| m.to_owned()).is_err());
+        assert!(replace_model(b"{\"model\":5}", |m| m.to_owned()).is_err());
+        assert!(replace_model(b"nope", |m| m.to_owned()).is_err());
+    }
+
+    #[test]
+    fn collector_refuses_past_the_limit() {
+        let mut c = BodyCollector::default();
+        c.push(b"12345", 8).unwrap();
+        let e = c.push(b"6789", 8).unwrap_err();
+        assert_eq!(e.status, 413);
+        assert_eq!(c.len(), 5, "nothing buffered past the limit");
+    }
+
+    #[test]
+    fn json_message_as_stream_is_valid() {
+        let msg = br#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[
+            {"type":"thinking","thinking":"t","signature":"s"},{"type":"text","text":"hello"},
+            {"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"ls"}}],
+            "stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":4}}"#;
+        let events = message_as_events(msg, 0);
+        let frames = check_stream(&events).unwrap();
+        let m = accumulate(&frames);
+        assert_eq!(m["content"][1]["text"], "hello");
+        assert_eq!(m["content"][2]["input"]["command"], "ls");
+        assert_eq!(m["stop_reason"], "tool_use");
+    }
+}

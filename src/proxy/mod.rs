@@ -1,0 +1,744 @@
+//! The Pingora `ProxyHttp` implementation: thin glue from Pingora's hooks to `config` and
+//! `protocol`. Every hook reads like a sentence; anything worth a unit test lives in
+//! [`exchange`], [`route`], [`errors`] or the protocol layer.
+//!
+//! ```text
+//! request_filter           route; answer probes and local endpoints; sha256(key) → adapter
+//!                          (one config snapshot per request); pick the plan; size pre-check
+//! upstream_peer            the source's resolved address, TLS + SNI, timeouts
+//! upstream_request_filter  path, host, provider auth; every client header dropped
+//! request_body_filter      collect the body (within the limit), translate it once at the end
+//! upstream_response_filter status and headers for the client protocol; pick the shaper
+//! response_body_filter     each upstream read through the shaper (stream translator, …)
+//! fail_to_proxy            errors in the client's shape; mid-stream, an `error` event
+//! logging                  access log, metrics
+//! ```
+
+pub mod errors;
+pub mod exchange;
+pub mod ids;
+pub mod route;
+pub mod upstream;
+
+use crate::config::adapter::{Adapter, ApiKey, AuthHeader, Source, SourceProtocol};
+use crate::config::snapshot::{KeyLookup, Snapshot};
+use crate::config::watch::LiveConfig;
+use crate::protocol::anthropic::{CountTokensRequest, ErrorKind};
+use crate::protocol::tokens::count_request;
+use async_trait::async_trait;
+use bytes::Bytes;
+use errors::{ClientProtocol, ProxyError};
+use exchange::{BodyCollector, Plan, Prepared, ResponseShaper};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+use route::Route;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime};
+
+/// Settings of the proxy that do not change with adapter reloads.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub max_request_body: usize,
+}
+
+pub struct FlexiProxy {
+    live: LiveConfig,
+    settings: ProxySettings,
+    dns: upstream::Dns,
+    /// Set when shutdown begins; readiness turns 503.
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl FlexiProxy {
+    pub fn new(live: LiveConfig, settings: ProxySettings, shutting_down: Arc<AtomicBool>) -> Self {
+        FlexiProxy {
+            live,
+            settings,
+            dns: upstream::Dns::new(),
+            shutting_down,
+        }
+    }
+}
+
+/// Everything one request carries from hook to hook.
+pub struct Ctx {
+    pub request_id: String,
+    pub started: Instant,
+    pub route: Route,
+    pub protocol: ClientProtocol,
+    /// The config snapshot this request uses from start to end.
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub adapter: Option<Arc<Adapter>>,
+    pub key_label: Option<String>,
+    pub plan: Option<Plan>,
+    pub request_body: BodyCollector,
+    pub prepared: Option<Prepared>,
+    pub shaper: Option<ResponseShaper>,
+    /// The error to answer with when a hook fails (rendered by `fail_to_proxy`).
+    pub error: Option<ProxyError>,
+    pub upstream_status: Option<u16>,
+    /// The status the client saw, when it differs from the header (an error inside a 200).
+    pub effective_status: Option<u16>,
+    pub first_byte: Option<Instant>,
+}
+
+fn message_id(request_id: &str) -> String {
+    format!("msg_{request_id}")
+}
+
+impl FlexiProxy {
+    fn source<'a>(&self, ctx: &'a Ctx) -> Option<&'a Source> {
+        ctx.adapter.as_ref().map(|a| &a.source)
+    }
+
+    /// Sends a complete local response. HEAD gets the headers only.
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        status: u16,
+        content_type: &str,
+        body: Bytes,
+        extra: &[(&str, String)],
+    ) -> Result<bool> {
+        let is_head = session.req_header().method == http::Method::HEAD;
+        let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+        resp.insert_header("content-type", content_type)?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        for (name, value) in extra {
+            resp.insert_header(name.to_string(), value.as_str())?;
+        }
+        session
+            .write_response_header(Box::new(resp), is_head)
+            .await?;
+        if !is_head {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(true)
+    }
+
+    /// Answers with an error in the client's shape. The request body is drained first (when
+    /// it is within the limit) so the client reads the answer rather than a reset.
+    async fn respond_error(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        error: ProxyError,
+    ) -> Result<bool> {
+        let within_limit = content_length(session.req_header())
+            .is_none_or(|n| n <= self.settings.max_request_body);
+        if within_limit {
+            if session.drain_request_body().await.is_err() {
+                session.set_keepalive(None);
+            }
+        } else {
+            session.set_keepalive(None);
+        }
+        let mut extra = Vec::new();
+        if let Some(seconds) = &error.retry_after {
+            extra.push(("retry-after", seconds.clone()));
+        }
+        let body = Bytes::from(error.body(ctx.protocol));
+        self.respond(session, ctx, error.status, "application/json", body, &extra)
+            .await
+    }
+
+    /// Reads the whole request body for endpoints answered locally.
+    async fn read_body(&self, session: &mut Session) -> std::result::Result<Bytes, ProxyError> {
+        let mut body = BodyCollector::default();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => body.push(&chunk, self.settings.max_request_body)?,
+                Ok(None) => return Ok(body.take()),
+                Err(e) => {
+                    return Err(ProxyError::new(
+                        ErrorKind::InvalidRequest,
+                        format!("cannot read the request body: {}", e.etype().as_str()),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn count_tokens_locally(&self, session: &mut Session, ctx: &Ctx) -> Result<bool> {
+        let body = match self.read_body(session).await {
+            Ok(b) => b,
+            Err(e) => return self.respond_error(session, ctx, e).await,
+        };
+        let request: CountTokensRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                let error = ProxyError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("invalid request body: {e}"),
+                );
+                return self.respond_error(session, ctx, error).await;
+            }
+        };
+        let tokens = count_request(&request);
+        let body = Bytes::from(format!("{{\"input_tokens\":{tokens}}}"));
+        self.respond(session, ctx, 200, "application/json", body, &[])
+            .await
+    }
+
+    async fn list_models(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        adapter: &Adapter,
+    ) -> Result<bool> {
+        let models = adapter.listed_models();
+        let body = match ctx.protocol {
+            ClientProtocol::Anthropic => {
+                let data: Vec<serde_json::Value> = models
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({"type": "model", "id": m, "display_name": m,
+                            "created_at": "2025-01-01T00:00:00Z"})
+                    })
+                    .collect();
+                serde_json::json!({"data": data, "has_more": false,
+                    "first_id": models.first(), "last_id": models.last()})
+            }
+            ClientProtocol::OpenAi => {
+                let data: Vec<serde_json::Value> = models
+                    .iter()
+                    .map(|m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": adapter.name}))
+                    .collect();
+                serde_json::json!({"object": "list", "data": data})
+            }
+        };
+        self.respond(
+            session,
+            ctx,
+            200,
+            "application/json",
+            Bytes::from(body.to_string()),
+            &[],
+        )
+        .await
+    }
+}
+
+/// The client's key: `x-api-key`, or `Authorization: Bearer`.
+pub fn client_key(req: &RequestHeader) -> Option<&str> {
+    if let Some(v) = req.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if !v.is_empty() {
+            return Some(v);
+        }
+    }
+    let auth = req.headers.get("authorization")?.to_str().ok()?.trim();
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn content_length(req: &RequestHeader) -> Option<usize> {
+    req.headers
+        .get("content-length")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Turns a Pingora error into the client's error (no secrets: Pingora's messages name hosts
+/// and error kinds, never headers).
+fn upstream_failure(e: &Error, source: Option<&Source>) -> ProxyError {
+    let host = source.map_or_else(String::new, |s| format!(" {}", s.endpoint.host_header()));
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => ProxyError::new(
+            ErrorKind::Timeout,
+            format!("timed out connecting to the provider{host}"),
+        )
+        .with_status(504),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => ProxyError::new(
+            ErrorKind::Timeout,
+            format!("the provider{host} did not answer in time"),
+        )
+        .with_status(504),
+        ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
+            ProxyError::new(
+                ErrorKind::Api,
+                format!(
+                    "cannot connect to the provider{host}: {}",
+                    e.etype().as_str()
+                ),
+            )
+            .with_status(502)
+        }
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+            ProxyError::new(
+                ErrorKind::Api,
+                format!("TLS with the provider{host} failed: {}", e.etype().as_str()),
+            )
+            .with_status(502)
+        }
+        ErrorType::HTTPStatus(code) => {
+            ProxyError::new(ErrorKind::from_status(*code), "request failed").with_status(*code)
+        }
+        _ if e.esource() == &ErrorSource::Upstream => ProxyError::new(
+            ErrorKind::Api,
+            format!(
+                "the connection to the provider{host} failed: {}",
+                e.etype().as_str()
+            ),
+        )
+        .with_status(502),
+        _ => ProxyError::new(ErrorKind::Api, "internal error").with_status(500),
+    }
+}
+
+/// A Pingora error that carries a status for the logs; the client sees `ctx.error`.
+fn fail(ctx: &mut Ctx, error: ProxyError) -> Box<Error> {
+    let status = error.status;
+    ctx.error = Some(error);
+    Error::new(ErrorType::HTTPStatus(status))
+}
+
+#[async_trait]
+impl ProxyHttp for FlexiProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            request_id: ids::request_id(),
+            started: Instant::now(),
+            route: Route::NotFound,
+            protocol: ClientProtocol::Anthropic,
+            snapshot: None,
+            adapter: None,
+            key_label: None,
+            plan: None,
+            request_body: BodyCollector::default(),
+            prepared: None,
+            shaper: None,
+            error: None,
+            upstream_status: None,
+            effective_status: None,
+            first_byte: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.route = route::route(req.method.as_str(), &req.uri.to_string());
+        let anthropic_headers =
+            req.headers.contains_key("anthropic-version") || req.headers.contains_key("x-api-key");
+        ctx.protocol = route::client_protocol(ctx.route, anthropic_headers);
+
+        match ctx.route {
+            Route::Probe => {
+                return self
+                    .respond(
+                        session,
+                        ctx,
+                        200,
+                        "text/plain",
+                        Bytes::from_static(b"ok\n"),
+                        &[],
+                    )
+                    .await;
+            }
+            Route::Health => {
+                let body = Bytes::from_static(b"{\"status\":\"ok\"}");
+                return self
+                    .respond(session, ctx, 200, "application/json", body, &[])
+                    .await;
+            }
+            Route::Ready => {
+                let (status, body) = if self.shutting_down.load(Ordering::Relaxed) {
+                    (503, &b"{\"status\":\"shutting down\"}"[..])
+                } else {
+                    (200, &b"{\"status\":\"ready\"}"[..])
+                };
+                return self
+                    .respond(
+                        session,
+                        ctx,
+                        status,
+                        "application/json",
+                        Bytes::from_static(body),
+                        &[],
+                    )
+                    .await;
+            }
+            Route::NotFound => {
+                let path = req.uri.path().to_owned();
+                let e = ProxyError::new(ErrorKind::NotFound, format!("no endpoint at {path}"));
+                return self.respond_error(session, ctx, e).await;
+            }
+            Route::MethodNotAllowed => {
+                let e = ProxyError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("{} is not allowed here", req.method),
+                )
+                .with_status(405);
+                return self.respond_error(session, ctx, e).await;
+            }
+            _ => {}
+        }
+
+        // One snapshot for the whole request.
+        let snapshot = self.live.load_full();
+        let Some(key) = client_key(req) else {
+            let e = ProxyError::new(
+                ErrorKind::Authentication,
+                "missing API key: send it as `x-api-key` or `Authorization: Bearer`",
+            );
+            return self.respond_error(session, ctx, e).await;
+        };
+        let (adapter, label) = match snapshot.lookup(key, SystemTime::now()) {
+            KeyLookup::Found(adapter, entry) => (adapter.clone(), entry.label.clone()),
+            KeyLookup::Expired => {
+                let e = ProxyError::new(ErrorKind::Authentication, "this API key has expired");
+                return self.respond_error(session, ctx, e).await;
+            }
+            KeyLookup::Unknown => {
+                let e = ProxyError::new(ErrorKind::Authentication, "invalid API key");
+                return self.respond_error(session, ctx, e).await;
+            }
+        };
+        ctx.snapshot = Some(snapshot);
+        ctx.key_label = label;
+        ctx.adapter = Some(adapter.clone());
+
+        if let ApiKey::MissingEnv(var) = &adapter.source.api_key {
+            let e = ProxyError::new(
+                ErrorKind::Api,
+                format!("adapter `{}` is not usable: environment variable {var} is not set on the proxy", adapter.name),
+            )
+            .with_status(503);
+            return self.respond_error(session, ctx, e).await;
+        }
+
+        let plan = match (ctx.route, adapter.source.protocol) {
+            (Route::Models, _) => return self.list_models(session, ctx, &adapter).await,
+            (Route::CountTokens, SourceProtocol::OpenAi) => {
+                return self.count_tokens_locally(session, ctx).await;
+            }
+            (Route::Messages, SourceProtocol::OpenAi) => Plan::AnthropicToOpenAi,
+            (Route::Messages | Route::CountTokens, SourceProtocol::Anthropic) => {
+                Plan::Passthrough(ClientProtocol::Anthropic)
+            }
+            (Route::ChatCompletions, SourceProtocol::OpenAi) => {
+                Plan::Passthrough(ClientProtocol::OpenAi)
+            }
+            (Route::ChatCompletions, SourceProtocol::Anthropic) => {
+                let e = ProxyError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "adapter `{}` has an Anthropic-protocol source; OpenAI clients cannot use it yet (use the Anthropic Messages API at /v1/messages)",
+                        adapter.name
+                    ),
+                );
+                return self.respond_error(session, ctx, e).await;
+            }
+            _ => {
+                let e = ProxyError::new(ErrorKind::NotFound, "no such endpoint");
+                return self.respond_error(session, ctx, e).await;
+            }
+        };
+        ctx.plan = Some(plan);
+
+        if content_length(session.req_header()).is_some_and(|n| n > self.settings.max_request_body)
+        {
+            let e = exchange::too_large(self.settings.max_request_body);
+            return self.respond_error(session, ctx, e).await;
+        }
+        // Lets Pingora replay a small body if a reused upstream connection turns out dead.
+        session.as_mut().enable_retry_buffering();
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(source) = self.source(ctx) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no adapter for upstream",
+            ));
+        };
+        let endpoint = &source.endpoint;
+        match self.dns.resolve(&endpoint.host, endpoint.port).await {
+            Ok(addr) => Ok(Box::new(upstream::peer(addr, endpoint, &source.timeouts))),
+            Err(message) => {
+                let e = ProxyError::new(
+                    ErrorKind::Api,
+                    format!("the provider is unreachable: {message}"),
+                )
+                .with_status(502);
+                Err(fail(ctx, e))
+            }
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let (Some(source), Some(plan)) = (self.source(ctx), ctx.plan) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no plan for upstream request",
+            ));
+        };
+        let endpoint = &source.endpoint;
+        let client = session.req_header();
+        let query = client
+            .uri
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let path = match (plan, ctx.route) {
+            (Plan::Passthrough(ClientProtocol::Anthropic), Route::CountTokens) => {
+                format!("{}/v1/messages/count_tokens{query}", endpoint.path)
+            }
+            (Plan::Passthrough(ClientProtocol::Anthropic), _) => {
+                format!("{}/v1/messages{query}", endpoint.path)
+            }
+            _ => format!("{}/chat/completions", endpoint.path),
+        };
+        // Keep only what the provider needs from the client's headers.
+        let anthropic_version = client.headers.get("anthropic-version").cloned();
+        let anthropic_beta = client.headers.get("anthropic-beta").cloned();
+        let names: Vec<http::HeaderName> = upstream_request.headers.keys().cloned().collect();
+        for name in names {
+            upstream_request.remove_header(&name);
+        }
+        upstream_request.set_method(http::Method::POST);
+        upstream_request.set_uri(
+            path.parse()
+                .map_err(|_| Error::explain(ErrorType::InternalError, "invalid upstream path"))?,
+        );
+        upstream_request.insert_header("host", endpoint.host_header())?;
+        upstream_request.insert_header("content-type", "application/json")?;
+        // The body filters must see plain bytes.
+        upstream_request.insert_header("accept-encoding", "identity")?;
+        upstream_request.insert_header(
+            "user-agent",
+            concat!("flexiproxy/", env!("CARGO_PKG_VERSION")),
+        )?;
+        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        let ApiKey::Present(key) = &source.api_key else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "adapter without provider key",
+            ));
+        };
+        let bearer = || format!("Bearer {}", key.expose());
+        match plan {
+            Plan::Passthrough(ClientProtocol::Anthropic) => {
+                match source.auth_header {
+                    AuthHeader::XApiKey => {
+                        upstream_request.insert_header("x-api-key", key.expose())?
+                    }
+                    AuthHeader::Bearer => {
+                        upstream_request.insert_header("authorization", bearer())?
+                    }
+                }
+                let version = anthropic_version
+                    .unwrap_or_else(|| http::HeaderValue::from_static("2023-06-01"));
+                upstream_request.insert_header("anthropic-version", version)?;
+                if let Some(beta) = anthropic_beta.filter(|_| !source.strip_anthropic_beta) {
+                    upstream_request.insert_header("anthropic-beta", beta)?;
+                }
+            }
+            _ => upstream_request.insert_header("authorization", bearer())?,
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // A retry replays the body: send the prepared one again.
+        if let Some(prepared) = &ctx.prepared {
+            *body = end_of_stream.then(|| prepared.body.clone());
+            return Ok(());
+        }
+        if let Some(chunk) = body.take()
+            && let Err(e) = ctx
+                .request_body
+                .push(&chunk, self.settings.max_request_body)
+        {
+            return Err(fail(ctx, e));
+        }
+        if !end_of_stream {
+            // Hold everything back; `None` here would end the upstream body.
+            *body = Some(Bytes::new());
+            return Ok(());
+        }
+        let (Some(plan), Some(adapter)) = (ctx.plan, ctx.adapter.clone()) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no plan for request body",
+            ));
+        };
+        let raw = ctx.request_body.take();
+        match exchange::prepare(plan, &raw, &adapter.source) {
+            Ok(prepared) => {
+                *body = Some(prepared.body.clone());
+                ctx.prepared = Some(prepared);
+                Ok(())
+            }
+            Err(e) => Err(fail(ctx, e)),
+        }
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        if upstream_response.status.is_informational() {
+            return Ok(());
+        }
+        ctx.upstream_status = Some(status);
+        ctx.first_byte = Some(Instant::now());
+        let (Some(plan), Some(prepared)) = (ctx.plan, ctx.prepared.as_ref()) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "response without a prepared request",
+            ));
+        };
+        let content_type = upstream_response
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let shaper = ResponseShaper::new(
+            plan,
+            status,
+            &content_type,
+            prepared,
+            &message_id(&ctx.request_id),
+        );
+        if shaper.rewrites_body() {
+            let retry_after = upstream_response.headers.get("retry-after").cloned();
+            let names: Vec<http::HeaderName> = upstream_response.headers.keys().cloned().collect();
+            for name in names {
+                upstream_response.remove_header(&name);
+            }
+            if !(200..600).contains(&status) || (300..400).contains(&status) {
+                upstream_response.set_status(502)?;
+            }
+            if shaper.is_stream() {
+                upstream_response
+                    .insert_header("content-type", "text/event-stream; charset=utf-8")?;
+                upstream_response.insert_header("cache-control", "no-cache")?;
+            } else {
+                upstream_response.insert_header("content-type", "application/json")?;
+            }
+            if let Some(v) = retry_after {
+                upstream_response.insert_header("retry-after", v)?;
+            }
+        } else {
+            upstream_response.remove_header("set-cookie");
+        }
+        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        ctx.shaper = Some(shaper);
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(shaper) = ctx.shaper.as_mut() {
+            let shaped = shaper.feed(body.as_deref(), end_of_stream);
+            *body = shaped.body;
+            if shaped.error_status.is_some() {
+                ctx.effective_status = shaped.error_status;
+            }
+        }
+        Ok(None)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        // A reused connection the provider had closed: retry once on a fresh one when nothing
+        // reached the client and the body can be replayed.
+        let replayable = ctx.shaper.is_none() && !session.as_ref().retry_buffer_truncated();
+        if replayable {
+            e.retry.decide_reuse(client_reused);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let client_gone = e.esource() == &ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            );
+        let error = ctx
+            .error
+            .take()
+            .unwrap_or_else(|| upstream_failure(e, self.source(ctx)));
+        let mut code = error.status;
+        if client_gone {
+            code = 0;
+        } else if let Some(sent) = session.response_written() {
+            // Headers are out: end what the client is reading in a well-formed way.
+            code = sent.status.as_u16();
+            let tail = ctx.shaper.as_mut().and_then(|s| s.fail(&error));
+            if let Some(tail) = tail {
+                let _ = session.write_response_body(Some(tail), true).await;
+            }
+        } else {
+            session.set_keepalive(None);
+            let _ = self.respond_error(session, ctx, error.clone()).await;
+        }
+        ctx.effective_status = Some(code);
+        ctx.error = Some(error);
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = ctx
+            .effective_status
+            .or_else(|| session.response_written().map(|r| r.status.as_u16()))
+            .unwrap_or(0);
+        tracing::debug!(
+            target: "flexiproxy::access",
+            request_id = %ctx.request_id,
+            route = ctx.route.name(),
+            adapter = ctx.adapter.as_ref().map(|a| a.name.as_str()),
+            status,
+            error = e.map(|e| e.etype().as_str()),
+            "request done"
+        );
+    }
+}
