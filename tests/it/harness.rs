@@ -1,0 +1,214 @@
+//! Test harness: a real FlexiProxy (Pingora listener on 127.0.0.1) started in-process on its
+//! own thread from a temporary config directory, plus helpers to write adapter files and
+//! to wait on conditions with a deadline.
+
+use flexiproxy::config::server::ServerConfig;
+use flexiproxy::config::watch::LiveConfig;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The demo key every test adapter accepts unless told otherwise.
+pub const KEY: &str = "fp-test-key-0001";
+/// A provider key whose appearance anywhere (logs, errors) would be a leak.
+pub const PROVIDER_KEY: &str = "sk-canary-provider-7f3a9c";
+
+pub fn sha256_hex(s: &str) -> String {
+    flexiproxy::config::keys::hash_hex(&flexiproxy::config::keys::hash_key(s))
+}
+
+/// An adapter file for an OpenAI-compatible source at `base_url`, accepting `keys`.
+pub fn adapter_yaml(base_url: &str, keys: &[&str], extra_source: &str) -> String {
+    let mut s = format!(
+        "source:\n  base_url: {base_url}\n  api_key: {PROVIDER_KEY}\n  model: fake-model\n  model_map:\n    - {{ match: \"claude-*haiku*\", model: fake-small }}\n"
+    );
+    for line in extra_source.lines() {
+        s.push_str("  ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    s.push_str("keys:\n");
+    for k in keys {
+        s.push_str(&format!("  - sha256: {}\n    label: test\n", sha256_hex(k)));
+    }
+    s
+}
+
+struct OneShotSignal(Mutex<Option<oneshot::Receiver<ShutdownSignal>>>);
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for OneShotSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let rx = self.0.lock().unwrap().take();
+        match rx {
+            Some(rx) => rx.await.unwrap_or(ShutdownSignal::FastShutdown),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub live: LiveConfig,
+    shutdown: Option<oneshot::Sender<ShutdownSignal>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Proxy {
+    /// Starts a proxy whose adapters directory holds `adapters` (file stem, YAML).
+    pub fn start(adapters: &[(&str, String)]) -> Proxy {
+        Self::start_with("", adapters)
+    }
+
+    /// Same, with extra lines for the server config.
+    pub fn start_with(server_extra: &str, adapters: &[(&str, String)]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("adapters")).unwrap();
+        for (name, yaml) in adapters {
+            std::fs::write(
+                dir.path().join("adapters").join(format!("{name}.yaml")),
+                yaml,
+            )
+            .unwrap();
+        }
+        let port = free_port();
+        let config_path = dir.path().join("flexiproxy.yaml");
+        std::fs::write(
+            &config_path,
+            format!("listen: 127.0.0.1:{port}\nthreads: 2\n{server_extra}"),
+        )
+        .unwrap();
+        let config = ServerConfig::load(&config_path).unwrap();
+        let app = flexiproxy::server::build(&config).unwrap();
+        let live = app.live.clone();
+        let (tx, rx) = oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            app.server.run(RunArgs {
+                shutdown_signal: Box::new(OneShotSignal(Mutex::new(Some(rx)))),
+            });
+        });
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_until(
+            Duration::from_secs(10),
+            "the proxy accepts connections",
+            || TcpStream::connect(addr).is_ok(),
+        );
+        Proxy {
+            addr,
+            dir,
+            live,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn adapters_dir(&self) -> PathBuf {
+        self.dir.path().join("adapters")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("flexiproxy.yaml")
+    }
+
+    /// Writes an adapter file atomically (temp file + rename), as careful tools do.
+    pub fn write_adapter(&self, name: &str, yaml: &str) {
+        write_atomic(&self.adapters_dir().join(format!("{name}.yaml")), yaml);
+    }
+
+    /// The config generation currently live.
+    pub fn generation(&self) -> u64 {
+        self.live.load().generation
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(ShutdownSignal::FastShutdown);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Polls `condition` until it holds, failing the test with `what` after `deadline`.
+pub fn wait_until(deadline: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out after {deadline:?} waiting until {what}");
+}
+
+/// Async version of [`wait_until`] for conditions that need awaiting.
+pub async fn wait_until_async<F, Fut>(deadline: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out after {deadline:?} waiting until {what}");
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A minimal Anthropic request.
+pub fn messages_body(stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 256,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello"}]
+    })
+}
+
+/// Posts an Anthropic request with the test key.
+pub async fn post_messages(proxy: &Proxy, body: &serde_json::Value) -> reqwest::Response {
+    client()
+        .post(proxy.url("/v1/messages?beta=true"))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+        .header("x-stainless-os", "Linux")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
