@@ -1,5 +1,9 @@
 //! Integration tests: a real Pingora listener, a fake provider over real HTTP, and real
-//! clients. One test binary (Pingora links slowly), one module per area.
+//! clients (the official Python SDKs, Claude Code). One test binary (Pingora links slowly),
+//! one module per area.
 
+mod claude_code;
+mod clients;
 mod core;
 mod harness;
+mod sdk;

@@ -1,0 +1,45 @@
+"""Drives the official `anthropic` SDK against FlexiProxy for the Rust end-to-end tests.
+
+usage: anthropic_client.py BASE_URL API_KEY MODE REQUEST_JSON
+MODE is `create` (messages.create) or `stream` (messages.stream(...).get_final_message()).
+Prints one JSON object: {"message": …} on success, {"error": ClassName, "status": …,
+"type": …, "message": …} when the SDK raised.
+"""
+
+import json
+import sys
+
+import anthropic
+
+
+def main() -> None:
+    base_url, api_key, mode, request_json = sys.argv[1:5]
+    request = json.loads(request_json)
+    client = anthropic.Anthropic(base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
+    try:
+        if mode == "create":
+            message = client.messages.create(**request)
+        elif mode == "stream":
+            request.pop("stream", None)
+            with client.messages.stream(**request) as stream:
+                message = stream.get_final_message()
+        else:
+            raise SystemExit(f"unknown mode {mode}")
+        print(json.dumps({"message": message.model_dump(mode="json")}))
+    except anthropic.APIStatusError as e:
+        body = e.body if isinstance(e.body, dict) else {}
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        print(json.dumps({
+            "error": type(e).__name__,
+            "status": e.status_code,
+            "type": error.get("type"),
+            "message": error.get("message"),
+            "retry_after": e.response.headers.get("retry-after"),
+        }))
+    except anthropic.APIError as e:
+        # Errors inside a stream (an `error` event) arrive without a status.
+        print(json.dumps({"error": type(e).__name__, "status": None, "message": str(e)}))
+
+
+if __name__ == "__main__":
+    main()

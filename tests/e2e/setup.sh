@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the real clients the end-to-end tests drive, into target/e2e (idempotent):
+#   python  - a virtualenv with the official `anthropic` and `openai` SDKs
+#   claude  - Claude Code from npm
+# Usage: tests/e2e/setup.sh [python|claude|all]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dir=${FLEXIPROXY_E2E_DIR:-$root/target/e2e}
+what=${1:-all}
+mkdir -p "$dir"
+CLAUDE_CODE_VERSION=2.1.332
+
+setup_python() {
+  if "$dir/venv/bin/python" -c 'import anthropic, openai' 2>/dev/null; then
+    return
+  fi
+  rm -rf "$dir/venv"
+  python3 -m venv "$dir/venv"
+  "$dir/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/e2e/requirements.txt"
+}
+
+setup_claude() {
+  local bin="$dir/node/node_modules/.bin/claude"
+  if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
+    return
+  fi
+  mkdir -p "$dir/node"
+  # The package links its platform binary (an npm dependency) in a postinstall script.
+  npm install --silent --no-audit --no-fund --prefix "$dir/node" "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION"
+  "$bin" --version >/dev/null
+}
+
+case "$what" in
+  python) setup_python ;;
+  claude) setup_claude ;;
+  all) setup_python; setup_claude ;;
+  *) echo "usage: $0 [python|claude|all]" >&2; exit 2 ;;
+esac
