@@ -1,35 +1,104 @@
 //! The `flexiproxy` command: parsing arguments and printing results only; the work happens
-//! in the library.
+//! in the library. `serve` runs the proxy; `check` validates config for CI and deploys;
+//! `adapter …` replaces the seed product's management panel.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use flexiproxy::config::adapter::{ApiKey, SourceProtocol};
+use flexiproxy::config::edit::{self, CreateSpec};
+use flexiproxy::config::presets;
 use flexiproxy::config::server::ServerConfig;
 use flexiproxy::config::snapshot::Loader;
-use std::path::PathBuf;
+use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
     name = "flexiproxy",
     version,
-    about = "LLM-API translation proxy: Anthropic clients on OpenAI-compatible providers"
+    about = "LLM-API translation proxy: Anthropic and OpenAI clients on any provider"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args, Clone)]
+struct Common {
+    /// The server config file.
+    #[arg(long, global = true, default_value = "conf/flexiproxy.yaml")]
+    config: PathBuf,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
     Serve {
-        /// The server config file.
-        #[arg(long, default_value = "conf/flexiproxy.yaml")]
-        config: PathBuf,
+        #[command(flatten)]
+        common: Common,
     },
     /// Validate the server config and every adapter file; exit non-zero on any problem.
     Check {
-        #[arg(long, default_value = "conf/flexiproxy.yaml")]
-        config: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Create, list, rotate keys of, and delete adapters.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
+}
+
+#[derive(Subcommand)]
+enum AdapterCommand {
+    /// Create an adapter and print its new API key (shown once) and client setup.
+    Create {
+        name: String,
+        /// A known provider: fills in the base URL and provider options.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(presets::names()))]
+        provider: Option<String>,
+        /// The provider's base URL (OpenAI-compatible, e.g. https://api.deepseek.com/v1).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// The environment variable holding the provider API key (recommended).
+        #[arg(long, conflicts_with = "api_key")]
+        api_key_env: Option<String>,
+        /// The provider API key itself (stored in the adapter file, mode 0600).
+        #[arg(long)]
+        api_key: Option<String>,
+        /// The provider model to use.
+        #[arg(long)]
+        model: String,
+        /// A label for the new client key (e.g. the machine it goes to).
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List adapters (never shows a secret).
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Issue a new key; old keys stop working now, or after --grace.
+    Rotate {
+        name: String,
+        /// Keep old keys working this long (e.g. 1h, 7d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Option<Duration>,
+        /// Rotate only the keys with this label.
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete an adapter (all its keys stop working).
+    Delete {
+        name: String,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -42,56 +111,256 @@ fn init_logging() {
         .init();
 }
 
+fn load(path: &Path) -> Result<ServerConfig, String> {
+    ServerConfig::load(path).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { config } => {
-            init_logging();
-            let config = match ServerConfig::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let app = match flexiproxy::server::build(&config) {
-                Ok(app) => app,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            tracing::info!(
-                listeners = ?config.listeners.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
-                base_url = %config.public_base_url,
-                "flexiproxy starting"
-            );
-            flexiproxy::server::run(app);
-            ExitCode::SUCCESS
+    let result = match Cli::parse().command {
+        Command::Serve { common } => serve(&common.config),
+        Command::Check { common } => check(&common),
+        Command::Adapter(cmd) => adapter(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
         }
-        Command::Check { config } => check(&config),
     }
 }
 
-fn check(path: &PathBuf) -> ExitCode {
-    let config = match ServerConfig::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+fn serve(path: &Path) -> Result<ExitCode, String> {
+    init_logging();
+    let config = load(path)?;
+    let app = flexiproxy::server::build(&config).map_err(|e| e.to_string())?;
+    tracing::info!(
+        listeners = ?config.listeners.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
+        base_url = %config.public_base_url,
+        "flexiproxy starting"
+    );
+    flexiproxy::server::run(app);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(common: &Common) -> Result<ExitCode, String> {
+    let config = load(&common.config)?;
     let mut loader = Loader::new(&config.adapters_dir, config.max_adapters);
     let report = loader.reload();
-    for e in &report.errors {
-        eprintln!("{e}");
-    }
     let n = report.snapshot.adapters.len();
-    if report.errors.is_empty() {
-        println!("ok: {} and {n} adapter(s) are valid", path.display());
-        ExitCode::SUCCESS
+    if common.json {
+        let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+        println!(
+            "{}",
+            json!({"ok": errors.is_empty(), "adapters": n, "errors": errors})
+        );
     } else {
-        eprintln!("{} problem(s) found", report.errors.len());
-        ExitCode::FAILURE
+        for e in &report.errors {
+            eprintln!("{e}");
+        }
+    }
+    if report.errors.is_empty() {
+        if !common.json {
+            println!(
+                "ok: {} and {n} adapter(s) are valid",
+                common.config.display()
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if !common.json {
+            eprintln!("{} problem(s) found", report.errors.len());
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
+    match cmd {
+        AdapterCommand::Create {
+            name,
+            provider,
+            base_url,
+            api_key_env,
+            api_key,
+            model,
+            label,
+            common,
+        } => {
+            let config = load(&common.config)?;
+            let spec = CreateSpec {
+                name: name.clone(),
+                provider,
+                base_url,
+                api_key_env,
+                api_key,
+                model,
+                label,
+            };
+            let created = edit::create(&config, &spec).map_err(|e| e.to_string())?;
+            print_setup(
+                &config,
+                &name,
+                &created.file,
+                created.key.expose(),
+                created.protocol,
+                common.json,
+                true,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AdapterCommand::List { common } => {
+            let config = load(&common.config)?;
+            let mut loader = Loader::new(&config.adapters_dir, config.max_adapters);
+            let report = loader.reload();
+            let rows: Vec<serde_json::Value> = report
+                .snapshot
+                .adapters
+                .iter()
+                .map(|a| {
+                    let status = match &a.source.api_key {
+                        ApiKey::Present(_) => "ok".to_owned(),
+                        ApiKey::MissingEnv(var) => format!("{var} not set"),
+                    };
+                    json!({
+                        "name": a.name,
+                        "file": a.file.display().to_string(),
+                        "protocol": match a.source.protocol { SourceProtocol::OpenAi => "openai", SourceProtocol::Anthropic => "anthropic" },
+                        "source_host": a.source.endpoint.host_header(),
+                        "model": a.source.model,
+                        "keys": a.keys.len(),
+                        "status": status,
+                    })
+                })
+                .collect();
+            let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+            if common.json {
+                println!(
+                    "{}",
+                    json!({"adapters": rows, "errors": errors, "max_adapters": config.max_adapters})
+                );
+            } else {
+                println!(
+                    "{:<20} {:<10} {:<36} {:<28} {:>4}  STATUS",
+                    "NAME", "PROTOCOL", "SOURCE", "MODEL", "KEYS"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<20} {:<10} {:<36} {:<28} {:>4}  {}",
+                        r["name"].as_str().unwrap_or_default(),
+                        r["protocol"].as_str().unwrap_or_default(),
+                        r["source_host"].as_str().unwrap_or_default(),
+                        r["model"].as_str().unwrap_or_default(),
+                        r["keys"],
+                        r["status"].as_str().unwrap_or_default()
+                    );
+                }
+                if let Some(max) = config.max_adapters {
+                    println!("{} of at most {max} adapters", rows.len());
+                }
+                for e in &errors {
+                    eprintln!("problem: {e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AdapterCommand::Rotate {
+            name,
+            grace,
+            label,
+            common,
+        } => {
+            let config = load(&common.config)?;
+            let (file, key) =
+                edit::rotate(&config, &name, grace, label.as_deref()).map_err(|e| e.to_string())?;
+            let protocol = Loader::new(&config.adapters_dir, None)
+                .reload()
+                .snapshot
+                .adapter(&name)
+                .map_or(SourceProtocol::OpenAi, |a| a.source.protocol);
+            if !common.json {
+                match grace {
+                    Some(g) => println!(
+                        "Old key(s) of `{name}` keep working for {}.",
+                        humantime::format_duration(g)
+                    ),
+                    None => println!("Old key(s) of `{name}` no longer work."),
+                }
+            }
+            print_setup(
+                &config,
+                &name,
+                &file,
+                key.expose(),
+                protocol,
+                common.json,
+                false,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AdapterCommand::Delete { name, common } => {
+            let config = load(&common.config)?;
+            let file = edit::delete(&config, &name).map_err(|e| e.to_string())?;
+            if common.json {
+                println!(
+                    "{}",
+                    json!({"deleted": name, "file": file.display().to_string()})
+                );
+            } else {
+                println!(
+                    "Deleted adapter `{name}` ({}); its keys no longer work.",
+                    file.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints the new key once, the base URL, and ready-to-paste client setup.
+fn print_setup(
+    config: &ServerConfig,
+    name: &str,
+    file: &Path,
+    key: &str,
+    protocol: SourceProtocol,
+    as_json: bool,
+    created: bool,
+) {
+    let base = &config.public_base_url;
+    let settings = json!({"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}});
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "name": name,
+                "file": file.display().to_string(),
+                "key": key,
+                "base_url": base,
+                "openai_base_url": format!("{base}/v1"),
+                "claude_code": {"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}, "settings_json": settings},
+            })
+        );
+        return;
+    }
+    if created {
+        println!("Created adapter `{name}` ({}).\n", file.display());
+    }
+    println!("API key — shown once; store it now (only its SHA-256 is kept):\n  {key}\n");
+    println!("Base URL:\n  {base}\n");
+    println!(
+        "Claude Code, in your shell:\n  export ANTHROPIC_BASE_URL={base}\n  export ANTHROPIC_AUTH_TOKEN={key}\n"
+    );
+    println!(
+        "Claude Code, in .claude/settings.json (then `claude --settings .claude/settings.json`):\n{}\n",
+        serde_json::to_string_pretty(&settings).unwrap_or_default()
+    );
+    println!(
+        "Cline: API Provider \"Anthropic\", API Key = the key above, tick \"Use custom base URL\" = {base}"
+    );
+    if protocol == SourceProtocol::OpenAi {
+        println!(
+            "OpenAI clients (SDKs, Cline \"OpenAI Compatible\"): base URL {base}/v1 with the same key"
+        );
     }
 }

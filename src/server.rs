@@ -47,7 +47,10 @@ pub fn build(config: &ServerConfig) -> anyhow::Result<App> {
         "adapters loaded"
     );
     let live: LiveConfig = Arc::new(ArcSwap::new(report.snapshot.clone()));
-    let watcher = ConfigWatcher::new(loader, live.clone());
+    let watcher = ConfigWatcher::new(
+        loader.with_settle(crate::config::watch::SETTLE),
+        live.clone(),
+    );
 
     let mut conf = ServerConf {
         threads: config.threads,

@@ -4,6 +4,7 @@
 //! edits the CLI makes (`edit`).
 
 pub mod adapter;
+pub mod edit;
 pub mod keys;
 pub mod presets;
 pub mod server;

@@ -97,16 +97,25 @@ pub struct ReloadReport {
     pub changed: bool,
     /// Every current problem, one per file.
     pub errors: Vec<ConfigError>,
+    /// Some file changed too recently to be trusted complete; reload again shortly.
+    pub unsettled: bool,
 }
+
+/// Looks up environment variables (injectable for tests).
+pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Builds snapshots from an adapters directory, keeping each file's last good version.
 pub struct Loader {
     dir: PathBuf,
     max_adapters: Option<usize>,
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvLookup,
     files: BTreeMap<PathBuf, FileState>,
     generation: u64,
     current: Arc<Snapshot>,
+    /// A changed file is only read once it has been left alone this long, so a file being
+    /// written in several steps is not taken half-written.
+    settle: std::time::Duration,
+    unsettled: bool,
 }
 
 /// Adapter files: `*.yaml`/`*.yml`, not hidden (editors' temp files and Kubernetes' `..data`
@@ -126,7 +135,7 @@ impl Loader {
     pub fn with_env(
         dir: impl Into<PathBuf>,
         max_adapters: Option<usize>,
-        env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+        env: EnvLookup,
     ) -> Loader {
         Loader {
             dir: dir.into(),
@@ -135,7 +144,16 @@ impl Loader {
             files: BTreeMap::new(),
             generation: 0,
             current: Arc::new(Snapshot::default()),
+            settle: std::time::Duration::ZERO,
+            unsettled: false,
         }
+    }
+
+    /// Waits for changed files to be quiet for `settle` before reading them (for watching a
+    /// live directory; one-off loads read everything at once).
+    pub fn with_settle(mut self, settle: std::time::Duration) -> Loader {
+        self.settle = settle;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -148,6 +166,7 @@ impl Loader {
 
     /// Rescans the directory and builds the next snapshot.
     pub fn reload(&mut self) -> ReloadReport {
+        self.unsettled = false;
         let mut dir_error = None;
         let mut seen = Vec::new();
         match std::fs::read_dir(&self.dir) {
@@ -197,11 +216,24 @@ impl Loader {
             snapshot: self.current.clone(),
             changed,
             errors,
+            unsettled: self.unsettled,
         }
     }
 
     /// Reads and parses one file if its content changed since the last look.
     fn refresh_file(&mut self, path: PathBuf) {
+        if !self.settle.is_zero()
+            && let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified())
+        {
+            let now = SystemTime::now();
+            // Recently modified (but not absurdly in the future): maybe still being written.
+            let recent =
+                modified + self.settle > now && modified < now + std::time::Duration::from_secs(1);
+            if recent {
+                self.unsettled = true;
+                return;
+            }
+        }
         let state = self.files.entry(path.clone()).or_default();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,

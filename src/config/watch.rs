@@ -27,6 +27,8 @@ const QUIET: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_millis(400);
 /// The safety-net rescan interval.
 const RESCAN: Duration = Duration::from_secs(1);
+/// A changed file must be left alone this long before it is read (see [`Loader::with_settle`]).
+pub const SETTLE: Duration = Duration::from_millis(100);
 
 /// Observers of reloads (metrics); called after each reload with its report.
 pub type ReloadHook = Box<dyn Fn(&ReloadReport) + Send + Sync>;
@@ -52,7 +54,8 @@ impl ConfigWatcher {
         self
     }
 
-    /// Reloads now and logs what changed; returns whether the live config changed.
+    /// Reloads now and logs what changed; returns whether some file was too fresh to read
+    /// (the caller reloads again shortly).
     pub fn reload(&self, reported: &mut HashSet<String>) -> bool {
         let report = {
             let mut loader = match self.loader.lock() {
@@ -68,7 +71,7 @@ impl ConfigWatcher {
         if let Some(hook) = &self.hook {
             hook(&report);
         }
-        report.changed
+        report.unsettled
     }
 
     /// Watches until `shutdown` turns true.
@@ -94,8 +97,16 @@ impl ConfigWatcher {
         let mut reported = HashSet::new();
         let mut rescan = tokio::time::interval(RESCAN);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recheck: Option<tokio::time::Instant> = None;
         loop {
+            let recheck_at = recheck.unwrap_or_else(|| tokio::time::Instant::now() + RESCAN * 3600);
             tokio::select! {
+                _ = tokio::time::sleep_until(recheck_at), if recheck.is_some() => {
+                    recheck = None;
+                    if self.reload(&mut reported) {
+                        recheck = Some(tokio::time::Instant::now() + SETTLE);
+                    }
+                }
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
                         return;
@@ -115,10 +126,14 @@ impl ConfigWatcher {
                             _ => break,
                         }
                     }
-                    self.reload(&mut reported);
+                    if self.reload(&mut reported) {
+                        recheck = Some(tokio::time::Instant::now() + SETTLE);
+                    }
                 }
                 _ = rescan.tick() => {
-                    self.reload(&mut reported);
+                    if self.reload(&mut reported) {
+                        recheck = Some(tokio::time::Instant::now() + SETTLE);
+                    }
                 }
             }
         }

@@ -149,11 +149,7 @@ pub fn repair_json_object(s: &str) -> Option<String> {
             '"' => in_string = true,
             '{' => closers.push('}'),
             '[' => closers.push(']'),
-            '}' | ']' => {
-                if closers.pop() != Some(c) {
-                    return None;
-                }
-            }
+            '}' | ']' if closers.pop() != Some(c) => return None,
             _ => {}
         }
     }

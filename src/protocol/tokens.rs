@@ -93,7 +93,7 @@ mod tests {
         .unwrap();
         let s = count_request(&small);
         let b = count_request(&big);
-        assert!(s >= 5 && s < 10, "{s}");
+        assert!((5..10).contains(&s), "{s}");
         assert!(b > s + 20, "{b} vs {s}");
     }
 }

@@ -212,3 +212,62 @@ pub async fn post_messages(proxy: &Proxy, body: &serde_json::Value) -> reqwest::
         .await
         .unwrap()
 }
+
+/// FlexiProxy as a separate process (`flexiproxy serve`), for what only a real process shows:
+/// its log output and signal handling.
+pub struct ProcessProxy {
+    pub addr: SocketAddr,
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl ProcessProxy {
+    /// Starts `flexiproxy serve --config <config>`; stderr (the log) goes to a file.
+    pub fn spawn(config: &Path, port: u16, env: &[(&str, &str)]) -> ProcessProxy {
+        let log = config.with_file_name(format!("flexiproxy-{port}.log"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_until(
+            Duration::from_secs(10),
+            "the proxy process accepts connections",
+            || TcpStream::connect(addr).is_ok(),
+        );
+        ProcessProxy { addr, child, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal to the process.
+    #[allow(dead_code)] // used by the shutdown tests to come
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for ProcessProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

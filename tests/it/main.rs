@@ -6,4 +6,5 @@ mod claude_code;
 mod clients;
 mod core;
 mod harness;
+mod reload;
 mod sdk;

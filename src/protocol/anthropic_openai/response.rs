@@ -45,8 +45,10 @@ pub fn translate_response(
     let completion: ChatCompletion = serde_json::from_slice(body).map_err(|e| {
         ResponseError::Malformed(format!("the provider sent an unreadable response: {e}"))
     })?;
-    if completion.choices.is_none() {
-        if let Some(err) = completion.error {
+    if completion.choices.is_none()
+        && let Some(err) = completion.error
+    {
+        {
             let parsed = serde_json::from_str::<serde_json::Value>(err.get())
                 .ok()
                 .and_then(|v| ProviderError::from_value(&serde_json::json!({ "error": v })))

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine with a Rust toolchain lacks for building and testing
+# FlexiProxy: cmake (Pingora builds zlib-ng with it), a C compiler, Python's venv module
+# (the SDK end-to-end tests), and Node.js/npm (Claude Code end-to-end test).
+set -euo pipefail
+
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v flock >/dev/null 2>&1 || need+=(util-linux)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if command -v python3 >/dev/null 2>&1; then
+  tmp=$(mktemp -d)
+  python3 -m venv "$tmp/v" >/dev/null 2>&1 || need+=(python3-venv)
+  rm -rf "$tmp"
+fi
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+dpkg -s ca-certificates >/dev/null 2>&1 || need+=(ca-certificates)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+fi
