@@ -349,6 +349,17 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_preset_sets_protocol_and_base_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = server(dir.path(), None);
+        let mut sp = spec("dsa");
+        sp.provider = Some("deepseek-anthropic".into());
+        let c = create(&s, &sp).unwrap();
+        assert_eq!(c.protocol, SourceProtocol::Anthropic);
+        assert_eq!(c.base_url, "https://api.deepseek.com/anthropic");
+    }
+
+    #[test]
     fn create_respects_max_adapters() {
         let dir = tempfile::tempdir().unwrap();
         let s = server(dir.path(), Some(1));

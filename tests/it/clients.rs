@@ -73,3 +73,11 @@ pub fn anthropic_sdk(base_url: &str, key: &str, mode: &str, request: &Value) -> 
         &[base_url, key, mode, &request.to_string()],
     )
 }
+
+/// The official `openai` SDK against `base_url` (which ends in `/v1`).
+pub fn openai_sdk(base_url: &str, key: &str, mode: &str, request: &Value) -> Value {
+    run_python(
+        "openai_client.py",
+        &[base_url, key, mode, &request.to_string()],
+    )
+}

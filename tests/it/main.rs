@@ -6,5 +6,6 @@ mod claude_code;
 mod clients;
 mod core;
 mod harness;
+mod passthrough;
 mod reload;
 mod sdk;

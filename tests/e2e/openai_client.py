@@ -1,0 +1,47 @@
+"""Drives the official `openai` SDK against FlexiProxy for the Rust end-to-end tests.
+
+usage: openai_client.py BASE_URL API_KEY MODE REQUEST_JSON
+MODE is `create` or `stream` (chat.completions.create with stream=True, accumulated).
+Prints {"completion": …} / {"text": …, "tool_calls": …, "chunks": N} or {"error": …}.
+"""
+
+import json
+import sys
+
+import openai
+
+
+def main() -> None:
+    base_url, api_key, mode, request_json = sys.argv[1:5]
+    request = json.loads(request_json)
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
+    try:
+        if mode == "create":
+            completion = client.chat.completions.create(**request)
+            print(json.dumps({"completion": completion.model_dump(mode="json")}))
+        elif mode == "stream":
+            text, calls, chunks, usage = "", {}, 0, None
+            for chunk in client.chat.completions.create(stream=True, **request):
+                chunks += 1
+                if chunk.usage is not None:
+                    usage = chunk.usage.model_dump(mode="json")
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    text += delta.content or ""
+                    for call in delta.tool_calls or []:
+                        entry = calls.setdefault(call.index, {"id": None, "name": "", "arguments": ""})
+                        entry["id"] = entry["id"] or call.id
+                        if call.function is not None:
+                            entry["name"] += call.function.name or ""
+                            entry["arguments"] += call.function.arguments or ""
+            print(json.dumps({"text": text, "tool_calls": [calls[i] for i in sorted(calls)],
+                              "chunks": chunks, "usage": usage}))
+        else:
+            raise SystemExit(f"unknown mode {mode}")
+    except openai.APIStatusError as e:
+        body = e.body if isinstance(e.body, dict) else {}
+        print(json.dumps({"error": type(e).__name__, "status": e.status_code, "body": body}))
+
+
+if __name__ == "__main__":
+    main()
