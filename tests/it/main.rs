@@ -5,6 +5,7 @@
 mod claude_code;
 mod clients;
 mod core;
+mod fidelity;
 mod harness;
 mod passthrough;
 mod reload;
