@@ -1,10 +1,14 @@
 //! FlexiProxy: an LLM-API translation proxy on Pingora.
 //!
 //! - [`protocol`]: wire types and translation, sans-IO.
+//! - [`admin`]: the admin listener (metrics, health, admin endpoints).
 //! - [`config`]: file formats, validation, the live snapshot and hot reload.
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation.
 //! - [`server`]: assembling and running the Pingora server.
+//! - [`telemetry`]: metrics, access log, usage statistics.
+pub mod admin;
 pub mod config;
 pub mod protocol;
 pub mod proxy;
 pub mod server;
+pub mod telemetry;

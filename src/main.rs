@@ -8,6 +8,7 @@ use flexiproxy::config::edit::{self, CreateSpec};
 use flexiproxy::config::presets;
 use flexiproxy::config::server::ServerConfig;
 use flexiproxy::config::snapshot::Loader;
+use flexiproxy::telemetry::usage::{GroupBy, query};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,6 +50,17 @@ enum Command {
     /// Create, list, rotate keys of, and delete adapters.
     #[command(subcommand)]
     Adapter(AdapterCommand),
+    /// Usage totals from the statistics database (when `stats.enabled`).
+    Stats {
+        /// How far back (e.g. 1h, 24h, 30d).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// What to total by.
+        #[arg(long, value_enum, default_value = "adapter")]
+        by: GroupBy,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +132,7 @@ fn main() -> ExitCode {
         Command::Serve { common } => serve(&common.config),
         Command::Check { common } => check(&common),
         Command::Adapter(cmd) => adapter(cmd),
+        Command::Stats { since, by, common } => stats(since, by, &common),
     };
     match result {
         Ok(code) => code,
@@ -140,6 +153,55 @@ fn serve(path: &Path) -> Result<ExitCode, String> {
         "flexiproxy starting"
     );
     flexiproxy::server::run(app);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stats(since: Duration, by: GroupBy, common: &Common) -> Result<ExitCode, String> {
+    let config = load(&common.config)?;
+    let path = match &config.stats {
+        Some(s) => s.path.clone(),
+        None => {
+            return Err(format!(
+                "usage statistics are off: set `stats: {{enabled: true}}` in {}",
+                common.config.display()
+            ));
+        }
+    };
+    if !path.exists() {
+        return Err(format!(
+            "no statistics yet: {} does not exist",
+            path.display()
+        ));
+    }
+    let rows = query(&path, since, by)?;
+    if common.json {
+        println!(
+            "{}",
+            json!({"since_seconds": since.as_secs(), "by": by, "totals": rows})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<40} {:>9} {:>7} {:>14} {:>14} {:>12} {:>10}",
+        "GROUP", "REQUESTS", "ERRORS", "INPUT_TOKENS", "OUTPUT_TOKENS", "CACHE_READ", "AVG_MS"
+    );
+    for r in &rows {
+        println!(
+            "{:<40} {:>9} {:>7} {:>14} {:>14} {:>12} {:>10.0}{}",
+            r.group,
+            r.requests,
+            r.errors,
+            r.input_tokens,
+            r.output_tokens,
+            r.cache_read_tokens,
+            r.avg_duration_ms,
+            if r.estimated > 0 {
+                format!("  ({} estimated)", r.estimated)
+            } else {
+                String::new()
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

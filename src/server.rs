@@ -2,11 +2,16 @@
 //! listener, the config watcher as a background service, and shutdown signals that also flip
 //! readiness.
 
+use crate::admin::AdminApp;
 use crate::config::adapter::ApiKey;
 use crate::config::server::ServerConfig;
 use crate::config::snapshot::Loader;
 use crate::config::watch::{ConfigWatcher, LiveConfig};
 use crate::proxy::{FlexiProxy, ProxySettings};
+use crate::telemetry::Telemetry;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::usage::UsageSink;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
@@ -20,6 +25,7 @@ pub struct App {
     pub server: Server,
     pub live: LiveConfig,
     pub shutting_down: Arc<AtomicBool>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// Loads the adapters (problems are logged, never fatal: a broken adapter file must not stop
@@ -47,10 +53,42 @@ pub fn build(config: &ServerConfig) -> anyhow::Result<App> {
         "adapters loaded"
     );
     let live: LiveConfig = Arc::new(ArcSwap::new(report.snapshot.clone()));
+    let metrics = Arc::new(Metrics::new());
+    metrics.adapters.set(report.snapshot.adapters.len() as i64);
+    metrics.config_errors.set(report.errors.len() as i64);
+    let hook_metrics = metrics.clone();
     let watcher = ConfigWatcher::new(
         loader.with_settle(crate::config::watch::SETTLE),
         live.clone(),
-    );
+    )
+    .with_hook(Box::new(move |report| {
+        if report.changed {
+            hook_metrics.config_reloads.inc();
+            hook_metrics
+                .adapters
+                .set(report.snapshot.adapters.len() as i64);
+        }
+        let errors = report.errors.len() as i64;
+        if errors > hook_metrics.config_errors.get() {
+            hook_metrics.config_reload_failures.inc();
+        }
+        hook_metrics.config_errors.set(errors);
+    }));
+    let access_log = AccessLog::open(&config.access_log)
+        .map_err(|e| anyhow::anyhow!("access log {:?}: {e}", config.access_log))?;
+    let usage = match &config.stats {
+        Some(stats) => {
+            let sink = UsageSink::start(stats, metrics.clone()).map_err(|e| anyhow::anyhow!(e))?;
+            tracing::info!(path = %stats.path.display(), "usage statistics enabled");
+            Some(sink)
+        }
+        None => None,
+    };
+    let telemetry = Arc::new(Telemetry {
+        metrics,
+        access_log,
+        usage,
+    });
 
     let mut conf = ServerConf {
         threads: config.threads,
@@ -70,8 +108,10 @@ pub fn build(config: &ServerConfig) -> anyhow::Result<App> {
         live.clone(),
         ProxySettings {
             max_request_body: config.max_request_body,
+            max_concurrent_requests: config.max_concurrent_requests,
         },
         shutting_down.clone(),
+        telemetry.clone(),
     );
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "flexiproxy");
@@ -92,10 +132,22 @@ pub fn build(config: &ServerConfig) -> anyhow::Result<App> {
     }
     server.add_service(service);
     server.add_service(background_service("config watcher", watcher));
+    if let Some(admin) = &config.admin {
+        let app = AdminApp {
+            telemetry: telemetry.clone(),
+            live: live.clone(),
+            token: admin.token_sha256,
+            stats_path: config.stats.as_ref().map(|s| s.path.clone()),
+        };
+        let mut admin_service = pingora::services::listening::Service::new("admin".to_owned(), app);
+        admin_service.add_tcp(&admin.address.to_string());
+        server.add_service(admin_service);
+    }
     Ok(App {
         server,
         live,
         shutting_down,
+        telemetry,
     })
 }
 

@@ -29,6 +29,58 @@ pub struct ServerFile {
     pub public_base_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLogFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<StatsFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// `false` turns the admin listener off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Default 127.0.0.1:9787.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Hex SHA-256 of the admin token (`Authorization: Bearer <token>` on /admin/*).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    /// `false` turns the access log off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// `stdout` (default), `stderr`, or a file path (appended to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsFile {
+    /// Usage statistics are off unless this is true.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The SQLite database (default `flexiproxy-stats.db` next to this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Records older than this are deleted (default 90d).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention: Option<Duration>,
+    /// Records waiting for the writer before new ones are dropped (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -52,6 +104,9 @@ pub struct LimitsFile {
     /// Largest request body accepted, in bytes (default 32 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body: Option<usize>,
+    /// Concurrent proxied requests across all adapters; more get 529 (default 10000, 0 = no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +125,35 @@ pub struct ServerConfig {
     pub threads: usize,
     pub public_base_url: String,
     pub max_request_body: usize,
+    pub max_concurrent_requests: usize,
+    /// The admin listener (metrics, health, /admin/*), unless turned off.
+    pub admin: Option<AdminConfig>,
+    pub access_log: AccessLogTarget,
+    pub stats: Option<StatsConfig>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+    pub token_sha256: Option<crate::config::keys::KeyHash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsConfig {
+    pub path: PathBuf,
+    pub retention: Duration,
+    pub queue: usize,
+}
+
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9787";
 
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 
@@ -145,7 +228,56 @@ impl ServerConfig {
             };
             format!("{scheme}://{host}:{}", first.address.port())
         });
+        let admin_file = file.admin.clone().unwrap_or_default();
+        let admin = if admin_file.enabled == Some(false) {
+            None
+        } else {
+            let listen = admin_file.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+            let address = listen.parse().map_err(|e| {
+                err(
+                    "admin:",
+                    format!("admin.listen: `{listen}` is not an address:port: {e}"),
+                )
+            })?;
+            let token_sha256 = match &admin_file.token_sha256 {
+                Some(h) => Some(crate::config::keys::parse_hash_hex(h).ok_or_else(|| {
+                    err(
+                        "token_sha256:",
+                        "admin.token_sha256 must be 64 hex digits (the SHA-256 of the token)"
+                            .into(),
+                    )
+                })?),
+                None => None,
+            };
+            Some(AdminConfig {
+                address,
+                token_sha256,
+            })
+        };
+        let log = file.access_log.clone().unwrap_or_default();
+        let access_log = match (log.enabled, log.path.as_deref()) {
+            (Some(false), _) => AccessLogTarget::Off,
+            (_, None | Some("stdout")) => AccessLogTarget::Stdout,
+            (_, Some("stderr")) => AccessLogTarget::Stderr,
+            (_, Some(p)) => AccessLogTarget::File(resolve(Path::new(p))),
+        };
+        let stats = file
+            .stats
+            .as_ref()
+            .filter(|s| s.enabled)
+            .map(|s| StatsConfig {
+                path: resolve(
+                    s.path
+                        .as_deref()
+                        .unwrap_or(Path::new("flexiproxy-stats.db")),
+                ),
+                retention: s.retention.unwrap_or(Duration::from_secs(90 * 24 * 3600)),
+                queue: s.queue.unwrap_or(10_000).max(1),
+            });
         Ok(ServerConfig {
+            admin,
+            access_log,
+            stats,
             path: path.to_owned(),
             listeners,
             adapters_dir: resolve(
@@ -161,6 +293,11 @@ impl ServerConfig {
                 .as_ref()
                 .and_then(|l| l.max_request_body)
                 .unwrap_or(DEFAULT_MAX_REQUEST_BODY),
+            max_concurrent_requests: file
+                .limits
+                .as_ref()
+                .and_then(|l| l.max_concurrent_requests)
+                .unwrap_or(10_000),
         })
     }
 
@@ -181,6 +318,26 @@ mod tests {
         assert_eq!(c.adapters_dir, Path::new("/etc/fp/adapters"));
         assert_eq!(c.public_base_url, "http://127.0.0.1:8787");
         assert_eq!(c.max_request_body, DEFAULT_MAX_REQUEST_BODY);
+        assert_eq!(c.admin.unwrap().address.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(c.access_log, AccessLogTarget::Stdout);
+        assert!(c.stats.is_none(), "usage statistics are off by default");
+    }
+
+    #[test]
+    fn stats_and_admin_options() {
+        let c = ServerConfig::parse(
+            Path::new("/etc/fp/f.yaml"),
+            "stats:\n  enabled: true\n  retention: 7d\nadmin:\n  enabled: false\naccess_log:\n  path: logs/access.log\n",
+        )
+        .unwrap();
+        let stats = c.stats.unwrap();
+        assert_eq!(stats.path, Path::new("/etc/fp/flexiproxy-stats.db"));
+        assert_eq!(stats.retention, Duration::from_secs(7 * 86400));
+        assert!(c.admin.is_none());
+        assert_eq!(
+            c.access_log,
+            AccessLogTarget::File("/etc/fp/logs/access.log".into())
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@
 pub mod errors;
 pub mod exchange;
 pub mod ids;
+pub mod limits;
+mod report;
 pub mod route;
 pub mod upstream;
 
@@ -25,6 +27,7 @@ use crate::config::snapshot::{KeyLookup, Snapshot};
 use crate::config::watch::LiveConfig;
 use crate::protocol::anthropic::{CountTokensRequest, ErrorKind};
 use crate::protocol::tokens::count_request;
+use crate::telemetry::Telemetry;
 use async_trait::async_trait;
 use bytes::Bytes;
 use errors::{ClientProtocol, ProxyError};
@@ -42,6 +45,8 @@ use std::time::{Instant, SystemTime};
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
     pub max_request_body: usize,
+    /// Concurrent proxied requests across all adapters (0 = unlimited).
+    pub max_concurrent_requests: usize,
 }
 
 pub struct FlexiProxy {
@@ -50,15 +55,24 @@ pub struct FlexiProxy {
     dns: upstream::Dns,
     /// Set when shutdown begins; readiness turns 503.
     shutting_down: Arc<AtomicBool>,
+    telemetry: Arc<Telemetry>,
+    limiter: limits::Limiter,
 }
 
 impl FlexiProxy {
-    pub fn new(live: LiveConfig, settings: ProxySettings, shutting_down: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        live: LiveConfig,
+        settings: ProxySettings,
+        shutting_down: Arc<AtomicBool>,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
         FlexiProxy {
+            limiter: limits::Limiter::new(settings.max_concurrent_requests),
             live,
             settings,
             dns: upstream::Dns::new(),
             shutting_down,
+            telemetry,
         }
     }
 }
@@ -83,6 +97,15 @@ pub struct Ctx {
     /// The status the client saw, when it differs from the header (an error inside a 200).
     pub effective_status: Option<u16>,
     pub first_byte: Option<Instant>,
+    /// Concurrency slots held until the request ends.
+    pub admission: Option<limits::Admission>,
+    /// Counted in the open-streams gauge.
+    pub stream_open: bool,
+    /// Usage read from a passthrough response (when statistics are on).
+    pub observer: Option<exchange::UsageObserver>,
+    pub bytes_out: usize,
+    /// What went wrong with the provider, for metrics and logs.
+    pub error_kind: Option<&'static str>,
 }
 
 fn message_id(request_id: &str) -> String {
@@ -325,6 +348,11 @@ impl ProxyHttp for FlexiProxy {
             upstream_status: None,
             effective_status: None,
             first_byte: None,
+            admission: None,
+            stream_open: false,
+            observer: None,
+            bytes_out: 0,
+            error_kind: None,
         }
     }
 
@@ -387,6 +415,18 @@ impl ProxyHttp for FlexiProxy {
             _ => {}
         }
 
+        // The overall cap first, before anything else is spent on the request.
+        match self.limiter.admit_overall() {
+            Ok(admission) => ctx.admission = Some(admission),
+            Err((e, which)) => {
+                self.telemetry
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&["-", which.name()])
+                    .inc();
+                return self.respond_error(session, ctx, e).await;
+            }
+        }
         // One snapshot for the whole request.
         let snapshot = self.live.load_full();
         let Some(key) = client_key(req) else {
@@ -397,7 +437,20 @@ impl ProxyHttp for FlexiProxy {
             return self.respond_error(session, ctx, e).await;
         };
         let (adapter, label) = match snapshot.lookup(key, SystemTime::now()) {
-            KeyLookup::Found(adapter, entry) => (adapter.clone(), entry.label.clone()),
+            KeyLookup::Found(adapter, entry) => {
+                if let Some(admission) = ctx.admission.as_mut()
+                    && let Err((e, which)) = self.limiter.admit(adapter, entry, admission)
+                {
+                    self.telemetry
+                        .metrics
+                        .rate_limited
+                        .with_label_values(&[adapter.name.as_str(), which.name()])
+                        .inc();
+                    ctx.adapter = Some(adapter.clone());
+                    return self.respond_error(session, ctx, e).await;
+                }
+                (adapter.clone(), entry.label.clone())
+            }
             KeyLookup::Expired => {
                 let e = ProxyError::new(ErrorKind::Authentication, "this API key has expired");
                 return self.respond_error(session, ctx, e).await;
@@ -653,6 +706,30 @@ impl ProxyHttp for FlexiProxy {
             upstream_response.remove_header("set-cookie");
         }
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        let event_stream = shaper.is_stream() || content_type.starts_with("text/event-stream");
+        if (200..300).contains(&status) && event_stream {
+            if let Some(adapter) = &ctx.adapter {
+                self.telemetry
+                    .metrics
+                    .open_streams
+                    .with_label_values(&[adapter.name.as_str()])
+                    .inc();
+                ctx.stream_open = true;
+            }
+        }
+        if status >= 400 {
+            ctx.error_kind = Some(if status >= 500 {
+                "status_5xx"
+            } else {
+                "status_4xx"
+            });
+        }
+        if let Plan::Passthrough(protocol) = plan
+            && self.telemetry.usage.is_some()
+            && (200..300).contains(&status)
+        {
+            ctx.observer = Some(exchange::UsageObserver::new(protocol, event_stream));
+        }
         ctx.shaper = Some(shaper);
         Ok(())
     }
@@ -664,6 +741,9 @@ impl ProxyHttp for FlexiProxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
+        if let (Some(observer), Some(chunk)) = (ctx.observer.as_mut(), body.as_deref()) {
+            observer.feed(chunk);
+        }
         if let Some(shaper) = ctx.shaper.as_mut() {
             let shaped = shaper.feed(body.as_deref(), end_of_stream);
             *body = shaped.body;
@@ -671,6 +751,7 @@ impl ProxyHttp for FlexiProxy {
                 ctx.effective_status = shaped.error_status;
             }
         }
+        ctx.bytes_out += body.as_ref().map_or(0, |b| b.len());
         Ok(None)
     }
 
@@ -705,6 +786,9 @@ impl ProxyHttp for FlexiProxy {
             .take()
             .unwrap_or_else(|| upstream_failure(e, self.source(ctx)));
         let mut code = error.status;
+        if ctx.error_kind.is_none() {
+            ctx.error_kind = report::failure_kind(e);
+        }
         if client_gone {
             code = 0;
         } else if let Some(sent) = session.response_written() {
@@ -727,18 +811,6 @@ impl ProxyHttp for FlexiProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        let status = ctx
-            .effective_status
-            .or_else(|| session.response_written().map(|r| r.status.as_u16()))
-            .unwrap_or(0);
-        tracing::debug!(
-            target: "flexiproxy::access",
-            request_id = %ctx.request_id,
-            route = ctx.route.name(),
-            adapter = ctx.adapter.as_ref().map(|a| a.name.as_str()),
-            status,
-            error = e.map(|e| e.etype().as_str()),
-            "request done"
-        );
+        report::report(&self.telemetry, session, e, ctx);
     }
 }

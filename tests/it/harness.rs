@@ -52,6 +52,8 @@ impl ShutdownSignalWatch for OneShotSignal {
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The admin listener (metrics, /admin/*).
+    pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub live: LiveConfig,
     shutdown: Option<oneshot::Sender<ShutdownSignal>>,
@@ -84,12 +86,16 @@ impl Proxy {
             .unwrap();
         }
         let port = free_port();
+        let admin_port = free_port();
         let config_path = dir.path().join("flexiproxy.yaml");
-        std::fs::write(
-            &config_path,
-            format!("listen: 127.0.0.1:{port}\nthreads: 2\n{server_extra}"),
-        )
-        .unwrap();
+        let mut text = format!("listen: 127.0.0.1:{port}\nthreads: 2\n{server_extra}");
+        if !server_extra.contains("admin:") {
+            text.push_str(&format!("admin:\n  listen: 127.0.0.1:{admin_port}\n"));
+        }
+        if !server_extra.contains("access_log:") {
+            text.push_str("access_log:\n  path: access.log\n");
+        }
+        std::fs::write(&config_path, text).unwrap();
         let config = ServerConfig::load(&config_path).unwrap();
         let app = flexiproxy::server::build(&config).unwrap();
         let live = app.live.clone();
@@ -105,8 +111,10 @@ impl Proxy {
             "the proxy accepts connections",
             || TcpStream::connect(addr).is_ok(),
         );
+        let admin = config.admin.as_ref().map_or(addr, |a| a.address);
         Proxy {
             addr,
+            admin,
             dir,
             live,
             shutdown: Some(tx),
@@ -116,6 +124,15 @@ impl Proxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// The access log written so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
     pub fn adapters_dir(&self) -> PathBuf {

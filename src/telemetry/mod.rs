@@ -1,0 +1,16 @@
+//! What the proxy tells operators: Prometheus [`metrics`], the JSON [`access_log`], and the
+//! optional [`usage`] statistics (off by default).
+
+pub mod access_log;
+pub mod metrics;
+pub mod usage;
+
+use std::sync::Arc;
+
+/// The telemetry one server shares across requests.
+pub struct Telemetry {
+    pub metrics: Arc<metrics::Metrics>,
+    pub access_log: access_log::AccessLog,
+    /// Present only when usage statistics are enabled.
+    pub usage: Option<usage::UsageSink>,
+}
