@@ -10,11 +10,18 @@
 //!
 //! Prints `listening on http://ADDR` once the listener is configured; stops on SIGINT or
 //! SIGTERM.
+//!
+//! `--chunked` is a diagnostic: it drops `content-length` from the request and the response
+//! headers, so both sides go out with chunked framing — what FlexiProxy must do when it
+//! rewrites a body whose new length is unknown when the headers leave. The difference
+//! between the two modes is the cost of that framing alone (more writes per exchange: Pingora
+//! flushes a header without a length at once, and the last chunk separately).
 
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use clap::Parser;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session, http_proxy_service_with_name};
 use pingora::server::configuration::ServerConf;
@@ -34,10 +41,14 @@ struct Args {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Drop `content-length` both ways (chunked framing), as a body-rewriting proxy must.
+    #[arg(long)]
+    chunked: bool,
 }
 
 struct Bare {
     upstream: SocketAddr,
+    chunked: bool,
 }
 
 #[async_trait]
@@ -48,6 +59,30 @@ impl ProxyHttp for Bare {
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
+        if self.chunked {
+            upstream_request.remove_header("content-length");
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
+        if self.chunked {
+            upstream_response.remove_header("content-length");
+        }
+        Ok(())
     }
 }
 
@@ -70,6 +105,7 @@ fn main() {
         &server.configuration,
         Bare {
             upstream: args.upstream,
+            chunked: args.chunked,
         },
         "bare passthrough",
     );

@@ -45,12 +45,12 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 }
 
 impl AdminApp {
-    fn authorized(&self, session: &ServerSession) -> Result<(), Response<Vec<u8>>> {
+    fn authorized(&self, session: &ServerSession) -> Result<(), Box<Response<Vec<u8>>>> {
         let Some(expected) = self.token else {
-            return Err(json_response(
+            return Err(Box::new(json_response(
                 403,
                 json!({"error": "the admin endpoints are disabled: set admin.token_sha256 in the server config"}),
-            ));
+            )));
         };
         let presented = session
             .req_header()
@@ -62,10 +62,10 @@ impl AdminApp {
         if presented == Some(expected) {
             Ok(())
         } else {
-            Err(json_response(
+            Err(Box::new(json_response(
                 401,
                 json!({"error": "missing or wrong admin token"}),
-            ))
+            )))
         }
     }
 
@@ -126,11 +126,11 @@ impl ServeHttp for AdminApp {
             "/health" | "/healthz" => json_response(200, json!({"status": "ok"})),
             "/admin/stats" => match self.authorized(session) {
                 Ok(()) => self.stats(query_string),
-                Err(r) => r,
+                Err(r) => *r,
             },
             "/admin/adapters" => match self.authorized(session) {
                 Ok(()) => self.adapters(),
-                Err(r) => r,
+                Err(r) => *r,
             },
             _ => json_response(404, json!({"error": "not found"})),
         }

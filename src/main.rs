@@ -115,11 +115,21 @@ enum AdapterCommand {
 }
 
 fn init_logging() {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // Pingora's debug and trace logs print raw request headers — provider keys among them —
+    // so they are never emitted, whatever RUST_LOG asks for.
+    let no_pingora_debug = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("pingora") && *meta.level() > tracing::Level::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter)
+                .with_filter(no_pingora_debug),
+        )
         .init();
 }
 

@@ -165,12 +165,13 @@ pub fn check_request(body: &[u8], dialect: &Dialect) -> Result<(), String> {
             return fail(format!("key {key:?} is not in the allow-list"));
         }
     }
-    let expected_model = format!("provider/{}", seen_model.unwrap_or_default());
+    let seen_model = seen_model.unwrap_or_default();
+    let expected_model = format!("provider/{seen_model}");
     if obj.get("model").and_then(Value::as_str) != Some(expected_model.as_str()) {
         return fail(format!("model is not {expected_model:?}"));
     }
-    if t.client_model.is_empty() && !expected_model.ends_with('/') {
-        return fail("client_model lost".into());
+    if t.client_model != seen_model {
+        return fail(format!("client_model {:?} is not {seen_model:?}", t.client_model));
     }
     if obj.get("stream").and_then(Value::as_bool).unwrap_or(false) != t.stream {
         return fail("stream flag and body disagree".into());

@@ -21,6 +21,7 @@ pub mod limits;
 mod report;
 pub mod route;
 pub mod upstream;
+pub mod watchdog;
 
 use crate::config::adapter::{Adapter, ApiKey, AuthHeader, Source, SourceProtocol};
 use crate::config::snapshot::{KeyLookup, Snapshot};
@@ -106,6 +107,8 @@ pub struct Ctx {
     pub bytes_out: usize,
     /// What went wrong with the provider, for metrics and logs.
     pub error_kind: Option<&'static str>,
+    /// First-byte, idle and total timeouts of the current upstream attempt.
+    pub watchdog: Option<watchdog::Watchdog>,
 }
 
 fn message_id(request_id: &str) -> String {
@@ -353,6 +356,7 @@ impl ProxyHttp for FlexiProxy {
             observer: None,
             bytes_out: 0,
             error_kind: None,
+            watchdog: None,
         }
     }
 
@@ -618,6 +622,9 @@ impl ProxyHttp for FlexiProxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if end_of_stream && let Some(w) = &ctx.watchdog {
+            w.request_sent();
+        }
         // A retry replays the body: send the prepared one again.
         if let Some(prepared) = &ctx.prepared {
             *body = end_of_stream.then(|| prepared.body.clone());
@@ -664,6 +671,9 @@ impl ProxyHttp for FlexiProxy {
         }
         ctx.upstream_status = Some(status);
         ctx.first_byte = Some(Instant::now());
+        if let Some(w) = &ctx.watchdog {
+            w.activity();
+        }
         let (Some(plan), Some(prepared)) = (ctx.plan, ctx.prepared.as_ref()) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -707,8 +717,11 @@ impl ProxyHttp for FlexiProxy {
         }
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
         let event_stream = shaper.is_stream() || content_type.starts_with("text/event-stream");
-        if (200..300).contains(&status) && event_stream {
-            if let Some(adapter) = &ctx.adapter {
+        if (200..300).contains(&status)
+            && event_stream
+            && let Some(adapter) = &ctx.adapter
+        {
+            {
                 self.telemetry
                     .metrics
                     .open_streams
@@ -741,6 +754,13 @@ impl ProxyHttp for FlexiProxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(w) = &ctx.watchdog {
+            if end_of_stream {
+                w.finish();
+            } else {
+                w.activity();
+            }
+        }
         if let (Some(observer), Some(chunk)) = (ctx.observer.as_mut(), body.as_deref()) {
             observer.feed(chunk);
         }
@@ -767,7 +787,9 @@ impl ProxyHttp for FlexiProxy {
         // A reused connection the provider had closed: retry once on a fresh one when nothing
         // reached the client and the body can be replayed.
         let replayable = ctx.shaper.is_none() && !session.as_ref().retry_buffer_truncated();
-        if replayable {
+        // A timeout we enforced is final: retrying would only wait again.
+        let timed_out = ctx.watchdog.as_ref().is_some_and(|w| w.fired().is_some());
+        if replayable && !timed_out {
             e.retry.decide_reuse(client_reused);
         } else {
             e.set_retry(false);
@@ -781,16 +803,27 @@ impl ProxyHttp for FlexiProxy {
                 e.etype(),
                 ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
             );
-        let error = ctx
-            .error
-            .take()
-            .unwrap_or_else(|| upstream_failure(e, self.source(ctx)));
+        let timed_out = ctx.watchdog.as_ref().and_then(|w| {
+            w.finish();
+            w.fired()
+        });
+        let error = match timed_out {
+            Some((which, after)) => {
+                ctx.error_kind = Some("timeout");
+                ProxyError::new(ErrorKind::Timeout, which.describe(after)).with_status(504)
+            }
+            None => ctx
+                .error
+                .take()
+                .unwrap_or_else(|| upstream_failure(e, self.source(ctx))),
+        };
         let mut code = error.status;
         if ctx.error_kind.is_none() {
             ctx.error_kind = report::failure_kind(e);
         }
         if client_gone {
-            code = 0;
+            // The client left; report what it was sent, if anything.
+            code = session.response_written().map_or(0, |r| r.status.as_u16());
         } else if let Some(sent) = session.response_written() {
             // Headers are out: end what the client is reading in a well-formed way.
             code = sent.status.as_u16();
@@ -802,7 +835,9 @@ impl ProxyHttp for FlexiProxy {
             session.set_keepalive(None);
             let _ = self.respond_error(session, ctx, error.clone()).await;
         }
-        ctx.effective_status = Some(code);
+        if ctx.effective_status.is_none() {
+            ctx.effective_status = Some(code);
+        }
         ctx.error = Some(error);
         FailToProxy {
             error_code: code,
@@ -810,7 +845,32 @@ impl ProxyHttp for FlexiProxy {
         }
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(source) = self.source(ctx) {
+            let t = &source.timeouts;
+            let limits = watchdog::Limits {
+                first_byte: t.first_byte,
+                idle: t.idle,
+                total: t.total,
+            };
+            // A retry gets a fresh watchdog for its own connection.
+            ctx.watchdog = watchdog::Watchdog::start(fd, ctx.started, limits);
+        }
+        Ok(())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(w) = ctx.watchdog.take() {
+            w.finish();
+        }
         report::report(&self.telemetry, session, e, ctx);
     }
 }

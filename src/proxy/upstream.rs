@@ -79,8 +79,8 @@ pub fn peer(addr: SocketAddr, endpoint: &Endpoint, timeouts: &Timeouts) -> HttpP
     o.idle_timeout = Some(POOL_IDLE);
     o.verify_cert = true;
     o.verify_hostname = true;
-    if endpoint.tls {
-        o.alpn = ALPN::H2H1;
-    }
+    // HTTP/1.1 upstream: one request per connection at a time, so a request's watchdog can
+    // cancel it by closing its connection without touching other requests (see watchdog.rs).
+    o.alpn = ALPN::H1;
     peer
 }

@@ -90,7 +90,7 @@ impl UsageSink {
                 self.metrics.stats_dropped.inc();
                 // Log the first drop and then every thousandth, not every one.
                 let dropped = self.metrics.stats_dropped.get();
-                if dropped == 1 || dropped % 1000 == 0 {
+                if dropped == 1 || dropped.is_multiple_of(1000) {
                     tracing::warn!(
                         dropped,
                         "usage statistics queue full: records dropped (the writer is behind)"

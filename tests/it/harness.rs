@@ -96,7 +96,14 @@ impl Proxy {
             text.push_str("access_log:\n  path: access.log\n");
         }
         std::fs::write(&config_path, text).unwrap();
+        Self::start_in(dir)
+    }
+
+    /// Starts a proxy on an existing directory (holding `flexiproxy.yaml` and `adapters/`).
+    pub fn start_in(dir: tempfile::TempDir) -> Proxy {
+        let config_path = dir.path().join("flexiproxy.yaml");
         let config = ServerConfig::load(&config_path).unwrap();
+        let addr = config.listeners[0].address;
         let app = flexiproxy::server::build(&config).unwrap();
         let live = app.live.clone();
         let (tx, rx) = oneshot::channel();
@@ -105,7 +112,6 @@ impl Proxy {
                 shutdown_signal: Box::new(OneShotSignal(Mutex::new(Some(rx)))),
             });
         });
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_until(
             Duration::from_secs(10),
             "the proxy accepts connections",
@@ -119,6 +125,22 @@ impl Proxy {
             live,
             shutdown: Some(tx),
             thread: Some(thread),
+        }
+    }
+
+    /// Stops the proxy and starts a new one on the same files.
+    pub fn restart(mut self) -> Proxy {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::start_in(dir)
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(ShutdownSignal::FastShutdown);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
@@ -156,12 +178,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(ShutdownSignal::FastShutdown);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop();
     }
 }
 
