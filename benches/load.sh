@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154  # ADDR_*, PID_*, BARE_*, PIDBARE_* are set with printf -v
 # Load benchmark of FlexiProxy (issue 5): req/s and p50/p99 with wrk for
 #
 #   direct-to-provider, a bare Pingora passthrough (examples/bare_passthrough.rs), FlexiProxy
@@ -16,6 +17,7 @@
 # Usage: benches/load.sh [--peers] [--duration SECONDS] [--warmup SECONDS] [--conns "1 8"]
 #                        [--threads N] [--layout pinned|shared] [--streams N]
 #                        [--only REGEX] [--out DIR] [--skip-build] [--no-diagnostics]
+#                        [--wait-quiet SECONDS]
 #
 #   --peers        also install and measure LiteLLM and claude-code-router
 #   --duration     seconds per measured wrk run (default 10)
@@ -29,6 +31,8 @@
 #   --only REGEX   run only the rows whose "workload target" matches (quick checks)
 #   --out DIR      where results and logs go (default $FP_BENCH_SCRATCH/results/<time>)
 #   --skip-build   use the binaries already built
+#   --wait-quiet S wait up to S seconds (default 0) for other processes to go quiet (< 10% of
+#                  a CPU for 10 s) before the load runs; the "other CPU" column shows the rest
 #   --no-diagnostics  skip the two diagnostic targets (small and 75k only):
 #                  bare-chunked  the bare passthrough with chunked framing both ways (what a
 #                                body-rewriting proxy pays for not knowing the length early)
@@ -52,6 +56,7 @@ ONLY=""
 OUT=""
 SKIP_BUILD=0
 DIAG=1
+WAIT_QUIET=0
 SCRATCH=${FP_BENCH_SCRATCH:-/tmp/flexiproxy-bench}
 LITELLM_VERSION=${LITELLM_VERSION:-1.108.7}
 CCR_VERSION=${CCR_VERSION:-2.0.0}
@@ -69,7 +74,8 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift ;;
         --skip-build) SKIP_BUILD=1 ;;
         --no-diagnostics) DIAG=0 ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        --wait-quiet) WAIT_QUIET=$2; shift ;;
+        -h|--help) sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -133,9 +139,9 @@ PIDS=()
 # SIGINT first: FlexiProxy and Pingora treat it as a fast shutdown (SIGTERM waits out a 30 s
 # grace period); the others exit on it too. SIGKILL after 5 s.
 stop_pid() {
-    local pid=$1 i
+    local pid=$1
     kill -INT -- "-$pid" 2>/dev/null || kill -INT "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
+    for _ in $(seq 50); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -185,10 +191,10 @@ forget() { # drop a stopped PID from the cleanup list
 
 # fake NAME MODE [ARGS...]: starts a fake provider on a free port; sets ADDR_<NAME>.
 fake() {
-    local name=$1 mode=$2 i addr=""
+    local name=$1 mode=$2 addr=""
     shift 2
     start "fake-$name" "$LOAD_CPUS" "$FAKE" --listen 127.0.0.1:0 --mode "$mode" --threads 1 "$@"
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         addr=$(sed -n 's|^listening on http://||p' "$RUN/fake-$name.log" | head -n1)
         [ -n "$addr" ] && break
         sleep 0.1
@@ -209,7 +215,7 @@ mb() { awk -v kb="$1" 'BEGIN { printf "%.1f MB", kb / 1024 }'; }
 RESULTS=$OUT/results.tsv
 MEM=$OUT/mem.tsv
 NOTES=$OUT/notes.txt
-printf 'workload\ttarget\tconns\trps\tp50_us\tp99_us\trequests\tnon2xx\tsock_errors\twarm_errors\tmb_s\tcpu_us_per_req\n' >"$RESULTS"
+printf 'workload\ttarget\tconns\trps\tp50_us\tp99_us\trequests\tnon2xx\tsock_errors\twarm_errors\tmb_s\tcpu_us_per_req\tother_cpu_pct\n' >"$RESULTS"
 : >"$MEM"
 : >"$NOTES"
 
@@ -252,6 +258,7 @@ cputicks() { python3 "$HELPER" cputicks "$1"; }
 # the provider).
 measure() {
     local workload=$1 target=$2 url=$3 body=$4 key=$5 kind=$6 pid=$7 c r w t0 t1
+    local req dur bytes p50 p99 sock non2xx warm rps mbs cpu other b0 o0 b1 o1
     if [ -n "$ONLY" ] && ! grep -Eq -- "$ONLY" <<<"$workload $target"; then return 0; fi
     if ! python3 "$HELPER" check "$url" "$body" "$kind" "x-api-key: $key" \
         "anthropic-version: 2023-06-01" 2>>"$NOTES"; then
@@ -262,9 +269,10 @@ measure() {
     for c in $CONNS; do
         w=$(wrk_run "$url" "$body" "$key" "$c" "$WARMUP")
         t0=$(cputicks "$pid")
+        read -r b0 o0 < <(python3 "$HELPER" busy $$)
         r=$(wrk_run "$url" "$body" "$key" "$c" "$DURATION")
+        read -r b1 o1 < <(python3 "$HELPER" busy $$)
         t1=$(cputicks "$pid")
-        local req dur bytes p50 p99 sock non2xx warm rps mbs cpu
         req=$(field "$r" requests)
         dur=$(field "$r" duration_us)
         bytes=$(field "$r" bytes)
@@ -276,10 +284,13 @@ measure() {
         rps=$(awk -v n="$req" -v d="$dur" 'BEGIN { printf "%.1f", n / (d / 1e6) }')
         mbs=$(awk -v n="$bytes" -v d="$dur" 'BEGIN { printf "%.2f", n / (d / 1e6) / 1e6 }')
         cpu=$(awk -v t="$((t1 - t0))" -v n="$req" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", n ? t * 1e6 / hz / n : 0 }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$target" "$c" \
-            "$rps" "$p50" "$p99" "$req" "$non2xx" "$sock" "$warm" "$mbs" "$cpu" >>"$RESULTS"
-        log "$(printf '%-16s %-14s c=%-3s %9s req/s  p50 %6s us  p99 %7s us  cpu %5s us/req  non-2xx %s  socket errors %s' \
-            "$workload" "$target" "$c" "$rps" "$p50" "$p99" "$cpu" "$non2xx" "$((sock + warm))")"
+        # CPU taken by processes that are not part of this benchmark, in % of one CPU.
+        other=$(awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v d="$dur" -v hz="$CLK_TCK" \
+            'BEGIN { x = (b - o) / hz / (d / 1e6) * 100; printf "%.0f", x < 0 ? 0 : x }')
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$target" "$c" \
+            "$rps" "$p50" "$p99" "$req" "$non2xx" "$sock" "$warm" "$mbs" "$cpu" "$other" >>"$RESULTS"
+        log "$(printf '%-16s %-14s c=%-3s %9s req/s  p50 %6s us  p99 %7s us  cpu %5s us/req  non-2xx %s  socket errors %s  other CPU %s%%' \
+            "$workload" "$target" "$c" "$rps" "$p50" "$p99" "$cpu" "$non2xx" "$((sock + warm))" "$other")"
     done
 }
 
@@ -294,6 +305,7 @@ measure() {
     echo "memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
     echo "kernel: $(uname -r)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "other CPU: the CPU time, in % of one CPU, that processes outside this benchmark took during each run"
     echo "wrk: $(wrk -v 2>&1 | head -n1)"
     echo "layout: $LAYOUT; proxies on CPUs ${PROXY_CPUS:-any}, wrk + fake providers on CPUs ${LOAD_CPUS:-any}; proxy threads $THREADS"
     echo "runs: wrk -t1 -c{$CONNS} -d${DURATION}s after ${WARMUP}s warm-up, --timeout 30s"
@@ -392,6 +404,10 @@ printf 'flexiproxy RSS at start\t%s\n' "$(mb "$rss")" >>"$MEM"
 # ------------------------------------------------------------------------------------------
 # FlexiProxy, direct and bare
 
+if [ "$WAIT_QUIET" -gt 0 ]; then
+    log "waiting up to ${WAIT_QUIET}s for other processes to go quiet"
+    python3 "$HELPER" waitquiet $$ "$WAIT_QUIET" 10 || true
+fi
 log "load runs: direct, bare Pingora, FlexiProxy"
 for w in small 75k stream-75k; do
     case $w in
@@ -433,22 +449,37 @@ printf 'flexiproxy peak RSS (VmHWM) after the load runs\t%s\n' "$(mb "$hwm")" >>
 # ------------------------------------------------------------------------------------------
 # 1,000 streams held open by a slow provider (124 events, 100 ms apart: ~12 s each)
 
+# hold NAME URL KEY PID KIND SIZE: hold $STREAMS streams open through one proxy.
+hold() {
+    local name=$1 url=$2 key=$3 pid=$4 kind=$5 size=$6 body line all_open failed
+    body=$SMALL_STREAM
+    [ "$size" = 75k ] && body=$BIG_STREAM
+    log "holding $STREAMS streams open through $name ($size request, slow provider)"
+    line=$(pin "$LOAD_CPUS" python3 "$HELPER" streams "$url" "$body" "$key" "$STREAMS" "$pid" "$kind") \
+        || log "stream test reported a failure: $line"
+    log "$line"
+    echo "streams via $name ($size): $line" >>"$NOTES"
+    all_open=$(sed -n 's/.*rss_all_open_max_kb=\([0-9]*\).*/\1/p' <<<"$line")
+    failed=$(sed -n 's/.* failed=\([0-9]*\).*/\1/p' <<<"$line")
+    printf '%s RSS, %s open streams (%s request)\t%s (max while all open; failed=%s)\n' \
+        "$name" "$STREAMS" "$size" "$(mb "${all_open:-0}")" "${failed:-?}" >>"$MEM"
+}
+
 if [ "$STREAMS" -gt 0 ]; then
-    for size in small 75k; do
-        body=$SMALL_STREAM
-        [ $size = 75k ] && body=$BIG_STREAM
-        log "holding $STREAMS streams open through FlexiProxy ($size request, slow provider)"
-        line=$(pin "$LOAD_CPUS" python3 "$HELPER" streams "$FP/v1/messages" "$body" fp-bench-slow "$STREAMS" "$FP_PID") \
-            || log "stream test reported a failure: $line"
-        log "$line"
-        echo "streams ($size): $line" >>"$NOTES"
-        all_open=$(sed -n 's/.*rss_all_open_max_kb=\([0-9]*\).*/\1/p' <<<"$line")
-        failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$line")
-        printf 'flexiproxy RSS, %s open streams (%s request)\t%s (max while all open; failed=%s)\n' \
-            "$STREAMS" "$size" "$(mb "${all_open:-0}")" "${failed:-?}" >>"$MEM"
-    done
+    # Small first: RSS does not shrink afterwards (freed memory stays in the allocator), so
+    # each figure is the peak so far. The bare passthrough runs one fresh process per size.
+    hold flexiproxy "$FP/v1/messages" fp-bench-slow "$FP_PID" anthropic small
+    hold flexiproxy "$FP/v1/messages" fp-bench-slow "$FP_PID" anthropic 75k
     read -r rss hwm < <(python3 "$HELPER" rss "$FP_PID")
     printf 'flexiproxy RSS after the stream tests\t%s (VmHWM %s)\n' "$(mb "$rss")" "$(mb "$hwm")" >>"$MEM"
+    for size in small 75k; do
+        port=$(freeport)
+        start "bare-slow-$size" "$PROXY_CPUS" "$BARE" --listen "127.0.0.1:$port" --upstream "$ADDR_slow" --threads "$THREADS"
+        waitport "127.0.0.1:$port"
+        hold bare-pingora "http://127.0.0.1:$port/v1/chat/completions" "" "$LAST_PID" openai "$size"
+        stop_pid "$LAST_PID"
+        forget "$LAST_PID"
+    done
 fi
 
 # ------------------------------------------------------------------------------------------

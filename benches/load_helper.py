@@ -8,11 +8,17 @@ Subcommands:
   check URL BODY KIND [H: V ...]    one request; exit 1 unless 200 with the expected shape
   rss PID                           "rss_kb hwm_kb" summed over PID and its descendants
   cputicks PID                      user+system CPU clock ticks of PID and its descendants
-  streams URL BODY KEY N PID        hold N streams open at once, sample PID's RSS, verify all
+  streams URL BODY KEY N PID KIND   hold N streams open at once, sample PID's RSS, verify all
+                                    (KIND anthropic: Anthropic events; openai: OpenAI chunks)
+  busy PID                          "busy_ticks our_ticks": all CPUs' busy ticks, and the ticks
+                                    of PID (the script) and its descendants (for noise)
+  waitquiet PID SECONDS PERCENT     wait (at most SECONDS) until processes outside PID's tree
+                                    use under PERCENT of one CPU for 10 s
   table RESULTS.tsv MEM.tsv         print the results and the issue-5 targets as Markdown
 """
 import asyncio
 import json
+import re
 import os
 import socket
 import sys
@@ -154,7 +160,9 @@ def rss(pid):
     print(r, h)
 
 
-async def _one_stream(host, port, path, body, key, opened, results):
+async def _one_stream(host, port, path, body, key, kind, opened, results):
+    first_marker = b"message_start" if kind == "anthropic" else b"data:"
+    last_marker = b"event: message_stop" if kind == "anthropic" else b"data: [DONE]"
     status, data = 0, b""
     try:
         reader, writer = await asyncio.open_connection(host, port)
@@ -170,7 +178,7 @@ async def _one_stream(host, port, path, body, key, opened, results):
             if not chunk:
                 break
             data += chunk
-            if first and b"\r\n\r\n" in data and b"message_start" in data:
+            if first and b"\r\n\r\n" in data and first_marker in data:
                 first = False
                 opened.append(1)
         writer.close()
@@ -194,10 +202,10 @@ async def _one_stream(host, port, path, body, key, opened, results):
             plain += rest[end + 2:end + 2 + size]
             pos = end + 2 + size + 2
         rest = plain
-    results.append((status, b"event: message_stop" in rest))
+    results.append((status, last_marker in rest))
 
 
-async def _streams(url, body_path, key, n, pid):
+async def _streams(url, body_path, key, n, pid, kind):
     assert url.startswith("http://")
     hostport, _, path = url[len("http://"):].partition("/")
     host, port = hostport.rsplit(":", 1)
@@ -209,7 +217,7 @@ async def _streams(url, body_path, key, n, pid):
     tasks = []
     for i in range(n):
         tasks.append(asyncio.create_task(
-            _one_stream(host, int(port), "/" + path, body, key, opened, results)))
+            _one_stream(host, int(port), "/" + path, body, key, kind, opened, results)))
         if i % 50 == 49:
             await asyncio.sleep(0.01)
     all_open_at = None
@@ -235,8 +243,58 @@ async def _streams(url, body_path, key, n, pid):
     return 0 if good == n and all_open_at is not None else 1
 
 
-def streams(url, body_path, key, n, pid):
-    return asyncio.run(_streams(url, body_path, key, int(n), pid))
+def streams(url, body_path, key, n, pid, kind="anthropic"):
+    return asyncio.run(_streams(url, body_path, key, int(n), pid, kind))
+
+
+def _ticks(pid, children=False):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    t = int(fields[11]) + int(fields[12])
+    if children:
+        t += int(fields[13]) + int(fields[14])
+    return t
+
+
+def _busy(script):
+    """Busy ticks of all CPUs, and the ticks spent by the script and everything it started,
+    reaped children included: the difference is CPU time taken by processes that are not part
+    of the benchmark."""
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal
+    busy_ticks = sum(cpu[:8]) - cpu[3] - cpu[4]
+    ours = 0
+    for p in _tree(script):
+        ours += _ticks(p, children=True)
+    return busy_ticks, ours
+
+
+def busy(script):
+    print(*_busy(int(script)))
+
+
+def waitquiet(script, seconds, percent):
+    hz = os.sysconf("SC_CLK_TCK")
+    deadline = time.time() + float(seconds)
+    quiet_since = None
+    last = _busy(int(script))
+    while time.time() < deadline:
+        time.sleep(1)
+        now = _busy(int(script))
+        other = ((now[0] - last[0]) - (now[1] - last[1])) / hz * 100
+        last = now
+        if other < float(percent):
+            quiet_since = quiet_since or time.time()
+            if time.time() - quiet_since >= 10:
+                return 0
+        else:
+            quiet_since = None
+    print(f"other processes still use CPU after {seconds}s; measuring anyway", file=sys.stderr)
+    return 1
 
 
 # -------------------------------------------------------------------------------------------
@@ -263,7 +321,7 @@ def table(results_path, mem_path):
     for r in rows:
         for k in ("conns", "requests", "non2xx", "sock_errors", "warm_errors"):
             r[k] = int(r[k])
-        for k in ("rps", "p50_us", "p99_us", "mb_s", "cpu_us_per_req"):
+        for k in ("rps", "p50_us", "p99_us", "mb_s", "cpu_us_per_req", "other_cpu_pct"):
             r[k] = float(r[k])
     mem = {}
     if os.path.exists(mem_path):
@@ -273,13 +331,14 @@ def table(results_path, mem_path):
                 mem[k] = v
 
     print("| workload | target | conns | req/s | p50 | p99 | CPU/req | requests | non-2xx "
-          "| socket errors |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| socket errors | other CPU |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['workload']} | {r['target']} | {r['conns']} | {_fmt_rps(r['rps'])} | "
               f"{_fmt_us(r['p50_us'])} | {_fmt_us(r['p99_us'])} | "
               f"{_fmt_us(r['cpu_us_per_req'])} | {r['requests']:,} | "
-              f"{r['non2xx']} | {r['sock_errors'] + r['warm_errors']} |")
+              f"{r['non2xx']} | {r['sock_errors'] + r['warm_errors']} | "
+              f"{r['other_cpu_pct']:.0f}% |")
     print()
     if mem:
         print("| memory | value |")
@@ -332,13 +391,13 @@ def table(results_path, mem_path):
         mb = float(after.split()[0])
         checks.append(("RSS ≤ 50 MB after the benchmarks", after, verdict(mb <= 50)))
     for k, v in mem.items():
-        if k.startswith("flexiproxy RSS, 1000 open streams"):
+        if k.startswith("flexiproxy RSS, ") and "open streams" in k:
             mb = float(v.split()[0])
-            checks.append((f"RSS ≤ 100 MB with {k[len('flexiproxy RSS, '):]}", v,
+            checks.append((f"RSS ≤ 100 MB with {k[len('flexiproxy RSS, '):]}", v.split(" (")[0],
                            verdict(mb <= 100)))
     lost = sum(r["non2xx"] + r["sock_errors"] + r["warm_errors"] for r in rows)
-    stream_fail = sum(int(v.split("failed=")[1].split()[0]) for k, v in mem.items()
-                      if "failed=" in v)
+    stream_fail = sum(int(m.group(1)) for v in mem.values()
+                      for m in [re.search(r"failed=(\d+)", v)] if m)
     checks.append(("no request lost or failed", f"{lost} failed load requests, "
                    f"{stream_fail} failed held streams", verdict(lost == 0 and stream_fail == 0)))
     print("| target (issue 5) | measured | |")
@@ -369,6 +428,11 @@ def main(argv):
     if cmd == "rss":
         rss(args[0])
         return 0
+    if cmd == "busy":
+        busy(args[0])
+        return 0
+    if cmd == "waitquiet":
+        return waitquiet(*args)
     if cmd == "streams":
         return streams(*args)
     if cmd == "table":

@@ -6,9 +6,11 @@
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation.
 //! - [`server`]: assembling and running the Pingora server.
 //! - [`telemetry`]: metrics, access log, usage statistics.
+//! - [`tls`]: client-facing TLS with certificate reload.
 pub mod admin;
 pub mod config;
 pub mod protocol;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;
+pub mod tls;

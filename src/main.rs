@@ -39,6 +39,10 @@ struct Common {
 enum Command {
     /// Run the proxy.
     Serve {
+        /// Take the listening sockets over from the running process (zero-downtime upgrade:
+        /// start this, then send SIGQUIT to the old process).
+        #[arg(long)]
+        upgrade: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -139,7 +143,7 @@ fn load(path: &Path) -> Result<ServerConfig, String> {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Serve { common } => serve(&common.config),
+        Command::Serve { upgrade, common } => serve(&common.config, upgrade),
         Command::Check { common } => check(&common),
         Command::Adapter(cmd) => adapter(cmd),
         Command::Stats { since, by, common } => stats(since, by, &common),
@@ -153,10 +157,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(path: &Path) -> Result<ExitCode, String> {
+fn serve(path: &Path, upgrade: bool) -> Result<ExitCode, String> {
     init_logging();
     let config = load(path)?;
-    let app = flexiproxy::server::build(&config).map_err(|e| e.to_string())?;
+    let app = flexiproxy::server::build_with(&config, upgrade).map_err(|e| e.to_string())?;
     tracing::info!(
         listeners = ?config.listeners.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
         base_url = %config.public_base_url,

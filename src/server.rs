@@ -7,18 +7,20 @@ use crate::config::adapter::ApiKey;
 use crate::config::server::ServerConfig;
 use crate::config::snapshot::Loader;
 use crate::config::watch::{ConfigWatcher, LiveConfig};
-use crate::proxy::{FlexiProxy, ProxySettings};
+use crate::proxy::{FlexiProxy, Lifecycle, ProxySettings};
 use crate::telemetry::Telemetry;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::usage::UsageSink;
+use crate::tls::{CertWatcher, ReloadingCert};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// A server ready to run, with handles to its live state.
 pub struct App {
@@ -26,11 +28,22 @@ pub struct App {
     pub live: LiveConfig,
     pub shutting_down: Arc<AtomicBool>,
     pub telemetry: Arc<Telemetry>,
+    /// Requests in progress.
+    pub inflight: Arc<AtomicUsize>,
+    /// Ends what is still in flight when the grace period is over.
+    pub terminate: tokio::sync::watch::Sender<bool>,
+    pub grace_period: Duration,
 }
 
 /// Loads the adapters (problems are logged, never fatal: a broken adapter file must not stop
 /// the others) and builds the server.
 pub fn build(config: &ServerConfig) -> anyhow::Result<App> {
+    build_with(config, false)
+}
+
+/// Builds the server; `upgrade` takes the listening sockets over from a running process
+/// (started the same way, sent SIGQUIT) instead of binding them.
+pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
     let mut loader = Loader::new(&config.adapters_dir, config.max_adapters);
     let report = loader.reload();
     for error in &report.errors {
@@ -90,48 +103,67 @@ pub fn build(config: &ServerConfig) -> anyhow::Result<App> {
         usage,
     });
 
-    let mut conf = ServerConf {
+    let conf = ServerConf {
         threads: config.threads,
-        grace_period_seconds: Some(config.default_shutdown_grace().as_secs()),
-        graceful_shutdown_timeout_seconds: Some(5),
+        // Draining is ours (see `drain`): Pingora's own grace sleep is only a backstop.
+        grace_period_seconds: Some(config.grace_period.as_secs() + 5),
+        graceful_shutdown_timeout_seconds: Some(2),
+        upgrade_sock: config.upgrade_sock.display().to_string(),
+        pid_file: config.pid_file.display().to_string(),
         ..ServerConf::default()
     };
-    conf.pid_file = std::env::temp_dir()
-        .join(format!("flexiproxy-{}.pid", std::process::id()))
-        .display()
-        .to_string();
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let inflight = Arc::new(AtomicUsize::new(0));
+    let (terminate, terminate_rx) = tokio::sync::watch::channel(false);
     let proxy = FlexiProxy::new(
         live.clone(),
         ProxySettings {
             max_request_body: config.max_request_body,
             max_concurrent_requests: config.max_concurrent_requests,
         },
-        shutting_down.clone(),
+        Lifecycle {
+            shutting_down: shutting_down.clone(),
+            inflight: inflight.clone(),
+            terminate: terminate_rx,
+        },
         telemetry.clone(),
     );
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "flexiproxy");
+    let mut certs = Vec::new();
     for listener in &config.listeners {
         let addr = listener.address.to_string();
         match &listener.tls {
             None => service.add_tcp(&addr),
             Some((cert, key)) => {
-                let mut settings = pingora::listeners::tls::TlsSettings::intermediate(
-                    &cert.display().to_string(),
-                    &key.display().to_string(),
-                )
-                .map_err(|e| anyhow::anyhow!("TLS listener {addr}: {e}"))?;
+                let reloading = ReloadingCert::load(cert, key)
+                    .map_err(|e| anyhow::anyhow!("TLS listener {addr}: {e}"))?;
+                let mut settings =
+                    pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
+                        .map_err(|e| anyhow::anyhow!("TLS listener {addr}: {e}"))?;
+                settings.set_cert_resolver(reloading.clone());
+                // HTTP/2 and HTTP/1.1 on the same port, by ALPN.
                 settings.enable_h2();
                 service.add_tls_with_settings(&addr, None, settings);
+                certs.push(reloading);
             }
         }
     }
     server.add_service(service);
     server.add_service(background_service("config watcher", watcher));
+    if !certs.is_empty() {
+        server.add_service(background_service(
+            "certificate watcher",
+            CertWatcher { certs },
+        ));
+    }
     if let Some(admin) = &config.admin {
         let app = AdminApp {
             telemetry: telemetry.clone(),
@@ -148,6 +180,9 @@ pub fn build(config: &ServerConfig) -> anyhow::Result<App> {
         live,
         shutting_down,
         telemetry,
+        inflight,
+        terminate,
+        grace_period: config.grace_period,
     })
 }
 
@@ -181,12 +216,77 @@ impl ShutdownSignalWatch for SignalWatch {
     }
 }
 
-/// Runs until a signal stops the server.
+/// Runs until a signal stops the server, then drains (see [`drain`]) and exits the process.
 pub fn run(app: App) {
     let watch = SignalWatch {
         shutting_down: app.shutting_down.clone(),
     };
+    let phases = app.server.watch_execution_phase();
+    let drainer = Drainer {
+        inflight: app.inflight.clone(),
+        terminate: app.terminate,
+        grace: app.grace_period,
+        telemetry: app.telemetry.clone(),
+    };
+    std::thread::Builder::new()
+        .name("flexiproxy-drain".into())
+        .spawn(move || drain(phases, drainer))
+        .expect("the drain thread starts");
     app.server.run(RunArgs {
         shutdown_signal: Box::new(watch),
     });
 }
+
+struct Drainer {
+    inflight: Arc<AtomicUsize>,
+    terminate: tokio::sync::watch::Sender<bool>,
+    grace: Duration,
+    telemetry: Arc<Telemetry>,
+}
+
+/// Graceful shutdown, after SIGTERM (or SIGQUIT, once the listeners were handed to the new
+/// process): Pingora has stopped accepting; requests in flight may finish within the grace
+/// period; whatever is still open then is ended with an error event (not a reset); then the
+/// process exits 0 — as soon as nothing is in flight, not after a fixed sleep.
+fn drain(mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>, d: Drainer) {
+    loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        }
+    }
+    let deadline = Instant::now() + d.grace;
+    tracing::info!(
+        inflight = d.inflight.load(Ordering::Acquire),
+        grace = %humantime::format_duration(d.grace),
+        "draining"
+    );
+    while d.inflight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = d.inflight.load(Ordering::Acquire);
+    if left > 0 {
+        tracing::warn!(
+            requests = left,
+            "grace period over: ending what is still in flight"
+        );
+        let _ = d.terminate.send(true);
+        let end = Instant::now() + Duration::from_secs(2);
+        while d.inflight.load(Ordering::Acquire) > 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Give the access log and the statistics writer their last batch.
+    d.telemetry.access_log.close();
+    std::thread::sleep(Duration::from_millis(150));
+    tracing::info!("drained; exiting");
+    std::process::exit(0);
+}
+
+/// TLS handshakes need no per-connection callbacks; Pingora's resolver-based settings are
+/// built through `with_callbacks`.
+struct NoCallbacks;
+
+#[async_trait]
+impl pingora::listeners::TlsAccept for NoCallbacks {}

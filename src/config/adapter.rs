@@ -466,10 +466,22 @@ fn validate(
             .map_err(|m| err(&fb.base_url, format!("fallbacks: {m}")))?;
         let api_key = resolve_key(&fb.api_key, env)
             .map_err(|m| err(&fb.api_key, format!("fallbacks: {m}")))?;
+        // A fallback with its own model serves every request with it (the primary's rules
+        // name the primary's models); without one it shares the primary's mapping.
+        let (model, model_map) = match &fb.model {
+            Some(m) => (m.clone(), Vec::new()),
+            None => (source.model.clone(), source.model_map.clone()),
+        };
+        let preset = presets::for_host(&endpoint.host);
         fallbacks.push(Source {
             endpoint,
             api_key,
-            model: fb.model.clone().unwrap_or_else(|| source.model.clone()),
+            model,
+            model_map,
+            dialect: preset
+                .as_ref()
+                .map_or_else(|| source.dialect.clone(), |p| p.dialect.clone()),
+            preset: preset.map(|p| p.name).or(source.preset),
             ..source.clone()
         });
     }

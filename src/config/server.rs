@@ -35,6 +35,27 @@ pub struct ServerFile {
     pub access_log: Option<AccessLogFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<StatsFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<ShutdownFile>,
+    /// The Unix socket a new process takes the listeners over through (zero-downtime upgrade).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_sock: Option<PathBuf>,
+    /// Where the process writes its PID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownFile {
+    /// How long in-flight requests and streams may take to finish after SIGTERM/SIGQUIT
+    /// (default 30s); what is still open then ends with an error event.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub grace_period: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -130,6 +151,9 @@ pub struct ServerConfig {
     pub admin: Option<AdminConfig>,
     pub access_log: AccessLogTarget,
     pub stats: Option<StatsConfig>,
+    pub grace_period: Duration,
+    pub upgrade_sock: PathBuf,
+    pub pid_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +299,21 @@ impl ServerConfig {
                 queue: s.queue.unwrap_or(10_000).max(1),
             });
         Ok(ServerConfig {
+            grace_period: file
+                .shutdown
+                .as_ref()
+                .and_then(|s| s.grace_period)
+                .unwrap_or(Duration::from_secs(30)),
+            upgrade_sock: resolve(
+                file.upgrade_sock
+                    .as_deref()
+                    .unwrap_or(Path::new("/tmp/flexiproxy-upgrade.sock")),
+            ),
+            pid_file: resolve(
+                file.pid_file
+                    .as_deref()
+                    .unwrap_or(Path::new("/tmp/flexiproxy.pid")),
+            ),
             admin,
             access_log,
             stats,
@@ -299,11 +338,6 @@ impl ServerConfig {
                 .and_then(|l| l.max_concurrent_requests)
                 .unwrap_or(10_000),
         })
-    }
-
-    /// Timeouts that are not per adapter.
-    pub fn default_shutdown_grace(&self) -> Duration {
-        Duration::from_secs(30)
     }
 }
 

@@ -58,22 +58,59 @@ pub struct FlexiProxy {
     shutting_down: Arc<AtomicBool>,
     telemetry: Arc<Telemetry>,
     limiter: limits::Limiter,
+    /// Requests in progress (for draining at shutdown).
+    inflight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Turns true when the shutdown grace period is over: watchdogs end what is left.
+    terminate: tokio::sync::watch::Receiver<bool>,
+    /// Sources that failed recently, by (adapter, source index), until when to avoid them.
+    cooldown: std::sync::Mutex<std::collections::HashMap<(String, usize), Instant>>,
 }
+
+/// What the proxy shares with the server's shutdown logic.
+#[derive(Clone)]
+pub struct Lifecycle {
+    /// Set when shutdown begins; readiness turns 503.
+    pub shutting_down: Arc<AtomicBool>,
+    /// Requests in progress.
+    pub inflight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Turns true when the grace period is over.
+    pub terminate: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Counts a request as in flight for as long as its context lives.
+pub struct InflightGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How long a failing source is passed over when the adapter has others.
+const SOURCE_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl FlexiProxy {
     pub fn new(
         live: LiveConfig,
         settings: ProxySettings,
-        shutting_down: Arc<AtomicBool>,
+        lifecycle: Lifecycle,
         telemetry: Arc<Telemetry>,
     ) -> Self {
+        let Lifecycle {
+            shutting_down,
+            inflight,
+            terminate,
+        } = lifecycle;
         FlexiProxy {
+            inflight,
+            terminate,
             limiter: limits::Limiter::new(settings.max_concurrent_requests),
             live,
             settings,
             dns: upstream::Dns::new(),
             shutting_down,
             telemetry,
+            cooldown: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
@@ -109,6 +146,15 @@ pub struct Ctx {
     pub error_kind: Option<&'static str>,
     /// First-byte, idle and total timeouts of the current upstream attempt.
     pub watchdog: Option<watchdog::Watchdog>,
+    /// The source of the current attempt: 0 the adapter's own, then its fallbacks.
+    pub source_index: usize,
+    /// Sources already tried for this request (bit per index).
+    pub tried: u64,
+    /// The source `prepared` was built for.
+    pub prepared_for: usize,
+    /// The client's body, kept to re-translate for a fallback source.
+    pub raw_body: Option<Bytes>,
+    _inflight: InflightGuard,
 }
 
 fn message_id(request_id: &str) -> String {
@@ -117,7 +163,71 @@ fn message_id(request_id: &str) -> String {
 
 impl FlexiProxy {
     fn source<'a>(&self, ctx: &'a Ctx) -> Option<&'a Source> {
-        ctx.adapter.as_ref().map(|a| &a.source)
+        let adapter = ctx.adapter.as_ref()?;
+        match ctx.source_index {
+            0 => Some(&adapter.source),
+            n => adapter.fallbacks.get(n - 1),
+        }
+    }
+
+    fn cooling(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, usize), Instant>> {
+        self.cooldown.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Picks the first source of the adapter that was not tried and is not cooling down (or,
+    /// when all are cooling, the first not tried).
+    fn choose_source(&self, ctx: &mut Ctx) {
+        let Some(adapter) = ctx.adapter.as_ref() else {
+            return;
+        };
+        if adapter.fallbacks.is_empty() {
+            ctx.source_index = 0;
+            return;
+        }
+        let count = adapter.fallbacks.len() + 1;
+        let now = Instant::now();
+        let cooling = self.cooling();
+        let untried = (0..count).filter(|i| ctx.tried & (1 << i) == 0);
+        let mut first_untried = None;
+        for i in untried {
+            first_untried.get_or_insert(i);
+            let cool = cooling
+                .get(&(adapter.name.clone(), i))
+                .is_some_and(|until| *until > now);
+            if !cool {
+                ctx.source_index = i;
+                return;
+            }
+        }
+        ctx.source_index = first_untried.unwrap_or(0);
+    }
+
+    /// Marks the current source as failing; true when another source is left to try.
+    fn fail_over(&self, ctx: &mut Ctx) -> bool {
+        let Some(adapter) = ctx.adapter.as_ref() else {
+            return false;
+        };
+        if adapter.fallbacks.is_empty() {
+            return false;
+        }
+        ctx.tried |= 1 << ctx.source_index;
+        self.cooling().insert(
+            (adapter.name.clone(), ctx.source_index),
+            Instant::now() + SOURCE_COOLDOWN,
+        );
+        let count = adapter.fallbacks.len() + 1;
+        let left = (0..count).any(|i| ctx.tried & (1 << i) == 0);
+        if left {
+            self.telemetry.metrics.upstream_retries.inc();
+            tracing::warn!(
+                adapter = %adapter.name,
+                source = ctx.source_index,
+                "source failed; trying the next one"
+            );
+        }
+        left
     }
 
     /// Sends a complete local response. HEAD gets the headers only.
@@ -357,6 +467,14 @@ impl ProxyHttp for FlexiProxy {
             bytes_out: 0,
             error_kind: None,
             watchdog: None,
+            source_index: 0,
+            tried: 0,
+            prepared_for: 0,
+            raw_body: None,
+            _inflight: {
+                self.inflight.fetch_add(1, Ordering::AcqRel);
+                InflightGuard(self.inflight.clone())
+            },
         }
     }
 
@@ -517,6 +635,7 @@ impl ProxyHttp for FlexiProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        self.choose_source(ctx);
         let Some(source) = self.source(ctx) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -625,9 +744,24 @@ impl ProxyHttp for FlexiProxy {
         if end_of_stream && let Some(w) = &ctx.watchdog {
             w.request_sent();
         }
-        // A retry replays the body: send the prepared one again.
-        if let Some(prepared) = &ctx.prepared {
-            *body = end_of_stream.then(|| prepared.body.clone());
+        // A retry replays the body: send the prepared one again, re-translated if the retry
+        // goes to another source.
+        if ctx.prepared.is_some() {
+            if ctx.prepared_for != ctx.source_index
+                && let (Some(raw), Some(plan), Some(source)) =
+                    (ctx.raw_body.clone(), ctx.plan, self.source(ctx))
+            {
+                match exchange::prepare(plan, &raw, source) {
+                    Ok(p) => {
+                        ctx.prepared = Some(p);
+                        ctx.prepared_for = ctx.source_index;
+                    }
+                    Err(e) => return Err(fail(ctx, e)),
+                }
+            }
+            *body = end_of_stream
+                .then(|| ctx.prepared.as_ref().map(|p| p.body.clone()))
+                .flatten();
             return Ok(());
         }
         if let Some(chunk) = body.take()
@@ -661,13 +795,26 @@ impl ProxyHttp for FlexiProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
         if upstream_response.status.is_informational() {
             return Ok(());
+        }
+        // Nothing has reached the client yet: a failing source can hand over to the next one,
+        // if Pingora can replay the body (it keeps up to 64 KiB of it).
+        if (status == 429 || status >= 500)
+            && !session.as_ref().retry_buffer_truncated()
+            && self.fail_over(ctx)
+        {
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(status),
+                "source failed; trying the next one",
+            );
+            e.set_retry(true);
+            return Err(e);
         }
         ctx.upstream_status = Some(status);
         ctx.first_byte = Some(Instant::now());
@@ -797,6 +944,20 @@ impl ProxyHttp for FlexiProxy {
         e
     }
 
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent: another source can take the request.
+        if self.fail_over(ctx) {
+            e.set_retry(true);
+        }
+        e
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let client_gone = e.esource() == &ErrorSource::Downstream
             && matches!(
@@ -808,6 +969,14 @@ impl ProxyHttp for FlexiProxy {
             w.fired()
         });
         let error = match timed_out {
+            Some((watchdog::Timeout::Shutdown, _)) => {
+                ctx.error_kind = Some("shutdown");
+                ProxyError::new(
+                    ErrorKind::Overloaded,
+                    watchdog::Timeout::Shutdown.describe(Default::default()),
+                )
+                .with_status(503)
+            }
             Some((which, after)) => {
                 ctx.error_kind = Some("timeout");
                 ProxyError::new(ErrorKind::Timeout, which.describe(after)).with_status(504)
@@ -862,7 +1031,8 @@ impl ProxyHttp for FlexiProxy {
                 total: t.total,
             };
             // A retry gets a fresh watchdog for its own connection.
-            ctx.watchdog = watchdog::Watchdog::start(fd, ctx.started, limits);
+            ctx.watchdog =
+                watchdog::Watchdog::start(fd, ctx.started, limits, self.terminate.clone());
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ pub enum Timeout {
     FirstByte,
     Idle,
     Total,
+    /// Not a timeout of the request's own: the server's shutdown grace period ran out.
+    Shutdown,
 }
 
 impl Timeout {
@@ -31,6 +33,7 @@ impl Timeout {
             }
             Timeout::Idle => format!("the provider went silent for {after} (idle timeout)"),
             Timeout::Total => format!("the request took longer than {after} (total timeout)"),
+            Timeout::Shutdown => "the proxy is shutting down; retry the request".to_owned(),
         }
     }
 }
@@ -63,8 +66,14 @@ pub struct Limits {
 }
 
 impl Watchdog {
-    /// Starts watching the connection `fd` of a request that began at `started`.
-    pub fn start(fd: RawFd, started: Instant, limits: Limits) -> Option<Watchdog> {
+    /// Starts watching the connection `fd` of a request that began at `started`; `terminate`
+    /// turning true ends the request at once (end of the shutdown grace period).
+    pub fn start(
+        fd: RawFd,
+        started: Instant,
+        limits: Limits,
+        terminate: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Watchdog> {
         // SAFETY: `fd` is the open upstream socket Pingora handed to `connected_to_upstream`;
         // it stays open for the duration of this call, which only duplicates it.
         let socket = unsafe { BorrowedFd::borrow_raw(fd) }
@@ -77,7 +86,7 @@ impl Watchdog {
             fired: AtomicU8::new(0),
             socket: Mutex::new(Some(socket)),
         });
-        let task = tokio::spawn(watch(shared.clone(), limits));
+        let task = tokio::spawn(watch(shared.clone(), limits, terminate));
         Some(Watchdog {
             shared,
             task,
@@ -127,6 +136,7 @@ impl Watchdog {
             1 => Some((Timeout::FirstByte, self.limits.first_byte)),
             2 => Some((Timeout::Idle, self.limits.idle)),
             3 => Some((Timeout::Total, self.limits.total.unwrap_or_default())),
+            4 => Some((Timeout::Shutdown, Duration::ZERO)),
             _ => None,
         }
     }
@@ -158,35 +168,57 @@ fn next_deadline(shared: &Shared, limits: &Limits) -> Option<(Duration, u8)> {
     }
 }
 
-async fn watch(shared: Arc<Shared>, limits: Limits) {
+async fn watch(
+    shared: Arc<Shared>,
+    limits: Limits,
+    mut terminate: tokio::sync::watch::Receiver<bool>,
+) {
+    // Without a sender (no shutdown logic, e.g. embedded in tests) there is nothing to watch.
+    let mut terminate_open = true;
     loop {
         if shared.phase.load(Ordering::Acquire) == PHASE_DONE {
             return;
         }
-        let elapsed = shared.origin.elapsed();
-        let Some((deadline, which)) = next_deadline(&shared, &limits) else {
-            // Still sending the request and no total limit: check again shortly.
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            continue;
-        };
-        if elapsed < deadline {
-            tokio::time::sleep(deadline - elapsed).await;
-            continue;
-        }
-        // A deadline passed: confirm under the lock (the response may have just finished).
-        let mut socket = lock(&shared.socket);
-        if shared.phase.load(Ordering::Acquire) == PHASE_DONE {
+        if *terminate.borrow() {
+            fire(&shared, 4);
             return;
         }
+        let elapsed = shared.origin.elapsed();
+        // Still sending the request and no total limit: look again shortly.
+        let (wait, which) = match next_deadline(&shared, &limits) {
+            Some((deadline, which)) if elapsed >= deadline => (Duration::ZERO, which),
+            Some((deadline, which)) => (deadline - elapsed, which),
+            None => (Duration::from_millis(250), 0),
+        };
+        if !wait.is_zero() || which == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                changed = terminate.changed(), if terminate_open => {
+                    terminate_open = changed.is_ok();
+                }
+            }
+            continue;
+        }
+        // A deadline passed; the phase may have moved on meanwhile (`fire` re-checks under
+        // the lock that `finish` takes).
         match next_deadline(&shared, &limits) {
             Some((d, w)) if w == which && shared.origin.elapsed() >= d => {}
             _ => continue,
         }
-        shared.fired.store(which, Ordering::Release);
-        if let Some(fd) = socket.take() {
-            let stream = std::net::TcpStream::from(fd);
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        }
+        fire(&shared, which);
         return;
+    }
+}
+
+/// Records why and shuts the upstream socket down, unless the response is already done.
+fn fire(shared: &Shared, which: u8) {
+    let mut socket = lock(&shared.socket);
+    if shared.phase.load(Ordering::Acquire) == PHASE_DONE {
+        return;
+    }
+    shared.fired.store(which, Ordering::Release);
+    if let Some(fd) = socket.take() {
+        let stream = std::net::TcpStream::from(fd);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
     }
 }

@@ -43,7 +43,7 @@ pub struct AccessRecord<'a> {
 
 pub struct AccessLog {
     writer: Option<NonBlocking>,
-    _guard: Option<WorkerGuard>,
+    guard: std::sync::Mutex<Option<WorkerGuard>>,
 }
 
 impl AccessLog {
@@ -52,7 +52,7 @@ impl AccessLog {
             AccessLogTarget::Off => {
                 return Ok(AccessLog {
                     writer: None,
-                    _guard: None,
+                    guard: std::sync::Mutex::new(None),
                 });
             }
             AccessLogTarget::Stdout => Box::new(std::io::stdout()),
@@ -75,7 +75,7 @@ impl AccessLog {
             .finish(sink);
         Ok(AccessLog {
             writer: Some(writer),
-            _guard: Some(guard),
+            guard: std::sync::Mutex::new(Some(guard)),
         })
     }
 
@@ -91,6 +91,12 @@ impl AccessLog {
         };
         line.push(b'\n');
         let _ = writer.clone().write_all(&line);
+    }
+
+    /// Writes out what is buffered and stops the writer (at exit).
+    pub fn close(&self) {
+        let guard = self.guard.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(guard);
     }
 
     /// Lines dropped because the writer fell behind.
