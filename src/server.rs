@@ -127,6 +127,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         ProxySettings {
             max_request_body: config.max_request_body,
             max_concurrent_requests: config.max_concurrent_requests,
+            max_header_size: config.max_header_size,
         },
         Lifecycle {
             shutting_down: shutting_down.clone(),
@@ -237,6 +238,9 @@ pub fn run(app: App) {
     });
 }
 
+/// How long nothing must be in flight before a draining process exits.
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
+
 struct Drainer {
     inflight: Arc<AtomicUsize>,
     terminate: tokio::sync::watch::Sender<bool>,
@@ -262,8 +266,16 @@ fn drain(mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>, d: Draine
         grace = %humantime::format_duration(d.grace),
         "draining"
     );
-    while d.inflight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    // Done when nothing has been in flight for a moment: kept-alive client connections may
+    // still bring a request, which is answered with `connection: close`.
+    let mut idle_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if d.inflight.load(Ordering::Acquire) > 0 {
+            idle_since = None;
+        } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= DRAIN_QUIET {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     let left = d.inflight.load(Ordering::Acquire);
     if left > 0 {

@@ -128,6 +128,9 @@ pub struct LimitsFile {
     /// Concurrent proxied requests across all adapters; more get 529 (default 10000, 0 = no cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<usize>,
+    /// Largest request header section accepted, in bytes (default 64 KiB); larger gets 431.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +150,7 @@ pub struct ServerConfig {
     pub public_base_url: String,
     pub max_request_body: usize,
     pub max_concurrent_requests: usize,
+    pub max_header_size: usize,
     /// The admin listener (metrics, health, /admin/*), unless turned off.
     pub admin: Option<AdminConfig>,
     pub access_log: AccessLogTarget,
@@ -337,6 +341,11 @@ impl ServerConfig {
                 .as_ref()
                 .and_then(|l| l.max_concurrent_requests)
                 .unwrap_or(10_000),
+            max_header_size: file
+                .limits
+                .as_ref()
+                .and_then(|l| l.max_header_size)
+                .unwrap_or(64 * 1024),
         })
     }
 }

@@ -48,6 +48,8 @@ pub struct ProxySettings {
     pub max_request_body: usize,
     /// Concurrent proxied requests across all adapters (0 = unlimited).
     pub max_concurrent_requests: usize,
+    /// Largest request header section, in bytes.
+    pub max_header_size: usize,
 }
 
 pub struct FlexiProxy {
@@ -77,12 +79,13 @@ pub struct Lifecycle {
     pub terminate: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Counts a request as in flight for as long as its context lives.
-pub struct InflightGuard(Arc<std::sync::atomic::AtomicUsize>);
+/// Counts a request as in flight (for draining and the metric) for as long as its context lives.
+pub struct InflightGuard(Arc<std::sync::atomic::AtomicUsize>, prometheus::IntGauge);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.dec();
     }
 }
 
@@ -204,8 +207,9 @@ impl FlexiProxy {
         ctx.source_index = first_untried.unwrap_or(0);
     }
 
-    /// Marks the current source as failing; true when another source is left to try.
-    fn fail_over(&self, ctx: &mut Ctx) -> bool {
+    /// Marks the current source as failing (it cools down); true when the request can move
+    /// to another source (`can_retry`: nothing reached the client and the body can be resent).
+    fn fail_over(&self, ctx: &mut Ctx, can_retry: bool) -> bool {
         let Some(adapter) = ctx.adapter.as_ref() else {
             return false;
         };
@@ -218,7 +222,7 @@ impl FlexiProxy {
             Instant::now() + SOURCE_COOLDOWN,
         );
         let count = adapter.fallbacks.len() + 1;
-        let left = (0..count).any(|i| ctx.tried & (1 << i) == 0);
+        let left = can_retry && (0..count).any(|i| ctx.tried & (1 << i) == 0);
         if left {
             self.telemetry.metrics.upstream_retries.inc();
             tracing::warn!(
@@ -473,17 +477,40 @@ impl ProxyHttp for FlexiProxy {
             raw_body: None,
             _inflight: {
                 self.inflight.fetch_add(1, Ordering::AcqRel);
-                InflightGuard(self.inflight.clone())
+                let gauge = self.telemetry.metrics.inflight.clone();
+                gauge.inc();
+                InflightGuard(self.inflight.clone(), gauge)
             },
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Shutting down: answer, then close, so clients move to the new process or instance.
+        if self.shutting_down.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
         let req = session.req_header();
-        ctx.route = route::route(req.method.as_str(), &req.uri.to_string());
+        ctx.route = route::route(req.method.as_str(), req.uri.path());
         let anthropic_headers =
             req.headers.contains_key("anthropic-version") || req.headers.contains_key("x-api-key");
         ctx.protocol = route::client_protocol(ctx.route, anthropic_headers);
+        let header_size: usize = req.uri.to_string().len()
+            + req
+                .headers
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if header_size > self.settings.max_header_size {
+            let e = ProxyError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "request headers are larger than the limit of {} bytes",
+                    self.settings.max_header_size
+                ),
+            )
+            .with_status(431);
+            return self.respond_error(session, ctx, e).await;
+        }
 
         match ctx.route {
             Route::Probe => {
@@ -783,10 +810,18 @@ impl ProxyHttp for FlexiProxy {
             ));
         };
         let raw = ctx.request_body.take();
-        match exchange::prepare(plan, &raw, &adapter.source) {
+        let source = match ctx.source_index {
+            0 => &adapter.source,
+            n => adapter.fallbacks.get(n - 1).unwrap_or(&adapter.source),
+        };
+        match exchange::prepare(plan, &raw, source) {
             Ok(prepared) => {
                 *body = Some(prepared.body.clone());
                 ctx.prepared = Some(prepared);
+                ctx.prepared_for = ctx.source_index;
+                if !adapter.fallbacks.is_empty() {
+                    ctx.raw_body = Some(raw);
+                }
                 Ok(())
             }
             Err(e) => Err(fail(ctx, e)),
@@ -805,10 +840,8 @@ impl ProxyHttp for FlexiProxy {
         }
         // Nothing has reached the client yet: a failing source can hand over to the next one,
         // if Pingora can replay the body (it keeps up to 64 KiB of it).
-        if (status == 429 || status >= 500)
-            && !session.as_ref().retry_buffer_truncated()
-            && self.fail_over(ctx)
-        {
+        let replayable = !session.as_ref().retry_buffer_truncated();
+        if (status == 429 || status >= 500) && self.fail_over(ctx, replayable) {
             let mut e = Error::explain(
                 ErrorType::HTTPStatus(status),
                 "source failed; trying the next one",
@@ -952,7 +985,7 @@ impl ProxyHttp for FlexiProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing was sent: another source can take the request.
-        if self.fail_over(ctx) {
+        if self.fail_over(ctx, true) {
             e.set_retry(true);
         }
         e

@@ -7,6 +7,7 @@ mod clients;
 mod core;
 mod fidelity;
 mod harness;
+mod ingress;
 mod observability;
 mod passthrough;
 mod reload;

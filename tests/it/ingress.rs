@@ -1,0 +1,809 @@
+//! FlexiProxy as production ingress: TLS (HTTP/1.1 and HTTP/2, certificate reload), limits,
+//! per-adapter timeouts, provider faults, fallback sources, retries, graceful shutdown and
+//! zero-downtime upgrade.
+
+use crate::harness::*;
+use flexiproxy::protocol::stream_check::check_stream;
+use flexiproxy_testkit::{FakeProvider, Reply, openai, tls};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn ok_provider() -> FakeProvider {
+    FakeProvider::start(|req| {
+        if req.json()["stream"] == true {
+            Reply::sse(openai::text_stream("ok stream", 2))
+        } else {
+            Reply::json(200, openai::chat_completion("ok"))
+        }
+    })
+    .await
+}
+
+fn tls_client(ca_pem: &str, http1_only: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(10));
+    if http1_only {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_listener_serves_http1_and_http2_and_checks_hostnames() {
+    let provider = ok_provider().await;
+    let pki = tls::test_ca_and_cert(&["localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = pki.write_to_dir(dir.path()).unwrap();
+    let port = free_port();
+    let proxy = Proxy::start_with(
+        &format!(
+            "listeners:\n  - address: 127.0.0.1:{port}\n    tls:\n      cert: {}\n      key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+        &[("a", adapter_yaml(&provider.base_url(), &[KEY], ""))],
+    );
+    let url = format!("https://localhost:{port}/v1/messages");
+    for (http1, version) in [
+        (true, reqwest::Version::HTTP_11),
+        (false, reqwest::Version::HTTP_2),
+    ] {
+        let r = tls_client(&pki.ca_cert_pem, http1)
+            .post(&url)
+            .header("x-api-key", KEY)
+            .json(&messages_body(true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), version);
+        check_stream(&r.bytes().await.unwrap()).unwrap();
+    }
+    // A name the certificate does not carry is refused by the client's verification.
+    let wrong = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_cert_pem.as_bytes()).unwrap())
+        .resolve(
+            "wrong.example",
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let e = wrong
+        .get(format!("https://wrong.example:{port}/health"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(e.is_connect(), "{e:?}");
+    // The plaintext listener of the harness still works next to it.
+    assert_eq!(
+        post_messages(&proxy, &messages_body(false)).await.status(),
+        200
+    );
+
+    // Certificate renewal: new files, picked up without a restart.
+    let renewed = tls::test_ca_and_cert(&["localhost"]);
+    std::fs::write(&key, &renewed.key_pem).unwrap();
+    std::fs::write(&cert, &renewed.cert_chain_pem).unwrap();
+    let new_ca = renewed.ca_cert_pem.clone();
+    wait_until_async(DEADLINE, "the renewed certificate is served", || {
+        let c = tls_client(&new_ca, true);
+        let url = format!("https://localhost:{port}/health");
+        async move { c.get(url).send().await.is_ok() }
+    })
+    .await;
+    assert!(
+        tls_client(&pki.ca_cert_pem, true)
+            .get(format!("https://localhost:{port}/health"))
+            .send()
+            .await
+            .is_err()
+    );
+    // A broken pair is refused and the renewed one stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        tls_client(&new_ca, true)
+            .get(format!("https://localhost:{port}/health"))
+            .send()
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_headers_are_refused_and_serving_continues() {
+    let provider = ok_provider().await;
+    let proxy = Proxy::start(&[("a", adapter_yaml(&provider.base_url(), &[KEY], ""))]);
+    let r = client()
+        .post(proxy.url("/v1/messages"))
+        .header("x-api-key", KEY)
+        .header("x-huge", "h".repeat(200_000))
+        .json(&messages_body(false))
+        .send()
+        .await;
+    match r {
+        Ok(r) => assert!(r.status().is_client_error(), "{}", r.status()),
+        Err(e) => assert!(e.is_request() || e.is_connect() || e.is_body(), "{e:?}"),
+    }
+    assert_eq!(provider.request_count(), 0);
+    assert_eq!(
+        post_messages(&proxy, &messages_body(false)).await.status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overall_concurrency_cap_answers_529() {
+    let provider = FakeProvider::start(|_| {
+        Reply::sse(openai::text_stream("slow", 3)).delay_between_writes(Duration::from_millis(300))
+    })
+    .await;
+    let proxy = Proxy::start_with(
+        "limits:\n  max_concurrent_requests: 1\n",
+        &[("a", adapter_yaml(&provider.base_url(), &[KEY], ""))],
+    );
+    let mut first = post_messages(&proxy, &messages_body(true)).await;
+    let _ = first.chunk().await.unwrap();
+    let r = post_messages(&proxy, &messages_body(true)).await;
+    assert_eq!(r.status(), 529);
+    assert!(r.headers().get("retry-after").is_some());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    while first.chunk().await.unwrap().is_some() {}
+    let url = proxy.url("/v1/messages");
+    wait_until_async(DEADLINE, "the slot is free again", || {
+        let url = url.clone();
+        async move {
+            client()
+                .post(url)
+                .header("x-api-key", KEY)
+                .json(&messages_body(false))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 200
+        }
+    })
+    .await;
+}
+
+/// A listener whose accept queue is full: connection attempts get no answer at all.
+fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>, u16) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(0).unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        c.set_nonblocking(true).unwrap();
+        let _ = c.connect(
+            &format!("127.0.0.1:{port}")
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        );
+        fill.push(c.into());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    (s, fill, port)
+}
+
+async fn expect_timeout_json(proxy: &Proxy, stream: bool, what: &str) {
+    let started = Instant::now();
+    let r = post_messages(proxy, &messages_body(stream)).await;
+    assert_eq!(r.status(), 504, "{what}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error", "{what}: {v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{what}: took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_and_tls_timeouts() {
+    let (_listener, _fill, port) = blackhole();
+    let proxy = Proxy::start(&[(
+        "a",
+        adapter_yaml(
+            &format!("http://127.0.0.1:{port}/v1"),
+            &[KEY],
+            "timeouts:\n  connect: 500ms",
+        ),
+    )]);
+    expect_timeout_json(&proxy, false, "connect").await;
+
+    // A server that accepts TCP but never answers the TLS handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for c in silent.incoming().flatten() {
+            h.lock().unwrap().push(c);
+        }
+    });
+    let proxy = Proxy::start(&[(
+        "b",
+        adapter_yaml(
+            &format!("https://localhost:{silent_port}/v1"),
+            &[KEY],
+            "timeouts:\n  connect: 500ms\n  tls: 500ms",
+        ),
+    )]);
+    expect_timeout_json(&proxy, true, "tls").await;
+    assert_eq!(
+        client()
+            .get(proxy.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_byte_idle_and_total_timeouts() {
+    let provider = FakeProvider::start(|req| {
+        let body = req.json();
+        match body["messages"][0]["content"].as_str().unwrap_or("") {
+            "slow-start" => Reply::json(200, openai::chat_completion("late"))
+                .delay_before_headers(Duration::from_secs(5)),
+            "stall" => Reply::sse(openai::text_stream("this stream stalls after a while", 8))
+                .stall_after_body_bytes(250),
+            _ => Reply::sse(openai::text_stream(
+                "a long steady stream of many chunks",
+                20,
+            ))
+            .delay_between_writes(Duration::from_millis(300)),
+        }
+    })
+    .await;
+    let timeouts = "timeouts:\n  first_byte: 1s\n  idle: 1s\n  total: 2s";
+    let proxy = Proxy::start(&[("a", adapter_yaml(&provider.base_url(), &[KEY], timeouts))]);
+    let mut body = messages_body(false);
+    body["messages"][0]["content"] = json!("slow-start");
+    let r = post_messages(&proxy, &body).await;
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("first_byte"),
+        "{v}"
+    );
+
+    // After the stream started: an error event and a clean end.
+    for (prompt, which) in [("stall", "idle"), ("steady", "total")] {
+        let mut body = messages_body(true);
+        body["messages"][0]["content"] = json!(prompt);
+        let started = Instant::now();
+        let r = post_messages(&proxy, &body).await;
+        assert_eq!(r.status(), 200);
+        let bytes = r.bytes().await.unwrap();
+        let frames = check_stream(&bytes)
+            .unwrap_or_else(|e| panic!("{which}: {e}\n{}", String::from_utf8_lossy(&bytes)));
+        let last = frames.last().unwrap();
+        assert_eq!(last.event, "error", "{which}");
+        assert_eq!(last.data["error"]["type"], "timeout_error");
+        assert!(
+            last.data["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(which),
+            "{}",
+            last.data
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{which}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        client()
+            .get(proxy.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_faults_are_answered_and_nothing_leaks() {
+    let provider = FakeProvider::start(|req| {
+        match req.json()["messages"][0]["content"].as_str().unwrap_or("") {
+            "reset-headers" => Reply::json(200, openai::chat_completion("x")).reset_mid_headers(),
+            "reset-before" => Reply::json(200, openai::chat_completion("x")).reset_before_headers(),
+            "garbage" => Reply::garbage(&b"\x00\x01 this is not HTTP at all \xff\r\n\r\n"[..]),
+            "garbage-200" => Reply::text(200, "application/json", "{{{ not json"),
+            "huge" => Reply::text(200, "application/json", vec![b' '; 65 * 1024 * 1024]),
+            "reset-stream" => Reply::sse(openai::text_stream("cut in the middle of things", 6))
+                .reset_after_body_bytes(200),
+            _ => Reply::json(200, openai::chat_completion("fine")),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("adapters")).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    std::fs::write(
+        dir.path().join("flexiproxy.yaml"),
+        format!("listen: 127.0.0.1:{port}\nthreads: 2\nadmin:\n  listen: 127.0.0.1:{admin}\naccess_log:\n  enabled: false\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("adapters/a.yaml"),
+        adapter_yaml(&provider.base_url(), &[KEY], ""),
+    )
+    .unwrap();
+    let proc = ProcessProxy::spawn(&dir.path().join("flexiproxy.yaml"), port, &[]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", proc.child.id()))
+            .unwrap()
+            .count()
+    };
+    let c = client();
+    let send = |prompt: &'static str, stream: bool| {
+        let (c, url) = (c.clone(), proc.url("/v1/messages"));
+        async move {
+            let mut b = messages_body(stream);
+            b["messages"][0]["content"] = json!(prompt);
+            let r = c
+                .post(url)
+                .header("x-api-key", KEY)
+                .json(&b)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{prompt}: {e:?}"));
+            let status = r.status().as_u16();
+            (
+                status,
+                r.bytes()
+                    .await
+                    .unwrap_or_else(|e| panic!("{prompt} body: {e:?}")),
+            )
+        }
+    };
+    // Warm up, then take the baseline.
+    assert_eq!(send("fine", false).await.0, 200);
+    let baseline = fds();
+    for round in 0..3 {
+        for prompt in ["reset-headers", "reset-before", "garbage"] {
+            let (status, body) = send(prompt, false).await;
+            assert_eq!(status, 502, "{prompt}");
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["type"], "api_error", "{prompt}");
+        }
+        let (status, body) = send("garbage-200", false).await;
+        assert_eq!(status, 200, "headers were already on their way");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap()["error"]["type"],
+            "api_error"
+        );
+        let (status, body) = send("reset-stream", true).await;
+        assert_eq!(status, 200);
+        assert_eq!(check_stream(&body).unwrap().last().unwrap().event, "error");
+        if round == 0 {
+            let (_, body) = send("huge", false).await;
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["type"], "api_error");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("larger than")
+            );
+        }
+        assert_eq!(
+            send("fine", false).await.0,
+            200,
+            "still serving after faults"
+        );
+    }
+    drop(c);
+    // No descriptor or request left behind: back to the baseline once idle.
+    let metrics_url = format!("http://127.0.0.1:{admin}/metrics");
+    wait_until_async(DEADLINE, "no request is in flight", || {
+        let url = metrics_url.clone();
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            text.lines().any(|l| l == "flexiproxy_inflight_requests 1") // the scrape itself
+                || text.lines().any(|l| l == "flexiproxy_inflight_requests 0")
+        }
+    })
+    .await;
+    wait_until(DEADLINE, "file descriptors return to the baseline", || {
+        fds() <= baseline + 1
+    });
+    assert!(
+        proc.log_text().lines().all(|l| !l.contains("panicked")),
+        "{}",
+        proc.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fallback_sources_take_over_before_any_byte_and_never_after() {
+    let primary_calls = Arc::new(AtomicUsize::new(0));
+    let primary_fails = Arc::new(AtomicBool::new(true));
+    let (calls, fails) = (primary_calls.clone(), primary_fails.clone());
+    let primary = FakeProvider::start(move |req| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let prompt = req.json()["messages"][0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if prompt == "cut" {
+            return Reply::sse(openai::text_stream("primary starts then dies", 6))
+                .reset_after_body_bytes(150);
+        }
+        if fails.load(Ordering::SeqCst) {
+            if prompt == "429" {
+                Reply::json(
+                    429,
+                    openai::error_body("slow down", "rate_limit_error", None),
+                )
+            } else {
+                Reply::json(503, openai::error_body("overloaded", "server_error", None))
+            }
+        } else {
+            Reply::json(200, openai::chat_completion("from primary"))
+        }
+    })
+    .await;
+    let backup = FakeProvider::start(|req| {
+        let body = req.json();
+        Reply::json(
+            200,
+            openai::chat_completion(&format!(
+                "from backup as {}",
+                body["model"].as_str().unwrap()
+            )),
+        )
+    })
+    .await;
+    let extra = format!(
+        "fallbacks:\n  - base_url: {}\n    api_key: sk-backup\n    model: backup-model",
+        backup.base_url()
+    );
+    let proxy = Proxy::start(&[("a", adapter_yaml(&primary.base_url(), &[KEY], &extra))]);
+    let text = |v: &Value| v["content"][0]["text"].as_str().unwrap().to_owned();
+
+    let r = post_messages(&proxy, &messages_body(false)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        text(&r.json().await.unwrap()),
+        "from backup as backup-model"
+    );
+    assert_eq!(primary_calls.load(Ordering::SeqCst), 1);
+    let b = &backup.requests()[0];
+    assert_eq!(b.header("authorization"), Some("Bearer sk-backup"));
+    // Cooling down: the next request goes straight to the backup.
+    let r = post_messages(&proxy, &messages_body(false)).await;
+    assert_eq!(
+        text(&r.json().await.unwrap()),
+        "from backup as backup-model"
+    );
+    assert_eq!(
+        primary_calls.load(Ordering::SeqCst),
+        1,
+        "the failing source is skipped for a while"
+    );
+
+    // A 75 KB body is beyond what Pingora can replay: a 5xx is answered, not retried
+    // (the next request goes to the backup because the primary cools down).
+    let fresh = Proxy::start(&[("a", adapter_yaml(&primary.base_url(), &[KEY], &extra))]);
+    let fixture: Value =
+        serde_json::from_str(include_str!("../fixtures/claude_code_request.json")).unwrap();
+    let mut big = fixture.clone();
+    big["stream"] = json!(false);
+    let before = primary_calls.load(Ordering::SeqCst);
+    let r = post_messages(&fresh, &big).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(primary_calls.load(Ordering::SeqCst), before + 1);
+    let r = post_messages(&fresh, &big).await;
+    assert_eq!(r.status(), 200, "the cooled-down primary is skipped");
+
+    // Never after streaming started.
+    primary_fails.store(false, Ordering::SeqCst);
+    let third = Proxy::start(&[("a", adapter_yaml(&primary.base_url(), &[KEY], &extra))]);
+    let backup_before = backup.request_count();
+    let mut cut = messages_body(true);
+    cut["messages"][0]["content"] = json!("cut");
+    let r = post_messages(&third, &cut).await;
+    let frames = check_stream(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(frames.last().unwrap().event, "error");
+    assert_eq!(
+        backup.request_count(),
+        backup_before,
+        "no retry once bytes reached the client"
+    );
+
+    // Connection refused on the primary.
+    let dead = free_port();
+    let extra = format!(
+        "fallbacks:\n  - base_url: {}\n    api_key: sk-backup",
+        backup.base_url()
+    );
+    let fourth = Proxy::start(&[(
+        "a",
+        adapter_yaml(&format!("http://127.0.0.1:{dead}/v1"), &[KEY], &extra),
+    )]);
+    let mut body = messages_body(false);
+    body["messages"][0]["content"] = json!("429");
+    let r = post_messages(&fourth, &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        text(&r.json().await.unwrap()),
+        "from backup as fake-model",
+        "shares the primary's mapping"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_connection_the_provider_dropped_is_retried_once() {
+    // The provider answers the first request on each connection and silently resets on the
+    // second: the proxy's pooled connection is dead when reused.
+    let seen: Arc<Mutex<std::collections::HashMap<usize, usize>>> = Arc::default();
+    let s = seen.clone();
+    let provider = FakeProvider::start(move |req| {
+        let mut seen = s.lock().unwrap();
+        let n = seen.entry(req.connection_id).or_default();
+        *n += 1;
+        if *n == 1 {
+            Reply::json(200, openai::chat_completion("fresh connection"))
+        } else {
+            Reply::json(200, openai::chat_completion("never sent")).reset_before_headers()
+        }
+    })
+    .await;
+    let proxy = Proxy::start_with(
+        "threads: 1\n".replace("threads: 1\n", "").as_str(),
+        &[("a", adapter_yaml(&provider.base_url(), &[KEY], ""))],
+    );
+    for _ in 0..5 {
+        let r = post_messages(&proxy, &messages_body(false)).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["content"][0]["text"],
+            "fresh connection"
+        );
+    }
+    assert!(provider.connections_accepted() >= 5);
+}
+
+fn shutdown_config(port: u16, grace: &str, provider: &FakeProvider) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("adapters")).unwrap();
+    std::fs::write(
+        dir.path().join("flexiproxy.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\nthreads: 2\nadmin:\n  enabled: false\nshutdown:\n  grace_period: {grace}\nupgrade_sock: {}\npid_file: {}\n",
+            dir.path().join("upgrade.sock").display(),
+            dir.path().join("fp.pid").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("adapters/a.yaml"),
+        adapter_yaml(&provider.base_url(), &[KEY], ""),
+    )
+    .unwrap();
+    dir
+}
+
+fn wait_exit(proc: &mut ProcessProxy, within: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(status) = proc.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < end,
+            "the process did not exit within {within:?}:\n{}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_streams_refuses_new_connections_and_exits_zero() {
+    let provider = FakeProvider::start(|_| {
+        Reply::sse(openai::text_stream("one two three four five six", 6))
+            .delay_between_writes(Duration::from_millis(200))
+    })
+    .await;
+    let port = free_port();
+    let dir = shutdown_config(port, "10s", &provider);
+    let mut proc = ProcessProxy::spawn(&dir.path().join("flexiproxy.yaml"), port, &[]);
+    let c = client();
+    let mut stream = c
+        .post(proc.url("/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&messages_body(true))
+        .send()
+        .await
+        .unwrap();
+    let mut body = stream.chunk().await.unwrap().unwrap().to_vec();
+    let started = Instant::now();
+    proc.signal("TERM");
+    wait_until(DEADLINE, "new connections are refused", || {
+        std::net::TcpStream::connect(proc.addr).is_err()
+    });
+    while let Some(chunk) = stream.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    let frames = check_stream(&body).unwrap();
+    assert_eq!(
+        frames.last().unwrap().event,
+        "message_stop",
+        "the stream in flight completed"
+    );
+    let status = wait_exit(&mut proc, DEADLINE);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "exited when drained, not after the grace period"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_longer_than_the_grace_period_end_with_an_error_event() {
+    let provider = FakeProvider::start(|_| {
+        Reply::sse(openai::text_stream(
+            "this stream is far too long to finish in time",
+            20,
+        ))
+        .delay_between_writes(Duration::from_millis(500))
+    })
+    .await;
+    let port = free_port();
+    let dir = shutdown_config(port, "1s", &provider);
+    let mut proc = ProcessProxy::spawn(&dir.path().join("flexiproxy.yaml"), port, &[]);
+    let mut stream = client()
+        .post(proc.url("/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&messages_body(true))
+        .send()
+        .await
+        .unwrap();
+    let mut body = stream.chunk().await.unwrap().unwrap().to_vec();
+    proc.signal("TERM");
+    while let Ok(Some(chunk)) = stream.chunk().await {
+        body.extend_from_slice(&chunk);
+    }
+    let frames =
+        check_stream(&body).unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&body)));
+    let last = frames.last().unwrap();
+    assert_eq!(last.event, "error");
+    assert_eq!(last.data["error"]["type"], "overloaded_error");
+    assert!(wait_exit(&mut proc, DEADLINE).success());
+}
+
+/// Zero-downtime upgrade under load. The client behaves like the official SDKs: a request
+/// whose connection was closed before any response byte is sent again (up to two times).
+/// HTTP/1.1 keep-alive makes that necessary with any server: a process that stops serving must
+/// close idle kept-alive connections, and a client may be sending on one at that instant.
+/// From SIGQUIT on, the old process answers with `connection: close`, which keeps those
+/// instants rare; the test asserts no request is lost and reports how many needed a resend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zero_downtime_upgrade_loses_no_request() {
+    let provider = ok_provider().await;
+    let port = free_port();
+    let dir = shutdown_config(port, "5s", &provider);
+    let config = dir.path().join("flexiproxy.yaml");
+    let mut old = ProcessProxy::spawn(&config, port, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, resent) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let mut loops = Vec::new();
+    for _ in 0..3 {
+        let (stop, ok, failed, resent, url) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            resent.clone(),
+            old.url("/v1/messages"),
+        );
+        loops.push(tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::Relaxed) {
+                let mut attempt = 0;
+                loop {
+                    match c
+                        .post(&url)
+                        .header("x-api-key", KEY)
+                        .json(&messages_body(false))
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 200 => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Ok(r) => {
+                            eprintln!("upgrade: status {}", r.status());
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        // Connection closed or reset before any response: send it again.
+                        Err(e) if attempt < 2 && (e.is_request() || e.is_connect()) => {
+                            attempt += 1;
+                            resent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            eprintln!("upgrade: {e:?}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    wait_until(DEADLINE, "traffic flows", || {
+        ok.load(Ordering::Relaxed) > 20
+    });
+    // The new process waits for the sockets; the old one hands them over on SIGQUIT.
+    let new_log = dir.path().join("new.log");
+    let mut new = std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
+        .args(["serve", "--upgrade", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&new_log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    old.signal("QUIT");
+    assert!(
+        wait_exit(&mut old, Duration::from_secs(20)).success(),
+        "the old process exits cleanly"
+    );
+    let served_before = ok.load(Ordering::Relaxed);
+    wait_until(DEADLINE, "the new process serves", || {
+        ok.load(Ordering::Relaxed) > served_before + 20
+    });
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.await.unwrap();
+    }
+    let _ = new.kill();
+    let _ = new.wait();
+    eprintln!(
+        "upgrade: {} requests served, {} resent after a closed connection",
+        ok.load(Ordering::Relaxed),
+        resent.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during the upgrade\n{}",
+        std::fs::read_to_string(&new_log).unwrap_or_default()
+    );
+}
