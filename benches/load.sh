@@ -17,7 +17,7 @@
 # Usage: benches/load.sh [--peers] [--duration SECONDS] [--warmup SECONDS] [--conns "1 8"]
 #                        [--threads N] [--layout pinned|shared] [--streams N]
 #                        [--only REGEX] [--out DIR] [--skip-build] [--no-diagnostics]
-#                        [--wait-quiet SECONDS]
+#                        [--wait-quiet SECONDS] [--max-other PERCENT] [--retries N]
 #
 #   --peers        also install and measure LiteLLM and claude-code-router
 #   --duration     seconds per measured wrk run (default 10)
@@ -31,8 +31,13 @@
 #   --only REGEX   run only the rows whose "workload target" matches (quick checks)
 #   --out DIR      where results and logs go (default $FP_BENCH_SCRATCH/results/<time>)
 #   --skip-build   use the binaries already built
-#   --wait-quiet S wait up to S seconds (default 0) for other processes to go quiet (< 10% of
-#                  a CPU for 10 s) before the load runs; the "other CPU" column shows the rest
+#   --wait-quiet S wait up to S seconds (default 0) for other processes to go quiet before
+#                  the load runs
+#   --max-other P  a run during which processes outside the benchmark took more than P% of
+#                  one CPU (default 15) is measured again, after waiting up to 120 s for quiet,
+#                  up to --retries times in all (default 3); the quietest attempt is kept, and
+#                  the "other CPU" column shows what it was. Errors of discarded attempts and
+#                  of warm-ups are counted in the socket errors column too.
 #   --no-diagnostics  skip the two diagnostic targets (small and 75k only):
 #                  bare-chunked  the bare passthrough with chunked framing both ways (what a
 #                                body-rewriting proxy pays for not knowing the length early)
@@ -57,6 +62,9 @@ OUT=""
 SKIP_BUILD=0
 DIAG=1
 WAIT_QUIET=0
+MAX_OTHER=15
+RETRIES=3
+QUIET_WAIT=120
 SCRATCH=${FP_BENCH_SCRATCH:-/tmp/flexiproxy-bench}
 LITELLM_VERSION=${LITELLM_VERSION:-1.108.7}
 CCR_VERSION=${CCR_VERSION:-2.0.0}
@@ -75,6 +83,8 @@ while [ $# -gt 0 ]; do
         --skip-build) SKIP_BUILD=1 ;;
         --no-diagnostics) DIAG=0 ;;
         --wait-quiet) WAIT_QUIET=$2; shift ;;
+        --max-other) MAX_OTHER=$2; shift ;;
+        --retries) RETRIES=$2; shift ;;
         -h|--help) sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -249,6 +259,7 @@ wrk_run() {
 }
 
 field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<" $1"; }
+errors_of() { echo $(($(field "$1" connect) + $(field "$1" read) + $(field "$1" write) + $(field "$1" timeout) + $(field "$1" status))); }
 
 # cputicks PID: user+system CPU ticks of PID and its descendants
 cputicks() { python3 "$HELPER" cputicks "$1"; }
@@ -258,7 +269,7 @@ cputicks() { python3 "$HELPER" cputicks "$1"; }
 # the provider).
 measure() {
     local workload=$1 target=$2 url=$3 body=$4 key=$5 kind=$6 pid=$7 c r w t0 t1
-    local req dur bytes p50 p99 sock non2xx warm rps mbs cpu other b0 o0 b1 o1
+    local req dur bytes p50 p99 sock non2xx warm rps mbs cpu other b0 o0 b1 o1 best_cpu
     if [ -n "$ONLY" ] && ! grep -Eq -- "$ONLY" <<<"$workload $target"; then return 0; fi
     if ! python3 "$HELPER" check "$url" "$body" "$kind" "x-api-key: $key" \
         "anthropic-version: 2023-06-01" 2>>"$NOTES"; then
@@ -267,12 +278,34 @@ measure() {
         return 0
     fi
     for c in $CONNS; do
-        w=$(wrk_run "$url" "$body" "$key" "$c" "$WARMUP")
-        t0=$(cputicks "$pid")
-        read -r b0 o0 < <(python3 "$HELPER" busy $$)
-        r=$(wrk_run "$url" "$body" "$key" "$c" "$DURATION")
-        read -r b1 o1 < <(python3 "$HELPER" busy $$)
-        t1=$(cputicks "$pid")
+        local attempt=1 best="" best_other=100000 extra_errors=0
+        while :; do
+            w=$(wrk_run "$url" "$body" "$key" "$c" "$WARMUP")
+            t0=$(cputicks "$pid")
+            read -r b0 o0 < <(python3 "$HELPER" busy $$)
+            r=$(wrk_run "$url" "$body" "$key" "$c" "$DURATION")
+            read -r b1 o1 < <(python3 "$HELPER" busy $$)
+            t1=$(cputicks "$pid")
+            dur=$(field "$r" duration_us)
+            # CPU taken by processes that are not part of this benchmark, in % of one CPU.
+            other=$(awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v d="$dur" -v hz="$CLK_TCK" \
+                'BEGIN { x = (b - o) / hz / (d / 1e6) * 100; printf "%.0f", x < 0 ? 0 : x }')
+            warm=$(($(field "$w" connect) + $(field "$w" read) + $(field "$w" write) + $(field "$w" timeout) + $(field "$w" status)))
+            extra_errors=$((extra_errors + warm))
+            if [ "$other" -lt "$best_other" ]; then
+                [ -n "$best" ] && extra_errors=$((extra_errors + $(errors_of "$best")))
+                best=$r best_other=$other best_cpu=$((t1 - t0))
+            else
+                extra_errors=$((extra_errors + $(errors_of "$r")))
+            fi
+            if [ "$other" -le "$MAX_OTHER" ] || [ "$attempt" -ge "$RETRIES" ]; then break; fi
+            log "$workload via $target c=$c: other processes took ${other}% of a CPU; measuring again"
+            echo "$workload via $target c=$c: attempt $attempt discarded (other CPU ${other}%)" >>"$NOTES"
+            python3 "$HELPER" waitquiet $$ "$QUIET_WAIT" "$MAX_OTHER" 2>/dev/null || true
+            attempt=$((attempt + 1))
+        done
+        r=$best
+        other=$best_other
         req=$(field "$r" requests)
         dur=$(field "$r" duration_us)
         bytes=$(field "$r" bytes)
@@ -280,13 +313,10 @@ measure() {
         p99=$(field "$r" p99_us)
         sock=$(($(field "$r" connect) + $(field "$r" read) + $(field "$r" write) + $(field "$r" timeout)))
         non2xx=$(field "$r" status)
-        warm=$(($(field "$w" connect) + $(field "$w" read) + $(field "$w" write) + $(field "$w" timeout) + $(field "$w" status)))
+        warm=$extra_errors
         rps=$(awk -v n="$req" -v d="$dur" 'BEGIN { printf "%.1f", n / (d / 1e6) }')
         mbs=$(awk -v n="$bytes" -v d="$dur" 'BEGIN { printf "%.2f", n / (d / 1e6) / 1e6 }')
-        cpu=$(awk -v t="$((t1 - t0))" -v n="$req" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", n ? t * 1e6 / hz / n : 0 }')
-        # CPU taken by processes that are not part of this benchmark, in % of one CPU.
-        other=$(awk -v b="$((b1 - b0))" -v o="$((o1 - o0))" -v d="$dur" -v hz="$CLK_TCK" \
-            'BEGIN { x = (b - o) / hz / (d / 1e6) * 100; printf "%.0f", x < 0 ? 0 : x }')
+        cpu=$(awk -v t="$best_cpu" -v n="$req" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", n ? t * 1e6 / hz / n : 0 }')
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$target" "$c" \
             "$rps" "$p50" "$p99" "$req" "$non2xx" "$sock" "$warm" "$mbs" "$cpu" "$other" >>"$RESULTS"
         log "$(printf '%-16s %-14s c=%-3s %9s req/s  p50 %6s us  p99 %7s us  cpu %5s us/req  non-2xx %s  socket errors %s  other CPU %s%%' \
@@ -306,6 +336,7 @@ measure() {
     echo "kernel: $(uname -r)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "other CPU: the CPU time, in % of one CPU, that processes outside this benchmark took during each run"
+    echo "flexiproxy binary: $FLEXI, built $(date -u -r "$FLEXI" +%Y-%m-%dT%H:%M:%SZ)"
     echo "wrk: $(wrk -v 2>&1 | head -n1)"
     echo "layout: $LAYOUT; proxies on CPUs ${PROXY_CPUS:-any}, wrk + fake providers on CPUs ${LOAD_CPUS:-any}; proxy threads $THREADS"
     echo "runs: wrk -t1 -c{$CONNS} -d${DURATION}s after ${WARMUP}s warm-up, --timeout 30s"
@@ -406,7 +437,7 @@ printf 'flexiproxy RSS at start\t%s\n' "$(mb "$rss")" >>"$MEM"
 
 if [ "$WAIT_QUIET" -gt 0 ]; then
     log "waiting up to ${WAIT_QUIET}s for other processes to go quiet"
-    python3 "$HELPER" waitquiet $$ "$WAIT_QUIET" 10 || true
+    python3 "$HELPER" waitquiet $$ "$WAIT_QUIET" "$MAX_OTHER" || true
 fi
 log "load runs: direct, bare Pingora, FlexiProxy"
 for w in small 75k stream-75k; do

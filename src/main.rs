@@ -43,6 +43,17 @@ enum Command {
         /// start this, then send SIGQUIT to the old process).
         #[arg(long)]
         upgrade: bool,
+        /// Detach and run in the background, writing the PID to `pid_file` (for systemd's
+        /// Type=forking, which follows the PID file across upgrades). Logs go to `--log-file`.
+        #[arg(long)]
+        daemon: bool,
+        /// Where the process log goes in daemon mode.
+        #[arg(
+            long,
+            default_value = "/var/log/flexiproxy/flexiproxy.log",
+            requires = "daemon"
+        )]
+        log_file: PathBuf,
         #[command(flatten)]
         common: Common,
     },
@@ -127,14 +138,25 @@ fn init_logging() {
     let no_pingora_debug = tracing_subscriber::filter::filter_fn(|meta| {
         !(meta.target().starts_with("pingora") && *meta.level() > tracing::Level::INFO)
     });
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter)
-                .with_filter(no_pingora_debug),
-        )
-        .init();
+    use std::io::IsTerminal;
+    // Colours only for a terminal; JSON lines when FLEXIPROXY_LOG_FORMAT=json (log shippers).
+    let json = std::env::var("FLEXIPROXY_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let layer = if json {
+        layer
+            .json()
+            .with_filter(filter)
+            .with_filter(no_pingora_debug)
+            .boxed()
+    } else {
+        layer
+            .with_filter(filter)
+            .with_filter(no_pingora_debug)
+            .boxed()
+    };
+    tracing_subscriber::registry().with(layer).init();
 }
 
 fn load(path: &Path) -> Result<ServerConfig, String> {
@@ -143,7 +165,16 @@ fn load(path: &Path) -> Result<ServerConfig, String> {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Serve { upgrade, common } => serve(&common.config, upgrade),
+        Command::Serve {
+            upgrade,
+            daemon,
+            log_file,
+            common,
+        } => serve(
+            &common.config,
+            upgrade,
+            daemon.then_some(log_file.as_path()),
+        ),
         Command::Check { common } => check(&common),
         Command::Adapter(cmd) => adapter(cmd),
         Command::Stats { since, by, common } => stats(since, by, &common),
@@ -157,9 +188,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(path: &Path, upgrade: bool) -> Result<ExitCode, String> {
-    init_logging();
+fn serve(path: &Path, upgrade: bool, daemon_log: Option<&Path>) -> Result<ExitCode, String> {
     let config = load(path)?;
+    if let Some(log) = daemon_log {
+        // Before any thread exists: a fork keeps only the calling thread.
+        daemonize(&config, log)?;
+    }
+    init_logging();
     let app = flexiproxy::server::build_with(&config, upgrade).map_err(|e| e.to_string())?;
     tracing::info!(
         listeners = ?config.listeners.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
@@ -168,6 +203,33 @@ fn serve(path: &Path, upgrade: bool) -> Result<ExitCode, String> {
     );
     flexiproxy::server::run(app);
     Ok(ExitCode::SUCCESS)
+}
+
+fn daemonize(config: &ServerConfig, log: &Path) -> Result<(), String> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))
+    };
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    daemonize::Daemonize::new()
+        .working_directory(cwd)
+        .stdout(open()?)
+        .stderr(open()?)
+        .start()
+        .map_err(|e| format!("cannot start as a daemon: {e}"))?;
+    // Written (not locked) by us: during an upgrade the new process takes the file over
+    // while the old one is still running.
+    let tmp = config.pid_file.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|()| std::fs::rename(&tmp, &config.pid_file))
+        .map_err(|e| format!("cannot write {}: {e}", config.pid_file.display()))
 }
 
 fn stats(since: Duration, by: GroupBy, common: &Common) -> Result<ExitCode, String> {
