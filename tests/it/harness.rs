@@ -56,6 +56,8 @@ pub struct Proxy {
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub live: LiveConfig,
+    /// The flag a shutdown signal sets (readiness reads it).
+    pub shutting_down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     shutdown: Option<oneshot::Sender<ShutdownSignal>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -106,6 +108,7 @@ impl Proxy {
         let addr = config.listeners[0].address;
         let app = flexiproxy::server::build(&config).unwrap();
         let live = app.live.clone();
+        let shutting_down = app.shutting_down.clone();
         let (tx, rx) = oneshot::channel();
         let thread = std::thread::spawn(move || {
             app.server.run(RunArgs {
@@ -123,6 +126,7 @@ impl Proxy {
             admin,
             dir,
             live,
+            shutting_down,
             shutdown: Some(tx),
             thread: Some(thread),
         }

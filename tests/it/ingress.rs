@@ -807,3 +807,21 @@ async fn zero_downtime_upgrade_loses_no_request() {
         std::fs::read_to_string(&new_log).unwrap_or_default()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_turns_503_when_shutdown_begins_while_liveness_stays_200() {
+    let provider = ok_provider().await;
+    let proxy = Proxy::start(&[("a", adapter_yaml(&provider.base_url(), &[KEY], ""))]);
+    let get = |path: &'static str| {
+        let url = proxy.url(path);
+        async move { client().get(url).send().await.unwrap() }
+    };
+    assert_eq!(get("/ready").await.status(), 200);
+    proxy.shutting_down.store(true, Ordering::SeqCst);
+    assert_eq!(get("/ready").await.status(), 503);
+    assert_eq!(get("/health").await.status(), 200);
+    // Responses now close the connection, so clients move elsewhere.
+    let r = post_messages(&proxy, &messages_body(false)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["connection"], "close");
+}
