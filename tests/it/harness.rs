@@ -309,3 +309,42 @@ impl Drop for ProcessProxy {
         let _ = self.child.wait();
     }
 }
+
+/// The status of a minimal non-streaming request with `key` to the proxy at `proxy_url`.
+pub async fn status_with(proxy_url: &str, key: &str) -> u16 {
+    client()
+        .post(format!("{proxy_url}/v1/messages"))
+        .header("x-api-key", key)
+        .json(&messages_body(false))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits until such a request gets `status`.
+pub async fn wait_status(deadline: Duration, proxy_url: &str, key: &str, status: u16, what: &str) {
+    let url = proxy_url.to_owned();
+    let key = key.to_owned();
+    wait_until_async(deadline, what, || {
+        let (url, key) = (url.clone(), key.clone());
+        async move { status_with(&url, &key).await == status }
+    })
+    .await;
+}
+
+/// A config directory: `flexiproxy.yaml` with `server_yaml`, and `adapters/<name>.yaml`.
+pub fn config_dir(server_yaml: &str, adapters: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("adapters")).unwrap();
+    std::fs::write(dir.path().join("flexiproxy.yaml"), server_yaml).unwrap();
+    for (name, yaml) in adapters {
+        std::fs::write(
+            dir.path().join("adapters").join(format!("{name}.yaml")),
+            yaml,
+        )
+        .unwrap();
+    }
+    dir
+}

@@ -157,22 +157,7 @@ async fn overall_concurrency_cap_answers_529() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "overloaded_error");
     while first.chunk().await.unwrap().is_some() {}
-    let url = proxy.url("/v1/messages");
-    wait_until_async(DEADLINE, "the slot is free again", || {
-        let url = url.clone();
-        async move {
-            client()
-                .post(url)
-                .header("x-api-key", KEY)
-                .json(&messages_body(false))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 200
-        }
-    })
-    .await;
+    wait_status(DEADLINE, &proxy.url(""), KEY, 200, "the slot is free again").await;
 }
 
 /// A listener whose accept queue is full: connection attempts get no answer at all.
@@ -345,19 +330,13 @@ async fn provider_faults_are_answered_and_nothing_leaks() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("adapters")).unwrap();
     let (port, admin) = (free_port(), free_port());
-    std::fs::write(
-        dir.path().join("flexiproxy.yaml"),
-        format!("listen: 127.0.0.1:{port}\nthreads: 2\nadmin:\n  listen: 127.0.0.1:{admin}\naccess_log:\n  enabled: false\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("adapters/a.yaml"),
-        adapter_yaml(&provider.base_url(), &[KEY], ""),
-    )
-    .unwrap();
+    let dir = config_dir(
+        &format!(
+            "listen: 127.0.0.1:{port}\nthreads: 2\nadmin:\n  listen: 127.0.0.1:{admin}\naccess_log:\n  enabled: false\n"
+        ),
+        &[("a", adapter_yaml(&provider.base_url(), &[KEY], ""))],
+    );
     let proc = ProcessProxy::spawn(&dir.path().join("flexiproxy.yaml"), port, &[]);
     let fds = || {
         std::fs::read_dir(format!("/proc/{}/fd", proc.child.id()))
@@ -595,22 +574,13 @@ async fn a_reused_connection_the_provider_dropped_is_retried_once() {
 }
 
 fn shutdown_config(port: u16, grace: &str, provider: &FakeProvider) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("adapters")).unwrap();
-    std::fs::write(
-        dir.path().join("flexiproxy.yaml"),
-        format!(
-            "listen: 127.0.0.1:{port}\nthreads: 2\nadmin:\n  enabled: false\nshutdown:\n  grace_period: {grace}\nupgrade_sock: {}\npid_file: {}\n",
-            dir.path().join("upgrade.sock").display(),
-            dir.path().join("fp.pid").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("adapters/a.yaml"),
-        adapter_yaml(&provider.base_url(), &[KEY], ""),
-    )
-    .unwrap();
+    let dir = config_dir("", &[("a", adapter_yaml(&provider.base_url(), &[KEY], ""))]);
+    let server = format!(
+        "listen: 127.0.0.1:{port}\nthreads: 2\nadmin:\n  enabled: false\nshutdown:\n  grace_period: {grace}\nupgrade_sock: {}\npid_file: {}\n",
+        dir.path().join("upgrade.sock").display(),
+        dir.path().join("fp.pid").display()
+    );
+    std::fs::write(dir.path().join("flexiproxy.yaml"), server).unwrap();
     dir
 }
 

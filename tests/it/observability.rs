@@ -237,14 +237,13 @@ async fn secrets_never_reach_logs_or_metrics() {
     const CLIENT_CANARY: &str = "fp-CANARY-client-key-5d1e";
     const WRONG_CANARY: &str = "fp-CANARY-wrong-key-77aa";
     let p = provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("adapters")).unwrap();
     let (port, admin_port) = (free_port(), free_port());
-    std::fs::write(
-        dir.path().join("flexiproxy.yaml"),
-        format!("listen: 127.0.0.1:{port}\nthreads: 1\nadmin:\n  listen: 127.0.0.1:{admin_port}\naccess_log:\n  path: access.log\nstats:\n  enabled: true\n"),
-    )
-    .unwrap();
+    let dir = config_dir(
+        &format!(
+            "listen: 127.0.0.1:{port}\nthreads: 1\nadmin:\n  listen: 127.0.0.1:{admin_port}\naccess_log:\n  path: access.log\nstats:\n  enabled: true\n"
+        ),
+        &[],
+    );
     let adapter = adapter_yaml(
         &p.base_url(),
         &[CLIENT_CANARY],
@@ -627,20 +626,5 @@ async fn concurrent_stream_limit_per_key() {
     assert_eq!(second.status(), 429);
     assert!(second.headers().get("retry-after").is_some());
     while first.chunk().await.unwrap().is_some() {}
-    let url = proxy.url("/v1/messages");
-    wait_until_async(DEADLINE, "the slot is released", || {
-        let url = url.clone();
-        async move {
-            client()
-                .post(url)
-                .header("x-api-key", KEY)
-                .json(&messages_body(false))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 200
-        }
-    })
-    .await;
+    wait_status(DEADLINE, &proxy.url(""), KEY, 200, "the slot is released").await;
 }

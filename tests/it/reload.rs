@@ -29,28 +29,6 @@ async fn echo_provider() -> FakeProvider {
     .await
 }
 
-async fn status_with(proxy_url: &str, key: &str) -> u16 {
-    client()
-        .post(format!("{proxy_url}/v1/messages"))
-        .header("x-api-key", key)
-        .json(&messages_body(false))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-async fn wait_status(proxy_url: &str, key: &str, status: u16, what: &str) {
-    let url = proxy_url.to_owned();
-    let key = key.to_owned();
-    wait_until_async(RELOAD, what, || {
-        let (url, key) = (url.clone(), key.clone());
-        async move { status_with(&url, &key).await == status }
-    })
-    .await;
-}
-
 fn server_config(proxy: &Proxy) -> ServerConfig {
     ServerConfig::load(&proxy.config_path()).unwrap()
 }
@@ -70,22 +48,23 @@ async fn create_rotate_delete_through_a_running_proxy() {
     };
     let created = edit::create(&config, &spec).unwrap();
     let first = created.key.expose().to_owned();
-    wait_status(&url, &first, 200, "the created key works").await;
+    wait_status(RELOAD, &url, &first, 200, "the created key works").await;
 
     // Rotate without grace: the old key stops at once, the new one works.
     let (_, second) = edit::rotate(&config, "team", None, None).unwrap();
-    wait_status(&url, &first, 401, "the rotated-out key is refused").await;
+    wait_status(RELOAD, &url, &first, 401, "the rotated-out key is refused").await;
     assert_eq!(status_with(&url, second.expose()).await, 200);
 
     // Rotate with grace: both work until the old one expires.
     let (_, third) = edit::rotate(&config, "team", Some(Duration::from_secs(2)), None).unwrap();
-    wait_status(&url, third.expose(), 200, "the newest key works").await;
+    wait_status(RELOAD, &url, third.expose(), 200, "the newest key works").await;
     assert_eq!(
         status_with(&url, second.expose()).await,
         200,
         "old key still in its grace period"
     );
     wait_status(
+        RELOAD,
         &url,
         second.expose(),
         401,
@@ -95,6 +74,7 @@ async fn create_rotate_delete_through_a_running_proxy() {
 
     edit::delete(&config, "team").unwrap();
     wait_status(
+        RELOAD,
         &url,
         third.expose(),
         401,
@@ -113,7 +93,7 @@ async fn removing_a_key_from_the_file_revokes_it() {
     let url = proxy.url("");
     assert_eq!(status_with(&url, "fp-second").await, 200);
     proxy.write_adapter("a", &adapter_yaml(&provider.base_url(), &[KEY], ""));
-    wait_status(&url, "fp-second", 401, "the removed key is refused").await;
+    wait_status(RELOAD, &url, "fp-second", 401, "the removed key is refused").await;
     assert_eq!(status_with(&url, KEY).await, 200);
 }
 
@@ -144,7 +124,7 @@ async fn broken_file_keeps_old_behaviour_until_fixed() {
     );
     // A fixed file with a new key takes effect.
     std::fs::write(&path, adapter_yaml(&provider.base_url(), &["fp-fixed"], "")).unwrap();
-    wait_status(&url, "fp-fixed", 200, "the fixed file is live").await;
+    wait_status(RELOAD, &url, "fp-fixed", 200, "the fixed file is live").await;
     assert_eq!(status_with(&url, KEY).await, 401);
 }
 
@@ -160,7 +140,7 @@ async fn editors_and_kubernetes_style_changes() {
         &dir.join("ed.yaml"),
         &adapter_yaml(&provider.base_url(), &["fp-editor"], ""),
     );
-    wait_status(&url, "fp-editor", 200, "the renamed file is live").await;
+    wait_status(RELOAD, &url, "fp-editor", 200, "the renamed file is live").await;
     // Editor leftovers (swap and backup files) are ignored.
     std::fs::write(dir.join(".ed.yaml.swp"), "garbage").unwrap();
     std::fs::write(dir.join("ed.yaml~"), "garbage").unwrap();
@@ -178,7 +158,14 @@ async fn editors_and_kubernetes_style_changes() {
         tokio::time::sleep(Duration::from_millis(30)).await;
         f.write_all(&full.as_bytes()[head.len()..]).unwrap();
     }
-    wait_status(&url, "fp-slow", 200, "the slowly written file is live").await;
+    wait_status(
+        RELOAD,
+        &url,
+        "fp-slow",
+        200,
+        "the slowly written file is live",
+    )
+    .await;
 
     // Kubernetes ConfigMap: files are symlinks into `..data`, itself a symlink swapped
     // atomically to a new timestamped directory.
@@ -191,7 +178,14 @@ async fn editors_and_kubernetes_style_changes() {
     .unwrap();
     std::os::unix::fs::symlink("..2026_11_28_v1", dir.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/k8s.yaml", dir.join("k8s.yaml")).unwrap();
-    wait_status(&url, "fp-k8s-1", 200, "the ConfigMap adapter is live").await;
+    wait_status(
+        RELOAD,
+        &url,
+        "fp-k8s-1",
+        200,
+        "the ConfigMap adapter is live",
+    )
+    .await;
     let v2 = dir.join("..2026_11_28_v2");
     std::fs::create_dir(&v2).unwrap();
     std::fs::write(
@@ -203,6 +197,7 @@ async fn editors_and_kubernetes_style_changes() {
     std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
     std::fs::remove_dir_all(&v1).unwrap();
     wait_status(
+        RELOAD,
         &url,
         "fp-k8s-2",
         200,
@@ -214,6 +209,7 @@ async fn editors_and_kubernetes_style_changes() {
     // Deleting a file revokes its keys.
     std::fs::remove_file(dir.join("ed.yaml")).unwrap();
     wait_status(
+        RELOAD,
         &url,
         "fp-editor",
         401,
@@ -234,7 +230,7 @@ async fn duplicate_keys_between_files_are_refused() {
             .replace("fake-model", "other-model"),
     );
     proxy.write_adapter("c", &adapter_yaml(&provider.base_url(), &["fp-c"], ""));
-    wait_status(&url, "fp-c", 200, "an unrelated new adapter loads").await;
+    wait_status(RELOAD, &url, "fp-c", 200, "an unrelated new adapter loads").await;
     assert_eq!(
         status_with(&url, "fp-b").await,
         401,
@@ -430,19 +426,11 @@ fn check_rejects_each_kind_of_invalid_file_with_file_and_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_process_logs_file_line_and_reason_for_a_broken_file() {
     let provider = echo_provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("adapters")).unwrap();
     let port = free_port();
-    std::fs::write(
-        dir.path().join("flexiproxy.yaml"),
-        format!("listen: 127.0.0.1:{port}\nthreads: 1\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("adapters/a.yaml"),
-        adapter_yaml(&provider.base_url(), &[KEY], ""),
-    )
-    .unwrap();
+    let dir = config_dir(
+        &format!("listen: 127.0.0.1:{port}\nthreads: 1\n"),
+        &[("a", adapter_yaml(&provider.base_url(), &[KEY], ""))],
+    );
     let proc = ProcessProxy::spawn(&dir.path().join("flexiproxy.yaml"), port, &[]);
     std::fs::write(
         dir.path().join("adapters/a.yaml"),
