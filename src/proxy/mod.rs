@@ -997,9 +997,15 @@ impl ProxyHttp for FlexiProxy {
                 e.etype(),
                 ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
             );
+        // Pingora's own read timeout is only a backstop behind the watchdog; should it win
+        // the race anyway, name the timeout the request's phase was waiting on.
+        let backstop_timeout =
+            e.esource() == &ErrorSource::Upstream && e.etype() == &ErrorType::ReadTimedout;
         let timed_out = ctx.watchdog.as_ref().and_then(|w| {
+            let phase_timeout = w.timeout_for_phase();
             w.finish();
             w.fired()
+                .or_else(|| phase_timeout.filter(|_| backstop_timeout))
         });
         let error = match timed_out {
             Some((watchdog::Timeout::Shutdown, _)) => {

@@ -66,6 +66,9 @@ impl Dns {
 /// common servers (nginx 75 s), so we rarely pick a connection the provider is closing.
 const POOL_IDLE: Duration = Duration::from_secs(50);
 
+/// How far Pingora's read timeout trails the watchdog's first-byte and idle timeouts.
+const READ_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
+
 pub fn peer(addr: SocketAddr, endpoint: &Endpoint, timeouts: &Timeouts) -> HttpPeer {
     // An empty SNI would disable certificate verification; the host name is always set.
     let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
@@ -73,8 +76,9 @@ pub fn peer(addr: SocketAddr, endpoint: &Endpoint, timeouts: &Timeouts) -> HttpP
     o.connection_timeout = Some(timeouts.connect);
     o.total_connection_timeout = Some(timeouts.connect + timeouts.tls);
     // Pingora's read timeout bounds every wait for upstream bytes, the response header
-    // included, so it must allow for both the first byte and the gaps between chunks.
-    o.read_timeout = Some(timeouts.first_byte.max(timeouts.idle));
+    // included, so it must allow for both the first byte and the gaps between chunks. The
+    // watchdog enforces each of those precisely; this is a backstop a little behind it.
+    o.read_timeout = Some(timeouts.first_byte.max(timeouts.idle) + READ_TIMEOUT_MARGIN);
     o.write_timeout = Some(timeouts.idle);
     o.idle_timeout = Some(POOL_IDLE);
     o.verify_cert = true;

@@ -130,6 +130,16 @@ impl Watchdog {
         self.task.abort();
     }
 
+    /// The timeout a read timeout from Pingora's backstop belongs to, given the phase the
+    /// request was in; `None` once the response is done.
+    pub fn timeout_for_phase(&self) -> Option<(Timeout, Duration)> {
+        match self.shared.phase.load(Ordering::Acquire) {
+            PHASE_SENDING | PHASE_WAITING => Some((Timeout::FirstByte, self.limits.first_byte)),
+            PHASE_RECEIVING => Some((Timeout::Idle, self.limits.idle)),
+            _ => None,
+        }
+    }
+
     /// Which timeout fired, and its length.
     pub fn fired(&self) -> Option<(Timeout, Duration)> {
         match self.shared.fired.load(Ordering::Acquire) {
