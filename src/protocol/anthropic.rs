@@ -2,7 +2,7 @@
 //! JSON trees; tool schemas and inputs stay raw), the response and SSE frames we produce, and
 //! the error shape every Anthropic client understands.
 
-use super::json::{Str, write_json_str};
+use super::json::{Str, Text, write_json_str};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -66,7 +66,7 @@ pub struct Message<'a> {
 /// Message content, `system`, and tool-result content: either a plain string or blocks.
 #[derive(Debug)]
 pub enum Content<'a> {
-    Text(Str<'a>),
+    Text(Text<'a>),
     Blocks(Vec<Block<'a>>),
 }
 
@@ -78,14 +78,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string or an array of content blocks")
             }
+            // serde_json lends the input only for strings without escapes, so a borrowed
+            // string is its own escaped form; others are escaped again.
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Content::Text(Str::from(v)))
+                Ok(Content::Text(Text::from_escaped(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Content::Text(Str(v.to_owned().into())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Content::Text(Str(v.into())))
+                Ok(Content::Text(Text::from_plain(v)))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Content::Blocks(Vec::new()))
@@ -107,16 +106,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
 
 impl<'a> Content<'a> {
     /// Iterates over the text of text blocks (or the plain string).
-    pub fn texts(&self) -> impl Iterator<Item = &str> {
-        let (single, blocks): (Option<&str>, &[Block<'a>]) = match self {
-            Content::Text(t) => (Some(t.as_str()), &[]),
+    pub fn texts(&self) -> impl Iterator<Item = &Text<'a>> {
+        let (single, blocks): (Option<&Text<'a>>, &[Block<'a>]) = match self {
+            Content::Text(t) => (Some(t), &[]),
             Content::Blocks(b) => (None, b.as_slice()),
         };
         single.into_iter().chain(
             blocks
                 .iter()
                 .filter(|b| b.kind.as_str() == "text")
-                .filter_map(|b| b.text.as_deref()),
+                .filter_map(|b| b.text.as_ref()),
         )
     }
 }
@@ -128,7 +127,7 @@ pub struct Block<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: Str<'a>,
     #[serde(borrow, default)]
-    pub text: Option<Str<'a>>,
+    pub text: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub source: Option<Source<'a>>,
     #[serde(borrow, default)]
@@ -146,7 +145,7 @@ pub struct Block<'a> {
     #[serde(default)]
     pub is_error: Option<bool>,
     #[serde(borrow, default)]
-    pub thinking: Option<Str<'a>>,
+    pub thinking: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub signature: Option<Str<'a>>,
 }
@@ -159,7 +158,7 @@ pub struct Source<'a> {
     #[serde(borrow, default)]
     pub media_type: Option<Str<'a>>,
     #[serde(borrow, default)]
-    pub data: Option<Str<'a>>,
+    pub data: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub url: Option<Str<'a>>,
     #[serde(borrow, default)]
@@ -181,7 +180,7 @@ pub struct Tool<'a> {
     #[serde(borrow)]
     pub name: Str<'a>,
     #[serde(borrow, default)]
-    pub description: Option<Str<'a>>,
+    pub description: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub input_schema: Option<&'a RawValue>,
 }
@@ -521,12 +520,15 @@ mod tests {
     #[test]
     fn content_accepts_string_blocks_and_null() {
         let m: Message = serde_json::from_str(r#"{"role":"user","content":"hi"}"#).unwrap();
-        assert!(matches!(m.content, Content::Text(ref t) if t.as_str() == "hi"));
+        assert!(matches!(m.content, Content::Text(ref t) if t.escaped() == "hi"));
         let m: Message = serde_json::from_str(
             r#"{"role":"user","content":[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}}]}"#,
         )
         .unwrap();
-        assert_eq!(m.content.texts().collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(
+            m.content.texts().map(|t| t.decoded()).collect::<Vec<_>>(),
+            vec!["a"]
+        );
         let m: Message = serde_json::from_str(r#"{"role":"user","content":null}"#).unwrap();
         assert!(matches!(m.content, Content::Blocks(ref b) if b.is_empty()));
     }

@@ -107,6 +107,241 @@ pub fn decode_raw_text(raw: &RawValue) -> Cow<'_, str> {
     }
 }
 
+/// A JSON string kept as it was written: its escaped content, without the quotes. Text
+/// moves from one JSON document to another (client request → provider request, provider
+/// chunk → client event) without being unescaped and escaped again; [`Text::decoded`] gives
+/// the plain string where one is needed.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Text<'a>(Cow<'a, str>);
+
+impl Text<'static> {
+    /// The empty string.
+    pub const EMPTY: Text<'static> = Text(Cow::Borrowed(""));
+}
+
+impl<'a> Text<'a> {
+    /// The escaped content (valid inside a JSON string as is).
+    pub fn escaped(&self) -> &str {
+        &self.0
+    }
+
+    /// From an escaped content known to be valid.
+    pub fn from_escaped(escaped: impl Into<Cow<'a, str>>) -> Text<'a> {
+        Text(escaped.into())
+    }
+
+    /// From a plain string (escapes it).
+    pub fn from_plain(plain: &str) -> Text<'static> {
+        Text(Cow::Owned(escape(plain)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The length of the escaped content.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The plain string; borrowed when there was nothing to unescape.
+    pub fn decoded(&self) -> Cow<'_, str> {
+        if !self.0.contains('\\') {
+            return Cow::Borrowed(&self.0);
+        }
+        let mut quoted = String::with_capacity(self.0.len() + 2);
+        quoted.push('"');
+        quoted.push_str(&self.0);
+        quoted.push('"');
+        serde_json::from_str::<String>(&quoted).map_or(Cow::Borrowed(""), Cow::Owned)
+    }
+
+    /// Writes it as a quoted JSON string.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        out.extend_from_slice(self.0.as_bytes());
+        out.push(b'"');
+    }
+
+    /// The escaped part after the first newline, leading newlines skipped, if there is a
+    /// newline (escape-aware).
+    pub fn after_first_newline(&self) -> Option<&str> {
+        let s = self.0.as_ref();
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'\\' {
+                if bytes.get(i + 1) == Some(&b'n') {
+                    let mut rest = &s[i + 2..];
+                    while let Some(r) = rest.strip_prefix("\\n") {
+                        rest = r;
+                    }
+                    return Some(rest);
+                }
+                i += if bytes.get(i + 1) == Some(&b'u') {
+                    6
+                } else {
+                    2
+                };
+            } else {
+                i += 1;
+            }
+        }
+        None
+    }
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Text(\"{}\")", self.0)
+    }
+}
+
+/// The escaped content of `plain` as a JSON string (without quotes).
+pub fn escape(plain: &str) -> String {
+    let mut out = Vec::with_capacity(plain.len() + 2);
+    write_json_str(&mut out, plain);
+    let quoted = String::from_utf8(out).unwrap_or_default();
+    quoted[1..quoted.len().saturating_sub(1).max(1)].to_owned()
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: &'de RawValue = Deserialize::deserialize(d)?;
+        let json = raw.get();
+        if json.len() >= 2 && json.starts_with('"') {
+            return Ok(Text(Cow::Borrowed(&json[1..json.len() - 1])));
+        }
+        // Not a string (providers bend this): null is empty, anything else keeps its JSON.
+        if json == "null" {
+            return Ok(Text::default());
+        }
+        Ok(Text(Cow::Owned(escape(json))))
+    }
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.decoded())
+    }
+}
+
+/// Writes a JSON object into a buffer field by field (the translators' output side: no
+/// intermediate structs, raw values and escaped text copied straight through).
+pub struct Obj<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Obj<'o> {
+    pub fn new(out: &'o mut Vec<u8>) -> Obj<'o> {
+        out.push(b'{');
+        Obj { out, first: true }
+    }
+
+    /// Starts a field: comma and `"key":`.
+    pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    pub fn str(&mut self, key: &str, value: &str) {
+        let out = self.key(key);
+        write_json_str(out, value);
+    }
+
+    pub fn text(&mut self, key: &str, value: &Text<'_>) {
+        let out = self.key(key);
+        value.write(out);
+    }
+
+    /// A raw JSON value, written as is.
+    pub fn raw(&mut self, key: &str, json: &str) {
+        self.key(key).extend_from_slice(json.as_bytes());
+    }
+
+    pub fn u64(&mut self, key: &str, n: u64) {
+        let out = self.key(key);
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    pub fn f64(&mut self, key: &str, n: f64) {
+        let out = self.key(key);
+        // Writing a float into a Vec cannot fail; non-finite values become null.
+        let _ = serde_json::to_writer(&mut *out, &n);
+    }
+
+    pub fn bool(&mut self, key: &str, b: bool) {
+        self.raw(key, if b { "true" } else { "false" });
+    }
+
+    pub fn object(&mut self, key: &str, fill: impl FnOnce(&mut Obj<'_>)) {
+        let out = self.key(key);
+        let mut inner = Obj::new(out);
+        fill(&mut inner);
+        inner.end();
+    }
+
+    pub fn array(&mut self, key: &str, fill: impl FnOnce(&mut Arr<'_>)) {
+        let out = self.key(key);
+        let mut inner = Arr::new(out);
+        fill(&mut inner);
+        inner.end();
+    }
+
+    pub fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// Writes a JSON array element by element.
+pub struct Arr<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Arr<'o> {
+    pub fn new(out: &'o mut Vec<u8>) -> Arr<'o> {
+        out.push(b'[');
+        Arr { out, first: true }
+    }
+
+    fn next(&mut self) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out
+    }
+
+    pub fn object(&mut self, fill: impl FnOnce(&mut Obj<'_>)) {
+        let out = self.next();
+        let mut inner = Obj::new(out);
+        fill(&mut inner);
+        inner.end();
+    }
+
+    pub fn str(&mut self, value: &str) {
+        let out = self.next();
+        write_json_str(out, value);
+    }
+
+    pub fn text(&mut self, value: &Text<'_>) {
+        let out = self.next();
+        value.write(out);
+    }
+
+    pub fn end(self) {
+        self.out.push(b']');
+    }
+}
+
 /// Appends `s` to `out` as a quoted, escaped JSON string.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     // Writing into a Vec cannot fail, and a &str is always serialisable.
@@ -114,6 +349,12 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// True if `s` is one complete JSON value (used to decide whether tool arguments need repair).
+/// True when the document is a JSON object at the top level. Serde's derived structs also
+/// accept an array of their fields in order, which no API means by a request body.
+pub fn is_object_document(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
 pub fn is_valid_json(s: &str) -> bool {
     serde_json::from_str::<de::IgnoredAny>(s).is_ok()
 }
@@ -284,7 +525,8 @@ impl PartialObject {
             self.literal.clear();
             self.value_done();
         }
-        if c.is_whitespace() {
+        // JSON whitespace only: Unicode spaces are not allowed between tokens.
+        if matches!(c, ' ' | '\t' | '\n' | '\r') {
             return true;
         }
         if self.complete {
@@ -337,8 +579,12 @@ impl PartialObject {
 
     /// What to append so the text read so far becomes a valid object; `None` if it cannot.
     pub fn completion(&self) -> Option<String> {
-        if self.invalid || !self.started {
+        if self.invalid {
             return None;
+        }
+        if !self.started {
+            // Nothing but whitespace so far.
+            return Some("{}".to_owned());
         }
         let mut stack = self.stack.clone();
         let mut suffix = String::new();
@@ -436,6 +682,42 @@ mod tests {
     }
 
     #[test]
+    fn text_keeps_escapes_and_decodes_on_demand() {
+        #[derive(Deserialize)]
+        struct T<'a> {
+            #[serde(borrow)]
+            a: Text<'a>,
+            #[serde(borrow, default)]
+            b: Option<Text<'a>>,
+            #[serde(borrow)]
+            c: Text<'a>,
+        }
+        let t: T =
+            serde_json::from_str(r#"{"a":"line\none \u00e9 \\n","b":null,"c":{"x":1}}"#).unwrap();
+        assert_eq!(t.a.escaped(), r#"line\none \u00e9 \\n"#);
+        assert_eq!(t.a.decoded(), "line\none é \\n");
+        assert!(t.b.is_none());
+        assert_eq!(t.c.decoded(), r#"{"x":1}"#);
+        assert_eq!(t.a.after_first_newline().unwrap(), r"one \u00e9 \\n");
+        let plain = Text::from_plain("no newline \\n here \"q\"");
+        assert!(plain.after_first_newline().is_none());
+        let mut out = Vec::new();
+        let mut o = Obj::new(&mut out);
+        o.text("t", &t.a);
+        o.u64("n", 7);
+        o.array("xs", |a| {
+            a.str("p");
+            a.object(|o| o.bool("ok", true));
+        });
+        o.f64("f", 0.5);
+        o.end();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["t"], "line\none é \\n");
+        assert_eq!(v["xs"][1]["ok"], true);
+        assert_eq!(v["f"], 0.5);
+    }
+
+    #[test]
     fn lenient_accepts_string_object_and_null() {
         let s: Lenient = serde_json::from_str(r#""{\"a\":1}""#).unwrap();
         assert_eq!(&*s, r#"{"a":1}"#);
@@ -460,6 +742,8 @@ mod tests {
             (r#"{"a":{"b":[{"#, Some("}]}}")),
             (r#"{"a":1}"#, Some("")),
             ("{", Some("}")),
+            (" \n", Some("{}")),
+            ("\u{2000}", None),
             ("[1", None),
             (r#"{"a":1}}"#, None),
             (r#"{"a" 1"#, None),

@@ -3,6 +3,7 @@
 //! tokens — system, messages, tool definitions — plus the small per-message framing overhead.
 
 use crate::protocol::anthropic::{Block, Content, CountTokensRequest};
+use crate::protocol::json::Text;
 
 /// Framing tokens per message (role markers), as chat templates add them.
 const PER_MESSAGE: u64 = 4;
@@ -21,6 +22,10 @@ pub fn count_text(text: &str) -> u64 {
         .len() as u64
 }
 
+fn count_json_text(text: &Text<'_>) -> u64 {
+    count_text(&text.decoded())
+}
+
 pub fn count_request(req: &CountTokensRequest<'_>) -> u64 {
     let mut total = 0;
     if let Some(system) = &req.system {
@@ -31,7 +36,7 @@ pub fn count_request(req: &CountTokensRequest<'_>) -> u64 {
     }
     for tool in req.tools.as_deref().unwrap_or_default() {
         total += PER_MESSAGE + count_text(&tool.name);
-        total += tool.description.as_deref().map_or(0, count_text);
+        total += tool.description.as_ref().map_or(0, count_json_text);
         total += tool.input_schema.map_or(0, |s| count_text(s.get()));
     }
     total
@@ -39,15 +44,15 @@ pub fn count_request(req: &CountTokensRequest<'_>) -> u64 {
 
 fn count_content(content: &Content<'_>) -> u64 {
     match content {
-        Content::Text(t) => count_text(t),
+        Content::Text(t) => count_json_text(t),
         Content::Blocks(blocks) => blocks.iter().map(count_block).sum(),
     }
 }
 
 fn count_block(block: &Block<'_>) -> u64 {
     match block.kind.as_str() {
-        "text" => block.text.as_deref().map_or(0, count_text),
-        "thinking" => block.thinking.as_deref().map_or(0, count_text),
+        "text" => block.text.as_ref().map_or(0, count_json_text),
+        "thinking" => block.thinking.as_ref().map_or(0, count_json_text),
         "tool_use" => {
             block.name.as_deref().map_or(0, count_text)
                 + block.input.map_or(0, |i| count_text(i.get()))
@@ -58,8 +63,8 @@ fn count_block(block: &Block<'_>) -> u64 {
             Some("text") => block
                 .source
                 .as_ref()
-                .and_then(|s| s.data.as_deref())
-                .map_or(0, count_text),
+                .and_then(|s| s.data.as_ref())
+                .map_or(0, count_json_text),
             Some("content") => block
                 .source
                 .as_ref()

@@ -4,12 +4,8 @@
 //! (`context_management`, `container`, `mcp_servers`, `cache_control`, betas… are dropped).
 
 use super::{Dialect, MaxTokensField, ReasoningStyle, ToolNames};
-use crate::protocol::anthropic::{Block, Content, Message, MessagesRequest, Source, Tool};
-use crate::protocol::openai::{
-    ChatMessage, ChatRequest, ChatTool, ChatToolChoice, FileData, FunctionCall, FunctionDef,
-    ImageUrl, NamedFunction, Part, StreamOptions, ThinkingSwitch, ToolCall, UserContent,
-};
-use serde_json::value::RawValue;
+use crate::protocol::anthropic::{Block, Content, MessagesRequest, Tool};
+use crate::protocol::json::{Arr, Obj, Text, escape};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::fmt;
@@ -17,6 +13,9 @@ use std::fmt;
 /// The first system block Claude Code sends changes on every request
 /// (`x-anthropic-billing-header: cc_version=…;`): forwarding it defeats provider prompt caches.
 const BILLING_HEADER_PREFIX: &str = "x-anthropic-billing-header:";
+
+/// Tools without a schema get this one (OpenAI requires `parameters`).
+const EMPTY_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
 
 /// The translated request plus what the response translation needs to know about it.
 #[derive(Debug)]
@@ -42,112 +41,163 @@ impl fmt::Display for RequestError {
 
 impl std::error::Error for RequestError {}
 
-/// Parses and translates a request body. `map_model` turns the client's model name into the
-/// provider's.
-pub fn translate_request(
-    body: &[u8],
-    map_model: impl FnOnce(&str) -> String,
-    dialect: &Dialect,
-) -> Result<TranslatedRequest, RequestError> {
-    let req: MessagesRequest = serde_json::from_slice(body)
-        .map_err(|e| RequestError(format!("invalid request body: {e}")))?;
-    let source_model = map_model(&req.model);
-    let mut tool_names = ToolNames::default();
-    let chat = build_chat_request(&req, &source_model, dialect, &mut tool_names)?;
-    let mut out = Vec::with_capacity(body.len() + body.len() / 8);
-    serde_json::to_writer(&mut out, &chat)
-        .map_err(|e| RequestError(format!("cannot encode the provider request: {e}")))?;
-    Ok(TranslatedRequest {
-        body: out,
-        stream: chat.stream,
-        client_model: req.model.as_str().to_owned(),
-        tool_names,
-        input_tokens_estimate: estimate_tokens(body.len()),
-    })
-}
-
 /// About four bytes of JSON per token for English text and code.
 pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
 }
 
-fn build_chat_request<'a>(
-    req: &'a MessagesRequest<'a>,
-    source_model: &'a str,
+/// Parses and translates a request body. `map_model` turns the client's model name into the
+/// provider's.
+///
+/// The provider body is written straight into a buffer: message text, image data and tool
+/// schemas are copied in their JSON form (never unescaped and escaped again), which keeps a
+/// 75 KB Claude Code request well under a tenth of a millisecond.
+pub fn translate_request(
+    body: &[u8],
+    map_model: impl FnOnce(&str) -> String,
     dialect: &Dialect,
-    tool_names: &mut ToolNames,
-) -> Result<ChatRequest<'a>, RequestError> {
-    let tools = translate_tools(req.tools.as_deref().unwrap_or_default(), tool_names);
-    let mut messages = Vec::with_capacity(req.messages.len() + 1);
-    if let Some(system) = &req.system {
-        let text = system_text(system);
-        if !text.is_empty() {
-            messages.push(ChatMessage::System { content: text });
+) -> Result<TranslatedRequest, RequestError> {
+    // One UTF-8 check for the whole body; parsing from a `str` then skips it per value.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| RequestError(format!("invalid request body: not UTF-8: {e}")))?;
+    if !crate::protocol::json::is_object_document(text) {
+        return Err(RequestError(
+            "invalid request body: expected a JSON object".to_owned(),
+        ));
+    }
+    let req: MessagesRequest = serde_json::from_str(text)
+        .map_err(|e| RequestError(format!("invalid request body: {e}")))?;
+    for message in &req.messages {
+        let role = message.role.as_str();
+        if !matches!(role, "user" | "assistant" | "system") {
+            return Err(RequestError(format!(
+                "messages: unsupported role `{role}` (expected user, assistant or system)"
+            )));
         }
     }
-    for message in &req.messages {
-        translate_message(message, dialect, tool_names, &mut messages)?;
-    }
+    let source_model = map_model(&req.model);
+    let mut names = ToolNames::default();
+    let stream = req.stream == Some(true);
+    let tools: Vec<&Tool> = req
+        .tools
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t.is_client_tool())
+        .collect();
 
+    let mut out = Vec::with_capacity(body.len() + body.len() / 8 + 256);
+    let mut o = Obj::new(&mut out);
+    o.str("model", &source_model);
+    o.array("messages", |a| write_messages(a, &req, dialect, &mut names));
+    write_limits(&mut o, &req, dialect);
+    if stream {
+        o.bool("stream", true);
+        if dialect.stream_usage {
+            o.object("stream_options", |s| s.bool("include_usage", true));
+        }
+    }
+    if !tools.is_empty() {
+        o.array("tools", |a| {
+            for tool in &tools {
+                a.object(|t| write_tool(t, tool, &mut names));
+            }
+        });
+        write_tool_choice(&mut o, &req, &mut names);
+    }
+    write_reasoning(&mut o, &req, dialect, stream);
+    o.end();
+
+    Ok(TranslatedRequest {
+        body: out,
+        stream,
+        client_model: req.model.as_str().to_owned(),
+        tool_names: names,
+        input_tokens_estimate: estimate_tokens(body.len()),
+    })
+}
+
+fn write_limits(o: &mut Obj<'_>, req: &MessagesRequest<'_>, dialect: &Dialect) {
     let max_tokens = match (req.max_tokens, dialect.max_tokens_limit) {
         (Some(m), Some(limit)) => Some(m.min(limit)),
         (m, _) => m,
     };
-    let (max_tokens, max_completion_tokens) = match dialect.max_tokens_field {
-        MaxTokensField::MaxTokens => (max_tokens, None),
-        MaxTokensField::MaxCompletionTokens => (None, max_tokens),
-    };
-
-    let (tool_choice, parallel_tool_calls) = if tools.is_empty() {
-        (None, None)
-    } else {
-        translate_tool_choice(req, tool_names)
-    };
-
-    let stream = req.stream == Some(true);
-    let mut chat = ChatRequest {
-        model: source_model,
-        messages,
-        max_tokens,
-        max_completion_tokens,
-        stop: req
-            .stop_sequences
-            .as_ref()
-            .filter(|s| !s.is_empty())
-            .map(|s| s.iter().map(|x| x.as_str()).collect()),
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k.filter(|_| dialect.top_k),
-        user: req
-            .metadata
-            .as_ref()
-            .and_then(|m| m.user_id.as_ref())
-            .map(|u| provider_user(u)),
-        stream,
-        stream_options: (stream && dialect.stream_usage).then_some(StreamOptions {
-            include_usage: true,
-        }),
-        tools,
-        tool_choice,
-        parallel_tool_calls,
-        reasoning_effort: None,
-        thinking: None,
-        enable_thinking: None,
-        thinking_budget: None,
-    };
-    apply_reasoning(req, dialect, &mut chat);
-    Ok(chat)
+    if let Some(m) = max_tokens {
+        let field = match dialect.max_tokens_field {
+            MaxTokensField::MaxTokens => "max_tokens",
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+        };
+        o.u64(field, m);
+    }
+    if let Some(stop) = req.stop_sequences.as_ref().filter(|s| !s.is_empty()) {
+        o.array("stop", |a| {
+            for s in stop {
+                a.str(s);
+            }
+        });
+    }
+    if let Some(t) = req.temperature {
+        o.f64("temperature", t);
+    }
+    if let Some(p) = req.top_p {
+        o.f64("top_p", p);
+    }
+    if let Some(k) = req.top_k.filter(|_| dialect.top_k) {
+        o.u64("top_k", k);
+    }
+    if let Some(user) = req.metadata.as_ref().and_then(|m| m.user_id.as_ref()) {
+        o.str("user", &provider_user(user));
+    }
 }
 
 /// `metadata.user_id` → `user`. Claude Code's value is a long JSON string; providers limit
 /// `user` in length, so long values are replaced by a stable hash (which also keeps the
 /// client's identifiers out of provider logs).
-fn provider_user<'a>(user_id: &'a str) -> Cow<'a, str> {
+fn provider_user(user_id: &str) -> Cow<'_, str> {
     if user_id.len() <= 64 {
         Cow::Borrowed(user_id)
     } else {
         let digest = Sha256::digest(user_id.as_bytes());
         Cow::Owned(format!("user_{}", hex::encode(&digest[..16])))
+    }
+}
+
+fn write_tool(t: &mut Obj<'_>, tool: &Tool<'_>, names: &mut ToolNames) {
+    t.str("type", "function");
+    t.object("function", |f| {
+        f.str("name", &names.to_provider(&tool.name));
+        match &tool.description {
+            Some(d) => f.text("description", d),
+            None => f.str("description", ""),
+        }
+        f.raw(
+            "parameters",
+            tool.input_schema.map_or(EMPTY_SCHEMA, |s| s.get()),
+        );
+    });
+}
+
+fn write_tool_choice(o: &mut Obj<'_>, req: &MessagesRequest<'_>, names: &mut ToolNames) {
+    let Some(choice) = &req.tool_choice else {
+        return;
+    };
+    match choice.kind.as_str() {
+        "auto" => o.str("tool_choice", "auto"),
+        "any" => o.str("tool_choice", "required"),
+        "none" => o.str("tool_choice", "none"),
+        "tool" => {
+            if let Some(name) = &choice.name {
+                let mapped = names.to_provider(name);
+                o.object("tool_choice", |c| {
+                    c.str("type", "function");
+                    c.object("function", |f| f.str("name", &mapped));
+                });
+            }
+        }
+        _ => {}
+    }
+    if choice.disable_parallel_tool_use == Some(true) {
+        o.bool("parallel_tool_calls", false);
     }
 }
 
@@ -192,369 +242,370 @@ fn requested_effort(req: &MessagesRequest) -> (Effort, Option<u64>) {
     }
 }
 
-fn apply_reasoning(req: &MessagesRequest, dialect: &Dialect, chat: &mut ChatRequest) {
+fn write_reasoning(o: &mut Obj<'_>, req: &MessagesRequest<'_>, dialect: &Dialect, stream: bool) {
     let (effort, budget) = requested_effort(req);
     match dialect.reasoning {
         ReasoningStyle::None => {}
         ReasoningStyle::Effort => {
-            chat.reasoning_effort = match effort {
+            let value = match effort {
                 Effort::Off => None,
                 Effort::Low => Some("low"),
                 Effort::Medium => Some("medium"),
                 Effort::High | Effort::Max => Some("high"),
             };
+            if let Some(v) = value {
+                o.str("reasoning_effort", v);
+            }
         }
         ReasoningStyle::DeepSeek => {
             // DeepSeek thinks unless told not to, and rejects an effort with thinking off.
             if effort == Effort::Off {
-                chat.thinking = Some(ThinkingSwitch { kind: "disabled" });
+                o.object("thinking", |t| t.str("type", "disabled"));
             } else {
-                chat.thinking = Some(ThinkingSwitch { kind: "enabled" });
-                chat.reasoning_effort = Some(match effort {
-                    Effort::Low => "low",
-                    Effort::Max => "max",
-                    _ => "high",
-                });
+                o.object("thinking", |t| t.str("type", "enabled"));
+                o.str(
+                    "reasoning_effort",
+                    match effort {
+                        Effort::Low => "low",
+                        Effort::Max => "max",
+                        _ => "high",
+                    },
+                );
             }
         }
         ReasoningStyle::Qwen => {
             // DashScope refuses thinking on non-streaming calls.
-            let on = effort != Effort::Off && chat.stream;
-            chat.enable_thinking = Some(on);
-            chat.thinking_budget = budget.filter(|_| on);
+            let on = effort != Effort::Off && stream;
+            o.bool("enable_thinking", on);
+            if let Some(b) = budget.filter(|_| on) {
+                o.u64("thinking_budget", b);
+            }
         }
     }
 }
 
-fn translate_tools<'a>(tools: &'a [Tool<'a>], names: &mut ToolNames) -> Vec<ChatTool<'a>> {
-    tools
-        .iter()
-        .filter(|t| t.is_client_tool())
-        .map(|t| ChatTool {
-            kind: "function",
-            function: FunctionDef {
-                name: Cow::Owned(names.to_provider(&t.name)),
-                description: t.description.as_deref().unwrap_or(""),
-                parameters: match t.input_schema {
-                    Some(schema) => schema,
-                    None => empty_schema(),
-                },
-            },
+/// Writes `parts` as one JSON string, joined by `separator` (given escaped, e.g. `\\n\\n`),
+/// optionally after a plain-ASCII `prefix`.
+fn write_joined(out: &mut Vec<u8>, prefix: &str, parts: &[&Text<'_>], separator: &str) {
+    out.push(b'"');
+    out.extend_from_slice(prefix.as_bytes());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(separator.as_bytes());
+        }
+        out.extend_from_slice(part.escaped().as_bytes());
+    }
+    out.push(b'"');
+}
+
+fn write_messages(
+    a: &mut Arr<'_>,
+    req: &MessagesRequest<'_>,
+    dialect: &Dialect,
+    names: &mut ToolNames,
+) {
+    if let Some(system) = &req.system {
+        let parts = system_parts(system);
+        if !parts.is_empty() {
+            let refs: Vec<&Text> = parts.iter().collect();
+            a.object(|m| {
+                m.str("role", "system");
+                write_joined(m.key("content"), "", &refs, "\\n\\n");
+            });
+        }
+    }
+    for message in &req.messages {
+        match message.role.as_str() {
+            "user" => write_user(a, &message.content),
+            "assistant" => write_assistant(a, &message.content, dialect, names),
+            _ => write_mid_system(a, &message.content, dialect),
+        }
+    }
+}
+
+/// `system` text blocks without the billing header, empty ones dropped.
+fn system_parts<'t>(system: &'t Content<'t>) -> Vec<Text<'t>> {
+    system
+        .texts()
+        .filter_map(|t| {
+            if t.escaped().starts_with(BILLING_HEADER_PREFIX) {
+                t.after_first_newline().map(Text::from_escaped)
+            } else {
+                Some(Text::from_escaped(t.escaped()))
+            }
         })
+        .filter(|t| !t.is_empty())
         .collect()
 }
 
-fn empty_schema() -> &'static RawValue {
-    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(|| {
-        RawValue::from_string(r#"{"type":"object","properties":{}}"#.to_owned())
-            .expect("static schema is valid JSON")
-    })
-}
-
-fn translate_tool_choice<'a>(
-    req: &'a MessagesRequest<'a>,
-    names: &mut ToolNames,
-) -> (Option<ChatToolChoice<'a>>, Option<bool>) {
-    let Some(choice) = &req.tool_choice else {
-        return (None, None);
-    };
-    let parallel = choice
-        .disable_parallel_tool_use
-        .filter(|d| *d)
-        .map(|_| false);
-    let mapped = match choice.kind.as_str() {
-        "auto" => Some(ChatToolChoice::Mode("auto")),
-        "any" => Some(ChatToolChoice::Mode("required")),
-        "none" => Some(ChatToolChoice::Mode("none")),
-        "tool" => choice.name.as_ref().map(|n| ChatToolChoice::Function {
-            kind: "function",
-            function: NamedFunction {
-                name: Cow::Owned(names.to_provider(n)),
-            },
-        }),
-        _ => None,
-    };
-    (mapped, parallel)
-}
-
-/// `system` as one string: text blocks joined by a blank line, the billing header removed.
-fn system_text<'a>(system: &'a Content<'a>) -> Cow<'a, str> {
-    let parts: Vec<&str> = system
-        .texts()
-        .map(strip_billing_header)
-        .filter(|t| !t.is_empty())
-        .collect();
-    match parts.as_slice() {
-        [] => Cow::Borrowed(""),
-        [one] => Cow::Borrowed(one),
-        many => Cow::Owned(many.join("\n\n")),
+fn write_mid_system(a: &mut Arr<'_>, content: &Content<'_>, dialect: &Dialect) {
+    let texts: Vec<&Text> = content.texts().collect();
+    if texts.iter().all(|t| t.is_empty()) {
+        return;
     }
-}
-
-/// Removes a leading `x-anthropic-billing-header: …` line.
-fn strip_billing_header(text: &str) -> &str {
-    if !text.starts_with(BILLING_HEADER_PREFIX) {
-        return text;
-    }
-    match text.find('\n') {
-        Some(i) => text[i + 1..].trim_start_matches('\n'),
-        None => "",
-    }
-}
-
-fn translate_message<'a>(
-    message: &'a Message<'a>,
-    dialect: &Dialect,
-    names: &mut ToolNames,
-    out: &mut Vec<ChatMessage<'a>>,
-) -> Result<(), RequestError> {
-    match message.role.as_str() {
-        "user" => translate_user(&message.content, out)?,
-        "assistant" => translate_assistant(&message.content, dialect, names, out)?,
-        "system" => {
-            let text = joined_text(&message.content, "\n\n");
-            if text.is_empty() {
-            } else if dialect.system_mid_conversation {
-                out.push(ChatMessage::System { content: text });
-            } else {
-                out.push(ChatMessage::User {
-                    content: UserContent::Text(Cow::Owned(format!("[System message]\n{text}"))),
-                });
-            }
+    a.object(|m| {
+        if dialect.system_mid_conversation {
+            m.str("role", "system");
+            write_joined(m.key("content"), "", &texts, "\\n\\n");
+        } else {
+            m.str("role", "user");
+            write_joined(m.key("content"), "[System message]\\n", &texts, "\\n\\n");
         }
-        other => {
-            return Err(RequestError(format!(
-                "messages: unsupported role `{other}` (expected user, assistant or system)"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn joined_text<'a>(content: &'a Content<'a>, sep: &str) -> Cow<'a, str> {
-    match content {
-        Content::Text(t) => Cow::Borrowed(t.as_str()),
-        Content::Blocks(_) => {
-            let mut texts = content.texts();
-            let first = texts.next().unwrap_or("");
-            match texts.next() {
-                None => Cow::Borrowed(first),
-                Some(second) => {
-                    let mut s = String::with_capacity(first.len() + second.len() + 16);
-                    s.push_str(first);
-                    s.push_str(sep);
-                    s.push_str(second);
-                    for t in texts {
-                        s.push_str(sep);
-                        s.push_str(t);
-                    }
-                    Cow::Owned(s)
-                }
-            }
-        }
-    }
+    });
 }
 
 /// A user turn: tool results first (OpenAI wants `tool` messages right after the assistant
 /// turn that called them), then one user message with everything else, including images that
 /// were inside tool results (tool messages can only carry text).
-fn translate_user<'a>(
-    content: &'a Content<'a>,
-    out: &mut Vec<ChatMessage<'a>>,
-) -> Result<(), RequestError> {
+fn write_user(a: &mut Arr<'_>, content: &Content<'_>) {
     let blocks = match content {
         Content::Text(t) => {
-            out.push(ChatMessage::User {
-                content: UserContent::Text(Cow::Borrowed(t.as_str())),
+            a.object(|m| {
+                m.str("role", "user");
+                m.text("content", t);
             });
-            return Ok(());
+            return;
         }
         Content::Blocks(blocks) => blocks,
     };
-    let mut parts: Vec<Part<'a>> = Vec::new();
-    for block in blocks {
-        if block.kind.as_str() == "tool_result" {
-            let (text, media) = tool_result_content(block);
-            out.push(ChatMessage::Tool {
-                tool_call_id: Cow::Borrowed(block.tool_use_id.as_deref().unwrap_or("")),
-                content: text,
+    let mut parts: Vec<&Block> = Vec::new();
+    for block in blocks.iter().filter(|b| b.kind.as_str() == "tool_result") {
+        a.object(|m| {
+            m.str("role", "tool");
+            m.str("tool_call_id", block.tool_use_id.as_deref().unwrap_or(""));
+            write_tool_result_text(m.key("content"), block);
+        });
+        if let Some(Content::Blocks(inner)) = &block.content {
+            parts.extend(inner.iter().filter(|b| is_media(b)));
+        }
+    }
+    parts.extend(
+        blocks
+            .iter()
+            .filter(|b| b.kind.as_str() != "tool_result" && makes_part(b)),
+    );
+    match parts.as_slice() {
+        [] => {}
+        [only] if only.kind.as_str() == "text" => a.object(|m| {
+            m.str("role", "user");
+            m.text("content", only.text.as_ref().unwrap_or(&Text::EMPTY));
+        }),
+        _ => a.object(|m| {
+            m.str("role", "user");
+            m.array("content", |c| {
+                for part in &parts {
+                    write_part(c, part);
+                }
             });
-            parts.extend(media);
-        }
-    }
-    for block in blocks {
-        if block.kind.as_str() != "tool_result" {
-            parts.extend(user_part(block));
-        }
-    }
-    match parts.len() {
-        0 => {}
-        1 if matches!(parts[0], Part::Text { .. }) => {
-            if let Some(Part::Text { text }) = parts.pop() {
-                out.push(ChatMessage::User {
-                    content: UserContent::Text(text),
-                });
-            }
-        }
-        _ => out.push(ChatMessage::User {
-            content: UserContent::Parts(parts),
         }),
     }
-    Ok(())
 }
 
-/// A tool result's text (several parts joined; `is_error` prefixed with `Error: `) and the
-/// media it carried.
-fn tool_result_content<'a>(block: &'a Block<'a>) -> (Cow<'a, str>, Vec<Part<'a>>) {
-    let mut media = Vec::new();
-    let text = match &block.content {
-        None => Cow::Borrowed(""),
-        Some(Content::Text(t)) => Cow::Borrowed(t.as_str()),
+/// Blocks inside a tool result that cannot travel in a `tool` message.
+fn is_media(block: &Block<'_>) -> bool {
+    match block.kind.as_str() {
+        "image" => makes_part(block),
+        "document" => block
+            .source
+            .as_ref()
+            .is_some_and(|s| s.kind.as_str() == "base64"),
+        _ => false,
+    }
+}
+
+/// Whether a user block becomes an OpenAI content part.
+fn makes_part(block: &Block<'_>) -> bool {
+    let source_kind = block.source.as_ref().map(|s| s.kind.as_str());
+    match block.kind.as_str() {
+        "text" => true,
+        "image" => block.source.as_ref().is_some_and(|s| {
+            s.kind.as_str() == "base64" || (s.kind.as_str() == "url" && s.url.is_some())
+        }),
+        "document" => matches!(source_kind, Some("base64" | "text" | "content" | "url")),
+        _ => false,
+    }
+}
+
+fn write_part(c: &mut Arr<'_>, block: &Block<'_>) {
+    let Some(source) = block
+        .source
+        .as_ref()
+        .filter(|_| block.kind.as_str() != "text")
+    else {
+        c.object(|p| {
+            p.str("type", "text");
+            p.text("text", block.text.as_ref().unwrap_or(&Text::EMPTY));
+        });
+        return;
+    };
+    let media_type = source.media_type.as_deref();
+    let data = source.data.as_ref();
+    match (block.kind.as_str(), source.kind.as_str()) {
+        ("image", "base64") => c.object(|p| {
+            p.str("type", "image_url");
+            p.object("image_url", |u| {
+                write_data_url(u.key("url"), media_type.unwrap_or("image/png"), data);
+            });
+        }),
+        ("image", _) => c.object(|p| {
+            p.str("type", "image_url");
+            p.object("image_url", |u| {
+                u.str("url", source.url.as_deref().unwrap_or(""))
+            });
+        }),
+        ("document", "base64") => c.object(|p| {
+            p.str("type", "file");
+            p.object("file", |f| {
+                write_data_url(
+                    f.key("file_data"),
+                    media_type.unwrap_or("application/pdf"),
+                    data,
+                );
+                f.str("filename", block.title.as_deref().unwrap_or("document.pdf"));
+            });
+        }),
+        ("document", "text") => c.object(|p| {
+            p.str("type", "text");
+            p.text("text", data.unwrap_or(&Text::EMPTY));
+        }),
+        ("document", "content") => c.object(|p| {
+            p.str("type", "text");
+            let texts: Vec<&Text> = source
+                .content
+                .as_ref()
+                .map(|c| c.texts().collect())
+                .unwrap_or_default();
+            write_joined(p.key("text"), "", &texts, "\\n");
+        }),
+        _ => c.object(|p| {
+            p.str("type", "text");
+            p.str(
+                "text",
+                &format!("[Document: {}]", source.url.as_deref().unwrap_or("")),
+            );
+        }),
+    }
+}
+
+/// `data:<media type>;base64,<data>` with the data copied as it came.
+fn write_data_url(out: &mut Vec<u8>, media_type: &str, data: Option<&Text<'_>>) {
+    out.extend_from_slice(b"\"data:");
+    out.extend_from_slice(escape(media_type).as_bytes());
+    out.extend_from_slice(b";base64,");
+    if let Some(d) = data {
+        out.extend_from_slice(d.escaped().as_bytes());
+    }
+    out.push(b'"');
+}
+
+/// A tool result's text: its parts joined by newlines (documents given as text included),
+/// `Error: ` first when `is_error`. Never absent: an empty result is `""`.
+fn write_tool_result_text(out: &mut Vec<u8>, block: &Block<'_>) {
+    out.push(b'"');
+    if block.is_error == Some(true) {
+        out.extend_from_slice(b"Error: ");
+    }
+    let mut first = true;
+    let mut piece = |out: &mut Vec<u8>, text: &Text<'_>| {
+        if !first {
+            out.extend_from_slice(b"\\n");
+        }
+        first = false;
+        out.extend_from_slice(text.escaped().as_bytes());
+    };
+    match &block.content {
+        None => {}
+        Some(Content::Text(t)) => piece(out, t),
         Some(Content::Blocks(inner)) => {
-            let mut texts: Vec<Cow<'a, str>> = Vec::new();
             for b in inner {
-                match b.kind.as_str() {
-                    "text" => texts.push(Cow::Borrowed(b.text.as_deref().unwrap_or(""))),
-                    "document" => match document_part(b) {
-                        Some(Part::Text { text }) => texts.push(text),
-                        Some(p) => media.push(p),
-                        None => {}
-                    },
-                    _ => media.extend(user_part(b)),
+                let source = b.source.as_ref();
+                match (b.kind.as_str(), source.map(|s| s.kind.as_str())) {
+                    ("text", _) => piece(out, b.text.as_ref().unwrap_or(&Text::EMPTY)),
+                    ("document", Some("text")) => piece(
+                        out,
+                        source.and_then(|s| s.data.as_ref()).unwrap_or(&Text::EMPTY),
+                    ),
+                    ("document", Some("content")) => {
+                        for t in source
+                            .and_then(|s| s.content.as_ref())
+                            .into_iter()
+                            .flat_map(|c| c.texts())
+                        {
+                            piece(out, t);
+                        }
+                    }
+                    _ => {}
                 }
             }
-            match texts.len() {
-                0 => Cow::Borrowed(""),
-                1 => texts.pop().unwrap_or_default(),
-                _ => Cow::Owned(texts.join("\n")),
-            }
         }
-    };
-    let text = if block.is_error == Some(true) {
-        Cow::Owned(format!("Error: {text}"))
-    } else {
-        text
-    };
-    (text, media)
-}
-
-/// A user content block as an OpenAI content part; `None` for blocks with no OpenAI meaning.
-fn user_part<'a>(block: &'a Block<'a>) -> Option<Part<'a>> {
-    match block.kind.as_str() {
-        "text" => Some(Part::Text {
-            text: Cow::Borrowed(block.text.as_deref().unwrap_or("")),
-        }),
-        "image" => block.source.as_ref().and_then(image_part),
-        "document" => document_part(block),
-        _ => None,
     }
+    out.push(b'"');
 }
 
-fn image_part<'a>(source: &'a Source<'a>) -> Option<Part<'a>> {
-    let url = match source.kind.as_str() {
-        "base64" => Cow::Owned(format!(
-            "data:{};base64,{}",
-            source.media_type.as_deref().unwrap_or("image/png"),
-            source.data.as_deref().unwrap_or("")
-        )),
-        "url" => Cow::Borrowed(source.url.as_deref()?),
-        _ => return None,
-    };
-    Some(Part::ImageUrl {
-        image_url: ImageUrl { url },
-    })
-}
-
-fn document_part<'a>(block: &'a Block<'a>) -> Option<Part<'a>> {
-    let source = block.source.as_ref()?;
-    match source.kind.as_str() {
-        "base64" => Some(Part::File {
-            file: FileData {
-                file_data: format!(
-                    "data:{};base64,{}",
-                    source.media_type.as_deref().unwrap_or("application/pdf"),
-                    source.data.as_deref().unwrap_or("")
-                ),
-                filename: Some(Cow::Borrowed(
-                    block.title.as_deref().unwrap_or("document.pdf"),
-                )),
-            },
-        }),
-        "text" => Some(Part::Text {
-            text: Cow::Borrowed(source.data.as_deref().unwrap_or("")),
-        }),
-        "content" => source.content.as_ref().map(|c| Part::Text {
-            text: joined_text(c, "\n"),
-        }),
-        "url" => Some(Part::Text {
-            text: Cow::Owned(format!(
-                "[Document: {}]",
-                source.url.as_deref().unwrap_or("")
-            )),
-        }),
-        _ => None,
-    }
-}
-
-fn translate_assistant<'a>(
-    content: &'a Content<'a>,
+fn write_assistant(
+    a: &mut Arr<'_>,
+    content: &Content<'_>,
     dialect: &Dialect,
     names: &mut ToolNames,
-    out: &mut Vec<ChatMessage<'a>>,
-) -> Result<(), RequestError> {
+) {
     let blocks = match content {
         Content::Text(t) => {
-            out.push(ChatMessage::Assistant {
-                content: Some(Cow::Borrowed(t.as_str())),
-                tool_calls: Vec::new(),
-                reasoning_content: None,
+            a.object(|m| {
+                m.str("role", "assistant");
+                m.text("content", t);
             });
-            return Ok(());
+            return;
         }
         Content::Blocks(blocks) => blocks,
     };
-    let mut text: Option<Cow<'a, str>> = None;
-    let mut reasoning: Option<Cow<'a, str>> = None;
-    let mut tool_calls = Vec::new();
-    for block in blocks {
-        match block.kind.as_str() {
-            "text" => append(&mut text, block.text.as_deref().unwrap_or("")),
-            "thinking" if dialect.echo_reasoning => {
-                append(&mut reasoning, block.thinking.as_deref().unwrap_or(""))
-            }
-            "tool_use" => {
-                let input = block.input.map_or("{}", |raw| raw.get());
-                tool_calls.push(ToolCall {
-                    id: Cow::Borrowed(block.id.as_deref().unwrap_or("")),
-                    kind: "function",
-                    function: FunctionCall {
-                        name: Cow::Owned(names.to_provider(block.name.as_deref().unwrap_or(""))),
-                        arguments: Cow::Borrowed(input),
-                    },
-                });
-            }
-            // redacted_thinking, server_tool_use, web_search_tool_result…: nothing to send.
-            _ => {}
+    let texts: Vec<&Text> = blocks
+        .iter()
+        .filter(|b| b.kind.as_str() == "text")
+        .filter_map(|b| b.text.as_ref())
+        .collect();
+    let thinking: Vec<&Text> = if dialect.echo_reasoning {
+        blocks
+            .iter()
+            .filter(|b| b.kind.as_str() == "thinking")
+            .filter_map(|b| b.thinking.as_ref())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let calls: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.kind.as_str() == "tool_use")
+        .collect();
+    a.object(|m| {
+        m.str("role", "assistant");
+        if texts.is_empty() && !calls.is_empty() {
+            m.raw("content", "null");
+        } else {
+            // Providers reject an assistant message with neither content nor tool calls.
+            write_joined(m.key("content"), "", &texts, "");
         }
-    }
-    if text.is_none() && tool_calls.is_empty() {
-        // Providers reject an assistant message with neither content nor tool calls.
-        text = Some(Cow::Borrowed(""));
-    }
-    out.push(ChatMessage::Assistant {
-        content: text,
-        tool_calls,
-        reasoning_content: reasoning,
+        if !calls.is_empty() {
+            m.array("tool_calls", |c| {
+                for call in &calls {
+                    c.object(|t| {
+                        t.str("id", call.id.as_deref().unwrap_or(""));
+                        t.str("type", "function");
+                        t.object("function", |f| {
+                            f.str(
+                                "name",
+                                &names.to_provider(call.name.as_deref().unwrap_or("")),
+                            );
+                            // The input object as a JSON string, as OpenAI wants it.
+                            f.str("arguments", call.input.map_or("{}", |raw| raw.get()));
+                        });
+                    });
+                }
+            });
+        }
+        if !thinking.is_empty() {
+            write_joined(m.key("reasoning_content"), "", &thinking, "");
+        }
     });
-    Ok(())
-}
-
-fn append<'a>(acc: &mut Option<Cow<'a, str>>, piece: &'a str) {
-    match acc {
-        None => *acc = Some(Cow::Borrowed(piece)),
-        Some(existing) => existing.to_mut().push_str(piece),
-    }
 }
 
 #[cfg(test)]

@@ -457,6 +457,9 @@ impl StreamTranslator {
                 EventWriter { out }.input_json_delta(index, &arguments);
             }
             let call = &mut self.calls[n];
+            // Whole and repaired already: nothing for the block's close to complete.
+            call.sent_json = PartialObject::new();
+            call.sent_json.feed(&arguments);
             call.arguments = arguments;
             call.sent = call.arguments.len();
             self.close_open_block(out);

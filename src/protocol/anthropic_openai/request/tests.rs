@@ -510,3 +510,20 @@ fn invalid_requests_are_errors_not_panics() {
         assert!(!err.0.is_empty());
     }
 }
+
+/// Found by fuzzing: an array of the fields in order must not pass as a request.
+#[test]
+fn a_body_that_is_not_an_object_is_refused() {
+    let body = br#"["claude", 100, [{"role": "user", "content": "hi"}]]"#;
+    let e = translate_request(body, |m| m.to_owned(), &Dialect::default()).unwrap_err();
+    assert!(e.0.contains("expected a JSON object"), "{}", e.0);
+}
+
+/// Found by fuzzing: text is forwarded as the client escaped it, lone surrogates included.
+#[test]
+fn lone_surrogate_escapes_are_forwarded_as_sent() {
+    let body = br#"{"model":"m","max_tokens":5,"system":[{"type":"text","text":"\ud800x"}],"messages":[{"role":"user","content":"hi"}]}"#;
+    let t = translate_request(body, |m| m.to_owned(), &Dialect::default()).unwrap();
+    let out = std::str::from_utf8(&t.body).unwrap();
+    assert!(out.contains(r#""content":"\ud800x""#), "{out}");
+}

@@ -302,6 +302,20 @@ fn empty_and_invalid_arguments() {
     assert_eq!(msg["content"][2]["input"], json!({}));
 }
 
+/// Found by fuzzing: whitespace streamed live as a call's only arguments must still
+/// accumulate to a JSON object on the client.
+#[test]
+fn whitespace_only_arguments_become_an_empty_object() {
+    let s = [
+        chunk(tc(0, Some("call_0"), Some("Bash"), Some(" ")), None),
+        chunk(json!({"content": "done"}), None),
+        chunk(json!({}), Some("tool_calls")),
+    ]
+    .concat();
+    let (_, msg, _) = run(&s);
+    assert_eq!(msg["content"][0]["input"], json!({}));
+}
+
 #[test]
 fn live_streamed_truncated_arguments_are_completed() {
     let s = [
