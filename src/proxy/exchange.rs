@@ -140,6 +140,11 @@ pub fn replace_model(
     let invalid = |m: String| ProxyError::new(ErrorKind::InvalidRequest, m);
     let text = std::str::from_utf8(body)
         .map_err(|e| invalid(format!("request body is not UTF-8: {e}")))?;
+    if !crate::protocol::json::is_object_document(text) {
+        return Err(invalid(
+            "invalid request body: expected a JSON object".to_owned(),
+        ));
+    }
     let head: Head =
         serde_json::from_str(text).map_err(|e| invalid(format!("invalid request body: {e}")))?;
     let raw = head
@@ -495,6 +500,20 @@ pub fn message_as_events(message_json: &[u8], input_estimate: u64) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::protocol::stream_check::{accumulate, check_stream};
+
+    /// Found by fuzzing: serde's derived structs take an array of fields in order, so `[""]`
+    /// passed as a request with model "".
+    #[test]
+    fn replace_model_refuses_a_body_that_is_not_an_object() {
+        for body in [&b"[\"claude\"]"[..], b"  [\"\", true]", b"\"model\""] {
+            let e = replace_model(body, |_| "x".to_owned()).unwrap_err();
+            assert!(
+                e.message.contains("expected a JSON object"),
+                "{}",
+                e.message
+            );
+        }
+    }
 
     #[test]
     fn replace_model_touches_only_the_model() {
