@@ -96,6 +96,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
 pub fn decode_raw_text(raw: &RawValue) -> Cow<'_, str> {
     let text = raw.get();
     if text.starts_with('"') {
+        // The common case, no escapes: the content is the raw text inside the quotes (the
+        // raw value was already checked as a string), so no second parse.
+        let inner = &text[1..text.len() - 1];
+        if !inner.contains('\\') {
+            return Cow::Borrowed(inner);
+        }
         match serde_json::from_str::<Str<'_>>(text) {
             Ok(s) => s.0,
             Err(_) => Cow::Borrowed(""),

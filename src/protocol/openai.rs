@@ -132,7 +132,7 @@ impl ChatUsage {
 #[derive(Debug, Deserialize)]
 pub struct ChatChunk<'a> {
     #[serde(borrow, default)]
-    pub choices: Option<Vec<ChunkChoice<'a>>>,
+    pub choices: Option<FirstChoice<'a>>,
     #[serde(default)]
     pub usage: Option<ChatUsage>,
     #[serde(borrow, default)]
@@ -150,6 +150,41 @@ pub struct ChunkChoice<'a> {
     /// Some providers (Groq-style) put usage on the choice.
     #[serde(default)]
     pub usage: Option<ChatUsage>,
+}
+
+/// A chunk's `choices` array reduced to what the translator uses: the choice with index 0
+/// (Anthropic has no `n`). Read without collecting the array, since this runs per chunk.
+#[derive(Debug, Default)]
+pub struct FirstChoice<'a> {
+    pub choice: Option<ChunkChoice<'a>>,
+    /// The array had any elements at all.
+    pub any: bool,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut first = FirstChoice::default();
+                while let Some(choice) = seq.next_element::<ChunkChoice<'a>>()? {
+                    first.any = true;
+                    if first.choice.is_none() && choice.index.unwrap_or(0) == 0 {
+                        first.choice = Some(choice);
+                    }
+                }
+                Ok(first)
+            }
+        }
+        d.deserialize_seq(Visit(std::marker::PhantomData))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -194,9 +194,13 @@ impl StreamTranslator {
     }
 
     fn on_chunk(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        let chunk: ChatChunk = match serde_json::from_slice(data) {
-            Ok(c) => c,
-            Err(_) => {
+        // One UTF-8 check for the line; parsing from a `str` then skips it per string.
+        let parsed = std::str::from_utf8(data)
+            .ok()
+            .and_then(|text| serde_json::from_str::<ChatChunk>(text).ok());
+        let chunk = match parsed {
+            Some(c) => c,
+            None => {
                 self.fail(
                     ErrorKind::Api,
                     "the provider sent a malformed stream event",
@@ -206,7 +210,7 @@ impl StreamTranslator {
             }
         };
         if let Some(err) = chunk.error
-            && chunk.choices.as_ref().is_none_or(|c| c.is_empty())
+            && chunk.choices.as_ref().is_none_or(|c| !c.any)
         {
             let (kind, message) = stream_error(err.get());
             self.fail(kind, &message, out);
@@ -215,11 +219,8 @@ impl StreamTranslator {
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
         }
-        let Some(choices) = chunk.choices else {
-            return;
-        };
         // Only the first choice: Anthropic has no `n`.
-        let Some(choice) = choices.into_iter().find(|c| c.index.unwrap_or(0) == 0) else {
+        let Some(choice) = chunk.choices.and_then(|c| c.choice) else {
             return;
         };
         if let Some(u) = choice.usage {
