@@ -1,11 +1,17 @@
-//! The access log: one JSON line per request, written off the request path (a background
-//! writer; if it falls behind, lines are dropped and counted rather than slowing requests).
+//! The access log: one JSON line per request, appended to a buffer that a background thread
+//! writes out every 50 ms (if it falls behind, lines are dropped and counted rather than
+//! slowing requests).
 //! Built from an explicit list of fields — never a key, never prompt or completion text.
 
 use crate::config::server::AccessLogTarget;
 use serde::Serialize;
+use std::fs::File;
 use std::io::Write;
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Everything one access log line says.
 #[derive(Debug, Default, Serialize)]
@@ -41,9 +47,21 @@ pub struct AccessRecord<'a> {
     pub output_tokens: Option<u64>,
 }
 
+/// How often the writer thread writes out what requests have appended. Requests never wake
+/// it: at thousands of requests per second a wake-up per line cost more CPU than the lines.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Lines beyond this much unwritten text are dropped (and counted) rather than buffered.
+const MAX_BUFFERED: usize = 8 << 20;
+
 pub struct AccessLog {
-    writer: Option<NonBlocking>,
-    guard: std::sync::Mutex<Option<WorkerGuard>>,
+    shared: Option<Arc<Shared>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    buffer: Mutex<Vec<u8>>,
+    dropped: AtomicUsize,
+    closing: AtomicBool,
 }
 
 impl AccessLog {
@@ -51,12 +69,17 @@ impl AccessLog {
         let sink: Box<dyn Write + Send> = match target {
             AccessLogTarget::Off => {
                 return Ok(AccessLog {
-                    writer: None,
-                    guard: std::sync::Mutex::new(None),
+                    shared: None,
+                    writer: Mutex::new(None),
                 });
             }
-            AccessLogTarget::Stdout => Box::new(std::io::stdout()),
-            AccessLogTarget::Stderr => Box::new(std::io::stderr()),
+            // Unbuffered handles of their own: std's stdout would flush at every newline.
+            AccessLogTarget::Stdout => {
+                Box::new(File::from(std::io::stdout().as_fd().try_clone_to_owned()?))
+            }
+            AccessLogTarget::Stderr => {
+                Box::new(File::from(std::io::stderr().as_fd().try_clone_to_owned()?))
+            }
             AccessLogTarget::File(path) => {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
@@ -69,40 +92,82 @@ impl AccessLog {
                 )
             }
         };
-        let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(true)
-            .thread_name("flexiproxy-access-log")
-            .finish(sink);
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Vec::with_capacity(64 << 10)),
+            dropped: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+        });
+        let for_writer = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("flexiproxy-access-log".into())
+            .spawn(move || write_out(&for_writer, sink))?;
         Ok(AccessLog {
-            writer: Some(writer),
-            guard: std::sync::Mutex::new(Some(guard)),
+            shared: Some(shared),
+            writer: Mutex::new(Some(writer)),
         })
     }
 
     pub fn is_enabled(&self) -> bool {
-        self.writer.is_some()
+        self.shared.is_some()
     }
 
     pub fn write(&self, record: &AccessRecord<'_>) {
-        let Some(writer) = &self.writer else { return };
-        let mut line = match serde_json::to_vec(record) {
-            Ok(l) => l,
-            Err(_) => return,
-        };
-        line.push(b'\n');
-        let _ = writer.clone().write_all(&line);
+        let Some(shared) = &self.shared else { return };
+        let mut buffer = lock(&shared.buffer);
+        if buffer.len() >= MAX_BUFFERED {
+            drop(buffer);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let before = buffer.len();
+        if serde_json::to_writer(&mut *buffer, record).is_ok() {
+            buffer.push(b'\n');
+        } else {
+            buffer.truncate(before);
+        }
     }
 
     /// Writes out what is buffered and stops the writer (at exit).
     pub fn close(&self) {
-        let guard = self.guard.lock().unwrap_or_else(|p| p.into_inner()).take();
-        drop(guard);
+        let Some(shared) = &self.shared else { return };
+        shared.closing.store(true, Ordering::Release);
+        if let Some(writer) = lock(&self.writer).take() {
+            writer.thread().unpark();
+            let _ = writer.join();
+        }
     }
 
     /// Lines dropped because the writer fell behind.
     pub fn dropped(&self) -> usize {
-        self.writer
+        self.shared
             .as_ref()
-            .map_or(0, |w| w.error_counter().dropped_lines())
+            .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
     }
+}
+
+/// The writer thread: every [`FLUSH_INTERVAL`], swap the buffer for an empty one and write it.
+fn write_out(shared: &Shared, mut sink: Box<dyn Write + Send>) {
+    let mut spare = Vec::with_capacity(64 << 10);
+    loop {
+        let closing = shared.closing.load(Ordering::Acquire);
+        std::mem::swap(&mut *lock(&shared.buffer), &mut spare);
+        if !spare.is_empty() {
+            // A failing sink (full disk, closed pipe) loses these lines, never a request.
+            if sink.write_all(&spare).and_then(|()| sink.flush()).is_err() {
+                let lines = spare.iter().filter(|&&b| b == b'\n').count();
+                shared.dropped.fetch_add(lines, Ordering::Relaxed);
+            }
+            spare.clear();
+            // Give back memory a burst grew the buffer to.
+            spare.shrink_to(1 << 20);
+        }
+        if closing {
+            return;
+        }
+        std::thread::park_timeout(FLUSH_INTERVAL);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
