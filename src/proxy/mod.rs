@@ -157,6 +157,9 @@ pub struct Ctx {
     pub prepared_for: usize,
     /// The client's body, kept to re-translate for a fallback source.
     pub raw_body: Option<Bytes>,
+    /// The body was read and prepared in `request_filter` (small bodies): its length is known
+    /// when the upstream request header is written.
+    pub preread: bool,
     _inflight: InflightGuard,
 }
 
@@ -304,6 +307,58 @@ impl FlexiProxy {
         }
     }
 
+    /// Reads and prepares a small body before the upstream request is made, so its length
+    /// can go into `Content-Length`: the provider then gets one plain body instead of chunked
+    /// framing (three writes per request where one does). Pingora replays the body it read
+    /// from its retry buffer, which `request_body_filter` swaps for the prepared one.
+    async fn preread_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        plan: Plan,
+        source: &Source,
+    ) -> Result<bool> {
+        while let Some(chunk) = session.read_request_body().await? {
+            if let Err(e) = ctx
+                .request_body
+                .push(&chunk, self.settings.max_request_body)
+            {
+                return self.respond_error(session, ctx, e).await;
+            }
+        }
+        let raw = ctx.request_body.take();
+        match exchange::prepare(plan, &raw, source) {
+            Ok(prepared) => {
+                ctx.prepared = Some(prepared);
+                ctx.prepared_for = 0;
+                ctx.raw_body = Some(raw);
+                ctx.preread = true;
+                Ok(false)
+            }
+            Err(e) => self.respond_error(session, ctx, e).await,
+        }
+    }
+
+    /// Re-prepares the body when the request goes to another source than the one it was
+    /// prepared for (fallbacks may differ in protocol, model and options).
+    fn prepare_for_current_source(&self, ctx: &mut Ctx) -> Result<()> {
+        if ctx.prepared.is_none() || ctx.prepared_for == ctx.source_index {
+            return Ok(());
+        }
+        if let (Some(raw), Some(plan), Some(source)) =
+            (ctx.raw_body.clone(), ctx.plan, self.source(ctx))
+        {
+            match exchange::prepare(plan, &raw, source) {
+                Ok(p) => {
+                    ctx.prepared = Some(p);
+                    ctx.prepared_for = ctx.source_index;
+                }
+                Err(e) => return Err(fail(ctx, e)),
+            }
+        }
+        Ok(())
+    }
+
     async fn count_tokens_locally(&self, session: &mut Session, ctx: &Ctx) -> Result<bool> {
         let body = match self.read_body(session).await {
             Ok(b) => b,
@@ -379,6 +434,10 @@ pub fn client_key(req: &RequestHeader) -> Option<&str> {
         .then_some(token.trim())
         .filter(|t| !t.is_empty())
 }
+
+/// Bodies up to this size are read before the upstream request (see `preread_body`); it is
+/// also the size of Pingora's retry buffer, which replays them.
+const PREREAD_LIMIT: usize = 64 * 1024;
 
 fn content_length(req: &RequestHeader) -> Option<usize> {
     req.headers
@@ -475,6 +534,7 @@ impl ProxyHttp for FlexiProxy {
             tried: 0,
             prepared_for: 0,
             raw_body: None,
+            preread: false,
             _inflight: {
                 self.inflight.fetch_add(1, Ordering::AcqRel);
                 let gauge = self.telemetry.metrics.inflight.clone();
@@ -658,6 +718,9 @@ impl ProxyHttp for FlexiProxy {
         }
         // Lets Pingora replay a small body if a reused upstream connection turns out dead.
         session.as_mut().enable_retry_buffering();
+        if content_length(session.req_header()).is_some_and(|n| n <= PREREAD_LIMIT) {
+            return self.preread_body(session, ctx, plan, &adapter.source).await;
+        }
         Ok(false)
     }
 
@@ -689,6 +752,12 @@ impl ProxyHttp for FlexiProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let preread_len = if ctx.preread {
+            self.prepare_for_current_source(ctx)?;
+            ctx.prepared.as_ref().map(|p| p.body.len())
+        } else {
+            None
+        };
         let (Some(source), Some(plan)) = (self.source(ctx), ctx.plan) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -732,6 +801,9 @@ impl ProxyHttp for FlexiProxy {
             concat!("flexiproxy/", env!("CARGO_PKG_VERSION")),
         )?;
         upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(len) = preread_len {
+            upstream_request.insert_header("content-length", len.to_string())?;
+        }
         let ApiKey::Present(key) = &source.api_key else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -771,21 +843,10 @@ impl ProxyHttp for FlexiProxy {
         if end_of_stream && let Some(w) = &ctx.watchdog {
             w.request_sent();
         }
-        // A retry replays the body: send the prepared one again, re-translated if the retry
-        // goes to another source.
+        // A pre-read body, or a retry replaying the body: send the prepared one (again),
+        // re-translated if the request goes to another source.
         if ctx.prepared.is_some() {
-            if ctx.prepared_for != ctx.source_index
-                && let (Some(raw), Some(plan), Some(source)) =
-                    (ctx.raw_body.clone(), ctx.plan, self.source(ctx))
-            {
-                match exchange::prepare(plan, &raw, source) {
-                    Ok(p) => {
-                        ctx.prepared = Some(p);
-                        ctx.prepared_for = ctx.source_index;
-                    }
-                    Err(e) => return Err(fail(ctx, e)),
-                }
-            }
+            self.prepare_for_current_source(ctx)?;
             *body = end_of_stream
                 .then(|| ctx.prepared.as_ref().map(|p| p.body.clone()))
                 .flatten();

@@ -127,6 +127,13 @@ async fn provider_sees_a_clean_openai_request() {
         json!({"role":"user","content":"Say hello"})
     );
     assert!(sent.get("context_management").is_none());
+    // A small body is translated before the upstream request starts, so it goes with its
+    // length rather than chunked (some OpenAI-compatible servers refuse chunked requests).
+    assert!(!req.chunked, "a small body goes with a content-length");
+    assert_eq!(
+        req.header("content-length"),
+        Some(req.body.len().to_string().as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -409,7 +416,7 @@ async fn claude_code_sized_request_round_trips() {
     let sent = seen[0].json();
     assert!(
         seen[0].chunked,
-        "the translated body is streamed with chunked framing"
+        "a body above the 64 KiB pre-read limit is streamed with chunked framing"
     );
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["stream_options"]["include_usage"], true);

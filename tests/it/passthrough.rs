@@ -83,6 +83,10 @@ async fn anthropic_passthrough_changes_only_model_and_auth() {
             Some("fine-grained-tool-streaming-2025-05-14")
         );
         assert!(req.header("x-stainless-lang").is_none());
+        assert_eq!(
+            req.header("content-length"),
+            Some(req.body.len().to_string().as_str())
+        );
         // The client gets exactly the provider's bytes.
         let expected = if stream {
             anthropic::text_stream("Straight from the provider — ünïcødé", 5)
