@@ -133,6 +133,8 @@ fn init_logging() {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::filter::LevelFilter;
+    let max_level = filter.max_level_hint();
     // Pingora's debug and trace logs print raw request headers — provider keys among them —
     // so they are never emitted, whatever RUST_LOG asks for.
     let no_pingora_debug = tracing_subscriber::filter::filter_fn(|meta| {
@@ -157,6 +159,17 @@ fn init_logging() {
             .boxed()
     };
     tracing_subscriber::registry().with(layer).init();
+    // The `log` bridge otherwise lets every `log` call through to the subscriber's filters,
+    // and `log` evaluates a call's arguments first: Pingora's trace! calls format each body
+    // chunk (`from_utf8_lossy`), which took half the CPU of a streaming proxy (perf).
+    log::set_max_level(match max_level {
+        Some(l) if l == LevelFilter::OFF => log::LevelFilter::Off,
+        Some(l) if l == LevelFilter::ERROR => log::LevelFilter::Error,
+        Some(l) if l == LevelFilter::WARN => log::LevelFilter::Warn,
+        Some(l) if l == LevelFilter::INFO => log::LevelFilter::Info,
+        Some(l) if l == LevelFilter::DEBUG => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    });
 }
 
 fn load(path: &Path) -> Result<ServerConfig, String> {
