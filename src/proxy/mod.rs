@@ -160,6 +160,8 @@ pub struct Ctx {
     /// The body was read and prepared in `request_filter` (small bodies): its length is known
     /// when the upstream request header is written.
     pub preread: bool,
+    /// The whole request body has gone to the provider (reset by a retry's replay).
+    pub request_sent: bool,
     _inflight: InflightGuard,
 }
 
@@ -336,6 +338,19 @@ impl FlexiProxy {
                 Ok(false)
             }
             Err(e) => self.respond_error(session, ctx, e).await,
+        }
+    }
+
+    /// Once the request is sent and the response has started, nothing will resend it, so
+    /// its bodies (75 KB and more for Claude Code) need not live as long as a stream does.
+    /// The usage statistics keep the prepared one to count its tokens when the provider
+    /// reports none.
+    fn release_request_bodies(&self, ctx: &mut Ctx) {
+        ctx.raw_body = None;
+        if self.telemetry.usage.is_none()
+            && let Some(prepared) = ctx.prepared.as_mut()
+        {
+            prepared.body = Bytes::new();
         }
     }
 
@@ -535,6 +550,7 @@ impl ProxyHttp for FlexiProxy {
             prepared_for: 0,
             raw_body: None,
             preread: false,
+            request_sent: false,
             _inflight: {
                 self.inflight.fetch_add(1, Ordering::AcqRel);
                 let gauge = self.telemetry.metrics.inflight.clone();
@@ -843,6 +859,7 @@ impl ProxyHttp for FlexiProxy {
         if end_of_stream && let Some(w) = &ctx.watchdog {
             w.request_sent();
         }
+        ctx.request_sent = end_of_stream;
         // A pre-read body, or a retry replaying the body: send the prepared one (again),
         // re-translated if the request goes to another source.
         if ctx.prepared.is_some() {
@@ -850,6 +867,9 @@ impl ProxyHttp for FlexiProxy {
             *body = end_of_stream
                 .then(|| ctx.prepared.as_ref().map(|p| p.body.clone()))
                 .flatten();
+            if end_of_stream && ctx.shaper.is_some() {
+                self.release_request_bodies(ctx);
+            }
             return Ok(());
         }
         if let Some(chunk) = body.take()
@@ -985,6 +1005,9 @@ impl ProxyHttp for FlexiProxy {
             ctx.observer = Some(exchange::UsageObserver::new(protocol, event_stream));
         }
         ctx.shaper = Some(shaper);
+        if ctx.request_sent {
+            self.release_request_bodies(ctx);
+        }
         Ok(())
     }
 
