@@ -1113,6 +1113,7 @@ impl ProxyHttp for FlexiProxy {
         if ctx.error_kind.is_none() {
             ctx.error_kind = report::failure_kind(e);
         }
+        let mut ended_cleanly = false;
         if client_gone {
             // The client left; report what it was sent, if anything.
             code = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -1121,7 +1122,7 @@ impl ProxyHttp for FlexiProxy {
             code = sent.status.as_u16();
             let tail = ctx.shaper.as_mut().and_then(|s| s.fail(&error));
             if let Some(tail) = tail {
-                let _ = session.write_response_body(Some(tail), true).await;
+                ended_cleanly = session.write_response_body(Some(tail), true).await.is_ok();
             }
         } else {
             session.set_keepalive(None);
@@ -1133,7 +1134,12 @@ impl ProxyHttp for FlexiProxy {
         ctx.error = Some(error);
         FailToProxy {
             error_code: code,
-            can_reuse_downstream: false,
+            // A response we ended well-formed, after the whole request was read, leaves the
+            // connection usable: closing it would race the client's next request on it (the
+            // client cannot know; its headers said keep-alive) and reset that request.
+            can_reuse_downstream: ended_cleanly
+                && session.as_mut().is_body_done()
+                && !self.shutting_down.load(Ordering::Relaxed),
         }
     }
 

@@ -343,7 +343,14 @@ async fn provider_faults_are_answered_and_nothing_leaks() {
             .unwrap()
             .count()
     };
-    let c = client();
+    // A connection per request: after a fault mid-response the proxy may close the client's
+    // connection, and a pooled client would race its next POST against that close (a real
+    // client retries on a fresh connection; this test is about the proxy's answers).
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let send = |prompt: &'static str, stream: bool| {
         let (c, url) = (c.clone(), proc.url("/v1/messages"));
         async move {
