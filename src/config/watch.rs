@@ -82,7 +82,7 @@ impl ConfigWatcher {
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            if event.is_ok_and(|e| changes_content(&e.kind)) {
                 let _ = tx.send(());
             }
         })
@@ -140,6 +140,18 @@ impl ConfigWatcher {
     }
 }
 
+/// Whether an event can mean a changed adapter set. Opening and reading are not: the reload
+/// itself opens and reads every file, and reacting to those events reloaded the directory in
+/// a loop, about ten times a second. A file closed after writing is (the write is complete).
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Logs each problem once (not on every rescan) and each change of the live set.
 fn log_report(report: &ReloadReport, reported: &mut HashSet<String>) {
     let current: HashSet<String> = report.errors.iter().map(|e| e.to_string()).collect();
@@ -170,5 +182,37 @@ fn log_report(report: &ReloadReport, reported: &mut HashSet<String>) {
 impl BackgroundService for ConfigWatcher {
     async fn start(&self, shutdown: ShutdownWatch) {
         self.run(shutdown).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changes_content;
+    use notify::EventKind;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode,
+    };
+
+    #[test]
+    fn reads_do_not_trigger_a_reload_but_writes_renames_and_removals_do() {
+        assert!(!changes_content(&EventKind::Access(AccessKind::Read)));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Any
+        ))));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::Both
+        ))));
+        assert!(changes_content(&EventKind::Remove(RemoveKind::File)));
+        assert!(changes_content(&EventKind::Any));
     }
 }
