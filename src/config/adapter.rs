@@ -221,6 +221,8 @@ pub struct Endpoint {
     pub port: u16,
     /// The base URL's path without a trailing slash (`/v1`, `/compatible-mode/v1`, ``).
     pub path: String,
+    /// [`Endpoint::host_header`] as a header value, built once instead of per request.
+    pub host_value: http::HeaderValue,
 }
 
 impl Endpoint {
@@ -245,12 +247,16 @@ impl Endpoint {
         }
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Endpoint {
+        let mut endpoint = Endpoint {
             tls,
             host,
             port,
             path,
-        })
+            host_value: http::HeaderValue::from_static(""),
+        };
+        endpoint.host_value = http::HeaderValue::try_from(endpoint.host_header())
+            .map_err(|_| format!("`{url}` has a host that cannot be sent in a header"))?;
+        Ok(endpoint)
     }
 
     /// `host` header value: the port only when not the scheme's default.
@@ -266,6 +272,50 @@ impl Endpoint {
         } else {
             format!("{host}:{}", self.port)
         }
+    }
+}
+
+/// The header that carries the provider key upstream, built once per load. Its value is marked
+/// sensitive, so `Debug` (and HPACK) never show it.
+#[derive(Clone)]
+pub struct UpstreamAuth {
+    pub name: http::HeaderName,
+    pub value: http::HeaderValue,
+}
+
+impl std::fmt::Debug for UpstreamAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UpstreamAuth({}: ***)", self.name)
+    }
+}
+
+impl UpstreamAuth {
+    /// `x-api-key: <key>` for an Anthropic source that asks for it (the default), otherwise
+    /// `authorization: Bearer <key>`. `Ok(None)` when the key is missing (`${VAR}` unset).
+    fn for_source(
+        protocol: SourceProtocol,
+        auth_header: AuthHeader,
+        key: &ApiKey,
+    ) -> Result<Option<UpstreamAuth>, String> {
+        let ApiKey::Present(key) = key else {
+            return Ok(None);
+        };
+        let (name, text) = match (protocol, auth_header) {
+            (SourceProtocol::Anthropic, AuthHeader::XApiKey) => (
+                http::HeaderName::from_static("x-api-key"),
+                key.expose().to_owned(),
+            ),
+            _ => (
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", key.expose()),
+            ),
+        };
+        // Never echo the value: it is the provider key.
+        let mut value = http::HeaderValue::try_from(text).map_err(|_| {
+            "the key contains characters that cannot be sent in an HTTP header".to_owned()
+        })?;
+        value.set_sensitive(true);
+        Ok(Some(UpstreamAuth { name, value }))
     }
 }
 
@@ -286,6 +336,9 @@ pub struct Source {
     pub model_map: Vec<ModelRule>,
     pub dialect: Dialect,
     pub auth_header: AuthHeader,
+    /// The auth header sent upstream, from `api_key` and `auth_header`; `None` when the key is
+    /// missing.
+    pub auth: Option<UpstreamAuth>,
     pub strip_anthropic_beta: bool,
     pub timeouts: Timeouts,
     pub preset: Option<&'static str>,
@@ -473,9 +526,12 @@ fn validate(
             None => (source.model.clone(), source.model_map.clone()),
         };
         let preset = presets::for_host(&endpoint.host);
+        let auth = UpstreamAuth::for_source(source.protocol, source.auth_header, &api_key)
+            .map_err(|m| err(&fb.api_key, format!("fallbacks: api_key: {m}")))?;
         fallbacks.push(Source {
             endpoint,
             api_key,
+            auth,
             model,
             model_map,
             dialect: preset
@@ -644,6 +700,9 @@ fn validate_source(
         total: t.total.or(defaults.total),
     };
 
+    let auth_header = options.auth_header.unwrap_or_default();
+    let auth = UpstreamAuth::for_source(protocol, auth_header, &api_key)
+        .map_err(|m| err("api_key:", format!("source.api_key: {m}")))?;
     Ok(Source {
         protocol,
         endpoint,
@@ -651,7 +710,8 @@ fn validate_source(
         model: file.model.clone(),
         model_map,
         dialect,
-        auth_header: options.auth_header.unwrap_or_default(),
+        auth_header,
+        auth,
         strip_anthropic_beta: options.strip_anthropic_beta.unwrap_or(false),
         timeouts,
         preset: preset.map(|p| p.name),
@@ -700,6 +760,40 @@ keys:
         assert_eq!(a.source.preset, Some("deepseek"));
         assert_eq!(a.source.dialect.reasoning, ReasoningStyle::DeepSeek);
         assert_eq!(a.keys[0].label.as_deref(), Some("laptop"));
+    }
+
+    #[test]
+    fn upstream_auth_and_host_are_built_once_at_load() {
+        let a = parse(GOOD).unwrap();
+        let auth = a.source.auth.as_ref().unwrap();
+        assert_eq!(auth.name, http::header::AUTHORIZATION);
+        assert_eq!(auth.value, "Bearer sk-test");
+        assert!(auth.value.is_sensitive());
+        // Debug output (logs, panics) never shows the key.
+        assert!(!format!("{:?}", a.source).contains("sk-test"));
+        assert_eq!(a.source.endpoint.host_value, "api.deepseek.com");
+
+        let anthropic = parse(&GOOD.replace(
+            "  model: deepseek-chat",
+            "  model: deepseek-chat\n  protocol: anthropic",
+        ))
+        .unwrap();
+        let auth = anthropic.source.auth.as_ref().unwrap();
+        assert_eq!(auth.name, "x-api-key");
+        assert_eq!(auth.value, "sk-test");
+
+        let missing = parse(&GOOD.replace("DEEPSEEK_API_KEY", "UNSET_VAR_X")).unwrap();
+        assert!(missing.source.auth.is_none());
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_value_is_a_config_error() {
+        let e = parse(&GOOD.replace("${DEEPSEEK_API_KEY}", "\"sk-canary\\u0001x\"")).unwrap_err();
+        assert!(
+            e.message.contains("cannot be sent in an HTTP header"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("sk-canary"), "{e}");
     }
 
     #[test]

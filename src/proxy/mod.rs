@@ -23,7 +23,7 @@ pub mod route;
 pub mod upstream;
 pub mod watchdog;
 
-use crate::config::adapter::{Adapter, ApiKey, AuthHeader, Source, SourceProtocol};
+use crate::config::adapter::{Adapter, ApiKey, Source, SourceProtocol};
 use crate::config::snapshot::{KeyLookup, Snapshot};
 use crate::config::watch::LiveConfig;
 use crate::protocol::anthropic::{CountTokensRequest, ErrorKind};
@@ -62,8 +62,9 @@ pub struct FlexiProxy {
     limiter: limits::Limiter,
     /// Requests in progress (for draining at shutdown).
     inflight: Arc<std::sync::atomic::AtomicUsize>,
-    /// Turns true when the shutdown grace period is over: watchdogs end what is left.
-    terminate: tokio::sync::watch::Receiver<bool>,
+    /// Provider timeouts of the requests in progress; ends what is left when the shutdown
+    /// grace period is over.
+    watchdogs: watchdog::WatchList,
     /// Sources that failed recently, by (adapter, source index), until when to avoid them.
     cooldown: std::sync::Mutex<std::collections::HashMap<(String, usize), Instant>>,
 }
@@ -90,6 +91,10 @@ impl Drop for InflightGuard {
 }
 
 /// How long a failing source is passed over when the adapter has others.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const ANTHROPIC_VERSION: http::HeaderName = http::HeaderName::from_static("anthropic-version");
+const ANTHROPIC_BETA: http::HeaderName = http::HeaderName::from_static("anthropic-beta");
+
 const SOURCE_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl FlexiProxy {
@@ -106,7 +111,7 @@ impl FlexiProxy {
         } = lifecycle;
         FlexiProxy {
             inflight,
-            terminate,
+            watchdogs: watchdog::WatchList::new(terminate),
             limiter: limits::Limiter::new(settings.max_concurrent_requests),
             live,
             settings,
@@ -782,70 +787,73 @@ impl ProxyHttp for FlexiProxy {
         };
         let endpoint = &source.endpoint;
         let client = session.req_header();
-        let query = client
-            .uri
-            .query()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
-        let path = match (plan, ctx.route) {
+        let query = client.uri.query();
+        let mut path = String::with_capacity(endpoint.path.len() + 40);
+        path.push_str(&endpoint.path);
+        path.push_str(match (plan, ctx.route) {
             (Plan::Passthrough(ClientProtocol::Anthropic), Route::CountTokens) => {
-                format!("{}/v1/messages/count_tokens{query}", endpoint.path)
+                "/v1/messages/count_tokens"
             }
-            (Plan::Passthrough(ClientProtocol::Anthropic), _) => {
-                format!("{}/v1/messages{query}", endpoint.path)
-            }
-            _ => format!("{}/chat/completions", endpoint.path),
-        };
-        // Keep only what the provider needs from the client's headers.
-        let anthropic_version = client.headers.get("anthropic-version").cloned();
-        let anthropic_beta = client.headers.get("anthropic-beta").cloned();
-        let names: Vec<http::HeaderName> = upstream_request.headers.keys().cloned().collect();
-        for name in names {
-            upstream_request.remove_header(&name);
+            (Plan::Passthrough(ClientProtocol::Anthropic), _) => "/v1/messages",
+            _ => "/chat/completions",
+        });
+        if let (Plan::Passthrough(ClientProtocol::Anthropic), Some(q)) = (plan, query) {
+            path.push('?');
+            path.push_str(q);
         }
-        upstream_request.set_method(http::Method::POST);
-        upstream_request.set_uri(
-            path.parse()
-                .map_err(|_| Error::explain(ErrorType::InternalError, "invalid upstream path"))?,
-        );
-        upstream_request.insert_header("host", endpoint.host_header())?;
-        upstream_request.insert_header("content-type", "application/json")?;
-        // The body filters must see plain bytes.
-        upstream_request.insert_header("accept-encoding", "identity")?;
-        upstream_request.insert_header(
-            "user-agent",
-            concat!("flexiproxy/", env!("CARGO_PKG_VERSION")),
-        )?;
-        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(len) = preread_len {
-            upstream_request.insert_header("content-length", len.to_string())?;
-        }
-        let ApiKey::Present(key) = &source.api_key else {
+        let Some(auth) = &source.auth else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "adapter without provider key",
             ));
         };
-        let bearer = || format!("Bearer {}", key.expose());
-        match plan {
-            Plan::Passthrough(ClientProtocol::Anthropic) => {
-                match source.auth_header {
-                    AuthHeader::XApiKey => {
-                        upstream_request.insert_header("x-api-key", key.expose())?
-                    }
-                    AuthHeader::Bearer => {
-                        upstream_request.insert_header("authorization", bearer())?
-                    }
-                }
-                let version = anthropic_version
-                    .unwrap_or_else(|| http::HeaderValue::from_static("2023-06-01"));
-                upstream_request.insert_header("anthropic-version", version)?;
-                if let Some(beta) = anthropic_beta.filter(|_| !source.strip_anthropic_beta) {
-                    upstream_request.insert_header("anthropic-beta", beta)?;
-                }
-            }
-            _ => upstream_request.insert_header("authorization", bearer())?,
+        // A new header with only what the provider needs, written straight into the
+        // `HeaderMap`: Pingora's insert/remove re-parse every name and keep a case map
+        // (~1,400 instructions an insert), and the client's headers are not forwarded anyway.
+        let mut headers = http::HeaderMap::with_capacity(12);
+        headers.insert(http::header::HOST, endpoint.host_value.clone());
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        // The body filters must see plain bytes.
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("flexiproxy/", env!("CARGO_PKG_VERSION"))),
+        );
+        if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
+            headers.insert(X_REQUEST_ID, id);
         }
+        if let Some(len) = preread_len {
+            headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+        }
+        headers.insert(auth.name.clone(), auth.value.clone());
+        if let Plan::Passthrough(ClientProtocol::Anthropic) = plan {
+            let version = client
+                .headers
+                .get(ANTHROPIC_VERSION)
+                .cloned()
+                .unwrap_or_else(|| http::HeaderValue::from_static("2023-06-01"));
+            headers.insert(ANTHROPIC_VERSION, version);
+            if let Some(beta) = client
+                .headers
+                .get(ANTHROPIC_BETA)
+                .filter(|_| !source.strip_anthropic_beta)
+            {
+                headers.insert(ANTHROPIC_BETA, beta.clone());
+            }
+        }
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.method = http::Method::POST;
+        parts.uri = path
+            .parse()
+            .map_err(|_| Error::explain(ErrorType::InternalError, "invalid upstream path"))?;
+        parts.headers = headers;
+        *upstream_request = RequestHeader::from(parts);
         Ok(())
     }
 
@@ -954,29 +962,40 @@ impl ProxyHttp for FlexiProxy {
             prepared,
             &message_id(&ctx.request_id),
         );
+        // Edited as plain `http` parts: see `upstream_request_filter` for why.
+        let mut parts = http::response::Parts::from(std::mem::replace(
+            upstream_response,
+            ResponseHeader::from(http::Response::new(()).into_parts().0),
+        ));
         if shaper.rewrites_body() {
-            let retry_after = upstream_response.headers.get("retry-after").cloned();
-            let names: Vec<http::HeaderName> = upstream_response.headers.keys().cloned().collect();
-            for name in names {
-                upstream_response.remove_header(&name);
-            }
+            let retry_after = parts.headers.remove(http::header::RETRY_AFTER);
+            parts.headers.clear();
             if !(200..600).contains(&status) || (300..400).contains(&status) {
-                upstream_response.set_status(502)?;
+                parts.status = http::StatusCode::BAD_GATEWAY;
             }
-            if shaper.is_stream() {
-                upstream_response
-                    .insert_header("content-type", "text/event-stream; charset=utf-8")?;
-                upstream_response.insert_header("cache-control", "no-cache")?;
+            let content_type = if shaper.is_stream() {
+                parts.headers.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-cache"),
+                );
+                "text/event-stream; charset=utf-8"
             } else {
-                upstream_response.insert_header("content-type", "application/json")?;
-            }
+                "application/json"
+            };
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
             if let Some(v) = retry_after {
-                upstream_response.insert_header("retry-after", v)?;
+                parts.headers.insert(http::header::RETRY_AFTER, v);
             }
         } else {
-            upstream_response.remove_header("set-cookie");
+            parts.headers.remove(http::header::SET_COOKIE);
         }
-        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
+            parts.headers.insert(X_REQUEST_ID, id);
+        }
+        *upstream_response = ResponseHeader::from(parts);
         let event_stream = shaper.is_stream() || content_type.starts_with("text/event-stream");
         if (200..300).contains(&status)
             && event_stream
@@ -1160,8 +1179,7 @@ impl ProxyHttp for FlexiProxy {
                 total: t.total,
             };
             // A retry gets a fresh watchdog for its own connection.
-            ctx.watchdog =
-                watchdog::Watchdog::start(fd, ctx.started, limits, self.terminate.clone());
+            ctx.watchdog = self.watchdogs.watch(fd, ctx.started, limits);
         }
         Ok(())
     }

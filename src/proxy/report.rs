@@ -64,9 +64,10 @@ pub fn report(telemetry: &Telemetry, session: &Session, e: Option<&Error>, ctx: 
         ctx.error_kind = failure_kind(e);
     }
 
+    let mut status_text = itoa::Buffer::new();
     metrics
         .requests
-        .with_label_values(&[adapter_label, protocol, route, &status.to_string()])
+        .with_label_values(&[adapter_label, protocol, route, status_text.format(status)])
         .inc();
     if !ctx.route.is_probe() {
         metrics

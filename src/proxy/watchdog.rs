@@ -1,8 +1,9 @@
 //! Per-request provider timeouts that Pingora's single read timeout cannot express: time to
 //! the first byte, the longest silence between chunks, and the total time — each on its own.
 //!
-//! A small task watches the request's clocks. When one runs out it shuts the upstream socket
-//! down, which makes Pingora's pending read fail; `fail_to_proxy` then sees which timeout fired
+//! One task per proxy (not one per request: spawning, waking and aborting a task cost more than
+//! the rest of a small request's own work) looks at every watched request's clocks each
+//! [`TICK`]. When one runs out it shuts the upstream socket down, which makes Pingora's pending read fail; `fail_to_proxy` then sees which timeout fired
 //! and answers 504 `timeout_error` (before the response started) or ends the stream with an
 //! `error` event. The watchdog holds its own duplicate of the socket, so the descriptor it
 //! shuts down can never be one the process has since reused; and it never touches a socket
@@ -11,8 +12,8 @@
 //! request.
 
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,26 +55,50 @@ struct Shared {
 
 pub struct Watchdog {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
     limits: Limits,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub first_byte: Duration,
-    pub idle: Duration,
-    pub total: Option<Duration>,
+/// How often the watch list looks at its requests' clocks: how late a timeout can fire.
+/// Pingora's own read timeout trails the watchdog by more than this (see `upstream`).
+pub const TICK: Duration = Duration::from_millis(25);
+
+struct Watched {
+    shared: Weak<Shared>,
+    limits: Limits,
 }
 
-impl Watchdog {
-    /// Starts watching the connection `fd` of a request that began at `started`; `terminate`
-    /// turning true ends the request at once (end of the shutdown grace period).
-    pub fn start(
-        fd: RawFd,
-        started: Instant,
-        limits: Limits,
-        terminate: tokio::sync::watch::Receiver<bool>,
-    ) -> Option<Watchdog> {
+struct ListInner {
+    entries: Mutex<Vec<Watched>>,
+    /// Wakes the ticker when the first request is added to an empty list (and when the list
+    /// is dropped, so the ticker ends).
+    added: Arc<tokio::sync::Notify>,
+    ticker_started: AtomicBool,
+    terminate: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The requests being watched, and the one task that watches them all.
+#[derive(Clone)]
+pub struct WatchList {
+    inner: Arc<ListInner>,
+}
+
+impl WatchList {
+    /// `terminate` turning true ends every watched request at once (end of the shutdown grace
+    /// period).
+    pub fn new(terminate: tokio::sync::watch::Receiver<bool>) -> Self {
+        WatchList {
+            inner: Arc::new(ListInner {
+                entries: Mutex::new(Vec::new()),
+                added: Arc::new(tokio::sync::Notify::new()),
+                ticker_started: AtomicBool::new(false),
+                terminate,
+            }),
+        }
+    }
+
+    /// Starts watching the connection `fd` of a request that began at `started`. Must be
+    /// called within a Tokio runtime (the first call starts the ticker there).
+    pub fn watch(&self, fd: RawFd, started: Instant, limits: Limits) -> Option<Watchdog> {
         // SAFETY: `fd` is the open upstream socket Pingora handed to `connected_to_upstream`;
         // it stays open for the duration of this call, which only duplicates it.
         let socket = unsafe { BorrowedFd::borrow_raw(fd) }
@@ -86,14 +111,88 @@ impl Watchdog {
             fired: AtomicU8::new(0),
             socket: Mutex::new(Some(socket)),
         });
-        let task = tokio::spawn(watch(shared.clone(), limits, terminate));
-        Some(Watchdog {
-            shared,
-            task,
-            limits,
-        })
+        let was_empty = {
+            let mut entries = lock(&self.inner.entries);
+            entries.push(Watched {
+                shared: Arc::downgrade(&shared),
+                limits,
+            });
+            entries.len() == 1
+        };
+        if !self.inner.ticker_started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(tick(Arc::downgrade(&self.inner)));
+        } else if was_empty {
+            self.inner.added.notify_one();
+        }
+        Some(Watchdog { shared, limits })
     }
 
+    /// Requests currently watched (including ones finished since the last tick).
+    pub fn len(&self) -> usize {
+        lock(&self.inner.entries).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for ListInner {
+    fn drop(&mut self) {
+        self.added.notify_one();
+    }
+}
+
+/// The ticker: every [`TICK`], fires what ran out and forgets what finished; sleeps while
+/// nothing is watched. Ends when the list is dropped.
+async fn tick(list: Weak<ListInner>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(inner) = list.upgrade() else { return };
+        let terminate = *inner.terminate.borrow();
+        let idle = {
+            let mut entries = lock(&inner.entries);
+            entries.retain(|w| {
+                let Some(shared) = w.shared.upgrade() else {
+                    return false;
+                };
+                if shared.phase.load(Ordering::Acquire) == PHASE_DONE {
+                    return false;
+                }
+                if terminate {
+                    fire(&shared, 4);
+                    return false;
+                }
+                match expired(&shared, &w.limits) {
+                    Some(which) => {
+                        fire(&shared, which);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            entries.is_empty()
+        };
+        if idle {
+            // Nothing to watch: sleep until a request arrives, without holding the list.
+            let added = inner.added.clone();
+            drop(inner);
+            added.notified().await;
+            interval.reset();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Option<Duration>,
+}
+
+impl Watchdog {
     fn now_ms(&self) -> u64 {
         self.shared.origin.elapsed().as_millis() as u64
     }
@@ -127,7 +226,6 @@ impl Watchdog {
         let mut socket = lock(&self.shared.socket);
         self.shared.phase.store(PHASE_DONE, Ordering::Release);
         socket.take();
-        self.task.abort();
     }
 
     /// The timeout a read timeout from Pingora's backstop belongs to, given the phase the
@@ -178,46 +276,10 @@ fn next_deadline(shared: &Shared, limits: &Limits) -> Option<(Duration, u8)> {
     }
 }
 
-async fn watch(
-    shared: Arc<Shared>,
-    limits: Limits,
-    mut terminate: tokio::sync::watch::Receiver<bool>,
-) {
-    // Without a sender (no shutdown logic, e.g. embedded in tests) there is nothing to watch.
-    let mut terminate_open = true;
-    loop {
-        if shared.phase.load(Ordering::Acquire) == PHASE_DONE {
-            return;
-        }
-        if *terminate.borrow() {
-            fire(&shared, 4);
-            return;
-        }
-        let elapsed = shared.origin.elapsed();
-        // Still sending the request and no total limit: look again shortly.
-        let (wait, which) = match next_deadline(&shared, &limits) {
-            Some((deadline, which)) if elapsed >= deadline => (Duration::ZERO, which),
-            Some((deadline, which)) => (deadline - elapsed, which),
-            None => (Duration::from_millis(250), 0),
-        };
-        if !wait.is_zero() || which == 0 {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                changed = terminate.changed(), if terminate_open => {
-                    terminate_open = changed.is_ok();
-                }
-            }
-            continue;
-        }
-        // A deadline passed; the phase may have moved on meanwhile (`fire` re-checks under
-        // the lock that `finish` takes).
-        match next_deadline(&shared, &limits) {
-            Some((d, w)) if w == which && shared.origin.elapsed() >= d => {}
-            _ => continue,
-        }
-        fire(&shared, which);
-        return;
-    }
+/// Which timeout (1 first byte, 2 idle, 3 total) has run out, if any.
+fn expired(shared: &Shared, limits: &Limits) -> Option<u8> {
+    let (deadline, which) = next_deadline(shared, limits)?;
+    (shared.origin.elapsed() >= deadline).then_some(which)
 }
 
 /// Records why and shuts the upstream socket down, unless the response is already done.
@@ -230,5 +292,146 @@ fn fire(shared: &Shared, which: u8) {
     if let Some(fd) = socket.take() {
         let stream = std::net::TcpStream::from(fd);
         let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use tokio::io::AsyncReadExt;
+
+    /// A connected loopback pair: (our side, the peer's side).
+    async fn pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ours, theirs) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        (ours.unwrap(), theirs.unwrap().0)
+    }
+
+    fn limits(first_byte_ms: u64, idle_ms: u64, total_ms: Option<u64>) -> Limits {
+        Limits {
+            first_byte: Duration::from_millis(first_byte_ms),
+            idle: Duration::from_millis(idle_ms),
+            total: total_ms.map(Duration::from_millis),
+        }
+    }
+
+    /// Waits (with a deadline) until the peer sees our side shut down: EOF on its read.
+    async fn peer_sees_shutdown(theirs: &mut tokio::net::TcpStream) -> bool {
+        let mut buf = [0u8; 16];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), theirs.read(&mut buf)).await,
+            Ok(Ok(0))
+        )
+    }
+
+    #[tokio::test]
+    async fn first_byte_then_idle_timeouts_fire_and_shut_the_socket_down() {
+        let (_, terminate) = tokio::sync::watch::channel(false);
+        let list = WatchList::new(terminate);
+
+        let (ours, mut theirs) = pair().await;
+        let dog = list
+            .watch(ours.as_raw_fd(), Instant::now(), limits(50, 5_000, None))
+            .unwrap();
+        dog.request_sent();
+        assert!(peer_sees_shutdown(&mut theirs).await);
+        assert_eq!(dog.fired().map(|f| f.0), Some(Timeout::FirstByte));
+
+        let (ours, mut theirs) = pair().await;
+        let dog = list
+            .watch(ours.as_raw_fd(), Instant::now(), limits(5_000, 50, None))
+            .unwrap();
+        dog.request_sent();
+        dog.activity();
+        assert!(peer_sees_shutdown(&mut theirs).await);
+        assert_eq!(dog.fired().map(|f| f.0), Some(Timeout::Idle));
+    }
+
+    #[tokio::test]
+    async fn total_timeout_fires_even_while_bytes_keep_coming() {
+        let (_, terminate) = tokio::sync::watch::channel(false);
+        let list = WatchList::new(terminate);
+        let (ours, mut theirs) = pair().await;
+        let dog = list
+            .watch(
+                ours.as_raw_fd(),
+                Instant::now(),
+                limits(5_000, 5_000, Some(100)),
+            )
+            .unwrap();
+        dog.request_sent();
+        let keep_busy = async {
+            loop {
+                dog.activity();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::select! {
+            shut = peer_sees_shutdown(&mut theirs) => assert!(shut),
+            _ = keep_busy => unreachable!(),
+        }
+        assert_eq!(dog.fired().map(|f| f.0), Some(Timeout::Total));
+    }
+
+    #[tokio::test]
+    async fn a_finished_request_is_forgotten_and_never_fired() {
+        let (_, terminate) = tokio::sync::watch::channel(false);
+        let list = WatchList::new(terminate);
+        let (ours, mut theirs) = pair().await;
+        let dog = list
+            .watch(ours.as_raw_fd(), Instant::now(), limits(30, 30, Some(30)))
+            .unwrap();
+        dog.request_sent();
+        dog.finish();
+        // The ticker drops finished entries; wait for that, then past every deadline.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !list.is_empty() {
+            assert!(Instant::now() < deadline, "finished request still watched");
+            tokio::time::sleep(TICK).await;
+        }
+        assert_eq!(dog.fired(), None);
+        // The socket is still open: the peer reads nothing (no EOF) and can write to it.
+        use tokio::io::AsyncWriteExt;
+        theirs.write_all(b"ping").await.unwrap();
+        let mut ours = ours;
+        let mut buf = [0u8; 4];
+        ours.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+    }
+
+    #[tokio::test]
+    async fn terminate_ends_every_watched_request_and_the_ticker_wakes_after_idling() {
+        let (end, terminate) = tokio::sync::watch::channel(false);
+        let list = WatchList::new(terminate);
+        // First request finishes at once: the list goes idle and the ticker sleeps.
+        let (ours, _theirs) = pair().await;
+        list.watch(
+            ours.as_raw_fd(),
+            Instant::now(),
+            limits(60_000, 60_000, None),
+        )
+        .unwrap()
+        .finish();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !list.is_empty() {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(TICK).await;
+        }
+        // A request added to the idle list is watched again.
+        let (a, mut a_peer) = pair().await;
+        let (b, mut b_peer) = pair().await;
+        let dog_a = list
+            .watch(a.as_raw_fd(), Instant::now(), limits(60_000, 60_000, None))
+            .unwrap();
+        let dog_b = list
+            .watch(b.as_raw_fd(), Instant::now(), limits(60_000, 60_000, None))
+            .unwrap();
+        end.send(true).unwrap();
+        assert!(peer_sees_shutdown(&mut a_peer).await);
+        assert!(peer_sees_shutdown(&mut b_peer).await);
+        assert_eq!(dog_a.fired().map(|f| f.0), Some(Timeout::Shutdown));
+        assert_eq!(dog_b.fired().map(|f| f.0), Some(Timeout::Shutdown));
     }
 }
