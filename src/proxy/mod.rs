@@ -90,11 +90,11 @@ impl Drop for InflightGuard {
     }
 }
 
-/// How long a failing source is passed over when the adapter has others.
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 const ANTHROPIC_VERSION: http::HeaderName = http::HeaderName::from_static("anthropic-version");
 const ANTHROPIC_BETA: http::HeaderName = http::HeaderName::from_static("anthropic-beta");
 
+/// How long a failing source is passed over when the adapter has others.
 const SOURCE_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl FlexiProxy {

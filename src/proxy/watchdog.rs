@@ -3,9 +3,9 @@
 //!
 //! One task per proxy (not one per request: spawning, waking and aborting a task cost more than
 //! the rest of a small request's own work) looks at every watched request's clocks each
-//! [`TICK`]. When one runs out it shuts the upstream socket down, which makes Pingora's pending read fail; `fail_to_proxy` then sees which timeout fired
-//! and answers 504 `timeout_error` (before the response started) or ends the stream with an
-//! `error` event. The watchdog holds its own duplicate of the socket, so the descriptor it
+//! [`TICK`]. When one runs out it shuts the upstream socket down, which makes Pingora's pending
+//! read fail; `fail_to_proxy` then sees which timeout fired and answers 504 `timeout_error`
+//! (before the response started) or ends the stream with an `error` event. The watchdog holds its own duplicate of the socket, so the descriptor it
 //! shuts down can never be one the process has since reused; and it never touches a socket
 //! after the response is done (the connection may be back in the pool by then). Upstream
 //! connections are HTTP/1.1, one request each at a time, so this only ever cancels its own
