@@ -14,3 +14,9 @@ pub mod proxy;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+
+/// Locks `m`, carrying on after a panic elsewhere poisoned it: everything the proxy keeps
+/// behind a mutex (buffers, lists, caches) stays usable whatever was interrupted.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -67,7 +67,7 @@ impl ReloadingCert {
     /// Reloads when either file changed; `Ok(true)` when a new pair went live.
     pub fn reload_if_changed(&self) -> Result<bool, String> {
         let contents = (read(&self.cert_path)?, read(&self.key_path)?);
-        let mut loaded = self.loaded_from.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loaded = crate::lock(&self.loaded_from);
         if *loaded == contents {
             return Ok(false);
         }

@@ -247,31 +247,34 @@ impl Endpoint {
         }
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let path = uri.path().trim_end_matches('/').to_owned();
-        let mut endpoint = Endpoint {
+        let host_value = http::HeaderValue::try_from(host_header(tls, &host, port))
+            .map_err(|_| format!("`{url}` has a host that cannot be sent in a header"))?;
+        Ok(Endpoint {
             tls,
             host,
             port,
             path,
-            host_value: http::HeaderValue::from_static(""),
-        };
-        endpoint.host_value = http::HeaderValue::try_from(endpoint.host_header())
-            .map_err(|_| format!("`{url}` has a host that cannot be sent in a header"))?;
-        Ok(endpoint)
+            host_value,
+        })
     }
 
     /// `host` header value: the port only when not the scheme's default.
     pub fn host_header(&self) -> String {
-        let default = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+        host_header(self.tls, &self.host, self.port)
+    }
+}
+
+fn host_header(tls: bool, host: &str, port: u16) -> String {
+    let default = if tls { 443 } else { 80 };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    if port == default {
+        host
+    } else {
+        format!("{host}:{port}")
     }
 }
 

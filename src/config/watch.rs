@@ -57,13 +57,7 @@ impl ConfigWatcher {
     /// Reloads now and logs what changed; returns whether some file was too fresh to read
     /// (the caller reloads again shortly).
     pub fn reload(&self, reported: &mut HashSet<String>) -> bool {
-        let report = {
-            let mut loader = match self.loader.lock() {
-                Ok(l) => l,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            loader.reload()
-        };
+        let report = crate::lock(&self.loader).reload();
         log_report(&report, reported);
         if report.changed {
             self.live.store(report.snapshot.clone());
@@ -76,10 +70,7 @@ impl ConfigWatcher {
 
     /// Watches until `shutdown` turns true.
     pub async fn run(&self, mut shutdown: ShutdownWatch) {
-        let dir = match self.loader.lock() {
-            Ok(l) => l.dir().to_owned(),
-            Err(poisoned) => poisoned.into_inner().dir().to_owned(),
-        };
+        let dir = crate::lock(&self.loader).dir().to_owned();
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok_and(|e| changes_content(&e.kind)) {

@@ -186,7 +186,7 @@ impl FlexiProxy {
     fn cooling(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, usize), Instant>> {
-        self.cooldown.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.cooldown)
     }
 
     /// Picks the first source of the adapter that was not tried and is not cooling down (or,

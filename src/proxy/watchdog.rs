@@ -11,6 +11,7 @@
 //! connections are HTTP/1.1, one request each at a time, so this only ever cancels its own
 //! request.
 
+use crate::lock;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -51,24 +52,20 @@ struct Shared {
     last_activity: AtomicU64,
     fired: AtomicU8,
     socket: Mutex<Option<OwnedFd>>,
+    limits: Limits,
 }
 
 pub struct Watchdog {
     shared: Arc<Shared>,
-    limits: Limits,
 }
 
 /// How often the watch list looks at its requests' clocks: how late a timeout can fire.
 /// Pingora's own read timeout trails the watchdog by more than this (see `upstream`).
 pub const TICK: Duration = Duration::from_millis(25);
 
-struct Watched {
-    shared: Weak<Shared>,
-    limits: Limits,
-}
-
 struct ListInner {
-    entries: Mutex<Vec<Watched>>,
+    /// The requests watched; the ticker drops those finished or gone.
+    entries: Mutex<Vec<Weak<Shared>>>,
     /// Wakes the ticker when the first request is added to an empty list (and when the list
     /// is dropped, so the ticker ends).
     added: Arc<tokio::sync::Notify>,
@@ -110,13 +107,11 @@ impl WatchList {
             last_activity: AtomicU64::new(0),
             fired: AtomicU8::new(0),
             socket: Mutex::new(Some(socket)),
+            limits,
         });
         let was_empty = {
             let mut entries = lock(&self.inner.entries);
-            entries.push(Watched {
-                shared: Arc::downgrade(&shared),
-                limits,
-            });
+            entries.push(Arc::downgrade(&shared));
             entries.len() == 1
         };
         if !self.inner.ticker_started.swap(true, Ordering::AcqRel) {
@@ -124,7 +119,7 @@ impl WatchList {
         } else if was_empty {
             self.inner.added.notify_one();
         }
-        Some(Watchdog { shared, limits })
+        Some(Watchdog { shared })
     }
 
     /// Requests currently watched (including ones finished since the last tick).
@@ -154,8 +149,8 @@ async fn tick(list: Weak<ListInner>) {
         let terminate = *inner.terminate.borrow();
         let idle = {
             let mut entries = lock(&inner.entries);
-            entries.retain(|w| {
-                let Some(shared) = w.shared.upgrade() else {
+            entries.retain(|watched| {
+                let Some(shared) = watched.upgrade() else {
                     return false;
                 };
                 if shared.phase.load(Ordering::Acquire) == PHASE_DONE {
@@ -165,7 +160,7 @@ async fn tick(list: Weak<ListInner>) {
                     fire(&shared, 4);
                     return false;
                 }
-                match expired(&shared, &w.limits) {
+                match expired(&shared) {
                     Some(which) => {
                         fire(&shared, which);
                         false
@@ -232,8 +227,10 @@ impl Watchdog {
     /// request was in; `None` once the response is done.
     pub fn timeout_for_phase(&self) -> Option<(Timeout, Duration)> {
         match self.shared.phase.load(Ordering::Acquire) {
-            PHASE_SENDING | PHASE_WAITING => Some((Timeout::FirstByte, self.limits.first_byte)),
-            PHASE_RECEIVING => Some((Timeout::Idle, self.limits.idle)),
+            PHASE_SENDING | PHASE_WAITING => {
+                Some((Timeout::FirstByte, self.shared.limits.first_byte))
+            }
+            PHASE_RECEIVING => Some((Timeout::Idle, self.shared.limits.idle)),
             _ => None,
         }
     }
@@ -241,9 +238,9 @@ impl Watchdog {
     /// Which timeout fired, and its length.
     pub fn fired(&self) -> Option<(Timeout, Duration)> {
         match self.shared.fired.load(Ordering::Acquire) {
-            1 => Some((Timeout::FirstByte, self.limits.first_byte)),
-            2 => Some((Timeout::Idle, self.limits.idle)),
-            3 => Some((Timeout::Total, self.limits.total.unwrap_or_default())),
+            1 => Some((Timeout::FirstByte, self.shared.limits.first_byte)),
+            2 => Some((Timeout::Idle, self.shared.limits.idle)),
+            3 => Some((Timeout::Total, self.shared.limits.total.unwrap_or_default())),
             4 => Some((Timeout::Shutdown, Duration::ZERO)),
             _ => None,
         }
@@ -256,12 +253,9 @@ impl Drop for Watchdog {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The next deadline and the timeout it belongs to, from the current phase.
-fn next_deadline(shared: &Shared, limits: &Limits) -> Option<(Duration, u8)> {
+fn next_deadline(shared: &Shared) -> Option<(Duration, u8)> {
+    let limits = &shared.limits;
     let phase = shared.phase.load(Ordering::Acquire);
     let last = Duration::from_millis(shared.last_activity.load(Ordering::Acquire));
     let silence = match phase {
@@ -277,8 +271,8 @@ fn next_deadline(shared: &Shared, limits: &Limits) -> Option<(Duration, u8)> {
 }
 
 /// Which timeout (1 first byte, 2 idle, 3 total) has run out, if any.
-fn expired(shared: &Shared, limits: &Limits) -> Option<u8> {
-    let (deadline, which) = next_deadline(shared, limits)?;
+fn expired(shared: &Shared) -> Option<u8> {
+    let (deadline, which) = next_deadline(shared)?;
     (shared.origin.elapsed() >= deadline).then_some(which)
 }
 

@@ -4,6 +4,7 @@
 //! Built from an explicit list of fields — never a key, never prompt or completion text.
 
 use crate::config::server::AccessLogTarget;
+use crate::lock;
 use serde::Serialize;
 use std::fs::File;
 use std::io::Write;
@@ -166,8 +167,4 @@ fn write_out(shared: &Shared, mut sink: Box<dyn Write + Send>) {
         }
         std::thread::park_timeout(FLUSH_INTERVAL);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
