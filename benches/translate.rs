@@ -26,6 +26,10 @@ use flexiproxy::protocol::anthropic_openai::{Dialect, ToolNames};
 use flexiproxy::proxy::exchange::replace_model;
 use serde_json::{Value, json};
 
+// The allocator the binary ships with (src/main.rs), so allocation costs are the real ones.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn fixture(name: &str) -> Vec<u8> {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", name]
         .iter()

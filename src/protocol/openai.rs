@@ -41,9 +41,10 @@ pub struct ChoiceMessage<'a> {
     pub reasoning: Option<Lenient<'a>>,
     #[serde(borrow, default)]
     pub tool_calls: Option<Vec<ToolCallOut<'a>>>,
-    /// The legacy single `function_call` some older servers still send.
+    /// The legacy single `function_call` some older servers still send (boxed: rare, and this
+    /// struct is moved several times per stream chunk).
     #[serde(borrow, default)]
-    pub function_call: Option<FunctionOut<'a>>,
+    pub function_call: Option<Box<FunctionOut<'a>>>,
 }
 
 impl<'a> ChoiceMessage<'a> {
@@ -133,8 +134,10 @@ impl ChatUsage {
 pub struct ChatChunk<'a> {
     #[serde(borrow, default)]
     pub choices: Option<FirstChoice<'a>>,
+    /// Boxed, like the rare fields below: it comes once per stream, and a smaller chunk struct
+    /// is cheaper to move through serde's generated code on every chunk.
     #[serde(default)]
-    pub usage: Option<ChatUsage>,
+    pub usage: Option<Box<ChatUsage>>,
     #[serde(borrow, default)]
     pub error: Option<&'a RawValue>,
 }
@@ -149,7 +152,7 @@ pub struct ChunkChoice<'a> {
     pub finish_reason: Option<Str<'a>>,
     /// Some providers (Groq-style) put usage on the choice.
     #[serde(default)]
-    pub usage: Option<ChatUsage>,
+    pub usage: Option<Box<ChatUsage>>,
 }
 
 /// A chunk's `choices` array reduced to what the translator uses: the choice with index 0

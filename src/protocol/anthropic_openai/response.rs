@@ -83,7 +83,7 @@ pub fn translate_response(
     let calls = message
         .and_then(|m| m.tool_calls.as_deref())
         .unwrap_or_default();
-    let legacy_call = message.and_then(|m| m.function_call.as_ref());
+    let legacy_call = message.and_then(|m| m.function_call.as_deref());
     let functions = calls
         .iter()
         .map(|c| (c.id.as_deref(), c.function.as_ref()))

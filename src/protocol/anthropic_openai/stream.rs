@@ -195,19 +195,16 @@ impl StreamTranslator {
 
     fn on_chunk(&mut self, data: &[u8], out: &mut Vec<u8>) {
         // One UTF-8 check for the line; parsing from a `str` then skips it per string.
-        let parsed = std::str::from_utf8(data)
+        let Some(chunk) = std::str::from_utf8(data)
             .ok()
-            .and_then(|text| serde_json::from_str::<ChatChunk>(text).ok());
-        let chunk = match parsed {
-            Some(c) => c,
-            None => {
-                self.fail(
-                    ErrorKind::Api,
-                    "the provider sent a malformed stream event",
-                    out,
-                );
-                return;
-            }
+            .and_then(|text| serde_json::from_str::<ChatChunk>(text).ok())
+        else {
+            self.fail(
+                ErrorKind::Api,
+                "the provider sent a malformed stream event",
+                out,
+            );
+            return;
         };
         if let Some(err) = chunk.error
             && chunk.choices.as_ref().is_none_or(|c| !c.any)
@@ -216,15 +213,15 @@ impl StreamTranslator {
             self.fail(kind, &message, out);
             return;
         }
-        if let Some(u) = chunk.usage {
-            self.usage = Some(u);
+        if let Some(u) = &chunk.usage {
+            self.usage = Some(**u);
         }
-        // Only the first choice: Anthropic has no `n`.
-        let Some(choice) = chunk.choices.and_then(|c| c.choice) else {
+        // Only the first choice: Anthropic has no `n`. Borrowed, not moved: this runs per chunk.
+        let Some(choice) = chunk.choices.as_ref().and_then(|c| c.choice.as_ref()) else {
             return;
         };
-        if let Some(u) = choice.usage {
-            self.usage = Some(u);
+        if let Some(u) = &choice.usage {
+            self.usage = Some(**u);
         }
         if let Some(delta) = &choice.delta {
             if let Some(reasoning) = delta.reasoning_text() {
