@@ -135,6 +135,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
             terminate: terminate_rx,
         },
         telemetry.clone(),
+        &server.configuration,
     );
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "flexiproxy");

@@ -13,7 +13,12 @@
 //! fail_to_proxy            errors in the client's shape; mid-stream, an `error` event
 //! logging                  access log, metrics
 //! ```
+//!
+//! Translated non-streaming requests with small bodies leave the proxy loop in
+//! `request_filter`: `direct.rs` makes their exchange with the same helpers and answers with
+//! `Content-Length`.
 
+mod direct;
 pub mod errors;
 pub mod exchange;
 pub mod ids;
@@ -67,6 +72,9 @@ pub struct FlexiProxy {
     watchdogs: watchdog::WatchList,
     /// Sources that failed recently, by (adapter, source index), until when to avoid them.
     cooldown: std::sync::Mutex<std::collections::HashMap<(String, usize), Instant>>,
+    /// Upstream connections for the exchanges made outside Pingora's proxy loop (`direct`),
+    /// configured like the proxy loop's own connector.
+    connector: pingora::connectors::http::Connector,
 }
 
 /// What the proxy shares with the server's shutdown logic.
@@ -103,6 +111,7 @@ impl FlexiProxy {
         settings: ProxySettings,
         lifecycle: Lifecycle,
         telemetry: Arc<Telemetry>,
+        server_conf: &pingora::server::configuration::ServerConf,
     ) -> Self {
         let Lifecycle {
             shutting_down,
@@ -119,6 +128,9 @@ impl FlexiProxy {
             shutting_down,
             telemetry,
             cooldown: std::sync::Mutex::new(std::collections::HashMap::new()),
+            connector: pingora::connectors::http::Connector::new(Some(
+                pingora::connectors::ConnectorOptions::from_server_conf(server_conf),
+            )),
         }
     }
 }
@@ -377,6 +389,315 @@ impl FlexiProxy {
             }
         }
         Ok(())
+    }
+
+    /// Picks the source for the next attempt and where to reach it.
+    async fn peer_for_next_source(&self, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        self.choose_source(ctx);
+        let Some(source) = self.source(ctx) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no adapter for upstream",
+            ));
+        };
+        let endpoint = &source.endpoint;
+        match self.dns.resolve(&endpoint.host, endpoint.port).await {
+            Ok(addr) => Ok(Box::new(upstream::peer(addr, endpoint, &source.timeouts))),
+            Err(message) => {
+                let e = ProxyError::new(
+                    ErrorKind::Api,
+                    format!("the provider is unreachable: {message}"),
+                )
+                .with_status(502);
+                Err(fail(ctx, e))
+            }
+        }
+    }
+
+    /// The request header for the provider: only what it needs, nothing of the client's but
+    /// the Anthropic version and beta flags on a passthrough.
+    fn upstream_header(
+        &self,
+        client: &RequestHeader,
+        ctx: &Ctx,
+        content_length: Option<usize>,
+    ) -> Result<RequestHeader> {
+        let (Some(source), Some(plan)) = (self.source(ctx), ctx.plan) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no plan for upstream request",
+            ));
+        };
+        let endpoint = &source.endpoint;
+        let query = client.uri.query();
+        let mut path = String::with_capacity(endpoint.path.len() + 40);
+        path.push_str(&endpoint.path);
+        path.push_str(match (plan, ctx.route) {
+            (Plan::Passthrough(ClientProtocol::Anthropic), Route::CountTokens) => {
+                "/v1/messages/count_tokens"
+            }
+            (Plan::Passthrough(ClientProtocol::Anthropic), _) => "/v1/messages",
+            _ => "/chat/completions",
+        });
+        if let (Plan::Passthrough(ClientProtocol::Anthropic), Some(q)) = (plan, query) {
+            path.push('?');
+            path.push_str(q);
+        }
+        let Some(auth) = &source.auth else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "adapter without provider key",
+            ));
+        };
+        // A new header with only what the provider needs, written straight into the
+        // `HeaderMap`: Pingora's insert/remove re-parse every name and keep a case map
+        // (~1,400 instructions an insert), and the client's headers are not forwarded anyway.
+        let mut headers = http::HeaderMap::with_capacity(12);
+        headers.insert(http::header::HOST, endpoint.host_value.clone());
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        // The body filters must see plain bytes.
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("flexiproxy/", env!("CARGO_PKG_VERSION"))),
+        );
+        if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
+            headers.insert(X_REQUEST_ID, id);
+        }
+        if let Some(len) = content_length {
+            headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+        }
+        headers.insert(auth.name.clone(), auth.value.clone());
+        if let Plan::Passthrough(ClientProtocol::Anthropic) = plan {
+            let version = client
+                .headers
+                .get(ANTHROPIC_VERSION)
+                .cloned()
+                .unwrap_or_else(|| http::HeaderValue::from_static("2023-06-01"));
+            headers.insert(ANTHROPIC_VERSION, version);
+            if let Some(beta) = client
+                .headers
+                .get(ANTHROPIC_BETA)
+                .filter(|_| !source.strip_anthropic_beta)
+            {
+                headers.insert(ANTHROPIC_BETA, beta.clone());
+            }
+        }
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.method = http::Method::POST;
+        parts.uri = path
+            .parse()
+            .map_err(|_| Error::explain(ErrorType::InternalError, "invalid upstream path"))?;
+        parts.headers = headers;
+        Ok(RequestHeader::from(parts))
+    }
+
+    /// The provider's response header has arrived (and is final): record it, pick the shaper
+    /// for the body, and rewrite the header for the client.
+    fn start_response(&self, upstream_response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        ctx.upstream_status = Some(status);
+        ctx.first_byte = Some(Instant::now());
+        if let Some(w) = &ctx.watchdog {
+            w.activity();
+        }
+        let (Some(plan), Some(prepared)) = (ctx.plan, ctx.prepared.as_ref()) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "response without a prepared request",
+            ));
+        };
+        let content_type = upstream_response
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let shaper = ResponseShaper::new(
+            plan,
+            status,
+            &content_type,
+            prepared,
+            &message_id(&ctx.request_id),
+        );
+        // Edited as plain `http` parts: see `upstream_header` for why.
+        let mut parts = http::response::Parts::from(std::mem::replace(
+            upstream_response,
+            ResponseHeader::from(http::Response::new(()).into_parts().0),
+        ));
+        if shaper.rewrites_body() {
+            let retry_after = parts.headers.remove(http::header::RETRY_AFTER);
+            parts.headers.clear();
+            if !(200..600).contains(&status) || (300..400).contains(&status) {
+                parts.status = http::StatusCode::BAD_GATEWAY;
+            }
+            let content_type = if shaper.is_stream() {
+                parts.headers.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-cache"),
+                );
+                "text/event-stream; charset=utf-8"
+            } else {
+                "application/json"
+            };
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            if let Some(v) = retry_after {
+                parts.headers.insert(http::header::RETRY_AFTER, v);
+            }
+        } else {
+            parts.headers.remove(http::header::SET_COOKIE);
+        }
+        if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
+            parts.headers.insert(X_REQUEST_ID, id);
+        }
+        *upstream_response = ResponseHeader::from(parts);
+        let event_stream = shaper.is_stream() || content_type.starts_with("text/event-stream");
+        if (200..300).contains(&status)
+            && event_stream
+            && let Some(adapter) = &ctx.adapter
+        {
+            {
+                self.telemetry
+                    .metrics
+                    .open_streams
+                    .with_label_values(&[adapter.name.as_str()])
+                    .inc();
+                ctx.stream_open = true;
+            }
+        }
+        if status >= 400 {
+            ctx.error_kind = Some(if status >= 500 {
+                "status_5xx"
+            } else {
+                "status_4xx"
+            });
+        }
+        if let Plan::Passthrough(protocol) = plan
+            && self.telemetry.usage.is_some()
+            && (200..300).contains(&status)
+        {
+            ctx.observer = Some(exchange::UsageObserver::new(protocol, event_stream));
+        }
+        ctx.shaper = Some(shaper);
+        if ctx.request_sent {
+            self.release_request_bodies(ctx);
+        }
+        Ok(())
+    }
+
+    /// One read of the provider's body (`None` at the end) through the shaper, in place.
+    fn shape_body(&self, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut Ctx) {
+        if let Some(w) = &ctx.watchdog {
+            if end_of_stream {
+                w.finish();
+            } else {
+                w.activity();
+            }
+        }
+        if let (Some(observer), Some(chunk)) = (ctx.observer.as_mut(), body.as_deref()) {
+            observer.feed(chunk);
+        }
+        if let Some(shaper) = ctx.shaper.as_mut() {
+            let shaped = shaper.feed(body.as_deref(), end_of_stream);
+            *body = shaped.body;
+            if shaped.error_status.is_some() {
+                ctx.effective_status = shaped.error_status;
+            }
+        }
+        ctx.bytes_out += body.as_ref().map_or(0, |b| b.len());
+    }
+
+    /// Answers a failed exchange: the error in the client's shape, a timeout named as such, or
+    /// (mid-response) a well-formed end of what the client is reading.
+    async fn answer_failure(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let client_gone = e.esource() == &ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            );
+        // Pingora's own read timeout is only a backstop behind the watchdog; should it win
+        // the race anyway, name the timeout the request's phase was waiting on.
+        let backstop_timeout =
+            e.esource() == &ErrorSource::Upstream && e.etype() == &ErrorType::ReadTimedout;
+        let timed_out = ctx.watchdog.as_ref().and_then(|w| {
+            let phase_timeout = w.timeout_for_phase();
+            w.finish();
+            w.fired()
+                .or_else(|| phase_timeout.filter(|_| backstop_timeout))
+        });
+        let error = match timed_out {
+            Some((watchdog::Timeout::Shutdown, _)) => {
+                ctx.error_kind = Some("shutdown");
+                ProxyError::new(
+                    ErrorKind::Overloaded,
+                    watchdog::Timeout::Shutdown.describe(Default::default()),
+                )
+                .with_status(503)
+            }
+            Some((which, after)) => {
+                ctx.error_kind = Some("timeout");
+                ProxyError::new(ErrorKind::Timeout, which.describe(after)).with_status(504)
+            }
+            None => ctx
+                .error
+                .take()
+                .unwrap_or_else(|| upstream_failure(e, self.source(ctx))),
+        };
+        let mut code = error.status;
+        if ctx.error_kind.is_none() {
+            ctx.error_kind = report::failure_kind(e);
+        }
+        let mut ended_cleanly = false;
+        if client_gone {
+            // The client left; report what it was sent, if anything.
+            code = session.response_written().map_or(0, |r| r.status.as_u16());
+        } else if let Some(sent) = session.response_written() {
+            // Headers are out: end what the client is reading in a well-formed way.
+            code = sent.status.as_u16();
+            let tail = ctx.shaper.as_mut().and_then(|s| s.fail(&error));
+            if let Some(tail) = tail {
+                ended_cleanly = session.write_response_body(Some(tail), true).await.is_ok();
+            }
+        } else {
+            session.set_keepalive(None);
+            let _ = self.respond_error(session, ctx, error.clone()).await;
+        }
+        if ctx.effective_status.is_none() {
+            ctx.effective_status = Some(code);
+        }
+        ctx.error = Some(error);
+        FailToProxy {
+            error_code: code,
+            // A response we ended well-formed, after the whole request was read, leaves the
+            // connection usable: closing it would race the client's next request on it (the
+            // client cannot know; its headers said keep-alive) and reset that request.
+            can_reuse_downstream: ended_cleanly
+                && session.as_mut().is_body_done()
+                && !self.shutting_down.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts the first-byte, idle and total timeouts of an attempt on this upstream socket.
+    fn watch_upstream(&self, fd: std::os::unix::io::RawFd, ctx: &mut Ctx) {
+        if let Some(source) = self.source(ctx) {
+            let t = &source.timeouts;
+            let limits = watchdog::Limits {
+                first_byte: t.first_byte,
+                idle: t.idle,
+                total: t.total,
+            };
+            // A retry gets a fresh watchdog for its own connection.
+            ctx.watchdog = self.watchdogs.watch(fd, ctx.started, limits);
+        }
     }
 
     async fn count_tokens_locally(&self, session: &mut Session, ctx: &Ctx) -> Result<bool> {
@@ -740,31 +1061,21 @@ impl ProxyHttp for FlexiProxy {
         // Lets Pingora replay a small body if a reused upstream connection turns out dead.
         session.as_mut().enable_retry_buffering();
         if content_length(session.req_header()).is_some_and(|n| n <= PREREAD_LIMIT) {
-            return self.preread_body(session, ctx, plan, &adapter.source).await;
+            if self
+                .preread_body(session, ctx, plan, &adapter.source)
+                .await?
+            {
+                return Ok(true);
+            }
+            if self.answers_directly(ctx) {
+                return self.exchange_directly(session, ctx).await;
+            }
         }
         Ok(false)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        self.choose_source(ctx);
-        let Some(source) = self.source(ctx) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "no adapter for upstream",
-            ));
-        };
-        let endpoint = &source.endpoint;
-        match self.dns.resolve(&endpoint.host, endpoint.port).await {
-            Ok(addr) => Ok(Box::new(upstream::peer(addr, endpoint, &source.timeouts))),
-            Err(message) => {
-                let e = ProxyError::new(
-                    ErrorKind::Api,
-                    format!("the provider is unreachable: {message}"),
-                )
-                .with_status(502);
-                Err(fail(ctx, e))
-            }
-        }
+        self.peer_for_next_source(ctx).await
     }
 
     async fn upstream_request_filter(
@@ -779,81 +1090,7 @@ impl ProxyHttp for FlexiProxy {
         } else {
             None
         };
-        let (Some(source), Some(plan)) = (self.source(ctx), ctx.plan) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "no plan for upstream request",
-            ));
-        };
-        let endpoint = &source.endpoint;
-        let client = session.req_header();
-        let query = client.uri.query();
-        let mut path = String::with_capacity(endpoint.path.len() + 40);
-        path.push_str(&endpoint.path);
-        path.push_str(match (plan, ctx.route) {
-            (Plan::Passthrough(ClientProtocol::Anthropic), Route::CountTokens) => {
-                "/v1/messages/count_tokens"
-            }
-            (Plan::Passthrough(ClientProtocol::Anthropic), _) => "/v1/messages",
-            _ => "/chat/completions",
-        });
-        if let (Plan::Passthrough(ClientProtocol::Anthropic), Some(q)) = (plan, query) {
-            path.push('?');
-            path.push_str(q);
-        }
-        let Some(auth) = &source.auth else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "adapter without provider key",
-            ));
-        };
-        // A new header with only what the provider needs, written straight into the
-        // `HeaderMap`: Pingora's insert/remove re-parse every name and keep a case map
-        // (~1,400 instructions an insert), and the client's headers are not forwarded anyway.
-        let mut headers = http::HeaderMap::with_capacity(12);
-        headers.insert(http::header::HOST, endpoint.host_value.clone());
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        // The body filters must see plain bytes.
-        headers.insert(
-            http::header::ACCEPT_ENCODING,
-            http::HeaderValue::from_static("identity"),
-        );
-        headers.insert(
-            http::header::USER_AGENT,
-            http::HeaderValue::from_static(concat!("flexiproxy/", env!("CARGO_PKG_VERSION"))),
-        );
-        if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
-            headers.insert(X_REQUEST_ID, id);
-        }
-        if let Some(len) = preread_len {
-            headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
-        }
-        headers.insert(auth.name.clone(), auth.value.clone());
-        if let Plan::Passthrough(ClientProtocol::Anthropic) = plan {
-            let version = client
-                .headers
-                .get(ANTHROPIC_VERSION)
-                .cloned()
-                .unwrap_or_else(|| http::HeaderValue::from_static("2023-06-01"));
-            headers.insert(ANTHROPIC_VERSION, version);
-            if let Some(beta) = client
-                .headers
-                .get(ANTHROPIC_BETA)
-                .filter(|_| !source.strip_anthropic_beta)
-            {
-                headers.insert(ANTHROPIC_BETA, beta.clone());
-            }
-        }
-        let mut parts = http::Request::new(()).into_parts().0;
-        parts.method = http::Method::POST;
-        parts.uri = path
-            .parse()
-            .map_err(|_| Error::explain(ErrorType::InternalError, "invalid upstream path"))?;
-        parts.headers = headers;
-        *upstream_request = RequestHeader::from(parts);
+        *upstream_request = self.upstream_header(session.req_header(), ctx, preread_len)?;
         Ok(())
     }
 
@@ -938,96 +1175,7 @@ impl ProxyHttp for FlexiProxy {
             e.set_retry(true);
             return Err(e);
         }
-        ctx.upstream_status = Some(status);
-        ctx.first_byte = Some(Instant::now());
-        if let Some(w) = &ctx.watchdog {
-            w.activity();
-        }
-        let (Some(plan), Some(prepared)) = (ctx.plan, ctx.prepared.as_ref()) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "response without a prepared request",
-            ));
-        };
-        let content_type = upstream_response
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let shaper = ResponseShaper::new(
-            plan,
-            status,
-            &content_type,
-            prepared,
-            &message_id(&ctx.request_id),
-        );
-        // Edited as plain `http` parts: see `upstream_request_filter` for why.
-        let mut parts = http::response::Parts::from(std::mem::replace(
-            upstream_response,
-            ResponseHeader::from(http::Response::new(()).into_parts().0),
-        ));
-        if shaper.rewrites_body() {
-            let retry_after = parts.headers.remove(http::header::RETRY_AFTER);
-            parts.headers.clear();
-            if !(200..600).contains(&status) || (300..400).contains(&status) {
-                parts.status = http::StatusCode::BAD_GATEWAY;
-            }
-            let content_type = if shaper.is_stream() {
-                parts.headers.insert(
-                    http::header::CACHE_CONTROL,
-                    http::HeaderValue::from_static("no-cache"),
-                );
-                "text/event-stream; charset=utf-8"
-            } else {
-                "application/json"
-            };
-            parts.headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(content_type),
-            );
-            if let Some(v) = retry_after {
-                parts.headers.insert(http::header::RETRY_AFTER, v);
-            }
-        } else {
-            parts.headers.remove(http::header::SET_COOKIE);
-        }
-        if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
-            parts.headers.insert(X_REQUEST_ID, id);
-        }
-        *upstream_response = ResponseHeader::from(parts);
-        let event_stream = shaper.is_stream() || content_type.starts_with("text/event-stream");
-        if (200..300).contains(&status)
-            && event_stream
-            && let Some(adapter) = &ctx.adapter
-        {
-            {
-                self.telemetry
-                    .metrics
-                    .open_streams
-                    .with_label_values(&[adapter.name.as_str()])
-                    .inc();
-                ctx.stream_open = true;
-            }
-        }
-        if status >= 400 {
-            ctx.error_kind = Some(if status >= 500 {
-                "status_5xx"
-            } else {
-                "status_4xx"
-            });
-        }
-        if let Plan::Passthrough(protocol) = plan
-            && self.telemetry.usage.is_some()
-            && (200..300).contains(&status)
-        {
-            ctx.observer = Some(exchange::UsageObserver::new(protocol, event_stream));
-        }
-        ctx.shaper = Some(shaper);
-        if ctx.request_sent {
-            self.release_request_bodies(ctx);
-        }
-        Ok(())
+        self.start_response(upstream_response, ctx)
     }
 
     fn response_body_filter(
@@ -1037,24 +1185,7 @@ impl ProxyHttp for FlexiProxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
-        if let Some(w) = &ctx.watchdog {
-            if end_of_stream {
-                w.finish();
-            } else {
-                w.activity();
-            }
-        }
-        if let (Some(observer), Some(chunk)) = (ctx.observer.as_mut(), body.as_deref()) {
-            observer.feed(chunk);
-        }
-        if let Some(shaper) = ctx.shaper.as_mut() {
-            let shaped = shaper.feed(body.as_deref(), end_of_stream);
-            *body = shaped.body;
-            if shaped.error_status.is_some() {
-                ctx.effective_status = shaped.error_status;
-            }
-        }
-        ctx.bytes_out += body.as_ref().map_or(0, |b| b.len());
+        self.shape_body(body, end_of_stream, ctx);
         Ok(None)
     }
 
@@ -1095,71 +1226,7 @@ impl ProxyHttp for FlexiProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let client_gone = e.esource() == &ErrorSource::Downstream
-            && matches!(
-                e.etype(),
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
-            );
-        // Pingora's own read timeout is only a backstop behind the watchdog; should it win
-        // the race anyway, name the timeout the request's phase was waiting on.
-        let backstop_timeout =
-            e.esource() == &ErrorSource::Upstream && e.etype() == &ErrorType::ReadTimedout;
-        let timed_out = ctx.watchdog.as_ref().and_then(|w| {
-            let phase_timeout = w.timeout_for_phase();
-            w.finish();
-            w.fired()
-                .or_else(|| phase_timeout.filter(|_| backstop_timeout))
-        });
-        let error = match timed_out {
-            Some((watchdog::Timeout::Shutdown, _)) => {
-                ctx.error_kind = Some("shutdown");
-                ProxyError::new(
-                    ErrorKind::Overloaded,
-                    watchdog::Timeout::Shutdown.describe(Default::default()),
-                )
-                .with_status(503)
-            }
-            Some((which, after)) => {
-                ctx.error_kind = Some("timeout");
-                ProxyError::new(ErrorKind::Timeout, which.describe(after)).with_status(504)
-            }
-            None => ctx
-                .error
-                .take()
-                .unwrap_or_else(|| upstream_failure(e, self.source(ctx))),
-        };
-        let mut code = error.status;
-        if ctx.error_kind.is_none() {
-            ctx.error_kind = report::failure_kind(e);
-        }
-        let mut ended_cleanly = false;
-        if client_gone {
-            // The client left; report what it was sent, if anything.
-            code = session.response_written().map_or(0, |r| r.status.as_u16());
-        } else if let Some(sent) = session.response_written() {
-            // Headers are out: end what the client is reading in a well-formed way.
-            code = sent.status.as_u16();
-            let tail = ctx.shaper.as_mut().and_then(|s| s.fail(&error));
-            if let Some(tail) = tail {
-                ended_cleanly = session.write_response_body(Some(tail), true).await.is_ok();
-            }
-        } else {
-            session.set_keepalive(None);
-            let _ = self.respond_error(session, ctx, error.clone()).await;
-        }
-        if ctx.effective_status.is_none() {
-            ctx.effective_status = Some(code);
-        }
-        ctx.error = Some(error);
-        FailToProxy {
-            error_code: code,
-            // A response we ended well-formed, after the whole request was read, leaves the
-            // connection usable: closing it would race the client's next request on it (the
-            // client cannot know; its headers said keep-alive) and reset that request.
-            can_reuse_downstream: ended_cleanly
-                && session.as_mut().is_body_done()
-                && !self.shutting_down.load(Ordering::Relaxed),
-        }
+        self.answer_failure(session, e, ctx).await
     }
 
     async fn connected_to_upstream(
@@ -1171,16 +1238,7 @@ impl ProxyHttp for FlexiProxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(source) = self.source(ctx) {
-            let t = &source.timeouts;
-            let limits = watchdog::Limits {
-                first_byte: t.first_byte,
-                idle: t.idle,
-                total: t.total,
-            };
-            // A retry gets a fresh watchdog for its own connection.
-            ctx.watchdog = self.watchdogs.watch(fd, ctx.started, limits);
-        }
+        self.watch_upstream(fd, ctx);
         Ok(())
     }
 

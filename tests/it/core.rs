@@ -3,7 +3,7 @@
 
 use crate::harness::*;
 use flexiproxy::protocol::stream_check::{accumulate, check_stream};
-use flexiproxy_testkit::{FakeProvider, Reply, openai};
+use flexiproxy_testkit::{FakeProvider, Framing, Reply, openai};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -150,6 +150,62 @@ async fn non_streaming_response_is_translated() {
     assert_eq!(v["content"][0]["text"], "Hello from the fake provider");
     assert_eq!(v["stop_reason"], "end_turn");
     assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_streaming_answers_carry_their_length_whatever_the_provider_framing() {
+    // The provider's body arrives chunked, in small pieces, or ends with the connection; the
+    // translated answer goes out whole with `Content-Length` (see src/proxy/direct.rs), also
+    // for provider errors and on reused upstream connections.
+    let provider = FakeProvider::start(|req| {
+        match req.json()["messages"][0]["content"].as_str().unwrap_or("") {
+            "close" => Reply::json(200, openai::chat_completion("Hello, until close"))
+                .framing(Framing::CloseDelimited),
+            "error" => Reply::json(429, json!({"error": {"message": "slow down"}}))
+                .framing(Framing::Chunked)
+                .header("retry-after", "7"),
+            _ => Reply::json(
+                200,
+                openai::chat_completion("Hello from a chunked provider"),
+            )
+            .framing(Framing::Chunked)
+            .split_writes(vec![7, 13, 5]),
+        }
+    })
+    .await;
+    let proxy = proxy_for(&provider);
+    for (prompt, status, text) in [
+        ("chunked", 200, "Hello from a chunked provider"),
+        ("chunked again", 200, "Hello from a chunked provider"),
+        ("close", 200, "Hello, until close"),
+        ("error", 429, ""),
+    ] {
+        let mut body = messages_body(false);
+        body["messages"][0]["content"] = json!(prompt);
+        let r = post_messages(&proxy, &body).await;
+        assert_eq!(r.status(), status, "{prompt}");
+        assert!(
+            r.headers().get("transfer-encoding").is_none(),
+            "{prompt}: {:?}",
+            r.headers()
+        );
+        let declared: usize = r.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if status == 429 {
+            assert_eq!(r.headers()["retry-after"], "7");
+        }
+        let bytes = r.bytes().await.unwrap();
+        assert_eq!(declared, bytes.len(), "{prompt}");
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        if status == 200 {
+            assert_eq!(v["content"][0]["text"], text, "{prompt}");
+        } else {
+            assert_eq!(v["error"]["type"], "rate_limit_error", "{prompt}: {v}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -444,10 +500,13 @@ async fn reset_mid_stream_ends_with_an_error_event() {
     let last = frames.last().unwrap();
     assert_eq!(last.event, "error");
     assert_eq!(last.data["error"]["type"], "api_error");
-    assert_eq!(
-        post_messages(&proxy, &messages_body(false)).await.status(),
-        200
-    );
+    // The same cut-off answer to a non-streaming request: it is read whole before anything is
+    // sent, so the client gets a clean error instead of a 200 with a broken body.
+    let r = post_messages(&proxy, &messages_body(false)).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "api_error");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -668,6 +668,18 @@ async fn streams_longer_than_the_grace_period_end_with_an_error_event() {
         .await
         .unwrap();
     let mut body = stream.chunk().await.unwrap().unwrap().to_vec();
+    // A non-streaming request in flight too (its whole answer is read before anything is
+    // sent): it gets a clean 503 when the grace period ends.
+    let url = proc.url("/v1/messages");
+    let waiting = tokio::spawn(async move {
+        client()
+            .post(url)
+            .header("x-api-key", KEY)
+            .json(&messages_body(false))
+            .send()
+            .await
+    });
+    provider.wait_for_requests(2, DEADLINE).await;
     proc.signal("TERM");
     while let Ok(Some(chunk)) = stream.chunk().await {
         body.extend_from_slice(&chunk);
@@ -677,6 +689,10 @@ async fn streams_longer_than_the_grace_period_end_with_an_error_event() {
     let last = frames.last().unwrap();
     assert_eq!(last.event, "error");
     assert_eq!(last.data["error"]["type"], "overloaded_error");
+    let answer = waiting.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 503);
+    let v: Value = answer.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "overloaded_error", "{v}");
     assert!(wait_exit(&mut proc, DEADLINE).success());
 }
 
