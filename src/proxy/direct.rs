@@ -55,6 +55,12 @@ impl FlexiProxy {
 
     async fn exchange(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let peer = self.peer_for_next_source(ctx).await?;
+        let body = ctx
+            .prepared
+            .as_ref()
+            .map(|p| p.body.clone())
+            .unwrap_or_default();
+        let header = self.upstream_header(session.req_header(), ctx, Some(body.len()))?;
         let mut stale = 0;
         loop {
             let (mut upstream, reused) = self
@@ -64,12 +70,19 @@ impl FlexiProxy {
                 .map_err(|e| e.into_up())?;
             upstream.set_read_timeout(peer.options.read_timeout);
             upstream.set_write_timeout(peer.options.write_timeout);
-            match self.exchange_on(&mut upstream, session, ctx).await {
-                Ok((response, body)) => {
+            // The client leaving ends the exchange and closes the provider's connection, so
+            // the provider stops generating (as the proxy loop does).
+            let attempt = tokio::select! {
+                biased;
+                result = self.exchange_on(&mut upstream, &header, &body, ctx) => result,
+                gone = client_gone(session) => Err(gone),
+            };
+            match attempt {
+                Ok((response, shaped)) => {
                     self.connector
                         .release_http_session(upstream, &*peer, peer.options.idle_timeout)
                         .await;
-                    return answer(session, response, body).await;
+                    return answer(session, response, shaped).await;
                 }
                 Err(mut e) => {
                     upstream.shutdown().await;
@@ -100,24 +113,19 @@ impl FlexiProxy {
     async fn exchange_on(
         &self,
         upstream: &mut HttpSession,
-        session: &Session,
+        header: &RequestHeader,
+        body: &Bytes,
         ctx: &mut Ctx,
     ) -> Result<(ResponseHeader, Bytes)> {
         if let Some(stream) = upstream.stream() {
             self.watch_upstream(stream.id(), ctx);
         }
-        let body = ctx
-            .prepared
-            .as_ref()
-            .map(|p| p.body.clone())
-            .unwrap_or_default();
-        let header = self.upstream_header(session.req_header(), ctx, Some(body.len()))?;
         upstream
-            .write_request_header(Box::new(header))
+            .write_request_header(Box::new(header.clone()))
             .await
             .map_err(|e| e.into_up())?;
         upstream
-            .write_request_body(body, true)
+            .write_request_body(body.clone(), true)
             .await
             .map_err(|e| e.into_up())?;
         upstream
@@ -157,6 +165,15 @@ impl FlexiProxy {
                 return Ok((response, out.freeze()));
             }
         }
+    }
+}
+
+/// Resolves when the client has closed its connection (never while it is just waiting).
+async fn client_gone(session: &mut Session) -> Box<Error> {
+    match session.as_mut().read_body_or_idle(true).await {
+        Err(e) => e.into_down(),
+        // Bytes of a pipelined next request: that is not leaving; keep waiting.
+        Ok(_) => std::future::pending().await,
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::clients::anthropic_sdk;
 use crate::harness::*;
 use flexiproxy::protocol::stream_check::{accumulate, check_stream};
-use flexiproxy_testkit::{FakeProvider, Reply};
+use flexiproxy_testkit::{FakeProvider, Reply, openai};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -146,6 +146,39 @@ async fn client_disconnect_mid_stream_closes_the_provider_connection() {
         .wait_for_open_connections(0, Duration::from_secs(5))
         .await;
     // And the proxy is fine.
+    assert_eq!(
+        client()
+            .get(proxy.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_giving_up_on_a_non_streaming_request_closes_the_provider_connection() {
+    // The provider takes 10 s to answer; the client gives up after a moment. The proxy reads
+    // non-streaming answers whole before replying (src/proxy/direct.rs), and must still notice.
+    let provider = FakeProvider::start(|_| {
+        Reply::json(200, openai::chat_completion("too late"))
+            .delay_before_headers(Duration::from_secs(10))
+    })
+    .await;
+    let proxy = Proxy::start(&[("p", adapter_yaml(&provider.base_url(), &[KEY], ""))]);
+    let body = messages_body(false);
+    let request = post_messages(&proxy, &body);
+    let gave_up = tokio::time::timeout(Duration::from_millis(500), request).await;
+    assert!(gave_up.is_err(), "the provider answered early");
+    provider.wait_for_requests(1, Duration::from_secs(5)).await;
+    let aborted = provider
+        .wait_for_aborted_replies(1, Duration::from_secs(5))
+        .await;
+    assert_eq!(aborted, 1);
+    provider
+        .wait_for_open_connections(0, Duration::from_secs(5))
+        .await;
     assert_eq!(
         client()
             .get(proxy.url("/health"))
