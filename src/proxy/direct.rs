@@ -14,8 +14,8 @@
 //! machinery). Everything else about the exchange is the same code as the proxy loop's hooks:
 //! the upstream header (`upstream_header`), the watchdog's timeouts (`watch_upstream`), the
 //! response shaping (`start_response`, `shape_body`) and the answers to failures
-//! (`answer_failure`). The connection pool is Pingora's connector, configured like the proxy
-//! loop's.
+//! (`answer_failure`). The connection pool is Pingora's HTTP/1.1 connector, configured like
+//! the proxy loop's.
 
 use super::exchange::Plan;
 use super::{Ctx, FlexiProxy};
@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::prelude::*;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
 
 /// Attempts on pooled connections the provider turned out to have closed, before giving up
 /// (each failure there is detected before anything was sent back).
@@ -63,11 +64,7 @@ impl FlexiProxy {
         let header = self.upstream_header(session.req_header(), ctx, Some(body.len()))?;
         let mut stale = 0;
         loop {
-            let (mut upstream, reused) = self
-                .connector
-                .get_http_session(&*peer)
-                .await
-                .map_err(|e| e.into_up())?;
+            let (mut upstream, reused) = self.connect(&peer).await?;
             upstream.set_read_timeout(peer.options.read_timeout);
             upstream.set_write_timeout(peer.options.write_timeout);
             // The client leaving ends the exchange and closes the provider's connection, so
@@ -79,9 +76,11 @@ impl FlexiProxy {
             };
             match attempt {
                 Ok((response, shaped)) => {
-                    self.connector
-                        .release_http_session(upstream, &*peer, peer.options.idle_timeout)
-                        .await;
+                    if let HttpSession::H1(upstream) = upstream {
+                        self.connector
+                            .release_http_session(upstream, &*peer, peer.options.idle_timeout)
+                            .await;
+                    }
                     return answer(session, response, shaped).await;
                 }
                 Err(mut e) => {
@@ -107,6 +106,19 @@ impl FlexiProxy {
                 }
             }
         }
+    }
+
+    /// A pooled connection to the source, or a new one. Upstream connections are HTTP/1.1
+    /// (see `upstream::peer`). Connecting is boxed: its future (TCP and TLS handshakes) is
+    /// large, and inline it would be copied with this exchange's future on every request.
+    async fn connect(&self, peer: &HttpPeer) -> Result<(HttpSession, bool)> {
+        if let Some(pooled) = self.connector.reused_http_session(peer).await {
+            return Ok((HttpSession::H1(pooled), true));
+        }
+        let (fresh, _) = Box::pin(self.connector.get_http_session(peer))
+            .await
+            .map_err(|e| e.into_up())?;
+        Ok((HttpSession::H1(fresh), false))
     }
 
     /// One attempt on one connection: the request out, the whole response in and shaped.

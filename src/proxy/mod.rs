@@ -74,7 +74,7 @@ pub struct FlexiProxy {
     cooldown: std::sync::Mutex<std::collections::HashMap<(String, usize), Instant>>,
     /// Upstream connections for the exchanges made outside Pingora's proxy loop (`direct`),
     /// configured like the proxy loop's own connector.
-    connector: pingora::connectors::http::Connector,
+    connector: pingora::connectors::http::v1::Connector,
 }
 
 /// What the proxy shares with the server's shutdown logic.
@@ -128,7 +128,7 @@ impl FlexiProxy {
             shutting_down,
             telemetry,
             cooldown: std::sync::Mutex::new(std::collections::HashMap::new()),
-            connector: pingora::connectors::http::Connector::new(Some(
+            connector: pingora::connectors::http::v1::Connector::new(Some(
                 pingora::connectors::ConnectorOptions::from_server_conf(server_conf),
             )),
         }
@@ -1068,7 +1068,9 @@ impl ProxyHttp for FlexiProxy {
                 return Ok(true);
             }
             if self.answers_directly(ctx) {
-                return self.exchange_directly(session, ctx).await;
+                // Boxed: inline, its large state would be part of every request's future,
+                // which Pingora boxes (a memcpy of the whole future) per request.
+                return Box::pin(self.exchange_directly(session, ctx)).await;
             }
         }
         Ok(false)
