@@ -1,7 +1,12 @@
 //! Request limits: per key (or per adapter) requests per minute and concurrent requests, with
-//! Pingora's own estimators (`pingora-limits`), plus the overall concurrency cap. Checks are
-//! atomic increments, so under any concurrency a limit of N admits N, not more. Limits come
+//! Pingora's own estimators (`pingora-limits`), plus the overall concurrency cap. Limits come
 //! from the request's config snapshot, so they change with the adapter file.
+//!
+//! A limit of N admits N, not more, under any concurrency: the per-key checks run one at a
+//! time. pingora-limits' estimators bump several counters per key without a lock and report
+//! the smallest, so two concurrent checks can each see the last slot free (the unit test below
+//! caught a limit of 100 admitting 101 on a loaded machine). The lock is held for two counter
+//! updates, and only by requests whose key has a limit.
 
 use super::errors::ProxyError;
 use crate::config::adapter::{Adapter, KeyEntry, Limits};
@@ -17,6 +22,8 @@ const WINDOW: Duration = Duration::from_secs(60);
 pub struct Limiter {
     rpm: Rate,
     concurrent: Inflight,
+    /// Serializes the per-key checks (see the module doc).
+    checks: std::sync::Mutex<()>,
     overall: Arc<AtomicUsize>,
     max_overall: usize,
 }
@@ -59,6 +66,7 @@ impl Limiter {
         Limiter {
             rpm: Rate::new(WINDOW),
             concurrent: Inflight::new(),
+            checks: std::sync::Mutex::new(()),
             overall: Arc::new(AtomicUsize::new(0)),
             max_overall,
         }
@@ -110,6 +118,7 @@ impl Limiter {
         } else {
             (&adapter.name, None)
         };
+        let _one_at_a_time = crate::lock(&self.checks);
         if let Some(max) = limits.requests_per_minute {
             let seen = self.rpm.observe(&scope, 1);
             if seen > max as isize {
