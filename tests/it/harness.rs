@@ -238,6 +238,17 @@ pub fn messages_body(stream: bool) -> serde_json::Value {
 }
 
 /// Posts an Anthropic request with the test key.
+/// The proxy still answers its health probe (after whatever a test put it through).
+pub async fn assert_healthy(proxy: &Proxy) {
+    let status = client()
+        .get(proxy.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
 pub async fn post_messages(proxy: &Proxy, body: &serde_json::Value) -> reqwest::Response {
     client()
         .post(proxy.url("/v1/messages?beta=true"))

@@ -233,15 +233,7 @@ async fn connect_and_tls_timeouts() {
         ),
     )]);
     expect_timeout_json(&proxy, true, "tls").await;
-    assert_eq!(
-        client()
-            .get(proxy.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_healthy(&proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -304,15 +296,7 @@ async fn first_byte_idle_and_total_timeouts() {
             started.elapsed()
         );
     }
-    assert_eq!(
-        client()
-            .get(proxy.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_healthy(&proxy).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
