@@ -1,25 +1,28 @@
-//! Translated non-streaming requests answered with `Content-Length`: the provider exchange is
+//! The provider exchange of requests whose adapter has no fallback sources (most of them),
 //! made here, from `request_filter`, instead of in Pingora's proxy loop.
 //!
-//! Why: a translated response has another length than the provider's, and Pingora writes the
-//! client's response header as soon as the provider's arrives — before any body filter has
-//! seen a byte. Without a length it flushes that header on its own, then flushes the body as a
-//! chunk and the terminator separately: three `sendto` calls and three client wake-ups where
-//! one does (~12 µs each on the benchmark machine; see docs/benchmarks.md). Here the whole
-//! provider body is read and translated first, then header and body go out in one write.
+//! Why: the proxy loop is built for bodies it does not know in advance. It writes the
+//! client's response header as soon as the provider's arrives, before any body filter has
+//! seen a byte, so a translated response (another length than the provider's) goes out
+//! chunked: header, body and terminator in three `sendto` calls where one does. It can
+//! replay a request body only from its 64 KiB retry buffer, so a larger body (Claude Code's
+//! requests are ~75 KB) cannot be read before the upstream request starts, and goes upstream
+//! chunked too. Here the whole request body is read and prepared first and sent with its
+//! length; a non-streaming answer is read and shaped whole, then written with its length in
+//! one go; a stream (or an answer too big to hold) is written as it arrives, as the proxy
+//! loop would (see docs/benchmarks.md for what each costs).
 //!
-//! Only requests that need nothing else of the proxy loop come here: Anthropic → OpenAI,
-//! `stream: false`, the body already read in `request_filter` (within the pre-read limit), and
-//! an adapter without fallback sources (fail-over across sources stays with Pingora's retry
-//! machinery). Everything else about the exchange is the same code as the proxy loop's hooks:
-//! the upstream header (`upstream_header`), the watchdog's timeouts (`watch_upstream`), the
-//! response shaping (`start_response`, `shape_body`) and the answers to failures
-//! (`answer_failure`). The connection pool is Pingora's HTTP/1.1 connector, configured like
-//! the proxy loop's.
+//! Adapters with fallback sources stay with the proxy loop, whose retry machinery does the
+//! fail-over across sources. Everything else about the exchange is the same code as the proxy
+//! loop's hooks: the upstream header (`upstream_header`), the watchdog's timeouts
+//! (`watch_upstream`), the response shaping (`start_response`, `shape_body`) and the answers
+//! to failures (`answer_failure`). The connection pool is Pingora's HTTP/1.1 connector,
+//! configured like the proxy loop's.
 
-use super::exchange::Plan;
 use super::{Ctx, FlexiProxy};
+use crate::config::adapter::Adapter;
 use bytes::{Bytes, BytesMut};
+use pingora::ErrorSource;
 use pingora::prelude::*;
 use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
@@ -29,13 +32,14 @@ use pingora::upstreams::peer::HttpPeer;
 /// (each failure there is detected before anything was sent back).
 const MAX_STALE_CONNECTIONS: usize = 3;
 
+/// A non-streaming answer up to this size is held and sent with `Content-Length`; past it,
+/// it is passed on as it arrives (chunked), so a huge answer does not sit in memory.
+const HOLD_LIMIT: usize = 1024 * 1024;
+
 impl FlexiProxy {
-    /// Whether [`Self::exchange_directly`] answers this request (see the module doc).
-    pub(super) fn answers_directly(&self, ctx: &Ctx) -> bool {
-        ctx.preread
-            && matches!(ctx.plan, Some(Plan::AnthropicToOpenAi))
-            && ctx.prepared.as_ref().is_some_and(|p| !p.stream)
-            && ctx.adapter.as_ref().is_some_and(|a| a.fallbacks.is_empty())
+    /// Whether [`Self::exchange_directly`] makes this adapter's exchanges (see the module doc).
+    pub(super) fn answers_directly(&self, adapter: &Adapter) -> bool {
+        adapter.fallbacks.is_empty()
     }
 
     /// Makes the provider exchange and answers the client; always answers (errors in the
@@ -46,6 +50,11 @@ impl FlexiProxy {
         ctx: &mut Ctx,
     ) -> Result<bool> {
         if let Err(e) = self.exchange(session, ctx).await {
+            // What Pingora's proxy loop logs for a failed exchange (a client that left is not
+            // a failure of the proxy). Errors carry addresses and phases, never keys.
+            if e.esource() != &ErrorSource::Downstream {
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "provider exchange failed");
+            }
             let answered = self.answer_failure(session, &e, ctx).await;
             if !answered.can_reuse_downstream {
                 session.set_keepalive(None);
@@ -71,17 +80,24 @@ impl FlexiProxy {
             // the provider stops generating (as the proxy loop does).
             let attempt = tokio::select! {
                 biased;
-                result = self.exchange_on(&mut upstream, &header, &body, ctx) => result,
+                result = self.send_request(&mut upstream, &header, &body, ctx) => result,
                 gone = client_gone(session) => Err(gone),
             };
             match attempt {
-                Ok((response, shaped)) => {
-                    if let HttpSession::H1(upstream) = upstream {
-                        self.connector
-                            .release_http_session(upstream, &*peer, peer.options.idle_timeout)
-                            .await;
+                Ok(response) => {
+                    // Nothing resends the request now: its body (75 KB and more for Claude
+                    // Code) need not live as long as a stream does.
+                    drop(body);
+                    let relayed = self.relay(session, &mut upstream, response, ctx).await;
+                    match upstream {
+                        HttpSession::H1(upstream) if relayed.is_ok() => {
+                            self.connector
+                                .release_http_session(upstream, &*peer, peer.options.idle_timeout)
+                                .await;
+                        }
+                        mut upstream => upstream.shutdown().await,
                     }
-                    return answer(session, response, shaped).await;
+                    return relayed;
                 }
                 Err(mut e) => {
                     upstream.shutdown().await;
@@ -91,11 +107,7 @@ impl FlexiProxy {
                     e.retry.decide_reuse(reused);
                     let timed_out = ctx.watchdog.as_ref().is_some_and(|w| w.fired().is_some());
                     stale += 1;
-                    if e.retry()
-                        && ctx.shaper.is_none()
-                        && !timed_out
-                        && stale < MAX_STALE_CONNECTIONS
-                    {
+                    if e.retry() && !timed_out && stale < MAX_STALE_CONNECTIONS {
                         if let Some(w) = ctx.watchdog.take() {
                             w.finish();
                         }
@@ -121,14 +133,15 @@ impl FlexiProxy {
         Ok((HttpSession::H1(fresh), false))
     }
 
-    /// One attempt on one connection: the request out, the whole response in and shaped.
-    async fn exchange_on(
+    /// One attempt on one connection: the request out, the provider's final response header
+    /// in.
+    async fn send_request(
         &self,
         upstream: &mut HttpSession,
         header: &RequestHeader,
         body: &Bytes,
         ctx: &mut Ctx,
-    ) -> Result<(ResponseHeader, Bytes)> {
+    ) -> Result<ResponseHeader> {
         if let Some(stream) = upstream.stream() {
             self.watch_upstream(stream.id(), ctx);
         }
@@ -149,7 +162,7 @@ impl FlexiProxy {
         }
         ctx.request_sent = true;
         // Informational responses (100 Continue) are not the answer.
-        let mut response = loop {
+        loop {
             upstream
                 .read_response_header()
                 .await
@@ -158,26 +171,84 @@ impl FlexiProxy {
                 return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
             };
             if !header.status.is_informational() {
-                break header.clone();
-            }
-        };
-        self.start_response(&mut response, ctx)?;
-        let mut out = BytesMut::new();
-        loop {
-            let mut chunk = upstream
-                .read_response_body()
-                .await
-                .map_err(|e| e.into_up())?;
-            let end = chunk.is_none() || upstream.response_done();
-            self.shape_body(&mut chunk, end, ctx);
-            if let Some(shaped) = chunk {
-                out.extend_from_slice(&shaped);
-            }
-            if end {
-                return Ok((response, out.freeze()));
+                return Ok(header.clone());
             }
         }
     }
+
+    /// The provider's response to the client, shaped: a non-streaming answer whole, with its
+    /// length; a stream (or an answer past [`HOLD_LIMIT`]) chunk by chunk as it arrives.
+    async fn relay(
+        &self,
+        session: &mut Session,
+        upstream: &mut HttpSession,
+        mut response: ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.start_response(&mut response, ctx)?;
+        // The header and what is held of the body, until they go out together.
+        let mut held = if is_event_stream(&response) {
+            start_stream(session, response).await?;
+            None
+        } else {
+            Some((response, BytesMut::new()))
+        };
+        loop {
+            let read = tokio::select! {
+                biased;
+                read = upstream.read_response_body() => read.map_err(|e| e.into_up())?,
+                gone = client_gone(session) => return Err(gone),
+            };
+            let end = read.is_none() || upstream.response_done();
+            let mut chunk = read;
+            self.shape_body(&mut chunk, end, ctx);
+            match held.take() {
+                Some((response, mut buf)) if end => {
+                    // A body read in one go needs no copy.
+                    let body = match chunk {
+                        Some(c) if buf.is_empty() => c,
+                        Some(c) => {
+                            buf.extend_from_slice(&c);
+                            buf.freeze()
+                        }
+                        None => buf.freeze(),
+                    };
+                    return answer(session, response, body).await;
+                }
+                Some((response, mut buf)) => {
+                    if let Some(c) = chunk {
+                        buf.extend_from_slice(&c);
+                    }
+                    if buf.len() <= HOLD_LIMIT {
+                        held = Some((response, buf));
+                    } else {
+                        start_stream(session, response).await?;
+                        write_body(session, Some(buf.freeze()), false).await?;
+                    }
+                }
+                None => {
+                    if chunk.is_some() || end {
+                        write_body(session, chunk, end).await?;
+                    }
+                    if end {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether the client gets an event stream (translated, or the provider's own).
+fn is_event_stream(response: &ResponseHeader) -> bool {
+    response
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            v.as_bytes()
+                .get(..17)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
+        })
 }
 
 /// Resolves when the client has closed its connection (never while it is just waiting).
@@ -189,6 +260,24 @@ async fn client_gone(session: &mut Session) -> Box<Error> {
     }
 }
 
+/// Starts a response whose body is passed on as it arrives: chunked on HTTP/1.1 (each chunk
+/// flushed), whatever length the provider announced for its own bytes.
+async fn start_stream(session: &mut Session, mut response: ResponseHeader) -> Result<()> {
+    response.remove_header(&http::header::CONTENT_LENGTH);
+    response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    session
+        .write_response_header(Box::new(response), false)
+        .await
+        .map_err(|e| e.into_down())
+}
+
+async fn write_body(session: &mut Session, body: Option<Bytes>, end: bool) -> Result<()> {
+    session
+        .write_response_body(body, end)
+        .await
+        .map_err(|e| e.into_down())
+}
+
 /// The shaped response to the client, header and body in one write.
 async fn answer(session: &mut Session, mut response: ResponseHeader, body: Bytes) -> Result<()> {
     response.remove_header(&http::header::TRANSFER_ENCODING);
@@ -197,8 +286,5 @@ async fn answer(session: &mut Session, mut response: ResponseHeader, body: Bytes
         .write_response_header(Box::new(response), false)
         .await
         .map_err(|e| e.into_down())?;
-    session
-        .write_response_body(Some(body), true)
-        .await
-        .map_err(|e| e.into_down())
+    write_body(session, Some(body), true).await
 }

@@ -326,10 +326,11 @@ impl FlexiProxy {
         }
     }
 
-    /// Reads and prepares a small body before the upstream request is made, so its length
-    /// can go into `Content-Length`: the provider then gets one plain body instead of chunked
-    /// framing (three writes per request where one does). Pingora replays the body it read
-    /// from its retry buffer, which `request_body_filter` swaps for the prepared one.
+    /// Reads and prepares the body before the upstream request is made, so its length can go
+    /// into `Content-Length`: the provider then gets one plain body instead of chunked framing
+    /// (three writes per request where one does). The direct exchange sends it itself; in the
+    /// proxy loop (small bodies only) Pingora replays the body it read from its retry buffer,
+    /// which `request_body_filter` swaps for the prepared one.
     async fn preread_body(
         &self,
         session: &mut Session,
@@ -606,7 +607,8 @@ impl FlexiProxy {
         if let (Some(observer), Some(chunk)) = (ctx.observer.as_mut(), body.as_deref()) {
             observer.feed(chunk);
         }
-        if let Some(shaper) = ctx.shaper.as_mut() {
+        // A passthrough's bytes stay as they are (no copy).
+        if let Some(shaper) = ctx.shaper.as_mut().filter(|s| s.rewrites_body()) {
             let shaped = shaper.feed(body.as_deref(), end_of_stream);
             *body = shaped.body;
             if shaped.error_status.is_some() {
@@ -1058,20 +1060,25 @@ impl ProxyHttp for FlexiProxy {
             let e = exchange::too_large(self.settings.max_request_body);
             return self.respond_error(session, ctx, e).await;
         }
-        // Lets Pingora replay a small body if a reused upstream connection turns out dead.
-        session.as_mut().enable_retry_buffering();
-        if content_length(session.req_header()).is_some_and(|n| n <= PREREAD_LIMIT) {
+        if self.answers_directly(&adapter) {
             if self
                 .preread_body(session, ctx, plan, &adapter.source)
                 .await?
             {
                 return Ok(true);
             }
-            if self.answers_directly(ctx) {
-                // Boxed: inline, its large state would be part of every request's future,
-                // which Pingora boxes (a memcpy of the whole future) per request.
-                return Box::pin(self.exchange_directly(session, ctx)).await;
-            }
+            // Boxed: inline, its large state would be part of every request's future, which
+            // Pingora boxes (a memcpy of the whole future) per request.
+            return Box::pin(self.exchange_directly(session, ctx)).await;
+        }
+        // Lets Pingora replay a small body if a reused upstream connection turns out dead.
+        session.as_mut().enable_retry_buffering();
+        if content_length(session.req_header()).is_some_and(|n| n <= PREREAD_LIMIT)
+            && self
+                .preread_body(session, ctx, plan, &adapter.source)
+                .await?
+        {
+            return Ok(true);
         }
         Ok(false)
     }

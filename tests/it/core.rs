@@ -471,8 +471,8 @@ async fn claude_code_sized_request_round_trips() {
     let seen = provider.wait_for_requests(1, DEADLINE).await;
     let sent = seen[0].json();
     assert!(
-        seen[0].chunked,
-        "a body above the 64 KiB pre-read limit is streamed with chunked framing"
+        !seen[0].chunked,
+        "a body above Pingora's 64 KiB replay buffer still goes with its length"
     );
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["stream_options"]["include_usage"], true);

@@ -237,7 +237,6 @@ pub fn messages_body(stream: bool) -> serde_json::Value {
     })
 }
 
-/// Posts an Anthropic request with the test key.
 /// The proxy still answers its health probe (after whatever a test put it through).
 pub async fn assert_healthy(proxy: &Proxy) {
     let status = client()
@@ -249,6 +248,7 @@ pub async fn assert_healthy(proxy: &Proxy) {
     assert_eq!(status, 200);
 }
 
+/// Posts an Anthropic request with the test key.
 pub async fn post_messages(proxy: &Proxy, body: &serde_json::Value) -> reqwest::Response {
     client()
         .post(proxy.url("/v1/messages?beta=true"))
@@ -358,4 +358,16 @@ pub fn config_dir(server_yaml: &str, adapters: &[(&str, String)]) -> tempfile::T
         .unwrap();
     }
     dir
+}
+
+/// The provider's one reply was cut off by the proxy closing the connection, and no
+/// connection to it is left open.
+pub async fn assert_provider_saw_the_close(provider: &flexiproxy_testkit::FakeProvider) {
+    let aborted = provider
+        .wait_for_aborted_replies(1, Duration::from_secs(5))
+        .await;
+    assert_eq!(aborted, 1);
+    provider
+        .wait_for_open_connections(0, Duration::from_secs(5))
+        .await;
 }

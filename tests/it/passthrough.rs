@@ -342,3 +342,64 @@ async fn official_anthropic_sdk_through_anthropic_passthrough() {
         .unwrap();
     assert_eq!(out["error"], "RateLimitError");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_pass_through_whole_both_ways() {
+    // A Claude Code-sized request (beyond Pingora's 64 KiB replay buffer) and a 3 MiB answer
+    // (beyond what the proxy holds to send with a length, so passed on as it arrives) both
+    // arrive byte for byte.
+    let answer = {
+        let mut message = anthropic::message("big");
+        message["content"][0]["text"] = json!("ünïcødé and more ".repeat(180_000));
+        serde_json::to_vec(&message).unwrap()
+    };
+    assert!(answer.len() > 3 << 20);
+    let reply = answer.clone();
+    let provider = FakeProvider::start(move |_| {
+        Reply::text(200, "application/json", reply.clone()).split_writes(vec![65_536, 7])
+    })
+    .await;
+    let proxy = Proxy::start(&[("ds", anthropic_adapter(&provider.origin(), ""))]);
+    let mut fixture: Value =
+        serde_json::from_str(include_str!("../fixtures/claude_code_request.json")).unwrap();
+    fixture["stream"] = json!(false);
+    let client_model = fixture["model"].as_str().unwrap().to_owned();
+    let client_body = serde_json::to_vec(&fixture).unwrap();
+    assert!(client_body.len() > 64 * 1024);
+    for _ in 0..2 {
+        provider.clear_requests();
+        // Sent as `serde_json::to_vec` writes it, like `client_body`.
+        let r = post_messages(&proxy, &fixture).await;
+        assert_eq!(r.status(), 200);
+        let got = r.bytes().await.unwrap();
+        assert!(got[..] == answer[..], "the client got other bytes");
+        let seen = provider.wait_for_requests(1, DEADLINE).await;
+        assert!(!seen[0].chunked, "the request goes with its length");
+        assert_eq!(
+            &seen[0].body[..],
+            &with_model(&client_body, &client_model, "fake-model")[..]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passed_through_stream_arrives_as_it_comes_and_ends_when_the_client_leaves() {
+    // 200 events 50 ms apart: 10 s of stream. The client reads the first events and leaves.
+    let provider = FakeProvider::start(|_| {
+        Reply::sse(anthropic::text_stream(&"tick ".repeat(200), 200))
+            .delay_between_writes(Duration::from_millis(50))
+    })
+    .await;
+    let proxy = Proxy::start(&[("ds", anthropic_adapter(&provider.origin(), ""))]);
+    let mut r = post_messages(&proxy, &messages_body(true)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("message_start"));
+    drop(r);
+    assert_provider_saw_the_close(&provider).await;
+    assert_healthy(&proxy).await;
+}
