@@ -9,8 +9,9 @@
 //! requests are ~75 KB) cannot be read before the upstream request starts, and goes upstream
 //! chunked too. Here the whole request body is read and prepared first and sent with its
 //! length; a non-streaming answer is read and shaped whole, then written with its length in
-//! one go; a stream (or an answer too big to hold) is written as it arrives, as the proxy
-//! loop would (see docs/benchmarks.md for what each costs).
+//! one go; a stream (or an answer too big to hold) is written as it arrives, what arrived
+//! together in one write, as the proxy loop batches too (see docs/benchmarks.md for what each
+//! costs).
 //!
 //! Adapters with fallback sources stay with the proxy loop, whose retry machinery does the
 //! fail-over across sources. Everything else about the exchange is the same code as the proxy
@@ -191,7 +192,7 @@ impl FlexiProxy {
             start_stream(session, response).await?;
             None
         } else {
-            Some((response, BytesMut::new()))
+            Some((response, Gathered::default()))
         };
         loop {
             let read = tokio::select! {
@@ -199,36 +200,55 @@ impl FlexiProxy {
                 read = upstream.read_response_body() => read.map_err(|e| e.into_up())?,
                 gone = client_gone(session) => return Err(gone),
             };
-            let end = read.is_none() || upstream.response_done();
+            let mut end = read.is_none() || upstream.response_done();
             let mut chunk = read;
             self.shape_body(&mut chunk, end, ctx);
             match held.take() {
-                Some((response, mut buf)) if end => {
-                    // A body read in one go needs no copy.
-                    let body = match chunk {
-                        Some(c) if buf.is_empty() => c,
-                        Some(c) => {
-                            buf.extend_from_slice(&c);
-                            buf.freeze()
-                        }
-                        None => buf.freeze(),
-                    };
-                    return answer(session, response, body).await;
-                }
-                Some((response, mut buf)) => {
-                    if let Some(c) = chunk {
-                        buf.extend_from_slice(&c);
+                Some((response, mut body)) => {
+                    body.push(chunk);
+                    if end {
+                        let body = body.into_bytes().unwrap_or_default();
+                        return answer(session, response, body).await;
                     }
-                    if buf.len() <= HOLD_LIMIT {
-                        held = Some((response, buf));
+                    if body.len() <= HOLD_LIMIT {
+                        held = Some((response, body));
                     } else {
                         start_stream(session, response).await?;
-                        write_body(session, Some(buf.freeze()), false).await?;
+                        write_body(session, body.into_bytes(), false).await?;
                     }
                 }
                 None => {
-                    if chunk.is_some() || end {
-                        write_body(session, chunk, end).await?;
+                    // What the provider has sent already goes out in one write: a chunked
+                    // provider body is read one chunk (often one event) at a time.
+                    let mut batch = Gathered::default();
+                    batch.push(chunk);
+                    let mut failed = None;
+                    while !end {
+                        let read = tokio::select! {
+                            biased;
+                            read = upstream.read_response_body() => read,
+                            () = std::future::ready(()) => break,
+                        };
+                        match read {
+                            Ok(read) => {
+                                end = read.is_none() || upstream.response_done();
+                                let mut chunk = read;
+                                self.shape_body(&mut chunk, end, ctx);
+                                batch.push(chunk);
+                            }
+                            Err(e) => {
+                                // What was read and shaped goes out before the error's tail.
+                                failed = Some(e.into_up());
+                                break;
+                            }
+                        }
+                    }
+                    let body = batch.into_bytes();
+                    if body.is_some() || end {
+                        write_body(session, body, end).await?;
+                    }
+                    if let Some(e) = failed {
+                        return Err(e);
                     }
                     if end {
                         return Ok(());
@@ -236,6 +256,36 @@ impl FlexiProxy {
                 }
             }
         }
+    }
+}
+
+/// Reads of the provider's body put together; a single read is kept as it is, without a copy.
+#[derive(Default)]
+struct Gathered {
+    single: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl Gathered {
+    fn push(&mut self, chunk: Option<Bytes>) {
+        let Some(chunk) = chunk else { return };
+        if self.single.is_none() && self.joined.is_empty() {
+            self.single = Some(chunk);
+            return;
+        }
+        if let Some(single) = self.single.take() {
+            self.joined.extend_from_slice(&single);
+        }
+        self.joined.extend_from_slice(&chunk);
+    }
+
+    fn len(&self) -> usize {
+        self.single.as_ref().map_or(0, Bytes::len) + self.joined.len()
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        self.single
+            .or_else(|| (!self.joined.is_empty()).then(|| self.joined.freeze()))
     }
 }
 

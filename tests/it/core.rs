@@ -510,6 +510,35 @@ async fn reset_mid_stream_ends_with_an_error_event() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_broken_stream_still_delivers_every_event_read_before_the_break() {
+    // The role event and six text deltas, then a malformed chunk, all in one write: the proxy
+    // reads them together and gathers them into one write to the client. Everything read
+    // before the break must reach the client, then the error that ends its stream.
+    let pieces = ["one ", "two ", "three ", "four ", "five ", "six "];
+    let mut raw = String::from(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+    );
+    for event in &openai::text_stream_from_pieces(&pieces)[..=pieces.len()] {
+        raw += &format!("{:x}\r\n{event}\r\n", event.len());
+    }
+    raw += "zz\r\nnot a chunk";
+    let provider = FakeProvider::start(move |_| Reply::garbage(raw.clone())).await;
+    let proxy = proxy_for(&provider);
+    let r = post_messages(&proxy, &messages_body(true)).await;
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    let frames =
+        check_stream(&body).unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&body)));
+    assert_eq!(frames.last().unwrap().event, "error");
+    let text: String = frames
+        .iter()
+        .filter(|f| f.event == "content_block_delta")
+        .filter_map(|f| f.data["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, pieces.concat());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unreachable_provider_gives_502_api_error() {
     let port = free_port();
     let proxy = Proxy::start(&[(
