@@ -492,11 +492,7 @@ async fn reset_mid_stream_ends_with_an_error_event() {
     })
     .await;
     let proxy = proxy_for(&provider);
-    let r = post_messages(&proxy, &messages_body(true)).await;
-    assert_eq!(r.status(), 200);
-    let body = r.bytes().await.unwrap();
-    let frames =
-        check_stream(&body).unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&body)));
+    let frames = streamed_frames(&proxy).await;
     let last = frames.last().unwrap();
     assert_eq!(last.event, "error");
     assert_eq!(last.data["error"]["type"], "api_error");
@@ -507,6 +503,14 @@ async fn reset_mid_stream_ends_with_an_error_event() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "api_error");
+}
+
+/// A streaming request's answer: 200 and a well-formed Anthropic stream, as frames.
+async fn streamed_frames(proxy: &Proxy) -> Vec<flexiproxy::protocol::stream_check::Frame> {
+    let r = post_messages(proxy, &messages_body(true)).await;
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    check_stream(&body).unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&body)))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -524,11 +528,7 @@ async fn a_broken_stream_still_delivers_every_event_read_before_the_break() {
     raw += "zz\r\nnot a chunk";
     let provider = FakeProvider::start(move |_| Reply::garbage(raw.clone())).await;
     let proxy = proxy_for(&provider);
-    let r = post_messages(&proxy, &messages_body(true)).await;
-    assert_eq!(r.status(), 200);
-    let body = r.bytes().await.unwrap();
-    let frames =
-        check_stream(&body).unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&body)));
+    let frames = streamed_frames(&proxy).await;
     assert_eq!(frames.last().unwrap().event, "error");
     let text: String = frames
         .iter()
