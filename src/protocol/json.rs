@@ -354,6 +354,107 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// Walks the members of a top-level JSON object without parsing or validating their values:
+/// `on_member` gets each key's raw bytes (between the quotes) and the byte range of its value,
+/// and returns `false` to give up. Strings are skipped with `memchr` (a 75 KB Claude Code
+/// request in a few µs, where a validating parse takes ~30 µs). Returns `false` when the
+/// document is not an object whose structure can be followed (unbalanced, cut short, trailing
+/// bytes); a `true` does **not** mean the values are valid JSON.
+pub fn walk_top_level(
+    body: &[u8],
+    mut on_member: impl FnMut(&[u8], std::ops::Range<usize>) -> bool,
+) -> bool {
+    let mut at = skip_ws(body, 0);
+    if body.get(at) != Some(&b'{') {
+        return false;
+    }
+    at = skip_ws(body, at + 1);
+    if body.get(at) == Some(&b'}') {
+        return skip_ws(body, at + 1) == body.len();
+    }
+    loop {
+        if body.get(at) != Some(&b'"') {
+            return false;
+        }
+        let Some(key_end) = skip_string(body, at) else {
+            return false;
+        };
+        let key = &body[at + 1..key_end - 1];
+        at = skip_ws(body, key_end);
+        if body.get(at) != Some(&b':') {
+            return false;
+        }
+        let value_start = skip_ws(body, at + 1);
+        let Some(value_end) = skip_value(body, value_start) else {
+            return false;
+        };
+        if !on_member(key, value_start..value_end) {
+            return false;
+        }
+        at = skip_ws(body, value_end);
+        match body.get(at) {
+            Some(b',') => at = skip_ws(body, at + 1),
+            Some(b'}') => return skip_ws(body, at + 1) == body.len(),
+            _ => return false,
+        }
+    }
+}
+
+fn skip_ws(body: &[u8], mut at: usize) -> usize {
+    while matches!(body.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// From an opening quote to just past its closing quote.
+fn skip_string(body: &[u8], open: usize) -> Option<usize> {
+    let mut at = open + 1;
+    loop {
+        at += memchr::memchr2(b'"', b'\\', body.get(at..)?)?;
+        if body[at] == b'"' {
+            return Some(at + 1);
+        }
+        at += 2; // an escape: the next byte is never the closing quote
+    }
+}
+
+/// From a value's first byte to just past it.
+fn skip_value(body: &[u8], start: usize) -> Option<usize> {
+    match *body.get(start)? {
+        b'"' => skip_string(body, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut at = start;
+            loop {
+                match *body.get(at)? {
+                    b'"' => {
+                        at = skip_string(body, at)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(at + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                at += 1;
+            }
+        }
+        // A number or a literal: up to the next delimiter.
+        _ => {
+            let len = body[start..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(body.len() - start);
+            (len > 0).then_some(start + len)
+        }
+    }
+}
+
 /// True if `s` is one complete JSON value (used to decide whether tool arguments need repair).
 /// True when the document is a JSON object at the top level. Serde's derived structs also
 /// accept an array of their fields in order, which no API means by a request body.
@@ -670,6 +771,58 @@ pub fn completion_suffix(prefix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The members `walk_top_level` reports, as (key, raw value) pairs.
+    fn walked(body: &str) -> Option<Vec<(String, String)>> {
+        let mut members = Vec::new();
+        walk_top_level(body.as_bytes(), |k, v| {
+            members.push((String::from_utf8(k.to_vec()).unwrap(), body[v].to_owned()));
+            true
+        })
+        .then_some(members)
+    }
+
+    #[test]
+    fn walk_finds_top_level_members_past_strings_that_look_like_structure() {
+        let body = r#" { "a" : "}\"\\" , "b":[{"model":"inner"},"]",{}], "model":"m\"x" ,"n":-1.5e3,"t":true}  "#;
+        let members = walked(body).unwrap();
+        let pairs: Vec<(&str, &str)> = members
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a", r#""}\"\\""#),
+                ("b", r#"[{"model":"inner"},"]",{}]"#),
+                ("model", r#""m\"x""#),
+                ("n", "-1.5e3"),
+                ("t", "true"),
+            ]
+        );
+        assert_eq!(walked("{}").unwrap(), []);
+        assert_eq!(walked(" {\n}\n").unwrap(), []);
+    }
+
+    #[test]
+    fn walk_gives_up_on_what_it_cannot_follow() {
+        for body in [
+            "",
+            "[]",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{\"a\":\"open}",
+            "{\"a\":\"ends in an escape\\",
+            "{\"a\":[1,2}",
+            "{\"a\":1} trailing",
+            "{\"a\":1 \"b\":2}",
+            "{a:1}",
+        ] {
+            assert!(walked(body).is_none(), "{body:?}");
+        }
+    }
 
     #[test]
     fn str_borrows_without_escapes_inside_option() {

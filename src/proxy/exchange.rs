@@ -126,10 +126,66 @@ pub fn prepare(plan: Plan, body: &[u8], source: &Source) -> Result<Prepared, Pro
 
 /// Replaces the top-level `model` value in a JSON body without re-serialising anything else:
 /// the bytes before and after it are copied as the client sent them.
+///
+/// The body is walked, not parsed: the rest of it goes to a provider that speaks the client's
+/// own protocol and answers a malformed document with an error in the client's shape, so
+/// validating 75 KB here (~30 µs, most of what a passthrough costs over bare Pingora) buys
+/// nothing. A body whose structure cannot be followed, or that is unusual (escaped keys,
+/// repeated `model` or `stream`, a `stream` that is not a boolean), is parsed to say exactly
+/// what is wrong with it.
 pub fn replace_model(
     body: &[u8],
     map: impl FnOnce(&str) -> String,
 ) -> Result<(Bytes, String, String, bool), ProxyError> {
+    let (model, stream) = match walk_for_model(body) {
+        Some(found) => found,
+        None => parse_for_model(body)?,
+    };
+    let model = model.ok_or_else(|| invalid("model: field required".to_owned()))?;
+    let client_model: String = serde_json::from_slice(&body[model.clone()])
+        .map_err(|_| invalid("model: expected a string".to_owned()))?;
+    let source_model = map(&client_model);
+    let mut out = Vec::with_capacity(body.len() + source_model.len());
+    out.extend_from_slice(&body[..model.start]);
+    write_json_str(&mut out, &source_model);
+    out.extend_from_slice(&body[model.end..]);
+    Ok((Bytes::from(out), client_model, source_model, stream))
+}
+
+type ModelAndStream = (Option<std::ops::Range<usize>>, bool);
+
+fn invalid(message: String) -> ProxyError {
+    ProxyError::new(ErrorKind::InvalidRequest, message)
+}
+
+/// The `model` value's place and the `stream` flag, found without parsing (see
+/// [`replace_model`]); `None` leaves the body to [`parse_for_model`].
+fn walk_for_model(body: &[u8]) -> Option<ModelAndStream> {
+    let mut model = None;
+    let mut stream = None;
+    let followed = crate::protocol::json::walk_top_level(body, |key, value| {
+        if key.contains(&b'\\') {
+            return false;
+        }
+        match key {
+            b"model" => model.replace(value).is_none(),
+            b"stream" => {
+                let flag = match &body[value] {
+                    b"true" => true,
+                    b"false" | b"null" => false,
+                    _ => return false,
+                };
+                stream.replace(flag).is_none()
+            }
+            _ => true,
+        }
+    });
+    followed.then(|| (model, stream == Some(true)))
+}
+
+/// The same found by parsing the whole document, for the bodies the walk leaves: its errors
+/// say what is wrong.
+fn parse_for_model(body: &[u8]) -> Result<ModelAndStream, ProxyError> {
     #[derive(Deserialize)]
     struct Head<'a> {
         #[serde(borrow)]
@@ -137,7 +193,6 @@ pub fn replace_model(
         #[serde(default)]
         stream: Option<bool>,
     }
-    let invalid = |m: String| ProxyError::new(ErrorKind::InvalidRequest, m);
     let text = std::str::from_utf8(body)
         .map_err(|e| invalid(format!("request body is not UTF-8: {e}")))?;
     if !crate::protocol::json::is_object_document(text) {
@@ -147,25 +202,12 @@ pub fn replace_model(
     }
     let head: Head =
         serde_json::from_str(text).map_err(|e| invalid(format!("invalid request body: {e}")))?;
-    let raw = head
-        .model
-        .ok_or_else(|| invalid("model: field required".to_owned()))?;
-    let client_model: String = serde_json::from_str(raw.get())
-        .map_err(|_| invalid("model: expected a string".to_owned()))?;
-    let source_model = map(&client_model);
-    // `raw` borrows from `text`, so its position is an offset into the body.
-    let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
-    let end = start + raw.get().len();
-    let mut out = Vec::with_capacity(body.len() + source_model.len());
-    out.extend_from_slice(&body[..start]);
-    write_json_str(&mut out, &source_model);
-    out.extend_from_slice(&body[end..]);
-    Ok((
-        Bytes::from(out),
-        client_model,
-        source_model,
-        head.stream == Some(true),
-    ))
+    // `model` borrows from `text`, so its position is an offset into the body.
+    let model = head.model.map(|raw| {
+        let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+        start..start + raw.get().len()
+    });
+    Ok((model, head.stream == Some(true)))
 }
 
 /// What the response side learned, for logs, metrics and usage records.
@@ -528,6 +570,23 @@ mod tests {
         assert!(replace_model(b"{}", |m| m.to_owned()).is_err());
         assert!(replace_model(b"{\"model\":5}", |m| m.to_owned()).is_err());
         assert!(replace_model(b"nope", |m| m.to_owned()).is_err());
+    }
+
+    #[test]
+    fn replace_model_parses_unusual_bodies_and_forwards_unchecked_values() {
+        let map = |m: &str| format!("{m}!");
+        // Left to the parser: an escaped key, a repeated model, a stream that is no boolean.
+        let (out, client, _, stream) =
+            replace_model(br#"{"mod\u0065l":"c","stream":true}"#, map).unwrap();
+        assert_eq!((client.as_str(), stream), ("c", true));
+        assert_eq!(&out[..], br#"{"mod\u0065l":"c!","stream":true}"#);
+        let e = replace_model(br#"{"model":"a","model":"b"}"#, map).unwrap_err();
+        assert!(e.message.contains("duplicate field"), "{}", e.message);
+        let e = replace_model(br#"{"model":"a","stream":"yes"}"#, map).unwrap_err();
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        // Walked, not validated: a bad value elsewhere is the provider's to refuse.
+        let (out, ..) = replace_model(br#"{"model":"a","max_tokens":12x}"#, map).unwrap();
+        assert_eq!(&out[..], br#"{"model":"a!","max_tokens":12x}"#);
     }
 
     #[test]
