@@ -20,9 +20,10 @@
 //! to failures (`answer_failure`). The connection pool is Pingora's HTTP/1.1 connector,
 //! configured like the proxy loop's.
 
+use super::exchange::Gathered;
 use super::{Ctx, FlexiProxy};
 use crate::config::adapter::Adapter;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora::ErrorSource;
 use pingora::prelude::*;
 use pingora::protocols::http::client::HttpSession;
@@ -200,12 +201,10 @@ impl FlexiProxy {
                 read = upstream.read_response_body() => read.map_err(|e| e.into_up())?,
                 gone = client_gone(session) => return Err(gone),
             };
-            let mut end = read.is_none() || upstream.response_done();
-            let mut chunk = read;
-            self.shape_body(&mut chunk, end, ctx);
+            let (chunk, mut end) = self.shape_read(read, upstream, ctx);
             match held.take() {
                 Some((response, mut body)) => {
-                    body.push(chunk);
+                    body.extend(chunk);
                     if end {
                         let body = body.into_bytes().unwrap_or_default();
                         return answer(session, response, body).await;
@@ -221,7 +220,7 @@ impl FlexiProxy {
                     // What the provider has sent already goes out in one write: a chunked
                     // provider body is read one chunk (often one event) at a time.
                     let mut batch = Gathered::default();
-                    batch.push(chunk);
+                    batch.extend(chunk);
                     let mut failed = None;
                     while !end {
                         let read = tokio::select! {
@@ -231,10 +230,9 @@ impl FlexiProxy {
                         };
                         match read {
                             Ok(read) => {
-                                end = read.is_none() || upstream.response_done();
-                                let mut chunk = read;
-                                self.shape_body(&mut chunk, end, ctx);
-                                batch.push(chunk);
+                                let (chunk, last) = self.shape_read(read, upstream, ctx);
+                                batch.extend(chunk);
+                                end = last;
                             }
                             Err(e) => {
                                 // What was read and shaped goes out before the error's tail.
@@ -257,35 +255,18 @@ impl FlexiProxy {
             }
         }
     }
-}
 
-/// Reads of the provider's body put together; a single read is kept as it is, without a copy.
-#[derive(Default)]
-struct Gathered {
-    single: Option<Bytes>,
-    joined: BytesMut,
-}
-
-impl Gathered {
-    fn push(&mut self, chunk: Option<Bytes>) {
-        let Some(chunk) = chunk else { return };
-        if self.single.is_none() && self.joined.is_empty() {
-            self.single = Some(chunk);
-            return;
-        }
-        if let Some(single) = self.single.take() {
-            self.joined.extend_from_slice(&single);
-        }
-        self.joined.extend_from_slice(&chunk);
-    }
-
-    fn len(&self) -> usize {
-        self.single.as_ref().map_or(0, Bytes::len) + self.joined.len()
-    }
-
-    fn into_bytes(self) -> Option<Bytes> {
-        self.single
-            .or_else(|| (!self.joined.is_empty()).then(|| self.joined.freeze()))
+    /// One read of the provider's body through the shaper, and whether it was the last.
+    fn shape_read(
+        &self,
+        read: Option<Bytes>,
+        upstream: &mut HttpSession,
+        ctx: &mut Ctx,
+    ) -> (Option<Bytes>, bool) {
+        let end = read.is_none() || upstream.response_done();
+        let mut chunk = read;
+        self.shape_body(&mut chunk, end, ctx);
+        (chunk, end)
     }
 }
 

@@ -33,31 +33,72 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// The most of a non-streaming provider response we buffer.
 pub const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 
+/// Reads of a body put together; a body that came in one read is kept as it is, without a
+/// copy (most requests and non-streaming answers).
+#[derive(Debug, Default)]
+pub struct Gathered {
+    single: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl Gathered {
+    pub fn len(&self) -> usize {
+        self.single.as_ref().map_or(0, Bytes::len) + self.joined.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body, `None` when nothing was read.
+    pub fn into_bytes(self) -> Option<Bytes> {
+        self.single
+            .or_else(|| (!self.joined.is_empty()).then(|| self.joined.freeze()))
+    }
+}
+
+impl Extend<Bytes> for Gathered {
+    fn extend<I: IntoIterator<Item = Bytes>>(&mut self, reads: I) {
+        for read in reads {
+            if self.is_empty() {
+                self.single = Some(read);
+                continue;
+            }
+            if let Some(single) = self.single.take() {
+                self.joined.extend_from_slice(&single);
+            }
+            self.joined.extend_from_slice(&read);
+        }
+    }
+}
+
 /// Collects a request body up to a limit, never buffering past it.
 #[derive(Debug, Default)]
 pub struct BodyCollector {
-    buf: BytesMut,
+    body: Gathered,
 }
 
 impl BodyCollector {
-    pub fn push(&mut self, chunk: &[u8], limit: usize) -> Result<(), ProxyError> {
-        if self.buf.len() + chunk.len() > limit {
+    pub fn push(&mut self, chunk: Bytes, limit: usize) -> Result<(), ProxyError> {
+        if self.body.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
-        self.buf.extend_from_slice(chunk);
+        self.body.extend(Some(chunk));
         Ok(())
     }
 
     pub fn take(&mut self) -> Bytes {
-        std::mem::take(&mut self.buf).freeze()
+        std::mem::take(&mut self.body)
+            .into_bytes()
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.body.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.body.is_empty()
     }
 }
 
@@ -592,8 +633,8 @@ mod tests {
     #[test]
     fn collector_refuses_past_the_limit() {
         let mut c = BodyCollector::default();
-        c.push(b"12345", 8).unwrap();
-        let e = c.push(b"6789", 8).unwrap_err();
+        c.push(Bytes::from_static(b"12345"), 8).unwrap();
+        let e = c.push(Bytes::from_static(b"6789"), 8).unwrap_err();
         assert_eq!(e.status, 413);
         assert_eq!(c.len(), 5, "nothing buffered past the limit");
     }

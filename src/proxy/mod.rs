@@ -314,7 +314,7 @@ impl FlexiProxy {
         let mut body = BodyCollector::default();
         loop {
             match session.read_request_body().await {
-                Ok(Some(chunk)) => body.push(&chunk, self.settings.max_request_body)?,
+                Ok(Some(chunk)) => body.push(chunk, self.settings.max_request_body)?,
                 Ok(None) => return Ok(body.take()),
                 Err(e) => {
                     return Err(ProxyError::new(
@@ -339,10 +339,7 @@ impl FlexiProxy {
         source: &Source,
     ) -> Result<bool> {
         while let Some(chunk) = session.read_request_body().await? {
-            if let Err(e) = ctx
-                .request_body
-                .push(&chunk, self.settings.max_request_body)
-            {
+            if let Err(e) = ctx.request_body.push(chunk, self.settings.max_request_body) {
                 return self.respond_error(session, ctx, e).await;
             }
         }
@@ -1127,9 +1124,7 @@ impl ProxyHttp for FlexiProxy {
             return Ok(());
         }
         if let Some(chunk) = body.take()
-            && let Err(e) = ctx
-                .request_body
-                .push(&chunk, self.settings.max_request_body)
+            && let Err(e) = ctx.request_body.push(chunk, self.settings.max_request_body)
         {
             return Err(fail(ctx, e));
         }
