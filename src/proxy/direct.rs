@@ -15,12 +15,14 @@
 //!
 //! Adapters with fallback sources stay with the proxy loop, whose retry machinery does the
 //! fail-over across sources. Everything else about the exchange is the same code as the proxy
-//! loop's hooks: the upstream header (`upstream_header`), the watchdog's timeouts
-//! (`watch_upstream`), the response shaping (`start_response`, `shape_body`) and the answers
-//! to failures (`answer_failure`). The connection pool is Pingora's HTTP/1.1 connector,
-//! configured like the proxy loop's.
+//! loop's hooks: the upstream header (`upstream_header`), the response shaping
+//! (`start_response`, `shape_body`) and the answers to failures (`answer_failure`). The
+//! watchdog keeps the same timeouts, but ends our own waits instead of shutting the socket
+//! down (see `watchdog`), so no Pingora read or write timeout is set here. The connection pool
+//! is Pingora's HTTP/1.1 connector, configured like the proxy loop's.
 
 use super::exchange::Gathered;
+use super::watchdog::Expiry;
 use super::{Ctx, FlexiProxy};
 use crate::config::adapter::Adapter;
 use bytes::Bytes;
@@ -72,25 +74,36 @@ impl FlexiProxy {
             .as_ref()
             .map(|p| p.body.clone())
             .unwrap_or_default();
-        let header = self.upstream_header(session.req_header(), ctx, Some(body.len()))?;
+        let mut header = Some(self.upstream_header(session.req_header(), ctx, Some(body.len()))?);
         let mut stale = 0;
         loop {
             let (mut upstream, reused) = self.connect(&peer).await?;
-            upstream.set_read_timeout(peer.options.read_timeout);
-            upstream.set_write_timeout(peer.options.write_timeout);
+            // The watchdog bounds every wait on the provider (see `watchdog`); a pooled
+            // connection keeps no timeout from an earlier use.
+            upstream.set_read_timeout(None);
+            upstream.set_write_timeout(None);
+            let expiry = self.watch_in_task(ctx);
+            // Sent as is the first time; rebuilt for the rare retry on another connection.
+            let request = match header.take() {
+                Some(header) => header,
+                None => self.upstream_header(session.req_header(), ctx, Some(body.len()))?,
+            };
             // The client leaving ends the exchange and closes the provider's connection, so
             // the provider stops generating (as the proxy loop does).
             let attempt = tokio::select! {
                 biased;
-                result = self.send_request(&mut upstream, &header, &body, ctx) => result,
+                result = self.send_request(&mut upstream, request, &body, ctx) => result,
                 gone = client_gone(session) => Err(gone),
+                timeout = expired(expiry.as_ref()) => Err(timeout),
             };
             match attempt {
                 Ok(response) => {
                     // Nothing resends the request now: its body (75 KB and more for Claude
                     // Code) need not live as long as a stream does.
                     drop(body);
-                    let relayed = self.relay(session, &mut upstream, response, ctx).await;
+                    let relayed = self
+                        .relay(session, &mut upstream, response, ctx, expiry.as_ref())
+                        .await;
                     match upstream {
                         HttpSession::H1(upstream) if relayed.is_ok() => {
                             self.connector
@@ -140,15 +153,12 @@ impl FlexiProxy {
     async fn send_request(
         &self,
         upstream: &mut HttpSession,
-        header: &RequestHeader,
+        header: RequestHeader,
         body: &Bytes,
         ctx: &mut Ctx,
     ) -> Result<ResponseHeader> {
-        if let Some(stream) = upstream.stream() {
-            self.watch_upstream(stream.id(), ctx);
-        }
         upstream
-            .write_request_header(Box::new(header.clone()))
+            .write_request_header(Box::new(header))
             .await
             .map_err(|e| e.into_up())?;
         upstream
@@ -186,6 +196,7 @@ impl FlexiProxy {
         upstream: &mut HttpSession,
         mut response: ResponseHeader,
         ctx: &mut Ctx,
+        expiry: Option<&Expiry>,
     ) -> Result<()> {
         self.start_response(&mut response, ctx)?;
         // The header and what is held of the body, until they go out together.
@@ -200,6 +211,7 @@ impl FlexiProxy {
                 biased;
                 read = upstream.read_response_body() => read.map_err(|e| e.into_up())?,
                 gone = client_gone(session) => return Err(gone),
+                timeout = expired(expiry) => return Err(timeout),
             };
             let (chunk, mut end) = self.shape_read(read, upstream, ctx);
             match held.take() {
@@ -289,6 +301,16 @@ async fn client_gone(session: &mut Session) -> Box<Error> {
         // Bytes of a pipelined next request: that is not leaving; keep waiting.
         Ok(_) => std::future::pending().await,
     }
+}
+
+/// Resolves when one of the attempt's timeouts has fired (never without a watchdog); the
+/// watchdog's record of which one names it in the answer (`answer_failure`).
+async fn expired(expiry: Option<&Expiry>) -> Box<Error> {
+    match expiry {
+        Some(expiry) => expiry.wait().await,
+        None => std::future::pending().await,
+    }
+    Error::explain(ErrorType::ReadTimedout, "provider timeout").into_up()
 }
 
 /// Starts a response whose body is passed on as it arrives: chunked on HTTP/1.1 (each chunk

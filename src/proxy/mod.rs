@@ -687,16 +687,29 @@ impl FlexiProxy {
 
     /// Starts the first-byte, idle and total timeouts of an attempt on this upstream socket.
     fn watch_upstream(&self, fd: std::os::unix::io::RawFd, ctx: &mut Ctx) {
-        if let Some(source) = self.source(ctx) {
-            let t = &source.timeouts;
-            let limits = watchdog::Limits {
-                first_byte: t.first_byte,
-                idle: t.idle,
-                total: t.total,
-            };
-            // A retry gets a fresh watchdog for its own connection.
-            ctx.watchdog = self.watchdogs.watch(fd, ctx.started, limits);
-        }
+        // A retry gets a fresh watchdog for its own connection.
+        ctx.watchdog = self
+            .watch_limits(ctx)
+            .and_then(|limits| self.watchdogs.watch_socket(fd, ctx.started, limits));
+    }
+
+    /// Starts the timeouts of a direct exchange's attempt, about to send its request; its
+    /// waits end on the returned expiry.
+    fn watch_in_task(&self, ctx: &mut Ctx) -> Option<watchdog::Expiry> {
+        let limits = self.watch_limits(ctx)?;
+        let watchdog = self.watchdogs.watch_in_task(ctx.started, limits);
+        let expiry = watchdog.expiry();
+        ctx.watchdog = Some(watchdog);
+        Some(expiry)
+    }
+
+    fn watch_limits(&self, ctx: &Ctx) -> Option<watchdog::Limits> {
+        let t = &self.source(ctx)?.timeouts;
+        Some(watchdog::Limits {
+            first_byte: t.first_byte,
+            idle: t.idle,
+            total: t.total,
+        })
     }
 
     async fn count_tokens_locally(&self, session: &mut Session, ctx: &Ctx) -> Result<bool> {

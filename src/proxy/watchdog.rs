@@ -3,13 +3,23 @@
 //!
 //! One task per proxy (not one per request: spawning, waking and aborting a task cost more than
 //! the rest of a small request's own work) looks at every watched request's clocks each
-//! [`TICK`]. When one runs out it shuts the upstream socket down, which makes Pingora's pending
-//! read fail; `fail_to_proxy` then sees which timeout fired and answers 504 `timeout_error`
-//! (before the response started) or ends the stream with an `error` event. The watchdog holds its own duplicate of the socket, so the descriptor it
-//! shuts down can never be one the process has since reused; and it never touches a socket
-//! after the response is done (the connection may be back in the pool by then). Upstream
-//! connections are HTTP/1.1, one request each at a time, so this only ever cancels its own
-//! request.
+//! [`TICK`]. When one runs out it cancels the request's wait for the provider, in one of two
+//! ways:
+//!
+//! - In Pingora's proxy loop ([`WatchList::watch_socket`]) the wait is Pingora's, out of our
+//!   reach: the watchdog shuts the upstream socket down, which makes the pending read fail.
+//!   It holds its own duplicate of the socket, so the descriptor it shuts down can never be
+//!   one the process has since reused; and it never touches a socket after the response is
+//!   done (the connection may be back in the pool by then). Upstream connections are
+//!   HTTP/1.1, one request each at a time, so this only ever cancels its own request.
+//! - In the direct exchange ([`WatchList::watch_in_task`]) the waits are ours: each one also
+//!   waits on [`Expiry::wait`], which the watchdog wakes. No socket is duplicated, and no
+//!   per-read timer is needed (Pingora's read and write timeouts register one per I/O call),
+//!   so a request costs two system calls and a few timer registrations less; the watchdog
+//!   also bounds the sending of the request there (the idle timeout).
+//!
+//! Either way the answer to the client then names the timeout that fired: 504 `timeout_error`
+//! before the response started, or an `error` event that ends the stream.
 
 use crate::lock;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -51,8 +61,16 @@ struct Shared {
     /// Milliseconds since `origin` of the last sign of life (request sent, or a chunk).
     last_activity: AtomicU64,
     fired: AtomicU8,
-    socket: Mutex<Option<OwnedFd>>,
+    cancel: Cancel,
     limits: Limits,
+}
+
+/// How a fired timeout reaches the wait it ends.
+enum Cancel {
+    /// The upstream socket to shut down (taken when the response is done).
+    Socket(Mutex<Option<OwnedFd>>),
+    /// The waiter to wake: the direct exchange's own waits (see [`Expiry`]).
+    Wake(tokio::sync::Notify),
 }
 
 pub struct Watchdog {
@@ -93,20 +111,38 @@ impl WatchList {
         }
     }
 
-    /// Starts watching the connection `fd` of a request that began at `started`. Must be
-    /// called within a Tokio runtime (the first call starts the ticker there).
-    pub fn watch(&self, fd: RawFd, started: Instant, limits: Limits) -> Option<Watchdog> {
+    /// Starts watching the connection `fd` of a request (in Pingora's proxy loop) that began
+    /// at `started`: a timeout shuts the socket down. Must be called within a Tokio runtime
+    /// (the first call starts the ticker there).
+    pub fn watch_socket(&self, fd: RawFd, started: Instant, limits: Limits) -> Option<Watchdog> {
         // SAFETY: `fd` is the open upstream socket Pingora handed to `connected_to_upstream`;
         // it stays open for the duration of this call, which only duplicates it.
         let socket = unsafe { BorrowedFd::borrow_raw(fd) }
             .try_clone_to_owned()
             .ok()?;
+        Some(self.watch(started, 0, Cancel::Socket(Mutex::new(Some(socket))), limits))
+    }
+
+    /// Starts watching an attempt of the direct exchange, about to send its request now: a
+    /// timeout wakes [`Expiry::wait`]. Sending is bounded by the idle timeout. Must be called
+    /// within a Tokio runtime (the first call starts the ticker there).
+    pub fn watch_in_task(&self, started: Instant, limits: Limits) -> Watchdog {
+        let now = started.elapsed().as_millis() as u64;
+        self.watch(
+            started,
+            now,
+            Cancel::Wake(tokio::sync::Notify::new()),
+            limits,
+        )
+    }
+
+    fn watch(&self, started: Instant, now_ms: u64, cancel: Cancel, limits: Limits) -> Watchdog {
         let shared = Arc::new(Shared {
             origin: started,
             phase: AtomicU8::new(PHASE_SENDING),
-            last_activity: AtomicU64::new(0),
+            last_activity: AtomicU64::new(now_ms),
             fired: AtomicU8::new(0),
-            socket: Mutex::new(Some(socket)),
+            cancel,
             limits,
         });
         let was_empty = {
@@ -119,7 +155,7 @@ impl WatchList {
         } else if was_empty {
             self.inner.added.notify_one();
         }
-        Some(Watchdog { shared })
+        Watchdog { shared }
     }
 
     /// Requests currently watched (including ones finished since the last tick).
@@ -218,9 +254,21 @@ impl Watchdog {
 
     /// The response is complete (or failed): stand down and let go of the socket.
     pub fn finish(&self) {
-        let mut socket = lock(&self.shared.socket);
-        self.shared.phase.store(PHASE_DONE, Ordering::Release);
-        socket.take();
+        match &self.shared.cancel {
+            Cancel::Socket(socket) => {
+                let mut socket = lock(socket);
+                self.shared.phase.store(PHASE_DONE, Ordering::Release);
+                socket.take();
+            }
+            Cancel::Wake(_) => self.shared.phase.store(PHASE_DONE, Ordering::Release),
+        }
+    }
+
+    /// What the direct exchange's waits select on, to end when a timeout fires.
+    pub fn expiry(&self) -> Expiry {
+        Expiry {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The timeout a read timeout from Pingora's backstop belongs to, given the phase the
@@ -253,12 +301,37 @@ impl Drop for Watchdog {
     }
 }
 
+/// A handle on a request watched in its task ([`WatchList::watch_in_task`]).
+pub struct Expiry {
+    shared: Arc<Shared>,
+}
+
+impl Expiry {
+    /// Resolves once one of the request's timeouts has fired (at once if one has).
+    pub async fn wait(&self) {
+        let Cancel::Wake(wake) = &self.shared.cancel else {
+            return std::future::pending().await;
+        };
+        loop {
+            // Registered before the check, so a firing in between is not missed.
+            let woken = wake.notified();
+            if self.shared.fired.load(Ordering::Acquire) != 0 {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
 /// The next deadline and the timeout it belongs to, from the current phase.
 fn next_deadline(shared: &Shared) -> Option<(Duration, u8)> {
     let limits = &shared.limits;
     let phase = shared.phase.load(Ordering::Acquire);
     let last = Duration::from_millis(shared.last_activity.load(Ordering::Acquire));
     let silence = match phase {
+        // Only a request watched in its task has its whole body in hand when it starts
+        // sending; in the proxy loop the client may still be uploading it.
+        PHASE_SENDING if matches!(shared.cancel, Cancel::Wake(_)) => Some((last + limits.idle, 2)),
         PHASE_WAITING => Some((last + limits.first_byte, 1)),
         PHASE_RECEIVING => Some((last + limits.idle, 2)),
         _ => None,
@@ -276,16 +349,29 @@ fn expired(shared: &Shared) -> Option<u8> {
     (shared.origin.elapsed() >= deadline).then_some(which)
 }
 
-/// Records why and shuts the upstream socket down, unless the response is already done.
+/// Records why and cancels the request's wait (shuts its socket down, or wakes it), unless
+/// the response is already done.
 fn fire(shared: &Shared, which: u8) {
-    let mut socket = lock(&shared.socket);
-    if shared.phase.load(Ordering::Acquire) == PHASE_DONE {
-        return;
-    }
-    shared.fired.store(which, Ordering::Release);
-    if let Some(fd) = socket.take() {
-        let stream = std::net::TcpStream::from(fd);
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+    match &shared.cancel {
+        Cancel::Socket(socket) => {
+            let mut socket = lock(socket);
+            if shared.phase.load(Ordering::Acquire) == PHASE_DONE {
+                return;
+            }
+            shared.fired.store(which, Ordering::Release);
+            if let Some(fd) = socket.take() {
+                let stream = std::net::TcpStream::from(fd);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        Cancel::Wake(wake) => {
+            if shared.phase.load(Ordering::Acquire) == PHASE_DONE {
+                return;
+            }
+            shared.fired.store(which, Ordering::Release);
+            // A permit is kept if the request is not waiting right now.
+            wake.notify_one();
+        }
     }
 }
 
@@ -327,7 +413,7 @@ mod tests {
 
         let (ours, mut theirs) = pair().await;
         let dog = list
-            .watch(ours.as_raw_fd(), Instant::now(), limits(50, 5_000, None))
+            .watch_socket(ours.as_raw_fd(), Instant::now(), limits(50, 5_000, None))
             .unwrap();
         dog.request_sent();
         assert!(peer_sees_shutdown(&mut theirs).await);
@@ -335,12 +421,45 @@ mod tests {
 
         let (ours, mut theirs) = pair().await;
         let dog = list
-            .watch(ours.as_raw_fd(), Instant::now(), limits(5_000, 50, None))
+            .watch_socket(ours.as_raw_fd(), Instant::now(), limits(5_000, 50, None))
             .unwrap();
         dog.request_sent();
         dog.activity();
         assert!(peer_sees_shutdown(&mut theirs).await);
         assert_eq!(dog.fired().map(|f| f.0), Some(Timeout::Idle));
+    }
+
+    /// Waits (with a deadline) for a request watched in its task to be woken.
+    async fn woken(expiry: &Expiry) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), expiry.wait())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn in_task_timeouts_wake_the_wait_and_sending_is_bounded_by_idle() {
+        let (_, terminate) = tokio::sync::watch::channel(false);
+        let list = WatchList::new(terminate);
+
+        // A provider that never reads the request: the idle clock runs while sending.
+        let dog = list.watch_in_task(Instant::now(), limits(60_000, 50, None));
+        assert!(woken(&dog.expiry()).await);
+        assert_eq!(dog.fired().map(|f| f.0), Some(Timeout::Idle));
+
+        // Sent, then nothing: first byte. The wait was entered before the firing.
+        let dog = list.watch_in_task(Instant::now(), limits(50, 60_000, None));
+        let expiry = dog.expiry();
+        dog.request_sent();
+        assert!(woken(&expiry).await);
+        assert_eq!(dog.fired().map(|f| f.0), Some(Timeout::FirstByte));
+        // A wait entered after the firing returns at once.
+        assert!(woken(&expiry).await);
+
+        // Watched long after the request began: the clocks start at the watch, not before.
+        let long_ago = Instant::now() - Duration::from_secs(30);
+        let dog = list.watch_in_task(long_ago, limits(60_000, 10_000, None));
+        assert_eq!(expired(&dog.shared), None);
+        dog.finish();
     }
 
     #[tokio::test]
@@ -349,7 +468,7 @@ mod tests {
         let list = WatchList::new(terminate);
         let (ours, mut theirs) = pair().await;
         let dog = list
-            .watch(
+            .watch_socket(
                 ours.as_raw_fd(),
                 Instant::now(),
                 limits(5_000, 5_000, Some(100)),
@@ -375,10 +494,13 @@ mod tests {
         let list = WatchList::new(terminate);
         let (ours, mut theirs) = pair().await;
         let dog = list
-            .watch(ours.as_raw_fd(), Instant::now(), limits(30, 30, Some(30)))
+            .watch_socket(ours.as_raw_fd(), Instant::now(), limits(30, 30, Some(30)))
             .unwrap();
         dog.request_sent();
         dog.finish();
+        let in_task = list.watch_in_task(Instant::now(), limits(30, 30, Some(30)));
+        in_task.request_sent();
+        in_task.finish();
         // The ticker drops finished entries; wait for that, then past every deadline.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !list.is_empty() {
@@ -386,6 +508,7 @@ mod tests {
             tokio::time::sleep(TICK).await;
         }
         assert_eq!(dog.fired(), None);
+        assert_eq!(in_task.fired(), None);
         // The socket is still open: the peer reads nothing (no EOF) and can write to it.
         use tokio::io::AsyncWriteExt;
         theirs.write_all(b"ping").await.unwrap();
@@ -401,7 +524,7 @@ mod tests {
         let list = WatchList::new(terminate);
         // First request finishes at once: the list goes idle and the ticker sleeps.
         let (ours, _theirs) = pair().await;
-        list.watch(
+        list.watch_socket(
             ours.as_raw_fd(),
             Instant::now(),
             limits(60_000, 60_000, None),
@@ -417,15 +540,18 @@ mod tests {
         let (a, mut a_peer) = pair().await;
         let (b, mut b_peer) = pair().await;
         let dog_a = list
-            .watch(a.as_raw_fd(), Instant::now(), limits(60_000, 60_000, None))
+            .watch_socket(a.as_raw_fd(), Instant::now(), limits(60_000, 60_000, None))
             .unwrap();
         let dog_b = list
-            .watch(b.as_raw_fd(), Instant::now(), limits(60_000, 60_000, None))
+            .watch_socket(b.as_raw_fd(), Instant::now(), limits(60_000, 60_000, None))
             .unwrap();
+        let dog_c = list.watch_in_task(Instant::now(), limits(60_000, 60_000, None));
         end.send(true).unwrap();
         assert!(peer_sees_shutdown(&mut a_peer).await);
         assert!(peer_sees_shutdown(&mut b_peer).await);
+        assert!(woken(&dog_c.expiry()).await);
         assert_eq!(dog_a.fired().map(|f| f.0), Some(Timeout::Shutdown));
         assert_eq!(dog_b.fired().map(|f| f.0), Some(Timeout::Shutdown));
+        assert_eq!(dog_c.fired().map(|f| f.0), Some(Timeout::Shutdown));
     }
 }

@@ -188,6 +188,21 @@ fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>, u16) {
     (s, fill, port)
 }
 
+/// A listener that accepts connections and never reads from or writes to them; the accepted
+/// connections are kept (open) in the returned list.
+fn silent_listener() -> (u16, Arc<Mutex<Vec<std::net::TcpStream>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming().flatten() {
+            h.lock().unwrap().push(c);
+        }
+    });
+    (port, held)
+}
+
 async fn expect_timeout_json(proxy: &Proxy, stream: bool, what: &str) {
     let started = Instant::now();
     let r = post_messages(proxy, &messages_body(stream)).await;
@@ -215,15 +230,7 @@ async fn connect_and_tls_timeouts() {
     expect_timeout_json(&proxy, false, "connect").await;
 
     // A server that accepts TCP but never answers the TLS handshake.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let h = held.clone();
-    std::thread::spawn(move || {
-        for c in silent.incoming().flatten() {
-            h.lock().unwrap().push(c);
-        }
-    });
+    let (silent_port, _held) = silent_listener();
     let proxy = Proxy::start(&[(
         "b",
         adapter_yaml(
@@ -296,6 +303,42 @@ async fn first_byte_idle_and_total_timeouts() {
             started.elapsed()
         );
     }
+    assert_healthy(&proxy).await;
+}
+
+/// A provider that takes the connection but never reads the request: once the socket's
+/// buffers are full, sending stalls, and the idle timeout ends it (no write timeout of
+/// Pingora's is set on the direct exchange's connections; the watchdog bounds sending).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_that_never_reads_the_request_times_out_on_idle() {
+    let (port, held) = silent_listener();
+    let proxy = Proxy::start(&[(
+        "a",
+        adapter_yaml(
+            &format!("http://127.0.0.1:{port}/v1"),
+            &[KEY],
+            "timeouts:\n  first_byte: 120s\n  idle: 1s",
+        ),
+    )]);
+    // Far more than loopback buffers take from a socket nobody reads.
+    let mut body = messages_body(false);
+    body["messages"][0]["content"] = json!("x".repeat(24 << 20));
+    let started = Instant::now();
+    let r = post_messages(&proxy, &body).await;
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("idle"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the provider was never reached"
+    );
     assert_healthy(&proxy).await;
 }
 
