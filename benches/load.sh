@@ -18,6 +18,7 @@
 #                        [--threads N] [--layout pinned|shared] [--streams N]
 #                        [--only REGEX] [--out DIR] [--skip-build] [--no-diagnostics]
 #                        [--wait-quiet SECONDS] [--max-other PERCENT] [--retries N]
+#                        [--rounds N]
 #
 #   --peers        also install and measure LiteLLM and claude-code-router
 #   --duration     seconds per measured wrk run (default 10)
@@ -38,6 +39,11 @@
 #                  up to --retries times in all (default 3); the quietest attempt is kept, and
 #                  the "other CPU" column shows what it was. Errors of discarded attempts and
 #                  of warm-ups are counted in the socket errors column too.
+#   --rounds N     measure bare Pingora and FlexiProxy N times per workload (default 1),
+#                  alternating: bare, FlexiProxy, bare, FlexiProxy... Single runs of the same
+#                  binary swing by 20-30 % on a shared VM; the report then compares each
+#                  FlexiProxy run with the bare run just before it and judges the ratios to
+#                  bare Pingora by their median (the table shows each workload's median run)
 #   --no-diagnostics  skip the two diagnostic targets (small and 75k only):
 #                  bare-chunked  the bare passthrough with chunked framing both ways (what a
 #                                body-rewriting proxy pays for not knowing the length early)
@@ -64,6 +70,8 @@ DIAG=1
 WAIT_QUIET=0
 MAX_OTHER=15
 RETRIES=3
+ROUNDS=1
+ROUND=1
 QUIET_WAIT=120
 SCRATCH=${FP_BENCH_SCRATCH:-/tmp/flexiproxy-bench}
 LITELLM_VERSION=${LITELLM_VERSION:-1.108.7}
@@ -85,11 +93,13 @@ while [ $# -gt 0 ]; do
         --wait-quiet) WAIT_QUIET=$2; shift ;;
         --max-other) MAX_OTHER=$2; shift ;;
         --retries) RETRIES=$2; shift ;;
+        --rounds) ROUNDS=$2; shift ;;
         -h|--help) sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "--rounds takes a positive number, not '$ROUNDS'" >&2; exit 2; }
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -225,7 +235,7 @@ mb() { awk -v kb="$1" 'BEGIN { printf "%.1f MB", kb / 1024 }'; }
 RESULTS=$OUT/results.tsv
 MEM=$OUT/mem.tsv
 NOTES=$OUT/notes.txt
-printf 'workload\ttarget\tconns\trps\tp50_us\tp99_us\trequests\tnon2xx\tsock_errors\twarm_errors\tmb_s\tcpu_us_per_req\tother_cpu_pct\n' >"$RESULTS"
+printf 'workload\ttarget\tconns\trps\tp50_us\tp99_us\trequests\tnon2xx\tsock_errors\twarm_errors\tmb_s\tcpu_us_per_req\tother_cpu_pct\tround\n' >"$RESULTS"
 : >"$MEM"
 : >"$NOTES"
 
@@ -317,9 +327,9 @@ measure() {
         rps=$(awk -v n="$req" -v d="$dur" 'BEGIN { printf "%.1f", n / (d / 1e6) }')
         mbs=$(awk -v n="$bytes" -v d="$dur" 'BEGIN { printf "%.2f", n / (d / 1e6) / 1e6 }')
         cpu=$(awk -v t="$best_cpu" -v n="$req" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", n ? t * 1e6 / hz / n : 0 }')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$target" "$c" \
-            "$rps" "$p50" "$p99" "$req" "$non2xx" "$sock" "$warm" "$mbs" "$cpu" "$other" >>"$RESULTS"
-        log "$(printf '%-16s %-14s c=%-3s %9s req/s  p50 %6s us  p99 %7s us  cpu %5s us/req  non-2xx %s  socket errors %s  other CPU %s%%' \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$target" "$c" \
+            "$rps" "$p50" "$p99" "$req" "$non2xx" "$sock" "$warm" "$mbs" "$cpu" "$other" "$ROUND" >>"$RESULTS"
+        log "$([ "$ROUNDS" -gt 1 ] && printf 'round %s/%s  ' "$ROUND" "$ROUNDS")$(printf '%-16s %-14s c=%-3s %9s req/s  p50 %6s us  p99 %7s us  cpu %5s us/req  non-2xx %s  socket errors %s  other CPU %s%%' \
             "$workload" "$target" "$c" "$rps" "$p50" "$p99" "$cpu" "$non2xx" "$((sock + warm))" "$other")"
     done
 }
@@ -339,7 +349,7 @@ measure() {
     echo "flexiproxy binary: $FLEXI, built $(date -u -r "$FLEXI" +%Y-%m-%dT%H:%M:%SZ)"
     echo "wrk: $(wrk -v 2>&1 | head -n1)"
     echo "layout: $LAYOUT; proxies on CPUs ${PROXY_CPUS:-any}, wrk + fake providers on CPUs ${LOAD_CPUS:-any}; proxy threads $THREADS"
-    echo "runs: wrk -t1 -c{$CONNS} -d${DURATION}s after ${WARMUP}s warm-up, --timeout 30s"
+    echo "runs: wrk -t1 -c{$CONNS} -d${DURATION}s after ${WARMUP}s warm-up, --timeout 30s; bare Pingora and FlexiProxy alternately, $ROUNDS round(s)"
 } | tee "$OUT/machine.txt" >&2
 
 python3 "$HELPER" bodies "$ROOT/tests/fixtures" "$RUN/bodies" >"$RUN/bodies.txt"
@@ -451,8 +461,11 @@ for w in small 75k stream-75k; do
     p="PID_$up"
     bp="PIDBARE_$up"
     measure "$w" direct "http://${!a}/v1/chat/completions" "$body" "" "$okind" "${!p}"
-    measure "$w" bare-pingora "http://${!b}/v1/chat/completions" "$body" "" "$okind" "${!bp}"
-    measure "$w" flexiproxy "$FP/v1/messages" "$body" "$key" "$akind" "$FP_PID"
+    for ROUND in $(seq "$ROUNDS"); do
+        measure "$w" bare-pingora "http://${!b}/v1/chat/completions" "$body" "" "$okind" "${!bp}"
+        measure "$w" flexiproxy "$FP/v1/messages" "$body" "$key" "$akind" "$FP_PID"
+    done
+    ROUND=1
     if [ $DIAG -eq 1 ] && [ "$w" != stream-75k ]; then
         measure "$w" bare-chunked "http://$BARE_chunked/v1/chat/completions" "$body" "" "$okind" "$BARE_CHUNKED_PID"
         measure "$w" fp-nolog "http://127.0.0.1:$NOLOG_PORT/v1/messages" "$body" "$key" "$akind" "$NOLOG_PID"
@@ -469,8 +482,11 @@ for w in anth-small anth-75k anth-stream-75k; do
     p="PID_$up"
     bp="PIDBARE_$up"
     measure "$w" direct "http://${!a}/v1/messages" "$body" "" "$kind" "${!p}"
-    measure "$w" bare-pingora "http://${!b}/v1/messages" "$body" "" "$kind" "${!bp}"
-    measure "$w" flexiproxy "$FP/v1/messages" "$body" "fp-bench-$up" "$kind" "$FP_PID"
+    for ROUND in $(seq "$ROUNDS"); do
+        measure "$w" bare-pingora "http://${!b}/v1/messages" "$body" "" "$kind" "${!bp}"
+        measure "$w" flexiproxy "$FP/v1/messages" "$body" "fp-bench-$up" "$kind" "$FP_PID"
+    done
+    ROUND=1
 done
 
 read -r rss hwm < <(python3 "$HELPER" rss "$FP_PID")
