@@ -39,6 +39,9 @@ pub const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 pub struct Gathered {
     single: Option<Bytes>,
     joined: BytesMut,
+    /// The whole body's length when it is announced: joining reserves it at once instead of
+    /// growing (and copying) as reads arrive.
+    expected: usize,
 }
 
 impl Gathered {
@@ -65,12 +68,18 @@ impl Extend<Bytes> for Gathered {
                 continue;
             }
             if let Some(single) = self.single.take() {
+                self.joined
+                    .reserve(self.expected.max(single.len() + read.len()));
                 self.joined.extend_from_slice(&single);
             }
             self.joined.extend_from_slice(&read);
         }
     }
 }
+
+/// The most a request body's announced length reserves before its bytes arrive (Claude
+/// Code's requests are 75 KB to a few hundred).
+const RESERVE_LIMIT: usize = 1024 * 1024;
 
 /// Collects a request body up to a limit, never buffering past it.
 #[derive(Debug, Default)]
@@ -79,6 +88,13 @@ pub struct BodyCollector {
 }
 
 impl BodyCollector {
+    /// The length the client announced (`Content-Length`), as a hint: a body of another
+    /// length is still collected as it comes. At most [`RESERVE_LIMIT`] is reserved, so a
+    /// client announcing a large body and sending little ties up no more than that.
+    pub fn expect(&mut self, length: usize, limit: usize) {
+        self.body.expected = length.min(limit).min(RESERVE_LIMIT);
+    }
+
     pub fn push(&mut self, chunk: Bytes, limit: usize) -> Result<(), ProxyError> {
         if self.body.len() + chunk.len() > limit {
             return Err(too_large(limit));
@@ -628,6 +644,31 @@ mod tests {
         // Walked, not validated: a bad value elsewhere is the provider's to refuse.
         let (out, ..) = replace_model(br#"{"model":"a","max_tokens":12x}"#, map).unwrap();
         assert_eq!(&out[..], br#"{"model":"a!","max_tokens":12x}"#);
+    }
+
+    #[test]
+    fn collector_reserves_the_announced_length_once_and_keeps_every_byte() {
+        let mut c = BodyCollector::default();
+        c.expect(100_000, 1 << 20);
+        c.push(Bytes::from_static(b"first read, "), 1 << 20)
+            .unwrap();
+        c.push(Bytes::from_static(b"second read"), 1 << 20).unwrap();
+        assert!(c.body.joined.capacity() >= 100_000, "reserved up front");
+        assert_eq!(&c.take()[..], b"first read, second read");
+
+        // An announced length reserves no more than the limit, nor more than RESERVE_LIMIT.
+        for (announced, limit, most) in [(usize::MAX, 64, 1024), (usize::MAX, 1 << 30, 2 << 20)] {
+            let mut c = BodyCollector::default();
+            c.expect(announced, limit);
+            c.push(Bytes::from_static(b"a"), limit).unwrap();
+            c.push(Bytes::from_static(b"b"), limit).unwrap();
+            assert!(
+                c.body.joined.capacity() < most,
+                "{}",
+                c.body.joined.capacity()
+            );
+            assert_eq!(&c.take()[..], b"ab");
+        }
     }
 
     #[test]
