@@ -78,10 +78,8 @@ impl FlexiProxy {
         let mut stale = 0;
         loop {
             let (mut upstream, reused) = self.connect(&peer).await?;
-            // The watchdog bounds every wait on the provider (see `watchdog`); a pooled
-            // connection keeps no timeout from an earlier use.
-            upstream.set_read_timeout(None);
-            upstream.set_write_timeout(None);
+            // The watchdog bounds every wait on the provider (see `watchdog`): this
+            // connector's sessions never get a Pingora read or write timeout.
             let expiry = self.watch_in_task(ctx);
             // Sent as is the first time; rebuilt for the rare retry on another connection.
             let request = match header.take() {

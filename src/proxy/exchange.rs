@@ -91,8 +91,8 @@ impl BodyCollector {
     /// The length the client announced (`Content-Length`), as a hint: a body of another
     /// length is still collected as it comes. At most [`RESERVE_LIMIT`] is reserved, so a
     /// client announcing a large body and sending little ties up no more than that.
-    pub fn expect(&mut self, length: usize, limit: usize) {
-        self.body.expected = length.min(limit).min(RESERVE_LIMIT);
+    pub fn expect(&mut self, length: Option<usize>, limit: usize) {
+        self.body.expected = length.unwrap_or(0).min(limit).min(RESERVE_LIMIT);
     }
 
     pub fn push(&mut self, chunk: Bytes, limit: usize) -> Result<(), ProxyError> {
@@ -649,7 +649,7 @@ mod tests {
     #[test]
     fn collector_reserves_the_announced_length_once_and_keeps_every_byte() {
         let mut c = BodyCollector::default();
-        c.expect(100_000, 1 << 20);
+        c.expect(Some(100_000), 1 << 20);
         c.push(Bytes::from_static(b"first read, "), 1 << 20)
             .unwrap();
         c.push(Bytes::from_static(b"second read"), 1 << 20).unwrap();
@@ -659,7 +659,7 @@ mod tests {
         // An announced length reserves no more than the limit, nor more than RESERVE_LIMIT.
         for (announced, limit, most) in [(usize::MAX, 64, 1024), (usize::MAX, 1 << 30, 2 << 20)] {
             let mut c = BodyCollector::default();
-            c.expect(announced, limit);
+            c.expect(Some(announced), limit);
             c.push(Bytes::from_static(b"a"), limit).unwrap();
             c.push(Bytes::from_static(b"b"), limit).unwrap();
             assert!(

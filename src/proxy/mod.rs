@@ -312,9 +312,10 @@ impl FlexiProxy {
     /// Reads the whole request body for endpoints answered locally.
     async fn read_body(&self, session: &mut Session) -> std::result::Result<Bytes, ProxyError> {
         let mut body = BodyCollector::default();
-        if let Some(length) = content_length(session.req_header()) {
-            body.expect(length, self.settings.max_request_body);
-        }
+        body.expect(
+            content_length(session.req_header()),
+            self.settings.max_request_body,
+        );
         loop {
             match session.read_request_body().await {
                 Ok(Some(chunk)) => body.push(chunk, self.settings.max_request_body)?,
@@ -341,10 +342,10 @@ impl FlexiProxy {
         plan: Plan,
         source: &Source,
     ) -> Result<bool> {
-        if let Some(length) = content_length(session.req_header()) {
-            ctx.request_body
-                .expect(length, self.settings.max_request_body);
-        }
+        ctx.request_body.expect(
+            content_length(session.req_header()),
+            self.settings.max_request_body,
+        );
         while let Some(chunk) = session.read_request_body().await? {
             if let Err(e) = ctx.request_body.push(chunk, self.settings.max_request_body) {
                 return self.respond_error(session, ctx, e).await;
