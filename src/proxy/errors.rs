@@ -2,7 +2,6 @@
 //! place where errors become bytes for a client.
 
 use crate::protocol::anthropic::{ErrorKind, error_body};
-use crate::protocol::json::write_json_str;
 
 /// Which API the client speaks (decides error shapes and model lists).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,30 +48,7 @@ impl ProxyError {
     }
 }
 
-/// OpenAI's `{"error":{"message","type","param","code"}}`.
-pub fn openai_error_body(kind: ErrorKind, message: &str) -> Vec<u8> {
-    let (kind, code) = match kind {
-        ErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
-        ErrorKind::Authentication => ("authentication_error", "invalid_api_key"),
-        ErrorKind::Billing => ("insufficient_quota", "insufficient_quota"),
-        ErrorKind::Permission => ("permission_error", "permission_denied"),
-        ErrorKind::NotFound => ("not_found_error", "not_found"),
-        ErrorKind::RequestTooLarge => ("invalid_request_error", "request_too_large"),
-        ErrorKind::RateLimit => ("rate_limit_error", "rate_limit_exceeded"),
-        ErrorKind::Api => ("server_error", "server_error"),
-        ErrorKind::Timeout => ("timeout_error", "timeout"),
-        ErrorKind::Overloaded => ("server_error", "overloaded"),
-    };
-    let mut out = Vec::with_capacity(96 + message.len());
-    out.extend_from_slice(b"{\"error\":{\"message\":");
-    write_json_str(&mut out, message);
-    out.extend_from_slice(b",\"type\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"param\":null,\"code\":\"");
-    out.extend_from_slice(code.as_bytes());
-    out.extend_from_slice(b"\"}}");
-    out
-}
+pub use crate::protocol::openai_chat::openai_error_body;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,8 @@ use crate::protocol::anthropic_openai::response::{
 use crate::protocol::anthropic_openai::stream::StreamTranslator;
 use crate::protocol::json::write_json_str;
 use crate::protocol::openai::ProviderError;
+use crate::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
+use crate::protocol::pivot::ExchangeContext;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -26,6 +28,31 @@ pub enum Plan {
     AnthropicToOpenAi,
     /// Client and source speak the same protocol: only the model changes.
     Passthrough(ClientProtocol),
+    /// Translated through the pivot: the pair's codecs do both ways.
+    Pivot(Pair),
+}
+
+impl Plan {
+    /// The protocol the client hears back in.
+    pub fn client_protocol(self) -> ClientProtocol {
+        match self {
+            Plan::AnthropicToOpenAi => ClientProtocol::Anthropic,
+            Plan::Passthrough(protocol) => protocol,
+            Plan::Pivot(pair) => match pair.client {
+                Wire::AnthropicMessages => ClientProtocol::Anthropic,
+                Wire::OpenAiChat => ClientProtocol::OpenAi,
+            },
+        }
+    }
+
+    /// The protocol the provider is spoken to in.
+    pub fn source_wire(self) -> Wire {
+        match self {
+            Plan::AnthropicToOpenAi | Plan::Passthrough(ClientProtocol::OpenAi) => Wire::OpenAiChat,
+            Plan::Passthrough(ClientProtocol::Anthropic) => Wire::AnthropicMessages,
+            Plan::Pivot(pair) => pair.source,
+        }
+    }
 }
 
 /// The most of a provider error body we keep (the message is at the start).
@@ -134,11 +161,42 @@ pub struct Prepared {
     pub source_model: String,
     pub tool_names: ToolNames,
     pub input_tokens_estimate: u64,
+    /// What a pivot pair's response codecs need (`Plan::Pivot` only).
+    pub pivot: Option<ExchangeContext>,
 }
 
-/// Builds the provider request body from the client's.
-pub fn prepare(plan: Plan, body: &[u8], source: &Source) -> Result<Prepared, ProxyError> {
+/// Builds the provider request body from the client's; `request_id` names the answer.
+pub fn prepare(
+    plan: Plan,
+    body: &[u8],
+    source: &Source,
+    request_id: &str,
+) -> Result<Prepared, ProxyError> {
     match plan {
+        Plan::Pivot(pair) => {
+            let ctx = ExchangeContext {
+                message_id: answer_id(pair.client, request_id),
+                created: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                ..ExchangeContext::default()
+            };
+            let options = SourceOptions {
+                max_tokens_limit: source.dialect.max_tokens_limit,
+            };
+            let encoded = pair
+                .encode_request(body, |m| source.map_model(m).to_owned(), options, ctx)
+                .map_err(|e| ProxyError::new(ErrorKind::InvalidRequest, e.0))?;
+            Ok(Prepared {
+                body: Bytes::from(encoded.body),
+                stream: encoded.ctx.stream,
+                client_model: encoded.ctx.client_model.clone(),
+                source_model: encoded.source_model,
+                tool_names: ToolNames::default(),
+                input_tokens_estimate: encoded.ctx.input_tokens_estimate,
+                pivot: Some(encoded.ctx),
+            })
+        }
         Plan::AnthropicToOpenAi => {
             let mut source_model = String::new();
             let TranslatedRequest {
@@ -163,6 +221,7 @@ pub fn prepare(plan: Plan, body: &[u8], source: &Source) -> Result<Prepared, Pro
                 source_model,
                 tool_names,
                 input_tokens_estimate,
+                pivot: None,
             })
         }
         Plan::Passthrough(_) => {
@@ -176,8 +235,17 @@ pub fn prepare(plan: Plan, body: &[u8], source: &Source) -> Result<Prepared, Pro
                 source_model,
                 tool_names: ToolNames::default(),
                 input_tokens_estimate: estimate,
+                pivot: None,
             })
         }
+    }
+}
+
+/// The id a client sees for one answer, in its protocol's style.
+fn answer_id(client: Wire, request_id: &str) -> String {
+    match client {
+        Wire::AnthropicMessages => format!("msg_{request_id}"),
+        Wire::OpenAiChat => format!("chatcmpl-{request_id}"),
     }
 }
 
@@ -280,6 +348,8 @@ pub struct ResponseFacts {
 pub enum ResponseShaper {
     /// OpenAI SSE → Anthropic SSE.
     Stream(Box<StreamTranslator>),
+    /// A stream through a pivot pair's decoder and encoder.
+    PivotStream(Box<PairStream>),
     /// OpenAI JSON → Anthropic JSON, translated once complete.
     Json(JsonState),
     /// The provider answered a streaming request with JSON: translate it and send it as SSE.
@@ -301,6 +371,8 @@ pub struct JsonState {
     tool_names: ToolNames,
     input_tokens_estimate: u64,
     facts: ResponseFacts,
+    /// Translated by a pivot pair instead of the Anthropic/OpenAI translator.
+    pivot: Option<(Pair, ExchangeContext)>,
 }
 
 /// What shaping one read produced.
@@ -319,9 +391,13 @@ impl ResponseShaper {
         prepared: &Prepared,
         message_id: &str,
     ) -> ResponseShaper {
-        let protocol = match plan {
-            Plan::AnthropicToOpenAi => ClientProtocol::Anthropic,
-            Plan::Passthrough(_) => return ResponseShaper::Passthrough,
+        if let Plan::Passthrough(_) = plan {
+            return ResponseShaper::Passthrough;
+        }
+        let protocol = plan.client_protocol();
+        let pivot = match plan {
+            Plan::Pivot(pair) => prepared.pivot.clone().map(|ctx| (pair, ctx)),
+            _ => None,
         };
         if !(200..300).contains(&status) {
             return ResponseShaper::Error {
@@ -337,8 +413,12 @@ impl ResponseShaper {
             tool_names: prepared.tool_names.clone(),
             input_tokens_estimate: prepared.input_tokens_estimate,
             facts: ResponseFacts::default(),
+            pivot: pivot.clone(),
         };
         let is_json = content_type.starts_with("application/json");
+        if let (Some((pair, ctx)), true, false) = (pivot.as_ref(), prepared.stream, is_json) {
+            return ResponseShaper::PivotStream(Box::new(PairStream::new(*pair, ctx.clone())));
+        }
         match (prepared.stream, is_json) {
             (true, false) => ResponseShaper::Stream(Box::new(StreamTranslator::new(
                 message_id,
@@ -355,7 +435,9 @@ impl ResponseShaper {
     pub fn is_stream(&self) -> bool {
         matches!(
             self,
-            ResponseShaper::Stream(_) | ResponseShaper::JsonAsStream(_)
+            ResponseShaper::Stream(_)
+                | ResponseShaper::PivotStream(_)
+                | ResponseShaper::JsonAsStream(_)
         )
     }
 
@@ -366,12 +448,13 @@ impl ResponseShaper {
 
     /// Sends `message_start` right away, before the provider's first byte.
     pub fn begin(&mut self) -> Option<Bytes> {
-        if let ResponseShaper::Stream(t) = self {
-            let mut out = Vec::new();
-            t.begin(&mut out);
-            return Some(Bytes::from(out));
+        let mut out = Vec::new();
+        match self {
+            ResponseShaper::Stream(t) => t.begin(&mut out),
+            ResponseShaper::PivotStream(p) => p.begin(&mut out),
+            _ => return None,
         }
-        None
+        Some(Bytes::from(out))
     }
 
     /// Takes one upstream read (`None` for none) and returns what to send to the client.
@@ -391,6 +474,14 @@ impl ResponseShaper {
                 t.push(chunk, &mut out);
                 if end {
                     t.finish(&mut out);
+                }
+                shaped.body = (!out.is_empty()).then(|| Bytes::from(out));
+            }
+            ResponseShaper::PivotStream(p) => {
+                let mut out = Vec::with_capacity(chunk.len() * 2 + 64);
+                p.push(chunk, &mut out);
+                if end {
+                    p.finish(&mut out);
                 }
                 shaped.body = (!out.is_empty()).then(|| Bytes::from(out));
             }
@@ -436,11 +527,17 @@ impl ResponseShaper {
                 t.fail(error.kind, &error.message, &mut out);
                 Some(Bytes::from(out))
             }
+            ResponseShaper::PivotStream(p) => {
+                if p.is_done() {
+                    return None;
+                }
+                let mut out = Vec::new();
+                p.fail(error.kind, &error.message, &mut out);
+                Some(Bytes::from(out))
+            }
             ResponseShaper::JsonAsStream(state) => {
                 state.facts.errored = true;
-                let mut out = Vec::new();
-                EventWriter { out: &mut out }.error(error.kind, &error.message);
-                Some(Bytes::from(out))
+                Some(Bytes::from(stream_error_tail(state, error)))
             }
             _ => None,
         }
@@ -456,6 +553,14 @@ impl ResponseShaper {
                     errored: s.errored,
                 }
             }
+            ResponseShaper::PivotStream(p) => {
+                let f = p.facts();
+                ResponseFacts {
+                    usage: Some(f.usage.to_anthropic()),
+                    usage_reported: f.usage_reported,
+                    errored: f.errored,
+                }
+            }
             ResponseShaper::Json(state) | ResponseShaper::JsonAsStream(state) => state.facts,
             ResponseShaper::Error { .. } => ResponseFacts {
                 errored: true,
@@ -466,8 +571,47 @@ impl ResponseShaper {
     }
 }
 
+/// An error event that ends a stream the client is reading, in its protocol.
+fn stream_error_tail(state: &JsonState, error: &ProxyError) -> Vec<u8> {
+    let mut out = Vec::new();
+    match &state.pivot {
+        Some((pair, ctx)) => {
+            PairStream::new(*pair, ctx.clone()).fail(error.kind, &error.message, &mut out)
+        }
+        None => EventWriter { out: &mut out }.error(error.kind, &error.message),
+    }
+    out
+}
+
+/// A complete JSON answer through a pivot pair.
+fn finish_pivot_json(
+    state: &mut JsonState,
+    as_stream: bool,
+) -> Option<Result<Vec<u8>, ResponseError>> {
+    let (pair, ctx) = state.pivot.as_ref()?;
+    let result = pair
+        .encode_response(&state.buf, ctx, as_stream)
+        .map(|(body, usage)| {
+            state.facts.usage_reported = usage.is_some();
+            state.facts.usage = Some(usage.unwrap_or_default().to_anthropic());
+            body
+        });
+    Some(result)
+}
+
 /// Translates a complete JSON response; on failure, an error in its place.
 fn finish_json(state: &mut JsonState, as_stream: bool) -> (Bytes, Option<u16>) {
+    let protocol = state
+        .pivot
+        .as_ref()
+        .map_or(ClientProtocol::Anthropic, |(pair, _)| {
+            Plan::Pivot(*pair).client_protocol()
+        });
+    let pivot_result = if state.facts.errored {
+        None
+    } else {
+        finish_pivot_json(state, as_stream)
+    };
     let ctx = ResponseContext {
         message_id: &state.message_id,
         client_model: &state.client_model,
@@ -477,6 +621,11 @@ fn finish_json(state: &mut JsonState, as_stream: bool) -> (Bytes, Option<u16>) {
         Err(ResponseError::Malformed(format!(
             "the provider response is larger than {MAX_RESPONSE_BODY} bytes"
         )))
+    } else if let Some(pivot_result) = pivot_result {
+        match pivot_result {
+            Ok(body) => return (Bytes::from(body), None),
+            Err(e) => Err(e),
+        }
     } else {
         translate_response(&state.buf, &ctx)
     };
@@ -501,15 +650,10 @@ fn finish_json(state: &mut JsonState, as_stream: bool) -> (Bytes, Option<u16>) {
             };
             let error = ProxyError::new(kind, message).with_status(status);
             if as_stream {
-                let mut out = Vec::new();
-                EventWriter { out: &mut out }.error(error.kind, &error.message);
-                (Bytes::from(out), Some(status))
+                (Bytes::from(stream_error_tail(state, &error)), Some(status))
             } else {
                 // The 200 header is already on its way; the body says what went wrong.
-                (
-                    Bytes::from(error.body(ClientProtocol::Anthropic)),
-                    Some(status),
-                )
+                (Bytes::from(error.body(protocol)), Some(status))
             }
         }
     }

@@ -32,6 +32,7 @@ use crate::config::adapter::{Adapter, ApiKey, Source, SourceProtocol};
 use crate::config::snapshot::{KeyLookup, Snapshot};
 use crate::config::watch::LiveConfig;
 use crate::protocol::anthropic::{CountTokensRequest, ErrorKind};
+use crate::protocol::pair::{Pair, Wire};
 use crate::protocol::tokens::count_request;
 use crate::telemetry::Telemetry;
 use async_trait::async_trait;
@@ -352,7 +353,7 @@ impl FlexiProxy {
             }
         }
         let raw = ctx.request_body.take();
-        match exchange::prepare(plan, &raw, source) {
+        match exchange::prepare(plan, &raw, source, &ctx.request_id) {
             Ok(prepared) => {
                 ctx.prepared = Some(prepared);
                 ctx.prepared_for = 0;
@@ -386,7 +387,7 @@ impl FlexiProxy {
         if let (Some(raw), Some(plan), Some(source)) =
             (ctx.raw_body.clone(), ctx.plan, self.source(ctx))
         {
-            match exchange::prepare(plan, &raw, source) {
+            match exchange::prepare(plan, &raw, source, &ctx.request_id) {
                 Ok(p) => {
                     ctx.prepared = Some(p);
                     ctx.prepared_for = ctx.source_index;
@@ -438,12 +439,10 @@ impl FlexiProxy {
         let query = client.uri.query();
         let mut path = String::with_capacity(endpoint.path.len() + 40);
         path.push_str(&endpoint.path);
-        path.push_str(match (plan, ctx.route) {
-            (Plan::Passthrough(ClientProtocol::Anthropic), Route::CountTokens) => {
-                "/v1/messages/count_tokens"
-            }
-            (Plan::Passthrough(ClientProtocol::Anthropic), _) => "/v1/messages",
-            _ => "/chat/completions",
+        path.push_str(match (plan.source_wire(), ctx.route) {
+            (Wire::AnthropicMessages, Route::CountTokens) => "/v1/messages/count_tokens",
+            (Wire::AnthropicMessages, _) => "/v1/messages",
+            (Wire::OpenAiChat, _) => "/chat/completions",
         });
         if let (Plan::Passthrough(ClientProtocol::Anthropic), Some(q)) = (plan, query) {
             path.push('?');
@@ -480,18 +479,17 @@ impl FlexiProxy {
             headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
         }
         headers.insert(auth.name.clone(), auth.value.clone());
-        if let Plan::Passthrough(ClientProtocol::Anthropic) = plan {
+        if plan.source_wire() == Wire::AnthropicMessages {
             let version = client
                 .headers
                 .get(ANTHROPIC_VERSION)
                 .cloned()
                 .unwrap_or_else(|| http::HeaderValue::from_static("2023-06-01"));
             headers.insert(ANTHROPIC_VERSION, version);
-            if let Some(beta) = client
-                .headers
-                .get(ANTHROPIC_BETA)
-                .filter(|_| !source.strip_anthropic_beta)
-            {
+            // Beta flags are the client's to ask for, only when it speaks Anthropic itself.
+            if let Some(beta) = client.headers.get(ANTHROPIC_BETA).filter(|_| {
+                !source.strip_anthropic_beta && plan == Plan::Passthrough(ClientProtocol::Anthropic)
+            }) {
                 headers.insert(ANTHROPIC_BETA, beta.clone());
             }
         }
@@ -1056,16 +1054,10 @@ impl ProxyHttp for FlexiProxy {
             (Route::ChatCompletions, SourceProtocol::OpenAi) => {
                 Plan::Passthrough(ClientProtocol::OpenAi)
             }
-            (Route::ChatCompletions, SourceProtocol::Anthropic) => {
-                let e = ProxyError::new(
-                    ErrorKind::InvalidRequest,
-                    format!(
-                        "adapter `{}` has an Anthropic-protocol source; OpenAI clients cannot use it yet (use the Anthropic Messages API at /v1/messages)",
-                        adapter.name
-                    ),
-                );
-                return self.respond_error(session, ctx, e).await;
-            }
+            (Route::ChatCompletions, SourceProtocol::Anthropic) => Plan::Pivot(Pair {
+                client: Wire::OpenAiChat,
+                source: Wire::AnthropicMessages,
+            }),
             _ => {
                 let e = ProxyError::new(ErrorKind::NotFound, "no such endpoint");
                 return self.respond_error(session, ctx, e).await;
@@ -1165,7 +1157,7 @@ impl ProxyHttp for FlexiProxy {
             0 => &adapter.source,
             n => adapter.fallbacks.get(n - 1).unwrap_or(&adapter.source),
         };
-        match exchange::prepare(plan, &raw, source) {
+        match exchange::prepare(plan, &raw, source, &ctx.request_id) {
             Ok(prepared) => {
                 *body = Some(prepared.body.clone());
                 ctx.prepared = Some(prepared);

@@ -52,12 +52,22 @@ impl Route {
     }
 }
 
+/// Every API endpoint answers with and without the `/v1` prefix, so one base URL works
+/// whether a client appends `/v1/<endpoint>` (the Anthropic and OpenAI SDKs on a bare host)
+/// or only `/<endpoint>` (clients told to use a base URL ending in `/v1`).
 pub fn route(method: &str, path_and_query: &str) -> Route {
     let path = path_and_query.split('?').next().unwrap_or("");
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
         path
+    };
+    let api_path = path
+        .strip_prefix("/v1")
+        .filter(|rest| rest.starts_with('/'));
+    let path = match api_path {
+        Some(rest) if rest != "/health" && rest != "/ready" => rest,
+        _ => path,
     };
     let (expected, route) = match path {
         "" | "/" => {
@@ -69,10 +79,10 @@ pub fn route(method: &str, path_and_query: &str) -> Route {
         }
         "/health" | "/healthz" | "/livez" => ("GET", Route::Health),
         "/ready" | "/readyz" => ("GET", Route::Ready),
-        "/v1/models" => ("GET", Route::Models),
-        "/v1/messages" => ("POST", Route::Messages),
-        "/v1/messages/count_tokens" => ("POST", Route::CountTokens),
-        "/v1/chat/completions" | "/chat/completions" => ("POST", Route::ChatCompletions),
+        "/models" => ("GET", Route::Models),
+        "/messages" => ("POST", Route::Messages),
+        "/messages/count_tokens" => ("POST", Route::CountTokens),
+        "/chat/completions" => ("POST", Route::ChatCompletions),
         _ => return Route::NotFound,
     };
     if method == expected || (expected == "GET" && method == "HEAD") {
@@ -113,6 +123,20 @@ mod tests {
             Route::ChatCompletions
         );
         assert_eq!(route("GET", "/health"), Route::Health);
+        // One base URL: every endpoint with and without `/v1`.
+        for (method, path, expected) in [
+            ("POST", "/messages", Route::Messages),
+            ("POST", "/messages?beta=true", Route::Messages),
+            ("POST", "/messages/count_tokens", Route::CountTokens),
+            ("GET", "/models", Route::Models),
+            ("POST", "/chat/completions", Route::ChatCompletions),
+            ("POST", "/v1/chat/completions/", Route::ChatCompletions),
+        ] {
+            assert_eq!(route(method, path), expected, "{method} {path}");
+        }
+        assert_eq!(route("POST", "/v1"), Route::NotFound);
+        assert_eq!(route("POST", "/v1v1/messages"), Route::NotFound);
+        assert_eq!(route("GET", "/v1/health"), Route::NotFound);
         assert_eq!(route("POST", "/v2/other"), Route::NotFound);
         assert!(!Route::Probe.needs_auth() && Route::Messages.needs_auth());
     }

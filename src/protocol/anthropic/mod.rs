@@ -1,6 +1,13 @@
 //! Anthropic Messages API wire types: the request as clients send it (parsed without building
 //! JSON trees; tool schemas and inputs stay raw), the response and SSE frames we produce, and
 //! the error shape every Anthropic client understands.
+//!
+//! As a source protocol (Anthropic-protocol providers behind OpenAI clients): [`request`]
+//! encodes a pivot conversation, [`response`] and [`stream`] decode answers into the pivot.
+
+pub mod request;
+pub mod response;
+pub mod stream;
 
 use super::json::{Str, Text, write_json_str};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};

@@ -1,0 +1,132 @@
+use super::*;
+use crate::protocol::pivot::StopReason;
+
+/// Events as owned strings, for comparing whole sequences.
+fn decode_all(input: &[u8], split: usize) -> Vec<String> {
+    let mut d = StreamDecoder::new();
+    let mut seen = Vec::new();
+    for piece in input.chunks(split.max(1)) {
+        d.push(piece, &mut |e| seen.push(format!("{e:?}")));
+    }
+    d.finish(&mut |e| seen.push(format!("{e:?}")));
+    seen
+}
+
+const STREAM: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":5,\"cache_read_input_tokens\":3,\"output_tokens\":1}}}\n\n",
+    "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hm\u{e9}\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"SIG\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"redacted_thinking\",\"data\":\"x\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":3,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\",\"input\":{}}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"1}\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":3}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":9}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+);
+
+#[test]
+fn a_full_stream_in_pivot_events() {
+    let mut d = StreamDecoder::new();
+    let mut kinds = Vec::new();
+    let mut args = String::new();
+    let mut last_usage = None;
+    d.push(STREAM.as_bytes(), &mut |e| {
+        match &e {
+            Event::ArgumentsDelta { index, json } => {
+                assert_eq!(*index, 2, "redacted block skipped, renumbered");
+                args.push_str(json);
+            }
+            Event::Usage(u) => last_usage = Some(*u),
+            Event::Finish { stop, .. } => assert_eq!(*stop, StopReason::ToolUse),
+            Event::ReasoningSignature {
+                signature, origin, ..
+            } => {
+                assert_eq!((*signature, *origin), ("SIG", Origin::Anthropic))
+            }
+            _ => {}
+        }
+        kinds.push(
+            format!("{e:?}")
+                .split([' ', '('])
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    });
+    assert!(d.is_done());
+    assert_eq!(args, "{\"a\":1}");
+    let u = last_usage.unwrap();
+    assert_eq!((u.input, u.cache_read, u.output), (8, Some(3), 9));
+    assert_eq!(
+        kinds,
+        [
+            "Start",
+            "Usage",
+            "BlockStart",
+            "ReasoningDelta",
+            "ReasoningSignature",
+            "BlockStop",
+            "BlockStart",
+            "TextDelta",
+            "BlockStop",
+            "BlockStart",
+            "ArgumentsDelta",
+            "ArgumentsDelta",
+            "BlockStop",
+            "Usage",
+            "Finish"
+        ]
+    );
+}
+
+#[test]
+fn any_read_split_gives_the_same_events() {
+    let whole = decode_all(STREAM.as_bytes(), usize::MAX);
+    for split in [1, 2, 3, 7, 64] {
+        assert_eq!(decode_all(STREAM.as_bytes(), split), whole, "split {split}");
+    }
+}
+
+#[test]
+fn errors_garbage_and_truncation() {
+    let s = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let seen = decode_all(s.as_bytes(), 5);
+    assert!(
+        seen.iter()
+            .any(|e| e.contains("Overloaded") && e.contains("Error")),
+        "{seen:?}"
+    );
+    let seen = decode_all(b"data: {not json\n\ndata: {\"type\":\"ping\"}\n\n", 3);
+    assert_eq!(
+        seen.iter().filter(|e| e.starts_with("Error")).count(),
+        1,
+        "{seen:?}"
+    );
+    // A stream cut inside a block still closes it.
+    let cut = &STREAM[..STREAM
+        .find("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}")
+        .unwrap()];
+    let seen = decode_all(cut.as_bytes(), 11);
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("BlockStop { index: 1 }")
+    );
+}
+
+#[test]
+fn a_whole_input_in_the_start_block_is_one_delta() {
+    let s = "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"k\":\"v\"}}}\n\n";
+    let seen = decode_all(s.as_bytes(), 4);
+    assert!(
+        seen.iter().any(|e| e.contains(r#"json: "{\"k\":\"v\"}""#)),
+        "{seen:?}"
+    );
+}

@@ -1,0 +1,35 @@
+//! OpenAI Chat Completions as a client protocol: requests decoded into the pivot
+//! ([`request`]), answers encoded from it ([`response`], [`stream`]), errors in OpenAI's shape.
+//! (What OpenAI-compatible *sources* send back is read by [`crate::protocol::openai`].)
+
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use crate::protocol::anthropic::ErrorKind;
+use crate::protocol::json::write_json_str;
+
+/// OpenAI's `{"error":{"message","type","param","code"}}`.
+pub fn openai_error_body(kind: ErrorKind, message: &str) -> Vec<u8> {
+    let (kind, code) = match kind {
+        ErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
+        ErrorKind::Authentication => ("authentication_error", "invalid_api_key"),
+        ErrorKind::Billing => ("insufficient_quota", "insufficient_quota"),
+        ErrorKind::Permission => ("permission_error", "permission_denied"),
+        ErrorKind::NotFound => ("not_found_error", "not_found"),
+        ErrorKind::RequestTooLarge => ("invalid_request_error", "request_too_large"),
+        ErrorKind::RateLimit => ("rate_limit_error", "rate_limit_exceeded"),
+        ErrorKind::Api => ("server_error", "server_error"),
+        ErrorKind::Timeout => ("timeout_error", "timeout"),
+        ErrorKind::Overloaded => ("server_error", "overloaded"),
+    };
+    let mut out = Vec::with_capacity(96 + message.len());
+    out.extend_from_slice(b"{\"error\":{\"message\":");
+    write_json_str(&mut out, message);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"param\":null,\"code\":\"");
+    out.extend_from_slice(code.as_bytes());
+    out.extend_from_slice(b"\"}}");
+    out
+}
