@@ -9,6 +9,7 @@ mod fidelity;
 mod harness;
 mod ingress;
 mod observability;
+mod pairs;
 mod passthrough;
 mod reload;
 mod sdk;

@@ -1,0 +1,529 @@
+//! One matrix over every (client protocol, source protocol) pair that exists, through the
+//! real proxy to the fake provider speaking the source's protocol: a plain answer, a
+//! stream, parallel tool calls, a tool-result turn, reasoning, a provider error, an error
+//! mid-stream and a client that leaves mid-stream. Each answer is read the way a client of
+//! that protocol reads it and compared in protocol-neutral terms.
+
+use crate::harness::*;
+use flexiproxy::protocol::stream_check::{accumulate, check_stream};
+use flexiproxy_testkit::{FakeProvider, RecordedRequest, Reply, anthropic, openai};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Anthropic,
+    OpenAi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    OpenAi,
+    Anthropic,
+}
+
+const PAIRS: [(Client, Source); 4] = [
+    (Client::Anthropic, Source::OpenAi),
+    (Client::Anthropic, Source::Anthropic),
+    (Client::OpenAi, Source::OpenAi),
+    (Client::OpenAi, Source::Anthropic),
+];
+
+const WEATHER: (&str, &str, &str) = ("call_a", "get_weather", r#"{"city":"Paris"}"#);
+const TIME: (&str, &str, &str) = ("call_b", "get_time", r#"{"tz":"CET"}"#);
+
+/// The last user text of a request in either protocol, and whether it carries tool results.
+fn prompt_of(body: &Value) -> (String, bool) {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let has_result = messages.iter().any(|m| {
+        m["role"] == "tool"
+            || m["content"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+    });
+    let text = messages
+        .iter()
+        .rev()
+        .filter(|m| m["role"] == "user")
+        .find_map(|m| match &m["content"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(blocks) => blocks
+                .iter()
+                .find_map(|b| b["text"].as_str().map(str::to_owned)),
+            _ => None,
+        })
+        .unwrap_or_default();
+    (text, has_result)
+}
+
+fn openai_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
+    let sse = |chunks: Vec<String>| Reply::sse(chunks).split_writes(vec![7, 3, 11]);
+    match (prompt, has_result) {
+        ("tools", true) => {
+            if stream {
+                sse(openai::text_stream("Paris is sunny at noon.", 3))
+            } else {
+                Reply::json(200, openai::chat_completion("Paris is sunny at noon."))
+            }
+        }
+        ("tools", false) if stream => sse(vec![
+            openai::sse_chunk(json!({"role": "assistant", "content": null}), None),
+            openai::sse_chunk(
+                json!({"tool_calls": [{"index": 0, "id": WEATHER.0, "type": "function", "function": {"name": WEATHER.1, "arguments": "{\"city\":"}}]}),
+                None,
+            ),
+            openai::sse_chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}),
+                None,
+            ),
+            openai::sse_chunk(
+                json!({"tool_calls": [{"index": 1, "id": TIME.0, "type": "function", "function": {"name": TIME.1, "arguments": TIME.2}}]}),
+                None,
+            ),
+            openai::sse_chunk(json!({}), Some("tool_calls")),
+            openai::sse_usage_chunk(40, 12),
+            openai::SSE_DONE.to_owned(),
+        ]),
+        ("tools", false) => Reply::json(200, openai::tool_call_completion(&[WEATHER, TIME])),
+        ("think", _) if stream => sse(vec![
+            openai::sse_chunk(
+                json!({"role": "assistant", "reasoning_content": "Let me "}),
+                None,
+            ),
+            openai::sse_chunk(json!({"reasoning_content": "think."}), None),
+            openai::sse_chunk(json!({"content": "42"}), None),
+            openai::sse_chunk(json!({}), Some("stop")),
+            openai::SSE_DONE.to_owned(),
+        ]),
+        ("think", _) => {
+            let mut c = openai::chat_completion("42");
+            c["choices"][0]["message"]["reasoning_content"] = json!("Let me think.");
+            Reply::json(200, c)
+        }
+        ("error", _) => Reply::json(
+            429,
+            openai::error_body("Slow down", "rate_limit_error", None),
+        )
+        .header("retry-after", "7"),
+        ("midstream", _) => Reply::sse(vec![
+            openai::sse_chunk(json!({"role": "assistant", "content": "partial "}), None),
+            openai::data_event(
+                &json!({"error": {"message": "Overloaded", "type": "overloaded_error"}}),
+            ),
+        ]),
+        ("slow", _) => slow(
+            openai::sse_chunk(json!({"role": "assistant", "content": ""}), None),
+            |i| openai::sse_chunk(json!({"content": format!("tick {i} ")}), None),
+        ),
+        _ if stream => sse(openai::text_stream("Hello from the source.", 4)),
+        _ => Reply::json(200, openai::chat_completion("Hello from the source.")),
+    }
+}
+
+fn anthropic_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
+    let sse = |events: Vec<String>| Reply::sse(events).split_writes(vec![7, 3, 11]);
+    match (prompt, has_result) {
+        ("tools", true) => {
+            if stream {
+                sse(anthropic::text_stream("Paris is sunny at noon.", 3))
+            } else {
+                Reply::json(200, anthropic::message("Paris is sunny at noon."))
+            }
+        }
+        ("tools", false) if stream => sse(anthropic::tool_use_stream(&[WEATHER, TIME], 2)),
+        ("tools", false) => Reply::json(200, anthropic::tool_use_message(&[WEATHER, TIME])),
+        ("think", _) if stream => sse(anthropic::thinking_stream("Let me think.", "sig-1", "42")),
+        ("think", _) => Reply::json(
+            200,
+            anthropic::thinking_message("Let me think.", "sig-1", "42"),
+        ),
+        ("error", _) => Reply::json(429, anthropic::error_body("rate_limit_error", "Slow down"))
+            .header("retry-after", "7"),
+        ("midstream", _) => {
+            let mut events = anthropic::text_stream_head("partial ");
+            events.push(anthropic::error_event("overloaded_error", "Overloaded"));
+            Reply::sse(events)
+        }
+        ("slow", _) => slow(anthropic::text_stream_head("").concat(), |i| {
+            anthropic::event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": format!("tick {i} ")}}),
+            )
+        }),
+        _ if stream => sse(anthropic::text_stream("Hello from the source.", 4)),
+        _ => Reply::json(200, anthropic::message("Hello from the source.")),
+    }
+}
+
+/// 200 events 50 ms apart: ten seconds unless the proxy hangs up.
+fn slow(head: String, event: impl Fn(usize) -> String) -> Reply {
+    let mut events = vec![head];
+    events.extend((0..200).map(event));
+    Reply::sse(events).delay_between_writes(Duration::from_millis(50))
+}
+
+async fn provider(source: Source) -> FakeProvider {
+    FakeProvider::start(move |req: &RecordedRequest| {
+        let body = req.json();
+        let stream = body["stream"] == true;
+        let (prompt, has_result) = prompt_of(&body);
+        match source {
+            Source::OpenAi => openai_reply(&prompt, has_result, stream),
+            Source::Anthropic => anthropic_reply(&prompt, has_result, stream),
+        }
+    })
+    .await
+}
+
+fn adapter(source: Source, provider: &FakeProvider) -> String {
+    match source {
+        Source::OpenAi => adapter_yaml(&provider.base_url(), &[KEY], ""),
+        Source::Anthropic => adapter_yaml(&provider.origin(), &[KEY], "protocol: anthropic"),
+    }
+}
+
+fn tools(client: Client) -> Value {
+    let schema = |p: &str| json!({"type": "object", "properties": {p: {"type": "string"}}});
+    match client {
+        Client::Anthropic => json!([
+            {"name": "get_weather", "description": "Weather", "input_schema": schema("city")},
+            {"name": "get_time", "input_schema": schema("tz")}]),
+        Client::OpenAi => json!([
+            {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": schema("city")}},
+            {"type": "function", "function": {"name": "get_time", "parameters": schema("tz")}}]),
+    }
+}
+
+/// The conversation after the model called both tools, ending in their results.
+fn tool_result_history(client: Client) -> Value {
+    match client {
+        Client::Anthropic => json!([
+            {"role": "user", "content": "tools"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": WEATHER.0, "name": WEATHER.1, "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": TIME.0, "name": TIME.1, "input": {"tz": "CET"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": WEATHER.0, "content": "sunny"},
+                {"type": "tool_result", "tool_use_id": TIME.0, "content": [{"type": "text", "text": "12:00"}]}]}]),
+        Client::OpenAi => json!([
+            {"role": "user", "content": "tools"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": WEATHER.0, "type": "function", "function": {"name": WEATHER.1, "arguments": WEATHER.2}},
+                {"id": TIME.0, "type": "function", "function": {"name": TIME.1, "arguments": TIME.2}}]},
+            {"role": "tool", "tool_call_id": WEATHER.0, "content": "sunny"},
+            {"role": "tool", "tool_call_id": TIME.0, "content": "12:00"}]),
+    }
+}
+
+fn body(client: Client, prompt: &str, stream: bool) -> Value {
+    let messages = if prompt == "tool-result" {
+        tool_result_history(client)
+    } else {
+        json!([{"role": "user", "content": prompt}])
+    };
+    let mut b = json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": messages,
+                       "stream": stream, "tools": tools(client)});
+    if client == Client::OpenAi && stream {
+        b["stream_options"] = json!({"include_usage": true});
+    }
+    b
+}
+
+/// An answer in protocol-neutral terms.
+#[derive(Debug, Default)]
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    text: String,
+    reasoning: String,
+    /// (id, name, arguments as JSON).
+    calls: Vec<(String, String, Value)>,
+    /// `end`, `tool` or `max`.
+    stop: String,
+    /// The error type the client sees, from a status or a mid-stream error.
+    error: Option<String>,
+}
+
+fn stop_word(reason: &str) -> String {
+    match reason {
+        "tool_use" | "tool_calls" => "tool",
+        "max_tokens" | "length" => "max",
+        _ => "end",
+    }
+    .to_owned()
+}
+
+fn read_anthropic(status: u16, body: &[u8], stream: bool) -> Answer {
+    let mut a = Answer {
+        status,
+        ..Answer::default()
+    };
+    let message = if status != 200 {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v["type"], "error", "{v}");
+        a.error = v["error"]["type"].as_str().map(str::to_owned);
+        return a;
+    } else if stream {
+        let text = String::from_utf8_lossy(body);
+        if text.contains("event: error") {
+            a.error = Some(
+                text.split("event: error\ndata: ")
+                    .nth(1)
+                    .and_then(|d| serde_json::from_str::<Value>(d.lines().next()?).ok())
+                    .and_then(|v| v["error"]["type"].as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            );
+            return a;
+        }
+        let frames = check_stream(body).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        accumulate(&frames)
+    } else {
+        serde_json::from_slice(body).unwrap()
+    };
+    for block in message["content"].as_array().unwrap() {
+        match block["type"].as_str().unwrap() {
+            "text" => a.text.push_str(block["text"].as_str().unwrap()),
+            "thinking" => {
+                assert!(
+                    !block["signature"].as_str().unwrap_or("").is_empty(),
+                    "signed"
+                );
+                a.reasoning.push_str(block["thinking"].as_str().unwrap());
+            }
+            "tool_use" => a.calls.push((
+                block["id"].as_str().unwrap().to_owned(),
+                block["name"].as_str().unwrap().to_owned(),
+                block["input"].clone(),
+            )),
+            other => panic!("unexpected block {other}"),
+        }
+    }
+    a.stop = stop_word(message["stop_reason"].as_str().unwrap());
+    a
+}
+
+fn read_openai(status: u16, body: &[u8], stream: bool) -> Answer {
+    let mut a = Answer {
+        status,
+        ..Answer::default()
+    };
+    if status != 200 {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        a.error = v["error"]["type"].as_str().map(str::to_owned);
+        assert!(v["error"]["message"].is_string(), "{v}");
+        return a;
+    }
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    if !stream {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        let m = &v["choices"][0]["message"];
+        a.text = m["content"].as_str().unwrap_or("").to_owned();
+        a.reasoning = m["reasoning_content"].as_str().unwrap_or("").to_owned();
+        for c in m["tool_calls"].as_array().into_iter().flatten() {
+            calls.push((
+                c["id"].as_str().unwrap().to_owned(),
+                c["function"]["name"].as_str().unwrap().to_owned(),
+                c["function"]["arguments"].as_str().unwrap().to_owned(),
+            ));
+        }
+        a.stop = stop_word(v["choices"][0]["finish_reason"].as_str().unwrap());
+    } else {
+        let text = String::from_utf8_lossy(body);
+        let payloads: Vec<&str> = text
+            .split("\n\n")
+            .filter_map(|f| f.trim().strip_prefix("data:").map(str::trim))
+            .collect();
+        // A passthrough relays a provider that stopped at its error without `[DONE]`.
+        let done = payloads.last() == Some(&"[DONE]");
+        let events = &payloads[..payloads.len() - usize::from(done)];
+        for p in events {
+            let v: Value = serde_json::from_str(p).unwrap();
+            if let Some(t) = v["error"]["type"].as_str() {
+                a.error = Some(t.to_owned());
+                continue;
+            }
+            let Some(choice) = v["choices"].get(0) else {
+                continue;
+            };
+            let d = &choice["delta"];
+            a.text.push_str(d["content"].as_str().unwrap_or(""));
+            a.reasoning
+                .push_str(d["reasoning_content"].as_str().unwrap_or(""));
+            for c in d["tool_calls"].as_array().into_iter().flatten() {
+                let i = c["index"].as_u64().unwrap() as usize;
+                if calls.len() <= i {
+                    calls.resize(i + 1, Default::default());
+                }
+                let entry = &mut calls[i];
+                if let Some(id) = c["id"].as_str() {
+                    entry.0 = id.to_owned();
+                }
+                entry
+                    .1
+                    .push_str(c["function"]["name"].as_str().unwrap_or(""));
+                entry
+                    .2
+                    .push_str(c["function"]["arguments"].as_str().unwrap_or(""));
+            }
+            if let Some(r) = choice["finish_reason"].as_str() {
+                a.stop = stop_word(r);
+            }
+        }
+    }
+    if stream {
+        let ended =
+            a.error.is_some() || String::from_utf8_lossy(body).ends_with("data: [DONE]\n\n");
+        assert!(ended, "a stream ends with [DONE]");
+    }
+    a.calls = calls
+        .into_iter()
+        .map(|(id, name, args)| (id, name, serde_json::from_str(&args).unwrap()))
+        .collect();
+    a
+}
+
+async fn ask(proxy: &Proxy, client: Client, prompt: &str, stream: bool) -> Answer {
+    // OpenAI clients use the path without `/v1`: one base URL for both conventions.
+    let path = match client {
+        Client::Anthropic => "/v1/messages",
+        Client::OpenAi => "/chat/completions",
+    };
+    let r = reqwest_client()
+        .post(proxy.url(path))
+        .header("authorization", format!("Bearer {KEY}"))
+        .json(&body(client, prompt, stream))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = r.bytes().await.unwrap();
+    let mut answer = match client {
+        Client::Anthropic => read_anthropic(status, &bytes, stream),
+        Client::OpenAi => read_openai(status, &bytes, stream),
+    };
+    answer.retry_after = retry_after;
+    answer
+}
+
+fn reqwest_client() -> reqwest::Client {
+    client()
+}
+
+/// What the provider got for the tool-result turn holds both results for their calls.
+fn assert_provider_saw_results(source: Source, seen: &Value) {
+    let messages = seen["messages"].as_array().unwrap();
+    let ids: Vec<String> = match source {
+        Source::OpenAi => messages
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .filter_map(|m| m["tool_call_id"].as_str().map(str::to_owned))
+            .collect(),
+        Source::Anthropic => messages
+            .iter()
+            .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+            .filter(|b| b["type"] == "tool_result")
+            .filter_map(|b| b["tool_use_id"].as_str().map(str::to_owned))
+            .collect(),
+    };
+    assert_eq!(ids, [WEATHER.0, TIME.0], "{seen}");
+}
+
+async fn run_pair(client: Client, source: Source) {
+    let provider = provider(source).await;
+    let proxy = Proxy::start(&[("p", adapter(source, &provider))]);
+    let pair = format!("{client:?} client on {source:?} source");
+    for stream in [false, true] {
+        let mode = if stream { "stream" } else { "plain" };
+        let a = ask(&proxy, client, "hello", stream).await;
+        assert_eq!(
+            (a.status, a.text.as_str()),
+            (200, "Hello from the source."),
+            "{pair} {mode}: {a:?}"
+        );
+        assert_eq!(a.stop, "end", "{pair} {mode}");
+
+        let a = ask(&proxy, client, "tools", stream).await;
+        assert_eq!(a.stop, "tool", "{pair} {mode} tools: {a:?}");
+        let calls: Vec<(&str, &str, Value)> = a
+            .calls
+            .iter()
+            .map(|(id, n, v)| (id.as_str(), n.as_str(), v.clone()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                (WEATHER.0, WEATHER.1, json!({"city": "Paris"})),
+                (TIME.0, TIME.1, json!({"tz": "CET"}))
+            ],
+            "{pair} {mode} tools"
+        );
+
+        provider.clear_requests();
+        let a = ask(&proxy, client, "tool-result", stream).await;
+        assert_eq!(
+            a.text, "Paris is sunny at noon.",
+            "{pair} {mode} tool result: {a:?}"
+        );
+        assert_provider_saw_results(source, &provider.requests()[0].json());
+
+        let a = ask(&proxy, client, "think", stream).await;
+        assert_eq!(
+            (a.reasoning.as_str(), a.text.as_str()),
+            ("Let me think.", "42"),
+            "{pair} {mode} reasoning"
+        );
+
+        let a = ask(&proxy, client, "error", stream).await;
+        assert_eq!(a.status, 429, "{pair} {mode} error: {a:?}");
+        assert_eq!(a.retry_after.as_deref(), Some("7"), "{pair} {mode}");
+        assert_eq!(
+            a.error.as_deref(),
+            Some("rate_limit_error"),
+            "{pair} {mode}"
+        );
+    }
+    let a = ask(&proxy, client, "midstream", true).await;
+    assert_eq!(a.status, 200, "{pair}");
+    // OpenAI's error shape calls an overload a `server_error`; a passthrough keeps the
+    // provider's own word.
+    let expected = match (client, source) {
+        (Client::OpenAi, Source::Anthropic) => "server_error",
+        _ => "overloaded_error",
+    };
+    assert_eq!(
+        a.error.as_deref(),
+        Some(expected),
+        "{pair} mid-stream error: {a:?}"
+    );
+
+    // A client that leaves mid-stream: the proxy hangs up on the provider too.
+    let path = if client == Client::Anthropic {
+        "/v1/messages"
+    } else {
+        "/v1/chat/completions"
+    };
+    let mut r = reqwest_client()
+        .post(proxy.url(path))
+        .header("authorization", format!("Bearer {KEY}"))
+        .json(&body(client, "slow", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{pair}");
+    assert!(r.chunk().await.unwrap().is_some());
+    drop(r);
+    assert_provider_saw_the_close(&provider).await;
+    assert_healthy(&proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_pair_carries_every_scenario() {
+    for (client, source) in PAIRS {
+        run_pair(client, source).await;
+    }
+}
