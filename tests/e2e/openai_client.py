@@ -2,7 +2,8 @@
 
 usage: openai_client.py BASE_URL API_KEY MODE REQUEST_JSON
 MODE is `create` or `stream` (chat.completions.create with stream=True, accumulated).
-Prints {"completion": …} / {"text": …, "tool_calls": …, "chunks": N} or {"error": …}.
+Prints {"completion": …} / {"text": …, "reasoning": …, "tool_calls": …, "chunks": N,
+"usage": …, "finish_reason": …} or {"error": …}.
 """
 
 import json
@@ -20,7 +21,7 @@ def main() -> None:
             completion = client.chat.completions.create(**request)
             print(json.dumps({"completion": completion.model_dump(mode="json")}))
         elif mode == "stream":
-            text, calls, chunks, usage = "", {}, 0, None
+            text, reasoning, calls, chunks, usage, finish = "", "", {}, 0, None, None
             for chunk in client.chat.completions.create(stream=True, **request):
                 chunks += 1
                 if chunk.usage is not None:
@@ -28,19 +29,26 @@ def main() -> None:
                 for choice in chunk.choices:
                     delta = choice.delta
                     text += delta.content or ""
+                    reasoning += getattr(delta, "reasoning_content", None) or ""
+                    finish = choice.finish_reason or finish
                     for call in delta.tool_calls or []:
                         entry = calls.setdefault(call.index, {"id": None, "name": "", "arguments": ""})
                         entry["id"] = entry["id"] or call.id
                         if call.function is not None:
                             entry["name"] += call.function.name or ""
                             entry["arguments"] += call.function.arguments or ""
-            print(json.dumps({"text": text, "tool_calls": [calls[i] for i in sorted(calls)],
-                              "chunks": chunks, "usage": usage}))
+            print(json.dumps({"text": text, "reasoning": reasoning,
+                              "tool_calls": [calls[i] for i in sorted(calls)],
+                              "chunks": chunks, "usage": usage, "finish_reason": finish}))
         else:
             raise SystemExit(f"unknown mode {mode}")
     except openai.APIStatusError as e:
         body = e.body if isinstance(e.body, dict) else {}
-        print(json.dumps({"error": type(e).__name__, "status": e.status_code, "body": body}))
+        print(json.dumps({"error": type(e).__name__, "status": e.status_code, "body": body,
+                          "retry_after": e.response.headers.get("retry-after")}))
+    except openai.APIError as e:
+        # An error chunk inside a stream: the SDK raises it without a status.
+        print(json.dumps({"error": type(e).__name__, "message": e.message}))
 
 
 if __name__ == "__main__":

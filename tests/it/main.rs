@@ -13,3 +13,4 @@ mod pairs;
 mod passthrough;
 mod reload;
 mod sdk;
+mod sdk_openai;
