@@ -105,6 +105,9 @@ enum AdapterCommand {
         /// The provider model to use.
         #[arg(long)]
         model: String,
+        /// The API the provider speaks, when --provider does not say it.
+        #[arg(long, value_parser = ["openai", "anthropic"])]
+        protocol: Option<String>,
         /// A label for the new client key (e.g. the machine it goes to).
         #[arg(long)]
         label: Option<String>,
@@ -342,6 +345,7 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
             api_key_env,
             api_key,
             model,
+            protocol,
             label,
             common,
         } => {
@@ -354,6 +358,10 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
                 api_key,
                 model,
                 label,
+                protocol: protocol.map(|p| match p.as_str() {
+                    "anthropic" => SourceProtocol::Anthropic,
+                    _ => SourceProtocol::OpenAi,
+                }),
             };
             let created = edit::create(&config, &spec).map_err(|e| e.to_string())?;
             print_setup(
@@ -475,13 +483,14 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
     }
 }
 
-/// Prints the new key once, the base URL, and ready-to-paste client setup.
+/// Prints the new key once, the one base URL every client takes as it is, and
+/// ready-to-paste client setup.
 fn print_setup(
     config: &ServerConfig,
     name: &str,
     file: &Path,
     key: &str,
-    protocol: SourceProtocol,
+    _protocol: SourceProtocol,
     as_json: bool,
     created: bool,
 ) {
@@ -497,6 +506,7 @@ fn print_setup(
                 "base_url": base,
                 "openai_base_url": format!("{base}/v1"),
                 "claude_code": {"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}, "settings_json": settings},
+                "cline": {"anthropic": {"base_url": base}, "openai_compatible": {"base_url": base}},
             })
         );
         return;
@@ -505,7 +515,7 @@ fn print_setup(
         println!("Created adapter `{name}` ({}).\n", file.display());
     }
     println!("API key — shown once; store it now (only its SHA-256 is kept):\n  {key}\n");
-    println!("Base URL:\n  {base}\n");
+    println!("Base URL (paste it as it is into any client; `{base}/v1` works too):\n  {base}\n");
     println!(
         "Claude Code, in your shell:\n  export ANTHROPIC_BASE_URL={base}\n  export ANTHROPIC_AUTH_TOKEN={key}\n"
     );
@@ -514,11 +524,9 @@ fn print_setup(
         serde_json::to_string_pretty(&settings).unwrap_or_default()
     );
     println!(
-        "Cline: API Provider \"Anthropic\", API Key = the key above, tick \"Use custom base URL\" = {base}"
+        "Cline: API Provider \"Anthropic\" (or \"OpenAI Compatible\"), API Key = the key above, base URL = {base}\n"
     );
-    if protocol == SourceProtocol::OpenAi {
-        println!(
-            "OpenAI clients (SDKs, Cline \"OpenAI Compatible\"): base URL {base}/v1 with the same key"
-        );
-    }
+    println!(
+        "OpenAI SDK:    OpenAI(base_url=\"{base}/v1\", api_key=\"{key}\")\nAnthropic SDK: Anthropic(base_url=\"{base}\", api_key=\"{key}\")"
+    );
 }

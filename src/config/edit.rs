@@ -38,6 +38,8 @@ pub struct CreateSpec {
     pub api_key: Option<String>,
     pub model: String,
     pub label: Option<String>,
+    /// The source's protocol when no preset says it (`anthropic` for Messages API sources).
+    pub protocol: Option<SourceProtocol>,
 }
 
 #[derive(Debug)]
@@ -180,6 +182,12 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
     );
     if let Some(p) = &preset {
         text.push_str(&format!("  preset: {}\n", p.name));
+    }
+    if let Some(protocol) = spec.protocol {
+        text.push_str(match protocol {
+            SourceProtocol::OpenAi => "  protocol: openai\n",
+            SourceProtocol::Anthropic => "  protocol: anthropic\n",
+        });
     }
     text.push_str(&format!(
         "  base_url: {}\n  api_key: {}\n  model: {}\n",

@@ -28,7 +28,28 @@ pub fn claude_code_tool_loop(
     file_content: &str,
     final_text: &str,
 ) -> impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static {
-    let arguments = json!({"file_path": file_path, "content": file_content}).to_string();
+    let arguments = json!({"file_path": file_path, "content": file_content});
+    tool_loop(Protocol::OpenAi, "Write", arguments, final_text)
+}
+
+/// The protocol a scripted provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    OpenAi,
+    Anthropic,
+}
+
+/// One tool round trip with any client: while `tool` is offered and no tool result came
+/// back, call it (id [`WRITE_CALL_ID`]) with `arguments`; after the result, answer
+/// `final_text`; requests that do not offer `tool` get a short text. Streams when asked.
+pub fn tool_loop(
+    protocol: Protocol,
+    tool: &str,
+    arguments: Value,
+    final_text: &str,
+) -> impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static {
+    let arguments = arguments.to_string();
+    let tool = tool.to_string();
     let final_text = final_text.to_string();
     move |request| {
         let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
@@ -43,24 +64,50 @@ pub fn claude_code_tool_loop(
         };
         let stream = body["stream"].as_bool().unwrap_or(false);
         let prompt_tokens = (request.body.len() as u64 / 4).max(1);
-        let offers_write = body["tools"]
-            .as_array()
-            .is_some_and(|tools| tools.iter().any(|t| t["function"]["name"] == "Write"));
-        let has_tool_result = body["messages"]
-            .as_array()
-            .is_some_and(|messages| messages.iter().any(|m| m["role"] == "tool"));
-        if !offers_write {
-            text_reply(&side_reply(&body), stream, prompt_tokens)
+        let offers_tool = body["tools"].as_array().is_some_and(|tools| {
+            tools
+                .iter()
+                .any(|t| t["function"]["name"] == tool.as_str() || t["name"] == tool.as_str())
+        });
+        let has_tool_result = body["messages"].as_array().is_some_and(|messages| {
+            messages.iter().any(|m| {
+                m["role"] == "tool"
+                    || m["content"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
+            })
+        });
+        let text = if !offers_tool {
+            Some(side_reply(&body))
         } else if has_tool_result {
-            text_reply(&final_text, stream, prompt_tokens)
-        } else if stream {
-            let mut events = openai::tool_call_stream(WRITE_CALL_ID, "Write", &arguments, 3);
-            with_prompt_tokens(&mut events, prompt_tokens, estimate_tokens(&arguments));
-            Reply::sse(events)
+            Some(final_text.clone())
         } else {
-            let mut v = openai::tool_call_completion(&[(WRITE_CALL_ID, "Write", &arguments)]);
-            v["usage"] = openai::usage(prompt_tokens, estimate_tokens(&arguments));
-            Reply::json(200, v)
+            None
+        };
+        match (protocol, text) {
+            (Protocol::OpenAi, Some(text)) => text_reply(&text, stream, prompt_tokens),
+            (Protocol::Anthropic, Some(text)) if stream => {
+                Reply::sse(crate::anthropic::text_stream(&text, 3))
+            }
+            (Protocol::Anthropic, Some(text)) => Reply::json(200, crate::anthropic::message(&text)),
+            (Protocol::OpenAi, None) if stream => {
+                let mut events = openai::tool_call_stream(WRITE_CALL_ID, &tool, &arguments, 3);
+                with_prompt_tokens(&mut events, prompt_tokens, estimate_tokens(&arguments));
+                Reply::sse(events)
+            }
+            (Protocol::OpenAi, None) => {
+                let mut v = openai::tool_call_completion(&[(WRITE_CALL_ID, &tool, &arguments)]);
+                v["usage"] = openai::usage(prompt_tokens, estimate_tokens(&arguments));
+                Reply::json(200, v)
+            }
+            (Protocol::Anthropic, None) if stream => Reply::sse(crate::anthropic::tool_use_stream(
+                &[(WRITE_CALL_ID, &tool, &arguments)],
+                3,
+            )),
+            (Protocol::Anthropic, None) => Reply::json(
+                200,
+                crate::anthropic::tool_use_message(&[(WRITE_CALL_ID, &tool, &arguments)]),
+            ),
         }
     }
 }
@@ -176,6 +223,24 @@ mod tests {
         let usage: Value = serde_json::from_str(events[6].strip_prefix("data: ").unwrap()).unwrap();
         assert_eq!(usage["choices"], json!([]));
         assert!(usage["usage"]["prompt_tokens"].as_u64().unwrap() > 1);
+    }
+
+    #[test]
+    fn anthropic_tool_loop_calls_then_answers() {
+        let h = tool_loop(Protocol::Anthropic, "editor", json!({"path": "a"}), "Done!");
+        let tools = json!([{"name": "editor", "input_schema": {"type": "object"}}]);
+        let first = h(&request(
+            json!({"messages": [{"role": "user", "content": "go"}], "tools": tools}),
+        ));
+        let v: Value = serde_json::from_slice(&first.body_bytes()).unwrap();
+        assert_eq!(v["content"][0]["name"], "editor");
+        assert_eq!(v["content"][0]["input"], json!({"path": "a"}));
+        let second = h(&request(
+            json!({"tools": tools, "messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": WRITE_CALL_ID, "content": "ok"}]}]}),
+        ));
+        let v: Value = serde_json::from_slice(&second.body_bytes()).unwrap();
+        assert_eq!(v["content"][0]["text"], "Done!");
     }
 
     #[test]

@@ -2,13 +2,15 @@
 # Installs the real clients the end-to-end tests drive, into target/e2e (idempotent):
 #   python  - a virtualenv with the official `anthropic` and `openai` SDKs
 #   claude  - Claude Code from npm
-# Usage: tests/e2e/setup.sh [python|claude|all]
+#   cline   - the Cline CLI from npm (its platform binary is an npm dependency)
+# Usage: tests/e2e/setup.sh [python|claude|cline|all]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${FLEXIPROXY_E2E_DIR:-$root/target/e2e}
 what=${1:-all}
 mkdir -p "$dir"
 CLAUDE_CODE_VERSION=2.1.332
+CLINE_VERSION=3.0.65
 
 setup_python() {
   if "$dir/venv/bin/python" -c 'import anthropic, openai' 2>/dev/null; then
@@ -30,9 +32,20 @@ setup_claude() {
   "$bin" --version >/dev/null
 }
 
+setup_cline() {
+  local bin="$dir/cline/node_modules/.bin/cline"
+  if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
+    return
+  fi
+  mkdir -p "$dir/cline"
+  npm install --silent --no-audit --no-fund --prefix "$dir/cline" "cline@$CLINE_VERSION"
+  "$bin" --version >/dev/null
+}
+
 case "$what" in
   python) setup_python ;;
   claude) setup_claude ;;
-  all) setup_python; setup_claude ;;
-  *) echo "usage: $0 [python|claude|all]" >&2; exit 2 ;;
+  cline) setup_cline ;;
+  all) setup_python; setup_claude; setup_cline ;;
+  *) echo "usage: $0 [python|claude|cline|all]" >&2; exit 2 ;;
 esac

@@ -10,8 +10,14 @@ use std::time::{Duration, Instant};
 
 /// Installs Claude Code; `None` (with a loud message) only when npm cannot reach its registry.
 fn claude_binary() -> Option<std::path::PathBuf> {
-    match ensure("claude") {
-        Ok(()) => Some(e2e_dir().join("node/node_modules/.bin/claude")),
+    npm_client("claude", "node/node_modules/.bin/claude")
+}
+
+/// Installs an npm-packaged client (`tests/e2e/setup.sh COMPONENT`) and returns its binary
+/// under the e2e dir; `None` (with a loud message) only when npm cannot reach its registry.
+pub fn npm_client(component: &str, bin: &str) -> Option<std::path::PathBuf> {
+    match ensure(component) {
+        Ok(()) => Some(e2e_dir().join(bin)),
         Err(e) => {
             let offline = [
                 "ENOTFOUND",
@@ -24,7 +30,7 @@ fn claude_binary() -> Option<std::path::PathBuf> {
             .any(|needle| e.contains(needle));
             if offline {
                 eprintln!(
-                    "\n!!!!!!!!!!\n!!! SKIPPED: Claude Code end-to-end test — npm cannot reach its registry:\n{e}\n!!!!!!!!!!\n"
+                    "\n!!!!!!!!!!\n!!! SKIPPED: {component} end-to-end test — npm cannot reach its registry:\n{e}\n!!!!!!!!!!\n"
                 );
                 None
             } else {

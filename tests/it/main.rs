@@ -4,6 +4,7 @@
 
 mod claude_code;
 mod clients;
+mod cline;
 mod core;
 mod fidelity;
 mod harness;
