@@ -1,6 +1,7 @@
 //! Shared property checks for the fuzz targets (also used by `tests/fuzz_protocol.rs`).
 
 pub mod checks;
+pub mod pivot_checks;
 
 /// Splits a fuzz input into a small header and the rest.
 pub struct Input<'a> {

@@ -186,7 +186,7 @@ pub fn decode_request(body: &[u8]) -> Result<Conversation, Refusal> {
         });
     }
     conversation.response_format = match req.response_format {
-        Some(raw) => decode_format(raw)?,
+        Some(raw) => decode_format(&raw)?,
         None => None,
     };
     Ok(conversation)
@@ -451,7 +451,7 @@ fn decode_tool_choice(choice: Value) -> Result<ToolChoice, Refusal> {
 }
 
 /// `None` for plain text (`{"type": "text"}`), the default.
-fn decode_format(raw: Box<RawValue>) -> Result<Option<ResponseFormat>, Refusal> {
+fn decode_format(raw: &RawValue) -> Result<Option<ResponseFormat>, Refusal> {
     #[derive(Deserialize)]
     struct Format {
         #[serde(rename = "type")]
