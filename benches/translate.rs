@@ -23,7 +23,7 @@ use flexiproxy::protocol::anthropic_openai::request::translate_request;
 use flexiproxy::protocol::anthropic_openai::response::{ResponseContext, translate_response};
 use flexiproxy::protocol::anthropic_openai::stream::StreamTranslator;
 use flexiproxy::protocol::anthropic_openai::{Dialect, ToolNames};
-use flexiproxy::proxy::exchange::replace_model;
+use flexiproxy::protocol::passthrough::replace_model;
 use serde_json::{Value, json};
 
 // The allocator the binary ships with (src/main.rs), so allocation costs are the real ones.

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use flexiproxy::protocol::anthropic::encode_stream::message_as_events;
 use flexiproxy::protocol::anthropic::{CountTokensRequest, ErrorKind};
 use flexiproxy::protocol::anthropic_openai::error::{provider_error, stream_error};
 use flexiproxy::protocol::anthropic_openai::request::translate_request;
@@ -16,10 +17,10 @@ use flexiproxy::protocol::anthropic_openai::{
     Dialect, MaxTokensField, ReasoningStyle, ToolNames, shorten_tool_name,
 };
 use flexiproxy::protocol::json::{PartialObject, completion_suffix, repair_json_object};
+use flexiproxy::protocol::passthrough::replace_model;
 use flexiproxy::protocol::sse::{SseDecoder, SseEvent};
 use flexiproxy::protocol::stream_check::check_stream;
 use flexiproxy::protocol::tokens::count_request;
-use flexiproxy::proxy::exchange::{message_as_events, replace_model};
 use serde_json::Value;
 
 /// The top-level keys a translated request may carry (the request translator's allow-list).

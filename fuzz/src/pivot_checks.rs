@@ -6,6 +6,7 @@
 //! and after `fail`.
 
 use flexiproxy::protocol::anthropic::ErrorKind;
+use flexiproxy::protocol::openai_chat::dialect::Dialect;
 use flexiproxy::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
 use flexiproxy::protocol::pivot::ExchangeContext;
 use serde_json::Value;
@@ -27,9 +28,11 @@ fn ctx(stream_usage: bool) -> ExchangeContext {
 
 /// A Chat request through the pair: refused with a message, or a well-formed Messages body.
 pub fn check_chat_request(body: &[u8]) -> Result<(), String> {
-    let options = SourceOptions {
+    let dialect = Dialect {
         max_tokens_limit: Some(8192),
+        ..Dialect::default()
     };
+    let options = SourceOptions { dialect: &dialect };
     let Ok(encoded) = PAIR.encode_request(body, |m| format!("{m}-src"), options, ctx(false)) else {
         return Ok(());
     };
@@ -107,11 +110,15 @@ fn run(input: &[u8], sizes: &[usize], fail: Option<usize>) -> Vec<u8> {
     out
 }
 
-/// Every `data:` payload parses, `[DONE]` comes once and last.
+/// Every `data:` payload parses (comments aside), `[DONE]` comes once and last.
 pub fn check_chat_stream_output(out: &[u8], finished: bool) -> Result<(), String> {
     let text = std::str::from_utf8(out).map_err(|e| format!("output is not UTF-8: {e}"))?;
     let frames: Vec<&str> = text.split_terminator("\n\n").collect();
     for (i, frame) in frames.iter().enumerate() {
+        // Keep-alive comments pass through.
+        if frame.starts_with(':') {
+            continue;
+        }
         let data = frame
             .strip_prefix("data: ")
             .ok_or_else(|| format!("not a data frame: {frame:?}"))?;

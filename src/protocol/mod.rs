@@ -7,18 +7,24 @@
 //! - [`anthropic`], [`openai_chat`]: one folder per protocol — wire types and the codecs
 //!   (request, response, stream, errors) of that protocol.
 //! - [`openai`]: what OpenAI-compatible sources send back, read leniently.
-//! - [`anthropic_openai`]: Anthropic clients on OpenAI-compatible sources — the first pair,
-//!   a direct translator kept as the measured fast path until it moves onto the pivot.
+//! - [`anthropic_openai`]: the first pair's entry points (Anthropic clients on
+//!   OpenAI-compatible sources), composed of the two protocols' codecs; provider errors.
+//! - [`names`]: tool names and ids that must change between protocols.
+//! - [`passthrough`]: same-protocol pairs (only the model changes); [`usage`]: token usage
+//!   read out of passthrough answers.
 //! - [`sse`]: the incremental Server-Sent Events decoder; [`json`]: fast JSON walks/writers.
 //! - [`tokens`]: local token counting.
 
 pub mod anthropic;
 pub mod anthropic_openai;
 pub mod json;
+pub mod names;
 pub mod openai;
 pub mod openai_chat;
 pub mod pair;
+pub mod passthrough;
 pub mod pivot;
 pub mod sse;
 pub mod stream_check;
 pub mod tokens;
+pub mod usage;

@@ -1,18 +1,16 @@
 //! Drives one (client protocol, source protocol) pair through the pivot: the client codec
 //! decodes the request, the source codec encodes it; on the way back the source codec
 //! decodes answers and stream reads into pivot values and events, the client codec encodes
-//! them. The proxy only picks the pair ([`Pair::pivoted`]) and feeds bytes.
-//!
-//! Pairs on the pivot today: OpenAI Chat client → Anthropic source. Anthropic client →
-//! OpenAI Chat source still runs on its measured direct translator (`anthropic_openai`),
-//! and same-protocol pairs pass through (`proxy::exchange::replace_model`).
+//! them. The proxy only picks the pair ([`Pair::pivoted`]) and feeds bytes; same-protocol
+//! pairs never get here (they pass through, `proxy::exchange::replace_model`).
 //! `docs/pivot.md` shows how a protocol is added.
 
-use crate::protocol::anthropic;
 use crate::protocol::anthropic::ErrorKind;
-use crate::protocol::anthropic_openai::response::ResponseError;
-use crate::protocol::openai_chat;
-use crate::protocol::pivot::{Event, ExchangeContext, Refusal, Usage, unfold};
+use crate::protocol::openai_chat::dialect::Dialect;
+use crate::protocol::pivot::{
+    Conversation, Event, ExchangeContext, Refusal, ResponseError, Usage, unfold,
+};
+use crate::protocol::{anthropic, anthropic_openai::request::estimate_tokens, openai_chat};
 
 /// A wire protocol, on either side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +19,7 @@ pub enum Wire {
     OpenAiChat,
 }
 
-/// A client protocol and a source protocol with codecs on the pivot.
+/// A client protocol and a source protocol, translated through the pivot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pair {
     pub client: Wire,
@@ -29,9 +27,11 @@ pub struct Pair {
 }
 
 /// Per-adapter settings the source encoders take.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SourceOptions {
-    pub max_tokens_limit: Option<u64>,
+#[derive(Debug, Clone, Copy)]
+pub struct SourceOptions<'d> {
+    /// How an OpenAI-compatible source bends the format (its `max_tokens_limit` applies to
+    /// every source protocol).
+    pub dialect: &'d Dialect,
 }
 
 /// The provider-bound body, the mapped model and what the response side needs.
@@ -42,14 +42,19 @@ pub struct EncodedRequest {
     pub ctx: ExchangeContext,
 }
 
+/// What a translated answer reported, for logs, metrics and usage records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnswerFacts {
+    /// Usage as reported, or estimated (`usage_reported: false`).
+    pub usage: Usage,
+    pub usage_reported: bool,
+    pub errored: bool,
+}
+
 impl Pair {
-    /// The pair, when both sides have pivot codecs.
+    /// The pair, when client and source differ (both sides always have pivot codecs).
     pub fn pivoted(client: Wire, source: Wire) -> Option<Pair> {
-        matches!(
-            (client, source),
-            (Wire::OpenAiChat, Wire::AnthropicMessages)
-        )
-        .then_some(Pair { client, source })
+        (client != source).then_some(Pair { client, source })
     }
 
     /// Translates a client request body. `ctx` comes with the ids and clock the proxy owns.
@@ -57,27 +62,39 @@ impl Pair {
         self,
         body: &[u8],
         map_model: impl FnOnce(&str) -> String,
-        options: SourceOptions,
+        options: SourceOptions<'_>,
         mut ctx: ExchangeContext,
     ) -> Result<EncodedRequest, Refusal> {
-        let conversation = match self.client {
-            Wire::OpenAiChat => openai_chat::request::decode_request(body)?,
-            Wire::AnthropicMessages => return Err(unsupported()),
+        let text = std::str::from_utf8(body)
+            .map_err(|e| Refusal(format!("invalid request body: not UTF-8: {e}")))?;
+        let conversation: Conversation<'_> = match self.client {
+            Wire::OpenAiChat => openai_chat::decode_request::decode_request(body)?,
+            Wire::AnthropicMessages => anthropic::decode_request::decode_request(text)?,
         };
-        ctx.client_model = conversation.model.clone();
-        ctx.input_tokens_estimate =
-            crate::protocol::anthropic_openai::request::estimate_tokens(body.len());
+        ctx.client_model = conversation.model.to_string();
+        ctx.input_tokens_estimate = estimate_tokens(body.len());
+        ctx.stream = conversation.stream;
+        ctx.stream_usage = conversation.stream_usage;
         let source_model = map_model(&conversation.model);
         let encoded = match self.source {
-            Wire::AnthropicMessages => anthropic::request::encode_request(
+            Wire::AnthropicMessages => anthropic::encode_request::encode_request(
                 &conversation,
                 &source_model,
-                anthropic::request::EncodeOptions {
-                    max_tokens_limit: options.max_tokens_limit,
+                anthropic::encode_request::EncodeOptions {
+                    max_tokens_limit: options.dialect.max_tokens_limit,
                 },
                 &mut ctx,
             )?,
-            Wire::OpenAiChat => return Err(unsupported()),
+            Wire::OpenAiChat => {
+                let (out, names) = openai_chat::encode_request::encode_request(
+                    &conversation,
+                    &source_model,
+                    options.dialect,
+                    body.len(),
+                );
+                ctx.tool_names = names;
+                out
+            }
         };
         Ok(EncodedRequest {
             body: encoded,
@@ -87,55 +104,137 @@ impl Pair {
     }
 
     /// A complete 2xx answer for the client; `as_stream` when the client asked for a stream
-    /// and the source answered JSON anyway. Returns the body and the usage it reported.
+    /// and the source answered JSON anyway.
     pub fn encode_response(
         self,
         body: &[u8],
         ctx: &ExchangeContext,
         as_stream: bool,
-    ) -> Result<(Vec<u8>, Option<Usage>), ResponseError> {
+    ) -> Result<(Vec<u8>, AnswerFacts), ResponseError> {
         let response = match self.source {
-            Wire::AnthropicMessages => anthropic::response::decode_response(body)?,
-            Wire::OpenAiChat => return Err(ResponseError::Malformed(unsupported().0)),
+            Wire::AnthropicMessages => anthropic::decode_response::decode_response(body)?,
+            Wire::OpenAiChat => {
+                openai_chat::decode_response::decode_response(body, &ctx.tool_names)?
+            }
         };
-        let usage = response.usage;
         if as_stream {
-            let mut stream = PairStream::new(self, ctx.clone());
+            let mut encoder = Encoder::new(self.client, ctx.clone());
             let mut out = Vec::with_capacity(body.len() * 2);
-            unfold(&response, &mut |e| stream.encoder.event(e, &mut out));
-            stream.encoder.finish(&mut out);
-            return Ok((out, usage));
+            unfold(&response, &mut |e| encoder.event(e, &mut out));
+            encoder.finish(&mut out);
+            return Ok((out, encoder.facts()));
         }
-        let out = match self.client {
-            Wire::OpenAiChat => openai_chat::response::encode_response(&response, ctx),
-            Wire::AnthropicMessages => return Err(ResponseError::Malformed(unsupported().0)),
-        };
-        Ok((out, usage))
+        match self.client {
+            Wire::OpenAiChat => {
+                let out = openai_chat::encode_response::encode_response(&response, ctx);
+                let facts = AnswerFacts {
+                    usage: response.usage.unwrap_or_default(),
+                    usage_reported: response.usage.is_some(),
+                    errored: false,
+                };
+                Ok((out, facts))
+            }
+            Wire::AnthropicMessages => {
+                let e = anthropic::encode_response::encode_response(&response, ctx)?;
+                let facts = AnswerFacts {
+                    usage: from_anthropic(e.usage),
+                    usage_reported: e.usage_reported,
+                    errored: false,
+                };
+                Ok((e.body, facts))
+            }
+        }
     }
 }
 
-fn unsupported() -> Refusal {
-    Refusal("this protocol pair is not translated through the pivot".to_owned())
+/// Anthropic usage back in pivot terms (input including cache reads).
+fn from_anthropic(u: anthropic::Usage) -> Usage {
+    Usage {
+        input: u.input_tokens + u.cache_read_input_tokens,
+        output: u.output_tokens,
+        cache_read: Some(u.cache_read_input_tokens),
+        cache_write: Some(u.cache_creation_input_tokens),
+        reasoning: None,
+    }
 }
 
+/// The source side of a stream.
 enum Decoder {
-    Anthropic(anthropic::stream::StreamDecoder),
+    Anthropic(anthropic::decode_stream::StreamDecoder),
+    OpenAiChat(openai_chat::decode_stream::StreamDecoder),
 }
 
+/// The client side of a stream.
 enum Encoder {
-    OpenAiChat(openai_chat::stream::StreamEncoder),
+    Anthropic(anthropic::encode_stream::StreamEncoder),
+    OpenAiChat(openai_chat::encode_stream::StreamEncoder),
 }
 
 impl Encoder {
+    fn new(client: Wire, ctx: ExchangeContext) -> Encoder {
+        match client {
+            Wire::AnthropicMessages => {
+                Encoder::Anthropic(anthropic::encode_stream::StreamEncoder::new(ctx))
+            }
+            Wire::OpenAiChat => {
+                Encoder::OpenAiChat(openai_chat::encode_stream::StreamEncoder::new(ctx))
+            }
+        }
+    }
+
+    fn begin(&mut self, out: &mut Vec<u8>) {
+        match self {
+            Encoder::Anthropic(e) => e.begin(out),
+            Encoder::OpenAiChat(e) => e.begin(out),
+        }
+    }
+
     fn event(&mut self, event: Event<'_>, out: &mut Vec<u8>) {
         match self {
+            Encoder::Anthropic(e) => e.event(event, out),
             Encoder::OpenAiChat(e) => e.event(event, out),
         }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
+            Encoder::Anthropic(e) => e.finish(out),
             Encoder::OpenAiChat(e) => e.finish(out),
+        }
+    }
+
+    fn fail(&mut self, kind: ErrorKind, message: &str, out: &mut Vec<u8>) {
+        match self {
+            Encoder::Anthropic(e) => e.fail(kind, message, out),
+            Encoder::OpenAiChat(e) => e.fail(kind, message, out),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Encoder::Anthropic(e) => e.is_done(),
+            Encoder::OpenAiChat(e) => e.is_done(),
+        }
+    }
+
+    fn facts(&self) -> AnswerFacts {
+        match self {
+            Encoder::Anthropic(e) => {
+                let f = e.facts();
+                AnswerFacts {
+                    usage: from_anthropic(f.usage),
+                    usage_reported: f.usage_reported,
+                    errored: f.errored,
+                }
+            }
+            Encoder::OpenAiChat(e) => {
+                let f = e.facts();
+                AnswerFacts {
+                    usage: f.usage,
+                    usage_reported: f.usage_reported,
+                    errored: f.errored,
+                }
+            }
         }
     }
 }
@@ -146,67 +245,64 @@ pub struct PairStream {
     encoder: Encoder,
 }
 
-/// What a translated stream reported, for logs, metrics and usage records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StreamFacts {
-    pub usage: Usage,
-    pub usage_reported: bool,
-    pub errored: bool,
-}
-
 impl PairStream {
-    /// Panics never: a pair without stream codecs gets the Anthropic/Chat ones, which
-    /// `Pair::pivoted` guarantees are the only pair.
     pub fn new(pair: Pair, ctx: ExchangeContext) -> PairStream {
-        let _ = pair;
+        let decoder = match pair.source {
+            Wire::AnthropicMessages => {
+                Decoder::Anthropic(anthropic::decode_stream::StreamDecoder::new())
+            }
+            Wire::OpenAiChat => Decoder::OpenAiChat(
+                openai_chat::decode_stream::StreamDecoder::new(ctx.tool_names.clone()),
+            ),
+        };
         PairStream {
-            decoder: Decoder::Anthropic(anthropic::stream::StreamDecoder::new()),
-            encoder: Encoder::OpenAiChat(openai_chat::stream::StreamEncoder::new(ctx)),
+            decoder,
+            encoder: Encoder::new(pair.client, ctx),
         }
     }
 
     /// What the client gets before the provider's first byte.
     pub fn begin(&mut self, out: &mut Vec<u8>) {
-        match &mut self.encoder {
-            Encoder::OpenAiChat(e) => e.begin(out),
-        }
+        self.encoder.begin(out);
     }
 
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        let (Decoder::Anthropic(decoder), encoder) = (&mut self.decoder, &mut self.encoder);
-        decoder.push(input, &mut |e| encoder.event(e, out));
+        if self.encoder.is_done() {
+            return;
+        }
+        self.encoder.begin(out);
+        let encoder = &mut self.encoder;
+        let on_event = &mut |e: Event<'_>| encoder.event(e, out);
+        match &mut self.decoder {
+            Decoder::Anthropic(d) => d.push(input, on_event),
+            Decoder::OpenAiChat(d) => d.push(input, on_event),
+        }
     }
 
     /// The provider's body ended cleanly.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        let (Decoder::Anthropic(decoder), encoder) = (&mut self.decoder, &mut self.encoder);
-        decoder.finish(&mut |e| encoder.event(e, out));
-        encoder.finish(out);
+        if self.encoder.is_done() {
+            return;
+        }
+        let encoder = &mut self.encoder;
+        let on_event = &mut |e: Event<'_>| encoder.event(e, out);
+        match &mut self.decoder {
+            Decoder::Anthropic(d) => d.finish(on_event),
+            Decoder::OpenAiChat(d) => d.finish(on_event),
+        }
+        self.encoder.finish(out);
     }
 
     /// The exchange failed mid-stream (reset, timeout).
     pub fn fail(&mut self, kind: ErrorKind, message: &str, out: &mut Vec<u8>) {
-        match &mut self.encoder {
-            Encoder::OpenAiChat(e) => e.fail(kind, message, out),
-        }
+        self.encoder.fail(kind, message, out);
     }
 
     pub fn is_done(&self) -> bool {
-        match &self.encoder {
-            Encoder::OpenAiChat(e) => e.is_done(),
-        }
+        self.encoder.is_done()
     }
 
-    pub fn facts(&self) -> StreamFacts {
-        match &self.encoder {
-            Encoder::OpenAiChat(e) => {
-                let f = e.facts();
-                StreamFacts {
-                    usage: f.usage,
-                    usage_reported: f.usage_reported,
-                    errored: f.errored,
-                }
-            }
-        }
+    pub fn facts(&self) -> AnswerFacts {
+        self.encoder.facts()
     }
 }

@@ -9,7 +9,9 @@
 //! cannot express is mapped (and documented there) or refused with [`Refusal`], never
 //! silently dropped.
 
+use crate::protocol::json::Text;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// Who produced a piece of opaque data: decoders stamp it, encoders only send data back to
 /// the protocol that made it.
@@ -19,30 +21,32 @@ pub enum Origin {
     OpenAiChat,
 }
 
-/// A request, whatever protocol it came in.
+/// A request, whatever protocol it came in. Borrows from the client's body where it can:
+/// text stays in its escaped JSON form ([`Text`]) and schemas and tool inputs stay raw JSON,
+/// so a 75 KB request crosses the pivot without being unescaped and escaped again.
 #[derive(Debug, Default)]
-pub struct Conversation {
+pub struct Conversation<'a> {
     /// The model the client asked for (the adapter maps it).
-    pub model: String,
+    pub model: Cow<'a, str>,
     /// Top-level instructions, in order (Anthropic `system`, leading system/developer messages).
-    pub system: Vec<String>,
-    pub turns: Vec<Turn>,
-    pub tools: Vec<ToolSpec>,
-    pub tool_choice: Option<ToolChoice>,
+    pub system: Vec<Text<'a>>,
+    pub turns: Vec<Turn<'a>>,
+    pub tools: Vec<ToolSpec<'a>>,
+    pub tool_choice: Option<ToolChoice<'a>>,
     /// `false`: at most one tool call per answer.
     pub parallel_tool_calls: Option<bool>,
     pub max_tokens: Option<u64>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub top_k: Option<u64>,
-    pub stop: Vec<String>,
+    pub stop: Vec<Cow<'a, str>>,
     pub stream: bool,
     /// The client wants usage in the stream (OpenAI `stream_options.include_usage`).
     pub stream_usage: bool,
     pub reasoning: Option<ReasoningRequest>,
-    pub response_format: Option<ResponseFormat>,
+    pub response_format: Option<ResponseFormat<'a>>,
     /// An end-user id for the provider's abuse tracking.
-    pub user: Option<String>,
+    pub user: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,92 +58,100 @@ pub enum Role {
 }
 
 #[derive(Debug)]
-pub struct Turn {
+pub struct Turn<'a> {
     pub role: Role,
-    pub parts: Vec<Part>,
+    pub parts: Vec<Part<'a>>,
 }
 
 /// One piece of a turn's content.
 #[derive(Debug)]
-pub enum Part {
-    Text(String),
-    Image(Media),
+pub enum Part<'a> {
+    Text(Text<'a>),
+    Image(Media<'a>),
+    /// A PDF or other file (text documents arrive as `Text`).
     Document {
-        media: Media,
-        title: Option<String>,
+        media: Media<'a>,
+        title: Option<Cow<'a, str>>,
     },
-    /// The model asked for a tool; `arguments` is JSON text (an object).
-    ToolCall(ToolCall),
+    /// The model asked for a tool.
+    ToolCall(ToolCall<'a>),
     ToolResult {
-        call_id: String,
-        content: Vec<Part>,
+        call_id: Cow<'a, str>,
+        content: Vec<Part<'a>>,
         is_error: bool,
     },
-    Reasoning(Reasoning),
+    Reasoning(Reasoning<'a>),
 }
 
 #[derive(Debug, Clone)]
-pub enum Media {
-    Base64 { media_type: String, data: String },
-    Url(String),
+pub enum Media<'a> {
+    Base64 {
+        media_type: Cow<'a, str>,
+        /// The base64 data as JSON-escaped text (it never needs escaping in practice).
+        data: Text<'a>,
+    },
+    Url(Cow<'a, str>),
 }
 
-impl Media {
-    /// A `data:` URL for base64 media, or the URL as given.
+impl Media<'_> {
+    /// A `data:` URL for base64 media, or the URL as given (plain text, not escaped).
     pub fn as_url(&self) -> String {
         match self {
-            Media::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
-            Media::Url(url) => url.clone(),
+            Media::Base64 { media_type, data } => {
+                format!("data:{media_type};base64,{}", data.decoded())
+            }
+            Media::Url(url) => url.to_string(),
         }
     }
 
     /// Splits a `data:<type>;base64,<data>` URL; any other URL stays a URL.
-    pub fn from_url(url: &str) -> Media {
+    pub fn from_url(url: &str) -> Media<'static> {
         if let Some(rest) = url.strip_prefix("data:")
             && let Some((media_type, data)) = rest.split_once(";base64,")
         {
             return Media::Base64 {
-                media_type: media_type.to_owned(),
-                data: data.to_owned(),
+                media_type: Cow::Owned(media_type.to_owned()),
+                data: Text::from_plain(data),
             };
         }
-        Media::Url(url.to_owned())
+        Media::Url(Cow::Owned(url.to_owned()))
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct ToolCall {
-    pub id: String,
-    pub name: String,
-    pub arguments: String,
+pub struct ToolCall<'a> {
+    pub id: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    /// The arguments as JSON text (an object, or what the model managed).
+    pub arguments: Cow<'a, str>,
 }
 
 /// Reasoning the model did, with whatever opaque data its provider needs back.
 #[derive(Debug, Clone, Default)]
-pub struct Reasoning {
-    pub text: String,
-    /// An Anthropic signature and the like, only valid for `origin`.
-    pub signature: Option<(Origin, String)>,
+pub struct Reasoning<'a> {
+    pub text: Text<'a>,
+    /// An Anthropic signature and the like, only valid for its origin.
+    pub signature: Option<(Origin, Cow<'a, str>)>,
     /// Reasoning the provider encrypted (Anthropic `redacted_thinking`): data only.
-    pub redacted: Option<(Origin, String)>,
+    pub redacted: Option<(Origin, Cow<'a, str>)>,
 }
 
 #[derive(Debug)]
-pub struct ToolSpec {
-    pub name: String,
-    pub description: Option<String>,
+pub struct ToolSpec<'a> {
+    pub name: Cow<'a, str>,
+    pub description: Option<Text<'a>>,
     /// JSON Schema of the arguments (an object schema).
-    pub parameters: Option<Box<RawValue>>,
+    pub parameters: Option<Cow<'a, RawValue>>,
     pub strict: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolChoice {
+pub enum ToolChoice<'a> {
     Auto,
     /// At least one tool call.
     Required,
     None,
-    Named(String),
+    Named(Cow<'a, str>),
 }
 
 /// How hard the model should think; `enabled: false` turns reasoning off.
@@ -181,15 +193,24 @@ impl Effort {
             Effort::Max => 32768,
         }
     }
+
+    /// The effort for a thinking budget (Anthropic's `budget_tokens`).
+    pub fn from_budget(budget: Option<u64>) -> Effort {
+        match budget {
+            Some(b) if b < 2048 => Effort::Low,
+            Some(b) if b < 8192 => Effort::Medium,
+            _ => Effort::High,
+        }
+    }
 }
 
 #[derive(Debug)]
-pub enum ResponseFormat {
+pub enum ResponseFormat<'a> {
     /// Any JSON object.
     JsonObject,
     JsonSchema {
-        name: String,
-        schema: Box<RawValue>,
+        name: Cow<'a, str>,
+        schema: Cow<'a, RawValue>,
     },
 }
 
@@ -229,26 +250,26 @@ impl Usage {
 
 /// A complete, non-streamed answer.
 #[derive(Debug, Default)]
-pub struct Response {
-    pub id: String,
+pub struct Response<'a> {
+    pub id: Cow<'a, str>,
     /// Only `Text`, `ToolCall` and `Reasoning` parts.
-    pub content: Vec<Part>,
+    pub content: Vec<Part<'a>>,
     pub stop: Option<StopReason>,
-    pub stop_sequence: Option<String>,
+    pub stop_sequence: Option<Cow<'a, str>>,
     pub usage: Option<Usage>,
 }
 
 /// What kind of block a stream opens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BlockKind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind<'a> {
     Text,
     Reasoning,
-    ToolCall { id: String, name: String },
+    ToolCall { id: &'a str, name: &'a str },
 }
 
 /// One step of a streamed answer. Blocks are numbered by the decoder from 0 and never
 /// interleave: every delta belongs to the one open block. The client's own numbering (tool
-/// call indexes, output indexes) is the encoder's business.
+/// call indexes, output indexes) is the encoder's business. Text is plain (unescaped).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'a> {
     Start {
@@ -256,7 +277,7 @@ pub enum Event<'a> {
     },
     BlockStart {
         index: u32,
-        kind: BlockKind,
+        kind: BlockKind<'a>,
     },
     TextDelta {
         index: u32,
@@ -285,11 +306,24 @@ pub enum Event<'a> {
         stop: StopReason,
         stop_sequence: Option<&'a str>,
     },
+    /// The provider is alive but has nothing to say yet (an SSE comment).
+    KeepAlive,
+    /// The answer is complete (`[DONE]`, `message_stop`, or the end of the body).
+    End,
     /// The provider reported an error mid-stream; nothing follows.
     Error {
         kind: crate::protocol::anthropic::ErrorKind,
         message: &'a str,
     },
+}
+
+/// Why a 2xx answer body could not be translated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseError {
+    /// The body is not an answer at all.
+    Malformed(String),
+    /// A 200 that carries an error object (some providers do this).
+    Provider(crate::protocol::openai::ProviderError),
 }
 
 /// A request the target protocol cannot carry: a 400 in the client's shape, naming the field.
@@ -319,6 +353,8 @@ pub struct ExchangeContext {
     /// as the answer's text.
     pub structured_output_tool: Option<String>,
     pub input_tokens_estimate: u64,
+    /// Tool names the source encoder had to change, restored by its decoders.
+    pub tool_names: crate::protocol::anthropic_openai::ToolNames,
 }
 
 /// A complete response as the events a stream of it would have had (a JSON answer to a
@@ -336,7 +372,10 @@ pub fn unfold(response: &Response, on_event: &mut impl FnMut(Event<'_>)) {
                     index,
                     kind: BlockKind::Text,
                 });
-                on_event(Event::TextDelta { index, text });
+                on_event(Event::TextDelta {
+                    index,
+                    text: &text.decoded(),
+                });
             }
             Part::Reasoning(r) if r.redacted.is_none() => {
                 on_event(Event::BlockStart {
@@ -346,7 +385,7 @@ pub fn unfold(response: &Response, on_event: &mut impl FnMut(Event<'_>)) {
                 if !r.text.is_empty() {
                     on_event(Event::ReasoningDelta {
                         index,
-                        text: &r.text,
+                        text: &r.text.decoded(),
                     });
                 }
                 if let Some((origin, signature)) = &r.signature {
@@ -361,8 +400,8 @@ pub fn unfold(response: &Response, on_event: &mut impl FnMut(Event<'_>)) {
                 on_event(Event::BlockStart {
                     index,
                     kind: BlockKind::ToolCall {
-                        id: call.id.clone(),
-                        name: call.name.clone(),
+                        id: &call.id,
+                        name: &call.name,
                     },
                 });
                 on_event(Event::ArgumentsDelta {
@@ -381,6 +420,7 @@ pub fn unfold(response: &Response, on_event: &mut impl FnMut(Event<'_>)) {
             stop_sequence: response.stop_sequence.as_deref(),
         });
     }
+    on_event(Event::End);
 }
 
 #[cfg(test)]
@@ -391,7 +431,7 @@ mod tests {
     fn data_urls_split_and_join() {
         let m = Media::from_url("data:image/png;base64,AAAA");
         assert!(
-            matches!(&m, Media::Base64 { media_type, data } if media_type == "image/png" && data == "AAAA")
+            matches!(&m, Media::Base64 { media_type, data } if media_type == "image/png" && data.escaped() == "AAAA")
         );
         assert_eq!(m.as_url(), "data:image/png;base64,AAAA");
         assert!(

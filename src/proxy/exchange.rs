@@ -1,57 +1,58 @@
 //! The body side of one exchange, free of Pingora so it can be tested on its own: collecting
-//! the client's request body (within the size limit), turning it into the provider's, and
-//! shaping the provider's response body — translated, re-framed, or passed through — read by
-//! read as it arrives.
+//! the client's request body (within the size limit), turning it into the provider's through
+//! the adapter's pair (`protocol::pair`) or the passthrough, and shaping the provider's
+//! response body — translated, re-framed, or passed through — read by read as it arrives.
 
 use super::errors::{ClientProtocol, ProxyError};
 use crate::config::adapter::Source;
-use crate::protocol::anthropic::{ErrorKind, EventWriter, Usage};
-use crate::protocol::anthropic_openai::ToolNames;
+use crate::protocol::anthropic::{ErrorKind, Usage};
 use crate::protocol::anthropic_openai::error::provider_error;
-use crate::protocol::anthropic_openai::request::{TranslatedRequest, translate_request};
-use crate::protocol::anthropic_openai::response::{
-    ResponseContext, ResponseError, translate_response,
-};
-use crate::protocol::anthropic_openai::stream::StreamTranslator;
-use crate::protocol::json::write_json_str;
 use crate::protocol::openai::ProviderError;
 use crate::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
-use crate::protocol::pivot::ExchangeContext;
+use crate::protocol::passthrough::replace_model;
+use crate::protocol::pivot::{ExchangeContext, ResponseError};
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 /// How bodies travel for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
-    /// Anthropic client, OpenAI-compatible source: translate both ways.
-    AnthropicToOpenAi,
     /// Client and source speak the same protocol: only the model changes.
     Passthrough(ClientProtocol),
-    /// Translated through the pivot: the pair's codecs do both ways.
+    /// Client and source differ: translated both ways through the pivot.
     Pivot(Pair),
 }
 
 impl Plan {
+    /// The plan for a client protocol on a source protocol.
+    pub fn for_pair(client: Wire, source: Wire) -> Plan {
+        match Pair::pivoted(client, source) {
+            Some(pair) => Plan::Pivot(pair),
+            None => Plan::Passthrough(protocol_of(client)),
+        }
+    }
+
     /// The protocol the client hears back in.
     pub fn client_protocol(self) -> ClientProtocol {
         match self {
-            Plan::AnthropicToOpenAi => ClientProtocol::Anthropic,
             Plan::Passthrough(protocol) => protocol,
-            Plan::Pivot(pair) => match pair.client {
-                Wire::AnthropicMessages => ClientProtocol::Anthropic,
-                Wire::OpenAiChat => ClientProtocol::OpenAi,
-            },
+            Plan::Pivot(pair) => protocol_of(pair.client),
         }
     }
 
     /// The protocol the provider is spoken to in.
     pub fn source_wire(self) -> Wire {
         match self {
-            Plan::AnthropicToOpenAi | Plan::Passthrough(ClientProtocol::OpenAi) => Wire::OpenAiChat,
             Plan::Passthrough(ClientProtocol::Anthropic) => Wire::AnthropicMessages,
+            Plan::Passthrough(ClientProtocol::OpenAi) => Wire::OpenAiChat,
             Plan::Pivot(pair) => pair.source,
         }
+    }
+}
+
+fn protocol_of(wire: Wire) -> ClientProtocol {
+    match wire {
+        Wire::AnthropicMessages => ClientProtocol::Anthropic,
+        Wire::OpenAiChat => ClientProtocol::OpenAi,
     }
 }
 
@@ -159,9 +160,8 @@ pub struct Prepared {
     pub stream: bool,
     pub client_model: String,
     pub source_model: String,
-    pub tool_names: ToolNames,
     pub input_tokens_estimate: u64,
-    /// What a pivot pair's response codecs need (`Plan::Pivot` only).
+    /// What the pair's response codecs need (`Plan::Pivot` only).
     pub pivot: Option<ExchangeContext>,
 }
 
@@ -172,6 +172,7 @@ pub fn prepare(
     source: &Source,
     request_id: &str,
 ) -> Result<Prepared, ProxyError> {
+    let invalid = |message: String| ProxyError::new(ErrorKind::InvalidRequest, message);
     match plan {
         Plan::Pivot(pair) => {
             let ctx = ExchangeContext {
@@ -182,58 +183,30 @@ pub fn prepare(
                 ..ExchangeContext::default()
             };
             let options = SourceOptions {
-                max_tokens_limit: source.dialect.max_tokens_limit,
+                dialect: &source.dialect,
             };
             let encoded = pair
                 .encode_request(body, |m| source.map_model(m).to_owned(), options, ctx)
-                .map_err(|e| ProxyError::new(ErrorKind::InvalidRequest, e.0))?;
+                .map_err(|e| invalid(e.0))?;
             Ok(Prepared {
                 body: Bytes::from(encoded.body),
                 stream: encoded.ctx.stream,
                 client_model: encoded.ctx.client_model.clone(),
                 source_model: encoded.source_model,
-                tool_names: ToolNames::default(),
                 input_tokens_estimate: encoded.ctx.input_tokens_estimate,
                 pivot: Some(encoded.ctx),
             })
         }
-        Plan::AnthropicToOpenAi => {
-            let mut source_model = String::new();
-            let TranslatedRequest {
-                body,
-                stream,
-                client_model,
-                tool_names,
-                input_tokens_estimate,
-            } = translate_request(
-                body,
-                |m| {
-                    source_model = source.map_model(m).to_owned();
-                    source_model.clone()
-                },
-                &source.dialect,
-            )
-            .map_err(|e| ProxyError::new(ErrorKind::InvalidRequest, e.0))?;
-            Ok(Prepared {
-                body: Bytes::from(body),
-                stream,
-                client_model,
-                source_model,
-                tool_names,
-                input_tokens_estimate,
-                pivot: None,
-            })
-        }
         Plan::Passthrough(_) => {
             let (body, client_model, source_model, stream) =
-                replace_model(body, |m| source.map_model(m).to_owned())?;
+                replace_model(body, |m| source.map_model(m).to_owned())
+                    .map_err(|e| invalid(e.0))?;
             let estimate = crate::protocol::anthropic_openai::request::estimate_tokens(body.len());
             Ok(Prepared {
                 body,
                 stream,
                 client_model,
                 source_model,
-                tool_names: ToolNames::default(),
                 input_tokens_estimate: estimate,
                 pivot: None,
             })
@@ -249,92 +222,6 @@ fn answer_id(client: Wire, request_id: &str) -> String {
     }
 }
 
-/// Replaces the top-level `model` value in a JSON body without re-serialising anything else:
-/// the bytes before and after it are copied as the client sent them.
-///
-/// The body is walked, not parsed: the rest of it goes to a provider that speaks the client's
-/// own protocol and answers a malformed document with an error in the client's shape, so
-/// validating 75 KB here (~30 µs, most of what a passthrough costs over bare Pingora) buys
-/// nothing. A body whose structure cannot be followed, or that is unusual (escaped keys,
-/// repeated `model` or `stream`, a `stream` that is not a boolean), is parsed to say exactly
-/// what is wrong with it.
-pub fn replace_model(
-    body: &[u8],
-    map: impl FnOnce(&str) -> String,
-) -> Result<(Bytes, String, String, bool), ProxyError> {
-    let (model, stream) = match walk_for_model(body) {
-        Some(found) => found,
-        None => parse_for_model(body)?,
-    };
-    let model = model.ok_or_else(|| invalid("model: field required".to_owned()))?;
-    let client_model: String = serde_json::from_slice(&body[model.clone()])
-        .map_err(|_| invalid("model: expected a string".to_owned()))?;
-    let source_model = map(&client_model);
-    let mut out = Vec::with_capacity(body.len() + source_model.len());
-    out.extend_from_slice(&body[..model.start]);
-    write_json_str(&mut out, &source_model);
-    out.extend_from_slice(&body[model.end..]);
-    Ok((Bytes::from(out), client_model, source_model, stream))
-}
-
-type ModelAndStream = (Option<std::ops::Range<usize>>, bool);
-
-fn invalid(message: String) -> ProxyError {
-    ProxyError::new(ErrorKind::InvalidRequest, message)
-}
-
-/// The `model` value's place and the `stream` flag, found without parsing (see
-/// [`replace_model`]); `None` leaves the body to [`parse_for_model`].
-fn walk_for_model(body: &[u8]) -> Option<ModelAndStream> {
-    let mut model = None;
-    let mut stream = None;
-    let followed = crate::protocol::json::walk_top_level(body, |key, value| {
-        if key.contains(&b'\\') {
-            return false;
-        }
-        match key {
-            b"model" => model.replace(value).is_none(),
-            b"stream" => {
-                let flag = match &body[value] {
-                    b"true" => true,
-                    b"false" | b"null" => false,
-                    _ => return false,
-                };
-                stream.replace(flag).is_none()
-            }
-            _ => true,
-        }
-    });
-    followed.then(|| (model, stream == Some(true)))
-}
-
-/// The same found by parsing the whole document, for the bodies the walk leaves: its errors
-/// say what is wrong.
-fn parse_for_model(body: &[u8]) -> Result<ModelAndStream, ProxyError> {
-    #[derive(Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        model: Option<&'a RawValue>,
-        #[serde(default)]
-        stream: Option<bool>,
-    }
-    let text = std::str::from_utf8(body)
-        .map_err(|e| invalid(format!("request body is not UTF-8: {e}")))?;
-    if !crate::protocol::json::is_object_document(text) {
-        return Err(invalid(
-            "invalid request body: expected a JSON object".to_owned(),
-        ));
-    }
-    let head: Head =
-        serde_json::from_str(text).map_err(|e| invalid(format!("invalid request body: {e}")))?;
-    // `model` borrows from `text`, so its position is an offset into the body.
-    let model = head.model.map(|raw| {
-        let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
-        start..start + raw.get().len()
-    });
-    Ok((model, head.stream == Some(true)))
-}
-
 /// What the response side learned, for logs, metrics and usage records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResponseFacts {
@@ -346,14 +233,11 @@ pub struct ResponseFacts {
 
 /// Shapes the provider's response body for the client, one upstream read at a time.
 pub enum ResponseShaper {
-    /// OpenAI SSE → Anthropic SSE.
-    Stream(Box<StreamTranslator>),
-    /// A stream through a pivot pair's decoder and encoder.
-    PivotStream(Box<PairStream>),
-    /// OpenAI JSON → Anthropic JSON, translated once complete.
+    /// A stream through the pair's decoder and encoder.
+    Stream(Box<PairStream>),
+    /// A JSON answer translated once complete; `as_stream` when the client asked for a
+    /// stream and the provider answered JSON anyway (it is then sent as the client's SSE).
     Json(JsonState),
-    /// The provider answered a streaming request with JSON: translate it and send it as SSE.
-    JsonAsStream(JsonState),
     /// A provider error, rewritten in the client's error shape once complete.
     Error {
         status: u16,
@@ -366,13 +250,10 @@ pub enum ResponseShaper {
 
 pub struct JsonState {
     buf: BytesMut,
-    message_id: String,
-    client_model: String,
-    tool_names: ToolNames,
-    input_tokens_estimate: u64,
+    pair: Pair,
+    ctx: ExchangeContext,
+    as_stream: bool,
     facts: ResponseFacts,
-    /// Translated by a pivot pair instead of the Anthropic/OpenAI translator.
-    pivot: Option<(Pair, ExchangeContext)>,
 }
 
 /// What shaping one read produced.
@@ -384,61 +265,37 @@ pub struct Shaped {
 
 impl ResponseShaper {
     /// Chooses the shaping for a response from its status and content type.
-    pub fn new(
-        plan: Plan,
-        status: u16,
-        content_type: &str,
-        prepared: &Prepared,
-        message_id: &str,
-    ) -> ResponseShaper {
-        if let Plan::Passthrough(_) = plan {
+    pub fn new(plan: Plan, status: u16, content_type: &str, prepared: &Prepared) -> ResponseShaper {
+        let (Plan::Pivot(pair), Some(ctx)) = (plan, prepared.pivot.as_ref()) else {
             return ResponseShaper::Passthrough;
-        }
-        let protocol = plan.client_protocol();
-        let pivot = match plan {
-            Plan::Pivot(pair) => prepared.pivot.clone().map(|ctx| (pair, ctx)),
-            _ => None,
         };
         if !(200..300).contains(&status) {
             return ResponseShaper::Error {
                 status,
-                protocol,
+                protocol: plan.client_protocol(),
                 buf: BytesMut::new(),
             };
         }
-        let json = || JsonState {
-            buf: BytesMut::new(),
-            message_id: message_id.to_owned(),
-            client_model: prepared.client_model.clone(),
-            tool_names: prepared.tool_names.clone(),
-            input_tokens_estimate: prepared.input_tokens_estimate,
-            facts: ResponseFacts::default(),
-            pivot: pivot.clone(),
-        };
         let is_json = content_type.starts_with("application/json");
-        if let (Some((pair, ctx)), true, false) = (pivot.as_ref(), prepared.stream, is_json) {
-            return ResponseShaper::PivotStream(Box::new(PairStream::new(*pair, ctx.clone())));
+        if prepared.stream && !is_json {
+            return ResponseShaper::Stream(Box::new(PairStream::new(pair, ctx.clone())));
         }
-        match (prepared.stream, is_json) {
-            (true, false) => ResponseShaper::Stream(Box::new(StreamTranslator::new(
-                message_id,
-                prepared.client_model.clone(),
-                prepared.tool_names.clone(),
-                prepared.input_tokens_estimate,
-            ))),
-            (true, true) => ResponseShaper::JsonAsStream(json()),
-            (false, _) => ResponseShaper::Json(json()),
-        }
+        ResponseShaper::Json(JsonState {
+            buf: BytesMut::new(),
+            pair,
+            ctx: ctx.clone(),
+            as_stream: prepared.stream,
+            facts: ResponseFacts::default(),
+        })
     }
 
     /// Whether the client gets SSE.
     pub fn is_stream(&self) -> bool {
-        matches!(
-            self,
-            ResponseShaper::Stream(_)
-                | ResponseShaper::PivotStream(_)
-                | ResponseShaper::JsonAsStream(_)
-        )
+        match self {
+            ResponseShaper::Stream(_) => true,
+            ResponseShaper::Json(state) => state.as_stream,
+            _ => false,
+        }
     }
 
     /// The response headers change (so length and encoding must go).
@@ -446,21 +303,20 @@ impl ResponseShaper {
         !matches!(self, ResponseShaper::Passthrough)
     }
 
-    /// Sends `message_start` right away, before the provider's first byte.
+    /// What a streaming client gets right away, before the provider's first byte
+    /// (Anthropic's `message_start`).
     pub fn begin(&mut self) -> Option<Bytes> {
+        let ResponseShaper::Stream(p) = self else {
+            return None;
+        };
         let mut out = Vec::new();
-        match self {
-            ResponseShaper::Stream(t) => t.begin(&mut out),
-            ResponseShaper::PivotStream(p) => p.begin(&mut out),
-            _ => return None,
-        }
-        Some(Bytes::from(out))
+        p.begin(&mut out);
+        (!out.is_empty()).then(|| Bytes::from(out))
     }
 
     /// Takes one upstream read (`None` for none) and returns what to send to the client.
     pub fn feed(&mut self, chunk: Option<&[u8]>, end: bool) -> Shaped {
         let chunk = chunk.unwrap_or_default();
-        let as_stream = matches!(self, ResponseShaper::JsonAsStream(_));
         let mut shaped = Shaped {
             body: None,
             error_status: None,
@@ -469,15 +325,7 @@ impl ResponseShaper {
             ResponseShaper::Passthrough => {
                 shaped.body = (!chunk.is_empty()).then(|| Bytes::copy_from_slice(chunk));
             }
-            ResponseShaper::Stream(t) => {
-                let mut out = Vec::with_capacity(chunk.len() * 2 + 64);
-                t.push(chunk, &mut out);
-                if end {
-                    t.finish(&mut out);
-                }
-                shaped.body = (!out.is_empty()).then(|| Bytes::from(out));
-            }
-            ResponseShaper::PivotStream(p) => {
+            ResponseShaper::Stream(p) => {
                 let mut out = Vec::with_capacity(chunk.len() * 2 + 64);
                 p.push(chunk, &mut out);
                 if end {
@@ -485,14 +333,14 @@ impl ResponseShaper {
                 }
                 shaped.body = (!out.is_empty()).then(|| Bytes::from(out));
             }
-            ResponseShaper::Json(state) | ResponseShaper::JsonAsStream(state) => {
+            ResponseShaper::Json(state) => {
                 if state.buf.len() + chunk.len() <= MAX_RESPONSE_BODY {
                     state.buf.extend_from_slice(chunk);
                 } else {
                     state.facts.errored = true;
                 }
                 if end {
-                    let (body, status) = finish_json(state, as_stream);
+                    let (body, status) = finish_json(state);
                     shaped.body = Some(body);
                     shaped.error_status = status;
                 }
@@ -519,15 +367,7 @@ impl ResponseShaper {
     /// client sees a well-formed end. `None` when nothing can be added.
     pub fn fail(&mut self, error: &ProxyError) -> Option<Bytes> {
         match self {
-            ResponseShaper::Stream(t) => {
-                if t.is_done() {
-                    return None;
-                }
-                let mut out = Vec::new();
-                t.fail(error.kind, &error.message, &mut out);
-                Some(Bytes::from(out))
-            }
-            ResponseShaper::PivotStream(p) => {
+            ResponseShaper::Stream(p) => {
                 if p.is_done() {
                     return None;
                 }
@@ -535,7 +375,7 @@ impl ResponseShaper {
                 p.fail(error.kind, &error.message, &mut out);
                 Some(Bytes::from(out))
             }
-            ResponseShaper::JsonAsStream(state) => {
+            ResponseShaper::Json(state) if state.as_stream => {
                 state.facts.errored = true;
                 Some(Bytes::from(stream_error_tail(state, error)))
             }
@@ -545,15 +385,7 @@ impl ResponseShaper {
 
     pub fn facts(&self) -> ResponseFacts {
         match self {
-            ResponseShaper::Stream(t) => {
-                let s = t.summary();
-                ResponseFacts {
-                    usage: Some(s.usage),
-                    usage_reported: s.usage_reported,
-                    errored: s.errored,
-                }
-            }
-            ResponseShaper::PivotStream(p) => {
+            ResponseShaper::Stream(p) => {
                 let f = p.facts();
                 ResponseFacts {
                     usage: Some(f.usage.to_anthropic()),
@@ -561,7 +393,7 @@ impl ResponseShaper {
                     errored: f.errored,
                 }
             }
-            ResponseShaper::Json(state) | ResponseShaper::JsonAsStream(state) => state.facts,
+            ResponseShaper::Json(state) => state.facts,
             ResponseShaper::Error { .. } => ResponseFacts {
                 errored: true,
                 ..ResponseFacts::default()
@@ -571,76 +403,29 @@ impl ResponseShaper {
     }
 }
 
-/// An error event that ends a stream the client is reading, in its protocol.
+/// An error that ends a stream the client is reading, in its protocol.
 fn stream_error_tail(state: &JsonState, error: &ProxyError) -> Vec<u8> {
     let mut out = Vec::new();
-    match &state.pivot {
-        Some((pair, ctx)) => {
-            PairStream::new(*pair, ctx.clone()).fail(error.kind, &error.message, &mut out)
-        }
-        None => EventWriter { out: &mut out }.error(error.kind, &error.message),
-    }
+    PairStream::new(state.pair, state.ctx.clone()).fail(error.kind, &error.message, &mut out);
     out
 }
 
-/// A complete JSON answer through a pivot pair.
-fn finish_pivot_json(
-    state: &mut JsonState,
-    as_stream: bool,
-) -> Option<Result<Vec<u8>, ResponseError>> {
-    let (pair, ctx) = state.pivot.as_ref()?;
-    let result = pair
-        .encode_response(&state.buf, ctx, as_stream)
-        .map(|(body, usage)| {
-            state.facts.usage_reported = usage.is_some();
-            state.facts.usage = Some(usage.unwrap_or_default().to_anthropic());
-            body
-        });
-    Some(result)
-}
-
 /// Translates a complete JSON response; on failure, an error in its place.
-fn finish_json(state: &mut JsonState, as_stream: bool) -> (Bytes, Option<u16>) {
-    let protocol = state
-        .pivot
-        .as_ref()
-        .map_or(ClientProtocol::Anthropic, |(pair, _)| {
-            Plan::Pivot(*pair).client_protocol()
-        });
-    let pivot_result = if state.facts.errored {
-        None
-    } else {
-        finish_pivot_json(state, as_stream)
-    };
-    let ctx = ResponseContext {
-        message_id: &state.message_id,
-        client_model: &state.client_model,
-        tool_names: &state.tool_names,
-    };
+fn finish_json(state: &mut JsonState) -> (Bytes, Option<u16>) {
     let result = if state.facts.errored {
         Err(ResponseError::Malformed(format!(
             "the provider response is larger than {MAX_RESPONSE_BODY} bytes"
         )))
-    } else if let Some(pivot_result) = pivot_result {
-        match pivot_result {
-            Ok(body) => return (Bytes::from(body), None),
-            Err(e) => Err(e),
-        }
     } else {
-        translate_response(&state.buf, &ctx)
+        state
+            .pair
+            .encode_response(&state.buf, &state.ctx, state.as_stream)
     };
     match result {
-        Ok(t) => {
-            state.facts.usage = Some(t.usage);
-            state.facts.usage_reported = t.usage_reported;
-            if as_stream {
-                (
-                    Bytes::from(message_as_events(&t.body, state.input_tokens_estimate)),
-                    None,
-                )
-            } else {
-                (Bytes::from(t.body), None)
-            }
+        Ok((body, facts)) => {
+            state.facts.usage = Some(facts.usage.to_anthropic());
+            state.facts.usage_reported = facts.usage_reported;
+            (Bytes::from(body), None)
         }
         Err(e) => {
             state.facts.errored = true;
@@ -649,10 +434,11 @@ fn finish_json(state: &mut JsonState, as_stream: bool) -> (Bytes, Option<u16>) {
                 ResponseError::Provider(p) => provider_error_in_200(&p),
             };
             let error = ProxyError::new(kind, message).with_status(status);
-            if as_stream {
+            if state.as_stream {
                 (Bytes::from(stream_error_tail(state, &error)), Some(status))
             } else {
                 // The 200 header is already on its way; the body says what went wrong.
+                let protocol = Plan::Pivot(state.pair).client_protocol();
                 (Bytes::from(error.body(protocol)), Some(status))
             }
         }
@@ -671,124 +457,9 @@ fn provider_error_in_200(p: &ProviderError) -> (ErrorKind, String, u16) {
     (e.kind, e.message, e.status)
 }
 
-/// Renders a complete Anthropic message as the SSE events a streaming client expects.
-pub fn message_as_events(message_json: &[u8], input_estimate: u64) -> Vec<u8> {
-    let message: serde_json::Value = serde_json::from_slice(message_json).unwrap_or_default();
-    let mut out = Vec::with_capacity(message_json.len() * 2);
-    let mut w = EventWriter { out: &mut out };
-    let usage = Usage {
-        input_tokens: message["usage"]["input_tokens"]
-            .as_u64()
-            .unwrap_or(input_estimate),
-        output_tokens: message["usage"]["output_tokens"].as_u64().unwrap_or(0),
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: message["usage"]["cache_read_input_tokens"]
-            .as_u64()
-            .unwrap_or(0),
-    };
-    let start_usage = Usage {
-        output_tokens: 1,
-        ..usage
-    };
-    w.message_start(
-        message["id"].as_str().unwrap_or_default(),
-        message["model"].as_str().unwrap_or_default(),
-        &start_usage,
-    );
-    w.ping();
-    for (i, block) in message["content"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let index = i as u32;
-        match block["type"].as_str() {
-            Some("thinking") => {
-                w.thinking_start(index);
-                w.thinking_delta(index, block["thinking"].as_str().unwrap_or_default());
-                w.signature_delta(index, block["signature"].as_str().unwrap_or_default());
-            }
-            Some("text") => {
-                w.text_start(index);
-                w.text_delta(index, block["text"].as_str().unwrap_or_default());
-            }
-            Some("tool_use") => {
-                w.tool_use_start(
-                    index,
-                    block["id"].as_str().unwrap_or_default(),
-                    block["name"].as_str().unwrap_or_default(),
-                );
-                let input = block["input"].to_string();
-                if input != "{}" {
-                    w.input_json_delta(index, &input);
-                }
-            }
-            _ => continue,
-        }
-        w.block_stop(index);
-    }
-    let stop = match message["stop_reason"].as_str() {
-        Some("max_tokens") => crate::protocol::anthropic::StopReason::MaxTokens,
-        Some("tool_use") => crate::protocol::anthropic::StopReason::ToolUse,
-        Some("refusal") => crate::protocol::anthropic::StopReason::Refusal,
-        _ => crate::protocol::anthropic::StopReason::EndTurn,
-    };
-    w.message_delta(stop, &usage);
-    w.message_stop();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::stream_check::{accumulate, check_stream};
-
-    /// Found by fuzzing: serde's derived structs take an array of fields in order, so `[""]`
-    /// passed as a request with model "".
-    #[test]
-    fn replace_model_refuses_a_body_that_is_not_an_object() {
-        for body in [&b"[\"claude\"]"[..], b"  [\"\", true]", b"\"model\""] {
-            let e = replace_model(body, |_| "x".to_owned()).unwrap_err();
-            assert!(
-                e.message.contains("expected a JSON object"),
-                "{}",
-                e.message
-            );
-        }
-    }
-
-    #[test]
-    fn replace_model_touches_only_the_model() {
-        let body = br#"{ "stream" : true, "model":"claude-x",  "messages":[{"role":"user","content":"hi \u00e9"}]}"#;
-        let (out, client, source, stream) =
-            replace_model(body, |m| format!("{m}-mapped\"q")).unwrap();
-        assert_eq!(client, "claude-x");
-        assert_eq!(source, "claude-x-mapped\"q");
-        assert!(stream);
-        let expected = br#"{ "stream" : true, "model":"claude-x-mapped\"q",  "messages":[{"role":"user","content":"hi \u00e9"}]}"#;
-        assert_eq!(&out[..], &expected[..]);
-        assert!(replace_model(b"{}", |m| m.to_owned()).is_err());
-        assert!(replace_model(b"{\"model\":5}", |m| m.to_owned()).is_err());
-        assert!(replace_model(b"nope", |m| m.to_owned()).is_err());
-    }
-
-    #[test]
-    fn replace_model_parses_unusual_bodies_and_forwards_unchecked_values() {
-        let map = |m: &str| format!("{m}!");
-        // Left to the parser: an escaped key, a repeated model, a stream that is no boolean.
-        let (out, client, _, stream) =
-            replace_model(br#"{"mod\u0065l":"c","stream":true}"#, map).unwrap();
-        assert_eq!((client.as_str(), stream), ("c", true));
-        assert_eq!(&out[..], br#"{"mod\u0065l":"c!","stream":true}"#);
-        let e = replace_model(br#"{"model":"a","model":"b"}"#, map).unwrap_err();
-        assert!(e.message.contains("duplicate field"), "{}", e.message);
-        let e = replace_model(br#"{"model":"a","stream":"yes"}"#, map).unwrap_err();
-        assert!(e.message.contains("invalid type"), "{}", e.message);
-        // Walked, not validated: a bad value elsewhere is the provider's to refuse.
-        let (out, ..) = replace_model(br#"{"model":"a","max_tokens":12x}"#, map).unwrap();
-        assert_eq!(&out[..], br#"{"model":"a!","max_tokens":12x}"#);
-    }
 
     #[test]
     fn collector_reserves_the_announced_length_once_and_keeps_every_byte() {
@@ -822,139 +493,5 @@ mod tests {
         let e = c.push(Bytes::from_static(b"6789"), 8).unwrap_err();
         assert_eq!(e.status, 413);
         assert_eq!(c.len(), 5, "nothing buffered past the limit");
-    }
-
-    #[test]
-    fn json_message_as_stream_is_valid() {
-        let msg = br#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[
-            {"type":"thinking","thinking":"t","signature":"s"},{"type":"text","text":"hello"},
-            {"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"ls"}}],
-            "stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":4}}"#;
-        let events = message_as_events(msg, 0);
-        let frames = check_stream(&events).unwrap();
-        let m = accumulate(&frames);
-        assert_eq!(m["content"][1]["text"], "hello");
-        assert_eq!(m["content"][2]["input"]["command"], "ls");
-        assert_eq!(m["stop_reason"], "tool_use");
-    }
-}
-
-/// Reads token usage out of a passthrough response without changing a byte of it (usage
-/// statistics for same-protocol adapters). Only the events that mention usage are parsed.
-pub struct UsageObserver {
-    protocol: ClientProtocol,
-    decoder: crate::protocol::sse::SseDecoder,
-    stream: bool,
-    json: BytesMut,
-    usage: Option<Usage>,
-}
-
-impl UsageObserver {
-    pub fn new(protocol: ClientProtocol, stream: bool) -> Self {
-        UsageObserver {
-            protocol,
-            decoder: crate::protocol::sse::SseDecoder::new(),
-            stream,
-            json: BytesMut::new(),
-            usage: None,
-        }
-    }
-
-    pub fn feed(&mut self, chunk: &[u8]) {
-        if !self.stream {
-            if self.json.len() + chunk.len() <= MAX_RESPONSE_BODY {
-                self.json.extend_from_slice(chunk);
-            }
-            return;
-        }
-        let (protocol, usage) = (self.protocol, &mut self.usage);
-        self.decoder.push(chunk, &mut |event| {
-            if let crate::protocol::sse::SseEvent::Data(data) = event
-                && memchr::memmem::find(data, b"usage").is_some()
-            {
-                merge_usage(protocol, data, usage);
-            }
-        });
-    }
-
-    pub fn finish(&mut self) -> Option<Usage> {
-        if !self.stream {
-            let body = std::mem::take(&mut self.json);
-            merge_usage(self.protocol, &body, &mut self.usage);
-        }
-        self.usage
-    }
-}
-
-/// Folds the usage in one JSON document (a whole response or one stream event) into `usage`.
-fn merge_usage(protocol: ClientProtocol, data: &[u8], usage: &mut Option<Usage>) {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
-        return;
-    };
-    let u = match protocol {
-        ClientProtocol::Anthropic => {
-            // message_start carries it under `message`; message_delta and whole messages at top level.
-            let u = if v["type"] == "message_start" {
-                &v["message"]["usage"]
-            } else {
-                &v["usage"]
-            };
-            if !u.is_object() {
-                return;
-            }
-            let mut acc = usage.unwrap_or_default();
-            if let Some(n) = u["input_tokens"].as_u64() {
-                acc.input_tokens = n;
-            }
-            if let Some(n) = u["output_tokens"].as_u64() {
-                acc.output_tokens = n;
-            }
-            if let Some(n) = u["cache_read_input_tokens"].as_u64() {
-                acc.cache_read_input_tokens = n;
-            }
-            if let Some(n) = u["cache_creation_input_tokens"].as_u64() {
-                acc.cache_creation_input_tokens = n;
-            }
-            acc
-        }
-        ClientProtocol::OpenAi => {
-            let Ok(u) =
-                serde_json::from_value::<crate::protocol::openai::ChatUsage>(v["usage"].clone())
-            else {
-                return;
-            };
-            crate::protocol::anthropic_openai::response::anthropic_usage(&u)
-        }
-    };
-    *usage = Some(u);
-}
-
-#[cfg(test)]
-mod observer_tests {
-    use super::*;
-
-    #[test]
-    fn anthropic_stream_usage() {
-        let mut o = UsageObserver::new(ClientProtocol::Anthropic, true);
-        let s = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"cache_read_input_tokens\":3,\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":40}}\n\n";
-        for piece in s.chunks(7) {
-            o.feed(piece);
-        }
-        let u = o.finish().unwrap();
-        assert_eq!(
-            (u.input_tokens, u.output_tokens, u.cache_read_input_tokens),
-            (12, 40, 3)
-        );
-    }
-
-    #[test]
-    fn openai_json_usage() {
-        let mut o = UsageObserver::new(ClientProtocol::OpenAi, false);
-        o.feed(br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":6}}}"#);
-        let u = o.finish().unwrap();
-        assert_eq!(
-            (u.input_tokens, u.output_tokens, u.cache_read_input_tokens),
-            (4, 4, 6)
-        );
     }
 }

@@ -32,7 +32,7 @@ use crate::config::adapter::{Adapter, ApiKey, Source, SourceProtocol};
 use crate::config::snapshot::{KeyLookup, Snapshot};
 use crate::config::watch::LiveConfig;
 use crate::protocol::anthropic::{CountTokensRequest, ErrorKind};
-use crate::protocol::pair::{Pair, Wire};
+use crate::protocol::pair::Wire;
 use crate::protocol::tokens::count_request;
 use crate::telemetry::Telemetry;
 use async_trait::async_trait;
@@ -161,7 +161,7 @@ pub struct Ctx {
     /// Counted in the open-streams gauge.
     pub stream_open: bool,
     /// Usage read from a passthrough response (when statistics are on).
-    pub observer: Option<exchange::UsageObserver>,
+    pub observer: Option<crate::protocol::usage::UsageObserver>,
     pub bytes_out: usize,
     /// What went wrong with the provider, for metrics and logs.
     pub error_kind: Option<&'static str>,
@@ -181,10 +181,6 @@ pub struct Ctx {
     /// The whole request body has gone to the provider (reset by a retry's replay).
     pub request_sent: bool,
     _inflight: InflightGuard,
-}
-
-fn message_id(request_id: &str) -> String {
-    format!("msg_{request_id}")
 }
 
 impl FlexiProxy {
@@ -523,13 +519,7 @@ impl FlexiProxy {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let shaper = ResponseShaper::new(
-            plan,
-            status,
-            &content_type,
-            prepared,
-            &message_id(&ctx.request_id),
-        );
+        let shaper = ResponseShaper::new(plan, status, &content_type, prepared);
         // Edited as plain `http` parts: see `upstream_header` for why.
         let mut parts = http::response::Parts::from(std::mem::replace(
             upstream_response,
@@ -585,11 +575,14 @@ impl FlexiProxy {
                 "status_4xx"
             });
         }
-        if let Plan::Passthrough(protocol) = plan
+        if let Plan::Passthrough(_) = plan
             && self.telemetry.usage.is_some()
             && (200..300).contains(&status)
         {
-            ctx.observer = Some(exchange::UsageObserver::new(protocol, event_stream));
+            ctx.observer = Some(crate::protocol::usage::UsageObserver::new(
+                plan.source_wire(),
+                event_stream,
+            ));
         }
         ctx.shaper = Some(shaper);
         if ctx.request_sent {
@@ -1042,22 +1035,19 @@ impl ProxyHttp for FlexiProxy {
             return self.respond_error(session, ctx, e).await;
         }
 
-        let plan = match (ctx.route, adapter.source.protocol) {
+        let source_wire = match adapter.source.protocol {
+            SourceProtocol::OpenAi => Wire::OpenAiChat,
+            SourceProtocol::Anthropic => Wire::AnthropicMessages,
+        };
+        let plan = match (ctx.route, source_wire) {
             (Route::Models, _) => return self.list_models(session, ctx, &adapter).await,
-            (Route::CountTokens, SourceProtocol::OpenAi) => {
+            (Route::CountTokens, Wire::OpenAiChat) => {
                 return self.count_tokens_locally(session, ctx).await;
             }
-            (Route::Messages, SourceProtocol::OpenAi) => Plan::AnthropicToOpenAi,
-            (Route::Messages | Route::CountTokens, SourceProtocol::Anthropic) => {
-                Plan::Passthrough(ClientProtocol::Anthropic)
+            (Route::Messages | Route::CountTokens, source) => {
+                Plan::for_pair(Wire::AnthropicMessages, source)
             }
-            (Route::ChatCompletions, SourceProtocol::OpenAi) => {
-                Plan::Passthrough(ClientProtocol::OpenAi)
-            }
-            (Route::ChatCompletions, SourceProtocol::Anthropic) => Plan::Pivot(Pair {
-                client: Wire::OpenAiChat,
-                source: Wire::AnthropicMessages,
-            }),
+            (Route::ChatCompletions, source) => Plan::for_pair(Wire::OpenAiChat, source),
             _ => {
                 let e = ProxyError::new(ErrorKind::NotFound, "no such endpoint");
                 return self.respond_error(session, ctx, e).await;

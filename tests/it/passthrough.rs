@@ -240,13 +240,15 @@ async fn openai_passthrough_bytes_and_models() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn openai_client_on_anthropic_source_is_a_clear_400() {
+async fn openai_client_on_anthropic_source_gets_a_clear_400_for_what_the_source_cannot_take() {
+    // OpenAI clients are translated onto Anthropic sources now (tests/it/pairs.rs); what
+    // the Messages API cannot carry is refused here, in OpenAI's shape, and never sent on.
     let provider = anthropic_provider().await;
     let proxy = Proxy::start(&[("ds", anthropic_adapter(&provider.origin(), ""))]);
     let r = client()
         .post(proxy.url("/v1/chat/completions"))
         .bearer_auth(KEY)
-        .json(&json!({"model":"x","messages":[{"role":"user","content":"hi"}]}))
+        .json(&json!({"model":"x","n":2,"messages":[{"role":"user","content":"hi"}]}))
         .send()
         .await
         .unwrap();
@@ -257,11 +259,10 @@ async fn openai_client_on_anthropic_source_is_a_clear_400() {
         "OpenAI's error shape"
     );
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("OpenAI clients cannot use it yet")
+        v["error"]["message"].as_str().unwrap().starts_with("n:"),
+        "{v}"
     );
+    assert_eq!(provider.request_count(), 0);
     // Unknown keys get OpenAI's shape on OpenAI endpoints too.
     let r = client()
         .post(proxy.url("/v1/chat/completions"))

@@ -2,12 +2,16 @@
 //! JSON trees; tool schemas and inputs stay raw), the response and SSE frames we produce, and
 //! the error shape every Anthropic client understands.
 //!
-//! As a source protocol (Anthropic-protocol providers behind OpenAI clients): [`request`]
-//! encodes a pivot conversation, [`response`] and [`stream`] decode answers into the pivot.
+//! Its codecs, one file per direction (decode: wire → pivot, encode: pivot → wire):
+//! as a client protocol [`decode_request`], [`encode_response`], [`encode_stream`]; as a
+//! source protocol [`encode_request`], [`decode_response`], [`decode_stream`].
 
-pub mod request;
-pub mod response;
-pub mod stream;
+pub mod decode_request;
+pub mod decode_response;
+pub mod decode_stream;
+pub mod encode_request;
+pub mod encode_response;
+pub mod encode_stream;
 
 use super::json::{Str, Text, write_json_str};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -244,7 +248,7 @@ pub struct MessageResponse<'a> {
 pub enum OutBlock<'a> {
     Thinking {
         thinking: &'a str,
-        signature: &'static str,
+        signature: &'a str,
     },
     Text {
         text: &'a str,

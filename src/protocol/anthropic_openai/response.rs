@@ -1,12 +1,19 @@
-//! OpenAI chat completion (non-streaming) → Anthropic `message`.
+//! OpenAI chat completion (non-streaming) → Anthropic `message`, through the pivot:
+//! [`crate::protocol::openai_chat::decode_response`] reads the provider's answer,
+//! [`crate::protocol::anthropic::encode_response`] writes the client's.
 
-use super::{ToolNames, sanitize_tool_id};
-use crate::protocol::anthropic::{
-    MessageResponse, OutBlock, StopReason, THINKING_SIGNATURE, Usage,
-};
+use super::ToolNames;
+#[cfg(test)]
+use crate::protocol::anthropic::THINKING_SIGNATURE;
+use crate::protocol::anthropic::encode_response::encode_response;
+use crate::protocol::anthropic::{StopReason, Usage};
 use crate::protocol::json::repair_json_object;
-use crate::protocol::openai::{ChatCompletion, ChatUsage, ProviderError};
+use crate::protocol::openai::ChatUsage;
+use crate::protocol::openai_chat::decode_response::decode_response;
+use crate::protocol::pivot::ExchangeContext;
 use serde_json::value::RawValue;
+
+pub use crate::protocol::pivot::ResponseError;
 
 /// What the response translation needs from the request.
 #[derive(Debug, Clone)]
@@ -29,110 +36,22 @@ pub struct TranslatedResponse {
     pub repaired_arguments: u32,
 }
 
-/// Why a 2xx body could not be translated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResponseError {
-    /// The body is not a chat completion at all.
-    Malformed(String),
-    /// A 200 that carries an error object (some providers do this).
-    Provider(ProviderError),
-}
-
 pub fn translate_response(
     body: &[u8],
     ctx: &ResponseContext<'_>,
 ) -> Result<TranslatedResponse, ResponseError> {
-    let completion: ChatCompletion = serde_json::from_slice(body).map_err(|e| {
-        ResponseError::Malformed(format!("the provider sent an unreadable response: {e}"))
-    })?;
-    if completion.choices.is_none()
-        && let Some(err) = completion.error
-    {
-        {
-            let parsed = serde_json::from_str::<serde_json::Value>(err.get())
-                .ok()
-                .and_then(|v| ProviderError::from_value(&serde_json::json!({ "error": v })))
-                .unwrap_or_else(|| ProviderError::parse(err.get().as_bytes()));
-            return Err(ResponseError::Provider(parsed));
-        }
-    }
-    let choice = completion
-        .choices
-        .as_ref()
-        .and_then(|c| c.first())
-        .ok_or_else(|| ResponseError::Malformed("the provider response has no choices".into()))?;
-    let message = choice.message.as_ref();
-
-    let mut content = Vec::new();
-    let mut output_chars = 0usize;
-    if let Some(reasoning) = message.and_then(|m| m.reasoning_text()) {
-        output_chars += reasoning.len();
-        content.push(OutBlock::Thinking {
-            thinking: reasoning,
-            signature: THINKING_SIGNATURE,
-        });
-    }
-    if let Some(text) = message
-        .and_then(|m| m.content.as_ref())
-        .filter(|t| !t.0.is_empty())
-    {
-        output_chars += text.0.len();
-        content.push(OutBlock::Text { text: &text.0 });
-    }
-    let mut repaired_arguments = 0;
-    let calls = message
-        .and_then(|m| m.tool_calls.as_deref())
-        .unwrap_or_default();
-    let legacy_call = message.and_then(|m| m.function_call.as_deref());
-    let functions = calls
-        .iter()
-        .map(|c| (c.id.as_deref(), c.function.as_ref()))
-        .chain(legacy_call.map(|f| (None, Some(f))));
-    for (position, (id, function)) in functions.enumerate() {
-        let Some(function) = function else { continue };
-        let name = function.name.as_deref().unwrap_or("");
-        let arguments = function.arguments.as_deref().unwrap_or("");
-        output_chars += arguments.len();
-        let (input, repaired) = tool_input(arguments);
-        repaired_arguments += u32::from(repaired);
-        content.push(OutBlock::ToolUse {
-            id: sanitize_tool_id(id, ctx.message_id, position),
-            name: ctx.tool_names.to_client(name),
-            input,
-        });
-    }
-
-    let has_tool_use = content
-        .iter()
-        .any(|b| matches!(b, OutBlock::ToolUse { .. }));
-    let stop_reason = stop_reason(choice.finish_reason.as_deref(), has_tool_use);
-    let (usage, usage_reported) = match completion.usage {
-        Some(u) => (anthropic_usage(&u), true),
-        None => (
-            Usage {
-                output_tokens: super::request::estimate_tokens(output_chars),
-                ..Usage::default()
-            },
-            false,
-        ),
+    let response = decode_response(body, ctx.tool_names)?;
+    let exchange = ExchangeContext {
+        message_id: ctx.message_id.to_owned(),
+        client_model: ctx.client_model.to_owned(),
+        ..ExchangeContext::default()
     };
-    let response = MessageResponse {
-        id: ctx.message_id,
-        kind: "message",
-        role: "assistant",
-        model: ctx.client_model,
-        content,
-        stop_reason,
-        stop_sequence: None,
-        usage,
-    };
-    let body = serde_json::to_vec(&response)
-        .map_err(|e| ResponseError::Malformed(format!("cannot encode the response: {e}")))?;
+    let encoded = encode_response(&response, &exchange)?;
     Ok(TranslatedResponse {
-        body,
-        usage,
-        usage_reported,
-        repaired_arguments,
+        body: encoded.body,
+        usage: encoded.usage,
+        usage_reported: encoded.usage_reported,
+        repaired_arguments: encoded.repaired_arguments,
     })
 }
 
@@ -154,27 +73,15 @@ pub fn tool_input(arguments: &str) -> (Box<RawValue>, bool) {
 /// OpenAI `finish_reason` → Anthropic `stop_reason`; a response with tool calls always stops
 /// for `tool_use` (some providers say `stop` there).
 pub fn stop_reason(finish_reason: Option<&str>, has_tool_use: bool) -> StopReason {
-    if has_tool_use {
-        return StopReason::ToolUse;
-    }
-    match finish_reason {
-        Some("length") => StopReason::MaxTokens,
-        Some("tool_calls") | Some("function_call") => StopReason::ToolUse,
-        Some("content_filter") => StopReason::Refusal,
-        _ => StopReason::EndTurn,
-    }
+    crate::protocol::anthropic::encode_response::stop_reason(
+        crate::protocol::openai_chat::decode_response::stop_reason(finish_reason),
+        has_tool_use,
+    )
 }
 
 /// `input_tokens` excludes cache reads, as Anthropic counts them.
 pub fn anthropic_usage(u: &ChatUsage) -> Usage {
-    let cached = u.cached_tokens();
-    let prompt = u.prompt_tokens.unwrap_or(0);
-    Usage {
-        input_tokens: prompt.saturating_sub(cached),
-        output_tokens: u.completion_tokens.unwrap_or(0),
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: cached,
-    }
+    crate::protocol::openai_chat::decode_response::usage(u).to_anthropic()
 }
 
 #[cfg(test)]

@@ -1,10 +1,16 @@
-//! OpenAI Chat Completions as a client protocol: requests decoded into the pivot
-//! ([`request`]), answers encoded from it ([`response`], [`stream`]), errors in OpenAI's shape.
-//! (What OpenAI-compatible *sources* send back is read by [`crate::protocol::openai`].)
+//! OpenAI Chat Completions, one file per direction (decode: wire → pivot, encode: pivot →
+//! wire): as a client protocol [`decode_request`], [`encode_response`], [`encode_stream`];
+//! as a source protocol [`encode_request`] (bent to a provider's [`dialect`]),
+//! [`decode_response`], [`decode_stream`]. Errors in OpenAI's shape. The lenient wire types
+//! of what sources send back are in [`crate::protocol::openai`].
 
-pub mod request;
-pub mod response;
-pub mod stream;
+pub mod decode_request;
+pub mod decode_response;
+pub mod decode_stream;
+pub mod dialect;
+pub mod encode_request;
+pub mod encode_response;
+pub mod encode_stream;
 
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::json::write_json_str;

@@ -1,7 +1,7 @@
 use super::*;
 use serde_json::json;
 
-fn decode(v: serde_json::Value) -> Result<Conversation, Refusal> {
+fn decode(v: serde_json::Value) -> Result<Conversation<'static>, Refusal> {
     decode_request(&serde_json::to_vec(&v).unwrap())
 }
 
@@ -35,7 +35,8 @@ fn every_message_kind_reaches_the_pivot() {
     assert!(c.stream && c.stream_usage);
     assert_eq!(c.max_tokens, Some(300), "max_completion_tokens wins");
     assert_eq!(c.stop, vec!["END"]);
-    assert_eq!(c.system, vec!["Be brief.", "Use tools."]);
+    let system: Vec<_> = c.system.iter().map(|t| t.decoded().into_owned()).collect();
+    assert_eq!(system, ["Be brief.", "Use tools."]);
     assert_eq!(c.turns.len(), 6);
     assert!(
         matches!(&c.turns[0].parts[1], Part::Image(Media::Base64 { media_type, .. }) if media_type == "image/png")

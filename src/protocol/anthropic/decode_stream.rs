@@ -7,7 +7,7 @@
 //! A tool block whose `content_block_start` already carries a non-empty `input` (some
 //! compatible servers send it whole) gets it as one arguments delta.
 
-use super::response::{WireUsage, stop_reason};
+use super::decode_response::{WireUsage, stop_reason};
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::anthropic_openai::error::stream_error;
 use crate::protocol::pivot::{BlockKind, Event, Origin, Usage};
@@ -99,12 +99,16 @@ impl StreamDecoder {
         self.sse = sse;
     }
 
-    /// The provider's body ended; a block left open is closed.
+    /// The provider's body ended; a block left open is closed and the answer ends.
     pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
         let mut sse = std::mem::take(&mut self.sse);
         sse.finish(&mut |event| self.frame(event, on_event));
         self.sse = sse;
-        self.close_open(on_event);
+        if !self.done {
+            self.close_open(on_event);
+            self.done = true;
+            on_event(Event::End);
+        }
     }
 
     /// The stream said it is over (`message_stop` or `error`).
@@ -113,12 +117,13 @@ impl StreamDecoder {
     }
 
     fn frame(&mut self, event: SseEvent<'_>, on_event: &mut impl FnMut(Event<'_>)) {
-        let SseEvent::Data(data) = event else {
-            return;
-        };
         if self.done {
             return;
         }
+        let SseEvent::Data(data) = event else {
+            on_event(Event::KeepAlive);
+            return;
+        };
         let Ok(frame) = serde_json::from_slice::<Frame<'_>>(data) else {
             self.done = true;
             on_event(Event::Error {
@@ -168,8 +173,8 @@ impl StreamDecoder {
                     "text" => BlockKind::Text,
                     "thinking" => BlockKind::Reasoning,
                     "tool_use" => BlockKind::ToolCall {
-                        id: block.id.as_deref().unwrap_or_default().to_owned(),
-                        name: block.name.as_deref().unwrap_or_default().to_owned(),
+                        id: block.id.as_deref().unwrap_or_default(),
+                        name: block.name.as_deref().unwrap_or_default(),
                     },
                     _ => {
                         self.open = Some((provider_index, None));
@@ -248,6 +253,7 @@ impl StreamDecoder {
             "message_stop" => {
                 self.close_open(on_event);
                 self.done = true;
+                on_event(Event::End);
             }
             "error" => {
                 self.close_open(on_event);

@@ -7,7 +7,7 @@
 //! `stream_options.include_usage`, and `data: [DONE]`. An error mid-stream becomes an
 //! OpenAI-shaped `{"error": …}` chunk followed by `[DONE]`.
 
-use super::response::{WireUsage, finish_reason};
+use super::encode_response::{WireUsage, finish_reason};
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::pivot::{BlockKind, Event, ExchangeContext, StopReason, Usage};
 use serde::Serialize;
@@ -162,6 +162,9 @@ impl StreamEncoder {
         self.begin(out);
         match event {
             Event::Start { .. } => {}
+            // An SSE comment keeps idle connections (and proxies between) open.
+            Event::KeepAlive => out.extend_from_slice(b": keep-alive\n\n"),
+            Event::End => self.finish(out),
             Event::BlockStart { kind, .. } => self.block_start(kind, out),
             Event::TextDelta { text, .. } => self.text(Some(text), None, out),
             Event::ReasoningDelta { text, .. } => self.text(None, Some(text), out),
@@ -181,12 +184,12 @@ impl StreamEncoder {
         }
     }
 
-    fn block_start(&mut self, kind: BlockKind, out: &mut Vec<u8>) {
+    fn block_start(&mut self, kind: BlockKind<'_>, out: &mut Vec<u8>) {
         self.open = Some(match kind {
             BlockKind::Text => Open::Text,
             BlockKind::Reasoning => Open::Reasoning,
             BlockKind::ToolCall { name, .. }
-                if Some(name.as_str()) == self.ctx.structured_output_tool.as_deref() =>
+                if Some(name) == self.ctx.structured_output_tool.as_deref() =>
             {
                 self.called_structured = true;
                 Open::StructuredText
@@ -194,7 +197,7 @@ impl StreamEncoder {
             BlockKind::ToolCall { id, name } => {
                 let index = self.tool_calls;
                 self.tool_calls += 1;
-                self.tool_delta(index, Some((&id, &name)), "", out);
+                self.tool_delta(index, Some((id, name)), "", out);
                 Open::Tool(index)
             }
         });

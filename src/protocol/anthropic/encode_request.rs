@@ -41,8 +41,8 @@ struct Body<'a> {
     tools: Vec<Tool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<Choice<'a>>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "<[Cow<'a, str>]>::is_empty")]
+    stop_sequences: &'a [Cow<'a, str>],
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,7 +61,7 @@ struct Body<'a> {
 struct TextBlock<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    text: &'a str,
+    text: Cow<'a, str>,
 }
 
 #[derive(Serialize)]
@@ -96,7 +96,7 @@ enum Block<'a> {
         is_error: bool,
     },
     Thinking {
-        thinking: &'a str,
+        thinking: Cow<'a, str>,
         signature: &'a str,
     },
     RedactedThinking {
@@ -107,15 +107,20 @@ enum Block<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Source<'a> {
-    Base64 { media_type: &'a str, data: &'a str },
-    Url { url: &'a str },
+    Base64 {
+        media_type: &'a str,
+        data: Cow<'a, str>,
+    },
+    Url {
+        url: &'a str,
+    },
 }
 
 #[derive(Serialize)]
 struct Tool<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
+    description: Option<Cow<'a, str>>,
     input_schema: &'a RawValue,
 }
 
@@ -155,7 +160,7 @@ fn unreachable_schema() -> Box<RawValue> {
 
 /// Encodes the conversation for an Anthropic source. `source_model` is the mapped model.
 pub fn encode_request(
-    conv: &Conversation,
+    conv: &Conversation<'_>,
     source_model: &str,
     options: EncodeOptions,
     ctx: &mut ExchangeContext,
@@ -175,7 +180,7 @@ pub fn encode_request(
             RawValue::from_string(r#"{"type":"object"}"#.to_owned())
                 .unwrap_or_else(|_| empty_schema()),
         ),
-        Some(ResponseFormat::JsonSchema { schema, .. }) => Some(schema.clone()),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => Some(schema.clone().into_owned()),
     };
     let default_schema = empty_schema();
     let mut tools: Vec<Tool<'_>> = conv
@@ -183,7 +188,11 @@ pub fn encode_request(
         .iter()
         .map(|t| Tool {
             name: &t.name,
-            description: t.description.as_deref().filter(|d| !d.is_empty()),
+            description: t
+                .description
+                .as_ref()
+                .filter(|d| !d.is_empty())
+                .map(|d| d.decoded()),
             input_schema: t.parameters.as_deref().unwrap_or(&default_schema),
         })
         .collect();
@@ -191,7 +200,9 @@ pub fn encode_request(
     if let Some(schema) = &structured_schema {
         tools.push(Tool {
             name: STRUCTURED_OUTPUT_TOOL,
-            description: Some("Give the final answer by calling this tool with it."),
+            description: Some(Cow::Borrowed(
+                "Give the final answer by calling this tool with it.",
+            )),
             input_schema: schema,
         });
         tool_choice = Some(Choice {
@@ -209,7 +220,10 @@ pub fn encode_request(
             .system
             .iter()
             .filter(|s| !s.is_empty())
-            .map(|text| TextBlock { kind: "text", text })
+            .map(|text| TextBlock {
+                kind: "text",
+                text: text.decoded(),
+            })
             .collect(),
         messages: messages(&conv.turns),
         tools,
@@ -232,7 +246,7 @@ pub fn encode_request(
     serde_json::to_vec(&body).map_err(|e| Refusal(format!("cannot encode the request: {e}")))
 }
 
-fn tool_choice(conv: &Conversation) -> Option<Choice<'_>> {
+fn tool_choice<'c>(conv: &'c Conversation<'_>) -> Option<Choice<'c>> {
     let single = conv.parallel_tool_calls == Some(false);
     let (kind, name) = match &conv.tool_choice {
         None if single && !conv.tools.is_empty() => ("auto", None),
@@ -240,7 +254,7 @@ fn tool_choice(conv: &Conversation) -> Option<Choice<'_>> {
         Some(ToolChoice::Auto) => ("auto", None),
         Some(ToolChoice::Required) => ("any", None),
         Some(ToolChoice::None) => ("none", None),
-        Some(ToolChoice::Named(n)) => ("tool", Some(n.as_str())),
+        Some(ToolChoice::Named(n)) => ("tool", Some(n.as_ref())),
     };
     Some(Choice {
         kind,
@@ -254,7 +268,7 @@ fn tool_choice(conv: &Conversation) -> Option<Choice<'_>> {
 /// without its (signed) thinking first — which clients that cannot carry signatures (OpenAI
 /// Chat) always do. Then the request goes without thinking rather than failing.
 fn thinking_for(
-    conv: &Conversation,
+    conv: &Conversation<'_>,
     max_tokens: u64,
     choice: Option<&Choice<'_>>,
 ) -> Option<Thinking> {
@@ -276,7 +290,7 @@ fn thinking_for(
     })
 }
 
-fn last_tool_turn_lacks_signed_thinking(turns: &[Turn]) -> bool {
+fn last_tool_turn_lacks_signed_thinking(turns: &[Turn<'_>]) -> bool {
     let Some(last_assistant) = turns.iter().rev().find(|t| t.role == Role::Assistant) else {
         return false;
     };
@@ -291,7 +305,7 @@ fn last_tool_turn_lacks_signed_thinking(turns: &[Turn]) -> bool {
     calls_tools && !signed_first
 }
 
-fn anthropic_signature(r: &Reasoning) -> Option<&str> {
+fn anthropic_signature<'r>(r: &'r Reasoning<'_>) -> Option<&'r str> {
     match &r.signature {
         Some((crate::protocol::pivot::Origin::Anthropic, s)) => Some(s),
         _ => None,
@@ -306,7 +320,7 @@ fn role_name(role: Role) -> &'static str {
 }
 
 /// Turns → messages with alternating roles; tool results lead their user message.
-fn messages(turns: &[Turn]) -> Vec<Message<'_>> {
+fn messages<'t>(turns: &'t [Turn<'_>]) -> Vec<Message<'t>> {
     let mut out: Vec<Message<'_>> = Vec::with_capacity(turns.len());
     for turn in turns {
         let mut blocks = Vec::with_capacity(turn.parts.len());
@@ -337,22 +351,25 @@ fn messages(turns: &[Turn]) -> Vec<Message<'_>> {
     out
 }
 
-fn source(media: &Media) -> Source<'_> {
+fn source<'m>(media: &'m Media<'_>) -> Source<'m> {
     match media {
-        Media::Base64 { media_type, data } => Source::Base64 { media_type, data },
+        Media::Base64 { media_type, data } => Source::Base64 {
+            media_type,
+            data: data.decoded(),
+        },
         Media::Url(url) => Source::Url { url },
     }
 }
 
-fn block(part: &Part, role: Role) -> Option<Block<'_>> {
+fn block<'p>(part: &'p Part<'_>, role: Role) -> Option<Block<'p>> {
     Some(match part {
         Part::Text(text) if text.is_empty() => return None,
         // The standard Messages API has no system role mid-conversation: user text, marked.
         Part::Text(text) if role == Role::System => Block::Text {
-            text: Cow::Owned(format!("System instruction: {text}")),
+            text: Cow::Owned(format!("System instruction: {}", text.decoded())),
         },
         Part::Text(text) => Block::Text {
-            text: Cow::Borrowed(text),
+            text: text.decoded(),
         },
         Part::Image(media) => Block::Image {
             source: source(media),
@@ -386,7 +403,7 @@ fn block(part: &Part, role: Role) -> Option<Block<'_>> {
             } else {
                 let signature = anthropic_signature(r)?;
                 Block::Thinking {
-                    thinking: &r.text,
+                    thinking: r.text.decoded(),
                     signature,
                 }
             }

@@ -5,6 +5,7 @@
 //! (`n > 1`, `logprobs`, audio) are refused with a message naming them. Unknown fields are
 //! ignored, as the OpenAI API itself does for forward compatibility.
 
+use crate::protocol::json::Text;
 use crate::protocol::pivot::{
     Conversation, Effort, Media, Part, ReasoningRequest, Refusal, ResponseFormat, Role, ToolCall,
     ToolChoice, ToolSpec, Turn,
@@ -12,6 +13,10 @@ use crate::protocol::pivot::{
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// Conversations decoded here own their data (the Chat types are parsed into owned values).
+type Owned = Conversation<'static>;
 
 /// Accepted and dropped: tuning knobs without an equivalent elsewhere.
 pub const IGNORED: &[&str] = &[
@@ -144,7 +149,7 @@ fn refuse(message: impl Into<String>) -> Refusal {
 }
 
 /// Parses a Chat Completions request into the pivot.
-pub fn decode_request(body: &[u8]) -> Result<Conversation, Refusal> {
+pub fn decode_request(body: &[u8]) -> Result<Owned, Refusal> {
     let text =
         std::str::from_utf8(body).map_err(|e| refuse(format!("request body is not UTF-8: {e}")))?;
     if !crate::protocol::json::is_object_document(text) {
@@ -158,7 +163,7 @@ pub fn decode_request(body: &[u8]) -> Result<Conversation, Refusal> {
         .messages
         .ok_or_else(|| refuse("messages: field required"))?;
     let mut conversation = Conversation {
-        model,
+        model: Cow::Owned(model),
         stream: req.stream.unwrap_or(false),
         stream_usage: req
             .stream_options
@@ -169,8 +174,11 @@ pub fn decode_request(body: &[u8]) -> Result<Conversation, Refusal> {
         top_p: req.top_p,
         top_k: req.top_k,
         parallel_tool_calls: req.parallel_tool_calls,
-        user: req.user,
-        stop: stop_sequences(req.stop)?,
+        user: req.user.map(Cow::Owned),
+        stop: stop_sequences(req.stop)?
+            .into_iter()
+            .map(Cow::Owned)
+            .collect(),
         ..Conversation::default()
     };
     decode_messages(messages, &mut conversation)?;
@@ -244,7 +252,7 @@ fn stop_sequences(stop: Option<Value>) -> Result<Vec<String>, Refusal> {
     }
 }
 
-fn decode_messages(messages: Vec<ChatMessage>, conv: &mut Conversation) -> Result<(), Refusal> {
+fn decode_messages(messages: Vec<ChatMessage>, conv: &mut Owned) -> Result<(), Refusal> {
     for (i, message) in messages.into_iter().enumerate() {
         let at = |field: &str| format!("messages[{i}].{field}");
         match message.role.as_str() {
@@ -252,11 +260,11 @@ fn decode_messages(messages: Vec<ChatMessage>, conv: &mut Conversation) -> Resul
                 let text = plain_text(message.content.as_deref(), &at("content"))?;
                 // Leading instructions are the top-level system prompt; later ones stay put.
                 if conv.turns.is_empty() {
-                    conv.system.push(text);
+                    conv.system.push(Text::from_plain(&text));
                 } else {
                     conv.turns.push(Turn {
                         role: Role::System,
-                        parts: vec![Part::Text(text)],
+                        parts: vec![Part::Text(Text::from_plain(&text))],
                     });
                 }
             }
@@ -275,9 +283,9 @@ fn decode_messages(messages: Vec<ChatMessage>, conv: &mut Conversation) -> Resul
                 });
                 for (n, call) in message.tool_calls.into_iter().chain(legacy).enumerate() {
                     parts.push(Part::ToolCall(ToolCall {
-                        id: call.id.unwrap_or_else(|| format!("call_{i}_{n}")),
-                        name: call.function.name,
-                        arguments: arguments_text(call.function.arguments.as_deref()),
+                        id: Cow::Owned(call.id.unwrap_or_else(|| format!("call_{i}_{n}"))),
+                        name: Cow::Owned(call.function.name),
+                        arguments: Cow::Owned(arguments_text(call.function.arguments.as_deref())),
                     }));
                 }
                 conv.turns.push(Turn {
@@ -293,7 +301,7 @@ fn decode_messages(messages: Vec<ChatMessage>, conv: &mut Conversation) -> Resul
                 conv.turns.push(Turn {
                     role: Role::User,
                     parts: vec![Part::ToolResult {
-                        call_id,
+                        call_id: Cow::Owned(call_id),
                         content,
                         is_error: false,
                     }],
@@ -332,7 +340,7 @@ fn plain_text(content: Option<&RawValue>, at: &str) -> Result<String, Refusal> {
                 if !text.is_empty() {
                     text.push('\n');
                 }
-                text.push_str(&t);
+                text.push_str(&t.decoded());
             }
             _ => return Err(refuse(format!("{at}: only text is allowed here"))),
         }
@@ -340,7 +348,7 @@ fn plain_text(content: Option<&RawValue>, at: &str) -> Result<String, Refusal> {
     Ok(text)
 }
 
-fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part>, Refusal> {
+fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part<'static>>, Refusal> {
     let Some(raw) = content else {
         return Ok(Vec::new());
     };
@@ -353,7 +361,7 @@ fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part>, Refu
         return Ok(if text.is_empty() {
             Vec::new()
         } else {
-            vec![Part::Text(text)]
+            vec![Part::Text(Text::from_plain(&text))]
         });
     }
     let items: Vec<ContentPart> = serde_json::from_str(json)
@@ -363,7 +371,7 @@ fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part>, Refu
         match item {
             ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
                 if !text.is_empty() {
-                    parts.push(Part::Text(text));
+                    parts.push(Part::Text(Text::from_plain(&text)));
                 }
             }
             ContentPart::ImageUrl { image_url } => {
@@ -382,13 +390,13 @@ fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part>, Refu
                     Media::from_url(&data)
                 } else {
                     Media::Base64 {
-                        media_type: "application/pdf".to_owned(),
-                        data,
+                        media_type: Cow::Borrowed("application/pdf"),
+                        data: Text::from_plain(&data),
                     }
                 };
                 parts.push(Part::Document {
                     media,
-                    title: file.filename,
+                    title: file.filename.map(Cow::Owned),
                 });
             }
             ContentPart::InputAudio {} => {
@@ -407,7 +415,7 @@ fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part>, Refu
 fn decode_tools(
     tools: Vec<ChatTool>,
     functions: Vec<FunctionDef>,
-) -> Result<Vec<ToolSpec>, Refusal> {
+) -> Result<Vec<ToolSpec<'static>>, Refusal> {
     let mut specs = Vec::with_capacity(tools.len() + functions.len());
     for (i, tool) in tools.into_iter().enumerate() {
         match (tool.kind.as_deref(), tool.function) {
@@ -424,16 +432,16 @@ fn decode_tools(
     Ok(specs)
 }
 
-fn spec(f: FunctionDef) -> ToolSpec {
+fn spec(f: FunctionDef) -> ToolSpec<'static> {
     ToolSpec {
-        name: f.name,
-        description: f.description,
-        parameters: f.parameters,
+        name: Cow::Owned(f.name),
+        description: f.description.map(|d| Text::from_plain(&d)),
+        parameters: f.parameters.map(Cow::Owned),
         strict: f.strict,
     }
 }
 
-fn decode_tool_choice(choice: Value) -> Result<ToolChoice, Refusal> {
+fn decode_tool_choice(choice: Value) -> Result<ToolChoice<'static>, Refusal> {
     match &choice {
         Value::String(s) => match s.as_str() {
             "auto" => Ok(ToolChoice::Auto),
@@ -444,14 +452,14 @@ fn decode_tool_choice(choice: Value) -> Result<ToolChoice, Refusal> {
         Value::Object(_) => choice["function"]["name"]
             .as_str()
             .or_else(|| choice["name"].as_str())
-            .map(|n| ToolChoice::Named(n.to_owned()))
+            .map(|n| ToolChoice::Named(Cow::Owned(n.to_owned())))
             .ok_or_else(|| refuse("tool_choice.function.name: field required")),
         _ => Err(refuse("tool_choice: expected a string or an object")),
     }
 }
 
 /// `None` for plain text (`{"type": "text"}`), the default.
-fn decode_format(raw: &RawValue) -> Result<Option<ResponseFormat>, Refusal> {
+fn decode_format(raw: &RawValue) -> Result<Option<ResponseFormat<'static>>, Refusal> {
     #[derive(Deserialize)]
     struct Format {
         #[serde(rename = "type")]
@@ -471,8 +479,8 @@ fn decode_format(raw: &RawValue) -> Result<Option<ResponseFormat>, Refusal> {
                 .schema
                 .ok_or_else(|| refuse("response_format.json_schema.schema: field required"))?;
             Ok(Some(ResponseFormat::JsonSchema {
-                name: js.name.unwrap_or_else(|| "response".to_owned()),
-                schema,
+                name: Cow::Owned(js.name.unwrap_or_else(|| "response".to_owned())),
+                schema: Cow::Owned(schema),
             }))
         }
         other => Err(refuse(format!(

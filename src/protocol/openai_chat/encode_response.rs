@@ -98,7 +98,7 @@ pub fn finish_reason(stop: Option<StopReason>, structured: bool) -> &'static str
     }
 }
 
-pub fn encode_response(response: &Response, ctx: &ExchangeContext) -> Vec<u8> {
+pub fn encode_response(response: &Response<'_>, ctx: &ExchangeContext) -> Vec<u8> {
     let structured = ctx.structured_output_tool.as_deref();
     let mut text: Option<String> = None;
     let mut reasoning: Option<String> = None;
@@ -106,11 +106,11 @@ pub fn encode_response(response: &Response, ctx: &ExchangeContext) -> Vec<u8> {
     let mut called_structured = false;
     for part in &response.content {
         match part {
-            Part::Text(t) => text.get_or_insert_with(String::new).push_str(t),
-            Part::Reasoning(r) if !r.text.is_empty() => {
-                reasoning.get_or_insert_with(String::new).push_str(&r.text)
-            }
-            Part::ToolCall(call) if Some(call.name.as_str()) == structured => {
+            Part::Text(t) => text.get_or_insert_with(String::new).push_str(&t.decoded()),
+            Part::Reasoning(r) if !r.text.is_empty() => reasoning
+                .get_or_insert_with(String::new)
+                .push_str(&r.text.decoded()),
+            Part::ToolCall(call) if Some(call.name.as_ref()) == structured => {
                 called_structured = true;
                 text.get_or_insert_with(String::new)
                     .push_str(&call.arguments);
@@ -156,6 +156,7 @@ pub fn encode_response(response: &Response, ctx: &ExchangeContext) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::json::Text;
     use crate::protocol::pivot::{Reasoning, ToolCall as PivotCall};
     use serde_json::Value;
 
@@ -174,10 +175,10 @@ mod tests {
             id: "msg_x".into(),
             content: vec![
                 Part::Reasoning(Reasoning {
-                    text: "think".into(),
+                    text: Text::from_plain("think"),
                     ..Reasoning::default()
                 }),
-                Part::Text("Hi".into()),
+                Part::Text(Text::from_plain("Hi")),
                 Part::ToolCall(PivotCall {
                     id: "toolu_1".into(),
                     name: "Bash".into(),

@@ -25,11 +25,8 @@ fn payloads(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-fn tool(id: &str, name: &str) -> BlockKind {
-    BlockKind::ToolCall {
-        id: id.into(),
-        name: name.into(),
-    }
+fn tool<'a>(id: &'a str, name: &'a str) -> BlockKind<'a> {
+    BlockKind::ToolCall { id, name }
 }
 
 #[test]

@@ -2,11 +2,14 @@
 //! [`Response`]. Thinking keeps its signature (origin Anthropic); `redacted_thinking` keeps
 //! its data; unknown block types (server tools) are skipped.
 
-use crate::protocol::anthropic_openai::response::ResponseError;
+use crate::protocol::json::Text;
 use crate::protocol::openai::ProviderError;
-use crate::protocol::pivot::{Origin, Part, Reasoning, Response, StopReason, ToolCall, Usage};
+use crate::protocol::pivot::{
+    Origin, Part, Reasoning, Response, ResponseError, StopReason, ToolCall, Usage,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 #[derive(Deserialize)]
 struct Message {
@@ -88,7 +91,7 @@ pub fn stop_reason(s: &str) -> StopReason {
 }
 
 /// Parses a complete message.
-pub fn decode_response(body: &[u8]) -> Result<Response, ResponseError> {
+pub fn decode_response(body: &[u8]) -> Result<Response<'static>, ResponseError> {
     let message: Message = serde_json::from_slice(body).map_err(|e| {
         ResponseError::Malformed(format!("the provider sent an unreadable response: {e}"))
     })?;
@@ -100,24 +103,26 @@ pub fn decode_response(body: &[u8]) -> Result<Response, ResponseError> {
         match block.kind.as_str() {
             "text" => {
                 if let Some(text) = block.text.filter(|t| !t.is_empty()) {
-                    content.push(Part::Text(text));
+                    content.push(Part::Text(Text::from_plain(&text)));
                 }
             }
             "thinking" => content.push(Part::Reasoning(Reasoning {
-                text: block.thinking.unwrap_or_default(),
-                signature: block.signature.map(|s| (Origin::Anthropic, s)),
+                text: Text::from_plain(&block.thinking.unwrap_or_default()),
+                signature: block.signature.map(|s| (Origin::Anthropic, Cow::Owned(s))),
                 redacted: None,
             })),
             "redacted_thinking" => content.push(Part::Reasoning(Reasoning {
-                redacted: block.data.map(|d| (Origin::Anthropic, d)),
+                redacted: block.data.map(|d| (Origin::Anthropic, Cow::Owned(d))),
                 ..Reasoning::default()
             })),
             "tool_use" => content.push(Part::ToolCall(ToolCall {
-                id: block.id.unwrap_or_default(),
-                name: block.name.unwrap_or_default(),
-                arguments: block
-                    .input
-                    .map_or_else(|| "{}".to_owned(), |raw| raw.get().to_owned()),
+                id: Cow::Owned(block.id.unwrap_or_default()),
+                name: Cow::Owned(block.name.unwrap_or_default()),
+                arguments: Cow::Owned(
+                    block
+                        .input
+                        .map_or_else(|| "{}".to_owned(), |raw| raw.get().to_owned()),
+                ),
             })),
             _ => {}
         }
@@ -128,10 +133,10 @@ pub fn decode_response(body: &[u8]) -> Result<Response, ResponseError> {
         usage
     });
     Ok(Response {
-        id: message.id.unwrap_or_default(),
+        id: Cow::Owned(message.id.unwrap_or_default()),
         content,
         stop: message.stop_reason.as_deref().map(stop_reason),
-        stop_sequence: message.stop_sequence,
+        stop_sequence: message.stop_sequence.map(Cow::Owned),
         usage,
     })
 }
@@ -153,7 +158,7 @@ mod tests {
         let r = decode_response(body).unwrap();
         assert_eq!(r.content.len(), 4);
         assert!(
-            matches!(&r.content[0], Part::Reasoning(x) if x.text == "hmm" && x.signature == Some((Origin::Anthropic, "sig".into())))
+            matches!(&r.content[0], Part::Reasoning(x) if x.text.escaped() == "hmm" && x.signature == Some((Origin::Anthropic, "sig".into())))
         );
         assert!(matches!(&r.content[1], Part::Reasoning(x) if x.redacted.is_some()));
         assert!(

@@ -1,5 +1,5 @@
 use super::*;
-use crate::protocol::openai_chat::request::decode_request;
+use crate::protocol::openai_chat::decode_request::decode_request;
 use serde_json::{Value, json};
 
 fn encode(chat: Value, options: EncodeOptions) -> (Value, ExchangeContext) {
