@@ -305,4 +305,20 @@ impl PairStream {
     pub fn facts(&self) -> AnswerFacts {
         self.encoder.facts()
     }
+
+    /// What the source decoder had to mend (OpenAI-compatible sources only).
+    pub fn repairs(&self) -> openai_chat::decode_stream::DecodeFacts {
+        match &self.decoder {
+            Decoder::OpenAiChat(d) => d.facts(),
+            Decoder::Anthropic(_) => Default::default(),
+        }
+    }
+
+    /// The Anthropic client's view of the stream (its stop reason), when it is one.
+    pub fn anthropic_facts(&self) -> Option<anthropic::encode_stream::EncodeFacts> {
+        match &self.encoder {
+            Encoder::Anthropic(e) => Some(e.facts()),
+            Encoder::OpenAiChat(_) => None,
+        }
+    }
 }

@@ -2,11 +2,11 @@
 //! FlexiProxy to the scripted fake provider: a real tool loop — the provider asks for the
 //! `Write` tool, Claude Code writes the file and sends the result, the provider answers.
 
-use crate::clients::{e2e_dir, ensure};
+use crate::clients::{e2e_dir, ensure, wait_bounded};
 use crate::harness::*;
 use flexiproxy_testkit::{FakeProvider, scenario};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Installs Claude Code; `None` (with a loud message) only when npm cannot reach its registry.
 fn claude_binary() -> Option<std::path::PathBuf> {
@@ -49,7 +49,7 @@ pub fn run_claude(
     prompt: &str,
 ) -> (i32, String, String) {
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(claude)
+    let child = Command::new(claude)
         .arg("-p")
         .arg(prompt)
         .args(["--allowedTools", "Write,Edit,Read,Bash"])
@@ -70,27 +70,7 @@ pub fn run_claude(
         .spawn()
         .expect("claude starts");
     // Bounded wait: a hung client must fail the test, not the CI job.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let output = child.wait_with_output().unwrap();
-            return (
-                status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "claude did not finish within 120 s\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_bounded(child, "claude", Duration::from_secs(120))
 }
 
 #[tokio::test(flavor = "multi_thread")]

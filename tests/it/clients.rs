@@ -81,3 +81,34 @@ pub fn openai_sdk(base_url: &str, key: &str, mode: &str, request: &Value) -> Val
         &[base_url, key, mode, &request.to_string()],
     )
 }
+
+/// Waits for a client process with a deadline (a hung client must fail the test, not the CI
+/// job); returns (exit code, stdout, stderr).
+pub fn wait_bounded(
+    mut child: std::process::Child,
+    what: &str,
+    limit: std::time::Duration,
+) -> (i32, String, String) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let output = child.wait_with_output().unwrap();
+            return (
+                status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not finish within {} s\nstdout:\n{}\nstderr:\n{}",
+                limit.as_secs(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

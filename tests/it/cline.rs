@@ -5,6 +5,7 @@
 //! URL as given (no `/v1`), which is what the one-base-URL rule is for.
 
 use crate::claude_code::npm_client;
+use crate::clients::wait_bounded;
 use crate::harness::*;
 use flexiproxy_testkit::FakeProvider;
 use flexiproxy_testkit::scenario::{self, Protocol};
@@ -81,7 +82,7 @@ fn run_cline(
         json!({"telemetryOptOut": true, "autoUpdateEnabled": false}).to_string(),
     )
     .unwrap();
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .args(["--json", "-c"])
         .arg(cwd)
         .args([
@@ -107,27 +108,7 @@ fn run_cline(
         .stderr(Stdio::piped())
         .spawn()
         .expect("cline starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let output = child.wait_with_output().unwrap();
-            return (
-                status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "cline did not finish within 120 s\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_bounded(child, "cline", Duration::from_secs(120))
 }
 
 /// One Cline tool loop: the provider asks for `editor` to create hello.txt, Cline writes it

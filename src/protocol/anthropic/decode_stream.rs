@@ -250,6 +250,7 @@ impl StreamDecoder {
                     });
                 }
             }
+            "ping" => on_event(Event::KeepAlive),
             "message_stop" => {
                 self.close_open(on_event);
                 self.done = true;

@@ -8,9 +8,8 @@
 //! never on how they were split into reads.
 
 use super::ToolNames;
-use crate::protocol::anthropic::encode_stream::StreamEncoder;
 use crate::protocol::anthropic::{ErrorKind, StopReason, Usage};
-use crate::protocol::openai_chat::decode_stream::StreamDecoder;
+use crate::protocol::pair::{Pair, PairStream, Wire};
 use crate::protocol::pivot::ExchangeContext;
 
 /// Facts about a translated stream, for logs, metrics and usage records.
@@ -28,10 +27,8 @@ pub struct StreamSummary {
     pub repaired_arguments: u32,
 }
 
-pub struct StreamTranslator {
-    decoder: StreamDecoder,
-    encoder: StreamEncoder,
-}
+/// The (Anthropic client, OpenAI-compatible source) pair's stream.
+pub struct StreamTranslator(PairStream);
 
 impl StreamTranslator {
     pub fn new(
@@ -44,59 +41,50 @@ impl StreamTranslator {
             message_id: message_id.into(),
             client_model: client_model.into(),
             input_tokens_estimate,
+            tool_names,
             ..ExchangeContext::default()
         };
-        StreamTranslator {
-            decoder: StreamDecoder::new(tool_names),
-            encoder: StreamEncoder::new(ctx),
-        }
+        let pair = Pair {
+            client: Wire::AnthropicMessages,
+            source: Wire::OpenAiChat,
+        };
+        StreamTranslator(PairStream::new(pair, ctx))
     }
 
     /// Sends `message_start` and a `ping` now (otherwise they go out with the first data).
     pub fn begin(&mut self, out: &mut Vec<u8>) {
-        self.encoder.begin(out);
+        self.0.begin(out);
     }
 
     /// Translates one upstream read.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        if self.encoder.is_done() {
-            return;
-        }
-        self.encoder.begin(out);
-        let encoder = &mut self.encoder;
-        self.decoder
-            .push(input, &mut |event| encoder.event(event, out));
+        self.0.push(input, out);
     }
 
     /// The upstream body ended cleanly (with or without `[DONE]`).
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.encoder.is_done() {
-            return;
-        }
-        let encoder = &mut self.encoder;
-        self.decoder.finish(&mut |event| encoder.event(event, out));
-        self.encoder.finish(out);
+        self.0.finish(out);
     }
 
     /// The upstream failed after the response started: an `error` event ends the stream.
     pub fn fail(&mut self, kind: ErrorKind, message: &str, out: &mut Vec<u8>) {
-        self.encoder.fail(kind, message, out);
+        self.0.fail(kind, message, out);
     }
 
     pub fn is_done(&self) -> bool {
-        self.encoder.is_done()
+        self.0.is_done()
     }
 
     pub fn summary(&self) -> StreamSummary {
-        let encoded = self.encoder.facts();
-        let decoded = self.decoder.facts();
+        let encoded = self.0.anthropic_facts().unwrap_or_default();
+        let repairs = self.0.repairs();
         StreamSummary {
             usage: encoded.usage,
             usage_reported: encoded.usage_reported,
             stop_reason: encoded.stop_reason,
             errored: encoded.errored,
-            late_fragments: decoded.late_fragments,
-            repaired_arguments: decoded.repaired_arguments,
+            late_fragments: repairs.late_fragments,
+            repaired_arguments: repairs.repaired_arguments,
         }
     }
 }

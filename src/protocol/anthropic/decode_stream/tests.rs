@@ -70,6 +70,7 @@ fn a_full_stream_in_pivot_events() {
         [
             "Start",
             "Usage",
+            "KeepAlive",
             "BlockStart",
             "ReasoningDelta",
             "ReasoningSignature",
