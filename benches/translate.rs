@@ -13,6 +13,10 @@
 //!   output `Vec`, as `ResponseShaper::feed` does), `finish`. Throughput is reported as
 //!   elements/s (= provider chunks/s) and bytes/s of provider input.
 //!
+//! - `pivot/*`: the OpenAI Chat client on an Anthropic-protocol source — a 75 KB Chat request
+//!   (the Claude Code fixture as OpenAI would get it) → Messages body, and an Anthropic stream
+//!   of the same shape as above (thinking, text, a tool call; ~150 events) → Chat chunks.
+//!
 //! Run: `cargo bench --bench translate` (add `-- stream/` to filter). See docs/benchmarks.md.
 
 use std::hint::black_box;
@@ -23,7 +27,9 @@ use flexiproxy::protocol::anthropic_openai::request::translate_request;
 use flexiproxy::protocol::anthropic_openai::response::{ResponseContext, translate_response};
 use flexiproxy::protocol::anthropic_openai::stream::StreamTranslator;
 use flexiproxy::protocol::anthropic_openai::{Dialect, ToolNames};
+use flexiproxy::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
 use flexiproxy::protocol::passthrough::replace_model;
+use flexiproxy::protocol::pivot::ExchangeContext;
 use serde_json::{Value, json};
 
 // The allocator the binary ships with (src/main.rs), so allocation costs are the real ones.
@@ -415,5 +421,147 @@ fn reads_by_events_fixed(s: &Stream, n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-criterion_group!(benches, request, response, stream);
+const CHAT_ON_ANTHROPIC: Pair = Pair {
+    client: Wire::OpenAiChat,
+    source: Wire::AnthropicMessages,
+};
+
+/// An Anthropic stream like `Stream`'s: thinking, text deltas of a few words, a tool call in
+/// fragments; one event per element.
+fn anthropic_events() -> Vec<String> {
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let delta = |i: u32, d: Value| {
+        event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": i, "delta": d}),
+        )
+    };
+    let mut events = vec![event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_b", "type": "message",
+            "role": "assistant", "model": "m", "content": [], "stop_reason": null,
+            "usage": {"input_tokens": 900, "output_tokens": 1}}}),
+    )];
+    events.push(event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0,
+        "content_block": {"type": "thinking", "thinking": ""}}),
+    ));
+    for w in WORDS.iter().cycle().take(40) {
+        events.push(delta(
+            0,
+            json!({"type": "thinking_delta", "thinking": format!("{w} ")}),
+        ));
+    }
+    events.push(delta(
+        0,
+        json!({"type": "signature_delta", "signature": "c2lnbmF0dXJl"}),
+    ));
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 1,
+        "content_block": {"type": "text", "text": ""}}),
+    ));
+    for w in WORDS.iter().cycle().take(90) {
+        events.push(delta(
+            1,
+            json!({"type": "text_delta", "text": format!("{w} ")}),
+        ));
+    }
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 1}),
+    ));
+    events.push(event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 2,
+        "content_block": {"type": "tool_use", "id": "toolu_b1", "name": "Bash", "input": {}}}),
+    ));
+    for piece in [
+        "{\"command\":",
+        " \"ls -la",
+        " /tmp\",",
+        " \"description\":",
+        " \"list\"}",
+    ] {
+        events.push(delta(
+            2,
+            json!({"type": "input_json_delta", "partial_json": piece}),
+        ));
+    }
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 2}),
+    ));
+    events.push(event("message_delta", json!({"type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 420}})));
+    events.push(event("message_stop", json!({"type": "message_stop"})));
+    events
+}
+
+fn pivot(c: &mut Criterion) {
+    // The Claude Code fixture as an OpenAI client would send it.
+    let chat_request = translate_request(
+        &fixture("claude_code_request.json"),
+        |_| "gpt-4o".to_owned(),
+        &Dialect::default(),
+    )
+    .expect("fixture translates")
+    .body;
+    let dialect = Dialect::default();
+    let encode = |body: &[u8]| {
+        CHAT_ON_ANTHROPIC
+            .encode_request(
+                body,
+                |_| "claude-src".to_owned(),
+                SourceOptions { dialect: &dialect },
+                ExchangeContext::default(),
+            )
+            .expect("chat request encodes")
+    };
+    assert!(encode(&chat_request).body.len() > 50_000);
+    let events = anthropic_events();
+    let reads: Vec<Vec<u8>> = events.iter().map(|e| e.clone().into_bytes()).collect();
+    let bytes: usize = reads.iter().map(Vec::len).sum();
+    let run = |reads: &[Vec<u8>]| {
+        let ctx = ExchangeContext {
+            message_id: "chatcmpl-b".into(),
+            client_model: "gpt-4o".into(),
+            stream: true,
+            stream_usage: true,
+            ..ExchangeContext::default()
+        };
+        let mut stream = PairStream::new(CHAT_ON_ANTHROPIC, ctx);
+        let mut total = 0;
+        for read in reads {
+            let mut out = Vec::with_capacity(read.len() * 2 + 64);
+            stream.push(read, &mut out);
+            total += out.len();
+        }
+        let mut out = Vec::new();
+        stream.finish(&mut out);
+        total + out.len()
+    };
+    assert!(run(&reads) > bytes / 2);
+
+    let mut g = c.benchmark_group("pivot");
+    g.throughput(Throughput::Bytes(chat_request.len() as u64));
+    g.bench_function("chat_request_75k_to_anthropic", |b| {
+        b.iter(|| encode(black_box(&chat_request)))
+    });
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: reads.len() as u64,
+        bytes: bytes as u64,
+    });
+    g.bench_function("anthropic_stream_to_chat_one_event_per_read", |b| {
+        b.iter(|| run(black_box(&reads)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, request, response, stream, pivot);
 criterion_main!(benches);

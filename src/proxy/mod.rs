@@ -3,8 +3,9 @@
 //! [`exchange`], [`route`], [`errors`] or the protocol layer.
 //!
 //! ```text
-//! request_filter           route; answer probes and local endpoints; sha256(key) → adapter
-//!                          (one config snapshot per request); pick the plan; size pre-check
+//! request_filter           `admit`: route; answer probes and local endpoints; sha256(key) →
+//!                          adapter (one config snapshot per request); the plan — passthrough
+//!                          or the (client, source) pair; size pre-check; then the exchange
 //! upstream_peer            the source's resolved address, TLS + SNI, timeouts
 //! upstream_request_filter  path, host, provider auth; every client header dropped
 //! request_body_filter      collect the body (within the limit), translate it once at the end
@@ -18,6 +19,7 @@
 //! `request_filter`: `direct.rs` makes their exchange with the same helpers and answers with
 //! `Content-Length`.
 
+mod admit;
 mod direct;
 pub mod errors;
 pub mod exchange;
@@ -28,13 +30,14 @@ pub mod route;
 pub mod upstream;
 pub mod watchdog;
 
-use crate::config::adapter::{Adapter, ApiKey, Source, SourceProtocol};
-use crate::config::snapshot::{KeyLookup, Snapshot};
+use crate::config::adapter::{Adapter, Source};
+use crate::config::snapshot::Snapshot;
 use crate::config::watch::LiveConfig;
 use crate::protocol::anthropic::{CountTokensRequest, ErrorKind};
 use crate::protocol::pair::Wire;
 use crate::protocol::tokens::count_request;
 use crate::telemetry::Telemetry;
+use admit::Admitted;
 use async_trait::async_trait;
 use bytes::Bytes;
 use errors::{ClientProtocol, ProxyError};
@@ -46,7 +49,7 @@ use pingora::{ErrorSource, ErrorType};
 use route::Route;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Settings of the proxy that do not change with adapter reloads.
 #[derive(Debug, Clone)]
@@ -902,185 +905,13 @@ impl ProxyHttp for FlexiProxy {
         if self.shutting_down.load(Ordering::Relaxed) {
             session.set_keepalive(None);
         }
-        let req = session.req_header();
-        ctx.route = route::route(req.method.as_str(), req.uri.path());
-        let anthropic_headers =
-            req.headers.contains_key("anthropic-version") || req.headers.contains_key("x-api-key");
-        ctx.protocol = route::client_protocol(ctx.route, anthropic_headers);
-        let header_size: usize = req.uri.to_string().len()
-            + req
-                .headers
-                .iter()
-                .map(|(k, v)| k.as_str().len() + v.len() + 4)
-                .sum::<usize>();
-        if header_size > self.settings.max_header_size {
-            let e = ProxyError::new(
-                ErrorKind::InvalidRequest,
-                format!(
-                    "request headers are larger than the limit of {} bytes",
-                    self.settings.max_header_size
-                ),
-            )
-            .with_status(431);
-            return self.respond_error(session, ctx, e).await;
+        match self.admit(session.req_header(), ctx) {
+            Admitted::Exchange(adapter, plan) => {
+                self.start_exchange(session, ctx, &adapter, plan).await
+            }
+            Admitted::Local(answer) => self.answer_locally(session, ctx, answer).await,
+            Admitted::Refused(e) => self.respond_error(session, ctx, e).await,
         }
-
-        match ctx.route {
-            Route::Probe => {
-                return self
-                    .respond(
-                        session,
-                        ctx,
-                        200,
-                        "text/plain",
-                        Bytes::from_static(b"ok\n"),
-                        &[],
-                    )
-                    .await;
-            }
-            Route::Health => {
-                let body = Bytes::from_static(b"{\"status\":\"ok\"}");
-                return self
-                    .respond(session, ctx, 200, "application/json", body, &[])
-                    .await;
-            }
-            Route::Ready => {
-                let (status, body) = if self.shutting_down.load(Ordering::Relaxed) {
-                    (503, &b"{\"status\":\"shutting down\"}"[..])
-                } else {
-                    (200, &b"{\"status\":\"ready\"}"[..])
-                };
-                return self
-                    .respond(
-                        session,
-                        ctx,
-                        status,
-                        "application/json",
-                        Bytes::from_static(body),
-                        &[],
-                    )
-                    .await;
-            }
-            Route::NotFound => {
-                let path = req.uri.path().to_owned();
-                let e = ProxyError::new(ErrorKind::NotFound, format!("no endpoint at {path}"));
-                return self.respond_error(session, ctx, e).await;
-            }
-            Route::MethodNotAllowed => {
-                let e = ProxyError::new(
-                    ErrorKind::InvalidRequest,
-                    format!("{} is not allowed here", req.method),
-                )
-                .with_status(405);
-                return self.respond_error(session, ctx, e).await;
-            }
-            _ => {}
-        }
-
-        // The overall cap first, before anything else is spent on the request.
-        match self.limiter.admit_overall() {
-            Ok(admission) => ctx.admission = Some(admission),
-            Err((e, which)) => {
-                self.telemetry
-                    .metrics
-                    .rate_limited
-                    .with_label_values(&["-", which.name()])
-                    .inc();
-                return self.respond_error(session, ctx, e).await;
-            }
-        }
-        // One snapshot for the whole request.
-        let snapshot = self.live.load_full();
-        let Some(key) = client_key(req) else {
-            let e = ProxyError::new(
-                ErrorKind::Authentication,
-                "missing API key: send it as `x-api-key` or `Authorization: Bearer`",
-            );
-            return self.respond_error(session, ctx, e).await;
-        };
-        let (adapter, label) = match snapshot.lookup(key, SystemTime::now()) {
-            KeyLookup::Found(adapter, entry) => {
-                if let Some(admission) = ctx.admission.as_mut()
-                    && let Err((e, which)) = self.limiter.admit(adapter, entry, admission)
-                {
-                    self.telemetry
-                        .metrics
-                        .rate_limited
-                        .with_label_values(&[adapter.name.as_str(), which.name()])
-                        .inc();
-                    ctx.adapter = Some(adapter.clone());
-                    return self.respond_error(session, ctx, e).await;
-                }
-                (adapter.clone(), entry.label.clone())
-            }
-            KeyLookup::Expired => {
-                let e = ProxyError::new(ErrorKind::Authentication, "this API key has expired");
-                return self.respond_error(session, ctx, e).await;
-            }
-            KeyLookup::Unknown => {
-                let e = ProxyError::new(ErrorKind::Authentication, "invalid API key");
-                return self.respond_error(session, ctx, e).await;
-            }
-        };
-        ctx.snapshot = Some(snapshot);
-        ctx.key_label = label;
-        ctx.adapter = Some(adapter.clone());
-
-        if let ApiKey::MissingEnv(var) = &adapter.source.api_key {
-            let e = ProxyError::new(
-                ErrorKind::Api,
-                format!("adapter `{}` is not usable: environment variable {var} is not set on the proxy", adapter.name),
-            )
-            .with_status(503);
-            return self.respond_error(session, ctx, e).await;
-        }
-
-        let source_wire = match adapter.source.protocol {
-            SourceProtocol::OpenAi => Wire::OpenAiChat,
-            SourceProtocol::Anthropic => Wire::AnthropicMessages,
-        };
-        let plan = match (ctx.route, source_wire) {
-            (Route::Models, _) => return self.list_models(session, ctx, &adapter).await,
-            (Route::CountTokens, Wire::OpenAiChat) => {
-                return self.count_tokens_locally(session, ctx).await;
-            }
-            (Route::Messages | Route::CountTokens, source) => {
-                Plan::for_pair(Wire::AnthropicMessages, source)
-            }
-            (Route::ChatCompletions, source) => Plan::for_pair(Wire::OpenAiChat, source),
-            _ => {
-                let e = ProxyError::new(ErrorKind::NotFound, "no such endpoint");
-                return self.respond_error(session, ctx, e).await;
-            }
-        };
-        ctx.plan = Some(plan);
-
-        if content_length(session.req_header()).is_some_and(|n| n > self.settings.max_request_body)
-        {
-            let e = exchange::too_large(self.settings.max_request_body);
-            return self.respond_error(session, ctx, e).await;
-        }
-        if self.answers_directly(&adapter) {
-            if self
-                .preread_body(session, ctx, plan, &adapter.source)
-                .await?
-            {
-                return Ok(true);
-            }
-            // Boxed: inline, its large state would be part of every request's future, which
-            // Pingora boxes (a memcpy of the whole future) per request.
-            return Box::pin(self.exchange_directly(session, ctx)).await;
-        }
-        // Lets Pingora replay a small body if a reused upstream connection turns out dead.
-        session.as_mut().enable_retry_buffering();
-        if content_length(session.req_header()).is_some_and(|n| n <= PREREAD_LIMIT)
-            && self
-                .preread_body(session, ctx, plan, &adapter.source)
-                .await?
-        {
-            return Ok(true);
-        }
-        Ok(false)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {

@@ -1,10 +1,11 @@
 //! One matrix over every (client protocol, source protocol) pair that exists, through the
 //! real proxy to the fake provider speaking the source's protocol: a plain answer, a
 //! stream, parallel tool calls, a tool-result turn, reasoning, a provider error, an error
-//! mid-stream and a client that leaves mid-stream. Each answer is read the way a client of
+//! mid-stream, a provider that resets mid-stream and a client that leaves mid-stream. Each answer is read the way a client of
 //! that protocol reads it and compared in protocol-neutral terms.
 
 use crate::harness::*;
+use flexiproxy::protocol::pair::{Pair, Wire};
 use flexiproxy::protocol::stream_check::{accumulate, check_stream};
 use flexiproxy_testkit::{FakeProvider, RecordedRequest, Reply, anthropic, openai};
 use serde_json::{Value, json};
@@ -111,6 +112,15 @@ fn openai_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
                 &json!({"error": {"message": "Overloaded", "type": "overloaded_error"}}),
             ),
         ]),
+        ("reset", _) => {
+            let head = openai::sse_chunk(json!({"role": "assistant", "content": "partial "}), None);
+            let cut = head.len();
+            Reply::sse(vec![
+                head,
+                openai::sse_chunk(json!({"content": "never"}), None),
+            ])
+            .reset_after_body_bytes(cut)
+        }
         ("slow", _) => slow(
             openai::sse_chunk(json!({"role": "assistant", "content": ""}), None),
             |i| openai::sse_chunk(json!({"content": format!("tick {i} ")}), None),
@@ -143,6 +153,12 @@ fn anthropic_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
             let mut events = anthropic::text_stream_head("partial ");
             events.push(anthropic::error_event("overloaded_error", "Overloaded"));
             Reply::sse(events)
+        }
+        ("reset", _) => {
+            let head = anthropic::text_stream_head("partial ").concat();
+            let cut = head.len();
+            Reply::sse(vec![head, anthropic::text_stream("never", 1).concat()])
+                .reset_after_body_bytes(cut)
         }
         ("slow", _) => slow(anthropic::text_stream_head("").concat(), |i| {
             anthropic::event(
@@ -414,6 +430,20 @@ fn reqwest_client() -> reqwest::Client {
     client()
 }
 
+fn wire(client: Client) -> Wire {
+    match client {
+        Client::Anthropic => Wire::AnthropicMessages,
+        Client::OpenAi => Wire::OpenAiChat,
+    }
+}
+
+fn wire_of(source: Source) -> Wire {
+    match source {
+        Source::Anthropic => Wire::AnthropicMessages,
+        Source::OpenAi => Wire::OpenAiChat,
+    }
+}
+
 /// What the provider got for the tool-result turn holds both results for their calls.
 fn assert_provider_saw_results(source: Source, seen: &Value) {
     let messages = seen["messages"].as_array().unwrap();
@@ -500,6 +530,33 @@ async fn run_pair(client: Client, source: Source) {
         Some(expected),
         "{pair} mid-stream error: {a:?}"
     );
+
+    // A provider that resets mid-stream: a translated stream ends with an error the client
+    // reads; a passthrough relays what came and ends the response.
+    let r = reqwest_client()
+        .post(proxy.url(if client == Client::Anthropic {
+            "/v1/messages"
+        } else {
+            "/v1/chat/completions"
+        }))
+        .header("authorization", format!("Bearer {KEY}"))
+        .json(&body(client, "reset", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{pair}");
+    let text = String::from_utf8_lossy(&r.bytes().await.unwrap_or_default()).into_owned();
+    assert!(text.contains("partial"), "{pair} reset: {text}");
+    assert!(!text.contains("never"), "{pair} reset: {text}");
+    if Pair::pivoted(wire(client), wire_of(source)).is_some() {
+        assert!(
+            text.contains("error"),
+            "{pair} reset ends with an error: {text}"
+        );
+        if client == Client::OpenAi {
+            assert!(text.ends_with("data: [DONE]\n\n"), "{pair} reset: {text}");
+        }
+    }
 
     // A client that leaves mid-stream: the proxy hangs up on the provider too.
     let path = if client == Client::Anthropic {

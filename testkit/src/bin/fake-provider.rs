@@ -58,6 +58,8 @@ enum Mode {
     SlowSse,
     /// The Claude Code Write-tool round trip (scenario::claude_code_tool_loop).
     ToolLoop,
+    /// The same round trip spoken as an Anthropic-protocol provider (for OpenAI clients).
+    AnthropicToolLoop,
 }
 
 /// `n` pieces of a few words each, so streams look like token-by-token output.
@@ -115,6 +117,12 @@ fn handler(args: &Args) -> Handler {
         Mode::ToolLoop => Box::new(scenario::claude_code_tool_loop(
             &args.tool_loop_file,
             &args.tool_loop_content,
+            &args.tool_loop_final,
+        )),
+        Mode::AnthropicToolLoop => Box::new(scenario::tool_loop(
+            scenario::Protocol::Anthropic,
+            "Write",
+            serde_json::json!({"file_path": args.tool_loop_file, "content": args.tool_loop_content}),
             &args.tool_loop_final,
         )),
     }
