@@ -2,7 +2,7 @@
 //! decodes the request, the source codec encodes it; on the way back the source codec
 //! decodes answers and stream reads into pivot values and events, the client codec encodes
 //! them. The proxy only picks the pair ([`Pair::pivoted`]) and feeds bytes; same-protocol
-//! pairs never get here (they pass through, `proxy::exchange::replace_model`).
+//! pairs never get here (they pass through, [`crate::protocol::passthrough`]).
 //! `docs/pivot.md` shows how a protocol is added.
 
 use crate::protocol::anthropic::ErrorKind;

@@ -1,6 +1,7 @@
 //! Anthropic Messages ⇄ OpenAI Chat Completions: an Anthropic client in front of an
-//! OpenAI-compatible provider. `request` turns the client's request into the provider's,
-//! `response` and `stream` turn the provider's answer back, `error` maps provider errors.
+//! OpenAI-compatible provider. The entry points of this first pair — `request`, `response`,
+//! `stream` — are compositions of the two protocols' codecs through the pivot (see
+//! `docs/pivot.md`); `error` maps provider errors for every pair.
 //!
 //! Provider quirks are data, not code paths: a [`Dialect`] (built per adapter from its config)
 //! says which fields this provider accepts and where reasoning goes.
