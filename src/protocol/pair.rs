@@ -7,6 +7,7 @@
 
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::openai_chat::dialect::Dialect;
+pub use crate::protocol::pivot::AnswerFacts;
 use crate::protocol::pivot::{
     Conversation, Event, ExchangeContext, Refusal, ResponseError, Usage, unfold,
 };
@@ -40,15 +41,6 @@ pub struct EncodedRequest {
     pub body: Vec<u8>,
     pub source_model: String,
     pub ctx: ExchangeContext,
-}
-
-/// What a translated answer reported, for logs, metrics and usage records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AnswerFacts {
-    /// Usage as reported, or estimated (`usage_reported: false`).
-    pub usage: Usage,
-    pub usage_reported: bool,
-    pub errored: bool,
 }
 
 impl Pair {
@@ -227,14 +219,7 @@ impl Encoder {
                     errored: f.errored,
                 }
             }
-            Encoder::OpenAiChat(e) => {
-                let f = e.facts();
-                AnswerFacts {
-                    usage: f.usage,
-                    usage_reported: f.usage_reported,
-                    errored: f.errored,
-                }
-            }
+            Encoder::OpenAiChat(e) => e.facts(),
         }
     }
 }

@@ -248,6 +248,15 @@ impl Usage {
     }
 }
 
+/// What a translated answer reported, for logs, metrics and usage records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnswerFacts {
+    /// Usage as reported, or estimated (`usage_reported: false`).
+    pub usage: Usage,
+    pub usage_reported: bool,
+    pub errored: bool,
+}
+
 /// A complete, non-streamed answer.
 #[derive(Debug, Default)]
 pub struct Response<'a> {

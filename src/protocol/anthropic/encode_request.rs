@@ -146,16 +146,10 @@ struct Metadata<'a> {
     user_id: &'a str,
 }
 
-fn empty_schema() -> Box<RawValue> {
-    RawValue::from_string(r#"{"type":"object","properties":{}}"#.to_owned())
-        .unwrap_or_else(|_| unreachable_schema())
-}
-
-#[cold]
-fn unreachable_schema() -> Box<RawValue> {
-    // `RawValue::from_string` only fails on invalid JSON; the literal above is valid.
-    serde_json::value::to_raw_value(&serde_json::json!({"type": "object"}))
-        .unwrap_or_else(|_| Box::<RawValue>::default())
+/// A schema written here as a literal, borrowed for the request.
+fn literal_schema(json: &'static str) -> &'static RawValue {
+    // Parsing only fails on invalid JSON, which the literals below are not.
+    serde_json::from_str(json).unwrap_or(RawValue::NULL)
 }
 
 /// Encodes the conversation for an Anthropic source. `source_model` is the mapped model.
@@ -176,13 +170,11 @@ pub fn encode_request(
                 "response_format: JSON output together with tools is not supported on an Anthropic-protocol source; send one or the other".to_owned(),
             ));
         }
-        Some(ResponseFormat::JsonObject) => Some(
-            RawValue::from_string(r#"{"type":"object"}"#.to_owned())
-                .unwrap_or_else(|_| empty_schema()),
-        ),
-        Some(ResponseFormat::JsonSchema { schema, .. }) => Some(schema.clone().into_owned()),
+        Some(ResponseFormat::JsonObject) => Some(literal_schema(r#"{"type":"object"}"#)),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => Some(&**schema),
     };
-    let default_schema = empty_schema();
+    // The Messages API requires a schema for every tool.
+    let default_schema = literal_schema(r#"{"type":"object","properties":{}}"#);
     let mut tools: Vec<Tool<'_>> = conv
         .tools
         .iter()
@@ -193,11 +185,11 @@ pub fn encode_request(
                 .as_ref()
                 .filter(|d| !d.is_empty())
                 .map(|d| d.decoded()),
-            input_schema: t.parameters.as_deref().unwrap_or(&default_schema),
+            input_schema: t.parameters.as_deref().unwrap_or(default_schema),
         })
         .collect();
     let mut tool_choice = tool_choice(conv);
-    if let Some(schema) = &structured_schema {
+    if let Some(schema) = structured_schema {
         tools.push(Tool {
             name: STRUCTURED_OUTPUT_TOOL,
             description: Some(Cow::Borrowed(

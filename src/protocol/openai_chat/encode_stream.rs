@@ -9,7 +9,7 @@
 
 use super::encode_response::{WireUsage, finish_reason};
 use crate::protocol::anthropic::ErrorKind;
-use crate::protocol::pivot::{BlockKind, Event, ExchangeContext, StopReason, Usage};
+use crate::protocol::pivot::{AnswerFacts, BlockKind, Event, ExchangeContext, StopReason, Usage};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -69,14 +69,6 @@ enum Open {
     StructuredText,
 }
 
-/// Facts about an encoded stream, for logs and usage records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StreamFacts {
-    pub usage: Usage,
-    pub usage_reported: bool,
-    pub errored: bool,
-}
-
 pub struct StreamEncoder {
     ctx: ExchangeContext,
     started: bool,
@@ -85,17 +77,17 @@ pub struct StreamEncoder {
     tool_calls: u32,
     stop: Option<StopReason>,
     called_structured: bool,
-    facts: StreamFacts,
+    facts: AnswerFacts,
 }
 
 impl StreamEncoder {
     pub fn new(ctx: ExchangeContext) -> Self {
-        let facts = StreamFacts {
+        let facts = AnswerFacts {
             usage: Usage {
                 input: ctx.input_tokens_estimate,
                 ..Usage::default()
             },
-            ..StreamFacts::default()
+            ..AnswerFacts::default()
         };
         StreamEncoder {
             ctx,
@@ -109,7 +101,7 @@ impl StreamEncoder {
         }
     }
 
-    pub fn facts(&self) -> StreamFacts {
+    pub fn facts(&self) -> AnswerFacts {
         self.facts
     }
 
