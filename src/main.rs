@@ -105,8 +105,9 @@ enum AdapterCommand {
         /// The provider model to use.
         #[arg(long)]
         model: String,
-        /// The API the provider speaks, when --provider does not say it.
-        #[arg(long, value_parser = ["openai", "anthropic"])]
+        /// The API the provider speaks when --provider does not say it: `openai` (Chat
+        /// Completions), `anthropic` (Messages) or `responses` (OpenAI Responses).
+        #[arg(long, value_parser = ["openai", "anthropic", "responses"])]
         protocol: Option<String>,
         /// A label for the new client key (e.g. the machine it goes to).
         #[arg(long)]
@@ -360,6 +361,7 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
                 label,
                 protocol: protocol.map(|p| match p.as_str() {
                     "anthropic" => SourceProtocol::Anthropic,
+                    "responses" => SourceProtocol::Responses,
                     _ => SourceProtocol::OpenAi,
                 }),
             };
@@ -391,7 +393,7 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
                     json!({
                         "name": a.name,
                         "file": a.file.display().to_string(),
-                        "protocol": match a.source.protocol { SourceProtocol::OpenAi => "openai", SourceProtocol::Anthropic => "anthropic" },
+                        "protocol": protocol_name(a.source.protocol),
                         "source_host": a.source.endpoint.host_header(),
                         "model": a.source.model,
                         "keys": a.keys.len(),
@@ -529,4 +531,12 @@ fn print_setup(
     println!(
         "OpenAI SDK:    OpenAI(base_url=\"{base}/v1\", api_key=\"{key}\")\nAnthropic SDK: Anthropic(base_url=\"{base}\", api_key=\"{key}\")"
     );
+}
+
+fn protocol_name(protocol: SourceProtocol) -> &'static str {
+    match protocol {
+        SourceProtocol::OpenAi => "openai",
+        SourceProtocol::Anthropic => "anthropic",
+        SourceProtocol::Responses => "responses",
+    }
 }

@@ -128,6 +128,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
             max_request_body: config.max_request_body,
             max_concurrent_requests: config.max_concurrent_requests,
             max_header_size: config.max_header_size,
+            reasoning_key: crate::config::reasoning_key::load(&config.reasoning_key_file),
         },
         Lifecycle {
             shutting_down: shutting_down.clone(),

@@ -71,6 +71,8 @@ pub enum SourceProtocol {
     OpenAi,
     /// Anthropic Messages (`<base_url>/v1/messages`).
     Anthropic,
+    /// OpenAI Responses (`<base_url>/responses`): OpenAI, xAI, Azure OpenAI.
+    Responses,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -187,6 +187,7 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
         text.push_str(match protocol {
             SourceProtocol::OpenAi => "  protocol: openai\n",
             SourceProtocol::Anthropic => "  protocol: anthropic\n",
+            SourceProtocol::Responses => "  protocol: responses\n",
         });
     }
     text.push_str(&format!(

@@ -7,6 +7,7 @@ pub mod adapter;
 pub mod edit;
 pub mod keys;
 pub mod presets;
+pub mod reasoning_key;
 pub mod server;
 pub mod snapshot;
 pub mod watch;

@@ -43,6 +43,10 @@ pub struct ServerFile {
     /// Where the process writes its PID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
+    /// Where the secret that seals reasoning into Responses answers lives (created on first
+    /// start; `FLEXIPROXY_REASONING_KEY` overrides it).
+    #[serde(default)]
+    pub reasoning_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -158,6 +162,7 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     pub upgrade_sock: PathBuf,
     pub pid_file: PathBuf,
+    pub reasoning_key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,6 +322,11 @@ impl ServerConfig {
                 file.pid_file
                     .as_deref()
                     .unwrap_or(Path::new("/tmp/flexiproxy.pid")),
+            ),
+            reasoning_key_file: resolve(
+                file.reasoning_key_file
+                    .as_deref()
+                    .unwrap_or(Path::new("reasoning.key")),
             ),
             admin,
             access_log,

@@ -24,6 +24,7 @@ pub mod openai_chat;
 pub mod pair;
 pub mod passthrough;
 pub mod pivot;
+pub mod responses;
 pub mod sse;
 pub mod stream_check;
 pub mod tokens;

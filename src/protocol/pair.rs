@@ -11,13 +11,17 @@ pub use crate::protocol::pivot::AnswerFacts;
 use crate::protocol::pivot::{
     Conversation, Event, ExchangeContext, Refusal, ResponseError, Usage, unfold,
 };
-use crate::protocol::{anthropic, anthropic_openai::request::estimate_tokens, openai_chat};
+use crate::protocol::{
+    anthropic, anthropic_openai::request::estimate_tokens, openai_chat, responses,
+};
 
 /// A wire protocol, on either side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
     AnthropicMessages,
     OpenAiChat,
+    /// OpenAI Responses (`/v1/responses`).
+    Responses,
 }
 
 /// A client protocol and a source protocol, translated through the pivot.
@@ -62,8 +66,13 @@ impl Pair {
         let conversation: Conversation<'_> = match self.client {
             Wire::OpenAiChat => openai_chat::decode_request::decode_request(body)?,
             Wire::AnthropicMessages => anthropic::decode_request::decode_request(text)?,
+            Wire::Responses => {
+                let key = ctx.reasoning_key.clone();
+                responses::decode_request::decode_request(text, key.as_ref())?
+            }
         };
         ctx.client_model = conversation.model.to_string();
+        ctx.client_tools = conversation.client_tools.clone();
         ctx.input_tokens_estimate = estimate_tokens(body.len());
         ctx.stream = conversation.stream;
         ctx.stream_usage = conversation.stream_usage;
@@ -87,6 +96,11 @@ impl Pair {
                 ctx.tool_names = names;
                 out
             }
+            Wire::Responses => responses::encode_request::encode_request(
+                &conversation,
+                &source_model,
+                options.dialect.max_tokens_limit,
+            ),
         };
         Ok(EncodedRequest {
             body: encoded,
@@ -108,6 +122,7 @@ impl Pair {
             Wire::OpenAiChat => {
                 openai_chat::decode_response::decode_response(body, &ctx.tool_names)?
             }
+            Wire::Responses => responses::decode_response::decode_response(body)?,
         };
         if as_stream {
             let mut encoder = Encoder::new(self.client, ctx.clone());
@@ -135,6 +150,7 @@ impl Pair {
                 };
                 Ok((e.body, facts))
             }
+            Wire::Responses => Ok(responses::encode_response::encode_response(&response, ctx)),
         }
     }
 }
@@ -154,12 +170,14 @@ fn from_anthropic(u: anthropic::Usage) -> Usage {
 enum Decoder {
     Anthropic(anthropic::decode_stream::StreamDecoder),
     OpenAiChat(openai_chat::decode_stream::StreamDecoder),
+    Responses(responses::decode_stream::StreamDecoder),
 }
 
 /// The client side of a stream.
 enum Encoder {
     Anthropic(anthropic::encode_stream::StreamEncoder),
     OpenAiChat(openai_chat::encode_stream::StreamEncoder),
+    Responses(responses::encode_stream::StreamEncoder),
 }
 
 impl Encoder {
@@ -171,6 +189,9 @@ impl Encoder {
             Wire::OpenAiChat => {
                 Encoder::OpenAiChat(openai_chat::encode_stream::StreamEncoder::new(ctx))
             }
+            Wire::Responses => {
+                Encoder::Responses(responses::encode_stream::StreamEncoder::new(ctx))
+            }
         }
     }
 
@@ -178,6 +199,7 @@ impl Encoder {
         match self {
             Encoder::Anthropic(e) => e.begin(out),
             Encoder::OpenAiChat(e) => e.begin(out),
+            Encoder::Responses(e) => e.begin(out),
         }
     }
 
@@ -185,6 +207,7 @@ impl Encoder {
         match self {
             Encoder::Anthropic(e) => e.event(event, out),
             Encoder::OpenAiChat(e) => e.event(event, out),
+            Encoder::Responses(e) => e.event(event, out),
         }
     }
 
@@ -192,6 +215,7 @@ impl Encoder {
         match self {
             Encoder::Anthropic(e) => e.finish(out),
             Encoder::OpenAiChat(e) => e.finish(out),
+            Encoder::Responses(e) => e.finish(out),
         }
     }
 
@@ -199,6 +223,7 @@ impl Encoder {
         match self {
             Encoder::Anthropic(e) => e.fail(kind, message, out),
             Encoder::OpenAiChat(e) => e.fail(kind, message, out),
+            Encoder::Responses(e) => e.fail(kind, message, out),
         }
     }
 
@@ -206,6 +231,7 @@ impl Encoder {
         match self {
             Encoder::Anthropic(e) => e.is_done(),
             Encoder::OpenAiChat(e) => e.is_done(),
+            Encoder::Responses(e) => e.is_done(),
         }
     }
 
@@ -220,6 +246,7 @@ impl Encoder {
                 }
             }
             Encoder::OpenAiChat(e) => e.facts(),
+            Encoder::Responses(e) => e.facts(),
         }
     }
 }
@@ -239,6 +266,7 @@ impl PairStream {
             Wire::OpenAiChat => Decoder::OpenAiChat(
                 openai_chat::decode_stream::StreamDecoder::new(ctx.tool_names.clone()),
             ),
+            Wire::Responses => Decoder::Responses(responses::decode_stream::StreamDecoder::new()),
         };
         PairStream {
             decoder,
@@ -261,6 +289,7 @@ impl PairStream {
         match &mut self.decoder {
             Decoder::Anthropic(d) => d.push(input, on_event),
             Decoder::OpenAiChat(d) => d.push(input, on_event),
+            Decoder::Responses(d) => d.push(input, on_event),
         }
     }
 
@@ -274,6 +303,7 @@ impl PairStream {
         match &mut self.decoder {
             Decoder::Anthropic(d) => d.finish(on_event),
             Decoder::OpenAiChat(d) => d.finish(on_event),
+            Decoder::Responses(d) => d.finish(on_event),
         }
         self.encoder.finish(out);
     }
@@ -295,7 +325,7 @@ impl PairStream {
     pub fn repairs(&self) -> openai_chat::decode_stream::DecodeFacts {
         match &self.decoder {
             Decoder::OpenAiChat(d) => d.facts(),
-            Decoder::Anthropic(_) => Default::default(),
+            Decoder::Anthropic(_) | Decoder::Responses(_) => Default::default(),
         }
     }
 
@@ -303,7 +333,7 @@ impl PairStream {
     pub fn anthropic_facts(&self) -> Option<anthropic::encode_stream::EncodeFacts> {
         match &self.encoder {
             Encoder::Anthropic(e) => Some(e.facts()),
-            Encoder::OpenAiChat(_) => None,
+            Encoder::OpenAiChat(_) | Encoder::Responses(_) => None,
         }
     }
 }

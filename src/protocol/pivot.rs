@@ -19,6 +19,8 @@ use std::borrow::Cow;
 pub enum Origin {
     Anthropic,
     OpenAiChat,
+    /// An OpenAI Responses source (its own `encrypted_content`).
+    Responses,
 }
 
 /// A request, whatever protocol it came in. Borrows from the client's body where it can:
@@ -47,6 +49,36 @@ pub struct Conversation<'a> {
     pub response_format: Option<ResponseFormat<'a>>,
     /// An end-user id for the provider's abuse tracking.
     pub user: Option<Cow<'a, str>>,
+    /// Client tools the pivot carries as plain functions, to be restored on the way out.
+    pub client_tools: ClientTools,
+}
+
+/// Tools a client declared in a form the pivot has no room for (Responses `custom` free-form
+/// tools, functions inside a `namespace`): they travel as functions and the client codec's
+/// encoders turn calls back into the client's own shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTools {
+    /// Free-form tools, sent as functions taking one string parameter `input`.
+    pub custom: Vec<String>,
+    /// Functions inside a namespace: (flat name the source sees, namespace, name).
+    pub namespaced: Vec<(String, String, String)>,
+    /// Hosted tools (run by the client's own provider) the source cannot run: dropped, and
+    /// named in the access log.
+    pub dropped: Vec<String>,
+}
+
+impl ClientTools {
+    pub fn is_custom(&self, name: &str) -> bool {
+        self.custom.iter().any(|c| c == name)
+    }
+
+    /// The namespace and the client's name for a flat name.
+    pub fn namespaced(&self, flat: &str) -> Option<(&str, &str)> {
+        self.namespaced
+            .iter()
+            .find(|(f, _, _)| f == flat)
+            .map(|(_, ns, name)| (ns.as_str(), name.as_str()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,6 +396,10 @@ pub struct ExchangeContext {
     pub input_tokens_estimate: u64,
     /// Tool names the source encoder had to change, restored by its decoders.
     pub tool_names: crate::protocol::anthropic_openai::ToolNames,
+    /// Client tools the client codec restores (free-form, namespaced).
+    pub client_tools: ClientTools,
+    /// Seals reasoning into Responses `encrypted_content` and opens it again.
+    pub reasoning_key: Option<crate::protocol::responses::seal::ReasoningKey>,
 }
 
 /// A complete response as the events a stream of it would have had (a JSON answer to a

@@ -76,6 +76,35 @@ fn count_block(block: &Block<'_>) -> u64 {
     }
 }
 
+/// The input tokens of a pivot conversation (any client protocol's request).
+pub fn count_conversation(c: &crate::protocol::pivot::Conversation<'_>) -> u64 {
+    use crate::protocol::pivot::Part;
+    fn part(p: &Part<'_>) -> u64 {
+        match p {
+            Part::Text(t) => count_json_text(t),
+            Part::Image(_) => PER_IMAGE,
+            Part::Document { .. } => PER_DOCUMENT,
+            Part::ToolCall(call) => count_text(&call.name) + count_text(&call.arguments),
+            Part::ToolResult { content, .. } => content.iter().map(part).sum::<u64>() + 2,
+            Part::Reasoning(r) => count_json_text(&r.text),
+        }
+    }
+    let mut total: u64 = c
+        .system
+        .iter()
+        .map(|t| count_json_text(t) + PER_MESSAGE)
+        .sum();
+    for turn in &c.turns {
+        total += PER_MESSAGE + turn.parts.iter().map(part).sum::<u64>();
+    }
+    for tool in &c.tools {
+        total += PER_MESSAGE + count_text(&tool.name);
+        total += tool.description.as_ref().map_or(0, count_json_text);
+        total += tool.parameters.as_ref().map_or(0, |s| count_text(s.get()));
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,6 +94,25 @@ fn merge_usage(protocol: Wire, data: &[u8], usage: &mut Option<Usage>) {
             };
             crate::protocol::openai_chat::decode_response::usage(&u).to_anthropic()
         }
+        // `response.completed` carries it under `response`; whole responses at top level.
+        Wire::Responses => {
+            let u = if v["response"].is_object() {
+                &v["response"]["usage"]
+            } else {
+                &v["usage"]
+            };
+            let Some(input) = u["input_tokens"].as_u64() else {
+                return;
+            };
+            crate::protocol::pivot::Usage {
+                input,
+                output: u["output_tokens"].as_u64().unwrap_or(0),
+                cache_read: u["input_tokens_details"]["cached_tokens"].as_u64(),
+                cache_write: None,
+                reasoning: u["output_tokens_details"]["reasoning_tokens"].as_u64(),
+            }
+            .to_anthropic()
+        }
     };
     *usage = Some(u);
 }
@@ -114,6 +133,20 @@ mod observer_tests {
         assert_eq!(
             (u.input_tokens, u.output_tokens, u.cache_read_input_tokens),
             (12, 40, 3)
+        );
+    }
+
+    #[test]
+    fn responses_stream_usage() {
+        let mut o = UsageObserver::new(Wire::Responses, true);
+        let s = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":20,\"input_tokens_details\":{\"cached_tokens\":5},\"output_tokens\":7}}}\n\n";
+        for piece in s.chunks(5) {
+            o.feed(piece);
+        }
+        let u = o.finish().unwrap();
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cache_read_input_tokens),
+            (15, 7, 5)
         );
     }
 

@@ -36,6 +36,8 @@ pub(super) enum LocalAnswer {
     Ready,
     Models(Arc<Adapter>),
     CountTokens,
+    /// `POST /v1/responses/input_tokens` for a source that does not speak Responses.
+    ResponsesInputTokens,
 }
 
 impl FlexiProxy {
@@ -85,6 +87,7 @@ impl FlexiProxy {
         let source = match adapter.source.protocol {
             SourceProtocol::OpenAi => Wire::OpenAiChat,
             SourceProtocol::Anthropic => Wire::AnthropicMessages,
+            SourceProtocol::Responses => Wire::Responses,
         };
         let plan = match (ctx.route, source) {
             (Route::Models, _) => return Admitted::Local(LocalAnswer::Models(adapter)),
@@ -95,6 +98,13 @@ impl FlexiProxy {
                 Plan::for_pair(Wire::AnthropicMessages, source)
             }
             (Route::ChatCompletions, source) => Plan::for_pair(Wire::OpenAiChat, source),
+            (Route::ResponsesInputTokens, Wire::Responses) => {
+                Plan::Passthrough(super::errors::ClientProtocol::Responses)
+            }
+            (Route::ResponsesInputTokens, _) => {
+                return Admitted::Local(LocalAnswer::ResponsesInputTokens);
+            }
+            (Route::Responses, source) => Plan::for_pair(Wire::Responses, source),
             _ => {
                 let e = ProxyError::new(ErrorKind::NotFound, "no such endpoint");
                 return Admitted::Refused(e);
@@ -209,6 +219,9 @@ impl FlexiProxy {
             }
             LocalAnswer::Models(adapter) => self.list_models(session, ctx, &adapter).await,
             LocalAnswer::CountTokens => self.count_tokens_locally(session, ctx).await,
+            LocalAnswer::ResponsesInputTokens => {
+                self.count_input_tokens_locally(session, ctx).await
+            }
         }
     }
 

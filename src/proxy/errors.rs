@@ -8,6 +8,8 @@ use crate::protocol::anthropic::{ErrorKind, error_body};
 pub enum ClientProtocol {
     Anthropic,
     OpenAi,
+    /// OpenAI Responses (OpenAI's error shape; streams end in `response.failed`).
+    Responses,
 }
 
 /// An error for the client: status, Anthropic-style kind, human message.
@@ -43,7 +45,9 @@ impl ProxyError {
     pub fn body(&self, protocol: ClientProtocol) -> Vec<u8> {
         match protocol {
             ClientProtocol::Anthropic => error_body(self.kind, &self.message),
-            ClientProtocol::OpenAi => openai_error_body(self.kind, &self.message),
+            ClientProtocol::OpenAi | ClientProtocol::Responses => {
+                openai_error_body(self.kind, &self.message)
+            }
         }
     }
 }

@@ -44,6 +44,7 @@ impl Plan {
         match self {
             Plan::Passthrough(ClientProtocol::Anthropic) => Wire::AnthropicMessages,
             Plan::Passthrough(ClientProtocol::OpenAi) => Wire::OpenAiChat,
+            Plan::Passthrough(ClientProtocol::Responses) => Wire::Responses,
             Plan::Pivot(pair) => pair.source,
         }
     }
@@ -53,6 +54,7 @@ fn protocol_of(wire: Wire) -> ClientProtocol {
     match wire {
         Wire::AnthropicMessages => ClientProtocol::Anthropic,
         Wire::OpenAiChat => ClientProtocol::OpenAi,
+        Wire::Responses => ClientProtocol::Responses,
     }
 }
 
@@ -171,6 +173,7 @@ pub fn prepare(
     body: &[u8],
     source: &Source,
     request_id: &str,
+    reasoning_key: &crate::protocol::responses::seal::ReasoningKey,
 ) -> Result<Prepared, ProxyError> {
     let invalid = |message: String| ProxyError::new(ErrorKind::InvalidRequest, message);
     match plan {
@@ -180,6 +183,7 @@ pub fn prepare(
                 created: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
+                reasoning_key: Some(reasoning_key.clone()),
                 ..ExchangeContext::default()
             };
             let options = SourceOptions {
@@ -219,6 +223,7 @@ fn answer_id(client: Wire, request_id: &str) -> String {
     match client {
         Wire::AnthropicMessages => format!("msg_{request_id}"),
         Wire::OpenAiChat => format!("chatcmpl-{request_id}"),
+        Wire::Responses => format!("resp_{request_id}"),
     }
 }
 
@@ -237,7 +242,7 @@ pub enum ResponseShaper {
     Stream(Box<PairStream>),
     /// A JSON answer translated once complete; `as_stream` when the client asked for a
     /// stream and the provider answered JSON anyway (it is then sent as the client's SSE).
-    Json(JsonState),
+    Json(Box<JsonState>),
     /// A provider error, rewritten in the client's error shape once complete.
     Error {
         status: u16,
@@ -280,13 +285,13 @@ impl ResponseShaper {
         if prepared.stream && !is_json {
             return ResponseShaper::Stream(Box::new(PairStream::new(pair, ctx.clone())));
         }
-        ResponseShaper::Json(JsonState {
+        ResponseShaper::Json(Box::new(JsonState {
             buf: BytesMut::new(),
             pair,
             ctx: ctx.clone(),
             as_stream: prepared.stream,
             facts: ResponseFacts::default(),
-        })
+        }))
     }
 
     /// Whether the client gets SSE.

@@ -59,6 +59,8 @@ pub struct ProxySettings {
     pub max_concurrent_requests: usize,
     /// Largest request header section, in bytes.
     pub max_header_size: usize,
+    /// Seals reasoning into Responses answers (`config::reasoning_key`).
+    pub reasoning_key: crate::protocol::responses::seal::ReasoningKey,
 }
 
 pub struct FlexiProxy {
@@ -352,7 +354,13 @@ impl FlexiProxy {
             }
         }
         let raw = ctx.request_body.take();
-        match exchange::prepare(plan, &raw, source, &ctx.request_id) {
+        match exchange::prepare(
+            plan,
+            &raw,
+            source,
+            &ctx.request_id,
+            &self.settings.reasoning_key,
+        ) {
             Ok(prepared) => {
                 ctx.prepared = Some(prepared);
                 ctx.prepared_for = 0;
@@ -386,7 +394,13 @@ impl FlexiProxy {
         if let (Some(raw), Some(plan), Some(source)) =
             (ctx.raw_body.clone(), ctx.plan, self.source(ctx))
         {
-            match exchange::prepare(plan, &raw, source, &ctx.request_id) {
+            match exchange::prepare(
+                plan,
+                &raw,
+                source,
+                &ctx.request_id,
+                &self.settings.reasoning_key,
+            ) {
                 Ok(p) => {
                     ctx.prepared = Some(p);
                     ctx.prepared_for = ctx.source_index;
@@ -442,6 +456,8 @@ impl FlexiProxy {
             (Wire::AnthropicMessages, Route::CountTokens) => "/v1/messages/count_tokens",
             (Wire::AnthropicMessages, _) => "/v1/messages",
             (Wire::OpenAiChat, _) => "/chat/completions",
+            (Wire::Responses, Route::ResponsesInputTokens) => "/responses/input_tokens",
+            (Wire::Responses, _) => "/responses",
         });
         if let (Plan::Passthrough(ClientProtocol::Anthropic), Some(q)) = (plan, query) {
             path.push('?');
@@ -735,6 +751,41 @@ impl FlexiProxy {
             .await
     }
 
+    /// `POST /v1/responses/input_tokens` for a source without the Responses API: the
+    /// request decoded as it would be sent, counted with the local tokenizer.
+    async fn count_input_tokens_locally(&self, session: &mut Session, ctx: &Ctx) -> Result<bool> {
+        let body = match self.read_body(session).await {
+            Ok(b) => b,
+            Err(e) => return self.respond_error(session, ctx, e).await,
+        };
+        let counted = std::str::from_utf8(&body)
+            .map_err(|e| format!("invalid request body: not UTF-8: {e}"))
+            .and_then(|text| {
+                crate::protocol::responses::decode_request::decode_request(text, None)
+                    .map_err(|e| e.0)
+            })
+            .map(|c| crate::protocol::tokens::count_conversation(&c));
+        match counted {
+            Ok(tokens) => {
+                let body =
+                    format!("{{\"object\":\"response.input_tokens\",\"input_tokens\":{tokens}}}");
+                self.respond(
+                    session,
+                    ctx,
+                    200,
+                    "application/json",
+                    Bytes::from(body),
+                    &[],
+                )
+                .await
+            }
+            Err(message) => {
+                let error = ProxyError::new(ErrorKind::InvalidRequest, message);
+                self.respond_error(session, ctx, error).await
+            }
+        }
+    }
+
     async fn list_models(
         &self,
         session: &mut Session,
@@ -754,7 +805,7 @@ impl FlexiProxy {
                 serde_json::json!({"data": data, "has_more": false,
                     "first_id": models.first(), "last_id": models.last()})
             }
-            ClientProtocol::OpenAi => {
+            ClientProtocol::OpenAi | ClientProtocol::Responses => {
                 let data: Vec<serde_json::Value> = models
                     .iter()
                     .map(|m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": adapter.name}))
@@ -978,7 +1029,13 @@ impl ProxyHttp for FlexiProxy {
             0 => &adapter.source,
             n => adapter.fallbacks.get(n - 1).unwrap_or(&adapter.source),
         };
-        match exchange::prepare(plan, &raw, source, &ctx.request_id) {
+        match exchange::prepare(
+            plan,
+            &raw,
+            source,
+            &ctx.request_id,
+            &self.settings.reasoning_key,
+        ) {
             Ok(prepared) => {
                 *body = Some(prepared.body.clone());
                 ctx.prepared = Some(prepared);

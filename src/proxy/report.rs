@@ -44,6 +44,7 @@ pub fn report(telemetry: &Telemetry, session: &Session, e: Option<&Error>, ctx: 
     let protocol = match ctx.protocol {
         super::errors::ClientProtocol::Anthropic => "anthropic",
         super::errors::ClientProtocol::OpenAi => "openai",
+        super::errors::ClientProtocol::Responses => "responses",
     };
     let duration = ctx.started.elapsed();
     let ttfb = ctx.first_byte.map(|t| t.duration_since(ctx.started));

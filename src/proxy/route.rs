@@ -19,6 +19,10 @@ pub enum Route {
     CountTokens,
     /// `POST /v1/chat/completions`.
     ChatCompletions,
+    /// `POST /v1/responses`.
+    Responses,
+    /// `POST /v1/responses/input_tokens`.
+    ResponsesInputTokens,
     /// A known path with the wrong method.
     MethodNotAllowed,
     NotFound,
@@ -29,7 +33,12 @@ impl Route {
     pub fn needs_auth(self) -> bool {
         matches!(
             self,
-            Route::Models | Route::Messages | Route::CountTokens | Route::ChatCompletions
+            Route::Models
+                | Route::Messages
+                | Route::CountTokens
+                | Route::ChatCompletions
+                | Route::Responses
+                | Route::ResponsesInputTokens
         )
     }
 
@@ -46,6 +55,8 @@ impl Route {
             Route::Messages => "messages",
             Route::CountTokens => "count_tokens",
             Route::ChatCompletions => "chat_completions",
+            Route::Responses => "responses",
+            Route::ResponsesInputTokens => "responses_input_tokens",
             Route::MethodNotAllowed => "method_not_allowed",
             Route::NotFound => "not_found",
         }
@@ -83,6 +94,8 @@ pub fn route(method: &str, path_and_query: &str) -> Route {
         "/messages" => ("POST", Route::Messages),
         "/messages/count_tokens" => ("POST", Route::CountTokens),
         "/chat/completions" => ("POST", Route::ChatCompletions),
+        "/responses" => ("POST", Route::Responses),
+        "/responses/input_tokens" => ("POST", Route::ResponsesInputTokens),
         _ => return Route::NotFound,
     };
     if method == expected || (expected == "GET" && method == "HEAD") {
@@ -97,6 +110,7 @@ pub fn route(method: &str, path_and_query: &str) -> Route {
 pub fn client_protocol(route: Route, has_anthropic_headers: bool) -> ClientProtocol {
     match route {
         Route::ChatCompletions => ClientProtocol::OpenAi,
+        Route::Responses | Route::ResponsesInputTokens => ClientProtocol::Responses,
         Route::Models if !has_anthropic_headers => ClientProtocol::OpenAi,
         _ => ClientProtocol::Anthropic,
     }
@@ -131,6 +145,18 @@ mod tests {
             ("GET", "/models", Route::Models),
             ("POST", "/chat/completions", Route::ChatCompletions),
             ("POST", "/v1/chat/completions/", Route::ChatCompletions),
+            ("POST", "/v1/responses", Route::Responses),
+            ("POST", "/responses", Route::Responses),
+            (
+                "POST",
+                "/responses/input_tokens",
+                Route::ResponsesInputTokens,
+            ),
+            (
+                "POST",
+                "/v1/responses/input_tokens",
+                Route::ResponsesInputTokens,
+            ),
         ] {
             assert_eq!(route(method, path), expected, "{method} {path}");
         }

@@ -19,6 +19,7 @@ pub mod anthropic;
 pub mod openai;
 mod reply;
 mod request;
+pub mod responses;
 pub mod scenario;
 mod server;
 pub mod tls;

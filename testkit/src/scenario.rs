@@ -37,6 +37,8 @@ pub fn claude_code_tool_loop(
 pub enum Protocol {
     OpenAi,
     Anthropic,
+    /// OpenAI Responses.
+    Responses,
 }
 
 /// One tool round trip with any client: while `tool` is offered and no tool result came
@@ -76,7 +78,9 @@ pub fn tool_loop(
                         .as_array()
                         .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
             })
-        });
+        }) || body["input"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|i| i["type"] == "function_call_output"));
         let text = if !offers_tool {
             Some(side_reply(&body))
         } else if has_tool_result {
@@ -108,6 +112,76 @@ pub fn tool_loop(
                 200,
                 crate::anthropic::tool_use_message(&[(WRITE_CALL_ID, &tool, &arguments)]),
             ),
+            (Protocol::Responses, Some(text)) if stream => {
+                Reply::sse(crate::responses::text_stream(&text, 3))
+            }
+            (Protocol::Responses, Some(text)) => {
+                Reply::json(200, crate::responses::text_response(&text))
+            }
+            (Protocol::Responses, None) if stream => Reply::sse(
+                crate::responses::tool_call_stream(WRITE_CALL_ID, &tool, &arguments, 3),
+            ),
+            (Protocol::Responses, None) => Reply::json(
+                200,
+                crate::responses::tool_call_response(WRITE_CALL_ID, &tool, &arguments),
+            ),
+        }
+    }
+}
+
+/// The error DeepSeek's thinking models give a tool turn that lost its reasoning.
+pub const MISSING_REASONING: &str = "Missing `reasoning_content` field in the assistant message";
+
+/// A DeepSeek-V4-style OpenAI-compatible provider in thinking mode: like [`tool_loop`], but
+/// the tool call comes with `reasoning_content` (`reasoning`), and a request whose assistant
+/// tool-call messages do not echo that reasoning back is refused with a 400, as DeepSeek
+/// refuses it.
+pub fn deepseek_tool_loop(
+    tool: &str,
+    arguments: Value,
+    reasoning: &str,
+    final_text: &str,
+) -> impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static {
+    let inner = tool_loop(Protocol::OpenAi, tool, arguments.clone(), final_text);
+    let (tool, arguments, reasoning) = (
+        tool.to_string(),
+        arguments.to_string(),
+        reasoning.to_string(),
+    );
+    move |request| {
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return inner(request);
+        };
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        if let Some(i) = messages.iter().position(|m| {
+            m["role"] == "assistant"
+                && m["tool_calls"].as_array().is_some_and(|c| !c.is_empty())
+                && m["reasoning_content"].as_str() != Some(reasoning.as_str())
+        }) {
+            let message = format!("{MISSING_REASONING} at message index {i}");
+            return Reply::json(
+                400,
+                openai::error_body(&message, "invalid_request_error", None),
+            );
+        }
+        let calls_now = messages.iter().all(|m| m["role"] != "tool")
+            && body["tools"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["function"]["name"] == tool.as_str()));
+        if !calls_now {
+            return inner(request);
+        }
+        if body["stream"].as_bool().unwrap_or(false) {
+            let mut events = openai::tool_call_stream(WRITE_CALL_ID, &tool, &arguments, 3);
+            events.insert(
+                1,
+                openai::sse_chunk(json!({"reasoning_content": reasoning}), None),
+            );
+            Reply::sse(events)
+        } else {
+            let mut v = openai::tool_call_completion(&[(WRITE_CALL_ID, &tool, &arguments)]);
+            v["choices"][0]["message"]["reasoning_content"] = json!(reasoning);
+            Reply::json(200, v)
         }
     }
 }
@@ -241,6 +315,35 @@ mod tests {
         ));
         let v: Value = serde_json::from_slice(&second.body_bytes()).unwrap();
         assert_eq!(v["content"][0]["text"], "Done!");
+    }
+
+    #[test]
+    fn deepseek_refuses_tool_turns_without_their_reasoning() {
+        let h = deepseek_tool_loop("run", json!({"cmd": "ls"}), "think first", "Done!");
+        let tools = json!([{"type": "function", "function": {"name": "run"}}]);
+        let first = h(&request(
+            json!({"messages": [{"role": "user", "content": "go"}], "tools": tools}),
+        ));
+        let v: Value = serde_json::from_slice(&first.body_bytes()).unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["reasoning_content"],
+            "think first"
+        );
+        let call = json!({"id": WRITE_CALL_ID, "type": "function",
+                          "function": {"name": "run", "arguments": "{}"}});
+        let turn = |assistant: Value| {
+            request(
+                json!({"tools": tools, "messages": [{"role": "user", "content": "go"},
+                assistant, {"role": "tool", "tool_call_id": WRITE_CALL_ID, "content": "ok"}]}),
+            )
+        };
+        let lost = h(&turn(json!({"role": "assistant", "tool_calls": [call]})));
+        assert_eq!(lost.status(), 400);
+        let kept = h(&turn(
+            json!({"role": "assistant", "tool_calls": [call], "reasoning_content": "think first"}),
+        ));
+        let v: Value = serde_json::from_slice(&kept.body_bytes()).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "Done!");
     }
 
     #[test]

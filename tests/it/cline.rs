@@ -134,6 +134,7 @@ async fn cline_writes_a_file(cline_provider: &str, source: Protocol) {
     let (base, extra): (String, &[&str]) = match source {
         Protocol::OpenAi => (provider.base_url(), &[]),
         Protocol::Anthropic => (provider.origin(), &["--protocol", "anthropic"]),
+        Protocol::Responses => (provider.base_url(), &["--protocol", "responses"]),
     };
     let (key, base_url) = create_adapter(&proxy, "cline", &base, extra);
     assert_eq!(

@@ -7,7 +7,7 @@
 use crate::harness::*;
 use flexiproxy::protocol::pair::{Pair, Wire};
 use flexiproxy::protocol::stream_check::{accumulate, check_stream};
-use flexiproxy_testkit::{FakeProvider, RecordedRequest, Reply, anthropic, openai};
+use flexiproxy_testkit::{FakeProvider, RecordedRequest, Reply, anthropic, openai, responses};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -15,26 +15,40 @@ use std::time::Duration;
 enum Client {
     Anthropic,
     OpenAi,
+    Responses,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     OpenAi,
     Anthropic,
+    Responses,
 }
 
-const PAIRS: [(Client, Source); 4] = [
-    (Client::Anthropic, Source::OpenAi),
-    (Client::Anthropic, Source::Anthropic),
-    (Client::OpenAi, Source::OpenAi),
-    (Client::OpenAi, Source::Anthropic),
-];
+const CLIENTS: [Client; 3] = [Client::Anthropic, Client::OpenAi, Client::Responses];
+const SOURCES: [Source; 3] = [Source::OpenAi, Source::Anthropic, Source::Responses];
 
 const WEATHER: (&str, &str, &str) = ("call_a", "get_weather", r#"{"city":"Paris"}"#);
 const TIME: (&str, &str, &str) = ("call_b", "get_time", r#"{"tz":"CET"}"#);
 
-/// The last user text of a request in either protocol, and whether it carries tool results.
+/// The last user text of a request in any protocol, and whether it carries tool results.
 fn prompt_of(body: &Value) -> (String, bool) {
+    if let Some(items) = body["input"].as_array() {
+        let has_result = items.iter().any(|i| i["type"] == "function_call_output");
+        let text = items
+            .iter()
+            .rev()
+            .filter(|i| i["role"] == "user")
+            .find_map(|i| match &i["content"] {
+                Value::String(s) => Some(s.clone()),
+                Value::Array(parts) => parts
+                    .iter()
+                    .find_map(|p| p["text"].as_str().map(str::to_owned)),
+                _ => None,
+            })
+            .unwrap_or_default();
+        return (text, has_result);
+    }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let has_result = messages.iter().any(|m| {
         m["role"] == "tool"
@@ -172,6 +186,75 @@ fn anthropic_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
     }
 }
 
+fn responses_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
+    let sse = |events: Vec<String>| Reply::sse(events).split_writes(vec![7, 3, 11]);
+    let calls = |stream: bool| {
+        let (a, b) = (
+            responses::tool_call_stream(WEATHER.0, WEATHER.1, WEATHER.2, 2),
+            responses::tool_call_response(TIME.0, TIME.1, TIME.2),
+        );
+        if !stream {
+            let mut r = responses::tool_call_response(WEATHER.0, WEATHER.1, WEATHER.2);
+            r["output"]
+                .as_array_mut()
+                .unwrap()
+                .push(b["output"][0].clone());
+            return Reply::json(200, r);
+        }
+        // Both calls in one stream: the second item after the first one's `.done`.
+        let mut events: Vec<Value> = a[..a.len() - 1]
+            .iter()
+            .map(|e| {
+                serde_json::from_str(e.lines().nth(1).unwrap().strip_prefix("data: ").unwrap())
+                    .unwrap()
+            })
+            .collect();
+        events.push(json!({"type": "response.output_item.added", "output_index": 1, "item": b["output"][0]}));
+        events.push(
+            json!({"type": "response.output_item.done", "output_index": 1, "item": b["output"][0]}),
+        );
+        events.push(
+            json!({"type": "response.completed", "response": {"status": "completed",
+                           "usage": {"input_tokens": 40, "output_tokens": 12}}}),
+        );
+        let events = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut v)| {
+                v["sequence_number"] = json!(i);
+                format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap())
+            })
+            .collect();
+        sse(events)
+    };
+    match (prompt, has_result) {
+        ("tools", true) if stream => sse(responses::text_stream("Paris is sunny at noon.", 3)),
+        ("tools", true) => Reply::json(200, responses::text_response("Paris is sunny at noon.")),
+        ("tools", false) => calls(stream),
+        ("think", _) if stream => sse(responses::reasoning_stream("Let me think.", "enc-1", "42")),
+        ("think", _) => Reply::json(
+            200,
+            responses::reasoning_response("Let me think.", "enc-1", "42"),
+        ),
+        ("error", _) => Reply::json(
+            429,
+            openai::error_body("Slow down", "rate_limit_error", None),
+        )
+        .header("retry-after", "7"),
+        ("midstream", _) => Reply::sse(responses::failed_stream("partial ", "Overloaded")),
+        ("reset", _) => {
+            let head = responses::text_stream_head("partial ").concat();
+            let cut = head.len();
+            Reply::sse(vec![head, responses::text_delta(4, "never")]).reset_after_body_bytes(cut)
+        }
+        ("slow", _) => slow(responses::text_stream_head("").concat(), |i| {
+            responses::text_delta(i + 4, &format!("tick {i} "))
+        }),
+        _ if stream => sse(responses::text_stream("Hello from the source.", 4)),
+        _ => Reply::json(200, responses::text_response("Hello from the source.")),
+    }
+}
+
 /// 200 events 50 ms apart: ten seconds unless the proxy hangs up.
 fn slow(head: String, event: impl Fn(usize) -> String) -> Reply {
     let mut events = vec![head];
@@ -187,6 +270,7 @@ async fn provider(source: Source) -> FakeProvider {
         match source {
             Source::OpenAi => openai_reply(&prompt, has_result, stream),
             Source::Anthropic => anthropic_reply(&prompt, has_result, stream),
+            Source::Responses => responses_reply(&prompt, has_result, stream),
         }
     })
     .await
@@ -196,6 +280,7 @@ fn adapter(source: Source, provider: &FakeProvider) -> String {
     match source {
         Source::OpenAi => adapter_yaml(&provider.base_url(), &[KEY], ""),
         Source::Anthropic => adapter_yaml(&provider.origin(), &[KEY], "protocol: anthropic"),
+        Source::Responses => adapter_yaml(&provider.base_url(), &[KEY], "protocol: responses"),
     }
 }
 
@@ -208,6 +293,9 @@ fn tools(client: Client) -> Value {
         Client::OpenAi => json!([
             {"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": schema("city")}},
             {"type": "function", "function": {"name": "get_time", "parameters": schema("tz")}}]),
+        Client::Responses => json!([
+            {"type": "function", "name": "get_weather", "description": "Weather", "parameters": schema("city")},
+            {"type": "function", "name": "get_time", "parameters": schema("tz")}]),
     }
 }
 
@@ -229,6 +317,13 @@ fn tool_result_history(client: Client) -> Value {
                 {"id": TIME.0, "type": "function", "function": {"name": TIME.1, "arguments": TIME.2}}]},
             {"role": "tool", "tool_call_id": WEATHER.0, "content": "sunny"},
             {"role": "tool", "tool_call_id": TIME.0, "content": "12:00"}]),
+        Client::Responses => json!([
+            {"role": "user", "content": "tools"},
+            {"type": "function_call", "call_id": WEATHER.0, "name": WEATHER.1, "arguments": WEATHER.2},
+            {"type": "function_call", "call_id": TIME.0, "name": TIME.1, "arguments": TIME.2},
+            {"type": "function_call_output", "call_id": WEATHER.0, "output": "sunny"},
+            {"type": "function_call_output", "call_id": TIME.0,
+             "output": [{"type": "input_text", "text": "12:00"}]}]),
     }
 }
 
@@ -238,6 +333,10 @@ fn body(client: Client, prompt: &str, stream: bool) -> Value {
     } else {
         json!([{"role": "user", "content": prompt}])
     };
+    if client == Client::Responses {
+        return json!({"model": "claude-sonnet-4-5", "max_output_tokens": 256, "input": messages,
+                      "stream": stream, "tools": tools(client), "store": false});
+    }
     let mut b = json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": messages,
                        "stream": stream, "tools": tools(client)});
     if client == Client::OpenAi && stream {
@@ -399,12 +498,105 @@ fn read_openai(status: u16, body: &[u8], stream: bool) -> Answer {
     a
 }
 
-async fn ask(proxy: &Proxy, client: Client, prompt: &str, stream: bool) -> Answer {
-    // OpenAI clients use the path without `/v1`: one base URL for both conventions.
-    let path = match client {
+/// A Responses answer's output items as text, reasoning and calls.
+fn read_items(a: &mut Answer, items: &[Value]) {
+    for item in items {
+        match item["type"].as_str().unwrap() {
+            "message" => {
+                for p in item["content"].as_array().unwrap() {
+                    a.text.push_str(p["text"].as_str().unwrap_or(""));
+                }
+            }
+            "reasoning" => {
+                for p in item["summary"].as_array().unwrap() {
+                    a.reasoning.push_str(p["text"].as_str().unwrap());
+                }
+            }
+            "function_call" => a.calls.push((
+                item["call_id"].as_str().unwrap().to_owned(),
+                item["name"].as_str().unwrap().to_owned(),
+                serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap(),
+            )),
+            other => panic!("unexpected item {other}"),
+        }
+    }
+}
+
+fn read_responses(status: u16, body: &[u8], stream: bool) -> Answer {
+    let mut a = Answer {
+        status,
+        ..Answer::default()
+    };
+    if status != 200 {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        a.error = v["error"]["type"].as_str().map(str::to_owned);
+        assert!(v["error"]["message"].is_string(), "{v}");
+        return a;
+    }
+    let response = if stream {
+        let text = String::from_utf8_lossy(body);
+        let mut done_items = Vec::new();
+        let mut last = None;
+        let mut sequence = None;
+        for event in text.split("\n\n").filter(|e| e.contains("data:")) {
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap();
+            let v: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+            if let Some(n) = v["sequence_number"].as_u64() {
+                assert!(
+                    sequence.is_none_or(|s| n > s),
+                    "sequence numbers grow: {text}"
+                );
+                sequence = Some(n);
+            }
+            match v["type"].as_str().unwrap() {
+                "response.output_item.done" => done_items.push(v["item"].clone()),
+                "response.failed" => {
+                    a.error = v["response"]["error"]["code"].as_str().map(str::to_owned)
+                }
+                "error" => a.error = v["code"].as_str().map(str::to_owned),
+                "response.completed" | "response.incomplete" => last = Some(v["response"].clone()),
+                _ => {}
+            }
+        }
+        if a.error.is_some() {
+            return a;
+        }
+        let response =
+            last.unwrap_or_else(|| panic!("a stream ends with response.completed: {text}"));
+        // The finished items streamed one by one are the response's output.
+        if let Some(output) = response["output"].as_array().filter(|o| !o.is_empty()) {
+            assert_eq!(output, &done_items, "{text}");
+        }
+        read_items(&mut a, &done_items);
+        response
+    } else {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        read_items(&mut a, v["output"].as_array().unwrap());
+        v
+    };
+    a.stop = match response["status"].as_str() {
+        Some("incomplete") => "max",
+        _ if !a.calls.is_empty() => "tool",
+        _ => "end",
+    }
+    .to_owned();
+    a
+}
+
+fn path_of(client: Client) -> &'static str {
+    // OpenAI clients use paths without `/v1`: one base URL for both conventions.
+    match client {
         Client::Anthropic => "/v1/messages",
         Client::OpenAi => "/chat/completions",
-    };
+        Client::Responses => "/responses",
+    }
+}
+
+async fn ask(proxy: &Proxy, client: Client, prompt: &str, stream: bool) -> Answer {
+    let path = path_of(client);
     let r = reqwest_client()
         .post(proxy.url(path))
         .header("authorization", format!("Bearer {KEY}"))
@@ -421,6 +613,7 @@ async fn ask(proxy: &Proxy, client: Client, prompt: &str, stream: bool) -> Answe
     let mut answer = match client {
         Client::Anthropic => read_anthropic(status, &bytes, stream),
         Client::OpenAi => read_openai(status, &bytes, stream),
+        Client::Responses => read_responses(status, &bytes, stream),
     };
     answer.retry_after = retry_after;
     answer
@@ -434,6 +627,7 @@ fn wire(client: Client) -> Wire {
     match client {
         Client::Anthropic => Wire::AnthropicMessages,
         Client::OpenAi => Wire::OpenAiChat,
+        Client::Responses => Wire::Responses,
     }
 }
 
@@ -441,13 +635,22 @@ fn wire_of(source: Source) -> Wire {
     match source {
         Source::Anthropic => Wire::AnthropicMessages,
         Source::OpenAi => Wire::OpenAiChat,
+        Source::Responses => Wire::Responses,
     }
 }
 
 /// What the provider got for the tool-result turn holds both results for their calls.
 fn assert_provider_saw_results(source: Source, seen: &Value) {
-    let messages = seen["messages"].as_array().unwrap();
+    let messages = seen["messages"]
+        .as_array()
+        .or(seen["input"].as_array())
+        .unwrap();
     let ids: Vec<String> = match source {
+        Source::Responses => messages
+            .iter()
+            .filter(|i| i["type"] == "function_call_output")
+            .filter_map(|i| i["call_id"].as_str().map(str::to_owned))
+            .collect(),
         Source::OpenAi => messages
             .iter()
             .filter(|m| m["role"] == "tool")
@@ -520,9 +723,12 @@ async fn run_pair(client: Client, source: Source) {
     let a = ask(&proxy, client, "midstream", true).await;
     assert_eq!(a.status, 200, "{pair}");
     // OpenAI's error shape calls an overload a `server_error`; a passthrough keeps the
-    // provider's own word.
+    // provider's own word; a Responses source reports `server_error` itself.
     let expected = match (client, source) {
-        (Client::OpenAi, Source::Anthropic) => "server_error",
+        (Client::Anthropic, Source::Responses) => "api_error",
+        (_, Source::Responses) => "server_error",
+        (Client::OpenAi | Client::Responses, Source::Anthropic) => "server_error",
+        (Client::Responses, Source::OpenAi) => "server_error",
         _ => "overloaded_error",
     };
     assert_eq!(
@@ -534,11 +740,7 @@ async fn run_pair(client: Client, source: Source) {
     // A provider that resets mid-stream: a translated stream ends with an error the client
     // reads; a passthrough relays what came and ends the response.
     let r = reqwest_client()
-        .post(proxy.url(if client == Client::Anthropic {
-            "/v1/messages"
-        } else {
-            "/v1/chat/completions"
-        }))
+        .post(proxy.url(path_of(client)))
         .header("authorization", format!("Bearer {KEY}"))
         .json(&body(client, "reset", true))
         .send()
@@ -559,13 +761,8 @@ async fn run_pair(client: Client, source: Source) {
     }
 
     // A client that leaves mid-stream: the proxy hangs up on the provider too.
-    let path = if client == Client::Anthropic {
-        "/v1/messages"
-    } else {
-        "/v1/chat/completions"
-    };
     let mut r = reqwest_client()
-        .post(proxy.url(path))
+        .post(proxy.url(path_of(client)))
         .header("authorization", format!("Bearer {KEY}"))
         .json(&body(client, "slow", true))
         .send()
@@ -580,7 +777,9 @@ async fn run_pair(client: Client, source: Source) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_pair_carries_every_scenario() {
-    for (client, source) in PAIRS {
-        run_pair(client, source).await;
+    for client in CLIENTS {
+        for source in SOURCES {
+            run_pair(client, source).await;
+        }
     }
 }

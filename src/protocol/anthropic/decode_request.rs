@@ -103,6 +103,7 @@ fn conversation(req: MessagesRequest<'_>) -> Conversation<'_> {
         reasoning,
         response_format: None,
         user: metadata.and_then(|m| m.user_id).map(|u| u.into_cow()),
+        client_tools: Default::default(),
     }
 }
 

@@ -1,0 +1,302 @@
+//! Responses SSE (from a `protocol: responses` source) → pivot [`Event`]s, incrementally and
+//! sans-IO, framed by the shared [`SseDecoder`]; the `type` inside each event's JSON counts.
+//!
+//! Each output item is one block: `message` → text, `reasoning` → reasoning (summary deltas;
+//! its `encrypted_content` from `output_item.done` becomes the opaque data),
+//! `function_call` → a call. An item whose `.done` brings content no delta announced (some
+//! servers only send the finished item) gets it as one delta. `response.completed` /
+//! `response.incomplete` end the answer with usage; `response.failed` and `error` are the
+//! provider's error.
+
+use super::decode_response::{WireItem, WireUsage, reasoning_data};
+use crate::protocol::anthropic::ErrorKind;
+use crate::protocol::anthropic_openai::error::stream_error;
+use crate::protocol::json::Str;
+use crate::protocol::pivot::{BlockKind, Event, Origin, StopReason};
+use crate::protocol::sse::{SseDecoder, SseEvent};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Str<'a>,
+    #[serde(borrow)]
+    item: Option<WireItem<'a>>,
+    #[serde(borrow)]
+    delta: Option<Str<'a>>,
+    #[serde(borrow)]
+    response: Option<FrameResponse<'a>>,
+    #[serde(borrow)]
+    message: Option<Str<'a>>,
+    #[serde(borrow)]
+    code: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct FrameResponse<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    usage: Option<WireUsage>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Text,
+    Reasoning,
+    Call,
+}
+
+#[derive(Default)]
+pub struct StreamDecoder {
+    sse: SseDecoder,
+    /// The open block: its index, kind, and whether a delta came.
+    open: Option<(u32, Open, bool)>,
+    next_index: u32,
+    called: bool,
+    started: bool,
+    done: bool,
+}
+
+impl StreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, input: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+        let mut sse = std::mem::take(&mut self.sse);
+        sse.push(input, &mut |event| self.frame(event, on_event));
+        self.sse = sse;
+    }
+
+    pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        let mut sse = std::mem::take(&mut self.sse);
+        sse.finish(&mut |event| self.frame(event, on_event));
+        self.sse = sse;
+        if !self.done {
+            self.close(on_event);
+            self.done = true;
+            on_event(Event::End);
+        }
+    }
+
+    fn frame(&mut self, event: SseEvent<'_>, on_event: &mut impl FnMut(Event<'_>)) {
+        if self.done {
+            return;
+        }
+        let SseEvent::Data(data) = event else {
+            on_event(Event::KeepAlive);
+            return;
+        };
+        if data == b"[DONE]" {
+            return;
+        }
+        match serde_json::from_slice::<Frame<'_>>(data) {
+            Ok(frame) => self.apply(frame, on_event),
+            Err(_) => self.fail(
+                ErrorKind::Api,
+                "the provider sent a malformed stream event",
+                on_event,
+            ),
+        }
+    }
+
+    fn fail(&mut self, kind: ErrorKind, message: &str, on_event: &mut impl FnMut(Event<'_>)) {
+        self.done = true;
+        on_event(Event::Error { kind, message });
+    }
+
+    fn start(&mut self, id: &str, on_event: &mut impl FnMut(Event<'_>)) {
+        if !self.started {
+            self.started = true;
+            on_event(Event::Start { id });
+        }
+    }
+
+    fn close(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if let Some((index, _, _)) = self.open.take() {
+            on_event(Event::BlockStop { index });
+        }
+    }
+
+    fn open(
+        &mut self,
+        open: Open,
+        kind: BlockKind<'_>,
+        on_event: &mut impl FnMut(Event<'_>),
+    ) -> u32 {
+        self.close(on_event);
+        let index = self.next_index;
+        self.next_index += 1;
+        self.open = Some((index, open, false));
+        on_event(Event::BlockStart { index, kind });
+        index
+    }
+
+    /// The open block of this kind, opened when a delta comes first.
+    fn block(&mut self, want: Open, on_event: &mut impl FnMut(Event<'_>)) -> Option<u32> {
+        match self.open {
+            Some((index, open, _)) if open == want => {
+                self.open = Some((index, open, true));
+                Some(index)
+            }
+            _ if want == Open::Call => None,
+            _ => {
+                let kind = if want == Open::Text {
+                    BlockKind::Text
+                } else {
+                    BlockKind::Reasoning
+                };
+                let index = self.open(want, kind, on_event);
+                self.open = Some((index, want, true));
+                Some(index)
+            }
+        }
+    }
+
+    fn apply(&mut self, frame: Frame<'_>, on_event: &mut impl FnMut(Event<'_>)) {
+        let kind = frame.kind.as_str();
+        match kind {
+            "response.created" | "response.in_progress" => {
+                let id = frame.response.as_ref().and_then(|r| r.id.as_deref());
+                self.start(id.unwrap_or_default(), on_event);
+            }
+            "response.output_item.added" => {
+                self.start("", on_event);
+                let Some(item) = frame.item else { return };
+                match item.kind.as_deref() {
+                    Some("message") => {
+                        self.open(Open::Text, BlockKind::Text, on_event);
+                    }
+                    Some("reasoning") => {
+                        self.open(Open::Reasoning, BlockKind::Reasoning, on_event);
+                    }
+                    Some("function_call" | "custom_tool_call") => {
+                        self.called = true;
+                        let id = item.call_id.as_deref().unwrap_or_default();
+                        let name = item.name.as_deref().unwrap_or_default();
+                        self.open(Open::Call, BlockKind::ToolCall { id, name }, on_event);
+                    }
+                    _ => self.close(on_event),
+                }
+            }
+            "response.output_text.delta" | "response.refusal.delta" => {
+                if let Some(delta) = frame.delta.as_deref().filter(|d| !d.is_empty())
+                    && let Some(index) = self.block(Open::Text, on_event)
+                {
+                    on_event(Event::TextDelta { index, text: delta });
+                }
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                if let Some(delta) = frame.delta.as_deref().filter(|d| !d.is_empty())
+                    && let Some(index) = self.block(Open::Reasoning, on_event)
+                {
+                    on_event(Event::ReasoningDelta { index, text: delta });
+                }
+            }
+            "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
+                if let Some(delta) = frame.delta.as_deref().filter(|d| !d.is_empty())
+                    && let Some(index) = self.block(Open::Call, on_event)
+                {
+                    on_event(Event::ArgumentsDelta { index, json: delta });
+                }
+            }
+            "response.output_item.done" => {
+                if let Some(item) = frame.item {
+                    self.item_done(item, on_event);
+                }
+                self.close(on_event);
+            }
+            "response.completed" | "response.incomplete" => {
+                self.close(on_event);
+                if let Some(usage) = frame.response.as_ref().and_then(|r| r.usage) {
+                    on_event(Event::Usage(usage.to_pivot()));
+                }
+                let stop = match kind {
+                    "response.incomplete" => StopReason::MaxTokens,
+                    _ if self.called => StopReason::ToolUse,
+                    _ => StopReason::EndTurn,
+                };
+                on_event(Event::Finish {
+                    stop,
+                    stop_sequence: None,
+                });
+                self.done = true;
+                on_event(Event::End);
+            }
+            "response.failed" => {
+                let error = frame.response.as_ref().and_then(|r| r.error);
+                let (kind, message) = stream_error(
+                    error.map_or("{\"message\":\"the response failed\"}", RawValue::get),
+                );
+                self.fail(kind, &message, on_event);
+            }
+            "error" => {
+                let error = serde_json::json!({
+                    "message": frame.message.as_deref().unwrap_or("the provider reported an error"),
+                    "code": frame.code.map(|c| c.get().trim_matches('"').to_owned()),
+                });
+                let (kind, message) = stream_error(&error.to_string());
+                self.fail(kind, &message, on_event);
+            }
+            _ => {}
+        }
+    }
+
+    /// Content the finished item has that no delta brought, and reasoning's opaque data.
+    fn item_done(&mut self, item: WireItem<'_>, on_event: &mut impl FnMut(Event<'_>)) {
+        let Some((index, open, saw_delta)) = self.open else {
+            return;
+        };
+        match open {
+            Open::Text if !saw_delta => {
+                for part in &item.content {
+                    if let Some(text) = part.text.as_ref().or(part.refusal.as_ref()) {
+                        on_event(Event::TextDelta {
+                            index,
+                            text: &text.decoded(),
+                        });
+                    }
+                }
+            }
+            Open::Reasoning => {
+                if !saw_delta {
+                    for part in &item.summary {
+                        if let Some(text) = &part.text {
+                            on_event(Event::ReasoningDelta {
+                                index,
+                                text: &text.decoded(),
+                            });
+                        }
+                    }
+                }
+                let data = reasoning_data(item.id.as_deref(), item.encrypted_content.as_deref());
+                if let Some(signature) = data {
+                    on_event(Event::ReasoningSignature {
+                        index,
+                        origin: Origin::Responses,
+                        signature: &signature,
+                    });
+                }
+            }
+            Open::Call if !saw_delta => {
+                let arguments = match (&item.arguments, &item.input) {
+                    (Some(a), _) => a.to_string(),
+                    (None, Some(input)) => {
+                        serde_json::json!({ "input": input.as_str() }).to_string()
+                    }
+                    (None, None) => String::new(),
+                };
+                if !arguments.is_empty() {
+                    on_event(Event::ArgumentsDelta {
+                        index,
+                        json: &arguments,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The reasoning a provider needs back, sealed into a Responses `encrypted_content` so it
+//! survives a stateless client (Codex sends `store: false` and echoes reasoning items
+//! verbatim on the next turn).
+//!
+//! What is inside (documented in `docs/responses.md`): the reasoning's origin (which source
+//! protocol produced it), its text (DeepSeek/Kimi want their `reasoning_content` echoed on
+//! tool turns), and the opaque data its provider signed (an Anthropic thinking signature or
+//! redacted thinking). It is encrypted and authenticated with ChaCha20-Poly1305 under the
+//! proxy's reasoning key, so a client can neither read a signature nor forge reasoning the
+//! proxy would vouch for; a blob that does not open (another key, a real OpenAI blob, a
+//! forgery) is treated as absent, never as an error.
+
+use crate::protocol::pivot::Origin;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Marks our blobs (and their format version) apart from a provider's.
+const PREFIX: &str = "fp1.";
+const NONCE_LEN: usize = 12;
+
+/// The key reasoning is sealed with. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct ReasoningKey(Arc<ChaCha20Poly1305>);
+
+impl std::fmt::Debug for ReasoningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReasoningKey(..)")
+    }
+}
+
+impl ReasoningKey {
+    /// A key derived from a secret of any length (SHA-256 of it).
+    pub fn from_secret(secret: &[u8]) -> ReasoningKey {
+        let digest = Sha256::digest(secret);
+        let key = Key::from_slice(digest.as_slice());
+        ReasoningKey(Arc::new(ChaCha20Poly1305::new(key)))
+    }
+
+    /// `fp1.` + base64url(nonce ‖ ciphertext+tag) of the reasoning as JSON.
+    pub fn seal(&self, reasoning: &Sealed) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        // Without an OS random source a nonce could repeat: then seal nothing.
+        if getrandom::fill(&mut nonce).is_err() {
+            return String::new();
+        }
+        let plain = serde_json::to_vec(reasoning).unwrap_or_default();
+        let Ok(sealed) = self.0.encrypt(Nonce::from_slice(&nonce), plain.as_slice()) else {
+            return String::new();
+        };
+        let mut blob = Vec::with_capacity(NONCE_LEN + sealed.len());
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&sealed);
+        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(blob))
+    }
+
+    /// The reasoning in a blob this proxy sealed; `None` for anything else.
+    pub fn open(&self, blob: &str) -> Option<Sealed> {
+        let data = URL_SAFE_NO_PAD.decode(blob.strip_prefix(PREFIX)?).ok()?;
+        if data.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = data.split_at(NONCE_LEN);
+        let plain = self.0.decrypt(Nonce::from_slice(nonce), sealed).ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
+}
+
+/// The reasoning as sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// Who signed `signature`/`redacted` (none for bare reasoning text).
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<SealedOrigin>,
+    /// The reasoning text (plain).
+    #[serde(rename = "t", default)]
+    pub text: String,
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub redacted: Option<String>,
+}
+
+/// [`Origin`] as it is written inside a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SealedOrigin {
+    #[serde(rename = "a")]
+    Anthropic,
+    #[serde(rename = "c")]
+    OpenAiChat,
+    #[serde(rename = "r")]
+    Responses,
+}
+
+impl From<Origin> for SealedOrigin {
+    fn from(o: Origin) -> Self {
+        match o {
+            Origin::Anthropic => SealedOrigin::Anthropic,
+            Origin::OpenAiChat => SealedOrigin::OpenAiChat,
+            Origin::Responses => SealedOrigin::Responses,
+        }
+    }
+}
+
+impl From<SealedOrigin> for Origin {
+    fn from(o: SealedOrigin) -> Self {
+        match o {
+            SealedOrigin::Anthropic => Origin::Anthropic,
+            SealedOrigin::OpenAiChat => Origin::OpenAiChat,
+            SealedOrigin::Responses => Origin::Responses,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Sealed {
+        Sealed {
+            origin: Some(SealedOrigin::Anthropic),
+            text: "let me think ✓".into(),
+            signature: Some("sig-abc".into()),
+            redacted: None,
+        }
+    }
+
+    #[test]
+    fn seals_and_opens() {
+        let key = ReasoningKey::from_secret(b"secret");
+        let blob = key.seal(&sample());
+        assert!(blob.starts_with(PREFIX));
+        assert!(!blob.contains("sig-abc") && !blob.contains("think"));
+        assert_eq!(key.open(&blob), Some(sample()));
+        // Fresh nonces: the same reasoning never seals to the same blob.
+        assert_ne!(blob, key.seal(&sample()));
+    }
+
+    #[test]
+    fn other_keys_forgeries_and_foreign_blobs_do_not_open() {
+        let key = ReasoningKey::from_secret(b"secret");
+        let blob = key.seal(&sample());
+        assert_eq!(ReasoningKey::from_secret(b"other").open(&blob), None);
+        let mut tampered = blob.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(key.open(std::str::from_utf8(&tampered).unwrap()), None);
+        for foreign in ["gAAAAMOCKENCRYPTEDBLOB", "fp1.", "fp1.%%%", "", "fp1.AAAA"] {
+            assert_eq!(key.open(foreign), None, "{foreign}");
+        }
+        assert_eq!(format!("{key:?}"), "ReasoningKey(..)");
+    }
+}
