@@ -88,6 +88,10 @@ enum Command {
 #[derive(Subcommand)]
 enum AdapterCommand {
     /// Create an adapter and print its new API key (shown once) and client setup.
+    ///
+    /// The setup printed covers Claude Code (environment and `.claude/settings.json`), Cline,
+    /// Codex CLI (`~/.codex/config.toml`) and the OpenAI and Anthropic SDKs: one base URL
+    /// for all of them.
     Create {
         name: String,
         /// A known provider: fills in the base URL and provider options.
@@ -498,6 +502,7 @@ fn print_setup(
 ) {
     let base = &config.public_base_url;
     let settings = json!({"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}});
+    let codex = codex_config(base);
     if as_json {
         println!(
             "{}",
@@ -509,6 +514,7 @@ fn print_setup(
                 "openai_base_url": format!("{base}/v1"),
                 "claude_code": {"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}, "settings_json": settings},
                 "cline": {"anthropic": {"base_url": base}, "openai_compatible": {"base_url": base}},
+                "codex": {"config_toml": codex, "env": {CODEX_KEY_ENV: key}},
             })
         );
         return;
@@ -528,9 +534,23 @@ fn print_setup(
     println!(
         "Cline: API Provider \"Anthropic\" (or \"OpenAI Compatible\"), API Key = the key above, base URL = {base}\n"
     );
+    println!("Codex CLI, in ~/.codex/config.toml (then `export {CODEX_KEY_ENV}={key}`):\n{codex}");
     println!(
         "OpenAI SDK:    OpenAI(base_url=\"{base}/v1\", api_key=\"{key}\")\nAnthropic SDK: Anthropic(base_url=\"{base}\", api_key=\"{key}\")"
     );
+}
+
+/// The variable Codex reads the key from (its `env_key`).
+const CODEX_KEY_ENV: &str = "FLEXIPROXY_API_KEY";
+
+/// Codex CLI's provider block. `gpt-5.5` is a model Codex knows (context window, the
+/// `apply_patch` tool); the adapter maps it like any client model name.
+fn codex_config(base: &str) -> String {
+    format!(
+        "model = \"gpt-5.5\"\nmodel_provider = \"flexiproxy\"\n\n[model_providers.flexiproxy]\n\
+         name = \"FlexiProxy\"\nbase_url = \"{base}/v1\"\nenv_key = \"{CODEX_KEY_ENV}\"\n\
+         wire_api = \"responses\"\n"
+    )
 }
 
 fn protocol_name(protocol: SourceProtocol) -> &'static str {

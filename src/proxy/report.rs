@@ -141,6 +141,9 @@ pub fn report(telemetry: &Telemetry, session: &Session, e: Option<&Error>, ctx: 
                 .usage
                 .map(|u| u.input_tokens + u.cache_read_input_tokens),
             output_tokens: facts.usage.map(|u| u.output_tokens),
+            dropped_tools: prepared
+                .and_then(|p| p.pivot.as_ref())
+                .map_or(&[], |c| c.client_tools.dropped.as_slice()),
         });
     }
 

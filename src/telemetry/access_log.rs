@@ -46,6 +46,9 @@ pub struct AccessRecord<'a> {
     pub input_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u64>,
+    /// Hosted tools the client offered that the source cannot run (dropped from the request).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub dropped_tools: &'a [String],
 }
 
 /// How often the writer thread writes out what requests have appended. Requests never wake

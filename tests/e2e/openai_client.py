@@ -1,9 +1,13 @@
 """Drives the official `openai` SDK against FlexiProxy for the Rust end-to-end tests.
 
 usage: openai_client.py BASE_URL API_KEY MODE REQUEST_JSON
-MODE is `create` or `stream` (chat.completions.create with stream=True, accumulated).
+MODE is `create` or `stream` (chat.completions.create with stream=True, accumulated),
+or for the Responses API `responses` (responses.create), `responses_stream` (responses.create
+with stream=True: every event) and `responses_helper` (the responses.stream helper, which
+accumulates the final response itself).
 Prints {"completion": …} / {"text": …, "reasoning": …, "tool_calls": …, "chunks": N,
-"usage": …, "finish_reason": …} or {"error": …}.
+"usage": …, "finish_reason": …} / {"response": …, "output_text": …, "events": […]} or
+{"error": …}.
 """
 
 import json
@@ -40,6 +44,28 @@ def main() -> None:
             print(json.dumps({"text": text, "reasoning": reasoning,
                               "tool_calls": [calls[i] for i in sorted(calls)],
                               "chunks": chunks, "usage": usage, "finish_reason": finish}))
+        elif mode == "responses":
+            response = client.responses.create(**request)
+            print(json.dumps({"response": response.model_dump(mode="json"),
+                              "output_text": response.output_text}))
+        elif mode == "responses_stream":
+            events, final = [], None
+            for event in client.responses.create(stream=True, **request):
+                events.append(event.model_dump(mode="json"))
+                if event.type in ("response.completed", "response.incomplete", "response.failed"):
+                    final = event.response
+            print(json.dumps({"events": events,
+                              "response": final.model_dump(mode="json") if final else None,
+                              "output_text": final.output_text if final else None}))
+        elif mode == "responses_helper":
+            deltas = ""
+            with client.responses.stream(**request) as stream:
+                for event in stream:
+                    if event.type == "response.output_text.delta":
+                        deltas += event.delta
+                final = stream.get_final_response()
+            print(json.dumps({"response": final.model_dump(mode="json"),
+                              "output_text": final.output_text, "deltas": deltas}))
         else:
             raise SystemExit(f"unknown mode {mode}")
     except openai.APIStatusError as e:

@@ -3,7 +3,9 @@
 #   python  - a virtualenv with the official `anthropic` and `openai` SDKs
 #   claude  - Claude Code from npm
 #   cline   - the Cline CLI from npm (its platform binary is an npm dependency)
-# Usage: tests/e2e/setup.sh [python|claude|cline|all]
+#   codex   - Codex CLI from npm (its native binary is the optional dependency
+#             @openai/codex-linux-x64, ~420 MB)
+# Usage: tests/e2e/setup.sh [python|claude|cline|codex|all]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${FLEXIPROXY_E2E_DIR:-$root/target/e2e}
@@ -11,6 +13,7 @@ what=${1:-all}
 mkdir -p "$dir"
 CLAUDE_CODE_VERSION=2.1.332
 CLINE_VERSION=3.0.65
+CODEX_VERSION=0.171.0
 
 setup_python() {
   if "$dir/venv/bin/python" -c 'import anthropic, openai' 2>/dev/null; then
@@ -42,10 +45,26 @@ setup_cline() {
   "$bin" --version >/dev/null
 }
 
+setup_codex() {
+  local bin="$dir/codex/node_modules/.bin/codex"
+  # `--version` with a throwaway HOME: Codex writes helper links under ~/.codex otherwise.
+  local probe_home
+  probe_home=$(mktemp -d)
+  if [ -x "$bin" ] && HOME=$probe_home CODEX_HOME=$probe_home "$bin" --version >/dev/null 2>&1; then
+    rm -rf "$probe_home"
+    return
+  fi
+  mkdir -p "$dir/codex"
+  npm install --silent --no-audit --no-fund --prefix "$dir/codex" "@openai/codex@$CODEX_VERSION"
+  HOME=$probe_home CODEX_HOME=$probe_home "$bin" --version >/dev/null
+  rm -rf "$probe_home"
+}
+
 case "$what" in
   python) setup_python ;;
   claude) setup_claude ;;
   cline) setup_cline ;;
-  all) setup_python; setup_claude; setup_cline ;;
-  *) echo "usage: $0 [python|claude|cline|all]" >&2; exit 2 ;;
+  codex) setup_codex ;;
+  all) setup_python; setup_claude; setup_cline; setup_codex ;;
+  *) echo "usage: $0 [python|claude|cline|codex|all]" >&2; exit 2 ;;
 esac

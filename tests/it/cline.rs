@@ -42,7 +42,7 @@ fn create_adapter(proxy: &Proxy, name: &str, base_url: &str, extra: &[&str]) -> 
 }
 
 /// Waits until the running proxy has picked up the adapter file the CLI wrote.
-async fn wait_for_key(proxy: &Proxy, key: &str) {
+pub(crate) async fn wait_for_key(proxy: &Proxy, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = client()

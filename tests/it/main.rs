@@ -5,6 +5,7 @@
 mod claude_code;
 mod clients;
 mod cline;
+mod codex;
 mod core;
 mod fidelity;
 mod harness;
@@ -15,3 +16,4 @@ mod passthrough;
 mod reload;
 mod sdk;
 mod sdk_openai;
+mod sdk_responses;

@@ -324,7 +324,10 @@ impl<'a> Tools<'a> {
                     let mut nested = Tools::default();
                     nested.add(inner)?;
                     for mut spec in nested.specs {
-                        let flat = format!("{namespace}{NAMESPACE_SEPARATOR}{}", spec.name);
+                        let flat = flat_name(&namespace, &spec.name);
+                        if nested.client.is_custom(&spec.name) {
+                            self.client.custom.push(flat.clone());
+                        }
                         self.client.namespaced.push((
                             flat.clone(),
                             namespace.to_string(),
@@ -333,7 +336,6 @@ impl<'a> Tools<'a> {
                         spec.name = Cow::Owned(flat);
                         self.specs.push(spec);
                     }
-                    self.client.custom.extend(nested.client.custom);
                 }
             }
             hosted => self.client.dropped.push(hosted.to_owned()),
@@ -341,6 +343,19 @@ impl<'a> Tools<'a> {
         Ok(())
     }
 }
+
+/// The name a namespaced function has for the source: `<namespace>__<name>`, or the name
+/// alone in Codex's default namespace `functions`.
+fn flat_name(namespace: &str, name: &str) -> String {
+    if namespace == DEFAULT_NAMESPACE {
+        name.to_owned()
+    } else {
+        format!("{namespace}{NAMESPACE_SEPARATOR}{name}")
+    }
+}
+
+/// Codex's default namespace: its tools are called by their plain names too.
+const DEFAULT_NAMESPACE: &str = "functions";
 
 /// A free-form tool as a function taking its text in one string parameter; the grammar (or
 /// other format) goes into that parameter's description so the model still sees it.
@@ -445,7 +460,7 @@ impl<'a> Turns<'_, 'a, '_> {
                 let call_id = required(item.call_id, "call_id")?;
                 let name = required(item.name, "name")?;
                 let name = match item.namespace {
-                    Some(ns) => Cow::Owned(format!("{}{NAMESPACE_SEPARATOR}{name}", ns.as_str())),
+                    Some(ns) => Cow::Owned(flat_name(&ns, &name)),
                     None => name,
                 };
                 let arguments = if kind == "custom_tool_call" {

@@ -145,6 +145,9 @@ impl OutItem {
                     o.str("status", status);
                     o.str("call_id", call_id);
                     o.str("name", client_name);
+                    if let Some(ns) = namespace {
+                        o.str("namespace", ns);
+                    }
                     let input = if done {
                         custom_input(arguments)
                     } else {

@@ -241,3 +241,54 @@ fn state_and_unknown_things_are_refused_with_the_field() {
     // `store: false` (what Codex sends) is fine.
     decode(r#"{"model":"m","input":"x","store":false}"#);
 }
+
+#[test]
+fn codex_default_model_additional_tools_item() {
+    // The shape of Codex's default model slug: no `tools`, an `additional_tools` developer
+    // item first, with namespaces (the default `functions` one holding the free-form `exec`).
+    let body = r#"{"model":"gpt-6.2-sol","stream":true,"parallel_tool_calls":false,
+      "reasoning":{"effort":"low","context":"all_turns"},"include":["reasoning.encrypted_content"],
+      "input":[
+        {"type":"additional_tools","id":"at_1","role":"developer","tools":[
+          {"type":"namespace","name":"functions","description":"","tools":[
+            {"type":"custom","name":"exec","description":"Run JavaScript","format":{"type":"grammar","syntax":"lark","definition":"start: SOURCE"}},
+            {"type":"function","name":"wait","strict":false,"parameters":{"type":"object","properties":{"cell_id":{"type":"string"}}}}]},
+          {"type":"namespace","name":"clock","description":"Time.","tools":[
+            {"type":"function","name":"sleep","parameters":{"type":"object","properties":{"duration_ms":{"type":"number"}}}}]}]},
+        {"type":"message","role":"developer","content":[{"type":"input_text","text":"You are Codex."}]},
+        {"type":"message","role":"user","content":[{"type":"input_text","text":"go"}]},
+        {"type":"custom_tool_call","call_id":"c1","name":"exec","namespace":"functions","input":"text(1)"},
+        {"type":"custom_tool_call_output","call_id":"c1","output":[{"type":"input_text","text":"Script completed"}]},
+        {"type":"function_call","call_id":"c2","name":"sleep","namespace":"clock","arguments":"{}"}]}"#;
+    let c = decode(body);
+    let names: Vec<&str> = c.tools.iter().map(|t| &*t.name).collect();
+    assert_eq!(names, ["exec", "wait", "clock__sleep"]);
+    assert!(c.client_tools.is_custom("exec"));
+    assert_eq!(
+        c.client_tools.namespaced("exec"),
+        Some(("functions", "exec"))
+    );
+    assert_eq!(
+        c.client_tools.namespaced("clock__sleep"),
+        Some(("clock", "sleep"))
+    );
+    assert_eq!(
+        c.system.len(),
+        1,
+        "the tools item does not end the system prompt"
+    );
+    assert_eq!(c.parallel_tool_calls, Some(false));
+    let calls: Vec<(&str, &str)> = c
+        .turns
+        .iter()
+        .flat_map(|t| &t.parts)
+        .filter_map(|p| match p {
+            Part::ToolCall(call) => Some((&*call.name, &*call.arguments)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [("exec", r#"{"input":"text(1)"}"#), ("clock__sleep", "{}")]
+    );
+}
