@@ -357,6 +357,8 @@ SMALL=$RUN/bodies/small.json
 BIG=$RUN/bodies/big.json
 BIG_STREAM=$RUN/bodies/big-stream.json
 SMALL_STREAM=$RUN/bodies/small-stream.json
+CODEX=$RUN/bodies/codex.json
+CODEX_STREAM=$RUN/bodies/codex-stream.json
 sed 's/^/body /' "$RUN/bodies.txt" >&2
 
 # ------------------------------------------------------------------------------------------
@@ -368,9 +370,11 @@ fake sse sse
 fake ajson anthropic-json
 fake asse anthropic-sse
 fake slow slow-sse --slow-interval-ms 100
+fake rjson responses-json
+fake rsse responses-sse
 
 log "starting bare Pingora passthroughs"
-for up in json sse ajson asse; do
+for up in json sse ajson asse rjson rsse; do
     port=$(freeport)
     upstream_var="ADDR_$up"
     start "bare-$up" "$PROXY_CPUS" "$BARE" --listen "127.0.0.1:$port" --upstream "${!upstream_var}" --threads "$THREADS"
@@ -417,6 +421,8 @@ adapter sse openai "http://$ADDR_sse/v1"
 adapter slow openai "http://$ADDR_slow/v1"
 adapter ajson anthropic "http://$ADDR_ajson"
 adapter asse anthropic "http://$ADDR_asse"
+adapter rjson responses "http://$ADDR_rjson/v1"
+adapter rsse responses "http://$ADDR_rsse/v1"
 "$FLEXI" check --config "$FP_DIR/flexiproxy.yaml" >"$RUN/flexiproxy-check.log" 2>&1 \
     || die "flexiproxy check failed: $(cat "$RUN/flexiproxy-check.log")"
 start flexiproxy "$PROXY_CPUS" "$FLEXI" serve --config "$FP_DIR/flexiproxy.yaml"
@@ -485,6 +491,24 @@ for w in anth-small anth-75k anth-stream-75k; do
     for ROUND in $(seq "$ROUNDS"); do
         measure "$w" bare-pingora "http://${!b}/v1/messages" "$body" "" "$kind" "${!bp}"
         measure "$w" flexiproxy "$FP/v1/messages" "$body" "fp-bench-$up" "$kind" "$FP_PID"
+    done
+    ROUND=1
+done
+
+# Issue 16: Codex's 45 KB request through the Responses passthrough.
+for w in resp-codex-45k resp-stream-codex-45k; do
+    case $w in
+        resp-codex-45k) body=$CODEX; up=rjson; kind=responses-json ;;
+        resp-stream-codex-45k) body=$CODEX_STREAM; up=rsse; kind=responses-sse ;;
+    esac
+    a="ADDR_$up"
+    b="BARE_$up"
+    p="PID_$up"
+    bp="PIDBARE_$up"
+    measure "$w" direct "http://${!a}/v1/responses" "$body" "" "$kind" "${!p}"
+    for ROUND in $(seq "$ROUNDS"); do
+        measure "$w" bare-pingora "http://${!b}/v1/responses" "$body" "" "$kind" "${!bp}"
+        measure "$w" flexiproxy "$FP/v1/responses" "$body" "fp-bench-$up" "$kind" "$FP_PID"
     done
     ROUND=1
 done

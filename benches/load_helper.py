@@ -60,12 +60,21 @@ def bodies(fixtures, out):
             path = os.path.join(out, f"{name}{'-stream' if stream else ''}.json")
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(req, f, ensure_ascii=False, separators=(",", ":"))
+    # Codex's captured tool-result request (issue 16), for the Responses passthrough.
+    with open(os.path.join(fixtures, "codex", "codex-exec-command-tool-result.json"), "rb") as f:
+        req = json.load(f)
+    for stream in (False, True):
+        req["stream"] = stream
+        path = os.path.join(out, f"codex{'-stream' if stream else ''}.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(req, f, ensure_ascii=False, separators=(",", ":"))
     for n in sorted(os.listdir(out)):
         print(f"{n}: {os.path.getsize(os.path.join(out, n))} bytes")
 
 
 def check(url, body_path, kind, headers):
-    """kind: openai-json | openai-sse | anthropic-json | anthropic-sse."""
+    """kind: openai-json | openai-sse | anthropic-json | anthropic-sse | responses-json |
+    responses-sse."""
     with open(body_path, "rb") as f:
         body = f.read()
     req = urllib.request.Request(url, data=body, method="POST")
@@ -92,12 +101,17 @@ def check(url, body_path, kind, headers):
         else:
             if kind == "anthropic-json":
                 ok = doc.get("type") == "message" and bool(doc.get("content"))
+            elif kind == "responses-json":
+                ok = doc.get("object") == "response" and bool(doc.get("output"))
             else:
                 ok = bool(doc.get("choices"))
             why = "unexpected JSON shape"
     elif ok and kind == "anthropic-sse":
         ok = "message_start" in text and "message_stop" in text and "content_block_delta" in text
         why = "not a complete Anthropic event stream"
+    elif ok and kind == "responses-sse":
+        ok = "response.output_text.delta" in text and "response.completed" in text
+        why = "not a complete Responses event stream"
     elif ok and kind == "openai-sse":
         ok = "[DONE]" in text
         why = "not a complete OpenAI stream"
@@ -430,6 +444,11 @@ def table(results_path, mem_path):
         if ratio is not None:
             checks.append((f"issue 8: {w} passthrough within 10% of bare Pingora (c={hi})",
                            f"{ratio:.0%} of bare{how}", verdict(ratio >= 0.90)))
+    for w in ("resp-codex-45k", "resp-stream-codex-45k"):
+        ratio, how = ratio_to_bare(w, hi)
+        if ratio is not None:
+            checks.append((f"issue 16: {w} Responses passthrough within 10% of bare Pingora "
+                           f"(c={hi})", f"{ratio:.0%} of bare{how}", verdict(ratio >= 0.90)))
     after = mem.get("flexiproxy RSS after the load runs")
     if after:
         mb = float(after.split()[0])

@@ -17,6 +17,11 @@
 //!   (the Claude Code fixture as OpenAI would get it) → Messages body, and an Anthropic stream
 //!   of the same shape as above (thinking, text, a tool call; ~150 events) → Chat chunks.
 //!
+//! - `responses/*`: the Responses codec (Codex's protocol) — its stream encoder alone (pivot
+//!   events → Responses SSE), its stream decoder alone (Responses SSE from a source → pivot
+//!   events, one event per read), the Anthropic stream above to a Responses client, and
+//!   Codex's captured 45 KB tool-result request → Chat body.
+//!
 //! Run: `cargo bench --bench translate` (add `-- stream/` to filter). See docs/benchmarks.md.
 
 use std::hint::black_box;
@@ -29,7 +34,10 @@ use flexiproxy::protocol::anthropic_openai::stream::StreamTranslator;
 use flexiproxy::protocol::anthropic_openai::{Dialect, ToolNames};
 use flexiproxy::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
 use flexiproxy::protocol::passthrough::replace_model;
-use flexiproxy::protocol::pivot::ExchangeContext;
+use flexiproxy::protocol::pivot::{BlockKind, Event, ExchangeContext, Origin, StopReason, Usage};
+use flexiproxy::protocol::responses::decode_stream::StreamDecoder as ResponsesDecoder;
+use flexiproxy::protocol::responses::encode_stream::StreamEncoder as ResponsesEncoder;
+use flexiproxy::protocol::responses::seal::ReasoningKey;
 use serde_json::{Value, json};
 
 // The allocator the binary ships with (src/main.rs), so allocation costs are the real ones.
@@ -563,5 +571,185 @@ fn pivot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, request, response, stream, pivot);
+/// The pivot events of a streamed answer like the others: reasoning (40 deltas and a
+/// signature), 90 text deltas, a tool call in 5 fragments, usage, finish, end.
+fn pivot_events() -> Vec<Event<'static>> {
+    let mut events = vec![
+        Event::Start { id: "msg_b" },
+        Event::BlockStart {
+            index: 0,
+            kind: BlockKind::Reasoning,
+        },
+    ];
+    let words: Vec<&'static str> = WORDS
+        .iter()
+        .map(|w| &*Box::leak(format!("{w} ").into_boxed_str()))
+        .collect();
+    events.extend(
+        words
+            .iter()
+            .cycle()
+            .take(40)
+            .map(|w| Event::ReasoningDelta { index: 0, text: w }),
+    );
+    events.push(Event::ReasoningSignature {
+        index: 0,
+        origin: Origin::Anthropic,
+        signature: "c2lnbmF0dXJl",
+    });
+    events.push(Event::BlockStop { index: 0 });
+    events.push(Event::BlockStart {
+        index: 1,
+        kind: BlockKind::Text,
+    });
+    events.extend(
+        words
+            .iter()
+            .cycle()
+            .take(90)
+            .map(|w| Event::TextDelta { index: 1, text: w }),
+    );
+    events.push(Event::BlockStop { index: 1 });
+    events.push(Event::BlockStart {
+        index: 2,
+        kind: BlockKind::ToolCall {
+            id: "call_b1",
+            name: "exec_command",
+        },
+    });
+    for json in [
+        "{\"cmd\":",
+        " \"ls -la",
+        " /tmp\",",
+        " \"yield_time_ms\":",
+        " 1000}",
+    ] {
+        events.push(Event::ArgumentsDelta { index: 2, json });
+    }
+    events.push(Event::BlockStop { index: 2 });
+    events.push(Event::Usage(Usage {
+        input: 900,
+        output: 420,
+        ..Usage::default()
+    }));
+    events.push(Event::Finish {
+        stop: StopReason::ToolUse,
+        stop_sequence: None,
+    });
+    events.push(Event::End);
+    events
+}
+
+fn responses_ctx() -> ExchangeContext {
+    ExchangeContext {
+        message_id: "resp_b".into(),
+        client_model: "gpt-5.5".into(),
+        stream: true,
+        reasoning_key: Some(ReasoningKey::from_secret(b"bench")),
+        ..ExchangeContext::default()
+    }
+}
+
+fn responses(c: &mut Criterion) {
+    let events = pivot_events();
+    let encode = |events: &[Event<'_>]| {
+        let mut encoder = ResponsesEncoder::new(responses_ctx());
+        let mut out = Vec::with_capacity(64 * 1024);
+        for e in events {
+            encoder.event(e.clone(), &mut out);
+        }
+        encoder.finish(&mut out);
+        out
+    };
+    let encoded = encode(&events);
+    // The encoder's own output, one SSE event per read, is what a Responses source sends.
+    let reads: Vec<Vec<u8>> = String::from_utf8(encoded.clone())
+        .unwrap()
+        .split_inclusive("\n\n")
+        .map(|e| e.as_bytes().to_vec())
+        .collect();
+    let decode = |reads: &[Vec<u8>]| {
+        let mut decoder = ResponsesDecoder::new();
+        let mut n = 0usize;
+        for read in reads {
+            decoder.push(read, &mut |_| n += 1);
+        }
+        decoder.finish(&mut |_| n += 1);
+        n
+    };
+    assert!(
+        decode(&reads) >= events.len() - 2,
+        "the decoder sees every event"
+    );
+    let anthropic: Vec<Vec<u8>> = anthropic_events()
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+    let anthropic_bytes: usize = anthropic.iter().map(Vec::len).sum();
+    let pair = Pair {
+        client: Wire::Responses,
+        source: Wire::AnthropicMessages,
+    };
+    let to_responses = |reads: &[Vec<u8>]| {
+        let mut stream = PairStream::new(pair, responses_ctx());
+        let mut total = 0;
+        for read in reads {
+            let mut out = Vec::with_capacity(read.len() * 3 + 64);
+            stream.push(read, &mut out);
+            total += out.len();
+        }
+        let mut out = Vec::new();
+        stream.finish(&mut out);
+        total + out.len()
+    };
+    let codex = {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/codex/codex-exec-command-tool-result.json");
+        std::fs::read(path).expect("Codex fixture")
+    };
+    let dialect = Dialect::default();
+    let on_chat = Pair {
+        client: Wire::Responses,
+        source: Wire::OpenAiChat,
+    };
+    let codex_to_chat = |body: &[u8]| {
+        on_chat
+            .encode_request(
+                body,
+                |_| "deepseek-chat".to_owned(),
+                SourceOptions { dialect: &dialect },
+                responses_ctx(),
+            )
+            .expect("Codex request encodes")
+    };
+    assert!(codex_to_chat(&codex).body.len() > 30_000);
+
+    let mut g = c.benchmark_group("responses");
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: events.len() as u64,
+        bytes: encoded.len() as u64,
+    });
+    g.bench_function("stream_encoder", |b| b.iter(|| encode(black_box(&events))));
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: reads.len() as u64,
+        bytes: encoded.len() as u64,
+    });
+    g.bench_function("stream_decoder_one_event_per_read", |b| {
+        b.iter(|| decode(black_box(&reads)))
+    });
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: anthropic.len() as u64,
+        bytes: anthropic_bytes as u64,
+    });
+    g.bench_function("anthropic_stream_to_responses", |b| {
+        b.iter(|| to_responses(black_box(&anthropic)))
+    });
+    g.throughput(Throughput::Bytes(codex.len() as u64));
+    g.bench_function("codex_request_45k_to_chat", |b| {
+        b.iter(|| codex_to_chat(black_box(&codex)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, request, response, stream, pivot, responses);
 criterion_main!(benches);

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use flexiproxy_testkit::{FakeProvider, RecordedRequest, Reply, anthropic, openai, scenario};
+use flexiproxy_testkit::{
+    FakeProvider, RecordedRequest, Reply, anthropic, openai, responses, scenario,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,6 +56,10 @@ enum Mode {
     AnthropicJson,
     /// Anthropic message, streamed.
     AnthropicSse,
+    /// OpenAI Responses answer, JSON.
+    ResponsesJson,
+    /// OpenAI Responses answer, streamed.
+    ResponsesSse,
     /// OpenAI stream with one event per --slow-interval-ms.
     SlowSse,
     /// The Claude Code Write-tool round trip (scenario::claude_code_tool_loop).
@@ -109,6 +115,11 @@ fn handler(args: &Args) -> Handler {
             anthropic::message("Hello! This is a response from the FlexiProxy fake provider."),
         )),
         Mode::AnthropicSse => fixed(Reply::sse(anthropic::text_stream_from_pieces(&pieces))),
+        Mode::ResponsesJson => fixed(Reply::json(
+            200,
+            responses::text_response("Hello! This is a response from the FlexiProxy fake provider."),
+        )),
+        Mode::ResponsesSse => fixed(Reply::sse(responses::text_stream(&pieces.concat(), pieces.len()))),
         Mode::SlowSse => {
             let reply = Reply::sse(openai::text_stream_from_pieces(&pieces))
                 .delay_between_writes(Duration::from_millis(args.slow_interval_ms));
