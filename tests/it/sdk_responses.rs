@@ -11,6 +11,7 @@ use flexiproxy_testkit::scenario::{self, Protocol, SIDE_REPLY, WRITE_CALL_ID};
 use serde_json::{Value, json};
 
 const FINAL: &str = "It is sunny in Paris.";
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn tools() -> Value {
     json!([{"type": "function", "name": "get_weather", "description": "Weather in a city",
@@ -181,4 +182,52 @@ async fn stateful_requests_get_a_clear_400() {
         provider.requests().is_empty(),
         "nothing reached the provider"
     );
+}
+
+/// Hosted tools (which only OpenAI can run) are dropped from what the source gets and named
+/// in the access log; the request still succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn hosted_tools_are_dropped_and_logged() {
+    let provider = FakeProvider::start(scenario::tool_loop(
+        Protocol::OpenAi,
+        "get_weather",
+        json!({}),
+        "",
+    ))
+    .await;
+    let proxy = Proxy::start(&[("r", adapter_yaml(&provider.base_url(), &[KEY], ""))]);
+    let mut req = request(json!("hello"), true);
+    req["tools"].as_array_mut().unwrap().extend([
+        json!({"type": "web_search"}),
+        json!({"type": "tool_search", "execution": "client"}),
+    ]);
+    let r = client()
+        .post(proxy.url("/responses"))
+        .bearer_auth(KEY)
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let seen = provider.requests()[0].json();
+    let names: Vec<&str> = seen["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["get_weather"]);
+    wait_until(DEADLINE, "the access log line is written", || {
+        proxy.access_log().contains(&request_id)
+    });
+    let line = proxy.access_log();
+    let line = line.lines().find(|l| l.contains(&request_id)).unwrap();
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        v["dropped_tools"],
+        json!(["web_search", "tool_search"]),
+        "{line}"
+    );
+    assert_eq!(v["route"], "responses");
 }

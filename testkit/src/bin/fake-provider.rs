@@ -117,9 +117,14 @@ fn handler(args: &Args) -> Handler {
         Mode::AnthropicSse => fixed(Reply::sse(anthropic::text_stream_from_pieces(&pieces))),
         Mode::ResponsesJson => fixed(Reply::json(
             200,
-            responses::text_response("Hello! This is a response from the FlexiProxy fake provider."),
+            responses::text_response(
+                "Hello! This is a response from the FlexiProxy fake provider.",
+            ),
         )),
-        Mode::ResponsesSse => fixed(Reply::sse(responses::text_stream(&pieces.concat(), pieces.len()))),
+        Mode::ResponsesSse => fixed(Reply::sse(responses::text_stream(
+            &pieces.concat(),
+            pieces.len(),
+        ))),
         Mode::SlowSse => {
             let reply = Reply::sse(openai::text_stream_from_pieces(&pieces))
                 .delay_between_writes(Duration::from_millis(args.slow_interval_ms));
