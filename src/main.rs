@@ -110,8 +110,9 @@ enum AdapterCommand {
         #[arg(long)]
         model: String,
         /// The API the provider speaks when --provider does not say it: `openai` (Chat
-        /// Completions), `anthropic` (Messages) or `responses` (OpenAI Responses).
-        #[arg(long, value_parser = ["openai", "anthropic", "responses"])]
+        /// Completions), `anthropic` (Messages), `responses` (OpenAI Responses) or `gemini`
+        /// (Google's Gemini API, for Gemini clients).
+        #[arg(long, value_parser = ["openai", "anthropic", "responses", "gemini"])]
         protocol: Option<String>,
         /// A label for the new client key (e.g. the machine it goes to).
         #[arg(long)]
@@ -366,6 +367,7 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
                 protocol: protocol.map(|p| match p.as_str() {
                     "anthropic" => SourceProtocol::Anthropic,
                     "responses" => SourceProtocol::Responses,
+                    "gemini" => SourceProtocol::Gemini,
                     _ => SourceProtocol::OpenAi,
                 }),
             };
@@ -558,5 +560,6 @@ fn protocol_name(protocol: SourceProtocol) -> &'static str {
         SourceProtocol::OpenAi => "openai",
         SourceProtocol::Anthropic => "anthropic",
         SourceProtocol::Responses => "responses",
+        SourceProtocol::Gemini => "gemini",
     }
 }

@@ -73,6 +73,8 @@ pub enum SourceProtocol {
     Anthropic,
     /// OpenAI Responses (`<base_url>/responses`): OpenAI, xAI, Azure OpenAI.
     Responses,
+    /// Google Gemini (`<base_url>/models/{model}:generateContent`), for Gemini clients.
+    Gemini,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -308,6 +310,10 @@ impl UpstreamAuth {
         let (name, text) = match (protocol, auth_header) {
             (SourceProtocol::Anthropic, AuthHeader::XApiKey) => (
                 http::HeaderName::from_static("x-api-key"),
+                key.expose().to_owned(),
+            ),
+            (SourceProtocol::Gemini, AuthHeader::XApiKey) => (
+                http::HeaderName::from_static("x-goog-api-key"),
                 key.expose().to_owned(),
             ),
             _ => (

@@ -188,6 +188,7 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
             SourceProtocol::OpenAi => "  protocol: openai\n",
             SourceProtocol::Anthropic => "  protocol: anthropic\n",
             SourceProtocol::Responses => "  protocol: responses\n",
+            SourceProtocol::Gemini => "  protocol: gemini\n",
         });
     }
     text.push_str(&format!(

@@ -17,6 +17,7 @@
 
 pub mod anthropic;
 pub mod anthropic_openai;
+pub mod gemini;
 pub mod json;
 pub mod names;
 pub mod openai;

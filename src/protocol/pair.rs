@@ -12,7 +12,7 @@ use crate::protocol::pivot::{
     Conversation, Event, ExchangeContext, Refusal, ResponseError, Usage, unfold,
 };
 use crate::protocol::{
-    anthropic, anthropic_openai::request::estimate_tokens, openai_chat, responses,
+    anthropic, anthropic_openai::request::estimate_tokens, gemini, openai_chat, responses,
 };
 
 /// A wire protocol, on either side.
@@ -22,6 +22,9 @@ pub enum Wire {
     OpenAiChat,
     /// OpenAI Responses (`/v1/responses`).
     Responses,
+    /// Google Gemini (`/v1beta/models/{model}:generateContent`). A client protocol; as a
+    /// source it is only passed through (Gemini clients on Gemini sources).
+    Gemini,
 }
 
 /// A client protocol and a source protocol, translated through the pivot.
@@ -48,9 +51,14 @@ pub struct EncodedRequest {
 }
 
 impl Pair {
-    /// The pair, when client and source differ (both sides always have pivot codecs).
+    /// The pair, when client and source differ.
     pub fn pivoted(client: Wire, source: Wire) -> Option<Pair> {
         (client != source).then_some(Pair { client, source })
+    }
+
+    /// Whether the source side has codecs (a Gemini source serves Gemini clients only).
+    pub fn supported(self) -> bool {
+        self.source != Wire::Gemini
     }
 
     /// Translates a client request body. `ctx` comes with the ids and clock the proxy owns.
@@ -69,6 +77,12 @@ impl Pair {
             Wire::Responses => {
                 let key = ctx.reasoning_key.clone();
                 responses::decode_request::decode_request(text, key.as_ref())?
+            }
+            // The model and streaming come from the path, set in `ctx` by the proxy.
+            Wire::Gemini => {
+                let key = ctx.reasoning_key.clone();
+                let model = std::mem::take(&mut ctx.client_model);
+                gemini::decode_request::decode_request(text, &model, ctx.stream, key.as_ref())?
             }
         };
         ctx.client_model = conversation.model.to_string();
@@ -101,6 +115,7 @@ impl Pair {
                 &source_model,
                 options.dialect.max_tokens_limit,
             ),
+            Wire::Gemini => return Err(unsupported_source()),
         };
         Ok(EncodedRequest {
             body: encoded,
@@ -123,6 +138,7 @@ impl Pair {
                 openai_chat::decode_response::decode_response(body, &ctx.tool_names)?
             }
             Wire::Responses => responses::decode_response::decode_response(body)?,
+            Wire::Gemini => return Err(ResponseError::Malformed(unsupported_source().0)),
         };
         if as_stream {
             let mut encoder = Encoder::new(self.client, ctx.clone());
@@ -151,8 +167,17 @@ impl Pair {
                 Ok((e.body, facts))
             }
             Wire::Responses => Ok(responses::encode_response::encode_response(&response, ctx)),
+            Wire::Gemini => Ok(gemini::encode_response::encode_response(&response, ctx)),
         }
     }
+}
+
+fn unsupported_source() -> Refusal {
+    Refusal(
+        "this adapter's source speaks the Gemini API, which serves Gemini clients only \
+         (use /v1beta/models/{model}:generateContent)"
+            .into(),
+    )
 }
 
 /// Anthropic usage back in pivot terms (input including cache reads).
@@ -178,6 +203,7 @@ enum Encoder {
     Anthropic(anthropic::encode_stream::StreamEncoder),
     OpenAiChat(openai_chat::encode_stream::StreamEncoder),
     Responses(responses::encode_stream::StreamEncoder),
+    Gemini(gemini::encode_stream::StreamEncoder),
 }
 
 impl Encoder {
@@ -192,6 +218,7 @@ impl Encoder {
             Wire::Responses => {
                 Encoder::Responses(responses::encode_stream::StreamEncoder::new(ctx))
             }
+            Wire::Gemini => Encoder::Gemini(gemini::encode_stream::StreamEncoder::new(ctx)),
         }
     }
 
@@ -200,6 +227,7 @@ impl Encoder {
             Encoder::Anthropic(e) => e.begin(out),
             Encoder::OpenAiChat(e) => e.begin(out),
             Encoder::Responses(e) => e.begin(out),
+            Encoder::Gemini(e) => e.begin(out),
         }
     }
 
@@ -208,6 +236,7 @@ impl Encoder {
             Encoder::Anthropic(e) => e.event(event, out),
             Encoder::OpenAiChat(e) => e.event(event, out),
             Encoder::Responses(e) => e.event(event, out),
+            Encoder::Gemini(e) => e.event(event, out),
         }
     }
 
@@ -216,6 +245,7 @@ impl Encoder {
             Encoder::Anthropic(e) => e.finish(out),
             Encoder::OpenAiChat(e) => e.finish(out),
             Encoder::Responses(e) => e.finish(out),
+            Encoder::Gemini(e) => e.finish(out),
         }
     }
 
@@ -224,6 +254,7 @@ impl Encoder {
             Encoder::Anthropic(e) => e.fail(kind, message, out),
             Encoder::OpenAiChat(e) => e.fail(kind, message, out),
             Encoder::Responses(e) => e.fail(kind, message, out),
+            Encoder::Gemini(e) => e.fail(kind, message, out),
         }
     }
 
@@ -232,6 +263,7 @@ impl Encoder {
             Encoder::Anthropic(e) => e.is_done(),
             Encoder::OpenAiChat(e) => e.is_done(),
             Encoder::Responses(e) => e.is_done(),
+            Encoder::Gemini(e) => e.is_done(),
         }
     }
 
@@ -247,6 +279,7 @@ impl Encoder {
             }
             Encoder::OpenAiChat(e) => e.facts(),
             Encoder::Responses(e) => e.facts(),
+            Encoder::Gemini(e) => e.facts(),
         }
     }
 }
@@ -266,7 +299,10 @@ impl PairStream {
             Wire::OpenAiChat => Decoder::OpenAiChat(
                 openai_chat::decode_stream::StreamDecoder::new(ctx.tool_names.clone()),
             ),
-            Wire::Responses => Decoder::Responses(responses::decode_stream::StreamDecoder::new()),
+            // Never built: `Pair::supported` keeps Gemini sources to Gemini clients.
+            Wire::Responses | Wire::Gemini => {
+                Decoder::Responses(responses::decode_stream::StreamDecoder::new())
+            }
         };
         PairStream {
             decoder,
@@ -317,6 +353,11 @@ impl PairStream {
         self.encoder.is_done()
     }
 
+    /// The client gets one JSON array, not SSE (a Gemini stream without `?alt=sse`).
+    pub fn is_json_array(&self) -> bool {
+        matches!(&self.encoder, Encoder::Gemini(e) if e.is_json_array())
+    }
+
     pub fn facts(&self) -> AnswerFacts {
         self.encoder.facts()
     }
@@ -333,7 +374,7 @@ impl PairStream {
     pub fn anthropic_facts(&self) -> Option<anthropic::encode_stream::EncodeFacts> {
         match &self.encoder {
             Encoder::Anthropic(e) => Some(e.facts()),
-            Encoder::OpenAiChat(_) | Encoder::Responses(_) => None,
+            Encoder::OpenAiChat(_) | Encoder::Responses(_) | Encoder::Gemini(_) => None,
         }
     }
 }

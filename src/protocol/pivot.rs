@@ -398,8 +398,11 @@ pub struct ExchangeContext {
     pub tool_names: crate::protocol::anthropic_openai::ToolNames,
     /// Client tools the client codec restores (free-form, namespaced).
     pub client_tools: ClientTools,
-    /// Seals reasoning into Responses `encrypted_content` and opens it again.
+    /// Seals reasoning into Responses `encrypted_content` (and Gemini `thoughtSignature`)
+    /// and opens it again.
     pub reasoning_key: Option<crate::protocol::responses::seal::ReasoningKey>,
+    /// A Gemini stream without `?alt=sse`: one JSON array of responses instead of SSE.
+    pub stream_as_json_array: bool,
 }
 
 /// A complete response as the events a stream of it would have had (a JSON answer to a

@@ -94,6 +94,21 @@ fn merge_usage(protocol: Wire, data: &[u8], usage: &mut Option<Usage>) {
             };
             crate::protocol::openai_chat::decode_response::usage(&u).to_anthropic()
         }
+        Wire::Gemini => {
+            let u = &v["usageMetadata"];
+            let Some(input) = u["promptTokenCount"].as_u64() else {
+                return;
+            };
+            crate::protocol::pivot::Usage {
+                input,
+                output: u["candidatesTokenCount"].as_u64().unwrap_or(0)
+                    + u["thoughtsTokenCount"].as_u64().unwrap_or(0),
+                cache_read: u["cachedContentTokenCount"].as_u64(),
+                cache_write: None,
+                reasoning: u["thoughtsTokenCount"].as_u64(),
+            }
+            .to_anthropic()
+        }
         // `response.completed` carries it under `response`; whole responses at top level.
         Wire::Responses => {
             let u = if v["response"].is_object() {

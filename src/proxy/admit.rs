@@ -4,6 +4,7 @@
 //! (client, source) pair — for the exchange. Sync where it can be: only answering and
 //! exchanging wait.
 
+use super::errors::ClientProtocol;
 use super::errors::ProxyError;
 use super::exchange::{self, Plan};
 use super::route::{self, Route};
@@ -11,7 +12,8 @@ use super::{Ctx, FlexiProxy, PREREAD_LIMIT, client_key, content_length};
 use crate::config::adapter::{Adapter, ApiKey, SourceProtocol};
 use crate::config::snapshot::KeyLookup;
 use crate::protocol::anthropic::ErrorKind;
-use crate::protocol::pair::Wire;
+use crate::protocol::gemini::Method;
+use crate::protocol::pair::{Pair, Wire};
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -38,6 +40,8 @@ pub(super) enum LocalAnswer {
     CountTokens,
     /// `POST /v1/responses/input_tokens` for a source that does not speak Responses.
     ResponsesInputTokens,
+    /// Gemini `:countTokens` for a source that does not speak Gemini.
+    GeminiCountTokens,
 }
 
 impl FlexiProxy {
@@ -47,6 +51,9 @@ impl FlexiProxy {
         let anthropic_headers =
             req.headers.contains_key("anthropic-version") || req.headers.contains_key("x-api-key");
         ctx.protocol = route::client_protocol(ctx.route, anthropic_headers);
+        if ctx.route == Route::Gemini {
+            ctx.gemini = route::gemini_call(req.uri.path(), req.uri.query());
+        }
         if let Some(e) = self.headers_too_large(req) {
             return Admitted::Refused(e);
         }
@@ -88,9 +95,20 @@ impl FlexiProxy {
             SourceProtocol::OpenAi => Wire::OpenAiChat,
             SourceProtocol::Anthropic => Wire::AnthropicMessages,
             SourceProtocol::Responses => Wire::Responses,
+            SourceProtocol::Gemini => Wire::Gemini,
         };
         let plan = match (ctx.route, source) {
-            (Route::Models, _) => return Admitted::Local(LocalAnswer::Models(adapter)),
+            (Route::Models | Route::GeminiModels, _) => {
+                return Admitted::Local(LocalAnswer::Models(adapter));
+            }
+            (Route::Gemini, source) => {
+                let counting = ctx.gemini.as_ref().map(|g| g.method) == Some(Method::CountTokens);
+                match source {
+                    Wire::Gemini => Plan::Passthrough(ClientProtocol::Gemini),
+                    _ if counting => return Admitted::Local(LocalAnswer::GeminiCountTokens),
+                    source => Plan::for_pair(Wire::Gemini, source),
+                }
+            }
             (Route::CountTokens, Wire::OpenAiChat) => {
                 return Admitted::Local(LocalAnswer::CountTokens);
             }
@@ -110,6 +128,19 @@ impl FlexiProxy {
                 return Admitted::Refused(e);
             }
         };
+        if let Plan::Pivot(pair) = plan
+            && !Pair::supported(pair)
+        {
+            let e = ProxyError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "adapter `{}` has a Gemini source, which serves Gemini clients only \
+                     (POST /v1beta/models/{{model}}:generateContent)",
+                    adapter.name
+                ),
+            );
+            return Admitted::Refused(e);
+        }
         ctx.plan = Some(plan);
         if content_length(req).is_some_and(|n| n > self.settings.max_request_body) {
             return Admitted::Refused(exchange::too_large(self.settings.max_request_body));
@@ -222,6 +253,7 @@ impl FlexiProxy {
             LocalAnswer::ResponsesInputTokens => {
                 self.count_input_tokens_locally(session, ctx).await
             }
+            LocalAnswer::GeminiCountTokens => self.count_gemini_tokens_locally(session, ctx).await,
         }
     }
 

@@ -10,6 +10,8 @@ pub enum ClientProtocol {
     OpenAi,
     /// OpenAI Responses (OpenAI's error shape; streams end in `response.failed`).
     Responses,
+    /// Google Gemini (`{"error": {"code", "message", "status"}}`).
+    Gemini,
 }
 
 /// An error for the client: status, Anthropic-style kind, human message.
@@ -47,6 +49,9 @@ impl ProxyError {
             ClientProtocol::Anthropic => error_body(self.kind, &self.message),
             ClientProtocol::OpenAi | ClientProtocol::Responses => {
                 openai_error_body(self.kind, &self.message)
+            }
+            ClientProtocol::Gemini => {
+                crate::protocol::gemini::error_body(self.status, &self.message)
             }
         }
     }

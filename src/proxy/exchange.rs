@@ -7,6 +7,7 @@ use super::errors::{ClientProtocol, ProxyError};
 use crate::config::adapter::Source;
 use crate::protocol::anthropic::{ErrorKind, Usage};
 use crate::protocol::anthropic_openai::error::provider_error;
+use crate::protocol::gemini::GeminiCall;
 use crate::protocol::openai::ProviderError;
 use crate::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
 use crate::protocol::passthrough::replace_model;
@@ -45,6 +46,7 @@ impl Plan {
             Plan::Passthrough(ClientProtocol::Anthropic) => Wire::AnthropicMessages,
             Plan::Passthrough(ClientProtocol::OpenAi) => Wire::OpenAiChat,
             Plan::Passthrough(ClientProtocol::Responses) => Wire::Responses,
+            Plan::Passthrough(ClientProtocol::Gemini) => Wire::Gemini,
             Plan::Pivot(pair) => pair.source,
         }
     }
@@ -55,6 +57,7 @@ fn protocol_of(wire: Wire) -> ClientProtocol {
         Wire::AnthropicMessages => ClientProtocol::Anthropic,
         Wire::OpenAiChat => ClientProtocol::OpenAi,
         Wire::Responses => ClientProtocol::Responses,
+        Wire::Gemini => ClientProtocol::Gemini,
     }
 }
 
@@ -174,11 +177,28 @@ pub fn prepare(
     source: &Source,
     request_id: &str,
     reasoning_key: &crate::protocol::responses::seal::ReasoningKey,
+    gemini: Option<&GeminiCall>,
 ) -> Result<Prepared, ProxyError> {
     let invalid = |message: String| ProxyError::new(ErrorKind::InvalidRequest, message);
     match plan {
+        // Gemini requests carry the model in the path; the body passes untouched.
+        Plan::Passthrough(ClientProtocol::Gemini) => {
+            let call = gemini.ok_or_else(|| invalid("not a Gemini model path".into()))?;
+            let estimate = crate::protocol::anthropic_openai::request::estimate_tokens(body.len());
+            Ok(Prepared {
+                body: Bytes::copy_from_slice(body),
+                stream: call.stream(),
+                client_model: call.model.clone(),
+                source_model: source.map_model(&call.model).to_owned(),
+                input_tokens_estimate: estimate,
+                pivot: None,
+            })
+        }
         Plan::Pivot(pair) => {
             let ctx = ExchangeContext {
+                client_model: gemini.map(|g| g.model.clone()).unwrap_or_default(),
+                stream: gemini.is_some_and(GeminiCall::stream),
+                stream_as_json_array: gemini.is_some_and(|g| g.stream() && !g.sse),
                 message_id: answer_id(pair.client, request_id),
                 created: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -224,6 +244,7 @@ fn answer_id(client: Wire, request_id: &str) -> String {
         Wire::AnthropicMessages => format!("msg_{request_id}"),
         Wire::OpenAiChat => format!("chatcmpl-{request_id}"),
         Wire::Responses => format!("resp_{request_id}"),
+        Wire::Gemini => request_id.to_owned(),
     }
 }
 
@@ -299,6 +320,15 @@ impl ResponseShaper {
         match self {
             ResponseShaper::Stream(_) => true,
             ResponseShaper::Json(state) => state.as_stream,
+            _ => false,
+        }
+    }
+
+    /// A stream the client gets as one JSON array (Gemini without `?alt=sse`).
+    pub fn is_json_array(&self) -> bool {
+        match self {
+            ResponseShaper::Stream(s) => s.is_json_array(),
+            ResponseShaper::Json(state) => state.as_stream && state.ctx.stream_as_json_array,
             _ => false,
         }
     }

@@ -154,6 +154,8 @@ pub struct Ctx {
     pub plan: Option<Plan>,
     pub request_body: BodyCollector,
     pub prepared: Option<Prepared>,
+    /// The model and method of a Gemini request (they are in its path).
+    pub gemini: Option<crate::protocol::gemini::GeminiCall>,
     pub shaper: Option<ResponseShaper>,
     /// The error to answer with when a hook fails (rendered by `fail_to_proxy`).
     pub error: Option<ProxyError>,
@@ -360,6 +362,7 @@ impl FlexiProxy {
             source,
             &ctx.request_id,
             &self.settings.reasoning_key,
+            ctx.gemini.as_ref(),
         ) {
             Ok(prepared) => {
                 ctx.prepared = Some(prepared);
@@ -400,6 +403,7 @@ impl FlexiProxy {
                 source,
                 &ctx.request_id,
                 &self.settings.reasoning_key,
+                ctx.gemini.as_ref(),
             ) {
                 Ok(p) => {
                     ctx.prepared = Some(p);
@@ -458,7 +462,13 @@ impl FlexiProxy {
             (Wire::OpenAiChat, _) => "/chat/completions",
             (Wire::Responses, Route::ResponsesInputTokens) => "/responses/input_tokens",
             (Wire::Responses, _) => "/responses",
+            (Wire::Gemini, _) => "",
         });
+        if let (Wire::Gemini, Some(call), Some(prepared)) =
+            (plan.source_wire(), &ctx.gemini, &ctx.prepared)
+        {
+            path.push_str(&call.upstream_path(&prepared.source_model));
+        }
         if let (Plan::Passthrough(ClientProtocol::Anthropic), Some(q)) = (plan, query) {
             path.push('?');
             path.push_str(q);
@@ -550,7 +560,7 @@ impl FlexiProxy {
             if !(200..600).contains(&status) || (300..400).contains(&status) {
                 parts.status = http::StatusCode::BAD_GATEWAY;
             }
-            let content_type = if shaper.is_stream() {
+            let content_type = if shaper.is_stream() && !shaper.is_json_array() {
                 parts.headers.insert(
                     http::header::CACHE_CONTROL,
                     http::HeaderValue::from_static("no-cache"),
@@ -786,6 +796,40 @@ impl FlexiProxy {
         }
     }
 
+    /// Gemini `:countTokens` for a source without the Gemini API: counted locally.
+    async fn count_gemini_tokens_locally(&self, session: &mut Session, ctx: &Ctx) -> Result<bool> {
+        let body = match self.read_body(session).await {
+            Ok(b) => b,
+            Err(e) => return self.respond_error(session, ctx, e).await,
+        };
+        let model = ctx.gemini.as_ref().map_or("", |g| g.model.as_str());
+        let counted = std::str::from_utf8(&body)
+            .map_err(|e| format!("invalid request body: not UTF-8: {e}"))
+            .and_then(|text| {
+                crate::protocol::gemini::decode_request::decode_request(text, model, false, None)
+                    .map_err(|e| e.0)
+            })
+            .map(|c| crate::protocol::tokens::count_conversation(&c));
+        match counted {
+            Ok(tokens) => {
+                let body = format!("{{\"totalTokens\":{tokens}}}");
+                self.respond(
+                    session,
+                    ctx,
+                    200,
+                    "application/json",
+                    Bytes::from(body),
+                    &[],
+                )
+                .await
+            }
+            Err(message) => {
+                let error = ProxyError::new(ErrorKind::InvalidRequest, message);
+                self.respond_error(session, ctx, error).await
+            }
+        }
+    }
+
     async fn list_models(
         &self,
         session: &mut Session,
@@ -804,6 +848,16 @@ impl FlexiProxy {
                     .collect();
                 serde_json::json!({"data": data, "has_more": false,
                     "first_id": models.first(), "last_id": models.last()})
+            }
+            ClientProtocol::Gemini => {
+                let data: Vec<serde_json::Value> = models
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({"name": format!("models/{m}"), "displayName": m,
+                            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]})
+                    })
+                    .collect();
+                serde_json::json!({"models": data})
             }
             ClientProtocol::OpenAi | ClientProtocol::Responses => {
                 let data: Vec<serde_json::Value> = models
@@ -826,19 +880,34 @@ impl FlexiProxy {
 }
 
 /// The client's key: `x-api-key`, or `Authorization: Bearer`.
+/// The client's key: `x-api-key`, `x-goog-api-key` (Gemini), `Authorization: Bearer`, or a
+/// Gemini request's `?key=`.
 pub fn client_key(req: &RequestHeader) -> Option<&str> {
-    if let Some(v) = req.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if !v.is_empty() {
-            return Some(v);
+    for name in ["x-api-key", "x-goog-api-key"] {
+        if let Some(v) = req.headers.get(name).and_then(|v| v.to_str().ok()) {
+            let v = v.trim();
+            if !v.is_empty() {
+                return Some(v);
+            }
         }
     }
-    let auth = req.headers.get("authorization")?.to_str().ok()?.trim();
-    let (scheme, token) = auth.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
+    let bearer = req
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty());
+    bearer.or_else(|| query_key(req.uri.query()?))
+}
+
+/// `key=` in a query string (Gemini's API key parameter); keys are URL-safe as issued.
+fn query_key(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("key="))
+        .filter(|k| !k.is_empty())
 }
 
 /// Bodies up to this size are read before the upstream request (see `preread_body`); it is
@@ -925,6 +994,7 @@ impl ProxyHttp for FlexiProxy {
             plan: None,
             request_body: BodyCollector::default(),
             prepared: None,
+            gemini: None,
             shaper: None,
             error: None,
             upstream_status: None,
@@ -1035,6 +1105,7 @@ impl ProxyHttp for FlexiProxy {
             source,
             &ctx.request_id,
             &self.settings.reasoning_key,
+            ctx.gemini.as_ref(),
         ) {
             Ok(prepared) => {
                 *body = Some(prepared.body.clone());

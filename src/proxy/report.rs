@@ -45,6 +45,7 @@ pub fn report(telemetry: &Telemetry, session: &Session, e: Option<&Error>, ctx: 
         super::errors::ClientProtocol::Anthropic => "anthropic",
         super::errors::ClientProtocol::OpenAi => "openai",
         super::errors::ClientProtocol::Responses => "responses",
+        super::errors::ClientProtocol::Gemini => "gemini",
     };
     let duration = ctx.started.elapsed();
     let ttfb = ctx.first_byte.map(|t| t.duration_since(ctx.started));

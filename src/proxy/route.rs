@@ -2,6 +2,7 @@
 //! Claude Code's `?beta=true` are ignored).
 
 use super::errors::ClientProtocol;
+use crate::protocol::gemini::GeminiCall;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -23,6 +24,11 @@ pub enum Route {
     Responses,
     /// `POST /v1/responses/input_tokens`.
     ResponsesInputTokens,
+    /// `POST /v1beta/models/{model}:{generateContent|streamGenerateContent|countTokens}`
+    /// (and `/v1/models/…`): the call is parsed into the request context.
+    Gemini,
+    /// `GET /v1beta/models`.
+    GeminiModels,
     /// A known path with the wrong method.
     MethodNotAllowed,
     NotFound,
@@ -39,6 +45,8 @@ impl Route {
                 | Route::ChatCompletions
                 | Route::Responses
                 | Route::ResponsesInputTokens
+                | Route::Gemini
+                | Route::GeminiModels
         )
     }
 
@@ -57,6 +65,8 @@ impl Route {
             Route::ChatCompletions => "chat_completions",
             Route::Responses => "responses",
             Route::ResponsesInputTokens => "responses_input_tokens",
+            Route::Gemini => "gemini",
+            Route::GeminiModels => "gemini_models",
             Route::MethodNotAllowed => "method_not_allowed",
             Route::NotFound => "not_found",
         }
@@ -73,6 +83,9 @@ pub fn route(method: &str, path_and_query: &str) -> Route {
     } else {
         path
     };
+    if let Some(route) = gemini_route(method, path) {
+        return route;
+    }
     let api_path = path
         .strip_prefix("/v1")
         .filter(|rest| rest.starts_with('/'));
@@ -105,12 +118,45 @@ pub fn route(method: &str, path_and_query: &str) -> Route {
     }
 }
 
+/// Gemini's paths: `/v1beta/models` and `/{v1beta,v1}/models/{model}:{method}`.
+fn gemini_route(method: &str, path: &str) -> Option<Route> {
+    let rest = path
+        .strip_prefix("/v1beta")
+        .or_else(|| path.strip_prefix("/v1").filter(|r| r.contains(':')))?;
+    let (route, expected) = if rest == "/models" {
+        (Route::GeminiModels, "GET")
+    } else if rest.starts_with("/models/") && rest.contains(':') {
+        match GeminiCall::parse(rest, None) {
+            Some(_) => (Route::Gemini, "POST"),
+            None => return Some(Route::NotFound),
+        }
+    } else {
+        return None;
+    };
+    Some(
+        if method == expected || (expected == "GET" && method == "HEAD") {
+            route
+        } else {
+            Route::MethodNotAllowed
+        },
+    )
+}
+
+/// The Gemini call a request's path and query make.
+pub fn gemini_call(path: &str, query: Option<&str>) -> Option<GeminiCall> {
+    let rest = path
+        .strip_prefix("/v1beta")
+        .or_else(|| path.strip_prefix("/v1"))?;
+    GeminiCall::parse(rest, query)
+}
+
 /// The protocol the client speaks: OpenAI for OpenAI endpoints; for shared endpoints
 /// (`/v1/models`) Anthropic when it sends Anthropic headers.
 pub fn client_protocol(route: Route, has_anthropic_headers: bool) -> ClientProtocol {
     match route {
         Route::ChatCompletions => ClientProtocol::OpenAi,
         Route::Responses | Route::ResponsesInputTokens => ClientProtocol::Responses,
+        Route::Gemini | Route::GeminiModels => ClientProtocol::Gemini,
         Route::Models if !has_anthropic_headers => ClientProtocol::OpenAi,
         _ => ClientProtocol::Anthropic,
     }
@@ -157,6 +203,20 @@ mod tests {
                 "/v1/responses/input_tokens",
                 Route::ResponsesInputTokens,
             ),
+            (
+                "POST",
+                "/v1beta/models/g:streamGenerateContent?alt=sse",
+                Route::Gemini,
+            ),
+            ("POST", "/v1beta/models/m:generateContent", Route::Gemini),
+            ("POST", "/v1/models/m:countTokens", Route::Gemini),
+            ("GET", "/v1beta/models", Route::GeminiModels),
+            (
+                "GET",
+                "/v1beta/models/m:generateContent",
+                Route::MethodNotAllowed,
+            ),
+            ("POST", "/v1beta/models/m:unknownMethod", Route::NotFound),
         ] {
             assert_eq!(route(method, path), expected, "{method} {path}");
         }
