@@ -86,6 +86,8 @@ pub fn dialect_from_byte(b: u8) -> Dialect {
         system_mid_conversation: b & 32 != 0,
         echo_reasoning: b & 64 != 0,
         max_tokens_limit: (b & 128 != 0).then_some(4096),
+        // Every request the first pair translates is an Anthropic one: no structured output.
+        json_schema: true,
     }
 }
 

@@ -110,6 +110,9 @@ pub struct OptionsFile {
     /// Send earlier thinking back as `reasoning_content`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo_reasoning: Option<bool>,
+    /// Structured output as `json_schema` (else `json_object`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<bool>,
     /// Anthropic sources: auth header (`x-api-key` or `bearer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_header: Option<AuthHeader>,
@@ -699,6 +702,9 @@ fn validate_source(
     }
     if let Some(v) = options.echo_reasoning {
         dialect.echo_reasoning = v;
+    }
+    if let Some(v) = options.json_schema {
+        dialect.json_schema = v;
     }
 
     let defaults = Timeouts::default();

@@ -30,7 +30,11 @@ pub fn all() -> Vec<Preset> {
             protocol: SourceProtocol::OpenAi,
             base_url: "https://api.deepseek.com/v1",
             host_suffix: "api.deepseek.com",
-            dialect: dialect(ReasoningStyle::DeepSeek),
+            dialect: Dialect {
+                // DeepSeek's `response_format` takes `json_object` only.
+                json_schema: false,
+                ..dialect(ReasoningStyle::DeepSeek)
+            },
             example_model: "deepseek-chat",
         },
         Preset {

@@ -66,6 +66,23 @@ pub fn tool_loop(
         };
         let stream = body["stream"].as_bool().unwrap_or(false);
         let prompt_tokens = (request.body.len() as u64 / 4).max(1);
+        if let Some(answer) = structured_answer(&body) {
+            return match protocol {
+                Protocol::Anthropic => {
+                    let call = [("toolu_structured", STRUCTURED_TOOL, answer.as_str())];
+                    if stream {
+                        Reply::sse(crate::anthropic::tool_use_stream(&call, 2))
+                    } else {
+                        Reply::json(200, crate::anthropic::tool_use_message(&call))
+                    }
+                }
+                Protocol::OpenAi => text_reply(&answer, stream, prompt_tokens),
+                Protocol::Responses if stream => {
+                    Reply::sse(crate::responses::text_stream(&answer, 2))
+                }
+                Protocol::Responses => Reply::json(200, crate::responses::text_response(&answer)),
+            };
+        }
         let offers_tool = body["tools"].as_array().is_some_and(|tools| {
             tools
                 .iter()
@@ -202,6 +219,45 @@ fn text_reply(text: &str, stream: bool, prompt_tokens: u64) -> Reply {
 fn with_prompt_tokens(events: &mut [String], prompt_tokens: u64, completion_tokens: u64) {
     if let Some(i) = events.len().checked_sub(2) {
         events[i] = openai::sse_usage_chunk(prompt_tokens, completion_tokens);
+    }
+}
+
+/// The tool FlexiProxy forces on Anthropic sources for structured output.
+const STRUCTURED_TOOL: &str = "structured_output";
+
+/// A request for structured output (Chat `response_format`, Responses `text.format`, or the
+/// forced structured-output tool): an answer that fits its schema.
+fn structured_answer(body: &Value) -> Option<String> {
+    let schema = if body["response_format"]["type"] == "json_schema" {
+        &body["response_format"]["json_schema"]["schema"]
+    } else if body["text"]["format"]["type"] == "json_schema" {
+        &body["text"]["format"]["schema"]
+    } else if body["tool_choice"]["name"] == STRUCTURED_TOOL {
+        body["tools"]
+            .as_array()?
+            .iter()
+            .find(|t| t["name"] == STRUCTURED_TOOL)
+            .map(|t| &t["input_schema"])?
+    } else {
+        return None;
+    };
+    Some(sample_of(schema).to_string())
+}
+
+/// A value that fits a JSON schema (the simple kinds).
+fn sample_of(schema: &Value) -> Value {
+    match schema["type"].as_str().unwrap_or("object") {
+        "string" => json!("simple"),
+        "integer" => json!(10),
+        "number" => json!(1.5),
+        "boolean" => json!(true),
+        "array" => json!([]),
+        _ => Value::Object(
+            schema["properties"]
+                .as_object()
+                .map(|p| p.iter().map(|(k, v)| (k.clone(), sample_of(v))).collect())
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -344,6 +400,29 @@ mod tests {
         ));
         let v: Value = serde_json::from_slice(&kept.body_bytes()).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "Done!");
+    }
+
+    #[test]
+    fn structured_output_requests_get_an_answer_that_fits() {
+        let schema = json!({"type": "object", "properties": {
+            "complexity_reasoning": {"type": "string"}, "complexity_score": {"type": "integer"}}});
+        let h = tool_loop(Protocol::OpenAi, "x", json!({}), "");
+        let r = h(&request(json!({"messages": [], "response_format":
+            {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}})));
+        let v: Value = serde_json::from_slice(&r.body_bytes()).unwrap();
+        let answer: Value =
+            serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            answer,
+            json!({"complexity_reasoning": "simple", "complexity_score": 10})
+        );
+        let h = tool_loop(Protocol::Anthropic, "x", json!({}), "");
+        let r = h(&request(
+            json!({"messages": [], "tool_choice": {"type": "tool", "name": STRUCTURED_TOOL},
+            "tools": [{"name": STRUCTURED_TOOL, "input_schema": schema}]}),
+        ));
+        let v: Value = serde_json::from_slice(&r.body_bytes()).unwrap();
+        assert_eq!(v["content"][0]["input"]["complexity_score"], 10);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the real clients the end-to-end tests drive, into target/e2e (idempotent):
-#   python  - a virtualenv with the official `anthropic` and `openai` SDKs
+#   python  - a virtualenv with the official `anthropic`, `openai` and `google-genai` SDKs
 #   claude  - Claude Code from npm
 #   cline   - the Cline CLI from npm (its platform binary is an npm dependency)
 #   codex   - Codex CLI from npm (its native binary is the optional dependency
 #             @openai/codex-linux-x64, ~420 MB)
-# Usage: tests/e2e/setup.sh [python|claude|cline|codex|all]
+#   gemini  - Gemini CLI from npm
+# Usage: tests/e2e/setup.sh [python|claude|cline|codex|gemini|all]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${FLEXIPROXY_E2E_DIR:-$root/target/e2e}
@@ -14,9 +15,10 @@ mkdir -p "$dir"
 CLAUDE_CODE_VERSION=2.1.332
 CLINE_VERSION=3.0.65
 CODEX_VERSION=0.171.0
+GEMINI_CLI_VERSION=0.61.0
 
 setup_python() {
-  if "$dir/venv/bin/python" -c 'import anthropic, openai' 2>/dev/null; then
+  if "$dir/venv/bin/python" -c 'import anthropic, openai, google.genai' 2>/dev/null; then
     return
   fi
   rm -rf "$dir/venv"
@@ -60,11 +62,22 @@ setup_codex() {
   rm -rf "$probe_home"
 }
 
+setup_gemini() {
+  local bin="$dir/gemini/node_modules/.bin/gemini"
+  if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
+    return
+  fi
+  mkdir -p "$dir/gemini"
+  npm install --silent --no-audit --no-fund --prefix "$dir/gemini" "@google/gemini-cli@$GEMINI_CLI_VERSION"
+  "$bin" --version >/dev/null
+}
+
 case "$what" in
   python) setup_python ;;
   claude) setup_claude ;;
   cline) setup_cline ;;
   codex) setup_codex ;;
-  all) setup_python; setup_claude; setup_cline; setup_codex ;;
-  *) echo "usage: $0 [python|claude|cline|codex|all]" >&2; exit 2 ;;
+  gemini) setup_gemini ;;
+  all) setup_python; setup_claude; setup_cline; setup_codex; setup_gemini ;;
+  *) echo "usage: $0 [python|claude|cline|codex|gemini|all]" >&2; exit 2 ;;
 esac

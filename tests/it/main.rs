@@ -8,6 +8,7 @@ mod cline;
 mod codex;
 mod core;
 mod fidelity;
+mod gemini;
 mod harness;
 mod ingress;
 mod observability;

@@ -19,6 +19,9 @@ pub struct Dialect {
     pub system_mid_conversation: bool,
     /// Send earlier thinking back as `reasoning_content` on assistant turns.
     pub echo_reasoning: bool,
+    /// Structured output as `response_format: json_schema`; when false, `json_object` (DeepSeek
+    /// takes only that).
+    pub json_schema: bool,
 }
 
 impl Default for Dialect {
@@ -31,6 +34,7 @@ impl Default for Dialect {
             reasoning: ReasoningStyle::Effort,
             system_mid_conversation: true,
             echo_reasoning: true,
+            json_schema: true,
         }
     }
 }

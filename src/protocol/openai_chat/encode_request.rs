@@ -12,7 +12,7 @@ use super::dialect::{Dialect, MaxTokensField, ReasoningStyle};
 use crate::protocol::json::{Arr, Obj, Text, escape};
 use crate::protocol::names::ToolNames;
 use crate::protocol::pivot::{
-    Conversation, Effort, Media, Part, Reasoning, Role, ToolChoice, ToolSpec, Turn,
+    Conversation, Effort, Media, Part, Reasoning, ResponseFormat, Role, ToolChoice, ToolSpec, Turn,
 };
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -83,6 +83,19 @@ fn write_limits(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect) {
     }
     if let Some(user) = &conv.user {
         o.str("user", &provider_user(user));
+    }
+    match &conv.response_format {
+        Some(ResponseFormat::JsonSchema { name, schema }) if dialect.json_schema => {
+            o.object("response_format", |f| {
+                f.str("type", "json_schema");
+                f.object("json_schema", |j| {
+                    j.str("name", name);
+                    j.raw("schema", schema.get());
+                });
+            });
+        }
+        Some(_) => o.raw("response_format", "{\"type\":\"json_object\"}"),
+        None => {}
     }
 }
 
