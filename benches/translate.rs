@@ -22,6 +22,9 @@
 //!   events, one event per read), the Anthropic stream above to a Responses client, and
 //!   Codex's captured 45 KB tool-result request → Chat body.
 //!
+//! - `gemini/*`: the Gemini stream encoder alone (the same pivot events → Gemini SSE chunks)
+//!   and the Anthropic stream above to a Gemini client.
+//!
 //! Run: `cargo bench --bench translate` (add `-- stream/` to filter). See docs/benchmarks.md.
 
 use std::hint::black_box;
@@ -32,6 +35,7 @@ use flexiproxy::protocol::anthropic_openai::request::translate_request;
 use flexiproxy::protocol::anthropic_openai::response::{ResponseContext, translate_response};
 use flexiproxy::protocol::anthropic_openai::stream::StreamTranslator;
 use flexiproxy::protocol::anthropic_openai::{Dialect, ToolNames};
+use flexiproxy::protocol::gemini::encode_stream::StreamEncoder as GeminiEncoder;
 use flexiproxy::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
 use flexiproxy::protocol::passthrough::replace_model;
 use flexiproxy::protocol::pivot::{BlockKind, Event, ExchangeContext, Origin, StopReason, Usage};
@@ -751,5 +755,60 @@ fn responses(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, request, response, stream, pivot, responses);
+fn gemini(c: &mut Criterion) {
+    let events = pivot_events();
+    let encode = |events: &[Event<'_>]| {
+        let ctx = ExchangeContext {
+            message_id: "b".into(),
+            client_model: "gemini-3.5-flash".into(),
+            ..responses_ctx()
+        };
+        let mut encoder = GeminiEncoder::new(ctx);
+        let mut out = Vec::with_capacity(64 * 1024);
+        for e in events {
+            encoder.event(e.clone(), &mut out);
+        }
+        encoder.finish(&mut out);
+        out
+    };
+    let encoded = encode(&events);
+    assert!(encoded.len() > 10_000);
+    let anthropic: Vec<Vec<u8>> = anthropic_events()
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+    let anthropic_bytes: usize = anthropic.iter().map(Vec::len).sum();
+    let pair = Pair {
+        client: Wire::Gemini,
+        source: Wire::AnthropicMessages,
+    };
+    let to_gemini = |reads: &[Vec<u8>]| {
+        let mut stream = PairStream::new(pair, responses_ctx());
+        let mut total = 0;
+        for read in reads {
+            let mut out = Vec::with_capacity(read.len() * 2 + 64);
+            stream.push(read, &mut out);
+            total += out.len();
+        }
+        let mut out = Vec::new();
+        stream.finish(&mut out);
+        total + out.len()
+    };
+    let mut g = c.benchmark_group("gemini");
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: events.len() as u64,
+        bytes: encoded.len() as u64,
+    });
+    g.bench_function("stream_encoder", |b| b.iter(|| encode(black_box(&events))));
+    g.throughput(Throughput::ElementsAndBytes {
+        elements: anthropic.len() as u64,
+        bytes: anthropic_bytes as u64,
+    });
+    g.bench_function("anthropic_stream_to_gemini", |b| {
+        b.iter(|| to_gemini(black_box(&anthropic)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, request, response, stream, pivot, responses, gemini);
 criterion_main!(benches);

@@ -90,8 +90,9 @@ enum AdapterCommand {
     /// Create an adapter and print its new API key (shown once) and client setup.
     ///
     /// The setup printed covers Claude Code (environment and `.claude/settings.json`), Cline,
-    /// Codex CLI (`~/.codex/config.toml`) and the OpenAI and Anthropic SDKs: one base URL
-    /// for all of them.
+    /// Codex CLI (`~/.codex/config.toml`), Gemini CLI (two environment variables and
+    /// `~/.gemini/settings.json`) and the OpenAI, Anthropic and Google GenAI SDKs: one base
+    /// URL for all of them.
     Create {
         name: String,
         /// A known provider: fills in the base URL and provider options.
@@ -505,6 +506,8 @@ fn print_setup(
     let base = &config.public_base_url;
     let settings = json!({"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}});
     let codex = codex_config(base);
+    // Without `selectedType`, a custom base URL makes Gemini CLI pick an auth type `-p` rejects.
+    let gemini_settings = json!({"security": {"auth": {"selectedType": "gemini-api-key"}}});
     if as_json {
         println!(
             "{}",
@@ -517,6 +520,8 @@ fn print_setup(
                 "claude_code": {"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}, "settings_json": settings},
                 "cline": {"anthropic": {"base_url": base}, "openai_compatible": {"base_url": base}},
                 "codex": {"config_toml": codex, "env": {CODEX_KEY_ENV: key}},
+                "gemini_cli": {"env": {"GEMINI_API_KEY": key, "GOOGLE_GEMINI_BASE_URL": base},
+                               "settings_json": gemini_settings},
             })
         );
         return;
@@ -538,7 +543,10 @@ fn print_setup(
     );
     println!("Codex CLI, in ~/.codex/config.toml (then `export {CODEX_KEY_ENV}={key}`):\n{codex}");
     println!(
-        "OpenAI SDK:    OpenAI(base_url=\"{base}/v1\", api_key=\"{key}\")\nAnthropic SDK: Anthropic(base_url=\"{base}\", api_key=\"{key}\")"
+        "Gemini CLI, in your shell:\n  export GOOGLE_GEMINI_BASE_URL={base}\n  export GEMINI_API_KEY={key}\nand in ~/.gemini/settings.json:\n  {gemini_settings}\n"
+    );
+    println!(
+        "OpenAI SDK:    OpenAI(base_url=\"{base}/v1\", api_key=\"{key}\")\nAnthropic SDK: Anthropic(base_url=\"{base}\", api_key=\"{key}\")\nGoogle GenAI:  genai.Client(api_key=\"{key}\", http_options={{\"base_url\": \"{base}\"}})"
     );
 }
 

@@ -3,6 +3,7 @@
 pub mod checks;
 pub mod pivot_checks;
 pub mod responses_checks;
+pub mod gemini_checks;
 
 /// Splits a fuzz input into a small header and the rest.
 pub struct Input<'a> {

@@ -34,12 +34,10 @@ fn run_gemini(
     let home = tempfile::tempdir().unwrap();
     let settings = home.path().join(".gemini");
     std::fs::create_dir_all(&settings).unwrap();
-    let config = json!({
-        "general": {"enableAutoUpdate": false, "enableAutoUpdateNotification": false},
-        "privacy": {"usageStatisticsEnabled": false},
-        "telemetry": {"enabled": false},
-        "security": {"auth": {"selectedType": "gemini-api-key"}}
-    });
+    let mut config = printed_settings();
+    config["general"] = json!({"enableAutoUpdate": false, "enableAutoUpdateNotification": false});
+    config["privacy"] = json!({"usageStatisticsEnabled": false});
+    config["telemetry"] = json!({"enabled": false});
     std::fs::write(settings.join("settings.json"), config.to_string()).unwrap();
     let child = Command::new(bin)
         .args(["-p", prompt, "--yolo"])
@@ -56,6 +54,38 @@ fn run_gemini(
         .spawn()
         .expect("gemini starts");
     wait_bounded(child, "gemini", Duration::from_secs(120))
+}
+
+/// The `settings.json` lines `adapter create` prints for Gemini CLI.
+fn printed_settings() -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flexiproxy.yaml"),
+        "adapters_dir: adapters\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
+        .args(["adapter", "create", "g", "--config"])
+        .arg(dir.path().join("flexiproxy.yaml"))
+        .args([
+            "--base-url",
+            "http://127.0.0.1:1/v1",
+            "--api-key",
+            "k",
+            "--model",
+            "m",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["gemini_cli"]["env"]["GEMINI_API_KEY"].is_string());
+    v["gemini_cli"]["settings_json"].clone()
 }
 
 fn gemini_binary() -> Option<std::path::PathBuf> {
