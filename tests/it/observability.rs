@@ -287,6 +287,24 @@ async fn secrets_never_reach_logs_or_metrics() {
         .await
         .unwrap();
     assert_eq!(bearer.status(), 401);
+    // Gemini clients may send the key in the query string: kept out of logs too, on success,
+    // on a provider timeout and on a refused key.
+    for (key, prompt, status) in [
+        (CLIENT_CANARY, "hi", 200),
+        (CLIENT_CANARY, "slow", 504),
+        (WRONG_CANARY, "hi", 401),
+    ] {
+        let r = c
+            .post(proc.url(&format!(
+                "/v1beta/models/gemini-pro:streamGenerateContent?alt=sse&key={key}"
+            )))
+            .json(&json!({"contents": [{"role": "user", "parts": [{"text": prompt}]}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "gemini {prompt}");
+        let _ = r.bytes().await;
+    }
     // A provider that echoes the key back in its error must not leak it either.
     let metrics_text = c
         .get(format!("http://127.0.0.1:{admin_port}/metrics"))
@@ -296,12 +314,12 @@ async fn secrets_never_reach_logs_or_metrics() {
         .text()
         .await
         .unwrap();
-    wait_until(DEADLINE, "all six requests are in the access log", || {
+    wait_until(DEADLINE, "all nine requests are in the access log", || {
         std::fs::read_to_string(dir.path().join("access.log"))
             .unwrap_or_default()
             .lines()
             .count()
-            >= 6
+            >= 9
     });
     let access = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
     let log = proc.log_text();
