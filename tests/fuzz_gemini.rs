@@ -7,7 +7,7 @@
 #[path = "../fuzz/src/gemini_checks.rs"]
 mod gemini_checks;
 
-use flexiproxy_testkit::{anthropic, openai};
+use flexiproxy_testkit::{anthropic, gemini, openai};
 use proptest::prelude::*;
 
 fn config(default_cases: u32) -> ProptestConfig {
@@ -78,6 +78,8 @@ fn stream_seeds() -> Vec<Vec<u8>> {
         anthropic::thinking_stream("Let me think", "sig", "42"),
         anthropic::tool_use_stream(&[("t1", "run_shell_command", r#"{"command":"ls"}"#)], 2),
         failing,
+        gemini::thinking_stream("hm", "sig", "text"),
+        gemini::calls_stream(&[("c1", "f", "{\"a\":1}"), ("c2", "g", "{}")]),
     ]
     .iter()
     .map(|events| events.concat().into_bytes())
@@ -99,7 +101,7 @@ proptest! {
     }
 
     #[test]
-    fn stream_mutations(seed in 0usize..5, ops in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..4), size in 1usize..40, fail_at in any::<u16>()) {
+    fn stream_mutations(seed in 0usize..7, ops in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..4), size in 1usize..40, fail_at in any::<u16>()) {
         let seeds = stream_seeds();
         let input = mutate(&seeds[seed], &ops);
         check(gemini_checks::check_stream(&input, &[size, 1], usize::from(fail_at) % (input.len() + 1)))?;

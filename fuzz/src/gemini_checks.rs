@@ -4,7 +4,8 @@
 //! Messages or Responses body that is a JSON object with the mapped model; a Gemini client's
 //! stream (from a Chat or Anthropic source) is the same whatever the read split, every SSE
 //! `data:` is a JSON object, the last one has a `finishReason` or an `error`; without
-//! `alt=sse` the whole stream is one JSON array, after `finish` and after `fail`.
+//! `alt=sse` the whole stream is one JSON array, after `finish` and after `fail`; other
+//! clients' requests to a Gemini source have `contents`, and its streams never panic them.
 
 use flexiproxy::protocol::anthropic::ErrorKind;
 use flexiproxy::protocol::openai_chat::dialect::Dialect;
@@ -40,6 +41,22 @@ pub fn check_request(body: &[u8]) -> Result<(), String> {
             .map_err(|e| format!("{pair:?}: encoded request is not JSON: {e}"))?;
         if v["model"] != "gemini-fuzz-src" {
             return Err(format!("{pair:?}: model not mapped: {v}"));
+        }
+    }
+    // Any body as another client's request to a Gemini source.
+    for client in [Wire::OpenAiChat, Wire::AnthropicMessages, Wire::Responses] {
+        let pair = Pair {
+            client,
+            source: Wire::Gemini,
+        };
+        let Ok(encoded) = pair.encode_request(body, |m| format!("{m}-src"), options, ctx(false))
+        else {
+            continue;
+        };
+        let v: Value = serde_json::from_slice(&encoded.body)
+            .map_err(|e| format!("{pair:?}: encoded request is not JSON: {e}"))?;
+        if !v["contents"].is_array() {
+            return Err(format!("{pair:?}: no contents in {v}"));
         }
     }
     Ok(())
@@ -130,6 +147,15 @@ pub fn check_stream(input: &[u8], sizes: &[usize], fail_at: usize) -> Result<(),
         check_sse(&run(pair, false, input, sizes, Some(fail_at)))?;
         check_array(&run(pair, true, input, sizes, None))?;
         check_array(&run(pair, true, input, sizes, Some(fail_at)))?;
+    }
+    // The same bytes as a Gemini source's stream to the other clients: no panic.
+    for client in [Wire::OpenAiChat, Wire::AnthropicMessages, Wire::Responses] {
+        let pair = Pair {
+            client,
+            source: Wire::Gemini,
+        };
+        run(pair, false, input, sizes, None);
+        run(pair, false, input, sizes, Some(fail_at));
     }
     Ok(())
 }

@@ -22,8 +22,7 @@ pub enum Wire {
     OpenAiChat,
     /// OpenAI Responses (`/v1/responses`).
     Responses,
-    /// Google Gemini (`/v1beta/models/{model}:generateContent`). A client protocol; as a
-    /// source it is only passed through (Gemini clients on Gemini sources).
+    /// Google Gemini (`/v1beta/models/{model}:generateContent`).
     Gemini,
 }
 
@@ -54,11 +53,6 @@ impl Pair {
     /// The pair, when client and source differ.
     pub fn pivoted(client: Wire, source: Wire) -> Option<Pair> {
         (client != source).then_some(Pair { client, source })
-    }
-
-    /// Whether the source side has codecs (a Gemini source serves Gemini clients only).
-    pub fn supported(self) -> bool {
-        self.source != Wire::Gemini
     }
 
     /// Translates a client request body. `ctx` comes with the ids and clock the proxy owns.
@@ -115,7 +109,10 @@ impl Pair {
                 &source_model,
                 options.dialect.max_tokens_limit,
             ),
-            Wire::Gemini => return Err(unsupported_source()),
+            Wire::Gemini => gemini::encode_request::encode_request(
+                &conversation,
+                options.dialect.max_tokens_limit,
+            ),
         };
         Ok(EncodedRequest {
             body: encoded,
@@ -138,7 +135,7 @@ impl Pair {
                 openai_chat::decode_response::decode_response(body, &ctx.tool_names)?
             }
             Wire::Responses => responses::decode_response::decode_response(body)?,
-            Wire::Gemini => return Err(ResponseError::Malformed(unsupported_source().0)),
+            Wire::Gemini => gemini::decode_response::decode_response(body)?,
         };
         if as_stream {
             let mut encoder = Encoder::new(self.client, ctx.clone());
@@ -172,14 +169,6 @@ impl Pair {
     }
 }
 
-fn unsupported_source() -> Refusal {
-    Refusal(
-        "this adapter's source speaks the Gemini API, which serves Gemini clients only \
-         (use /v1beta/models/{model}:generateContent)"
-            .into(),
-    )
-}
-
 /// Anthropic usage back in pivot terms (input including cache reads).
 fn from_anthropic(u: anthropic::Usage) -> Usage {
     Usage {
@@ -196,6 +185,7 @@ enum Decoder {
     Anthropic(anthropic::decode_stream::StreamDecoder),
     OpenAiChat(openai_chat::decode_stream::StreamDecoder),
     Responses(responses::decode_stream::StreamDecoder),
+    Gemini(gemini::decode_stream::StreamDecoder),
 }
 
 /// The client side of a stream.
@@ -299,10 +289,8 @@ impl PairStream {
             Wire::OpenAiChat => Decoder::OpenAiChat(
                 openai_chat::decode_stream::StreamDecoder::new(ctx.tool_names.clone()),
             ),
-            // Never built: `Pair::supported` keeps Gemini sources to Gemini clients.
-            Wire::Responses | Wire::Gemini => {
-                Decoder::Responses(responses::decode_stream::StreamDecoder::new())
-            }
+            Wire::Responses => Decoder::Responses(responses::decode_stream::StreamDecoder::new()),
+            Wire::Gemini => Decoder::Gemini(gemini::decode_stream::StreamDecoder::new()),
         };
         PairStream {
             decoder,
@@ -326,6 +314,7 @@ impl PairStream {
             Decoder::Anthropic(d) => d.push(input, on_event),
             Decoder::OpenAiChat(d) => d.push(input, on_event),
             Decoder::Responses(d) => d.push(input, on_event),
+            Decoder::Gemini(d) => d.push(input, on_event),
         }
     }
 
@@ -340,6 +329,7 @@ impl PairStream {
             Decoder::Anthropic(d) => d.finish(on_event),
             Decoder::OpenAiChat(d) => d.finish(on_event),
             Decoder::Responses(d) => d.finish(on_event),
+            Decoder::Gemini(d) => d.finish(on_event),
         }
         self.encoder.finish(out);
     }
@@ -366,7 +356,9 @@ impl PairStream {
     pub fn repairs(&self) -> openai_chat::decode_stream::DecodeFacts {
         match &self.decoder {
             Decoder::OpenAiChat(d) => d.facts(),
-            Decoder::Anthropic(_) | Decoder::Responses(_) => Default::default(),
+            Decoder::Anthropic(_) | Decoder::Responses(_) | Decoder::Gemini(_) => {
+                Default::default()
+            }
         }
     }
 

@@ -21,6 +21,8 @@ pub enum Origin {
     OpenAiChat,
     /// An OpenAI Responses source (its own `encrypted_content`).
     Responses,
+    /// A Gemini source (its own `thoughtSignature`).
+    Gemini,
 }
 
 /// A request, whatever protocol it came in. Borrows from the client's body where it can:

@@ -13,7 +13,7 @@ use crate::config::adapter::{Adapter, ApiKey, SourceProtocol};
 use crate::config::snapshot::KeyLookup;
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::gemini::Method;
-use crate::protocol::pair::{Pair, Wire};
+use crate::protocol::pair::Wire;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -109,7 +109,7 @@ impl FlexiProxy {
                     source => Plan::for_pair(Wire::Gemini, source),
                 }
             }
-            (Route::CountTokens, Wire::OpenAiChat) => {
+            (Route::CountTokens, Wire::OpenAiChat | Wire::Responses | Wire::Gemini) => {
                 return Admitted::Local(LocalAnswer::CountTokens);
             }
             (Route::Messages | Route::CountTokens, source) => {
@@ -128,19 +128,6 @@ impl FlexiProxy {
                 return Admitted::Refused(e);
             }
         };
-        if let Plan::Pivot(pair) = plan
-            && !Pair::supported(pair)
-        {
-            let e = ProxyError::new(
-                ErrorKind::InvalidRequest,
-                format!(
-                    "adapter `{}` has a Gemini source, which serves Gemini clients only \
-                     (POST /v1beta/models/{{model}}:generateContent)",
-                    adapter.name
-                ),
-            );
-            return Admitted::Refused(e);
-        }
         ctx.plan = Some(plan);
         if content_length(req).is_some_and(|n| n > self.settings.max_request_body) {
             return Admitted::Refused(exchange::too_large(self.settings.max_request_body));
@@ -279,7 +266,9 @@ impl FlexiProxy {
         }
         // Lets Pingora replay a small body if a reused upstream connection turns out dead.
         session.as_mut().enable_retry_buffering();
-        if content_length(session.req_header()).is_some_and(|n| n <= PREREAD_LIMIT)
+        // A Gemini source takes the model in its path: the body must be prepared first.
+        let small = content_length(session.req_header()).is_some_and(|n| n <= PREREAD_LIMIT);
+        if (small || plan.source_wire() == Wire::Gemini)
             && self
                 .preread_body(session, ctx, plan, &adapter.source)
                 .await?

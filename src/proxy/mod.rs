@@ -464,9 +464,18 @@ impl FlexiProxy {
             (Wire::Responses, _) => "/responses",
             (Wire::Gemini, _) => "",
         });
-        if let (Wire::Gemini, Some(call), Some(prepared)) =
-            (plan.source_wire(), &ctx.gemini, &ctx.prepared)
-        {
+        if let (Wire::Gemini, Some(prepared)) = (plan.source_wire(), &ctx.prepared) {
+            // A Gemini client's own call, or (other clients) the one its request makes.
+            let own = crate::protocol::gemini::GeminiCall {
+                model: String::new(),
+                method: if prepared.stream {
+                    crate::protocol::gemini::Method::Stream
+                } else {
+                    crate::protocol::gemini::Method::Generate
+                },
+                sse: true,
+            };
+            let call = ctx.gemini.as_ref().unwrap_or(&own);
             path.push_str(&call.upstream_path(&prepared.source_model));
         }
         if let (Plan::Passthrough(ClientProtocol::Anthropic), Some(q)) = (plan, query) {

@@ -16,6 +16,7 @@
 //! The same server is available as the `fake-provider` binary for benchmarks and demos.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 mod reply;
 mod request;

@@ -7,7 +7,9 @@
 use crate::harness::*;
 use flexiproxy::protocol::pair::{Pair, Wire};
 use flexiproxy::protocol::stream_check::{accumulate, check_stream};
-use flexiproxy_testkit::{FakeProvider, RecordedRequest, Reply, anthropic, openai, responses};
+use flexiproxy_testkit::{
+    FakeProvider, RecordedRequest, Reply, anthropic, gemini, openai, responses,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ enum Client {
     Anthropic,
     OpenAi,
     Responses,
+    Gemini,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,16 +26,42 @@ enum Source {
     OpenAi,
     Anthropic,
     Responses,
+    Gemini,
 }
 
-const CLIENTS: [Client; 3] = [Client::Anthropic, Client::OpenAi, Client::Responses];
-const SOURCES: [Source; 3] = [Source::OpenAi, Source::Anthropic, Source::Responses];
+const CLIENTS: [Client; 4] = [
+    Client::Anthropic,
+    Client::OpenAi,
+    Client::Responses,
+    Client::Gemini,
+];
+const SOURCES: [Source; 4] = [
+    Source::OpenAi,
+    Source::Anthropic,
+    Source::Responses,
+    Source::Gemini,
+];
 
 const WEATHER: (&str, &str, &str) = ("call_a", "get_weather", r#"{"city":"Paris"}"#);
 const TIME: (&str, &str, &str) = ("call_b", "get_time", r#"{"tz":"CET"}"#);
 
 /// The last user text of a request in any protocol, and whether it carries tool results.
 fn prompt_of(body: &Value) -> (String, bool) {
+    if let Some(contents) = body["contents"].as_array() {
+        let parts = |c: &Value| c["parts"].as_array().cloned().unwrap_or_default();
+        let has_result = contents
+            .iter()
+            .flat_map(parts)
+            .any(|p| p.get("functionResponse").is_some());
+        let text = contents
+            .iter()
+            .rev()
+            .filter(|c| c["role"] != "model")
+            .flat_map(parts)
+            .find_map(|p| p["text"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return (text, has_result);
+    }
     if let Some(items) = body["input"].as_array() {
         let has_result = items.iter().any(|i| i["type"] == "function_call_output");
         let text = items
@@ -255,6 +284,42 @@ fn responses_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
     }
 }
 
+fn gemini_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
+    let sse = |events: Vec<String>| Reply::sse(events).split_writes(vec![7, 3, 11]);
+    let json = |v: Value| Reply::json(200, v);
+    let chunk = |text: String| {
+        gemini::event(
+            &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}]}),
+        )
+    };
+    match (prompt, has_result) {
+        ("tools", true) if stream => sse(gemini::text_stream("Paris is sunny at noon.", 3)),
+        ("tools", true) => json(gemini::text_response("Paris is sunny at noon.")),
+        ("tools", false) if stream => sse(gemini::calls_stream(&[WEATHER, TIME])),
+        ("tools", false) => json(gemini::calls_response(&[WEATHER, TIME])),
+        ("think", _) if stream => sse(gemini::thinking_stream("Let me think.", "gsig", "42")),
+        ("think", _) => json(gemini::thinking_response("Let me think.", "gsig", "42")),
+        ("error", _) => Reply::json(
+            429,
+            gemini::error_body(429, "RESOURCE_EXHAUSTED", "Slow down"),
+        )
+        .header("retry-after", "7"),
+        ("midstream", _) => Reply::sse(vec![
+            chunk("partial ".into()),
+            gemini::event(&gemini::error_body(503, "UNAVAILABLE", "Overloaded")),
+        ]),
+        ("reset", _) => {
+            let head = chunk("partial ".into());
+            let cut = head.len();
+            Reply::sse(vec![head, gemini::text_stream("never", 1).concat()])
+                .reset_after_body_bytes(cut)
+        }
+        ("slow", _) => slow(chunk(String::new()), |i| chunk(format!("tick {i} "))),
+        _ if stream => sse(gemini::text_stream("Hello from the source.", 4)),
+        _ => json(gemini::text_response("Hello from the source.")),
+    }
+}
+
 /// 200 events 50 ms apart: ten seconds unless the proxy hangs up.
 fn slow(head: String, event: impl Fn(usize) -> String) -> Reply {
     let mut events = vec![head];
@@ -265,12 +330,13 @@ fn slow(head: String, event: impl Fn(usize) -> String) -> Reply {
 async fn provider(source: Source) -> FakeProvider {
     FakeProvider::start(move |req: &RecordedRequest| {
         let body = req.json();
-        let stream = body["stream"] == true;
+        let stream = body["stream"] == true || req.path.contains(":streamGenerateContent");
         let (prompt, has_result) = prompt_of(&body);
         match source {
             Source::OpenAi => openai_reply(&prompt, has_result, stream),
             Source::Anthropic => anthropic_reply(&prompt, has_result, stream),
             Source::Responses => responses_reply(&prompt, has_result, stream),
+            Source::Gemini => gemini_reply(&prompt, has_result, stream),
         }
     })
     .await
@@ -281,6 +347,11 @@ fn adapter(source: Source, provider: &FakeProvider) -> String {
         Source::OpenAi => adapter_yaml(&provider.base_url(), &[KEY], ""),
         Source::Anthropic => adapter_yaml(&provider.origin(), &[KEY], "protocol: anthropic"),
         Source::Responses => adapter_yaml(&provider.base_url(), &[KEY], "protocol: responses"),
+        Source::Gemini => adapter_yaml(
+            &format!("{}/v1beta", provider.origin()),
+            &[KEY],
+            "protocol: gemini",
+        ),
     }
 }
 
@@ -296,6 +367,9 @@ fn tools(client: Client) -> Value {
         Client::Responses => json!([
             {"type": "function", "name": "get_weather", "description": "Weather", "parameters": schema("city")},
             {"type": "function", "name": "get_time", "parameters": schema("tz")}]),
+        Client::Gemini => json!([{"functionDeclarations": [
+            {"name": "get_weather", "description": "Weather", "parametersJsonSchema": schema("city")},
+            {"name": "get_time", "parameters": {"type": "OBJECT", "properties": {"tz": {"type": "STRING"}}}}]}]),
     }
 }
 
@@ -324,6 +398,14 @@ fn tool_result_history(client: Client) -> Value {
             {"type": "function_call_output", "call_id": WEATHER.0, "output": "sunny"},
             {"type": "function_call_output", "call_id": TIME.0,
              "output": [{"type": "input_text", "text": "12:00"}]}]),
+        Client::Gemini => json!([
+            {"role": "user", "parts": [{"text": "tools"}]},
+            {"role": "model", "parts": [
+                {"functionCall": {"id": WEATHER.0, "name": WEATHER.1, "args": {"city": "Paris"}}},
+                {"functionCall": {"id": TIME.0, "name": TIME.1, "args": {"tz": "CET"}}}]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"id": WEATHER.0, "name": WEATHER.1, "response": {"output": "sunny"}}},
+                {"functionResponse": {"id": TIME.0, "name": TIME.1, "response": {"output": "12:00"}}}]}]),
     }
 }
 
@@ -333,6 +415,15 @@ fn body(client: Client, prompt: &str, stream: bool) -> Value {
     } else {
         json!([{"role": "user", "content": prompt}])
     };
+    if client == Client::Gemini {
+        let contents = if prompt == "tool-result" {
+            tool_result_history(client)
+        } else {
+            json!([{"role": "user", "parts": [{"text": prompt}]}])
+        };
+        return json!({"contents": contents, "tools": tools(client),
+                      "generationConfig": {"maxOutputTokens": 256}});
+    }
     if client == Client::Responses {
         return json!({"model": "claude-sonnet-4-5", "max_output_tokens": 256, "input": messages,
                       "stream": stream, "tools": tools(client), "store": false});
@@ -586,17 +677,92 @@ fn read_responses(status: u16, body: &[u8], stream: bool) -> Answer {
     a
 }
 
-fn path_of(client: Client) -> &'static str {
+/// Google's status names, in the other protocols' words.
+fn gemini_error_word(status: &str) -> String {
+    match status {
+        "RESOURCE_EXHAUSTED" => "rate_limit_error",
+        "UNAVAILABLE" => "overloaded_error",
+        "INVALID_ARGUMENT" => "invalid_request_error",
+        _ => "api_error",
+    }
+    .to_owned()
+}
+
+fn read_gemini(status: u16, body: &[u8], stream: bool) -> Answer {
+    let mut a = Answer {
+        status,
+        ..Answer::default()
+    };
+    if status != 200 {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v["error"]["code"], status, "{v}");
+        a.error = v["error"]["status"].as_str().map(gemini_error_word);
+        return a;
+    }
+    let chunks: Vec<Value> = if stream {
+        let text = String::from_utf8_lossy(body);
+        text.split("\r\n\r\n")
+            .filter_map(|f| f.trim().strip_prefix("data:").map(str::trim))
+            .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+            .collect()
+    } else {
+        vec![serde_json::from_slice(body).unwrap()]
+    };
+    let mut finish = None;
+    for chunk in &chunks {
+        if let Some(s) = chunk["error"]["status"].as_str() {
+            a.error = Some(gemini_error_word(s));
+            continue;
+        }
+        let candidate = &chunk["candidates"][0];
+        if let Some(f) = candidate["finishReason"].as_str() {
+            finish = Some(f.to_owned());
+        }
+        for part in candidate["content"]["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(call) = part.get("functionCall") {
+                a.calls.push((
+                    call["id"].as_str().unwrap().to_owned(),
+                    call["name"].as_str().unwrap().to_owned(),
+                    call["args"].clone(),
+                ));
+            } else if part["thought"] == true {
+                a.reasoning.push_str(part["text"].as_str().unwrap_or(""));
+            } else {
+                a.text.push_str(part["text"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    a.stop = match finish.as_deref() {
+        Some("MAX_TOKENS") => "max",
+        _ if !a.calls.is_empty() => "tool",
+        _ => "end",
+    }
+    .to_owned();
+    if stream && a.error.is_none() {
+        assert!(finish.is_some(), "a Gemini stream ends with a finishReason");
+    }
+    a
+}
+
+fn path_of(client: Client, stream: bool) -> &'static str {
     // OpenAI clients use paths without `/v1`: one base URL for both conventions.
     match client {
         Client::Anthropic => "/v1/messages",
         Client::OpenAi => "/chat/completions",
         Client::Responses => "/responses",
+        Client::Gemini if stream => {
+            "/v1beta/models/claude-sonnet-4-5:streamGenerateContent?alt=sse"
+        }
+        Client::Gemini => "/v1beta/models/claude-sonnet-4-5:generateContent",
     }
 }
 
 async fn ask(proxy: &Proxy, client: Client, prompt: &str, stream: bool) -> Answer {
-    let path = path_of(client);
+    let path = path_of(client, stream);
     let r = reqwest_client()
         .post(proxy.url(path))
         .header("authorization", format!("Bearer {KEY}"))
@@ -614,6 +780,7 @@ async fn ask(proxy: &Proxy, client: Client, prompt: &str, stream: bool) -> Answe
         Client::Anthropic => read_anthropic(status, &bytes, stream),
         Client::OpenAi => read_openai(status, &bytes, stream),
         Client::Responses => read_responses(status, &bytes, stream),
+        Client::Gemini => read_gemini(status, &bytes, stream),
     };
     answer.retry_after = retry_after;
     answer
@@ -628,6 +795,7 @@ fn wire(client: Client) -> Wire {
         Client::Anthropic => Wire::AnthropicMessages,
         Client::OpenAi => Wire::OpenAiChat,
         Client::Responses => Wire::Responses,
+        Client::Gemini => Wire::Gemini,
     }
 }
 
@@ -636,6 +804,7 @@ fn wire_of(source: Source) -> Wire {
         Source::Anthropic => Wire::AnthropicMessages,
         Source::OpenAi => Wire::OpenAiChat,
         Source::Responses => Wire::Responses,
+        Source::Gemini => Wire::Gemini,
     }
 }
 
@@ -644,8 +813,14 @@ fn assert_provider_saw_results(source: Source, seen: &Value) {
     let messages = seen["messages"]
         .as_array()
         .or(seen["input"].as_array())
+        .or(seen["contents"].as_array())
         .unwrap();
     let ids: Vec<String> = match source {
+        Source::Gemini => messages
+            .iter()
+            .flat_map(|c| c["parts"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["functionResponse"]["id"].as_str().map(str::to_owned))
+            .collect(),
         Source::Responses => messages
             .iter()
             .filter(|i| i["type"] == "function_call_output")
@@ -725,6 +900,11 @@ async fn run_pair(client: Client, source: Source) {
     // OpenAI's error shape calls an overload a `server_error`; a passthrough keeps the
     // provider's own word; a Responses source reports `server_error` itself.
     let expected = match (client, source) {
+        // Google's UNAVAILABLE is the others' overload; Responses' server_error is INTERNAL.
+        (Client::Gemini, Source::Responses) => "api_error",
+        (Client::Gemini, _) => "overloaded_error",
+        (Client::Anthropic, Source::Gemini) => "overloaded_error",
+        (Client::OpenAi | Client::Responses, Source::Gemini) => "server_error",
         (Client::Anthropic, Source::Responses) => "api_error",
         (_, Source::Responses) => "server_error",
         (Client::OpenAi | Client::Responses, Source::Anthropic) => "server_error",
@@ -740,7 +920,7 @@ async fn run_pair(client: Client, source: Source) {
     // A provider that resets mid-stream: a translated stream ends with an error the client
     // reads; a passthrough relays what came and ends the response.
     let r = reqwest_client()
-        .post(proxy.url(path_of(client)))
+        .post(proxy.url(path_of(client, true)))
         .header("authorization", format!("Bearer {KEY}"))
         .json(&body(client, "reset", true))
         .send()
@@ -762,7 +942,7 @@ async fn run_pair(client: Client, source: Source) {
 
     // A client that leaves mid-stream: the proxy hangs up on the provider too.
     let mut r = reqwest_client()
-        .post(proxy.url(path_of(client)))
+        .post(proxy.url(path_of(client, true)))
         .header("authorization", format!("Bearer {KEY}"))
         .json(&body(client, "slow", true))
         .send()

@@ -1,12 +1,17 @@
 //! Google's Gemini API (`generateContent`, `streamGenerateContent`; Gemini CLI and the
-//! `google-genai` SDKs) as a client protocol: [`decode_request`], [`encode_response`],
-//! [`encode_stream`]. Same-protocol adapters (`source.protocol: gemini`) pass through. The
+//! `google-genai` SDKs), one file per direction: as a client protocol [`decode_request`],
+//! [`encode_response`], [`encode_stream`]; as a source protocol (`source.protocol: gemini`,
+//! for clients of the other protocols) [`encode_request`], [`decode_response`],
+//! [`decode_stream`]. Gemini clients on a Gemini source pass through. The
 //! model is in the path, not the body ([`GeminiCall`]). Errors are Google's
 //! `{"error": {"code", "message", "status"}}` ([`error_body`]). Reasoning a provider needs
 //! back travels sealed in `thoughtSignature` (the same sealing as Responses'
 //! `encrypted_content`, `protocol::responses::seal`). `docs/gemini.md` has the mapping.
 
 pub mod decode_request;
+pub mod decode_response;
+pub mod decode_stream;
+pub mod encode_request;
 pub mod encode_response;
 pub mod encode_stream;
 

@@ -94,6 +94,8 @@ pub enum SealedOrigin {
     OpenAiChat,
     #[serde(rename = "r")]
     Responses,
+    #[serde(rename = "g")]
+    Gemini,
 }
 
 impl From<Origin> for SealedOrigin {
@@ -102,6 +104,7 @@ impl From<Origin> for SealedOrigin {
             Origin::Anthropic => SealedOrigin::Anthropic,
             Origin::OpenAiChat => SealedOrigin::OpenAiChat,
             Origin::Responses => SealedOrigin::Responses,
+            Origin::Gemini => SealedOrigin::Gemini,
         }
     }
 }
@@ -112,6 +115,7 @@ impl From<SealedOrigin> for Origin {
             SealedOrigin::Anthropic => Origin::Anthropic,
             SealedOrigin::OpenAiChat => Origin::OpenAiChat,
             SealedOrigin::Responses => Origin::Responses,
+            SealedOrigin::Gemini => Origin::Gemini,
         }
     }
 }

@@ -1,0 +1,169 @@
+//! A Gemini SSE stream (`?alt=sse`, from a `protocol: gemini` source) → pivot [`Event`]s,
+//! incrementally and sans-IO, framed by the shared [`SseDecoder`]. Each chunk holds new
+//! parts: thought text opens (or continues) a reasoning block, text a text block, every
+//! `functionCall` is one whole call block. A thought signature is given to the reasoning
+//! block (one is opened, empty, when Gemini signs without visible thoughts), so it can go back
+//! to the source on the next turn. `finishReason` and `usageMetadata` end the answer; a chunk
+//! with `error` is the provider's error.
+
+use super::decode_response::{Chunk, provider_error, stop_reason};
+use crate::protocol::anthropic::ErrorKind;
+use crate::protocol::anthropic_openai::error::stream_error;
+use crate::protocol::pivot::{BlockKind, Event, Origin};
+use crate::protocol::sse::{SseDecoder, SseEvent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Text,
+    Reasoning,
+}
+
+#[derive(Default)]
+pub struct StreamDecoder {
+    sse: SseDecoder,
+    open: Option<(u32, Open)>,
+    next_index: u32,
+    calls: u32,
+    finish: Option<String>,
+    started: bool,
+    done: bool,
+}
+
+impl StreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, input: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+        let mut sse = std::mem::take(&mut self.sse);
+        sse.push(input, &mut |event| self.frame(event, on_event));
+        self.sse = sse;
+    }
+
+    pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        let mut sse = std::mem::take(&mut self.sse);
+        sse.finish(&mut |event| self.frame(event, on_event));
+        self.sse = sse;
+        if self.done {
+            return;
+        }
+        self.close(on_event);
+        let reason = self.finish.take().unwrap_or_else(|| "STOP".to_owned());
+        on_event(Event::Finish {
+            stop: stop_reason(&reason, self.calls > 0),
+            stop_sequence: None,
+        });
+        self.done = true;
+        on_event(Event::End);
+    }
+
+    fn close(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if let Some((index, _)) = self.open.take() {
+            on_event(Event::BlockStop { index });
+        }
+    }
+
+    fn block(&mut self, want: Open, on_event: &mut impl FnMut(Event<'_>)) -> u32 {
+        if let Some((index, open)) = self.open
+            && open == want
+        {
+            return index;
+        }
+        self.close(on_event);
+        let index = self.next_index;
+        self.next_index += 1;
+        self.open = Some((index, want));
+        let kind = match want {
+            Open::Text => BlockKind::Text,
+            Open::Reasoning => BlockKind::Reasoning,
+        };
+        on_event(Event::BlockStart { index, kind });
+        index
+    }
+
+    fn frame(&mut self, event: SseEvent<'_>, on_event: &mut impl FnMut(Event<'_>)) {
+        if self.done {
+            return;
+        }
+        let SseEvent::Data(data) = event else {
+            on_event(Event::KeepAlive);
+            return;
+        };
+        let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {
+            self.done = true;
+            on_event(Event::Error {
+                kind: ErrorKind::Api,
+                message: "the provider sent a malformed stream chunk",
+            });
+            return;
+        };
+        if !self.started {
+            self.started = true;
+            on_event(Event::Start {
+                id: chunk.response_id.as_deref().unwrap_or_default(),
+            });
+        }
+        if let Some(error) = chunk.error {
+            let e = provider_error(error);
+            let wrapped = serde_json::json!({"message": e.message, "code": e.code, "type": e.kind});
+            let (kind, message) = stream_error(&wrapped.to_string());
+            self.done = true;
+            on_event(Event::Error {
+                kind,
+                message: &message,
+            });
+            return;
+        }
+        if let Some(usage) = chunk.usage_metadata {
+            on_event(Event::Usage(usage.to_pivot()));
+        }
+        let Some(candidate) = chunk.candidates.into_iter().next() else {
+            return;
+        };
+        if let Some(reason) = candidate.finish_reason {
+            self.finish = Some(reason.to_string());
+        }
+        for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+            if let Some(signature) = &part.thought_signature {
+                let index = self.block(Open::Reasoning, on_event);
+                on_event(Event::ReasoningSignature {
+                    index,
+                    origin: Origin::Gemini,
+                    signature,
+                });
+            }
+            if let Some(call) = part.function_call {
+                self.close(on_event);
+                let index = self.next_index;
+                self.next_index += 1;
+                self.calls += 1;
+                let id = call
+                    .id
+                    .map_or_else(|| format!("call_{index}"), |i| i.to_string());
+                let name = call.name.as_deref().unwrap_or_default();
+                on_event(Event::BlockStart {
+                    index,
+                    kind: BlockKind::ToolCall { id: &id, name },
+                });
+                let args = call.args.map_or("{}", |a| a.get());
+                on_event(Event::ArgumentsDelta { index, json: args });
+                on_event(Event::BlockStop { index });
+                continue;
+            }
+            let Some(text) = part.text.filter(|t| !t.is_empty()) else {
+                continue;
+            };
+            let want = if part.thought == Some(true) {
+                Open::Reasoning
+            } else {
+                Open::Text
+            };
+            let index = self.block(want, on_event);
+            let text = text.decoded();
+            on_event(match want {
+                Open::Reasoning => Event::ReasoningDelta { index, text: &text },
+                Open::Text => Event::TextDelta { index, text: &text },
+            });
+        }
+    }
+}
