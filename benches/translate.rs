@@ -515,6 +515,20 @@ fn anthropic_events() -> Vec<String> {
     events
 }
 
+/// One whole streamed answer through a pair, each read into a fresh output buffer (as the
+/// proxy's shaper does, `growth` × the read reserved); the bytes written.
+fn drive(mut stream: PairStream, reads: &[Vec<u8>], growth: usize) -> usize {
+    let mut total = 0;
+    for read in reads {
+        let mut out = Vec::with_capacity(read.len() * growth + 64);
+        stream.push(read, &mut out);
+        total += out.len();
+    }
+    let mut out = Vec::new();
+    stream.finish(&mut out);
+    total + out.len()
+}
+
 fn pivot(c: &mut Criterion) {
     // The Claude Code fixture as an OpenAI client would send it.
     let chat_request = translate_request(
@@ -547,16 +561,7 @@ fn pivot(c: &mut Criterion) {
             stream_usage: true,
             ..ExchangeContext::default()
         };
-        let mut stream = PairStream::new(CHAT_ON_ANTHROPIC, ctx);
-        let mut total = 0;
-        for read in reads {
-            let mut out = Vec::with_capacity(read.len() * 2 + 64);
-            stream.push(read, &mut out);
-            total += out.len();
-        }
-        let mut out = Vec::new();
-        stream.finish(&mut out);
-        total + out.len()
+        drive(PairStream::new(CHAT_ON_ANTHROPIC, ctx), reads, 2)
     };
     assert!(run(&reads) > bytes / 2);
 
@@ -694,18 +699,7 @@ fn responses(c: &mut Criterion) {
         client: Wire::Responses,
         source: Wire::AnthropicMessages,
     };
-    let to_responses = |reads: &[Vec<u8>]| {
-        let mut stream = PairStream::new(pair, responses_ctx());
-        let mut total = 0;
-        for read in reads {
-            let mut out = Vec::with_capacity(read.len() * 3 + 64);
-            stream.push(read, &mut out);
-            total += out.len();
-        }
-        let mut out = Vec::new();
-        stream.finish(&mut out);
-        total + out.len()
-    };
+    let to_responses = |reads: &[Vec<u8>]| drive(PairStream::new(pair, responses_ctx()), reads, 3);
     let codex = {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/codex/codex-exec-command-tool-result.json");
@@ -782,18 +776,7 @@ fn gemini(c: &mut Criterion) {
         client: Wire::Gemini,
         source: Wire::AnthropicMessages,
     };
-    let to_gemini = |reads: &[Vec<u8>]| {
-        let mut stream = PairStream::new(pair, responses_ctx());
-        let mut total = 0;
-        for read in reads {
-            let mut out = Vec::with_capacity(read.len() * 2 + 64);
-            stream.push(read, &mut out);
-            total += out.len();
-        }
-        let mut out = Vec::new();
-        stream.finish(&mut out);
-        total + out.len()
-    };
+    let to_gemini = |reads: &[Vec<u8>]| drive(PairStream::new(pair, responses_ctx()), reads, 2);
     let mut g = c.benchmark_group("gemini");
     g.throughput(Throughput::ElementsAndBytes {
         elements: events.len() as u64,

@@ -10,23 +10,11 @@ mod responses_checks;
 
 use flexiproxy_testkit::{anthropic, openai, responses};
 use proptest::prelude::*;
+
+#[path = "common/fuzz_support.rs"]
+mod fuzz_support;
+use fuzz_support::{check, config, mutate};
 use serde_json::json;
-
-fn config(default_cases: u32) -> ProptestConfig {
-    let cases = std::env::var("FLEXIPROXY_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-fn check(result: Result<(), String>) -> Result<(), TestCaseError> {
-    result.map_err(TestCaseError::fail)
-}
 
 /// Codex's real requests, trimmed to their last items so mutations land on the history.
 fn request_seeds() -> Vec<Vec<u8>> {
@@ -58,26 +46,6 @@ fn request_seeds() -> Vec<Vec<u8>> {
         .unwrap(),
     );
     seeds
-}
-
-/// Flips, inserts or deletes bytes of a seed.
-fn mutate(seed: &[u8], ops: &[(usize, u8, u8)]) -> Vec<u8> {
-    let mut bytes = seed.to_vec();
-    for &(at, kind, byte) in ops {
-        if bytes.is_empty() {
-            bytes.push(byte);
-            continue;
-        }
-        let at = at % bytes.len();
-        match kind % 3 {
-            0 => bytes[at] = byte,
-            1 => bytes.insert(at, byte),
-            _ => {
-                bytes.remove(at);
-            }
-        }
-    }
-    bytes
 }
 
 fn stream_seeds() -> Vec<Vec<u8>> {

@@ -15,7 +15,7 @@
 use super::to_json_schema;
 use crate::protocol::json::{Str, Text};
 use crate::protocol::pivot::{
-    ClientTools, Conversation, Effort, Media, Origin, Part, Reasoning, ReasoningRequest, Refusal,
+    ClientTools, Conversation, Effort, Media, Part, Reasoning, ReasoningRequest, Refusal,
     ResponseFormat, Role, ToolCall, ToolChoice, ToolSpec, Turn,
 };
 use crate::protocol::responses::seal::ReasoningKey;
@@ -460,14 +460,7 @@ impl<'k> Turns<'k> {
     }
 
     fn open<'a>(&self, signature: &str) -> Option<Reasoning<'a>> {
-        let sealed = self.key?.open(signature)?;
-        let origin = sealed.origin.map(Origin::from);
-        let signed = |data: Option<String>| Some((origin?, Cow::Owned(data?)));
-        Some(Reasoning {
-            text: Text::from_plain(&sealed.text),
-            signature: signed(sealed.signature),
-            redacted: signed(sealed.redacted),
-        })
+        Some(self.key?.open(signature)?.into_reasoning())
     }
 }
 

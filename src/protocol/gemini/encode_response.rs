@@ -64,19 +64,7 @@ fn write_parts(
         match part {
             Part::Reasoning(r) => {
                 let text = r.text.decoded();
-                signature = seal(
-                    ctx,
-                    &Sealed {
-                        origin: r
-                            .signature
-                            .as_ref()
-                            .or(r.redacted.as_ref())
-                            .map(|(o, _)| (*o).into()),
-                        text: text.to_string(),
-                        signature: r.signature.as_ref().map(|(_, s)| s.to_string()),
-                        redacted: r.redacted.as_ref().map(|(_, s)| s.to_string()),
-                    },
-                );
+                signature = seal(ctx, &Sealed::of(r));
                 if !text.is_empty() {
                     parts.object(|p| {
                         p.str("text", &text);

@@ -15,7 +15,7 @@
 use super::seal::ReasoningKey;
 use crate::protocol::json::{Str, Text};
 use crate::protocol::pivot::{
-    ClientTools, Conversation, Effort, Media, Origin, Part, Reasoning, ReasoningRequest, Refusal,
+    ClientTools, Conversation, Effort, Media, Part, Reasoning, ReasoningRequest, Refusal,
     ResponseFormat, Role, ToolCall, ToolChoice, ToolSpec, Turn,
 };
 use serde::Deserialize;
@@ -542,14 +542,11 @@ impl<'a> Turns<'_, 'a, '_> {
 
     /// The reasoning sealed in an item's `encrypted_content`, if this proxy sealed it.
     fn open_reasoning(&self, item: &Item<'a>) -> Option<Reasoning<'a>> {
-        let sealed = self.key?.open(item.encrypted_content.as_deref()?)?;
-        let origin = sealed.origin.map(Origin::from);
-        let signed = |data: Option<String>| Some((origin?, Cow::Owned(data?)));
-        Some(Reasoning {
-            text: Text::from_plain(&sealed.text),
-            signature: signed(sealed.signature),
-            redacted: signed(sealed.redacted),
-        })
+        Some(
+            self.key?
+                .open(item.encrypted_content.as_deref()?)?
+                .into_reasoning(),
+        )
     }
 }
 

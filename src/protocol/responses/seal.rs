@@ -10,13 +10,15 @@
 //! proxy would vouch for; a blob that does not open (another key, a real OpenAI blob, a
 //! forgery) is treated as absent, never as an error.
 
-use crate::protocol::pivot::Origin;
+use crate::protocol::json::Text;
+use crate::protocol::pivot::{Origin, Reasoning};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Marks our blobs (and their format version) apart from a provider's.
@@ -83,6 +85,34 @@ pub struct Sealed {
     pub signature: Option<String>,
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub redacted: Option<String>,
+}
+
+impl Sealed {
+    /// What of a reasoning part gets sealed.
+    pub fn of(reasoning: &Reasoning<'_>) -> Sealed {
+        let origin = reasoning
+            .signature
+            .as_ref()
+            .or(reasoning.redacted.as_ref())
+            .map(|(o, _)| (*o).into());
+        Sealed {
+            origin,
+            text: reasoning.text.decoded().into_owned(),
+            signature: reasoning.signature.as_ref().map(|(_, s)| s.to_string()),
+            redacted: reasoning.redacted.as_ref().map(|(_, r)| r.to_string()),
+        }
+    }
+
+    /// The reasoning part again (its data only with a known origin).
+    pub fn into_reasoning(self) -> Reasoning<'static> {
+        let origin = self.origin.map(Origin::from);
+        let signed = |data: Option<String>| Some((origin?, Cow::Owned(data?)));
+        Reasoning {
+            text: Text::from_plain(&self.text),
+            signature: signed(self.signature),
+            redacted: signed(self.redacted),
+        }
+    }
 }
 
 /// [`Origin`] as it is written inside a blob.

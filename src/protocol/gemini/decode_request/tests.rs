@@ -1,4 +1,5 @@
 use super::*;
+use crate::protocol::pivot::Origin;
 use crate::protocol::responses::seal::{Sealed, SealedOrigin};
 
 fn fixture(name: &str) -> String {
