@@ -1,13 +1,15 @@
 //! The `flexiproxy` command: parsing arguments and printing results only; the work happens
 //! in the library. `serve` runs the proxy; `check` validates config for CI and deploys;
-//! `adapter …` replaces the seed product's management panel.
+//! `adapter …` and `user …` manage the files the panel manages too.
+
+mod cli_users;
 
 use clap::{Args, Parser, Subcommand};
 use flexiproxy::config::adapter::{ApiKey, SourceProtocol};
 use flexiproxy::config::edit::{self, CreateSpec};
-use flexiproxy::config::presets;
 use flexiproxy::config::server::ServerConfig;
 use flexiproxy::config::snapshot::Loader;
+use flexiproxy::config::{presets, setup};
 use flexiproxy::telemetry::usage::{GroupBy, query};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -72,6 +74,9 @@ enum Command {
     /// Create, list, rotate keys of, and delete adapters.
     #[command(subcommand)]
     Adapter(AdapterCommand),
+    /// Add, change and delete panel users.
+    #[command(subcommand)]
+    User(cli_users::UserCommand),
     /// Usage totals from the statistics database (when `stats.enabled`).
     Stats {
         /// How far back (e.g. 1h, 24h, 30d).
@@ -207,6 +212,7 @@ fn main() -> ExitCode {
         ),
         Command::Check { common } => check(&common),
         Command::Adapter(cmd) => adapter(cmd),
+        Command::User(cmd) => cli_users::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Stats { since, by, common } => stats(since, by, &common),
     };
     match result {
@@ -365,12 +371,8 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
                 api_key,
                 model,
                 label,
-                protocol: protocol.map(|p| match p.as_str() {
-                    "anthropic" => SourceProtocol::Anthropic,
-                    "responses" => SourceProtocol::Responses,
-                    "gemini" => SourceProtocol::Gemini,
-                    _ => SourceProtocol::OpenAi,
-                }),
+                protocol: protocol.as_deref().and_then(SourceProtocol::parse),
+                ..CreateSpec::default()
             };
             let created = edit::create(&config, &spec).map_err(|e| e.to_string())?;
             print_setup(
@@ -400,7 +402,7 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
                     json!({
                         "name": a.name,
                         "file": a.file.display().to_string(),
-                        "protocol": protocol_name(a.source.protocol),
+                        "protocol": a.source.protocol.name(),
                         "source_host": a.source.endpoint.host_header(),
                         "model": a.source.model,
                         "keys": a.keys.len(),
@@ -504,10 +506,9 @@ fn print_setup(
     created: bool,
 ) {
     let base = &config.public_base_url;
-    let settings = json!({"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}});
-    let codex = codex_config(base);
-    // Without `selectedType`, a custom base URL makes Gemini CLI pick an auth type `-p` rejects.
-    let gemini_settings = json!({"security": {"auth": {"selectedType": "gemini-api-key"}}});
+    let settings = setup::claude_settings(base, key);
+    let codex = setup::codex_config(base);
+    let gemini_settings = setup::gemini_settings();
     if as_json {
         println!(
             "{}",
@@ -519,7 +520,7 @@ fn print_setup(
                 "openai_base_url": format!("{base}/v1"),
                 "claude_code": {"env": {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key}, "settings_json": settings},
                 "cline": {"anthropic": {"base_url": base}, "openai_compatible": {"base_url": base}},
-                "codex": {"config_toml": codex, "env": {CODEX_KEY_ENV: key}},
+                "codex": {"config_toml": codex, "env": {setup::CODEX_KEY_ENV: key}},
                 "gemini_cli": {"env": {"GEMINI_API_KEY": key, "GOOGLE_GEMINI_BASE_URL": base},
                                "settings_json": gemini_settings},
             })
@@ -541,33 +542,12 @@ fn print_setup(
     println!(
         "Cline: API Provider \"Anthropic\" (or \"OpenAI Compatible\"), API Key = the key above, base URL = {base}\n"
     );
-    println!("Codex CLI, in ~/.codex/config.toml (then `export {CODEX_KEY_ENV}={key}`):\n{codex}");
+    let codex_env = setup::CODEX_KEY_ENV;
+    println!("Codex CLI, in ~/.codex/config.toml (then `export {codex_env}={key}`):\n{codex}");
     println!(
         "Gemini CLI, in your shell:\n  export GOOGLE_GEMINI_BASE_URL={base}\n  export GEMINI_API_KEY={key}\nand in ~/.gemini/settings.json:\n  {gemini_settings}\n"
     );
     println!(
         "OpenAI SDK:    OpenAI(base_url=\"{base}/v1\", api_key=\"{key}\")\nAnthropic SDK: Anthropic(base_url=\"{base}\", api_key=\"{key}\")\nGoogle GenAI:  genai.Client(api_key=\"{key}\", http_options={{\"base_url\": \"{base}\"}})"
     );
-}
-
-/// The variable Codex reads the key from (its `env_key`).
-const CODEX_KEY_ENV: &str = "FLEXIPROXY_API_KEY";
-
-/// Codex CLI's provider block. `gpt-5.5` is a model Codex knows (context window, the
-/// `apply_patch` tool); the adapter maps it like any client model name.
-fn codex_config(base: &str) -> String {
-    format!(
-        "model = \"gpt-5.5\"\nmodel_provider = \"flexiproxy\"\n\n[model_providers.flexiproxy]\n\
-         name = \"FlexiProxy\"\nbase_url = \"{base}/v1\"\nenv_key = \"{CODEX_KEY_ENV}\"\n\
-         wire_api = \"responses\"\n"
-    )
-}
-
-fn protocol_name(protocol: SourceProtocol) -> &'static str {
-    match protocol {
-        SourceProtocol::OpenAi => "openai",
-        SourceProtocol::Anthropic => "anthropic",
-        SourceProtocol::Responses => "responses",
-        SourceProtocol::Gemini => "gemini",
-    }
 }

@@ -122,6 +122,8 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
     let shutting_down = Arc::new(AtomicBool::new(false));
     let inflight = Arc::new(AtomicUsize::new(0));
     let (terminate, terminate_rx) = tokio::sync::watch::channel(false);
+    let users = crate::config::users::UsersStore::open(&config.users_file);
+    let cooldown = crate::proxy::Cooldowns::default();
     let proxy = FlexiProxy::new(
         live.clone(),
         ProxySettings {
@@ -129,6 +131,9 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
             max_concurrent_requests: config.max_concurrent_requests,
             max_header_size: config.max_header_size,
             reasoning_key: crate::config::reasoning_key::load(&config.reasoning_key_file),
+            users: users.clone(),
+            egress: config.egress.clone(),
+            cooldown: cooldown.clone(),
         },
         Lifecycle {
             shutting_down: shutting_down.clone(),
@@ -168,14 +173,27 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         ));
     }
     if let Some(admin) = &config.admin {
-        let app = AdminApp {
-            telemetry: telemetry.clone(),
-            live: live.clone(),
-            token: admin.token_sha256,
-            stats_path: config.stats.as_ref().map(|s| s.path.clone()),
-        };
+        let app = AdminApp::new(
+            config,
+            telemetry.clone(),
+            live.clone(),
+            users.clone(),
+            cooldown.clone(),
+        );
         let mut admin_service = pingora::services::listening::Service::new("admin".to_owned(), app);
-        admin_service.add_tcp(&admin.address.to_string());
+        let address = admin.address.to_string();
+        match &admin.tls {
+            None => admin_service.add_tcp(&address),
+            Some((cert, key)) => {
+                let reloading = ReloadingCert::load(cert, key)
+                    .map_err(|e| anyhow::anyhow!("admin TLS listener {address}: {e}"))?;
+                let mut settings =
+                    pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
+                        .map_err(|e| anyhow::anyhow!("admin TLS listener {address}: {e}"))?;
+                settings.set_cert_resolver(reloading.clone());
+                admin_service.add_tls_with_settings(&address, None, settings);
+            }
+        }
         server.add_service(admin_service);
     }
     Ok(App {

@@ -20,6 +20,10 @@ use std::time::{Duration, SystemTime};
 pub struct AdapterFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The panel user this adapter belongs to; none for the operator's own adapters (visible
+    /// to admins only). A non-admin owner's source may not be a private address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub source: SourceFile,
     /// Client-visible model names for `GET /v1/models` (defaults to the mapped patterns that
     /// are plain names, or a few Claude names).
@@ -75,6 +79,29 @@ pub enum SourceProtocol {
     Responses,
     /// Google Gemini (`<base_url>/models/{model}:generateContent`), for Gemini clients.
     Gemini,
+}
+
+impl SourceProtocol {
+    /// The name used in files, the CLI and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceProtocol::OpenAi => "openai",
+            SourceProtocol::Anthropic => "anthropic",
+            SourceProtocol::Responses => "responses",
+            SourceProtocol::Gemini => "gemini",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<SourceProtocol> {
+        [
+            SourceProtocol::OpenAi,
+            SourceProtocol::Anthropic,
+            SourceProtocol::Responses,
+            SourceProtocol::Gemini,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -205,6 +232,13 @@ pub struct KeyFile {
     pub sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// When the key was issued (shown in listings).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub created: Option<SystemTime>,
     /// After this instant the key no longer works (set by `adapter rotate --grace`).
     #[serde(
         default,
@@ -398,6 +432,7 @@ pub struct Limits {
 pub struct KeyEntry {
     pub hash: KeyHash,
     pub label: Option<String>,
+    pub created: Option<SystemTime>,
     pub expires: Option<SystemTime>,
     pub limits: Option<Limits>,
 }
@@ -407,6 +442,8 @@ pub struct KeyEntry {
 pub struct Adapter {
     pub name: String,
     pub file: PathBuf,
+    /// The panel user it belongs to (`owner:`), if any.
+    pub owner: Option<String>,
     pub source: Source,
     /// Extra sources for failover.
     pub fallbacks: Vec<Source>,
@@ -576,6 +613,7 @@ fn validate(
         keys.push(KeyEntry {
             hash,
             label: key.label.clone(),
+            created: key.created,
             expires: key.expires,
             limits: key.limits.as_ref().map(limits_from),
         });
@@ -584,6 +622,7 @@ fn validate(
     Ok(Adapter {
         name,
         file: path.to_owned(),
+        owner: file.owner,
         source,
         fallbacks,
         models: file.models,

@@ -1,9 +1,16 @@
 //! The changes the CLI makes to adapter files — create, rotate a key, delete — done the way a
 //! running proxy can watch safely: written to a temporary file and renamed into place
 //! (never half-written), mode 0600 (files may hold provider keys), and edited in place so
-//! comments and fields the command did not touch survive.
+//! comments and fields the command did not touch survive. The CLI, the management API and
+//! every instance sharing the directory take one lock file (`.flexiproxy.lock`) around each
+//! read-modify-write, so caps hold under concurrency; a caller that read a `version` (the
+//! file's hash) gets [`EditError::Stale`] if the file changed since, so no edit — hand edit
+//! included — is silently overwritten.
 
-use super::adapter::{AdapterFile, KeyFile, SourceProtocol, parse_adapter};
+use super::adapter::{
+    AdapterFile, AdapterLimitsFile, KeyFile, ModelRuleFile, OptionsFile, SourceProtocol,
+    parse_adapter,
+};
 use super::keys::{Secret, generate_key, hash_hex, hash_key};
 use super::presets;
 use super::server::ServerConfig;
@@ -21,6 +28,48 @@ pub enum EditError {
     NotFound(String, String),
     #[error("{0}")]
     Io(String),
+    /// The name is taken.
+    #[error("{0}")]
+    Exists(String),
+    /// Over a cap (the server's `max_adapters` or the user's).
+    #[error("{0}")]
+    Cap(String),
+    /// The file changed since the caller read it.
+    #[error("{0}")]
+    Stale(String),
+}
+
+/// Held while one edit of a directory runs; dropping it releases the lock.
+pub struct DirLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes the directory's edit lock (`flock`), waiting for another editor to finish.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, EditError> {
+    std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
+    let path = dir.join(".flexiproxy.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| io("cannot open", &path, e))?;
+    file.lock().map_err(|e| io("cannot lock", &path, e))?;
+    Ok(DirLock(file))
+}
+
+/// A file's version: the first 16 hex digits of the SHA-256 of its text.
+pub fn version_of(text: &str) -> String {
+    hex::encode(&hash_key(text)[..8])
+}
+
+fn check_version(name: &str, text: &str, expected: Option<&str>) -> Result<(), EditError> {
+    match expected {
+        Some(v) if v != version_of(text) => Err(EditError::Stale(format!(
+            "adapter `{name}` changed since it was read (version {v}, now {}); reload and try again",
+            version_of(text)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn io(context: &str, path: &Path, e: std::io::Error) -> EditError {
@@ -40,6 +89,11 @@ pub struct CreateSpec {
     pub label: Option<String>,
     /// The source's protocol when no preset says it (`anthropic` for Messages API sources).
     pub protocol: Option<SourceProtocol>,
+    pub model_map: Vec<ModelRuleFile>,
+    pub options: Option<OptionsFile>,
+    /// The panel user the adapter belongs to, and how many adapters that user may own.
+    pub owner: Option<String>,
+    pub owner_cap: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -83,9 +137,24 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-/// The adapter files in the directory with the adapter name each declares.
-pub fn adapter_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, EditError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| io("cannot read", dir, e))?;
+/// An adapter file as it is on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The adapter name it declares (or its file name).
+    pub name: String,
+    pub path: PathBuf,
+    pub owner: Option<String>,
+    /// [`version_of`] its text.
+    pub version: String,
+}
+
+/// The adapter files in the directory, sorted by name.
+pub fn entries(dir: &Path) -> Result<Vec<Entry>, EditError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("cannot read", dir, e)),
+    };
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -97,24 +166,32 @@ pub fn adapter_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, EditError> {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_owned();
-        let declared = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_yaml_ng::from_str::<AdapterFile>(&t).ok())
-            .and_then(|f| f.name);
-        out.push((declared.unwrap_or(stem), path));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let parsed = serde_yaml_ng::from_str::<AdapterFile>(&text).ok();
+        let (name, owner) = parsed.map_or((None, None), |f| (f.name, f.owner));
+        out.push(Entry {
+            name: name.unwrap_or(stem),
+            path,
+            owner,
+            version: version_of(&text),
+        });
     }
-    out.sort();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
-fn find(server: &ServerConfig, name: &str) -> Result<PathBuf, EditError> {
-    adapter_files(&server.adapters_dir)?
+/// One adapter's entry by name.
+pub fn entry(server: &ServerConfig, name: &str) -> Result<Entry, EditError> {
+    entries(&server.adapters_dir)?
         .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, p)| p)
+        .find(|e| e.name == name)
         .ok_or_else(|| {
             EditError::NotFound(name.to_owned(), server.adapters_dir.display().to_string())
         })
+}
+
+fn find(server: &ServerConfig, name: &str) -> Result<PathBuf, EditError> {
+    entry(server, name).map(|e| e.path)
 }
 
 fn yaml_str(s: &str) -> String {
@@ -122,18 +199,29 @@ fn yaml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
-pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditError> {
-    if !valid_name(&spec.name) {
-        return Err(EditError::Invalid(format!(
-            "adapter name `{}` may only contain letters, digits, `-`, `_` and `.`",
-            spec.name
-        )));
-    }
-    std::fs::create_dir_all(&server.adapters_dir)
-        .map_err(|e| io("cannot create", &server.adapters_dir, e))?;
-    let existing = adapter_files(&server.adapters_dir)?;
-    if existing.iter().any(|(n, _)| n == &spec.name) {
-        return Err(EditError::Invalid(format!(
+/// The YAML lines of `key: value` indented by `indent` spaces.
+fn yaml_block<T: serde::Serialize>(
+    key: &str,
+    value: &T,
+    indent: usize,
+) -> Result<String, EditError> {
+    let mut map = serde_yaml_ng::Mapping::new();
+    let value =
+        serde_yaml_ng::to_value(value).map_err(|e| EditError::Invalid(format!("{key}: {e}")))?;
+    map.insert(serde_yaml_ng::Value::String(key.to_owned()), value);
+    let text =
+        serde_yaml_ng::to_string(&map).map_err(|e| EditError::Invalid(format!("{key}: {e}")))?;
+    let pad = " ".repeat(indent);
+    Ok(text.lines().map(|l| format!("{pad}{l}\n")).collect())
+}
+
+fn check_caps(
+    server: &ServerConfig,
+    spec: &CreateSpec,
+    existing: &[Entry],
+) -> Result<(), EditError> {
+    if existing.iter().any(|e| e.name == spec.name) {
+        return Err(EditError::Exists(format!(
             "an adapter named `{}` already exists",
             spec.name
         )));
@@ -141,10 +229,32 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
     if let Some(max) = server.max_adapters
         && existing.len() >= max
     {
-        return Err(EditError::Invalid(format!(
+        return Err(EditError::Cap(format!(
             "cannot create `{}`: the maximum of {max} adapters (max_adapters in {}) is reached; delete one first",
             spec.name,
             server.path.display()
+        )));
+    }
+    if let (Some(owner), Some(cap)) = (&spec.owner, spec.owner_cap) {
+        let owned = existing
+            .iter()
+            .filter(|e| e.owner.as_ref() == Some(owner))
+            .count();
+        if owned >= cap {
+            return Err(EditError::Cap(format!(
+                "cannot create `{}`: user `{owner}` already has {owned} of at most {cap} adapters; delete one first",
+                spec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditError> {
+    if !valid_name(&spec.name) {
+        return Err(EditError::Invalid(format!(
+            "adapter name `{}` may only contain letters, digits, `-`, `_` and `.`",
+            spec.name
         )));
     }
     let file = server.adapters_dir.join(format!("{}.yaml", spec.name));
@@ -160,6 +270,7 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
     let base_url = spec
         .base_url
         .clone()
+        .filter(|u| !u.trim().is_empty())
         .or_else(|| preset.as_ref().map(|p| p.base_url.to_owned()))
         .ok_or_else(|| EditError::Invalid("give --base-url or --provider".to_owned()))?;
     let api_key = match (&spec.api_key_env, &spec.api_key) {
@@ -175,11 +286,14 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
         generate_key().map_err(|e| EditError::Io(format!("no random numbers from the OS: {e}")))?;
     let label = spec.label.clone().unwrap_or_else(|| "default".to_owned());
     let mut text = format!(
-        "# Adapter `{name}`, created by `flexiproxy adapter create`. Edit freely: the proxy reloads\n\
-         # this file when it changes. The client key itself is never stored, only its SHA-256.\n\n\
-         source:\n",
+        "# Adapter `{name}`, created by FlexiProxy (CLI or panel). Edit freely: the proxy reloads\n\
+         # this file when it changes. The client key itself is never stored, only its SHA-256.\n\n",
         name = spec.name
     );
+    if let Some(owner) = &spec.owner {
+        text.push_str(&format!("owner: {}\n\n", yaml_str(owner)));
+    }
+    text.push_str("source:\n");
     if let Some(p) = &preset {
         text.push_str(&format!("  preset: {}\n", p.name));
     }
@@ -197,18 +311,28 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
         yaml_str(&api_key),
         yaml_str(&spec.model)
     ));
-    text.push_str(
-        "  # model_map:                      # first matching glob on the client's model wins\n\
-         \x20 #   - { match: \"claude-*haiku*\", model: a-cheaper-model }\n\n",
-    );
+    if spec.model_map.is_empty() {
+        text.push_str(
+            "  # model_map:                      # first matching glob on the client's model wins\n\
+             \x20 #   - { match: \"claude-*haiku*\", model: a-cheaper-model }\n",
+        );
+    } else {
+        text.push_str(&yaml_block("model_map", &spec.model_map, 2)?);
+    }
+    if let Some(options) = &spec.options {
+        text.push_str(&yaml_block("options", options, 2)?);
+    }
     text.push_str(&format!(
-        "keys:\n  - sha256: {}\n    label: {}\n",
+        "\nkeys:\n  - sha256: {}\n    label: {}\n    created: {}\n",
         hash_hex(&hash_key(key.expose())),
-        yaml_str(&label)
+        yaml_str(&label),
+        humantime::format_rfc3339_seconds(SystemTime::now())
     ));
     // Validate what we are about to write, as the proxy will.
     let adapter =
         parse_adapter(&file, &text, &|_| None).map_err(|e| EditError::Invalid(e.message))?;
+    let _lock = lock_dir(&server.adapters_dir)?;
+    check_caps(server, spec, &entries(&server.adapters_dir)?)?;
     write_atomic(&file, &text)?;
     Ok(Created {
         file,
@@ -216,6 +340,27 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
         protocol: adapter.source.protocol,
         base_url,
     })
+}
+
+/// Reads an adapter file under the directory lock, checks the caller's version, and writes
+/// what `change` makes of its text (validated first).
+fn modify(
+    server: &ServerConfig,
+    name: &str,
+    expect_version: Option<&str>,
+    change: impl FnOnce(&str) -> Result<String, EditError>,
+) -> Result<PathBuf, EditError> {
+    let _lock = lock_dir(&server.adapters_dir)?;
+    let path = find(server, name)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
+    check_version(name, &text, expect_version)?;
+    let updated = change(&text)?;
+    parse_adapter(&path, &updated, &|_| None).map_err(|e| EditError::Invalid(e.message))?;
+    // A hand edit can land between our read and our rename; look again just before it.
+    let again = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
+    check_version(name, &again, Some(&version_of(&text)))?;
+    write_atomic(&path, &updated)?;
+    Ok(path)
 }
 
 /// Issues a new key. Old keys (those with `label`, or all when `None`) stop working at once,
@@ -226,16 +371,38 @@ pub fn rotate(
     grace: Option<Duration>,
     label: Option<&str>,
 ) -> Result<(PathBuf, Secret), EditError> {
-    let path = find(server, name)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
-    let file: AdapterFile = serde_yaml_ng::from_str(&text)
-        .map_err(|e| EditError::Invalid(super::ConfigError::yaml(&path, &e).to_string()))?;
-    let now = SystemTime::now();
+    rotate_checked(server, name, grace, label, None)
+}
+
+/// [`rotate`], refused with [`EditError::Stale`] unless the file still has `expect_version`.
+pub fn rotate_checked(
+    server: &ServerConfig,
+    name: &str,
+    grace: Option<Duration>,
+    label: Option<&str>,
+    expect_version: Option<&str>,
+) -> Result<(PathBuf, Secret), EditError> {
     let key =
         generate_key().map_err(|e| EditError::Io(format!("no random numbers from the OS: {e}")))?;
+    let path = modify(server, name, expect_version, |text| {
+        let file: AdapterFile = serde_yaml_ng::from_str(text)
+            .map_err(|e| EditError::Invalid(format!("adapter `{name}`: {e}")))?;
+        let keys = rotated_keys(file.keys, &key, grace, label);
+        replace_keys_section(text, &keys)
+    })?;
+    Ok((path, key))
+}
+
+fn rotated_keys(
+    old: Vec<KeyFile>,
+    key: &Secret,
+    grace: Option<Duration>,
+    label: Option<&str>,
+) -> Vec<KeyFile> {
+    let now = SystemTime::now();
     let mut keys: Vec<KeyFile> = Vec::new();
     let mut new_label = label.map(str::to_owned);
-    for mut k in file.keys {
+    for mut k in old {
         if k.expires.is_some_and(|e| e <= now) {
             continue;
         }
@@ -257,19 +424,140 @@ pub fn rotate(
     keys.push(KeyFile {
         sha256: hash_hex(&hash_key(key.expose())),
         label: new_label,
+        created: Some(now),
         expires: None,
         limits: None,
     });
-    let updated = replace_keys_section(&text, &keys)?;
-    parse_adapter(&path, &updated, &|_| None).map_err(|e| EditError::Invalid(e.to_string()))?;
-    write_atomic(&path, &updated)?;
-    Ok((path, key))
+    keys
+}
+
+/// What `PATCH /admin/api/adapters/{name}` may change; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct PatchSpec {
+    pub model: Option<String>,
+    pub model_map: Option<Vec<ModelRuleFile>>,
+    /// `Some(None)` removes the adapter's limits.
+    pub limits: Option<Option<AdapterLimitsFile>>,
+    /// The provider key (or `${VAR}`).
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+}
+
+/// Changes the given fields in place, keeping every other line (and comment) as it was.
+pub fn patch(
+    server: &ServerConfig,
+    name: &str,
+    spec: &PatchSpec,
+    expect_version: Option<&str>,
+) -> Result<PathBuf, EditError> {
+    modify(server, name, expect_version, |text| {
+        let mut text = text.to_owned();
+        if let Some(m) = &spec.model {
+            text = set_block(&text, Some("source"), "model", Some(m))?;
+        }
+        if let Some(k) = &spec.api_key {
+            text = set_block(&text, Some("source"), "api_key", Some(k))?;
+        }
+        if let Some(u) = &spec.base_url {
+            text = set_block(&text, Some("source"), "base_url", Some(u))?;
+        }
+        if let Some(map) = &spec.model_map {
+            let map = (!map.is_empty()).then_some(map);
+            text = set_block(&text, Some("source"), "model_map", map)?;
+        }
+        if let Some(limits) = &spec.limits {
+            text = set_block(&text, None, "limits", limits.as_ref())?;
+        }
+        Ok(text)
+    })
 }
 
 pub fn delete(server: &ServerConfig, name: &str) -> Result<PathBuf, EditError> {
+    delete_checked(server, name, None)
+}
+
+/// [`delete`], refused with [`EditError::Stale`] unless the file still has `expect_version`.
+pub fn delete_checked(
+    server: &ServerConfig,
+    name: &str,
+    expect_version: Option<&str>,
+) -> Result<PathBuf, EditError> {
+    let _lock = lock_dir(&server.adapters_dir)?;
     let path = find(server, name)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
+    check_version(name, &text, expect_version)?;
     std::fs::remove_file(&path).map_err(|e| io("cannot delete", &path, e))?;
     Ok(path)
+}
+
+/// The line range of the block `key:` at `indent` spaces within `lines[from..to]`: its
+/// first line and every following line indented deeper (or a list item at its indent).
+fn find_block(
+    lines: &[&str],
+    from: usize,
+    to: usize,
+    indent: usize,
+    key: &str,
+) -> Option<(usize, usize)> {
+    let prefix = format!("{}{key}:", " ".repeat(indent));
+    let start = (from..to).find(|&i| lines[i].starts_with(&prefix))?;
+    let mut end = start + 1;
+    while end < to {
+        let line = lines[end];
+        let trimmed = line.trim_start();
+        let depth = line.len() - trimmed.len();
+        let inside =
+            trimmed.is_empty() || depth > indent || (depth == indent && trimmed.starts_with('-'));
+        if !inside {
+            break;
+        }
+        end += 1;
+    }
+    while end > start + 1 && lines[end - 1].trim().is_empty() {
+        end -= 1;
+    }
+    Some((start, end))
+}
+
+/// Sets (or with `None` removes) `key` at the top level or in the top-level block `parent`,
+/// editing only its lines.
+fn set_block<T: serde::Serialize>(
+    text: &str,
+    parent: Option<&str>,
+    key: &str,
+    value: Option<&T>,
+) -> Result<String, EditError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (from, to, indent) = match parent {
+        None => (0, lines.len(), 0),
+        Some(p) => {
+            let (start, end) = find_block(&lines, 0, lines.len(), 0, p).ok_or_else(|| {
+                EditError::Invalid(format!("the file has no top-level `{p}:` block to edit"))
+            })?;
+            if lines[start].trim_end() != format!("{p}:") {
+                return Err(EditError::Invalid(format!(
+                    "`{p}:` is written in flow style; edit this file by hand"
+                )));
+            }
+            (start + 1, end, 2)
+        }
+    };
+    let block = match value {
+        Some(v) => yaml_block(key, v, indent)?,
+        None => String::new(),
+    };
+    let (start, end) = find_block(&lines, from, to, indent, key).unwrap_or((to, to));
+    let mut out = String::with_capacity(text.len() + block.len());
+    for l in &lines[..start] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str(&block);
+    for l in &lines[end..] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// Replaces the top-level `keys:` block of an adapter file (or appends one), leaving every

@@ -1,15 +1,19 @@
 //! Configuration: the file formats (`server`, `adapter`), their validation into the model the
 //! proxy uses, the live [`Snapshot`](snapshot::Snapshot) swapped in on every change
 //! (`snapshot`, `watch`), issued keys (`keys`), provider presets (`presets`) and the file
-//! edits the CLI makes (`edit`).
+//! edits the CLI and the management API make (`edit`), panel accounts (`users`), what
+//! users' sources may reach (`egress`) and the client setup shown for a new key (`setup`).
 
 pub mod adapter;
 pub mod edit;
+pub mod egress;
 pub mod keys;
 pub mod presets;
 pub mod reasoning_key;
 pub mod server;
+pub mod setup;
 pub mod snapshot;
+pub mod users;
 pub mod watch;
 
 use std::fmt;

@@ -47,6 +47,13 @@ pub struct ServerFile {
     /// start; `FLEXIPROXY_REASONING_KEY` overrides it).
     #[serde(default)]
     pub reasoning_key_file: Option<PathBuf>,
+    /// Panel accounts (default `users.yaml` next to this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_file: Option<PathBuf>,
+    /// Internal addresses, networks or host names non-admin users' adapters may reach anyway
+    /// (e.g. a vLLM on the LAN). Empty by default: users' sources must be public.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private_sources_allowed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -74,6 +81,13 @@ pub struct AdminFile {
     /// Hex SHA-256 of the admin token (`Authorization: Bearer <token>` on /admin/*).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_sha256: Option<String>,
+    /// Serve the admin listener (panel, API, metrics) over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFile>,
+    /// Mark panel cookies `Secure` (default: when `tls` is set). Set it when a TLS proxy in
+    /// front serves the panel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_cookies: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -163,12 +177,16 @@ pub struct ServerConfig {
     pub upgrade_sock: PathBuf,
     pub pid_file: PathBuf,
     pub reasoning_key_file: PathBuf,
+    pub users_file: PathBuf,
+    pub egress: crate::config::egress::EgressPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     pub address: SocketAddr,
     pub token_sha256: Option<crate::config::keys::KeyHash>,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,9 +300,15 @@ impl ServerConfig {
                 })?),
                 None => None,
             };
+            let tls = admin_file
+                .tls
+                .as_ref()
+                .map(|t| (resolve(&t.cert), resolve(&t.key)));
             Some(AdminConfig {
                 address,
                 token_sha256,
+                secure_cookies: admin_file.secure_cookies.unwrap_or(tls.is_some()),
+                tls,
             })
         };
         let log = file.access_log.clone().unwrap_or_default();
@@ -328,6 +352,13 @@ impl ServerConfig {
                     .as_deref()
                     .unwrap_or(Path::new("reasoning.key")),
             ),
+            users_file: resolve(
+                file.users_file
+                    .as_deref()
+                    .unwrap_or(Path::new("users.yaml")),
+            ),
+            egress: crate::config::egress::EgressPolicy::parse(&file.private_sources_allowed)
+                .map_err(|m| err("private_sources_allowed:", m))?,
             admin,
             access_log,
             stats,

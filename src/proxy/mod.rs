@@ -61,7 +61,15 @@ pub struct ProxySettings {
     pub max_header_size: usize,
     /// Seals reasoning into Responses answers (`config::reasoning_key`).
     pub reasoning_key: crate::protocol::responses::seal::ReasoningKey,
+    /// Panel accounts: a non-admin owner's adapter may not reach internal addresses.
+    pub users: Arc<crate::config::users::UsersStore>,
+    pub egress: crate::config::egress::EgressPolicy,
+    /// Shared with the admin listener, which shows sources cooling down.
+    pub cooldown: Cooldowns,
 }
+
+/// Sources that failed recently, by (adapter, source index), until when to avoid them.
+pub type Cooldowns = Arc<std::sync::Mutex<std::collections::HashMap<(String, usize), Instant>>>;
 
 pub struct FlexiProxy {
     live: LiveConfig,
@@ -76,8 +84,7 @@ pub struct FlexiProxy {
     /// Provider timeouts of the requests in progress; ends what is left when the shutdown
     /// grace period is over.
     watchdogs: watchdog::WatchList,
-    /// Sources that failed recently, by (adapter, source index), until when to avoid them.
-    cooldown: std::sync::Mutex<std::collections::HashMap<(String, usize), Instant>>,
+    cooldown: Cooldowns,
     /// Upstream connections for the exchanges made outside Pingora's proxy loop (`direct`),
     /// configured like the proxy loop's own connector.
     connector: pingora::connectors::http::v1::Connector,
@@ -124,6 +131,7 @@ impl FlexiProxy {
             inflight,
             terminate,
         } = lifecycle;
+        let cooldown = settings.cooldown.clone();
         FlexiProxy {
             inflight,
             watchdogs: watchdog::WatchList::new(terminate),
@@ -133,7 +141,7 @@ impl FlexiProxy {
             dns: upstream::Dns::new(),
             shutting_down,
             telemetry,
-            cooldown: std::sync::Mutex::new(std::collections::HashMap::new()),
+            cooldown: cooldown.clone(),
             connector: pingora::connectors::http::v1::Connector::new(Some(
                 pingora::connectors::ConnectorOptions::from_server_conf(server_conf),
             )),
@@ -426,7 +434,13 @@ impl FlexiProxy {
         };
         let endpoint = &source.endpoint;
         match self.dns.resolve(&endpoint.host, endpoint.port).await {
-            Ok(addr) => Ok(Box::new(upstream::peer(addr, endpoint, &source.timeouts))),
+            Ok(addr) => {
+                if let Some(refusal) = self.egress_refusal(ctx, &endpoint.host, addr.ip()) {
+                    let e = ProxyError::new(ErrorKind::Permission, refusal).with_status(403);
+                    return Err(fail(ctx, e));
+                }
+                Ok(Box::new(upstream::peer(addr, endpoint, &source.timeouts)))
+            }
             Err(message) => {
                 let e = ProxyError::new(
                     ErrorKind::Api,
@@ -436,6 +450,16 @@ impl FlexiProxy {
                 Err(fail(ctx, e))
             }
         }
+    }
+
+    /// Why this connection is refused: the adapter belongs to a non-admin user and the
+    /// address just resolved is internal (checked per connect, so rebinding cannot pass).
+    fn egress_refusal(&self, ctx: &Ctx, host: &str, ip: std::net::IpAddr) -> Option<String> {
+        let owner = ctx.adapter.as_ref()?.owner.as_deref()?;
+        if self.settings.users.current().is_admin(owner) {
+            return None;
+        }
+        self.settings.egress.refusal(host, ip)
     }
 
     /// The request header for the provider: only what it needs, nothing of the client's but

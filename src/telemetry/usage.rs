@@ -276,6 +276,58 @@ pub fn query(path: &Path, since: Duration, by: GroupBy) -> Result<Vec<Totals>, S
         .map_err(|e| e.to_string())
 }
 
+/// One time bucket of one adapter key's usage (the panel's charts).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageRow {
+    /// Start of the bucket, milliseconds since the Unix epoch.
+    pub bucket_start_ms: i64,
+    pub adapter: String,
+    pub key_label: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub avg_duration_ms: f64,
+}
+
+/// Usage since `since` ago in buckets of `bucket` per adapter and key, oldest first.
+pub fn series(path: &Path, since: Duration, bucket: Duration) -> Result<Vec<UsageRow>, String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    let cutoff = now_ms() - since.as_millis() as i64;
+    let width = (bucket.as_millis() as i64).max(1);
+    let mut stmt = conn
+        .prepare(
+            "SELECT (time_ms / ?2) * ?2 AS b, adapter, key_label, COUNT(*), SUM(status >= 400),
+                    SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), AVG(duration_ms)
+             FROM usage WHERE time_ms >= ?1 GROUP BY b, adapter, key_label ORDER BY b, adapter, key_label",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map(params![cutoff, width], |row| {
+            Ok(UsageRow {
+                bucket_start_ms: row.get(0)?,
+                adapter: row.get(1)?,
+                key_label: row.get(2)?,
+                requests: row.get::<_, i64>(3)? as u64,
+                errors: row.get::<_, Option<i64>>(4)?.unwrap_or(0) as u64,
+                input_tokens: row.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
+                output_tokens: row.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
+                cache_read_tokens: row.get::<_, Option<i64>>(7)?.unwrap_or(0) as u64,
+                avg_duration_ms: row.get::<_, Option<f64>>(8)?.unwrap_or(0.0),
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,157 @@
+//! The management API, `/admin/api/*` on the admin listener: JSON in and out, for the CLI,
+//! scripts and anything else that automates adapters. Authenticated by the admin token
+//! (`Authorization: Bearer …`, an admin) or a panel session (then the session's CSRF token
+//! must come in `X-CSRF-Token` on every change). Errors are `{"error": "<message>"}`.
+//!
+//! - `GET    /admin/api/adapters`              list (never a provider or issued key)
+//! - `POST   /admin/api/adapters`              create → 201 with the new key, once
+//! - `POST   /admin/api/adapters/{name}/keys`  rotate → 201 with the new key, once
+//! - `PATCH  /admin/api/adapters/{name}`       model, model map, limits, provider key
+//! - `DELETE /admin/api/adapters/{name}`       → 204
+//!
+//! Changes to one adapter honour `If-Match: <version>` (from the listing): 409 when stale.
+
+use super::manage::{Actor, ApiError};
+use super::{AdminApp, AdminRequest, json_response};
+use crate::config::keys::hash_key;
+use http::{Method, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+fn error(e: ApiError) -> Response<Vec<u8>> {
+    json_response(e.status, json!({"error": e.message}))
+}
+
+/// Who is calling: the admin token, or a session (with its CSRF token on changes).
+fn authenticate(app: &AdminApp, req: &AdminRequest) -> Result<Actor, ApiError> {
+    if let Some(auth) = req.header("authorization") {
+        let token = auth.strip_prefix("Bearer ").map(str::trim);
+        return match (app.token, token) {
+            (Some(expected), Some(t)) if hash_key(t) == expected => Ok(Actor::token()),
+            _ => Err(ApiError::new(401, "missing or wrong admin token")),
+        };
+    }
+    let Some(session) = &req.session else {
+        return Err(ApiError::new(
+            401,
+            "log in to the panel, or send Authorization: Bearer <admin token>",
+        ));
+    };
+    if req.method != Method::GET
+        && !super::auth::csrf_matches(&session.csrf, req.header("x-csrf-token"))
+    {
+        return Err(ApiError::new(403, "missing or wrong X-CSRF-Token"));
+    }
+    Ok(session.actor.clone())
+}
+
+/// The JSON body as `T`; an empty body is `T::default()` where allowed.
+fn body<T: DeserializeOwned + Default>(req: &AdminRequest, empty_ok: bool) -> Result<T, ApiError> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return if empty_ok {
+            Ok(T::default())
+        } else {
+            Err(ApiError::new(400, "a JSON body is required"))
+        };
+    }
+    serde_json::from_slice(&req.body).map_err(|e| ApiError::new(400, format!("body: {e}")))
+}
+
+/// `If-Match: "abc"` / `W/"abc"` / `abc` → `abc`.
+fn if_match(req: &AdminRequest) -> Option<String> {
+    let v = req.header("if-match")?.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    Some(v.trim_matches('"').to_owned()).filter(|v| !v.is_empty() && v != "*")
+}
+
+pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
+    let Some(rest) = req.path.strip_prefix("/admin/api/adapters") else {
+        return json_response(404, json!({"error": "not found"}));
+    };
+    let actor = match authenticate(app, req) {
+        Ok(a) => a,
+        Err(e) => return error(e),
+    };
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let result = match (&req.method, segments.as_slice()) {
+        (&Method::GET, []) => Ok(list(app, &actor)),
+        (&Method::POST, []) => create(app, &actor, req).await,
+        (&Method::POST, [name, "keys"]) => rotate(app, &actor, req, name).await,
+        (&Method::PATCH, [name]) => patch(app, &actor, req, name).await,
+        (&Method::DELETE, [name]) => delete(app, &actor, req, name).await,
+        (_, [] | [_] | [_, "keys"]) => Err(ApiError::new(405, "method not allowed here")),
+        _ => Err(ApiError::new(404, "not found")),
+    };
+    result.unwrap_or_else(error)
+}
+
+fn list(app: &AdminApp, actor: &Actor) -> Response<Vec<u8>> {
+    let (used, max) = app.manager.cap(actor);
+    json_response(
+        200,
+        json!({"adapters": app.manager.list(actor), "used": used, "max_adapters": max}),
+    )
+}
+
+async fn create(
+    app: &AdminApp,
+    actor: &Actor,
+    req: &AdminRequest,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    let request = body(req, false)?;
+    let issued = app.manager.create(actor, request).await?;
+    tracing::info!(actor = %actor.name, adapter = %issued.adapter.name, "adapter created");
+    Ok(json_response(
+        201,
+        serde_json::to_value(issued).unwrap_or_default(),
+    ))
+}
+
+async fn rotate(
+    app: &AdminApp,
+    actor: &Actor,
+    req: &AdminRequest,
+    name: &str,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    let request = body(req, true)?;
+    let issued = app
+        .manager
+        .rotate(actor, name, request, if_match(req).as_deref())
+        .await?;
+    tracing::info!(actor = %actor.name, adapter = name, "adapter key rotated");
+    Ok(json_response(
+        201,
+        serde_json::to_value(issued).unwrap_or_default(),
+    ))
+}
+
+async fn patch(
+    app: &AdminApp,
+    actor: &Actor,
+    req: &AdminRequest,
+    name: &str,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    let request = body(req, false)?;
+    let view = app
+        .manager
+        .patch(actor, name, request, if_match(req).as_deref())
+        .await?;
+    tracing::info!(actor = %actor.name, adapter = name, "adapter edited");
+    Ok(json_response(
+        200,
+        serde_json::to_value(view).unwrap_or_default(),
+    ))
+}
+
+async fn delete(
+    app: &AdminApp,
+    actor: &Actor,
+    req: &AdminRequest,
+    name: &str,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    app.manager
+        .delete(actor, name, if_match(req).as_deref())
+        .await?;
+    tracing::info!(actor = %actor.name, adapter = name, "adapter deleted");
+    Ok(super::respond(204, "application/json", Vec::new()))
+}

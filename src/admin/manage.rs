@@ -1,0 +1,602 @@
+//! What the management API and the panel do, in one place: list, create, rotate, patch and
+//! delete adapters as a given [`Actor`] — a panel user sees and changes only their own
+//! adapters, an admin (or the admin token) all of them. Every change goes through the same
+//! file edits as the CLI (`config::edit`), and returns once the running proxy has loaded it,
+//! so a key handed out works at once and a rotated-out key is refused at once.
+
+use super::probe::{self, ProbeResult};
+use crate::config::adapter::{
+    AdapterLimitsFile, ApiKey, Endpoint, ModelRuleFile, OptionsFile, SourceProtocol,
+};
+use crate::config::edit::{self, CreateSpec, EditError, PatchSpec};
+use crate::config::keys::{Secret, hash_key};
+use crate::config::server::ServerConfig;
+use crate::config::setup::client_setup;
+use crate::config::users::{self, UsersStore};
+use crate::config::watch::LiveConfig;
+use crate::config::{adapter::Adapter, presets};
+use crate::proxy::Cooldowns;
+pub use crate::telemetry::usage::UsageRow;
+use crate::telemetry::usage::series;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Who is asking: a panel user, or the admin token (an admin named `admin`, owning nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub admin: bool,
+    /// The user's cap on owned adapters; `None` for the admin token.
+    pub max_adapters: Option<usize>,
+    /// Whether this is a panel user (adapters it creates get it as `owner`).
+    pub is_user: bool,
+}
+
+impl Actor {
+    pub fn token() -> Actor {
+        Actor {
+            name: "admin".into(),
+            admin: true,
+            max_adapters: None,
+            is_user: false,
+        }
+    }
+
+    pub fn user(u: &users::User) -> Actor {
+        Actor {
+            name: u.name.clone(),
+            admin: u.admin,
+            max_adapters: Some(u.max_adapters),
+            is_user: true,
+        }
+    }
+
+    fn sees(&self, owner: Option<&str>) -> bool {
+        self.admin || owner == Some(self.name.as_str())
+    }
+}
+
+/// A refusal with its HTTP status; the message names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
+        ApiError::new(400, format!("{field}: {why}"))
+    }
+}
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> ApiError {
+        let status = match &e {
+            EditError::Invalid(_) => 400,
+            EditError::NotFound(..) => 404,
+            EditError::Exists(_) | EditError::Cap(_) | EditError::Stale(_) => 409,
+            EditError::Io(_) => 500,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub label: Option<String>,
+    /// RFC 3339.
+    pub created: Option<String>,
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterView {
+    pub name: String,
+    pub owner: Option<String>,
+    pub protocol: &'static str,
+    pub source_host: String,
+    pub model: String,
+    pub keys: Vec<KeyView>,
+    /// `ok`, `env var X missing`, or `cooling down`.
+    pub status: String,
+    /// What clients use as their base URL.
+    pub base_url: String,
+    /// The adapter file's version; send it back as `If-Match` to refuse stale edits.
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRequest {
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_key: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub model_map: Vec<ModelRuleFile>,
+    #[serde(default)]
+    pub options: Option<OptionsFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub source: SourceRequest,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Admins may create an adapter for a user.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long old keys keep working (`1h`, `7d`); without it they stop at once.
+    #[serde(default)]
+    pub grace: Option<String>,
+    /// Rotate only the keys with this label (the new key gets it too).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub model_map: Option<Vec<ModelRuleFile>>,
+    /// `null` removes the limits.
+    #[serde(default, deserialize_with = "present")]
+    pub limits: Option<Option<AdapterLimitsFile>>,
+    /// The provider key.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A new key: its only appearance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Issued {
+    pub api_key: String,
+    pub base_url: String,
+    pub adapter: AdapterView,
+    pub setup: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PresetView {
+    pub name: &'static str,
+    pub base_url: &'static str,
+    pub protocol: &'static str,
+    pub example_model: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub name: String,
+    pub admin: bool,
+    pub max_adapters: usize,
+    pub owned: usize,
+}
+
+pub struct Manager {
+    pub server: Arc<ServerConfig>,
+    pub live: LiveConfig,
+    pub users: Arc<UsersStore>,
+    pub cooldown: Cooldowns,
+}
+
+/// How long a change may take to reach the running proxy before the call returns anyway.
+const APPLY_DEADLINE: Duration = Duration::from_secs(3);
+
+impl Manager {
+    fn view(&self, a: &Adapter, version: String) -> AdapterView {
+        let cooling = {
+            let now = Instant::now();
+            let map = crate::lock(&self.cooldown);
+            map.get(&(a.name.clone(), 0)).is_some_and(|t| *t > now)
+        };
+        let status = match &a.source.api_key {
+            ApiKey::MissingEnv(var) => format!("env var {var} missing"),
+            ApiKey::Present(_) if cooling => "cooling down".to_owned(),
+            ApiKey::Present(_) => "ok".to_owned(),
+        };
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        AdapterView {
+            name: a.name.clone(),
+            owner: a.owner.clone(),
+            protocol: a.source.protocol.name(),
+            source_host: a.source.endpoint.host_header(),
+            model: a.source.model.clone(),
+            keys: a
+                .keys
+                .iter()
+                .map(|k| KeyView {
+                    label: k.label.clone(),
+                    created: k.created.map(rfc3339),
+                    expires: k.expires.map(rfc3339),
+                })
+                .collect(),
+            status,
+            base_url: self.server.public_base_url.clone(),
+            version,
+        }
+    }
+
+    /// The adapters the actor may see, as loaded by the proxy.
+    pub fn list(&self, actor: &Actor) -> Vec<AdapterView> {
+        let files = edit::entries(&self.server.adapters_dir).unwrap_or_default();
+        let snapshot = self.live.load();
+        let mut out: Vec<AdapterView> = snapshot
+            .adapters
+            .iter()
+            .filter(|a| actor.sees(a.owner.as_deref()))
+            .map(|a| {
+                let version = files
+                    .iter()
+                    .find(|f| f.name == a.name)
+                    .map(|f| f.version.clone())
+                    .unwrap_or_default();
+                self.view(a, version)
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Adapters the actor owns (all, for an admin) and how many they may have.
+    pub fn cap(&self, actor: &Actor) -> (usize, Option<usize>) {
+        let files = edit::entries(&self.server.adapters_dir).unwrap_or_default();
+        if actor.admin {
+            return (files.len(), self.server.max_adapters);
+        }
+        let owned = files
+            .iter()
+            .filter(|f| f.owner.as_deref() == Some(actor.name.as_str()))
+            .count();
+        (owned, actor.max_adapters)
+    }
+
+    pub fn presets() -> Vec<PresetView> {
+        presets::all()
+            .into_iter()
+            .map(|p| PresetView {
+                name: p.name,
+                base_url: p.base_url,
+                protocol: p.protocol.name(),
+                example_model: p.example_model,
+            })
+            .collect()
+    }
+
+    /// Whether `owner`'s adapters are held to public sources.
+    fn restricted(&self, owner: Option<&str>) -> bool {
+        owner.is_some_and(|o| !self.users.current().is_admin(o))
+    }
+
+    /// Refuses a base URL that resolves to an internal address, for a restricted owner.
+    async fn check_egress(&self, owner: Option<&str>, base_url: &str) -> Result<(), ApiError> {
+        let endpoint =
+            Endpoint::parse(base_url).map_err(|e| ApiError::bad("source.base_url", e))?;
+        if !self.restricted(owner) {
+            return Ok(());
+        }
+        probe::check_host(&self.server.egress, &endpoint.host, endpoint.port)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::bad("source.base_url", e))
+    }
+
+    fn check_api_key(&self, actor: &Actor, key: &str) -> Result<(), ApiError> {
+        if key.trim().is_empty() {
+            return Err(ApiError::bad("source.api_key", "required"));
+        }
+        // `${VAR}` reads the proxy's environment: the operator's secrets are not for users.
+        if !actor.admin && key.contains("${") {
+            return Err(ApiError::bad(
+                "source.api_key",
+                "environment references (${...}) are for admins only; give the key itself",
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn create(&self, actor: &Actor, req: CreateRequest) -> Result<Issued, ApiError> {
+        let src = req.source;
+        if req.name.trim().is_empty() {
+            return Err(ApiError::bad("name", "required"));
+        }
+        if src.model.trim().is_empty() {
+            return Err(ApiError::bad("source.model", "required"));
+        }
+        self.check_api_key(actor, &src.api_key)?;
+        let protocol = match src.protocol.as_deref() {
+            None | Some("") => None,
+            Some(p) => Some(SourceProtocol::parse(p).ok_or_else(|| {
+                ApiError::bad(
+                    "source.protocol",
+                    "one of openai, anthropic, responses, gemini",
+                )
+            })?),
+        };
+        let preset = src.preset.filter(|p| !p.is_empty() && p != "custom");
+        let base_url = match (&src.base_url, &preset) {
+            (Some(u), _) if !u.trim().is_empty() => u.trim().to_owned(),
+            (_, Some(p)) => presets::by_name(p)
+                .ok_or_else(|| ApiError::bad("source.preset", format!("unknown preset `{p}`")))?
+                .base_url
+                .to_owned(),
+            _ => {
+                return Err(ApiError::bad(
+                    "source.base_url",
+                    "required unless source.preset is given",
+                ));
+            }
+        };
+        let owner = match (actor.admin, req.owner) {
+            (true, Some(o)) => {
+                let exists = self.users.current().get(&o).is_some();
+                if !exists {
+                    return Err(ApiError::bad("owner", format!("no user named `{o}`")));
+                }
+                Some(o)
+            }
+            _ => actor.is_user.then(|| actor.name.clone()),
+        };
+        self.check_egress(owner.as_deref(), &base_url).await?;
+        let owner_cap = match &owner {
+            Some(o) if !self.users.current().is_admin(o) => {
+                self.users.current().get(o).map(|u| u.max_adapters)
+            }
+            _ => None,
+        };
+        let spec = CreateSpec {
+            name: req.name.trim().to_owned(),
+            provider: preset,
+            base_url: Some(base_url),
+            api_key: Some(src.api_key),
+            model: src.model.trim().to_owned(),
+            label: req.label.filter(|l| !l.trim().is_empty()),
+            protocol,
+            model_map: src.model_map,
+            options: src.options,
+            owner,
+            owner_cap,
+            ..CreateSpec::default()
+        };
+        let server = self.server.clone();
+        let before = self.live.load().generation;
+        let created = blocking(move || edit::create(&server, &spec)).await?;
+        self.issued(&name_of(&created.file), created.key, before)
+            .await
+    }
+
+    pub async fn rotate(
+        &self,
+        actor: &Actor,
+        name: &str,
+        req: RotateRequest,
+        if_match: Option<&str>,
+    ) -> Result<Issued, ApiError> {
+        let entry = self.visible_entry(actor, name)?;
+        let grace = match req.grace.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(g) => Some(humantime::parse_duration(g).map_err(|e| ApiError::bad("grace", e))?),
+        };
+        let server = self.server.clone();
+        let name_owned = name.to_owned();
+        let version = if_match.map_or(entry.version, str::to_owned);
+        let label = req.label.filter(|l| !l.is_empty());
+        let before = self.live.load().generation;
+        let (_, key) = blocking(move || {
+            edit::rotate_checked(
+                &server,
+                &name_owned,
+                grace,
+                label.as_deref(),
+                Some(&version),
+            )
+        })
+        .await?;
+        self.issued(name, key, before).await
+    }
+
+    pub async fn delete(
+        &self,
+        actor: &Actor,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let entry = self.visible_entry(actor, name)?;
+        let server = self.server.clone();
+        let name_owned = name.to_owned();
+        let version = if_match.map_or(entry.version, str::to_owned);
+        blocking(move || edit::delete_checked(&server, &name_owned, Some(&version))).await?;
+        self.applied(|s| s.adapter(name).is_none()).await;
+        Ok(())
+    }
+
+    pub async fn patch(
+        &self,
+        actor: &Actor,
+        name: &str,
+        req: PatchRequest,
+        if_match: Option<&str>,
+    ) -> Result<AdapterView, ApiError> {
+        let entry = self.visible_entry(actor, name)?;
+        if let Some(k) = &req.api_key {
+            self.check_api_key(actor, k)?;
+        }
+        if let Some(u) = &req.base_url {
+            self.check_egress(entry.owner.as_deref(), u).await?;
+        }
+        if req.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            return Err(ApiError::bad("model", "must not be empty"));
+        }
+        let spec = PatchSpec {
+            model: req.model,
+            model_map: req.model_map,
+            limits: req.limits,
+            api_key: req.api_key,
+            base_url: req.base_url,
+        };
+        let server = self.server.clone();
+        let name_owned = name.to_owned();
+        let version = if_match.map_or(entry.version, str::to_owned);
+        let before = self.live.load().generation;
+        let path =
+            blocking(move || edit::patch(&server, &name_owned, &spec, Some(&version))).await?;
+        self.applied(|s| s.generation > before).await;
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let snapshot = self.live.load();
+        let adapter = snapshot
+            .adapter(name)
+            .ok_or_else(|| ApiError::new(500, "the edited adapter did not load"))?;
+        Ok(self.view(adapter, edit::version_of(&text)))
+    }
+
+    /// Sends a one-token request to the adapter's source.
+    pub async fn probe(&self, actor: &Actor, name: &str) -> Result<ProbeResult, ApiError> {
+        self.visible_entry(actor, name)?;
+        let snapshot = self.live.load();
+        let adapter = snapshot
+            .adapter(name)
+            .ok_or_else(|| ApiError::new(404, format!("adapter `{name}` is not loaded")))?;
+        let policy = self
+            .restricted(adapter.owner.as_deref())
+            .then_some(&self.server.egress);
+        Ok(probe::probe(&adapter.source, policy).await)
+    }
+
+    /// Hourly usage of the actor's adapters since `since` ago; `None` when statistics are off.
+    pub fn usage(&self, actor: &Actor, since: Duration) -> Option<Result<Vec<UsageRow>, String>> {
+        let path = self.server.stats.as_ref()?.path.clone();
+        let own: Vec<String> = self.list(actor).into_iter().map(|a| a.name).collect();
+        let rows = series(&path, since, Duration::from_secs(3600));
+        Some(rows.map(|rows| {
+            rows.into_iter()
+                .filter(|r| actor.admin || own.contains(&r.adapter))
+                .collect()
+        }))
+    }
+
+    pub fn users(&self) -> Vec<UserView> {
+        let files = edit::entries(&self.server.adapters_dir).unwrap_or_default();
+        self.users
+            .current()
+            .users
+            .iter()
+            .map(|u| UserView {
+                name: u.name.clone(),
+                admin: u.admin,
+                max_adapters: u.max_adapters,
+                owned: files
+                    .iter()
+                    .filter(|f| f.owner.as_deref() == Some(u.name.as_str()))
+                    .count(),
+            })
+            .collect()
+    }
+
+    /// Sets a user's cap (admins only).
+    pub async fn set_cap(&self, actor: &Actor, user: &str, max: usize) -> Result<(), ApiError> {
+        if !actor.admin {
+            return Err(ApiError::new(403, "only an admin may change caps"));
+        }
+        let path = self.users.path().to_owned();
+        let user = user.to_owned();
+        blocking(move || users::update(&path, &user, None, None, Some(max))).await?;
+        self.users.refresh_now();
+        Ok(())
+    }
+
+    /// The actor's adapter's file entry; someone else's adapter is "not found" (its
+    /// existence is not theirs to learn).
+    fn visible_entry(&self, actor: &Actor, name: &str) -> Result<edit::Entry, ApiError> {
+        match edit::entry(&self.server, name) {
+            Ok(e) if actor.sees(e.owner.as_deref()) => Ok(e),
+            Ok(_) | Err(EditError::NotFound(..)) => {
+                Err(ApiError::new(404, format!("no adapter named `{name}`")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits (bounded) until the proxy serves `key` on `name`, then describes the key.
+    async fn issued(&self, name: &str, key: Secret, before: u64) -> Result<Issued, ApiError> {
+        let hash = hash_key(key.expose());
+        self.applied(|s| {
+            s.generation > before
+                && s.adapter(name)
+                    .is_some_and(|a| a.keys.iter().any(|k| k.hash == hash))
+        })
+        .await;
+        let text = edit::entry(&self.server, name)
+            .map(|e| e.version)
+            .unwrap_or_default();
+        let snapshot = self.live.load();
+        let adapter = snapshot
+            .adapter(name)
+            .ok_or_else(|| ApiError::new(500, format!("adapter `{name}` did not load")))?;
+        let base = &self.server.public_base_url;
+        Ok(Issued {
+            api_key: key.expose().to_owned(),
+            base_url: base.clone(),
+            adapter: self.view(adapter, text),
+            setup: client_setup(base, key.expose()),
+        })
+    }
+
+    async fn applied(&self, done: impl Fn(&crate::config::snapshot::Snapshot) -> bool) {
+        let deadline = Instant::now() + APPLY_DEADLINE;
+        while !done(&self.live.load()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn name_of(path: &std::path::Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// File edits take a lock and fsync: off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EditError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(500, format!("edit failed: {e}")))?
+        .map_err(ApiError::from)
+}

@@ -1,0 +1,348 @@
+//! The admin listener (default 127.0.0.1:9787), separate from client traffic: Prometheus
+//! `/metrics` and `/health` for anyone who can reach it; `/admin/stats` and `/admin/adapters`
+//! with the admin token (`Authorization: Bearer <token>`, checked against its SHA-256 like
+//! client keys); the management API `/admin/api/*` (`api`) with the token or a panel
+//! session; and the panel (`panel`) everywhere else. What API and panel do is in `manage`.
+
+pub mod api;
+pub mod auth;
+pub mod manage;
+pub mod panel;
+pub mod probe;
+
+use crate::config::keys::{KeyHash, hash_key};
+use crate::config::server::ServerConfig;
+use crate::config::users::{UsersStore, verify_password};
+use crate::config::watch::LiveConfig;
+use crate::telemetry::Telemetry;
+use crate::telemetry::usage::{GroupBy, query};
+use async_trait::async_trait;
+use auth::{LoginLimiter, Sessions};
+use http::Response;
+use manage::{Actor, Manager};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct AdminApp {
+    pub telemetry: Arc<Telemetry>,
+    pub live: LiveConfig,
+    pub token: Option<KeyHash>,
+    pub stats_path: Option<PathBuf>,
+    pub manager: Manager,
+    pub sessions: Sessions,
+    pub logins: LoginLimiter,
+    /// Mark cookies `Secure` (TLS on the admin listener, or in front of it).
+    pub secure_cookies: bool,
+}
+
+/// Largest request body the admin listener reads.
+const MAX_ADMIN_BODY: usize = 1024 * 1024;
+
+/// A logged-in panel user on this request.
+#[derive(Debug, Clone)]
+pub struct PanelSession {
+    pub cookie: String,
+    pub actor: Actor,
+    pub csrf: String,
+}
+
+/// A request to the admin listener, read whole.
+#[derive(Debug, Clone)]
+pub struct AdminRequest {
+    pub method: http::Method,
+    pub path: String,
+    pub query: String,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+    pub session: Option<PanelSession>,
+    pub client_ip: String,
+    pub secure_cookies: bool,
+}
+
+impl AdminRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why a login failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    Wrong,
+    /// Too many failures: retry after this many seconds.
+    RateLimited(u64),
+}
+
+/// A hash to verify against when the user does not exist: failed lookups take as long as
+/// real ones, so timing does not tell which user names exist.
+fn dummy_hash() -> String {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| crate::config::users::hash_password("not a password").unwrap_or_default())
+        .clone()
+}
+
+pub fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+pub fn json_response(status: u16, value: serde_json::Value) -> Response<Vec<u8>> {
+    respond(status, "application/json", value.to_string().into_bytes())
+}
+
+/// `since=24h&by=adapter` → its pairs.
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl AdminApp {
+    pub fn new(
+        config: &ServerConfig,
+        telemetry: Arc<Telemetry>,
+        live: LiveConfig,
+        users: Arc<UsersStore>,
+        cooldown: crate::proxy::Cooldowns,
+    ) -> AdminApp {
+        let admin = config.admin.clone();
+        AdminApp {
+            telemetry,
+            token: admin.as_ref().and_then(|a| a.token_sha256),
+            secure_cookies: admin.as_ref().is_some_and(|a| a.secure_cookies),
+            stats_path: config.stats.as_ref().map(|s| s.path.clone()),
+            manager: Manager {
+                server: Arc::new(config.clone()),
+                live: live.clone(),
+                users,
+                cooldown,
+            },
+            live,
+            sessions: Sessions::default(),
+            logins: LoginLimiter::default(),
+        }
+    }
+
+    /// Checks a user's password (Argon2id, off the async workers) and opens a session:
+    /// the `Set-Cookie` value and the session's CSRF token.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<(String, String), LoginError> {
+        if let Some(secs) = self.logins.blocked(client_ip, user) {
+            return Err(LoginError::RateLimited(secs));
+        }
+        let stored = self
+            .manager
+            .users
+            .current()
+            .get(user)
+            .map(|u| u.password.clone());
+        let hash = stored.clone().unwrap_or_else(dummy_hash);
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false);
+        match stored {
+            Some(credential) if ok => {
+                self.logins.succeeded(user);
+                let (cookie, csrf) = self.sessions.create(user, &credential);
+                tracing::info!(user, "panel login");
+                Ok((auth::session_cookie(&cookie, self.secure_cookies), csrf))
+            }
+            _ => {
+                self.logins.failed(client_ip, user);
+                tracing::warn!(user, client = client_ip, "panel login failed");
+                Err(LoginError::Wrong)
+            }
+        }
+    }
+
+    /// Ends the session; returns the `Set-Cookie` value that clears it in the browser.
+    pub fn logout(&self, cookie: &str) -> String {
+        self.sessions.remove(cookie);
+        auth::expired_session_cookie(self.secure_cookies)
+    }
+
+    /// The logged-in user of this request's session cookie, if the user still exists with
+    /// the password they logged in with.
+    fn panel_session(&self, headers: &http::HeaderMap) -> Option<PanelSession> {
+        let cookie = auth::cookie_value(headers, auth::SESSION_COOKIE)?;
+        let info = self.sessions.get(&cookie)?;
+        let users = self.manager.users.current();
+        match users.get(&info.user) {
+            Some(u) if u.password == info.credential => Some(PanelSession {
+                cookie,
+                actor: Actor::user(u),
+                csrf: info.csrf,
+            }),
+            _ => {
+                self.sessions.remove(&cookie);
+                None
+            }
+        }
+    }
+
+    async fn read(
+        &self,
+        session: &mut ServerSession,
+    ) -> Result<AdminRequest, Box<Response<Vec<u8>>>> {
+        let header = session.req_header();
+        let method = header.method.clone();
+        let path = header.uri.path().to_owned();
+        let query = header.uri.query().unwrap_or("").to_owned();
+        let headers = header.headers.clone();
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_ADMIN_BODY {
+                        return Err(Box::new(json_response(
+                            413,
+                            json!({"error": "request body over 1 MiB"}),
+                        )));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(Box::new(json_response(
+                        400,
+                        json!({"error": "cannot read the request body"}),
+                    )));
+                }
+            }
+        }
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet().map(|i| i.ip().to_string()))
+            .unwrap_or_default();
+        Ok(AdminRequest {
+            session: self.panel_session(&headers),
+            method,
+            path,
+            query,
+            headers,
+            body,
+            client_ip,
+            secure_cookies: self.secure_cookies,
+        })
+    }
+
+    fn authorized(&self, session: &ServerSession) -> Result<(), Box<Response<Vec<u8>>>> {
+        let Some(expected) = self.token else {
+            return Err(Box::new(json_response(
+                403,
+                json!({"error": "the admin endpoints are disabled: set admin.token_sha256 in the server config"}),
+            )));
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| hash_key(t.trim()));
+        if presented == Some(expected) {
+            Ok(())
+        } else {
+            Err(Box::new(json_response(
+                401,
+                json!({"error": "missing or wrong admin token"}),
+            )))
+        }
+    }
+
+    fn stats(&self, query_string: &str) -> Response<Vec<u8>> {
+        let Some(path) = &self.stats_path else {
+            return json_response(
+                404,
+                json!({"error": "usage statistics are disabled (stats.enabled: false)"}),
+            );
+        };
+        let since =
+            match humantime::parse_duration(query_param(query_string, "since").unwrap_or("24h")) {
+                Ok(d) => d,
+                Err(e) => return json_response(400, json!({"error": format!("since: {e}")})),
+            };
+        let Some(by) = GroupBy::parse(query_param(query_string, "by").unwrap_or("adapter")) else {
+            return json_response(400, json!({"error": "by: one of adapter, key, model, day"}));
+        };
+        match query(path, since, by) {
+            Ok(rows) => json_response(
+                200,
+                json!({"since_seconds": since.as_secs(), "by": by, "totals": rows}),
+            ),
+            Err(e) => json_response(500, json!({"error": e})),
+        }
+    }
+
+    fn adapters(&self) -> Response<Vec<u8>> {
+        let snapshot = self.live.load();
+        let adapters: Vec<serde_json::Value> = snapshot
+            .adapters
+            .iter()
+            .map(|a| {
+                json!({"name": a.name, "source_host": a.source.endpoint.host_header(),
+                    "model": a.source.model, "keys": a.keys.len()})
+            })
+            .collect();
+        json_response(
+            200,
+            json!({"generation": snapshot.generation, "adapters": adapters}),
+        )
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let uri = session.req_header().uri.clone();
+        let path = uri.path();
+        let query_string = uri.query().unwrap_or("");
+        match path {
+            "/metrics" => {
+                let m = &self.telemetry.metrics;
+                m.access_log_dropped
+                    .set(self.telemetry.access_log.dropped() as i64);
+                respond(200, "text/plain; version=0.0.4", m.render())
+            }
+            "/health" | "/healthz" => json_response(200, json!({"status": "ok"})),
+            "/admin/stats" => match self.authorized(session) {
+                Ok(()) => self.stats(query_string),
+                Err(r) => *r,
+            },
+            "/admin/adapters" => match self.authorized(session) {
+                Ok(()) => self.adapters(),
+                Err(r) => *r,
+            },
+            _ => {
+                let request = match self.read(session).await {
+                    Ok(r) => r,
+                    Err(r) => return *r,
+                };
+                if path.starts_with("/admin/") {
+                    api::handle(self, &request).await
+                } else {
+                    panel::handle(self, &request).await
+                }
+            }
+        }
+    }
+}
+
+/// The default window of `/admin/stats`.
+pub const DEFAULT_SINCE: Duration = Duration::from_secs(24 * 3600);

@@ -1,0 +1,122 @@
+//! `flexiproxy user …`: panel accounts in the users file. Passwords are read from the
+//! terminal without echo (asked twice), or as one line from standard input when it is not a
+//! terminal (scripts: `echo "$PW" | flexiproxy user add alice`); never from the command line,
+//! where `ps` and shell history would keep them.
+
+use clap::Subcommand;
+use flexiproxy::config::server::ServerConfig;
+use flexiproxy::config::users;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a panel user (the password is prompted for, or read from standard input).
+    Add {
+        name: String,
+        /// May see and change every adapter, and users' caps.
+        #[arg(long)]
+        admin: bool,
+        /// How many adapters the user may own (default 5).
+        #[arg(long)]
+        max_adapters: Option<usize>,
+        #[arg(long, default_value = "conf/flexiproxy.yaml")]
+        config: PathBuf,
+    },
+    /// Change a user's password.
+    Passwd {
+        name: String,
+        #[arg(long, default_value = "conf/flexiproxy.yaml")]
+        config: PathBuf,
+    },
+    /// Change a user's cap or admin flag.
+    Set {
+        name: String,
+        #[arg(long)]
+        max_adapters: Option<usize>,
+        #[arg(long)]
+        admin: Option<bool>,
+        #[arg(long, default_value = "conf/flexiproxy.yaml")]
+        config: PathBuf,
+    },
+    /// Delete a user (their adapters stay, visible to admins).
+    Delete {
+        name: String,
+        #[arg(long, default_value = "conf/flexiproxy.yaml")]
+        config: PathBuf,
+    },
+    /// List users (names, roles, caps; never a hash).
+    List {
+        #[arg(long, default_value = "conf/flexiproxy.yaml")]
+        config: PathBuf,
+    },
+}
+
+fn read_password() -> Result<String, String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+        if first != again {
+            return Err("the passwords differ".into());
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn users_file(config: &PathBuf) -> Result<PathBuf, String> {
+    Ok(ServerConfig::load(config)
+        .map_err(|e| e.to_string())?
+        .users_file)
+}
+
+pub fn run(cmd: UserCommand) -> Result<(), String> {
+    match cmd {
+        UserCommand::Add {
+            name,
+            admin,
+            max_adapters,
+            config,
+        } => {
+            let path = users_file(&config)?;
+            let password = read_password()?;
+            users::add(&path, &name, &password, admin, max_adapters).map_err(|e| e.to_string())?;
+            println!("Added user `{name}` to {}.", path.display());
+        }
+        UserCommand::Passwd { name, config } => {
+            let path = users_file(&config)?;
+            let password = read_password()?;
+            users::update(&path, &name, Some(&password), None, None).map_err(|e| e.to_string())?;
+            println!("Changed the password of `{name}`.");
+        }
+        UserCommand::Set {
+            name,
+            max_adapters,
+            admin,
+            config,
+        } => {
+            let path = users_file(&config)?;
+            users::update(&path, &name, None, admin, max_adapters).map_err(|e| e.to_string())?;
+            println!("Updated user `{name}`.");
+        }
+        UserCommand::Delete { name, config } => {
+            let path = users_file(&config)?;
+            users::delete(&path, &name).map_err(|e| e.to_string())?;
+            println!("Deleted user `{name}`.");
+        }
+        UserCommand::List { config } => {
+            let path = users_file(&config)?;
+            let store = users::UsersStore::open(&path);
+            println!("{:<24} {:<6} MAX_ADAPTERS", "NAME", "ADMIN");
+            for u in &store.current().users {
+                println!("{:<24} {:<6} {}", u.name, u.admin, u.max_adapters);
+            }
+        }
+    }
+    Ok(())
+}
