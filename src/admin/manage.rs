@@ -310,10 +310,19 @@ impl Manager {
         if !self.restricted(owner) {
             return Ok(());
         }
-        probe::check_host(&self.server.egress, &endpoint.host, endpoint.port)
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::bad("source.base_url", e))
+        // A name that does not resolve now has no address to refuse; the proxy checks the
+        // address again on every connect.
+        match tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)).await {
+            Err(_) => Ok(()),
+            Ok(addrs) => {
+                for a in addrs {
+                    if let Some(refusal) = self.server.egress.refusal(&endpoint.host, a.ip()) {
+                        return Err(ApiError::bad("source.base_url", refusal));
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     fn check_api_key(&self, actor: &Actor, key: &str) -> Result<(), ApiError> {
