@@ -1074,3 +1074,58 @@ async fn canary_keys_appear_in_no_log_listing_or_page() {
         "the change is logged: {log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn panel_over_tls_sets_secure_cookies() {
+    let pki = flexiproxy_testkit::tls::test_ca_and_cert(&["localhost"]);
+    let certs = tempfile::tempdir().unwrap();
+    let (_, cert, key) = pki.write_to_dir(certs.path()).unwrap();
+    let admin_port = free_port();
+    let server = format!(
+        "listen: 127.0.0.1:{}\nthreads: 2\nadmin:\n  listen: 127.0.0.1:{admin_port}\n  tls:\n    cert: {}\n    key: {}\n",
+        free_port(),
+        cert.display(),
+        key.display()
+    );
+    let dir = config_dir(&server, &[]);
+    users::add(
+        &dir.path().join("users.yaml"),
+        "alice",
+        "alice-password",
+        false,
+        None,
+    )
+    .unwrap();
+    let _proxy = Proxy::start_in(dir);
+    let https = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_cert_pem.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = https
+        .post(format!("https://localhost:{admin_port}/login"))
+        .form(&[("user", "alice"), ("password", "alice-password")])
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("fp_session="))
+        .expect("a session cookie")
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    // Plain HTTP is not served on the TLS admin port.
+    assert!(
+        client()
+            .get(format!("http://127.0.0.1:{admin_port}/health"))
+            .send()
+            .await
+            .is_err()
+    );
+}
