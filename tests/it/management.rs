@@ -1129,3 +1129,104 @@ async fn panel_over_tls_sets_secure_cookies() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_requests_never_break_the_admin_listener() {
+    use rand::{RngExt, SeedableRng};
+    let proxy = start("");
+    let (cookie, csrf) = login(&proxy, "alice", "alice-password").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_ad31);
+    let paths = [
+        "/",
+        "/login",
+        "/logout",
+        "/adapters/new",
+        "/adapters/x/key",
+        "/adapters/x/rotate",
+        "/adapters/x/delete",
+        "/adapters/x/test",
+        "/usage",
+        "/users",
+        "/users/bob",
+        "/lang",
+        "/static/panel.css",
+        "/admin/api/adapters",
+        "/admin/api/adapters/x",
+        "/admin/api/adapters/x/keys",
+        "/admin/api/adapters/%2e%2e%2fetc",
+        "/admin/api/",
+        "/adapters/%ff%fe/key",
+        "/admin/api/adapters/a/b/c",
+    ];
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::PATCH,
+        Method::DELETE,
+        Method::PUT,
+    ];
+    let bodies: [&[u8]; 8] = [
+        b"",
+        b"{}",
+        b"{\"name\": 5}",
+        b"{\"name\":\"x\",\"source\":{\"base_url\":\"http://[::1\",\"api_key\":\"k\",\"model\":\"m\"}}",
+        b"user=alice&password=x&csrf=y",
+        b"name=x&base_url=%ff&api_key=k&model=m&protocol=soap&csrf=",
+        b"\xff\xfe\x00garbage",
+        b"{\"limits\": {\"requests_per_minute\": -1}, \"model_map\": [{}]}",
+    ];
+    for i in 0..300 {
+        let mut path = paths[rng.random_range(0..paths.len())].to_owned();
+        if rng.random_bool(0.3) {
+            path.push_str(&format!(
+                "?lang=zh&to={}&back=//evil.example",
+                rng.random::<u32>()
+            ));
+        }
+        let method = methods[rng.random_range(0..methods.len())].clone();
+        let mut body = bodies[rng.random_range(0..bodies.len())].to_vec();
+        if rng.random_bool(0.3) {
+            let cut = rng.random_range(0..=body.len());
+            body.truncate(cut);
+            body.extend((0..rng.random_range(0..40)).map(|_| rng.random::<u8>()));
+        }
+        let mut req = client()
+            .request(method.clone(), proxy.admin_url(&path))
+            .body(body);
+        match rng.random_range(0..4) {
+            0 => req = req.bearer_auth(TOKEN),
+            1 => {
+                req = req
+                    .header("cookie", format!("fp_session={cookie}"))
+                    .header("x-csrf-token", &csrf)
+            }
+            2 => req = req.header("cookie", format!("fp_session={}", rng.random::<u64>())),
+            _ => {}
+        }
+        if rng.random_bool(0.5) {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i} {method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        assert!(status < 500, "request {i}: {method} {path} → {status}");
+        if let Some(location) = resp.headers().get("location") {
+            let location = location.to_str().unwrap();
+            assert!(
+                location.starts_with('/') && !location.starts_with("//"),
+                "open redirect: {location}"
+            );
+        }
+    }
+    assert_eq!(
+        client()
+            .get(proxy.admin_url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
