@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine with a Rust toolchain lacks for building and testing
 # FlexiProxy: cmake (Pingora builds zlib-ng with it), a C compiler, Python's venv module
-# (the SDK end-to-end tests), and Node.js/npm (Claude Code end-to-end test).
+# (the SDK end-to-end tests), Node.js/npm (Claude Code end-to-end test), and Chromium with
+# its WebDriver and a CJK font (the panel's browser test, tests/e2e/panel_browser.py, and its
+# screenshots of the Chinese pages).
 set -euo pipefail
 
 need=()
@@ -16,6 +18,9 @@ if command -v python3 >/dev/null 2>&1; then
 fi
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 dpkg -s ca-certificates >/dev/null 2>&1 || need+=(ca-certificates)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+{ command -v fc-list >/dev/null 2>&1 && fc-list :lang=zh | grep -q .; } || need+=(fonts-wqy-zenhei)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real clients the end-to-end tests drive, into target/e2e (idempotent):
-#   python  - a virtualenv with the official `anthropic`, `openai` and `google-genai` SDKs
+#   python  - a virtualenv with the official `anthropic`, `openai` and `google-genai` SDKs,
+#             and Selenium for the panel's browser test
 #   claude  - Claude Code from npm
 #   cline   - the Cline CLI from npm (its platform binary is an npm dependency)
 #   codex   - Codex CLI from npm (its native binary is the optional dependency
@@ -18,12 +19,17 @@ CODEX_VERSION=0.171.0
 GEMINI_CLI_VERSION=0.61.0
 
 setup_python() {
-  if "$dir/venv/bin/python" -c 'import anthropic, openai, google.genai' 2>/dev/null; then
+  if "$dir/venv/bin/python" -c 'import anthropic, openai, google.genai, selenium' 2>/dev/null; then
+    return
+  fi
+  local pip=("$dir/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/e2e/requirements.txt")
+  # An existing venv only gets what requirements.txt gained; a broken one is made anew.
+  if [ -x "$dir/venv/bin/pip" ] && "${pip[@]}"; then
     return
   fi
   rm -rf "$dir/venv"
   python3 -m venv "$dir/venv"
-  "$dir/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/e2e/requirements.txt"
+  "${pip[@]}"
 }
 
 setup_claude() {

@@ -1,0 +1,464 @@
+//! The panel's words, in English and Simplified Chinese: one table of key → (en, zh) that the
+//! templates read as `t.<key>`, and the choice of language (the `lang` cookie, else the
+//! browser's `Accept-Language`). A `{name}`-style placeholder is filled by [`Lang::fill`].
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+impl Lang {
+    /// `en` or `zh`: the cookie's and `/lang?to=`'s value.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh",
+        }
+    }
+
+    /// The `<html lang>` attribute.
+    pub fn html_lang(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh-CN",
+        }
+    }
+
+    /// The other language, which the switch offers.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Zh,
+            Lang::Zh => Lang::En,
+        }
+    }
+
+    /// The language's name in itself (the switch's text).
+    pub fn endonym(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Zh => "中文",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        let s = s.trim().to_ascii_lowercase();
+        if s.starts_with("zh") {
+            Some(Lang::Zh)
+        } else if s.starts_with("en") {
+            Some(Lang::En)
+        } else {
+            None
+        }
+    }
+
+    /// The cookie wins; else the first of the browser's languages (by q) that we speak.
+    pub fn negotiate(cookie: Option<&str>, accept_language: Option<&str>) -> Lang {
+        if let Some(lang) = cookie.and_then(Lang::parse) {
+            return lang;
+        }
+        let mut ranges: Vec<(f32, Lang)> = accept_language
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|part| {
+                let mut it = part.split(';');
+                let lang = Lang::parse(it.next()?)?;
+                let q = it
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (q > 0.0).then_some((q, lang))
+            })
+            .collect();
+        // Stable: among equal weights the browser's order stands.
+        ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+        ranges.first().map_or(Lang::En, |(_, lang)| *lang)
+    }
+
+    /// The string for `key`; the key itself when the table lacks it (a test checks none do).
+    pub fn t(self, key: &str) -> &'static str {
+        STRINGS
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, en, zh)| if self == Lang::En { *en } else { *zh })
+            .unwrap_or("?")
+    }
+
+    /// `t(key)` with each `{name}` replaced by its value.
+    pub fn fill(self, key: &str, values: &[(&str, &str)]) -> String {
+        let mut s = self.t(key).to_owned();
+        for (name, value) in values {
+            s = s.replace(&format!("{{{name}}}"), value);
+        }
+        s
+    }
+
+    /// The whole table for the templates.
+    pub fn table(self) -> BTreeMap<&'static str, &'static str> {
+        STRINGS
+            .iter()
+            .map(|(k, en, zh)| (*k, if self == Lang::En { *en } else { *zh }))
+            .collect()
+    }
+}
+
+/// key, English, 中文.
+const STRINGS: &[(&str, &str, &str)] = &[
+    // Navigation and chrome.
+    ("app_name", "FlexiProxy panel", "FlexiProxy 管理面板"),
+    ("nav_adapters", "Adapters", "适配器"),
+    ("nav_new", "New adapter", "创建适配器"),
+    ("nav_usage", "Usage", "用量统计"),
+    ("nav_users", "Users", "用户"),
+    ("logout", "Log out", "退出登录"),
+    ("admin", "admin", "管理员"),
+    ("switch_lang", "Language", "语言"),
+    ("copy", "Copy", "复制"),
+    ("copied", "Copied", "已复制"),
+    ("copy_failed", "Select and copy by hand", "请手动选择并复制"),
+    ("yes", "yes", "是"),
+    ("no", "no", "否"),
+    ("save", "Save", "保存"),
+    ("cancel", "Cancel", "取消"),
+    ("not_found", "Not found", "未找到"),
+    ("not_found_text", "There is no such page.", "没有这个页面。"),
+    ("back_to_panel", "Back to the panel", "返回管理面板"),
+    // Login.
+    ("login_title", "Log in", "登录"),
+    ("login_user", "User name", "用户名"),
+    ("login_password", "Password", "密码"),
+    ("login_submit", "Log in", "登录"),
+    (
+        "login_failed",
+        "Wrong user name or password.",
+        "用户名或密码错误。",
+    ),
+    (
+        "login_limited",
+        "Too many attempts; wait a minute and try again.",
+        "尝试次数过多，请稍等一分钟再试。",
+    ),
+    ("logged_out", "You are logged out.", "您已退出登录。"),
+    (
+        "session_expired",
+        "Your session has expired; log in again.",
+        "会话已过期，请重新登录。",
+    ),
+    // The adapter list.
+    ("adapters_title", "Adapters", "适配器"),
+    ("create_adapter", "Create adapter", "创建适配器"),
+    (
+        "cap_used",
+        "{used} of {max} adapters used",
+        "已使用 {used} / {max} 个适配器",
+    ),
+    ("cap_used_nomax", "{used} adapters", "共 {used} 个适配器"),
+    (
+        "cap_full",
+        "You have reached your adapter limit; delete one to create another.",
+        "已达到适配器数量上限，请删除一个后再创建。",
+    ),
+    ("col_name", "Name", "名称"),
+    ("col_owner", "Owner", "所有者"),
+    ("col_protocol", "Source protocol", "源协议"),
+    ("col_host", "Source host", "源服务地址"),
+    ("col_model", "Model", "模型"),
+    ("col_keys", "Keys", "密钥"),
+    ("col_status", "Status", "状态"),
+    ("col_base_url", "Base URL", "Base URL"),
+    ("col_actions", "Actions", "操作"),
+    ("no_label", "(no label)", "（无标签）"),
+    ("key_created", "created", "创建于"),
+    ("key_expires", "expires", "过期于"),
+    ("no_keys", "no keys", "无密钥"),
+    ("status_ok", "ok", "正常"),
+    ("status_cooling", "cooling down", "冷却中"),
+    ("actions", "Actions", "操作"),
+    ("test", "Test", "测试"),
+    ("testing", "Testing…", "测试中…"),
+    ("test_ok", "reachable", "可用"),
+    ("test_failed", "failed", "失败"),
+    ("rotate", "Rotate key", "重新生成密钥"),
+    ("grace", "Old key keeps working for", "旧密钥继续有效"),
+    ("grace_none", "no grace (stops now)", "立即失效"),
+    ("grace_1h", "1 hour", "1 小时"),
+    ("grace_24h", "24 hours", "24 小时"),
+    ("grace_7d", "7 days", "7 天"),
+    ("delete", "Delete", "删除"),
+    (
+        "confirm_delete",
+        "Delete adapter {name}? Its keys stop working at once.",
+        "确定删除适配器 {name}？其密钥将立即失效。",
+    ),
+    (
+        "confirm_delete_title",
+        "Delete adapter {name}",
+        "删除适配器 {name}",
+    ),
+    (
+        "deleted",
+        "Adapter {name} deleted.",
+        "适配器 {name} 已删除。",
+    ),
+    (
+        "stale",
+        "This adapter changed since you loaded the page; reload and try again.",
+        "该适配器在页面加载后已被修改，请刷新页面后重试。",
+    ),
+    ("empty_list", "No adapters yet.", "还没有适配器。"),
+    // Creating an adapter.
+    ("new_title", "Create adapter", "创建适配器"),
+    (
+        "new_intro",
+        "An adapter maps a provider (its base URL, API key and model) to the API your client speaks. You get a new API key for your client.",
+        "适配器把供应商（Base URL、API Key 和模型）映射为客户端使用的 API，并为客户端生成新的 API Key。",
+    ),
+    ("field_name", "Adapter name", "适配器名称"),
+    (
+        "hint_name",
+        "Letters, digits, dot, dash and underscore.",
+        "字母、数字、点、短横线和下划线。",
+    ),
+    ("field_provider", "Provider", "供应商"),
+    ("custom", "Custom", "自定义"),
+    ("field_base_url", "Provider base URL", "供应商 Base URL"),
+    ("field_api_key", "Provider API key", "供应商 API Key"),
+    (
+        "hint_api_key",
+        "Used only to forward your requests to the provider; it is never shown again.",
+        "仅用于向供应商转发请求，之后不会再显示。",
+    ),
+    ("field_model", "Model ID", "模型 ID"),
+    ("field_protocol", "Source protocol", "源协议"),
+    (
+        "hint_protocol",
+        "The API the provider speaks: openai (Chat Completions), anthropic (Messages), responses, gemini.",
+        "供应商使用的 API：openai（Chat Completions）、anthropic（Messages）、responses、gemini。",
+    ),
+    ("field_label", "Key label", "密钥标签"),
+    (
+        "hint_label",
+        "Optional, e.g. laptop: tells your keys apart.",
+        "可选，例如 laptop，用于区分密钥。",
+    ),
+    ("create", "Create", "确认创建"),
+    // The key, once.
+    ("key_title", "API key for {name}", "{name} 的 API Key"),
+    (
+        "key_warning",
+        "Copy this key now: it is shown only once and cannot be shown again.",
+        "请立即复制此密钥：它只显示这一次，之后无法再次查看。",
+    ),
+    (
+        "key_gone",
+        "This key was shown once; rotate to get a new one.",
+        "此密钥已显示过一次；如需新密钥，请重新生成。",
+    ),
+    ("key_base_url", "Base URL", "Base URL"),
+    ("setup_title", "Set up your client", "配置客户端"),
+    (
+        "setup_claude_env",
+        "Claude Code — environment",
+        "Claude Code — 环境变量",
+    ),
+    (
+        "setup_claude_settings",
+        "Claude Code — .claude/settings.json (claude --settings …)",
+        "Claude Code — .claude/settings.json（claude --settings …）",
+    ),
+    ("setup_cline", "Cline", "Cline"),
+    (
+        "setup_cline_text",
+        "API Provider: Anthropic, API key: the key above, Use custom base URL: {base}. Or API Provider: OpenAI Compatible with the same base URL and key.",
+        "API Provider 选择 Anthropic，API Key 填写上面的密钥，勾选 Use custom base URL 并填写 {base}。也可以选择 OpenAI Compatible，使用相同的 Base URL 和密钥。",
+    ),
+    (
+        "setup_codex",
+        "Codex CLI — ~/.codex/config.toml",
+        "Codex CLI — ~/.codex/config.toml",
+    ),
+    (
+        "setup_codex_env",
+        "Codex CLI — environment",
+        "Codex CLI — 环境变量",
+    ),
+    (
+        "setup_gemini_env",
+        "Gemini CLI — environment",
+        "Gemini CLI — 环境变量",
+    ),
+    (
+        "setup_gemini_settings",
+        "Gemini CLI — ~/.gemini/settings.json",
+        "Gemini CLI — ~/.gemini/settings.json",
+    ),
+    (
+        "setup_openai_sdk",
+        "OpenAI SDK (Python)",
+        "OpenAI SDK（Python）",
+    ),
+    (
+        "setup_anthropic_sdk",
+        "Anthropic SDK (Python)",
+        "Anthropic SDK（Python）",
+    ),
+    (
+        "setup_google_genai",
+        "google-genai (Python)",
+        "google-genai（Python）",
+    ),
+    // Usage.
+    ("usage_title", "Usage", "用量统计"),
+    ("usage_since", "Period", "时间范围"),
+    (
+        "stats_off",
+        "Usage statistics are off (the default).",
+        "用量统计未开启（默认关闭）。",
+    ),
+    (
+        "stats_off_how",
+        "To turn them on, add this to conf/flexiproxy.yaml; the proxy then records requests, tokens, errors and latency per adapter and key:",
+        "如需开启，请在 conf/flexiproxy.yaml 中加入以下配置；之后代理会按适配器和密钥记录请求数、token、错误和延迟：",
+    ),
+    (
+        "usage_error",
+        "Usage statistics cannot be read: {error}",
+        "无法读取用量统计：{error}",
+    ),
+    (
+        "usage_empty",
+        "No requests in this period.",
+        "该时间范围内没有请求。",
+    ),
+    (
+        "chart_requests",
+        "Requests per hour (errors in red)",
+        "每小时请求数（红色为错误）",
+    ),
+    ("chart_tokens", "Tokens per hour", "每小时 token 数"),
+    (
+        "chart_latency",
+        "Average latency per hour (ms)",
+        "每小时平均延迟（毫秒）",
+    ),
+    ("col_key", "Key", "密钥"),
+    ("col_requests", "Requests", "请求数"),
+    ("col_errors", "Errors", "错误数"),
+    ("col_input", "Input tokens", "输入 token"),
+    ("col_output", "Output tokens", "输出 token"),
+    ("col_cached", "Cached tokens", "缓存 token"),
+    ("col_latency", "Avg latency", "平均延迟"),
+    ("total", "Total", "合计"),
+    ("series_requests", "requests", "请求"),
+    ("series_errors", "errors", "错误"),
+    ("series_input", "input", "输入"),
+    ("series_output", "output", "输出"),
+    ("series_cached", "cached", "缓存"),
+    ("series_latency", "latency", "延迟"),
+    // Users.
+    ("users_title", "Users", "用户"),
+    ("col_user", "User", "用户"),
+    ("col_admin", "Admin", "管理员"),
+    ("col_cap", "Max adapters", "适配器上限"),
+    ("col_owned", "Adapters owned", "拥有的适配器"),
+    (
+        "cap_saved",
+        "Limit for {name} set to {max}.",
+        "{name} 的上限已设为 {max}。",
+    ),
+    (
+        "admins_only",
+        "This page is for admins.",
+        "此页面仅限管理员访问。",
+    ),
+    (
+        "bad_request",
+        "The form was incomplete or malformed.",
+        "表单不完整或格式错误。",
+    ),
+    (
+        "csrf_failed",
+        "The form expired (security token mismatch); reload the page and try again.",
+        "表单已失效（安全令牌不匹配），请刷新页面后重试。",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Lang::negotiate(None, None), Lang::En);
+        assert_eq!(
+            Lang::negotiate(None, Some("zh-CN,zh;q=0.9,en;q=0.8")),
+            Lang::Zh
+        );
+        assert_eq!(
+            Lang::negotiate(None, Some("en-US,en;q=0.9,zh;q=0.8")),
+            Lang::En
+        );
+        assert_eq!(Lang::negotiate(None, Some("fr-FR, zh-TW;q=0.5")), Lang::Zh);
+        assert_eq!(Lang::negotiate(None, Some("en;q=0.2, zh;q=0.7")), Lang::Zh);
+        assert_eq!(Lang::negotiate(None, Some("zh;q=0, en")), Lang::En);
+        assert_eq!(Lang::negotiate(Some("en"), Some("zh-CN")), Lang::En);
+        assert_eq!(Lang::negotiate(Some("zh"), None), Lang::Zh);
+        assert_eq!(Lang::negotiate(Some("xx"), Some("zh")), Lang::Zh);
+    }
+
+    #[test]
+    fn the_table_is_complete_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for (key, en, zh) in STRINGS {
+            assert!(seen.insert(key), "{key} twice");
+            assert!(!en.is_empty() && !zh.is_empty(), "{key} is empty");
+            // Both sides carry the same placeholders.
+            let holes = |s: &str| {
+                let mut v: Vec<String> = s
+                    .split('{')
+                    .skip(1)
+                    .filter_map(|p| p.split_once('}').map(|(n, _)| n.to_owned()))
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(holes(en), holes(zh), "{key}'s placeholders differ");
+        }
+    }
+
+    #[test]
+    fn every_key_the_templates_use_exists() {
+        let table = Lang::En.table();
+        for (name, text) in crate::admin::panel::TEMPLATES {
+            let mut rest = *text;
+            while let Some(at) = rest.find("t.") {
+                let word_start = rest[..at]
+                    .chars()
+                    .last()
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+                rest = &rest[at + 2..];
+                let key: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if word_start && !key.is_empty() {
+                    assert!(table.contains_key(key.as_str()), "{name} uses t.{key}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fill_replaces_placeholders() {
+        assert_eq!(
+            Lang::En.fill("cap_used", &[("used", "2"), ("max", "5")]),
+            "2 of 5 adapters used"
+        );
+        assert_eq!(
+            Lang::Zh.fill("cap_used", &[("used", "2"), ("max", "5")]),
+            "已使用 2 / 5 个适配器"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+// FlexiProxy panel: small enhancements over server-rendered pages. Every form works without
+// this script; it adds copy buttons, the provider presets, the Test button, the delete
+// confirmation and closing the ⚙ menus. No inline handlers (the page's CSP forbids them).
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var text = function (name) { return body.getAttribute("data-" + name) || ""; };
+
+  // Copy buttons: data-copy names the element whose text is copied.
+  function fallbackCopy(value) {
+    var area = document.createElement("textarea");
+    area.value = value;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    document.body.removeChild(area);
+    return ok;
+  }
+
+  function flash(button, label) {
+    var before = button.getAttribute("data-label") || button.textContent;
+    button.setAttribute("data-label", before);
+    button.textContent = label;
+    button.classList.add("done");
+    setTimeout(function () {
+      button.textContent = before;
+      button.classList.remove("done");
+    }, 1500);
+  }
+
+  function copy(button) {
+    var target = document.getElementById(button.getAttribute("data-copy"));
+    if (!target) { return; }
+    var value = target.textContent;
+    var done = function () { flash(button, text("copied")); };
+    var failed = function () {
+      if (fallbackCopy(value)) { done(); return; }
+      var range = document.createRange();
+      range.selectNodeContents(target);
+      var sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      flash(button, text("copy-failed"));
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(value).then(done, failed);
+    } else {
+      failed();
+    }
+  }
+
+  // The Test button: POSTs with the CSRF header and shows status, latency and error.
+  function runTest(button) {
+    var out = document.getElementById(button.getAttribute("data-result"));
+    var token = document.querySelector('meta[name="csrf-token"]');
+    if (out) {
+      out.className = "test-result";
+      out.textContent = text("testing");
+    }
+    button.disabled = true;
+    fetch(button.getAttribute("data-test"), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": token ? token.content : "" }
+    }).then(function (r) {
+      return r.json().catch(function () { return { ok: false, error: "HTTP " + r.status }; });
+    }).then(function (res) {
+      if (!out) { return; }
+      var parts = [res.ok ? "✓ " + text("test-ok") : "✗ " + text("test-failed")];
+      if (res.status) { parts.push("HTTP " + res.status); }
+      if (typeof res.latency_ms === "number") { parts.push(res.latency_ms + " ms"); }
+      if (res.error) { parts.push(res.error); }
+      out.textContent = parts.join(" · ");
+      out.className = "test-result " + (res.ok ? "ok" : "fail");
+      out.setAttribute("data-done", res.ok ? "ok" : "fail");
+    }, function (err) {
+      if (out) {
+        out.textContent = "✗ " + err;
+        out.className = "test-result fail";
+        out.setAttribute("data-done", "fail");
+      }
+    }).then(function () {
+      button.disabled = false;
+      var menu = button.closest("details");
+      if (menu) { menu.open = false; }
+    });
+  }
+
+  document.addEventListener("click", function (e) {
+    var el = e.target.closest ? e.target : e.target.parentElement;
+    var c = el.closest("[data-copy]");
+    if (c) { e.preventDefault(); copy(c); return; }
+    var t = el.closest("[data-test]");
+    if (t) { e.preventDefault(); runTest(t); return; }
+    // A click outside an open ⚙ menu closes it.
+    document.querySelectorAll("details.menu[open]").forEach(function (d) {
+      if (!d.contains(el)) { d.open = false; }
+    });
+  });
+
+  // One ⚙ menu open at a time.
+  document.querySelectorAll("details.menu").forEach(function (d) {
+    d.addEventListener("toggle", function () {
+      if (!d.open) { return; }
+      document.querySelectorAll("details.menu[open]").forEach(function (o) {
+        if (o !== d) { o.open = false; }
+      });
+    });
+  });
+
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape") {
+      document.querySelectorAll("details.menu[open]").forEach(function (d) { d.open = false; });
+    }
+  });
+
+  // Delete asks first (the server also wants confirm=yes).
+  document.addEventListener("submit", function (e) {
+    var question = e.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) { e.preventDefault(); }
+  });
+
+  // Provider presets fill the base URL and the protocol; "custom" lets you type them.
+  var preset = document.getElementById("preset");
+  var baseUrl = document.getElementById("base_url");
+  var protocol = document.getElementById("protocol");
+  var model = document.getElementById("model");
+  function applyPreset(initial) {
+    var opt = preset.options[preset.selectedIndex];
+    var url = opt.getAttribute("data-base-url");
+    var custom = !url;
+    if (!custom) {
+      baseUrl.value = url;
+      protocol.value = opt.getAttribute("data-protocol");
+      if (model && opt.getAttribute("data-model")) {
+        model.placeholder = opt.getAttribute("data-model");
+      }
+    } else if (!initial && baseUrl.readOnly) {
+      baseUrl.value = "";
+    }
+    baseUrl.readOnly = !custom;
+    baseUrl.required = custom;
+  }
+  if (preset && baseUrl && protocol) {
+    preset.addEventListener("change", function () { applyPreset(false); });
+    applyPreset(true);
+  }
+})();

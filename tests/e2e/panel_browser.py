@@ -1,0 +1,366 @@
+"""The web panel in a real browser (headless Chromium through Selenium), run by
+tests/it/panel_browser.rs against a real FlexiProxy and a fake provider.
+
+Usage: panel_browser.py CONFIG_JSON, where CONFIG_JSON has
+  panel      the admin listener's base URL (http://127.0.0.1:PORT)
+  proxy      the client listener's base URL
+  source     the fake provider's base URL (OpenAI-compatible, .../v1)
+  answer     the text the fake provider answers every chat completion with
+  canary     a provider key that must appear in no page after it is typed in
+  users      {"alice": pw, "bob": pw, "root": pw}; alice and bob are plain users, root an admin
+  shots      the directory for the screenshots (NN-name.png)
+
+Prints one JSON object with what it saw; any failed check raises (exit status 1), leaving
+99-failure.png and the page source on stderr.
+"""
+
+import json
+import os
+import sys
+import traceback
+
+import anthropic
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+CFG = json.loads(sys.argv[1])
+PANEL = CFG["panel"].rstrip("/")
+CANARY = CFG["canary"]
+SHOTS = CFG["shots"]
+WAIT = 20  # seconds, for every condition
+
+seen = {}
+checks = []
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    checks.append(what)
+
+
+def browser():
+    opts = webdriver.ChromeOptions()
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--lang=en-US",
+    ):
+        opts.add_argument(arg)
+    opts.binary_location = "/usr/bin/chromium"
+    # English unless the page's switch says otherwise.
+    opts.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver.set_page_load_timeout(WAIT)
+    return driver
+
+
+d = browser()
+wait = WebDriverWait(d, WAIT)
+shot_no = [0]
+canary_armed = [False]
+
+
+def page_ok():
+    """Every page once the canary was typed: it must not come back in any HTML."""
+    if canary_armed[0]:
+        check(CANARY not in d.page_source, f"the provider key is not in {d.current_url}")
+
+
+def shot(name):
+    shot_no[0] += 1
+    page_ok()
+    d.save_screenshot(os.path.join(SHOTS, f"{shot_no[0]:02d}-{name}.png"))
+
+
+def by_id(i):
+    return wait.until(EC.presence_of_element_located((By.ID, i)))
+
+
+def click(i):
+    wait.until(EC.element_to_be_clickable((By.ID, i))).click()
+
+
+def at(path):
+    wait.until(lambda drv: drv.current_url.split("?")[0] == PANEL + path)
+
+
+def go(path):
+    d.get(PANEL + path)
+
+
+def text_of(i):
+    return by_id(i).text
+
+
+def login(user, password):
+    go("/login")
+    by_id("user").clear()
+    by_id("user").send_keys(user)
+    by_id("password").send_keys(password)
+    click("login")
+
+
+def logout():
+    click("logout")
+    at("/login")
+    by_id("login-form")
+
+
+def open_menu(name):
+    menu = by_id(f"menu-{name}")
+    if menu.get_attribute("open") is None:
+        click(f"menu-button-{name}")
+    wait.until(lambda _: menu.get_attribute("open") is not None)
+
+
+def create(name, key_label, source=None, api_key=CANARY, expect_error=False):
+    go("/adapters/new")
+    by_id("create-form")
+    Select(by_id("preset")).select_by_value("custom")
+    by_id("name").clear()
+    by_id("name").send_keys(name)
+    by_id("base_url").clear()
+    by_id("base_url").send_keys(source or CFG["source"])
+    by_id("api_key").send_keys(api_key)
+    canary_armed[0] = True
+    by_id("model").clear()
+    by_id("model").send_keys("fake-model")
+    Select(by_id("protocol")).select_by_value("openai")
+    by_id("label").clear()
+    by_id("label").send_keys(key_label)
+    click("create")
+    if expect_error:
+        by_id("error")
+        return None
+    at(f"/adapters/{name}/key")
+    return by_id("api-key").text.strip()
+
+
+def sdk_says(key):
+    client = anthropic.Anthropic(base_url=CFG["proxy"], api_key=key, max_retries=0)
+    msg = client.messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hello"}],
+    )
+    return "".join(b.text for b in msg.content if b.type == "text")
+
+
+def sdk_refused(key):
+    try:
+        sdk_says(key)
+    except anthropic.AuthenticationError:
+        return True
+    return False
+
+
+def run():
+    alice, bob, root = (CFG["users"][u] for u in ("alice", "bob", "root"))
+
+    # Log in: a wrong password re-renders the form with a message, then alice gets in.
+    go("/")
+    at("/login")
+    shot("login")
+    login("alice", "not-her-password")
+    by_id("error")
+    check(d.find_element(By.ID, "user").get_attribute("value") == "alice", "the user name stays")
+    login("alice", alice)
+    # Alice has no adapter yet: the panel sends her to the form, as the original does.
+    at("/adapters/new")
+    by_id("create-form")
+
+    # Presets fill the base URL and protocol; "custom" lets you type them.
+    Select(by_id("preset")).select_by_value("deepseek-anthropic")
+    wait.until(lambda _: by_id("base_url").get_attribute("value") == "https://api.deepseek.com/anthropic")
+    check(Select(by_id("protocol")).first_selected_option.get_attribute("value") == "anthropic", "preset sets protocol")
+    Select(by_id("preset")).select_by_value("custom")
+    check(by_id("base_url").get_attribute("readonly") is None, "custom base URL is editable")
+    shot("new-adapter")
+
+    # A refused source (internal, not allow-listed) re-renders the form, without the key.
+    create("alice-fake", "laptop", source="http://10.255.255.1:9/v1", expect_error=True)
+    check(by_id("name").get_attribute("value") == "alice-fake", "the form keeps the name")
+    check(by_id("api_key").get_attribute("value") == "", "the form drops the provider key")
+    seen["create_error"] = text_of("error")
+    shot("new-adapter-error")
+
+    # Created: the key, once, with every client's setup.
+    key = create("alice-fake", "laptop")
+    check(key.startswith("fp-"), f"an issued key: {key!r}")
+    check(key in text_of("code-claude-env"), "the Claude Code block carries the key")
+    for block in ("claude-env", "claude-settings", "cline", "codex-config", "codex-env",
+                  "gemini-env", "gemini-settings", "openai-sdk", "anthropic-sdk", "google-genai"):
+        by_id(f"setup-{block}")
+    check("wire_api" in text_of("code-codex-config"), "the Codex config.toml block")
+    click("copy-key")
+    wait.until(lambda _: by_id("copy-key").get_attribute("data-label") not in (None, by_id("copy-key").text))
+    shot("key-once")
+
+    # A reload shows no key.
+    d.refresh()
+    by_id("key-gone")
+    check(key not in d.page_source, "the key is gone after a reload")
+    check(not d.find_elements(By.ID, "api-key"), "no key element after a reload")
+    shot("key-gone")
+
+    # The key works through the proxy with the official SDK.
+    seen["answer"] = sdk_says(key)
+    check(seen["answer"] == CFG["answer"], f"the fake provider's answer: {seen['answer']!r}")
+
+    # The list: one row, its base URL, the cap.
+    go("/")
+    by_id("adapter-alice-fake")
+    seen["cap"] = text_of("cap")
+    check(CFG["proxy"] in text_of("base-url-alice-fake"), "the client base URL in the row")
+    check("Owner" not in d.find_element(By.CSS_SELECTOR, "#adapters thead").get_attribute("textContent"),
+          "no owner column for users")
+    shot("list")
+
+    # Test: status and latency appear in the row.
+    open_menu("alice-fake")
+    shot("menu")
+    click("test-alice-fake")
+    wait.until(lambda _: by_id("test-result-alice-fake").get_attribute("data-done"))
+    seen["test"] = text_of("test-result-alice-fake")
+    check("HTTP 200" in seen["test"] and " ms" in seen["test"], f"test result: {seen['test']!r}")
+    shot("tested")
+
+    # A stale version (someone changed the adapter since) is refused with a message.
+    open_menu("alice-fake")
+    d.execute_script(
+        "document.querySelector('#menu-alice-fake input[name=version]').value = 'stale';")
+    click("rotate-alice-fake")
+    seen["stale"] = text_of("error")
+    check("reload" in seen["stale"], f"stale message: {seen['stale']!r}")
+
+    # Rotate: a new key once; the old one is refused at once, the new one works.
+    go("/")
+    open_menu("alice-fake")
+    Select(by_id("grace-alice-fake")).select_by_value("")
+    click("rotate-alice-fake")
+    at("/adapters/alice-fake/key")
+    new_key = by_id("api-key").text.strip()
+    check(new_key.startswith("fp-") and new_key != key, "rotation issues a new key")
+    shot("rotated")
+    check(sdk_refused(key), "the old key is refused (AuthenticationError)")
+    check(sdk_says(new_key) == CFG["answer"], "the new key works")
+
+    # A second adapter to keep, then delete the first (accepting the confirmation).
+    keep_key = create("alice-keep", "desktop")
+    for _ in range(3):
+        check(sdk_says(keep_key) == CFG["answer"], "the second adapter's key works")
+    go("/")
+    by_id("adapter-alice-keep")
+    open_menu("alice-fake")
+    click("delete-alice-fake")
+    alert = wait.until(EC.alert_is_present())
+    seen["confirm"] = alert.text
+    check("alice-fake" in alert.text, "the confirmation names the adapter")
+    alert.accept()
+    by_id("notice")
+    wait.until(lambda _: not d.find_elements(By.ID, "adapter-alice-fake"))
+    check(sdk_refused(new_key), "a deleted adapter's key is refused")
+    shot("deleted")
+
+    # 中文 and back.
+    click("lang-switch")
+    wait.until(lambda _: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN")
+    seen["zh_nav"] = text_of("nav-adapters")
+    check(seen["zh_nav"] == "适配器", f"Chinese nav: {seen['zh_nav']!r}")
+    check("创建适配器" in d.page_source, "Chinese strings on the page")
+    by_id("adapter-alice-keep")
+    shot("list-zh")
+    click("lang-switch")
+    wait.until(lambda _: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en")
+
+    # On a phone: the table becomes cards; in dark mode, the colours follow.
+    d.set_window_size(390, 844)
+    d.refresh()
+    by_id("adapter-alice-keep")
+    check(d.execute_script(
+        "return getComputedStyle(document.querySelector('#adapters thead')).display") == "none",
+        "the table is cards on a phone")
+    shot("list-phone")
+    d.set_window_size(1280, 900)
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                      {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    d.refresh()
+    by_id("adapter-alice-keep")
+    bg = d.execute_script("return getComputedStyle(document.body).backgroundColor")
+    check(bg != "rgb(246, 247, 249)", f"dark background: {bg}")
+    shot("list-dark")
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+    # Usage: the statistics writer batches, so reload until alice-keep's requests show.
+    go("/usage")
+    by_id("nav-usage")
+    seen["usage"] = "off" if d.find_elements(By.ID, "stats-off") else "on"
+    if seen["usage"] == "on":
+        def charted(_):
+            if d.find_elements(By.ID, "usage-alice-keep"):
+                return True
+            d.refresh()
+            return False
+        wait.until(charted)
+        check(len(d.find_elements(By.CSS_SELECTOR, "#usage-alice-keep svg.chart")) == 3, "three charts")
+        total = d.find_element(By.CSS_SELECTOR, "#usage-alice-keep tr.total td:nth-child(2)").text
+        seen["usage_requests"] = total
+        check(total == "3", f"alice-keep's three requests: {total!r}")
+    shot("usage")
+    check(not d.find_elements(By.ID, "nav-users"), "no users page for a plain user")
+    logout()
+    shot("logged-out")
+
+    # Bob sees none of alice's adapters.
+    login("bob", bob)
+    at("/adapters/new")
+    create("bob-one", "phone")
+    go("/")
+    by_id("adapter-bob-one")
+    check(not d.find_elements(By.ID, "adapter-alice-keep"), "bob does not see alice's adapter")
+    check("alice-keep" not in d.page_source, "alice's adapter name is not on bob's page")
+    shot("list-bob")
+    logout()
+
+    # The admin sees both, with their owners, and the users page.
+    login("root", root)
+    at("/")
+    by_id("adapter-alice-keep")
+    by_id("adapter-bob-one")
+    check("alice" in d.find_element(By.CSS_SELECTOR, "#adapter-alice-keep .owner").text,
+          "the admin sees the owner")
+    shot("list-admin")
+    click("nav-users")
+    at("/users")
+    check(text_of("owned-alice") == "1", "alice owns one adapter")
+    cap = by_id("cap-bob")
+    cap.clear()
+    cap.send_keys("3")
+    click("save-cap-bob")
+    by_id("notice")
+    check(by_id("cap-bob").get_attribute("value") == "3", "bob's cap saved")
+    shot("users")
+    logout()
+
+
+try:
+    os.makedirs(SHOTS, exist_ok=True)
+    run()
+    print(json.dumps({"ok": True, "seen": seen, "checks": len(checks)}, ensure_ascii=False))
+except Exception:  # noqa: BLE001 — report everything, with the page it happened on
+    traceback.print_exc()
+    try:
+        sys.stderr.write(f"\nat {d.current_url}\n{d.page_source}\n")
+        d.save_screenshot(os.path.join(SHOTS, "99-failure.png"))
+    except Exception:  # noqa: BLE001
+        pass
+    sys.exit(1)
+finally:
+    d.quit()
