@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod charts;
+pub mod i18n;
 pub mod manage;
 pub mod panel;
 pub mod probe;
@@ -15,7 +17,7 @@ use crate::config::server::ServerConfig;
 use crate::config::users::{UsersStore, verify_password};
 use crate::config::watch::LiveConfig;
 use crate::telemetry::Telemetry;
-use crate::telemetry::usage::{GroupBy, query};
+use crate::telemetry::usage::{GroupBy, totals};
 use async_trait::async_trait;
 use auth::{LoginLimiter, Sessions};
 use http::Response;
@@ -23,7 +25,6 @@ use manage::{Actor, Manager};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ pub struct AdminApp {
     pub telemetry: Arc<Telemetry>,
     pub live: LiveConfig,
     pub token: Option<KeyHash>,
-    pub stats_path: Option<PathBuf>,
+    pub stats: Option<crate::config::server::StatsConfig>,
     pub manager: Manager,
     pub sessions: Sessions,
     pub logins: LoginLimiter,
@@ -121,7 +122,7 @@ impl AdminApp {
             telemetry,
             token: admin.as_ref().and_then(|a| a.token_sha256),
             secure_cookies: admin.as_ref().is_some_and(|a| a.secure_cookies),
-            stats_path: config.stats.as_ref().map(|s| s.path.clone()),
+            stats: config.stats.clone(),
             manager: Manager {
                 server: Arc::new(config.clone()),
                 live: live.clone(),
@@ -266,8 +267,8 @@ impl AdminApp {
         }
     }
 
-    fn stats(&self, query_string: &str) -> Response<Vec<u8>> {
-        let Some(path) = &self.stats_path else {
+    async fn stats(&self, query_string: &str) -> Response<Vec<u8>> {
+        let Some(stats) = &self.stats else {
             return json_response(
                 404,
                 json!({"error": "usage statistics are disabled (stats.enabled: false)"}),
@@ -279,9 +280,12 @@ impl AdminApp {
                 Err(e) => return json_response(400, json!({"error": format!("since: {e}")})),
             };
         let Some(by) = GroupBy::parse(query_param(query_string, "by").unwrap_or("adapter")) else {
-            return json_response(400, json!({"error": "by: one of adapter, key, model, day"}));
+            return json_response(
+                400,
+                json!({"error": "by: one of adapter, key, model, day, instance"}),
+            );
         };
-        match query(path, since, by) {
+        match totals(stats, since, by).await {
             Ok(rows) => json_response(
                 200,
                 json!({"since_seconds": since.as_secs(), "by": by, "totals": rows}),
@@ -322,7 +326,7 @@ impl ServeHttp for AdminApp {
             }
             "/health" | "/healthz" => json_response(200, json!({"status": "ok"})),
             "/admin/stats" => match self.authorized(session) {
-                Ok(()) => self.stats(query_string),
+                Ok(()) => self.stats(query_string).await,
                 Err(r) => *r,
             },
             "/admin/adapters" => match self.authorized(session) {

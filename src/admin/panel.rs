@@ -6,10 +6,7 @@
 //! the error. Words come from [`i18n`] in English or Chinese. What the pages do to adapters
 //! is `manage::Manager`'s, exactly as the management API does it.
 
-#[path = "charts.rs"]
-pub mod charts;
-#[path = "i18n.rs"]
-pub mod i18n;
+use super::{charts, i18n};
 
 use super::manage::{AdapterView, ApiError, CreateRequest, Manager, RotateRequest, SourceRequest};
 use super::{AdminApp, AdminRequest, LoginError, PanelSession, auth, json_response};
@@ -277,7 +274,7 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (_, true, ["adapters", name, "rotate"]) => rotate(&cx, session, name).await,
         (_, true, ["adapters", name, "delete"]) => delete(&cx, session, name).await,
         (_, true, ["adapters", name, "test"]) => test(&cx, session, name).await,
-        (true, _, ["usage"]) => usage_page(&cx, session),
+        (true, _, ["usage"]) => usage_page(&cx, session).await,
         (true, _, ["users"]) => users_page(&cx, session, 200, None),
         (_, true, ["users", name]) => set_cap(&cx, session, name).await,
         _ => cx.not_found(),
@@ -776,7 +773,7 @@ fn usage_adapter(lang: Lang, name: &str, rows: &[&super::manage::UsageRow], axis
     ])
 }
 
-fn usage_page(cx: &Ctx, session: &PanelSession) -> Response<Vec<u8>> {
+async fn usage_page(cx: &Ctx<'_>, session: &PanelSession) -> Response<Vec<u8>> {
     let since = query_value(&cx.req.query, "since")
         .filter(|s| RANGES.contains(&s.as_str()))
         .unwrap_or_else(|| RANGES[0].to_owned());
@@ -786,7 +783,7 @@ fn usage_page(cx: &Ctx, session: &PanelSession) -> Response<Vec<u8>> {
         ("ranges", Value::from_serialize(RANGES)),
         ("enabled", Value::from(true)),
     ]);
-    match cx.manager().usage(&session.actor, period) {
+    match cx.manager().usage(&session.actor, period).await {
         None => {
             page.insert("enabled", Value::from(false));
         }
