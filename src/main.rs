@@ -10,7 +10,7 @@ use flexiproxy::config::edit::{self, CreateSpec};
 use flexiproxy::config::server::ServerConfig;
 use flexiproxy::config::snapshot::Loader;
 use flexiproxy::config::{presets, setup};
-use flexiproxy::telemetry::usage::{GroupBy, query};
+use flexiproxy::telemetry::usage::{GroupBy, totals_blocking};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -270,22 +270,19 @@ fn daemonize(config: &ServerConfig, log: &Path) -> Result<(), String> {
 
 fn stats(since: Duration, by: GroupBy, common: &Common) -> Result<ExitCode, String> {
     let config = load(&common.config)?;
-    let path = match &config.stats {
-        Some(s) => s.path.clone(),
-        None => {
-            return Err(format!(
-                "usage statistics are off: set `stats: {{enabled: true}}` in {}",
-                common.config.display()
-            ));
-        }
+    let Some(stats) = &config.stats else {
+        return Err(format!(
+            "usage statistics are off: set `stats: {{enabled: true}}` in {}",
+            common.config.display()
+        ));
     };
-    if !path.exists() {
+    if stats.postgres_url.is_none() && !stats.path.exists() {
         return Err(format!(
             "no statistics yet: {} does not exist",
-            path.display()
+            stats.path.display()
         ));
     }
-    let rows = query(&path, since, by)?;
+    let rows = totals_blocking(stats, since, by)?;
     if common.json {
         println!(
             "{}",

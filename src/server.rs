@@ -91,7 +91,8 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         .map_err(|e| anyhow::anyhow!("access log {:?}: {e}", config.access_log))?;
     let usage = match &config.stats {
         Some(stats) => {
-            let sink = UsageSink::start(stats, metrics.clone()).map_err(|e| anyhow::anyhow!(e))?;
+            let sink = UsageSink::start(stats, metrics.clone(), &config.instance)
+                .map_err(|e| anyhow::anyhow!(e))?;
             tracing::info!(path = %stats.path.display(), "usage statistics enabled");
             Some(sink)
         }
@@ -123,6 +124,17 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
     let inflight = Arc::new(AtomicUsize::new(0));
     let (terminate, terminate_rx) = tokio::sync::watch::channel(false);
     let users = crate::config::users::UsersStore::open(&config.users_file);
+    let shared = match &config.redis {
+        Some(redis) => Some(
+            crate::proxy::shared_limits::SharedLimiter::new(
+                redis.clone(),
+                &config.instance,
+                telemetry.metrics.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?,
+        ),
+        None => None,
+    };
     let cooldown = crate::proxy::Cooldowns::default();
     let proxy = FlexiProxy::new(
         live.clone(),
@@ -134,6 +146,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
             users: users.clone(),
             egress: config.egress.clone(),
             cooldown: cooldown.clone(),
+            shared: shared.clone(),
         },
         Lifecycle {
             shutting_down: shutting_down.clone(),
@@ -166,6 +179,9 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
     }
     server.add_service(service);
     server.add_service(background_service("config watcher", watcher));
+    if let Some(shared) = &shared {
+        server.add_service(background_service("lease keeper", shared.keeper()));
+    }
     if !certs.is_empty() {
         server.add_service(background_service(
             "certificate watcher",

@@ -17,7 +17,7 @@ use crate::config::watch::LiveConfig;
 use crate::config::{adapter::Adapter, presets};
 use crate::proxy::Cooldowns;
 pub use crate::telemetry::usage::UsageRow;
-use crate::telemetry::usage::series;
+use crate::telemetry::usage::buckets;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -507,10 +507,14 @@ impl Manager {
     }
 
     /// Hourly usage of the actor's adapters since `since` ago; `None` when statistics are off.
-    pub fn usage(&self, actor: &Actor, since: Duration) -> Option<Result<Vec<UsageRow>, String>> {
-        let path = self.server.stats.as_ref()?.path.clone();
+    pub async fn usage(
+        &self,
+        actor: &Actor,
+        since: Duration,
+    ) -> Option<Result<Vec<UsageRow>, String>> {
+        let stats = self.server.stats.as_ref()?;
         let own: Vec<String> = self.list(actor).into_iter().map(|a| a.name).collect();
-        let rows = series(&path, since, Duration::from_secs(3600));
+        let rows = buckets(stats, since, Duration::from_secs(3600)).await;
         Some(rows.map(|rows| {
             rows.into_iter()
                 .filter(|r| actor.admin || own.contains(&r.adapter))

@@ -224,6 +224,13 @@ pub struct AdapterLimitsFile {
     /// Apply the limits to each key separately (default) or to the adapter as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_key: Option<bool>,
+    /// Tokens (input + output) per UTC day; each request reserves its input estimate plus its
+    /// `max_tokens` up front and settles to what the provider reported when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+    /// Tokens per UTC calendar month, reserved and settled the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_month: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -426,6 +433,20 @@ pub struct Limits {
     pub requests_per_minute: Option<u32>,
     pub concurrent_requests: Option<u32>,
     pub per_key: bool,
+    pub tokens_per_day: Option<u64>,
+    pub tokens_per_month: Option<u64>,
+}
+
+impl Limits {
+    pub fn has_budget(&self) -> bool {
+        self.tokens_per_day.is_some() || self.tokens_per_month.is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests_per_minute.is_none()
+            && self.concurrent_requests.is_none()
+            && !self.has_budget()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -636,6 +657,8 @@ fn limits_from(l: &AdapterLimitsFile) -> Limits {
         requests_per_minute: l.requests_per_minute,
         concurrent_requests: l.concurrent_requests,
         per_key: l.per_key.unwrap_or(true),
+        tokens_per_day: l.tokens_per_day,
+        tokens_per_month: l.tokens_per_month,
     }
 }
 

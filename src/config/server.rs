@@ -54,6 +54,64 @@ pub struct ServerFile {
     /// (e.g. a vLLM on the LAN). Empty by default: users' sources must be public.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private_sources_allowed: Vec<String>,
+    /// Shared limits (`limits.backend: redis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisFile>,
+    /// This instance's name in usage records (default: host name and process id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    /// `redis://host:port/db` (or `rediss://` for TLS).
+    pub url: String,
+    /// The longest a request waits for the limiter before `on_failure` applies (default 250ms).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// How long a concurrency slot outlives an instance that stopped renewing it (default 30s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lease_ttl: Option<Duration>,
+    /// `fail_open` (default: admit when Redis cannot answer) or `fail_closed` (503).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    #[default]
+    FailOpen,
+    FailClosed,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitsBackend {
+    /// In this process only (the default).
+    #[default]
+    Local,
+    /// Shared by every instance through Redis (`redis:`).
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatsBackend {
+    /// An embedded SQLite file (the default).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by every instance (`stats.url`).
+    Postgres,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -120,6 +178,12 @@ pub struct StatsFile {
     /// Records waiting for the writer before new ones are dropped (default 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<usize>,
+    /// `sqlite` (default) or `postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<StatsBackend>,
+    /// The PostgreSQL connection string (`postgres://user@host:port/db`) for `backend: postgres`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -149,6 +213,9 @@ pub struct LimitsFile {
     /// Largest request header section accepted, in bytes (default 64 KiB); larger gets 431.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_size: Option<usize>,
+    /// Where per-key limits and token budgets are counted: `local` (default) or `redis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<LimitsBackend>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +246,17 @@ pub struct ServerConfig {
     pub reasoning_key_file: PathBuf,
     pub users_file: PathBuf,
     pub egress: crate::config::egress::EgressPolicy,
+    /// Set for `limits.backend: redis`.
+    pub redis: Option<RedisConfig>,
+    pub instance: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    pub url: String,
+    pub timeout: Duration,
+    pub lease_ttl: Duration,
+    pub on_failure: OnFailure,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +280,8 @@ pub struct StatsConfig {
     pub path: PathBuf,
     pub retention: Duration,
     pub queue: usize,
+    /// Set for `backend: postgres`: the connection string.
+    pub postgres_url: Option<String>,
 }
 
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9787";
@@ -330,7 +410,47 @@ impl ServerConfig {
                 ),
                 retention: s.retention.unwrap_or(Duration::from_secs(90 * 24 * 3600)),
                 queue: s.queue.unwrap_or(10_000).max(1),
+                postgres_url: (s.backend == Some(StatsBackend::Postgres))
+                    .then(|| s.url.clone().unwrap_or_default()),
             });
+        if stats
+            .as_ref()
+            .is_some_and(|s| s.postgres_url.as_deref() == Some(""))
+        {
+            return Err(err(
+                "backend:",
+                "stats.backend: postgres needs stats.url".into(),
+            ));
+        }
+        let backend = file
+            .limits
+            .as_ref()
+            .and_then(|l| l.backend)
+            .unwrap_or_default();
+        let redis = match (backend, &file.redis) {
+            (LimitsBackend::Local, _) => None,
+            (LimitsBackend::Redis, None) => {
+                return Err(err(
+                    "backend:",
+                    "limits.backend: redis needs a `redis:` section with its url".into(),
+                ));
+            }
+            (LimitsBackend::Redis, Some(r)) => Some(RedisConfig {
+                url: r.url.clone(),
+                timeout: r.timeout.unwrap_or(Duration::from_millis(250)),
+                lease_ttl: r
+                    .lease_ttl
+                    .unwrap_or(Duration::from_secs(30))
+                    .max(Duration::from_secs(1)),
+                on_failure: r.on_failure.unwrap_or_default(),
+            }),
+        };
+        let instance = file.instance.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "flexiproxy".into());
+            format!("{host}-{}", std::process::id())
+        });
         Ok(ServerConfig {
             grace_period: file
                 .shutdown
@@ -352,6 +472,8 @@ impl ServerConfig {
                     .as_deref()
                     .unwrap_or(Path::new("reasoning.key")),
             ),
+            redis,
+            instance,
             users_file: resolve(
                 file.users_file
                     .as_deref()

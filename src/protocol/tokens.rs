@@ -131,3 +131,45 @@ mod tests {
         assert!(b > s + 20, "{b} vs {s}");
     }
 }
+
+/// The output tokens a request body asks for at most, in any client protocol: Anthropic and
+/// Chat `max_tokens`, Chat `max_completion_tokens`, Responses `max_output_tokens`, Gemini
+/// `generationConfig.maxOutputTokens`. `None` when the body sets none (or is not JSON).
+pub fn requested_output_tokens(body: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Generation {
+        #[serde(rename = "maxOutputTokens")]
+        max_output_tokens: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Limits {
+        max_tokens: Option<u64>,
+        max_completion_tokens: Option<u64>,
+        max_output_tokens: Option<u64>,
+        #[serde(rename = "generationConfig")]
+        generation_config: Option<Generation>,
+    }
+    let l: Limits = serde_json::from_slice(body).ok()?;
+    l.max_tokens
+        .or(l.max_completion_tokens)
+        .or(l.max_output_tokens)
+        .or(l.generation_config.and_then(|g| g.max_output_tokens))
+}
+
+#[cfg(test)]
+mod requested_tests {
+    use super::requested_output_tokens as r;
+
+    #[test]
+    fn every_protocol_s_field() {
+        assert_eq!(r(br#"{"max_tokens": 5, "messages": []}"#), Some(5));
+        assert_eq!(r(br#"{"max_completion_tokens": 6}"#), Some(6));
+        assert_eq!(r(br#"{"max_output_tokens": 7}"#), Some(7));
+        assert_eq!(
+            r(br#"{"generationConfig": {"maxOutputTokens": 8}}"#),
+            Some(8)
+        );
+        assert_eq!(r(br#"{"model": "x"}"#), None);
+        assert_eq!(r(b"not json"), None);
+    }
+}

@@ -177,7 +177,9 @@ impl FlexiProxy {
         };
         let (adapter, label) = match snapshot.lookup(key, SystemTime::now()) {
             KeyLookup::Found(adapter, entry) => {
-                if let Some(admission) = ctx.admission.as_mut()
+                ctx.limits = super::limits::scope_of(adapter, entry);
+                if self.shared.is_none()
+                    && let Some(admission) = ctx.admission.as_mut()
                     && let Err((e, which)) = self.limiter.admit(adapter, entry, admission)
                 {
                     self.telemetry
@@ -253,12 +255,20 @@ impl FlexiProxy {
         adapter: &Adapter,
         plan: Plan,
     ) -> Result<bool> {
+        if let Err(e) = self.admit_shared(ctx).await {
+            return self.respond_error(session, ctx, e).await;
+        }
+        // A token budget is reserved from the body (its max_tokens) before anything goes out.
+        let budgeted = ctx.limits.as_ref().is_some_and(|(_, l)| l.has_budget());
         if self.answers_directly(adapter) {
             if self
                 .preread_body(session, ctx, plan, &adapter.source)
                 .await?
             {
                 return Ok(true);
+            }
+            if budgeted && let Err(e) = self.reserve_budget(ctx).await {
+                return self.respond_error(session, ctx, e).await;
             }
             // Boxed: inline, its large state would be part of every request's future, which
             // Pingora boxes (a memcpy of the whole future) per request.
@@ -268,12 +278,15 @@ impl FlexiProxy {
         session.as_mut().enable_retry_buffering();
         // A Gemini source takes the model in its path: the body must be prepared first.
         let small = content_length(session.req_header()).is_some_and(|n| n <= PREREAD_LIMIT);
-        if (small || plan.source_wire() == Wire::Gemini)
+        if (small || budgeted || plan.source_wire() == Wire::Gemini)
             && self
                 .preread_body(session, ctx, plan, &adapter.source)
                 .await?
         {
             return Ok(true);
+        }
+        if budgeted && let Err(e) = self.reserve_budget(ctx).await {
+            return self.respond_error(session, ctx, e).await;
         }
         Ok(false)
     }

@@ -32,6 +32,8 @@ pub struct Limiter {
 pub struct Admission {
     _key_slot: Option<Guard>,
     _overall: Option<OverallSlot>,
+    /// A concurrency lease in the shared limiter.
+    pub lease: Option<super::shared_limits::Lease>,
 }
 
 struct OverallSlot(Arc<AtomicUsize>);
@@ -48,6 +50,9 @@ pub enum Refusal {
     Overall,
     RequestsPerMinute,
     Concurrency,
+    TokenBudget,
+    /// The shared limiter's backend did not answer (`fail_closed`).
+    Unavailable,
 }
 
 impl Refusal {
@@ -56,8 +61,25 @@ impl Refusal {
             Refusal::Overall => "overall",
             Refusal::RequestsPerMinute => "rpm",
             Refusal::Concurrency => "concurrency",
+            Refusal::TokenBudget => "tokens",
+            Refusal::Unavailable => "unavailable",
         }
     }
+}
+
+/// The limits that apply to a request and the scope they count in: the key's own limits or
+/// the adapter's, per key (`adapter/<hash prefix>`) unless `per_key: false` (`adapter`).
+pub fn scope_of(adapter: &Adapter, key: &KeyEntry) -> Option<(String, Limits)> {
+    let limits: Limits = key.limits.unwrap_or(adapter.limits);
+    if limits.is_empty() {
+        return None;
+    }
+    let scope = if limits.per_key {
+        format!("{}/{}", adapter.name, hex::encode(&key.hash[..8]))
+    } else {
+        adapter.name.clone()
+    };
+    Some((scope, limits))
 }
 
 impl Limiter {
@@ -78,6 +100,7 @@ impl Limiter {
             return Ok(Admission {
                 _key_slot: None,
                 _overall: None,
+                lease: None,
             });
         }
         let now = self.overall.fetch_add(1, Ordering::AcqRel) + 1;
@@ -95,6 +118,7 @@ impl Limiter {
         Ok(Admission {
             _key_slot: None,
             _overall: Some(slot),
+            lease: None,
         })
     }
 

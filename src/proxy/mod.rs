@@ -20,13 +20,16 @@
 //! `Content-Length`.
 
 mod admit;
+pub mod budget;
 mod direct;
 pub mod errors;
 pub mod exchange;
 pub mod ids;
-pub mod limits;
+mod limits;
+mod quota;
 mod report;
 pub mod route;
+pub mod shared_limits;
 pub mod upstream;
 pub mod watchdog;
 
@@ -66,6 +69,8 @@ pub struct ProxySettings {
     pub egress: crate::config::egress::EgressPolicy,
     /// Shared with the admin listener, which shows sources cooling down.
     pub cooldown: Cooldowns,
+    /// Limits counted in Redis across instances (`limits.backend: redis`).
+    pub shared: Option<Arc<shared_limits::SharedLimiter>>,
 }
 
 /// Sources that failed recently, by (adapter, source index), until when to avoid them.
@@ -85,6 +90,10 @@ pub struct FlexiProxy {
     /// grace period is over.
     watchdogs: watchdog::WatchList,
     cooldown: Cooldowns,
+    /// The shared limiter, when limits are counted in Redis.
+    shared: Option<Arc<shared_limits::SharedLimiter>>,
+    /// Token budgets counted in this process (the local backend).
+    budgets: budget::LocalBudgets,
     /// Upstream connections for the exchanges made outside Pingora's proxy loop (`direct`),
     /// configured like the proxy loop's own connector.
     connector: pingora::connectors::http::v1::Connector,
@@ -132,6 +141,7 @@ impl FlexiProxy {
             terminate,
         } = lifecycle;
         let cooldown = settings.cooldown.clone();
+        let shared = settings.shared.clone();
         FlexiProxy {
             inflight,
             watchdogs: watchdog::WatchList::new(terminate),
@@ -142,6 +152,8 @@ impl FlexiProxy {
             shutting_down,
             telemetry,
             cooldown: cooldown.clone(),
+            shared,
+            budgets: budget::LocalBudgets::default(),
             connector: pingora::connectors::http::v1::Connector::new(Some(
                 pingora::connectors::ConnectorOptions::from_server_conf(server_conf),
             )),
@@ -173,6 +185,10 @@ pub struct Ctx {
     pub first_byte: Option<Instant>,
     /// Concurrency slots held until the request ends.
     pub admission: Option<limits::Admission>,
+    /// The limits that apply and the scope they count in.
+    pub limits: Option<(String, crate::config::adapter::Limits)>,
+    /// The token budget this request reserved, settled when it ends.
+    pub budget: Option<budget::Reservation>,
     /// Counted in the open-streams gauge.
     pub stream_open: bool,
     /// Usage read from a passthrough response (when statistics are on).
@@ -638,7 +654,7 @@ impl FlexiProxy {
             });
         }
         if let Plan::Passthrough(_) = plan
-            && self.telemetry.usage.is_some()
+            && (self.telemetry.usage.is_some() || ctx.budget.is_some())
             && (200..300).contains(&status)
         {
             ctx.observer = Some(crate::protocol::usage::UsageObserver::new(
@@ -1034,6 +1050,8 @@ impl ProxyHttp for FlexiProxy {
             effective_status: None,
             first_byte: None,
             admission: None,
+            limits: None,
+            budget: None,
             stream_open: false,
             observer: None,
             bytes_out: 0,
@@ -1245,6 +1263,7 @@ impl ProxyHttp for FlexiProxy {
         if let Some(w) = ctx.watchdog.take() {
             w.finish();
         }
-        report::report(&self.telemetry, session, e, ctx);
+        let usage = report::report(&self.telemetry, session, e, ctx);
+        self.settle_budget(ctx, usage).await;
     }
 }

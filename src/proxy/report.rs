@@ -32,7 +32,14 @@ pub fn failure_kind(e: &Error) -> Option<&'static str> {
     })
 }
 
-pub fn report(telemetry: &Telemetry, session: &Session, e: Option<&Error>, ctx: &mut Ctx) {
+/// Records the request in metrics, the access log and the usage statistics; returns the
+/// usage the provider reported, if it did.
+pub fn report(
+    telemetry: &Telemetry,
+    session: &Session,
+    e: Option<&Error>,
+    ctx: &mut Ctx,
+) -> Option<crate::protocol::anthropic::Usage> {
     let metrics = &telemetry.metrics;
     let status = ctx
         .effective_status
@@ -186,4 +193,5 @@ pub fn report(telemetry: &Telemetry, session: &Session, e: Option<&Error>, ctx: 
             stream,
         });
     }
+    facts.usage.filter(|_| facts.usage_reported)
 }

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub body_too_large: IntCounter,
     pub dns_failures: IntCounter,
     pub upstream_retries: IntCounter,
+    /// Limiter calls Redis could not answer in time, by what was done (`open`, `closed`).
+    pub limiter_backend_failures: IntCounterVec,
+    /// 1 while the shared limiter's backend answers, 0 while it does not.
+    pub limiter_backend_up: IntGauge,
     _build_info: IntGaugeVec,
 }
 
@@ -179,6 +183,17 @@ impl Metrics {
                 &r,
                 "flexiproxy_dns_failures_total",
                 "Provider host names that did not resolve",
+            ),
+            limiter_backend_failures: counter_vec(
+                &r,
+                "flexiproxy_limiter_backend_failures_total",
+                "Limiter checks the shared backend (Redis) did not answer in time, by outcome",
+                &["outcome"],
+            ),
+            limiter_backend_up: gauge(
+                &r,
+                "flexiproxy_limiter_backend_up",
+                "1 while the shared limiter backend answers",
             ),
             upstream_retries: counter(
                 &r,

@@ -1,9 +1,10 @@
 //! What the proxy tells operators: Prometheus [`metrics`], the JSON [`access_log`], and the
-//! optional [`usage`] statistics (off by default).
+//! optional [`usage`] statistics (off by default; SQLite, or PostgreSQL in [`usage_pg`]).
 
 pub mod access_log;
 pub mod metrics;
 pub mod usage;
+pub mod usage_pg;
 
 use std::sync::Arc;
 

@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS usage (
 CREATE INDEX IF NOT EXISTS usage_time ON usage (time_ms);
 ";
 
+/// Databases made before records named their instance get the column.
+const ADD_INSTANCE: &str = "ALTER TABLE usage ADD COLUMN instance TEXT NOT NULL DEFAULT ''";
+
 /// The most records written in one transaction.
 const BATCH: usize = 500;
 /// How long the writer waits to fill a batch.
@@ -64,21 +67,44 @@ pub struct UsageSink {
     metrics: Arc<Metrics>,
 }
 
+/// The instance name this process writes into its records.
+static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 impl UsageSink {
     /// Opens (creating if needed) the database and starts the writer thread.
-    pub fn start(config: &StatsConfig, metrics: Arc<Metrics>) -> Result<UsageSink, String> {
-        if let Some(dir) = config.path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("stats: cannot create {}: {e}", dir.display()))?;
-        }
-        let conn = open_writer(&config.path)?;
+    pub fn start(
+        config: &StatsConfig,
+        metrics: Arc<Metrics>,
+        instance: &str,
+    ) -> Result<UsageSink, String> {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue);
         let retention = config.retention;
         let thread_metrics = metrics.clone();
-        std::thread::Builder::new()
-            .name("flexiproxy-stats".into())
-            .spawn(move || writer_loop(conn, rx, retention, thread_metrics))
-            .map_err(|e| format!("stats: cannot start the writer: {e}"))?;
+        let instance = instance.to_owned();
+        let builder = std::thread::Builder::new().name("flexiproxy-stats".into());
+        let spawned = if let Some(url) = &config.postgres_url {
+            let url = url.clone();
+            builder.spawn(move || {
+                super::usage_pg::writer_loop(
+                    url,
+                    instance,
+                    rx,
+                    retention,
+                    thread_metrics,
+                    BATCH,
+                    BATCH_WAIT,
+                )
+            })
+        } else {
+            if let Some(dir) = config.path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("stats: cannot create {}: {e}", dir.display()))?;
+            }
+            let conn = open_writer(&config.path)?;
+            let _ = INSTANCE.set(instance);
+            builder.spawn(move || writer_loop(conn, rx, retention, thread_metrics))
+        };
+        spawned.map_err(|e| format!("stats: cannot start the writer: {e}"))?;
         Ok(UsageSink { tx, metrics })
     }
 
@@ -113,10 +139,15 @@ fn open_writer(path: &Path) -> Result<Connection, String> {
         .map_err(|e| e.to_string())?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| format!("stats: cannot create the schema in {}: {e}", path.display()))?;
+    let has_instance = conn.prepare("SELECT instance FROM usage LIMIT 0").is_ok();
+    if !has_instance {
+        conn.execute_batch(ADD_INSTANCE)
+            .map_err(|e| format!("stats: cannot migrate {}: {e}", path.display()))?;
+    }
     Ok(conn)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -170,9 +201,11 @@ fn write_batch(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO usage (time_ms, adapter, key_label, client_model, source_model, status,
-             input_tokens, output_tokens, cache_read_tokens, estimated, duration_ms, ttfb_ms, stream)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             input_tokens, output_tokens, cache_read_tokens, estimated, duration_ms, ttfb_ms, stream,
+             instance)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
+        let instance = INSTANCE.get().map_or("", String::as_str);
         for r in batch {
             stmt.execute(params![
                 r.time_ms,
@@ -188,6 +221,7 @@ fn write_batch(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result
                 r.duration_ms as i64,
                 r.ttfb_ms.map(|t| t as i64),
                 r.stream,
+                instance,
             ])?;
         }
     }
@@ -205,6 +239,7 @@ pub enum GroupBy {
     Key,
     Model,
     Day,
+    Instance,
 }
 
 impl GroupBy {
@@ -214,6 +249,7 @@ impl GroupBy {
             GroupBy::Key => "adapter || '/' || key_label",
             GroupBy::Model => "client_model || ' -> ' || source_model",
             GroupBy::Day => "strftime('%Y-%m-%d', time_ms / 1000, 'unixepoch')",
+            GroupBy::Instance => "instance",
         }
     }
 
@@ -223,6 +259,7 @@ impl GroupBy {
             "key" => Some(GroupBy::Key),
             "model" => Some(GroupBy::Model),
             "day" => Some(GroupBy::Day),
+            "instance" => Some(GroupBy::Instance),
             _ => None,
         }
     }
@@ -328,6 +365,43 @@ pub fn series(path: &Path, since: Duration, bucket: Duration) -> Result<Vec<Usag
         .map_err(|e| e.to_string())
 }
 
+/// Totals from the configured store (SQLite file or PostgreSQL), for async callers.
+pub async fn totals(
+    config: &StatsConfig,
+    since: Duration,
+    by: GroupBy,
+) -> Result<Vec<Totals>, String> {
+    match &config.postgres_url {
+        Some(url) => super::usage_pg::query(url, since, by).await,
+        None => query(&config.path, since, by),
+    }
+}
+
+/// [`totals`] for callers without a runtime (the CLI).
+pub fn totals_blocking(
+    config: &StatsConfig,
+    since: Duration,
+    by: GroupBy,
+) -> Result<Vec<Totals>, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(totals(config, since, by))
+}
+
+/// Usage buckets from the configured store, for the panel's charts.
+pub async fn buckets(
+    config: &StatsConfig,
+    since: Duration,
+    bucket: Duration,
+) -> Result<Vec<UsageRow>, String> {
+    match &config.postgres_url {
+        Some(url) => super::usage_pg::series(url, since, bucket).await,
+        None => series(&config.path, since, bucket),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,12 +428,13 @@ mod tests {
     fn records_are_written_and_totalled() {
         let dir = tempfile::tempdir().unwrap();
         let config = StatsConfig {
+            postgres_url: None,
             path: dir.path().join("s.db"),
             retention: Duration::from_secs(3600),
             queue: 100,
         };
         let metrics = Arc::new(Metrics::new());
-        let sink = UsageSink::start(&config, metrics.clone()).unwrap();
+        let sink = UsageSink::start(&config, metrics.clone(), "test").unwrap();
         sink.record(record("a", 10));
         sink.record(record("a", 5));
         sink.record(record("b", 1));
@@ -391,11 +466,12 @@ mod tests {
         write_batch(&mut conn, &[old, record("a", 1)]).unwrap();
         drop(conn);
         let config = StatsConfig {
+            postgres_url: None,
             path: path.clone(),
             retention: Duration::from_secs(86400),
             queue: 10,
         };
-        let _sink = UsageSink::start(&config, Arc::new(Metrics::new())).unwrap();
+        let _sink = UsageSink::start(&config, Arc::new(Metrics::new()), "test").unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let t = query(&path, Duration::from_secs(30 * 86400), GroupBy::Adapter).unwrap();

@@ -1,0 +1,116 @@
+//! The limits that need the request body or the shared backend, in the async hooks: the
+//! shared requests-per-minute and concurrency checks (`limits.backend: redis`), and token
+//! budgets — reserved before the request goes upstream, settled when it ends.
+
+use super::budget::{self, DEFAULT_OUTPUT_RESERVATION};
+use super::errors::ProxyError;
+use super::limits::Refusal;
+use super::shared_limits::Denied;
+use super::{Ctx, FlexiProxy};
+use crate::protocol::anthropic::Usage;
+
+impl FlexiProxy {
+    fn denied(&self, ctx: &Ctx, denied: Denied, which: Refusal) -> ProxyError {
+        let (e, which) = match denied {
+            Denied::Limit(e) => (e, which),
+            Denied::Unavailable(e) => (e, Refusal::Unavailable),
+        };
+        let adapter = ctx.adapter.as_ref().map_or("-", |a| a.name.as_str());
+        self.telemetry
+            .metrics
+            .rate_limited
+            .with_label_values(&[adapter, which.name()])
+            .inc();
+        e
+    }
+
+    /// The shared requests-per-minute and concurrency limits (nothing with the local backend,
+    /// whose checks ran with the key lookup).
+    pub(super) async fn admit_shared(&self, ctx: &mut Ctx) -> Result<(), ProxyError> {
+        let (Some(shared), Some((scope, limits))) = (&self.shared, ctx.limits.clone()) else {
+            return Ok(());
+        };
+        if let Some(max) = limits.requests_per_minute
+            && let Err(d) = shared.requests_per_minute(&scope, max).await
+        {
+            return Err(self.denied(ctx, d, Refusal::RequestsPerMinute));
+        }
+        if let Some(max) = limits.concurrent_requests {
+            match shared.concurrent(&scope, max).await {
+                Ok(lease) => {
+                    if let Some(a) = ctx.admission.as_mut() {
+                        a.lease = lease;
+                    }
+                }
+                Err(d) => return Err(self.denied(ctx, d, Refusal::Concurrency)),
+            }
+        }
+        Ok(())
+    }
+
+    /// What a request may spend at most: its input (the local estimate) plus the output it
+    /// asks for (or [`DEFAULT_OUTPUT_RESERVATION`]).
+    fn reservation_for(ctx: &Ctx) -> u64 {
+        let input = ctx.prepared.as_ref().map_or(0, |p| p.input_tokens_estimate);
+        let output = ctx
+            .raw_body
+            .as_deref()
+            .and_then(crate::protocol::tokens::requested_output_tokens)
+            .unwrap_or(DEFAULT_OUTPUT_RESERVATION);
+        input + output
+    }
+
+    /// Reserves the request's worst case in its token budget windows.
+    pub(super) async fn reserve_budget(&self, ctx: &mut Ctx) -> Result<(), ProxyError> {
+        let Some((scope, limits)) = ctx.limits.clone() else {
+            return Ok(());
+        };
+        let windows = budget::windows(&scope, &limits, time::OffsetDateTime::now_utc());
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let amount = Self::reservation_for(ctx);
+        let result = match &self.shared {
+            Some(shared) => shared.reserve(&windows, amount).await,
+            None => self
+                .budgets
+                .reserve(&windows, amount)
+                .map(Some)
+                .map_err(Denied::Limit),
+        };
+        match result {
+            Ok(reservation) => {
+                ctx.budget = reservation;
+                Ok(())
+            }
+            Err(d) => Err(self.denied(ctx, d, Refusal::TokenBudget)),
+        }
+    }
+
+    /// Settles the reservation to the usage the provider reported. Without a report, a
+    /// request the provider refused or never answered cost nothing; one that was answered
+    /// keeps its reservation (the safe side).
+    pub(super) async fn settle_budget(&self, ctx: &mut Ctx, usage: Option<Usage>) {
+        let Some(reservation) = ctx.budget.take() else {
+            return;
+        };
+        let answered = ctx.upstream_status.is_some_and(|s| s < 400);
+        let actual = match usage {
+            Some(u) => {
+                u.input_tokens
+                    + u.output_tokens
+                    + u.cache_read_input_tokens
+                    + u.cache_creation_input_tokens
+            }
+            None if !answered => 0,
+            None => reservation.amount,
+        };
+        if reservation.shared {
+            if let Some(shared) = &self.shared {
+                shared.settle(&reservation, actual).await;
+            }
+        } else {
+            self.budgets.settle(&reservation, actual);
+        }
+    }
+}

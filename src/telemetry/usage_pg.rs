@@ -1,0 +1,270 @@
+//! The PostgreSQL usage store (`stats.backend: postgres`): the SQLite store's records, plus
+//! the instance that served each, in one database every instance writes to. The writer runs
+//! on its own thread with its own small runtime, takes batches from the same bounded queue
+//! (a full queue drops and counts, never blocks a request), inserts each batch in one
+//! statement (`UNNEST` of column arrays), and reconnects when the database comes back.
+//! Migrations are numbered SQL steps applied at start under an advisory lock, so instances
+//! starting together apply each step once.
+
+use super::metrics::Metrics;
+use super::usage::{GroupBy, Totals, UsageRecord, UsageRow};
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, NoTls};
+
+/// Schema steps, applied in order once each (their number is the schema version).
+const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS usage (
+        time_ms BIGINT NOT NULL,
+        instance TEXT NOT NULL,
+        adapter TEXT NOT NULL,
+        key_label TEXT NOT NULL,
+        client_model TEXT NOT NULL,
+        source_model TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        cache_read_tokens BIGINT NOT NULL,
+        estimated BOOLEAN NOT NULL,
+        duration_ms BIGINT NOT NULL,
+        ttfb_ms BIGINT,
+        stream BOOLEAN NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS usage_time ON usage (time_ms);"];
+
+const INSERT: &str = "INSERT INTO usage (time_ms, instance, adapter, key_label, client_model,
+    source_model, status, input_tokens, output_tokens, cache_read_tokens, estimated,
+    duration_ms, ttfb_ms, stream)
+    SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
+    $6::TEXT[], $7::INTEGER[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BOOLEAN[],
+    $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[])";
+
+/// How long the writer waits before trying an unreachable database again.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn connect(url: &str) -> Result<Client, String> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| format!("stats: cannot connect to PostgreSQL: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "stats: PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies the migrations this database has not seen yet.
+pub async fn migrate(client: &mut Client) -> Result<(), String> {
+    let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7467146); 
+         CREATE TABLE IF NOT EXISTS flexiproxy_schema (version INTEGER NOT NULL);",
+    )
+    .await
+    .map_err(|e| format!("stats: cannot lock the schema: {e}"))?;
+    let current: i32 = tx
+        .query_opt("SELECT MAX(version) FROM flexiproxy_schema", &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|row| row.get::<_, Option<i32>>(0))
+        .unwrap_or(0);
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        tx.batch_execute(step)
+            .await
+            .map_err(|e| format!("stats: migration {} failed: {e}", i + 1))?;
+        tx.execute(
+            "INSERT INTO flexiproxy_schema (version) VALUES ($1)",
+            &[&(i as i32 + 1)],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    tx.commit().await.map_err(|e| e.to_string())
+}
+
+async fn write_batch(client: &Client, instance: &str, batch: &[UsageRecord]) -> Result<(), String> {
+    let col = |f: &dyn Fn(&UsageRecord) -> i64| batch.iter().map(f).collect::<Vec<i64>>();
+    let text = |f: &dyn Fn(&UsageRecord) -> &str| {
+        batch
+            .iter()
+            .map(|r| f(r).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let time = col(&|r| r.time_ms);
+    let instances = vec![instance.to_owned(); batch.len()];
+    let adapter = text(&|r| &r.adapter);
+    let label = text(&|r| &r.key_label);
+    let client_model = text(&|r| &r.client_model);
+    let source_model = text(&|r| &r.source_model);
+    let status: Vec<i32> = batch.iter().map(|r| i32::from(r.status)).collect();
+    let input = col(&|r| r.input_tokens as i64);
+    let output = col(&|r| r.output_tokens as i64);
+    let cached = col(&|r| r.cache_read_tokens as i64);
+    let estimated: Vec<bool> = batch.iter().map(|r| r.estimated).collect();
+    let duration = col(&|r| r.duration_ms as i64);
+    let ttfb: Vec<Option<i64>> = batch.iter().map(|r| r.ttfb_ms.map(|t| t as i64)).collect();
+    let stream: Vec<bool> = batch.iter().map(|r| r.stream).collect();
+    client
+        .execute(
+            INSERT,
+            &[
+                &time,
+                &instances,
+                &adapter,
+                &label,
+                &client_model,
+                &source_model,
+                &status,
+                &input,
+                &output,
+                &cached,
+                &estimated,
+                &duration,
+                &ttfb,
+                &stream,
+            ],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The writer thread's loop: batches from `rx` into the database until the queue closes.
+pub fn writer_loop(
+    url: String,
+    instance: String,
+    rx: Receiver<UsageRecord>,
+    retention: Duration,
+    metrics: Arc<Metrics>,
+    batch_size: usize,
+    batch_wait: Duration,
+) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        tracing::error!("stats: cannot start the PostgreSQL writer's runtime");
+        return;
+    };
+    let mut client: Option<Client> = None;
+    let mut last_attempt: Option<Instant> = None;
+    let mut last_prune: Option<Instant> = None;
+    let mut batch = Vec::with_capacity(batch_size);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        let deadline = Instant::now() + batch_wait;
+        while batch.len() < batch_size {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        if client.as_ref().is_none_or(Client::is_closed)
+            && last_attempt.is_none_or(|t| t.elapsed() >= RECONNECT_EVERY)
+        {
+            last_attempt = Some(Instant::now());
+            client = runtime
+                .block_on(async {
+                    let mut c = connect(&url).await?;
+                    migrate(&mut c).await?;
+                    Ok::<_, String>(c)
+                })
+                .inspect_err(|e| tracing::warn!(error = %e, "stats: PostgreSQL unavailable"))
+                .ok();
+        }
+        let written = match &client {
+            Some(c) => runtime.block_on(write_batch(c, &instance, &batch)),
+            None => Err("not connected".into()),
+        };
+        match written {
+            Ok(()) => metrics.stats_written.inc_by(batch.len() as u64),
+            Err(e) => {
+                metrics.stats_dropped.inc_by(batch.len() as u64);
+                tracing::warn!(error = %e, records = batch.len(), "cannot write usage statistics to PostgreSQL; records dropped");
+            }
+        }
+        batch.clear();
+        if let Some(c) = &client
+            && last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600))
+        {
+            last_prune = Some(Instant::now());
+            let cutoff = super::usage::now_ms() - retention.as_millis() as i64;
+            let _ = runtime.block_on(c.execute("DELETE FROM usage WHERE time_ms < $1", &[&cutoff]));
+        }
+    }
+}
+
+fn group_column(by: GroupBy) -> &'static str {
+    match by {
+        GroupBy::Adapter => "adapter",
+        GroupBy::Key => "adapter || '/' || key_label",
+        GroupBy::Model => "client_model || ' -> ' || source_model",
+        GroupBy::Day => "to_char(to_timestamp(time_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        GroupBy::Instance => "instance",
+    }
+}
+
+/// Totals since `since` ago, grouped, over every instance's records.
+pub async fn query(url: &str, since: Duration, by: GroupBy) -> Result<Vec<Totals>, String> {
+    let client = connect(url).await?;
+    let cutoff = super::usage::now_ms() - since.as_millis() as i64;
+    let sql = format!(
+        "SELECT {g} AS grp, COUNT(*), COUNT(*) FILTER (WHERE status >= 400),
+                SUM(input_tokens)::BIGINT, SUM(output_tokens)::BIGINT,
+                SUM(cache_read_tokens)::BIGINT, COUNT(*) FILTER (WHERE estimated),
+                AVG(duration_ms)::DOUBLE PRECISION
+         FROM usage WHERE time_ms >= $1 GROUP BY grp ORDER BY grp",
+        g = group_column(by)
+    );
+    let rows = client
+        .query(&sql, &[&cutoff])
+        .await
+        .map_err(|e| format!("stats: query failed: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|row| Totals {
+            group: row.get(0),
+            requests: row.get::<_, i64>(1) as u64,
+            errors: row.get::<_, i64>(2) as u64,
+            input_tokens: row.get::<_, Option<i64>>(3).unwrap_or(0) as u64,
+            output_tokens: row.get::<_, Option<i64>>(4).unwrap_or(0) as u64,
+            cache_read_tokens: row.get::<_, Option<i64>>(5).unwrap_or(0) as u64,
+            estimated: row.get::<_, i64>(6) as u64,
+            avg_duration_ms: row.get::<_, Option<f64>>(7).unwrap_or(0.0),
+        })
+        .collect())
+}
+
+/// Hourly (or `bucket`) usage per adapter and key, over every instance's records.
+pub async fn series(url: &str, since: Duration, bucket: Duration) -> Result<Vec<UsageRow>, String> {
+    let client = connect(url).await?;
+    let cutoff = super::usage::now_ms() - since.as_millis() as i64;
+    let width = (bucket.as_millis() as i64).max(1);
+    let rows = client
+        .query(
+            "SELECT (time_ms / $2) * $2 AS b, adapter, key_label, COUNT(*),
+                    COUNT(*) FILTER (WHERE status >= 400), SUM(input_tokens)::BIGINT,
+                    SUM(output_tokens)::BIGINT, SUM(cache_read_tokens)::BIGINT,
+                    AVG(duration_ms)::DOUBLE PRECISION
+             FROM usage WHERE time_ms >= $1 GROUP BY b, adapter, key_label
+             ORDER BY b, adapter, key_label",
+            &[&cutoff, &width],
+        )
+        .await
+        .map_err(|e| format!("stats: query failed: {e}"))?;
+    Ok(rows
+        .iter()
+        .map(|row| UsageRow {
+            bucket_start_ms: row.get(0),
+            adapter: row.get(1),
+            key_label: row.get(2),
+            requests: row.get::<_, i64>(3) as u64,
+            errors: row.get::<_, i64>(4) as u64,
+            input_tokens: row.get::<_, Option<i64>>(5).unwrap_or(0) as u64,
+            output_tokens: row.get::<_, Option<i64>>(6).unwrap_or(0) as u64,
+            cache_read_tokens: row.get::<_, Option<i64>>(7).unwrap_or(0) as u64,
+            avg_duration_ms: row.get::<_, Option<f64>>(8).unwrap_or(0.0),
+        })
+        .collect())
+}
