@@ -159,6 +159,8 @@ pub fn report(
     if let (Some(sink), Some(adapter), Some(prepared)) = (&telemetry.usage, adapter, prepared) {
         let (usage, estimated) = match facts.usage {
             Some(u) if facts.usage_reported => (u, false),
+            // Refused before reaching the provider (a limit, a budget): nothing was spent.
+            _ if ctx.upstream_status.is_none() => (Usage::default(), false),
             other => {
                 // No usage from the provider: count the request with the real tokenizer;
                 // output stays the translator's byte-based estimate.

@@ -17,6 +17,7 @@ mod pairs;
 mod panel_browser;
 mod passthrough;
 mod reload;
+mod scale;
 mod sdk;
 mod sdk_openai;
 mod sdk_responses;

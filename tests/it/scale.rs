@@ -1,0 +1,518 @@
+//! Several instances, one set of limits and one usage store: three `flexiproxy serve`
+//! processes sharing an adapters directory, a real Redis (limits) and a real PostgreSQL
+//! (usage), all on loopback ports started by the test (`flexiproxy_testkit::services`).
+
+use crate::harness::*;
+use flexiproxy_testkit::services::{PostgresServer, RedisServer};
+use flexiproxy_testkit::{FakeProvider, Reply, openai};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const LEASE_TTL: Duration = Duration::from_secs(2);
+
+/// Answers with usage `prompt = 10, completion = max_tokens` after `delay`, noting when
+/// each request arrived.
+async fn provider(delay: Duration, arrivals: Arc<Mutex<Vec<Instant>>>) -> FakeProvider {
+    FakeProvider::start(move |req| {
+        arrivals.lock().unwrap().push(Instant::now());
+        let body = req.json();
+        let max = body["max_tokens"]
+            .as_u64()
+            .or(body["max_completion_tokens"].as_u64())
+            .unwrap_or(16);
+        let mut answer = openai::chat_completion("ok");
+        answer["usage"] = openai::usage(10, max);
+        let prompt = body["messages"].to_string();
+        let delay = if prompt.contains("hold") {
+            Duration::from_secs(30)
+        } else {
+            delay
+        };
+        Reply::json(200, answer).delay_before_headers(delay)
+    })
+    .await
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    instances: Vec<Option<ProcessProxy>>,
+    admin_ports: Vec<u16>,
+}
+
+impl Cluster {
+    /// `n` instances; `extra(i)` adds server config lines for instance `i`.
+    fn start(
+        n: usize,
+        redis: &RedisServer,
+        pg: Option<&PostgresServer>,
+        timeout: &str,
+        extra: &dyn Fn(usize) -> String,
+        adapters: &[(&str, String)],
+    ) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("adapters")).unwrap();
+        for (name, yaml) in adapters {
+            std::fs::write(
+                dir.path().join("adapters").join(format!("{name}.yaml")),
+                yaml,
+            )
+            .unwrap();
+        }
+        let mut instances = Vec::new();
+        let mut admin_ports = Vec::new();
+        for i in 0..n {
+            let port = free_port();
+            let admin = free_port();
+            let mut text = format!(
+                "listen: 127.0.0.1:{port}\nthreads: 2\ninstance: i{i}\nadapters_dir: adapters\n\
+                 admin:\n  listen: 127.0.0.1:{admin}\naccess_log:\n  enabled: false\n\
+                 pid_file: i{i}.pid\nupgrade_sock: i{i}.sock\n\
+                 limits:\n  backend: redis\nredis:\n  url: {}\n  timeout: {timeout}\n  lease_ttl: {}s\n",
+                redis.url(),
+                LEASE_TTL.as_secs()
+            );
+            if let Some(pg) = pg {
+                text.push_str(&format!(
+                    "stats:\n  enabled: true\n  backend: postgres\n  url: {}\n",
+                    pg.url()
+                ));
+            }
+            text.push_str(&extra(i));
+            let config = dir.path().join(format!("i{i}.yaml"));
+            std::fs::write(&config, text).unwrap();
+            instances.push(Some(ProcessProxy::spawn(
+                &config,
+                port,
+                &[("FLEXIPROXY_REASONING_KEY", "scale-test")],
+            )));
+            admin_ports.push(admin);
+        }
+        Cluster {
+            dir,
+            instances,
+            admin_ports,
+        }
+    }
+
+    fn url(&self, i: usize) -> String {
+        self.instances[i].as_ref().unwrap().url("")
+    }
+
+    fn config(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("i{i}.yaml"))
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.instances[i].take() {
+            p.child.kill().unwrap();
+            p.child.wait().unwrap();
+        }
+    }
+
+    async fn metrics(&self, i: usize) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.admin_ports[i]);
+        client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+fn limited_adapter(base_url: &str, key: &str, limits: &str) -> String {
+    let mut yaml = adapter_yaml(base_url, &[key], "");
+    yaml.push_str("limits:\n");
+    for line in limits.lines() {
+        yaml.push_str(&format!("  {line}\n"));
+    }
+    yaml
+}
+
+async fn send(url: &str, key: &str, prompt: &str, max_tokens: u64) -> (u16, Option<String>, Value) {
+    let resp = client()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", key)
+        .json(
+            &json!({"model": "claude-sonnet-4-5", "max_tokens": max_tokens,
+                      "messages": [{"role": "user", "content": prompt}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The most arrivals within any `span`: with every reply taking `span`, a lower bound on
+/// the requests in flight at the provider at once.
+fn max_overlap(arrivals: &[Instant], span: Duration) -> usize {
+    let mut sorted = arrivals.to_vec();
+    sorted.sort();
+    (0..sorted.len())
+        .map(|i| {
+            sorted[..=i]
+                .iter()
+                .filter(|t| sorted[i].duration_since(**t) < span)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_share_exact_request_and_concurrency_limits() {
+    let redis = RedisServer::start();
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let reply_time = Duration::from_millis(400);
+    let p = provider(reply_time, arrivals.clone()).await;
+    const RPM: u64 = 50;
+    const CONCURRENT: usize = 4;
+    let mut cluster = Cluster::start(
+        3,
+        &redis,
+        None,
+        // Generous: under a 1,000-request burst on two cores Redis answers late, and this
+        // test is about exactness, not about failing open.
+        "5s",
+        &|_| String::new(),
+        &[
+            (
+                "rpm",
+                limited_adapter(
+                    &p.base_url(),
+                    "fp-rpm-key",
+                    &format!("requests_per_minute: {RPM}"),
+                ),
+            ),
+            (
+                "conc",
+                limited_adapter(
+                    &p.base_url(),
+                    "fp-conc-key",
+                    &format!("concurrent_requests: {CONCURRENT}"),
+                ),
+            ),
+        ],
+    );
+
+    // 1,000 concurrent requests spread over the three instances admit exactly N.
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let burst = (0..1000).map(|i| {
+        let url = urls[i % 3].clone();
+        async move { send(&url, "fp-rpm-key", "hi", 16).await }
+    });
+    let results = futures::future::join_all(burst).await;
+    let ok = results.iter().filter(|r| r.0 == 200).count() as u64;
+    let limited: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    assert_eq!(ok, RPM, "exactly the limit is admitted across instances");
+    assert_eq!(
+        limited.len() as u64,
+        1000 - RPM,
+        "{:?}",
+        results.iter().find(|r| r.0 != 200 && r.0 != 429)
+    );
+    for i in 0..3 {
+        let m = cluster.metrics(i).await;
+        assert!(
+            !m.contains("flexiproxy_limiter_backend_failures_total{"),
+            "Redis failed during the burst:\n{m}"
+        );
+    }
+    let retry: u64 = limited[0].1.as_deref().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    assert_eq!(limited[0].2["error"]["type"], "rate_limit_error");
+
+    // A concurrency limit of C never has more than C at the provider at once.
+    arrivals.lock().unwrap().clear();
+    let wave = (0..48).map(|i| {
+        let url = urls[i % 3].clone();
+        async move {
+            // Each client retries until admitted, so the limit stays saturated.
+            loop {
+                let (status, _, _) = send(&url, "fp-conc-key", "hi", 16).await;
+                if status == 200 {
+                    return;
+                }
+                assert_eq!(status, 429);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    futures::future::join_all(wave).await;
+    let seen = arrivals.lock().unwrap().clone();
+    assert_eq!(seen.len(), 48);
+    let overlap = max_overlap(&seen, reply_time);
+    assert!(
+        overlap <= CONCURRENT,
+        "{overlap} in flight at once, limit {CONCURRENT}"
+    );
+    assert_eq!(
+        overlap, CONCURRENT,
+        "the limit was reached (otherwise the test shows nothing)"
+    );
+
+    // A killed instance's slots come back within the lease TTL.
+    let holders = (0..CONCURRENT).map(|_| {
+        let url = urls[0].clone();
+        tokio::spawn(async move { send(&url, "fp-conc-key", "hold", 16).await })
+    });
+    let holders: Vec<_> = holders.collect();
+    wait_until(DEADLINE, "instance 0 holds every slot", || {
+        p.requests()
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("hold"))
+            .count()
+            == CONCURRENT
+    });
+    assert_eq!(
+        send(&urls[1], "fp-conc-key", "hi", 16).await.0,
+        429,
+        "no slot left"
+    );
+    cluster.kill(0);
+    let killed = Instant::now();
+    wait_until_async(DEADLINE, "the dead instance's slots come back", || {
+        let url = urls[1].clone();
+        async move { send(&url, "fp-conc-key", "hi", 16).await.0 == 200 }
+    })
+    .await;
+    let back = killed.elapsed();
+    assert!(
+        back < LEASE_TTL + Duration::from_millis(1500),
+        "slots came back after {back:?}"
+    );
+    for h in holders {
+        h.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_budget_is_never_overshot_and_usage_from_every_instance_is_in_postgres() {
+    let redis = RedisServer::start();
+    let pg = PostgresServer::start();
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let p = provider(Duration::from_millis(50), arrivals.clone()).await;
+    const BUDGET: u64 = 6_000;
+    let cluster = Cluster::start(
+        3,
+        &redis,
+        Some(&pg),
+        "5s",
+        &|_| String::new(),
+        &[(
+            "budget",
+            limited_adapter(
+                &p.base_url(),
+                "fp-budget-key",
+                &format!("tokens_per_day: {BUDGET}"),
+            ),
+        )],
+    );
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let spent = Arc::new(AtomicU64::new(0));
+    let mut admitted = 0;
+    let mut refused = 0;
+    // Two waves of 200: the second spends what the first's settled reservations gave back.
+    for _ in 0..2 {
+        let wave = (0..200).map(|i| {
+            let url = urls[i % 3].clone();
+            let spent = spent.clone();
+            async move {
+                let r = send(&url, "fp-budget-key", "hi", 100).await;
+                if r.0 == 200 {
+                    let u = &r.2["usage"];
+                    spent.fetch_add(
+                        u["input_tokens"].as_u64().unwrap() + u["output_tokens"].as_u64().unwrap(),
+                        Ordering::Relaxed,
+                    );
+                }
+                r
+            }
+        });
+        for (status, retry, body) in futures::future::join_all(wave).await {
+            match status {
+                200 => admitted += 1,
+                429 => {
+                    refused += 1;
+                    assert_eq!(body["error"]["type"], "rate_limit_error");
+                    assert!(
+                        body["error"]["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("token budget"),
+                        "{body}"
+                    );
+                    let left: u64 = retry.unwrap().parse().unwrap();
+                    assert!(
+                        (1..=86_400).contains(&left),
+                        "retry-after at the day's end: {left}"
+                    );
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+    }
+    let spent = spent.load(Ordering::Relaxed);
+    assert!(spent <= BUDGET, "spent {spent} of a budget of {BUDGET}");
+    assert!(refused > 0, "the budget was reached");
+    // Each request costs 110; the reservation is larger, so the budget is not all usable,
+    // but settling returns the difference: more than one wave's worth got through.
+    assert!(
+        spent > BUDGET / 2,
+        "only {spent} of {BUDGET} used: settling gives nothing back?"
+    );
+
+    // Usage from all three instances is in PostgreSQL; the totals match what was sent.
+    let stats = |by: &str| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
+            .args(["stats", "--json", "--by", by, "--config"])
+            .arg(cluster.config(1))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Refused requests are recorded too (as errors, with no tokens: nothing was spent).
+    wait_until(DEADLINE, "every request is recorded", || {
+        stats("adapter")["totals"][0]["requests"] == admitted + refused
+    });
+    assert_eq!(stats("adapter")["totals"][0]["errors"], refused);
+    let by_instance = stats("instance");
+    let groups: Vec<&str> = by_instance["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["i0", "i1", "i2"], "{by_instance}");
+    let total = &stats("adapter")["totals"][0];
+    assert_eq!(
+        total["input_tokens"].as_u64().unwrap() + total["output_tokens"].as_u64().unwrap(),
+        spent
+    );
+    assert_eq!(
+        p.request_count(),
+        admitted,
+        "nothing refused reached the provider"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_outage_fails_open_or_closed_within_the_bound_and_limits_resume() {
+    let mut redis = RedisServer::start();
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let p = provider(Duration::from_millis(10), arrivals).await;
+    let cluster = Cluster::start(
+        2,
+        &redis,
+        None,
+        "200ms",
+        &|i| {
+            if i == 1 {
+                "  on_failure: fail_closed\n".to_owned()
+            } else {
+                String::new()
+            }
+        },
+        &[
+            (
+                "open",
+                limited_adapter(&p.base_url(), "fp-open-key", "requests_per_minute: 1000"),
+            ),
+            (
+                "few",
+                limited_adapter(&p.base_url(), "fp-few-key", "requests_per_minute: 3"),
+            ),
+        ],
+    );
+    let (open, closed) = (cluster.url(0), cluster.url(1));
+    assert_eq!(send(&open, "fp-open-key", "hi", 16).await.0, 200);
+    assert_eq!(send(&closed, "fp-open-key", "hi", 16).await.0, 200);
+
+    redis.stop();
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(
+            send(&open, "fp-open-key", "hi", 16).await.0,
+            200,
+            "fail_open lets requests through"
+        );
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "a request waited {took:?} for a dead Redis"
+        );
+        let started = Instant::now();
+        let (status, retry, body) = send(&closed, "fp-open-key", "hi", 16).await;
+        assert_eq!(status, 503, "fail_closed refuses: {body}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    let m0 = cluster.metrics(0).await;
+    assert!(
+        m0.contains("flexiproxy_limiter_backend_failures_total{outcome=\"open\"}"),
+        "{m0}"
+    );
+    assert!(m0.contains("flexiproxy_limiter_backend_up 0"), "{m0}");
+    assert!(
+        cluster
+            .metrics(1)
+            .await
+            .contains("flexiproxy_limiter_backend_failures_total{outcome=\"closed\"}")
+    );
+    let log = cluster.instances[0].as_ref().unwrap().log_text();
+    assert_eq!(
+        log.matches("Redis does not answer").count(),
+        1,
+        "logged once per transition:\n{log}"
+    );
+
+    // Redis back: limits apply again.
+    redis.restart();
+    wait_until_async(DEADLINE, "fail_closed admits again", || {
+        let url = closed.clone();
+        async move { send(&url, "fp-open-key", "hi", 16).await.0 == 200 }
+    })
+    .await;
+    let statuses: Vec<u16> = futures::future::join_all((0..6).map(|i| {
+        let url = if i % 2 == 0 {
+            open.clone()
+        } else {
+            closed.clone()
+        };
+        async move { send(&url, "fp-few-key", "hi", 16).await.0 }
+    }))
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
+    wait_until(DEADLINE, "the log says Redis is back", || {
+        cluster.instances[0]
+            .as_ref()
+            .unwrap()
+            .log_text()
+            .contains("Redis answers again")
+    });
+}
