@@ -3,7 +3,8 @@
 # FlexiProxy: cmake (Pingora builds zlib-ng with it), a C compiler, Python's venv module
 # (the SDK end-to-end tests), Node.js/npm (Claude Code end-to-end test), and Chromium with
 # its WebDriver and a CJK font (the panel's browser test, tests/e2e/panel_browser.py, and its
-# screenshots of the Chinese pages).
+# screenshots of the Chinese pages), and Redis and PostgreSQL server binaries (the testkit starts
+# its own throwaway servers on loopback ports; the system services are not used).
 set -euo pipefail
 
 need=()
@@ -20,6 +21,9 @@ command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 dpkg -s ca-certificates >/dev/null 2>&1 || need+=(ca-certificates)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# initdb/pg_ctl live in /usr/lib/postgresql/<version>/bin, not on PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 { command -v fc-list >/dev/null 2>&1 && fc-list :lang=zh | grep -q .; } || need+=(fonts-wqy-zenhei)
 
 if [ ${#need[@]} -gt 0 ]; then

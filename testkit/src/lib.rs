@@ -14,6 +14,7 @@
 //! ```
 //!
 //! The same server is available as the `fake-provider` binary for benchmarks and demos.
+//! [`services`] starts real, throwaway Redis and PostgreSQL servers for integration tests.
 
 pub mod anthropic;
 pub mod gemini;
@@ -23,6 +24,7 @@ mod request;
 pub mod responses;
 pub mod scenario;
 mod server;
+pub mod services;
 pub mod tls;
 
 pub use reply::{Framing, Reply};
