@@ -7,6 +7,7 @@ mod clients;
 mod cline;
 mod codex;
 mod core;
+mod deploy;
 mod fidelity;
 mod gemini;
 mod harness;
