@@ -1230,3 +1230,69 @@ async fn random_requests_never_break_the_admin_listener() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_file_mounted_like_a_config_map_is_picked_up_on_the_symlink_swap() {
+    let text = format!(
+        "listen: 127.0.0.1:{}\nthreads: 2\nadmin:\n  listen: 127.0.0.1:{}\n",
+        free_port(),
+        free_port()
+    );
+    let dir = config_dir(&text, &[]);
+    let secret = dir.path();
+    // Kubernetes: users.yaml -> ..data/users.yaml, ..data -> ..v1 (swapped by rename).
+    std::fs::create_dir(secret.join("..v1")).unwrap();
+    users::add(
+        &secret.join("..v1/users.yaml"),
+        "alice",
+        "alice-password",
+        false,
+        None,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..v1", secret.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/users.yaml", secret.join("users.yaml")).unwrap();
+    let proxy = Proxy::start_in(dir);
+    let form_login = |user: &'static str, password: &'static str| {
+        let url = proxy.admin_url("/login");
+        async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .post(url)
+                .form(&[("user", user), ("password", password)])
+                .send()
+                .await
+                .unwrap()
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .any(|v| v.to_str().unwrap_or("").starts_with("fp_session="))
+        }
+    };
+    assert!(form_login("alice", "alice-password").await);
+    std::fs::create_dir(proxy.dir.path().join("..v2")).unwrap();
+    users::add(
+        &proxy.dir.path().join("..v2/users.yaml"),
+        "bob",
+        "bob-password-2",
+        false,
+        None,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..v2", proxy.dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(
+        proxy.dir.path().join("..data_tmp"),
+        proxy.dir.path().join("..data"),
+    )
+    .unwrap();
+    wait_until_async(DEADLINE, "bob from the new version can log in", || {
+        form_login("bob", "bob-password-2")
+    })
+    .await;
+    assert!(
+        !form_login("alice", "alice-password").await,
+        "alice is gone with the old version"
+    );
+}
