@@ -69,7 +69,7 @@ fn read_password() -> Result<String, String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-fn users_file(config: &PathBuf) -> Result<PathBuf, String> {
+fn users_file(config: &std::path::Path) -> Result<PathBuf, String> {
     Ok(ServerConfig::load(config)
         .map_err(|e| e.to_string())?
         .users_file)

@@ -164,12 +164,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         match &listener.tls {
             None => service.add_tcp(&addr),
             Some((cert, key)) => {
-                let reloading = ReloadingCert::load(cert, key)
-                    .map_err(|e| anyhow::anyhow!("TLS listener {addr}: {e}"))?;
-                let mut settings =
-                    pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
-                        .map_err(|e| anyhow::anyhow!("TLS listener {addr}: {e}"))?;
-                settings.set_cert_resolver(reloading.clone());
+                let (mut settings, reloading) = tls_settings(cert, key, &addr)?;
                 // HTTP/2 and HTTP/1.1 on the same port, by ALPN.
                 settings.enable_h2();
                 service.add_tls_with_settings(&addr, None, settings);
@@ -181,12 +176,6 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
     server.add_service(background_service("config watcher", watcher));
     if let Some(shared) = &shared {
         server.add_service(background_service("lease keeper", shared.keeper()));
-    }
-    if !certs.is_empty() {
-        server.add_service(background_service(
-            "certificate watcher",
-            CertWatcher { certs },
-        ));
     }
     if let Some(admin) = &config.admin {
         let app = AdminApp::new(
@@ -201,16 +190,18 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         match &admin.tls {
             None => admin_service.add_tcp(&address),
             Some((cert, key)) => {
-                let reloading = ReloadingCert::load(cert, key)
-                    .map_err(|e| anyhow::anyhow!("admin TLS listener {address}: {e}"))?;
-                let mut settings =
-                    pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
-                        .map_err(|e| anyhow::anyhow!("admin TLS listener {address}: {e}"))?;
-                settings.set_cert_resolver(reloading.clone());
+                let (settings, reloading) = tls_settings(cert, key, &address)?;
                 admin_service.add_tls_with_settings(&address, None, settings);
+                certs.push(reloading);
             }
         }
         server.add_service(admin_service);
+    }
+    if !certs.is_empty() {
+        server.add_service(background_service(
+            "certificate watcher",
+            CertWatcher { certs },
+        ));
     }
     Ok(App {
         server,
@@ -221,6 +212,21 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         terminate,
         grace_period: config.grace_period,
     })
+}
+
+/// TLS settings for a listener at `address` serving the certificate files (reloaded when
+/// they change, through the returned handle).
+fn tls_settings(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    address: &str,
+) -> anyhow::Result<(pingora::listeners::tls::TlsSettings, Arc<ReloadingCert>)> {
+    let reloading = ReloadingCert::load(cert, key)
+        .map_err(|e| anyhow::anyhow!("TLS listener {address}: {e}"))?;
+    let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
+        .map_err(|e| anyhow::anyhow!("TLS listener {address}: {e}"))?;
+    settings.set_cert_resolver(reloading.clone());
+    Ok((settings, reloading))
 }
 
 /// Unix signals, noting the start of shutdown so readiness can report it:

@@ -547,17 +547,23 @@ fn set_block<T: serde::Serialize>(
         None => String::new(),
     };
     let (start, end) = find_block(&lines, from, to, indent, key).unwrap_or((to, to));
-    let mut out = String::with_capacity(text.len() + block.len());
+    Ok(splice(&lines, start, end, &block))
+}
+
+/// The lines with `lines[start..end]` replaced by `block`.
+fn splice(lines: &[&str], start: usize, end: usize, block: &str) -> String {
+    let mut out =
+        String::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>() + block.len());
     for l in &lines[..start] {
         out.push_str(l);
         out.push('\n');
     }
-    out.push_str(&block);
+    out.push_str(block);
     for l in &lines[end..] {
         out.push_str(l);
         out.push('\n');
     }
-    Ok(out)
+    out
 }
 
 /// Replaces the top-level `keys:` block of an adapter file (or appends one), leaving every
@@ -587,17 +593,7 @@ pub fn replace_keys_section(text: &str, keys: &[KeyFile]) -> Result<String, Edit
     while end > start + 1 && lines[end - 1].trim().is_empty() {
         end -= 1;
     }
-    let mut out = String::with_capacity(text.len() + block.len());
-    for l in &lines[..start] {
-        out.push_str(l);
-        out.push('\n');
-    }
-    out.push_str(&block);
-    for l in &lines[end..] {
-        out.push_str(l);
-        out.push('\n');
-    }
-    Ok(out)
+    Ok(splice(&lines, start, end, &block))
 }
 
 #[cfg(test)]

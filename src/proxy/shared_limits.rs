@@ -240,7 +240,7 @@ impl SharedLimiter {
                 let left = self.config.timeout.saturating_sub(started.elapsed());
                 match tokio::time::timeout(left, call(conn)).await {
                     Ok(Ok(v)) => Ok(v),
-                    Ok(Err(e)) => Err(format!("{}", e.category())),
+                    Ok(Err(e)) => Err(e.category().to_string()),
                     Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
                 }
             }

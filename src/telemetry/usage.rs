@@ -278,8 +278,8 @@ pub struct Totals {
     pub avg_duration_ms: f64,
 }
 
-/// Totals of the records since `since` ago, grouped. Opens the database read-only.
-pub fn query(path: &Path, since: Duration, by: GroupBy) -> Result<Vec<Totals>, String> {
+/// The database, read-only, for queries while the writer writes.
+fn open_reader(path: &Path) -> Result<Connection, String> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -287,6 +287,12 @@ pub fn query(path: &Path, since: Duration, by: GroupBy) -> Result<Vec<Totals>, S
     .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+/// Totals of the records since `since` ago, grouped. Opens the database read-only.
+pub fn query(path: &Path, since: Duration, by: GroupBy) -> Result<Vec<Totals>, String> {
+    let conn = open_reader(path)?;
     let cutoff = now_ms() - since.as_millis() as i64;
     let sql = format!(
         "SELECT {g} AS grp, COUNT(*), SUM(status >= 400), SUM(input_tokens), SUM(output_tokens),
@@ -330,13 +336,7 @@ pub struct UsageRow {
 
 /// Usage since `since` ago in buckets of `bucket` per adapter and key, oldest first.
 pub fn series(path: &Path, since: Duration, bucket: Duration) -> Result<Vec<UsageRow>, String> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(2))
-        .map_err(|e| e.to_string())?;
+    let conn = open_reader(path)?;
     let cutoff = now_ms() - since.as_millis() as i64;
     let width = (bucket.as_millis() as i64).max(1);
     let mut stmt = conn

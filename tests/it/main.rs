@@ -2,6 +2,7 @@
 //! clients (the official Python SDKs, Claude Code). One test binary (Pingora links slowly),
 //! one module per area.
 
+mod accounts;
 mod claude_code;
 mod clients;
 mod cline;
