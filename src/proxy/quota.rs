@@ -10,9 +10,9 @@ use super::{Ctx, FlexiProxy};
 use crate::protocol::anthropic::Usage;
 
 impl FlexiProxy {
-    fn denied(&self, ctx: &Ctx, denied: Denied, which: Refusal) -> ProxyError {
+    fn denied(&self, ctx: &Ctx, denied: Denied) -> ProxyError {
         let (e, which) = match denied {
-            Denied::Limit(e) => (e, which),
+            Denied::Limit(e, which) => (e, which),
             Denied::Unavailable(e) => (e, Refusal::Unavailable),
         };
         let adapter = ctx.adapter.as_ref().map_or("-", |a| a.name.as_str());
@@ -30,20 +30,23 @@ impl FlexiProxy {
         let (Some(shared), Some((scope, limits))) = (&self.shared, ctx.limits.clone()) else {
             return Ok(());
         };
-        if let Some(max) = limits.requests_per_minute
-            && let Err(d) = shared.requests_per_minute(&scope, max).await
-        {
-            return Err(self.denied(ctx, d, Refusal::RequestsPerMinute));
+        if limits.requests_per_minute.is_none() && limits.concurrent_requests.is_none() {
+            return Ok(());
         }
-        if let Some(max) = limits.concurrent_requests {
-            match shared.concurrent(&scope, max).await {
-                Ok(lease) => {
-                    if let Some(a) = ctx.admission.as_mut() {
-                        a.lease = lease;
-                    }
+        match shared
+            .admit(
+                &scope,
+                limits.requests_per_minute,
+                limits.concurrent_requests,
+            )
+            .await
+        {
+            Ok(lease) => {
+                if let Some(a) = ctx.admission.as_mut() {
+                    a.lease = lease;
                 }
-                Err(d) => return Err(self.denied(ctx, d, Refusal::Concurrency)),
             }
+            Err(d) => return Err(self.denied(ctx, d)),
         }
         Ok(())
     }
@@ -76,14 +79,14 @@ impl FlexiProxy {
                 .budgets
                 .reserve(&windows, amount)
                 .map(Some)
-                .map_err(Denied::Limit),
+                .map_err(|e| Denied::Limit(e, Refusal::TokenBudget)),
         };
         match result {
             Ok(reservation) => {
                 ctx.budget = reservation;
                 Ok(())
             }
-            Err(d) => Err(self.denied(ctx, d, Refusal::TokenBudget)),
+            Err(d) => Err(self.denied(ctx, d)),
         }
     }
 

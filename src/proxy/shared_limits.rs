@@ -3,6 +3,8 @@
 //! Lua script that runs atomically in Redis with Redis's own clock — exact across instances,
 //! whatever their clocks say.
 //!
+//! The per-minute and concurrency checks of a request are one script, one round trip.
+//!
 //! - Requests per minute: a sliding-window log (a sorted set of admission times). Exact — in
 //!   any 60 s, at most N — which GCRA or fixed windows are not for a burst (GCRA admits N and
 //!   then refills while the burst lasts; a fixed window admits 2N across its edge). It costs
@@ -18,6 +20,7 @@
 
 use super::budget::{Reservation, Window, over_budget};
 use super::errors::ProxyError;
+use super::limits::Refusal;
 use crate::config::server::{OnFailure, RedisConfig};
 use crate::protocol::anthropic::ErrorKind;
 use crate::telemetry::metrics::Metrics;
@@ -32,31 +35,35 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-const RPM_SCRIPT: &str = r"
+/// One round trip per request: the requests-per-minute log (KEYS[1]) and the concurrency
+/// leases (KEYS[2]). ARGV: per-minute limit and concurrency limit (-1 = none), the window and
+/// the lease TTL in ms, this request's member. Both are checked before either is counted, so
+/// a request refused for concurrency does not use up a request of the minute.
+/// Returns {0, 0} admitted, {1, ms until a slot of the minute frees} or {2, 0}.
+const ADMIT_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
+local rpm, conc = tonumber(ARGV[1]), tonumber(ARGV[2])
+local window, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+if rpm >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[1]) >= rpm then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    if oldest[2] == nil then return {1, window} end
+    return {1, math.max(1, tonumber(oldest[2]) + window - now)}
+  end
+end
+if conc >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= conc then return {2, 0} end
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ttl * 2)
+end
+if rpm >= 0 then
+  redis.call('ZADD', KEYS[1], now, ARGV[5])
   redis.call('PEXPIRE', KEYS[1], window)
-  return 0
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
-";
-
-const ACQUIRE_SCRIPT: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ttl * 2)
-  return 1
-end
-return 0
+return {0, 0}
 ";
 
 const RENEW_SCRIPT: &str = r"
@@ -101,7 +108,7 @@ return 0
 /// Why a shared check did not admit a request.
 pub enum Denied {
     /// A limit is reached: the client gets this error.
-    Limit(ProxyError),
+    Limit(ProxyError, Refusal),
     /// Redis did not answer and `fail_closed` is set.
     Unavailable(ProxyError),
 }
@@ -142,8 +149,7 @@ pub struct SharedLimiter {
     next_id: AtomicU64,
     up: AtomicBool,
     metrics: Arc<Metrics>,
-    rpm: redis::Script,
-    acquire: redis::Script,
+    admit: redis::Script,
     renew: redis::Script,
     reserve: redis::Script,
     settle: redis::Script,
@@ -184,8 +190,7 @@ impl SharedLimiter {
             next_id: AtomicU64::new(0),
             up: AtomicBool::new(true),
             metrics,
-            rpm: redis::Script::new(RPM_SCRIPT),
-            acquire: redis::Script::new(ACQUIRE_SCRIPT),
+            admit: redis::Script::new(ADMIT_SCRIPT),
             renew: redis::Script::new(RENEW_SCRIPT),
             reserve: redis::Script::new(RESERVE_SCRIPT),
             settle: redis::Script::new(SETTLE_SCRIPT),
@@ -306,69 +311,64 @@ impl SharedLimiter {
         )
     }
 
-    /// Counts the request against `max` per minute in `scope`.
-    pub async fn requests_per_minute(&self, scope: &str, max: u32) -> Result<(), Denied> {
-        let key = format!("fp:rpm:{scope}");
-        let member = self.member();
-        let script = &self.rpm;
-        let result: Result<u64, String> = self
-            .run(|mut c| async move {
-                script
-                    .key(&key)
-                    .arg(max)
-                    .arg(60_000)
-                    .arg(&member)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await;
-        match result {
-            Ok(0) => Ok(()),
-            Ok(wait_ms) => Err(Denied::Limit(
-                ProxyError::new(
-                    ErrorKind::RateLimit,
-                    format!("rate limit of {max} requests per minute reached"),
-                )
-                .with_retry_after(wait_ms.div_ceil(1000).max(1).to_string()),
-            )),
-            Err(_) => self.on_failure(),
-        }
-    }
-
-    /// Takes one of `max` concurrency slots in `scope`: the lease, or `None` when Redis
-    /// failed open.
-    pub async fn concurrent(&self, scope: &str, max: u32) -> Result<Option<Lease>, Denied> {
-        let key = format!("fp:conc:{scope}");
+    /// Counts the request in `scope` against its per-minute and concurrency limits: the
+    /// concurrency lease, or `None` when there is no concurrency limit or Redis failed open.
+    pub async fn admit(
+        &self,
+        scope: &str,
+        per_minute: Option<u32>,
+        concurrent: Option<u32>,
+    ) -> Result<Option<Lease>, Denied> {
+        let rpm_key = format!("fp:rpm:{scope}");
+        let lease_key = format!("fp:conc:{scope}");
         let member = self.member();
         let ttl = self.config.lease_ttl.as_millis() as u64;
-        let script = &self.acquire;
-        let (k, m) = (key.clone(), member.clone());
-        let result: Result<u8, String> = self
-            .run(|mut c| async move {
-                script
-                    .key(&k)
-                    .arg(max)
-                    .arg(ttl)
-                    .arg(&m)
-                    .invoke_async(&mut c)
-                    .await
-            })
+        let limit = |l: Option<u32>| l.map_or(-1, i64::from);
+        let mut invocation = self.admit.prepare_invoke();
+        invocation
+            .key(&rpm_key)
+            .key(&lease_key)
+            .arg(limit(per_minute))
+            .arg(limit(concurrent))
+            .arg(60_000)
+            .arg(ttl)
+            .arg(&member);
+        let result: Result<(u8, u64), String> = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await;
         match result {
-            Ok(1) => {
-                crate::lock(&self.leases.held).insert(member.clone(), key.clone());
+            Ok((0, _)) => {
+                if concurrent.is_none() {
+                    return Ok(None);
+                }
+                crate::lock(&self.leases.held).insert(member.clone(), lease_key.clone());
                 Ok(Some(Lease {
-                    key,
+                    key: lease_key,
                     member,
                     keeper: self.leases.clone(),
                 }))
             }
+            Ok((1, wait_ms)) => Err(Denied::Limit(
+                ProxyError::new(
+                    ErrorKind::RateLimit,
+                    format!(
+                        "rate limit of {} requests per minute reached",
+                        per_minute.unwrap_or(0)
+                    ),
+                )
+                .with_retry_after(wait_ms.div_ceil(1000).max(1).to_string()),
+                Refusal::RequestsPerMinute,
+            )),
             Ok(_) => Err(Denied::Limit(
                 ProxyError::new(
                     ErrorKind::RateLimit,
-                    format!("limit of {max} concurrent requests reached"),
+                    format!(
+                        "limit of {} concurrent requests reached",
+                        concurrent.unwrap_or(0)
+                    ),
                 )
                 .with_retry_after("1"),
+                Refusal::Concurrency,
             )),
             Err(_) => self.on_failure().map(|()| None),
         }
@@ -402,10 +402,10 @@ impl SharedLimiter {
                 amount,
                 shared: true,
             })),
-            Ok(i) => Err(Denied::Limit(over_budget(
-                &windows[(i - 1).min(windows.len() - 1)],
-                amount,
-            ))),
+            Ok(i) => Err(Denied::Limit(
+                over_budget(&windows[(i - 1).min(windows.len() - 1)], amount),
+                Refusal::TokenBudget,
+            )),
             Err(_) => self.on_failure().map(|()| None),
         }
     }
