@@ -1,0 +1,317 @@
+//! The web panel, server-rendered: login, the adapter list (test, rotate, delete), creating an
+//! adapter, the new key shown once with every client's setup, usage charts, and the users
+//! page for admins. Pages are minijinja templates (auto-escaped) embedded in the binary with
+//! the stylesheet and the small script; every state-changing form is a POST carrying the
+//! session's CSRF token, answered with a redirect (POST-redirect-GET) or the form again with
+//! the error. Words come from [`i18n`] in English or Chinese. What the pages do to adapters
+//! is `manage::Manager`'s, exactly as the management API does it.
+//!
+//! One file per area: `login` (login and logout), `adapters` (the list and its actions, the
+//! create form, the key shown once), `usage`, `users`, and `assets` (the stylesheet, the
+//! script and the language switch). This file holds the routing, the per-request context and
+//! what the pages share: rendering, responses, forms.
+
+mod adapters;
+mod assets;
+mod login;
+mod usage;
+mod users;
+
+use super::i18n;
+use super::manage::Manager;
+use super::{AdminApp, AdminRequest, auth, json_response};
+use assets::{CSS, JS, asset};
+use http::{Method, Response};
+use i18n::Lang;
+use minijinja::{Environment, Value};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// The templates, by name (also read by the i18n test: every `t.key` they use exists).
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("login.html", include_str!("../templates/login.html")),
+    ("list.html", include_str!("../templates/list.html")),
+    ("new.html", include_str!("../templates/new.html")),
+    ("key.html", include_str!("../templates/key.html")),
+    (
+        "confirm_delete.html",
+        include_str!("../templates/confirm_delete.html"),
+    ),
+    ("usage.html", include_str!("../templates/usage.html")),
+    ("users.html", include_str!("../templates/users.html")),
+    ("message.html", include_str!("../templates/message.html")),
+];
+
+/// The cookie holding the chosen language.
+pub const LANG_COOKIE: &str = "lang";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %e, "panel template does not parse");
+            }
+        }
+        env.add_filter("urlencode", |s: String| urlencode(&s));
+        env.add_filter("when", |s: String| when(&s));
+        env
+    })
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `2025-09-14T10:00:00Z` → `2025-09-14 10:00`.
+fn when(rfc3339: &str) -> String {
+    rfc3339.get(..16).unwrap_or(rfc3339).replace('T', " ")
+}
+
+// ---- responses -------------------------------------------------------------------------
+
+fn with_security_headers(b: http::response::Builder) -> http::response::Builder {
+    b.header("cache-control", "no-store")
+        .header("content-security-policy", CSP)
+        .header("x-content-type-options", "nosniff")
+        .header("x-frame-options", "DENY")
+        .header("referrer-policy", "no-referrer")
+}
+
+fn finish(b: http::response::Builder, body: Vec<u8>) -> Response<Vec<u8>> {
+    b.header("content-length", body.len())
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+fn html(status: u16, body: String) -> Response<Vec<u8>> {
+    let b = with_security_headers(Response::builder().status(status))
+        .header("content-type", "text/html; charset=utf-8");
+    finish(b, body.into_bytes())
+}
+
+/// 303 See Other to `location`, setting `cookies`.
+fn redirect(location: &str, cookies: &[String]) -> Response<Vec<u8>> {
+    let mut b = with_security_headers(Response::builder().status(303)).header("location", location);
+    for c in cookies {
+        b = b.header("set-cookie", c);
+    }
+    finish(b, Vec::new())
+}
+
+// ---- the request -----------------------------------------------------------------------
+
+/// The form fields of a POST body.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Form {
+        Form(serde_urlencoded::from_bytes(body).unwrap_or_default())
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn opt(&self, name: &str) -> Option<String> {
+        Some(self.get(name).trim().to_owned()).filter(|v| !v.is_empty())
+    }
+}
+
+fn query_value(query: &str, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// A page being answered: the request, its language and its user.
+struct Ctx<'a> {
+    app: &'a AdminApp,
+    req: &'a AdminRequest,
+    lang: Lang,
+}
+
+/// The page's own values on top of the common ones.
+type Vars = BTreeMap<&'static str, Value>;
+
+fn vars<const N: usize>(items: [(&'static str, Value); N]) -> Vars {
+    items.into_iter().collect()
+}
+
+impl Ctx<'_> {
+    fn t(&self, key: &str) -> &'static str {
+        self.lang.t(key)
+    }
+
+    fn manager(&self) -> &Manager {
+        &self.app.manager
+    }
+
+    /// Renders `template` with the common values (language table, user, CSRF token, nav).
+    fn render(&self, status: u16, template: &str, nav: &str, mut page: Vars) -> Response<Vec<u8>> {
+        let session = self.req.session.as_ref();
+        let back = match (&self.req.method, nav) {
+            (&Method::GET, _) if self.req.query.is_empty() => self.req.path.clone(),
+            (&Method::GET, _) => format!("{}?{}", self.req.path, self.req.query),
+            (_, "new") => "/adapters/new".into(),
+            (_, "users") => "/users".into(),
+            (_, "login") => "/login".into(),
+            _ => "/".into(),
+        };
+        let common = [
+            ("t", Value::from_serialize(self.lang.table())),
+            ("lang", Value::from(self.lang.code())),
+            ("html_lang", Value::from(self.lang.html_lang())),
+            ("other_lang", Value::from(self.lang.other().code())),
+            ("other_lang_name", Value::from(self.lang.other().endonym())),
+            ("back", Value::from(back)),
+            ("nav", Value::from(nav)),
+            ("user", Value::from(session.map(|s| s.actor.name.clone()))),
+            ("admin", Value::from(session.is_some_and(|s| s.actor.admin))),
+            ("csrf", Value::from(session.map(|s| s.csrf.clone()))),
+        ];
+        for (k, v) in common {
+            page.entry(k).or_insert(v);
+        }
+        let rendered = env()
+            .get_template(template)
+            .and_then(|t| t.render(Value::from_serialize(&page)));
+        match rendered {
+            Ok(body) => html(status, body),
+            Err(e) => {
+                tracing::error!(template, error = %e, "panel page failed to render");
+                html(
+                    500,
+                    "<!doctype html><title>500</title><p>The page failed to render.".into(),
+                )
+            }
+        }
+    }
+
+    fn message(&self, status: u16, title: &str, text: &str) -> Response<Vec<u8>> {
+        let page = vars([("title", Value::from(title)), ("text", Value::from(text))]);
+        self.render(status, "message.html", "", page)
+    }
+
+    fn not_found(&self) -> Response<Vec<u8>> {
+        self.message(404, self.t("not_found"), self.t("not_found_text"))
+    }
+}
+
+// ---- routing ---------------------------------------------------------------------------
+
+pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
+    let lang = Lang::negotiate(
+        auth::cookie_value(&req.headers, LANG_COOKIE).as_deref(),
+        req.header("accept-language"),
+    );
+    let cx = Ctx { app, req, lang };
+    let get = req.method == Method::GET || req.method == Method::HEAD;
+    let post = req.method == Method::POST;
+    // Another site's form (login CSRF included): browsers say so in Sec-Fetch-Site.
+    if post && req.header("sec-fetch-site") == Some("cross-site") {
+        return cx.message(403, cx.t("csrf_failed"), "");
+    }
+    match req.path.as_str() {
+        "/static/panel.css" if get => return asset("text/css; charset=utf-8", CSS),
+        "/static/panel.js" if get => return asset("text/javascript; charset=utf-8", JS),
+        "/lang" if get => return assets::switch_lang(&cx),
+        "/login" if get => return login::login_page(&cx),
+        "/login" if post => return login::login(&cx).await,
+        "/logout" if post => return login::logout(&cx),
+        _ => {}
+    }
+    let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(session) = &req.session else {
+        if let ["adapters", _, "test"] = segments.as_slice() {
+            return json_response(
+                401,
+                serde_json::json!({"ok": false, "error": "log in first"}),
+            );
+        }
+        let to = if post { "/login?expired=1" } else { "/login" };
+        return redirect(to, &[]);
+    };
+    if post {
+        let presented = match segments.as_slice() {
+            ["adapters", _, "test"] => req.header("x-csrf-token").map(str::to_owned),
+            _ => Some(Form::parse(&req.body).get("csrf").to_owned()),
+        };
+        if !auth::csrf_matches(&session.csrf, presented.as_deref()) {
+            if let ["adapters", _, "test"] = segments.as_slice() {
+                let body = serde_json::json!({"ok": false, "error": cx.t("csrf_failed")});
+                return json_response(403, body);
+            }
+            return cx.message(403, cx.t("csrf_failed"), "");
+        }
+    }
+    match (get, post, segments.as_slice()) {
+        (true, _, []) => adapters::list_page(&cx, session, None, 200),
+        (true, _, ["adapters", "new"]) => {
+            adapters::new_page(&cx, session, &adapters::NewForm::default(), None, 200)
+        }
+        (_, true, ["adapters", "new"]) => adapters::create(&cx, session).await,
+        (true, _, ["adapters", name, "key"]) => adapters::key_page(&cx, session, name),
+        (_, true, ["adapters", name, "rotate"]) => adapters::rotate(&cx, session, name).await,
+        (_, true, ["adapters", name, "delete"]) => adapters::delete(&cx, session, name).await,
+        (_, true, ["adapters", name, "test"]) => adapters::test(&cx, session, name).await,
+        (true, _, ["usage"]) => usage::usage_page(&cx, session).await,
+        (true, _, ["users"]) => users::users_page(&cx, session, 200, None),
+        (_, true, ["users", name]) => users::set_cap(&cx, session, name).await,
+        _ => cx.not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_parses() {
+        for (name, _) in TEMPLATES {
+            env()
+                .get_template(name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn urlencode_keeps_unreserved_only() {
+        assert_eq!(urlencode("/usage?since=7d"), "%2Fusage%3Fsince%3D7d");
+        assert_eq!(urlencode("a-b_c.d~"), "a-b_c.d~");
+        assert_eq!(urlencode("中"), "%E4%B8%AD");
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let page = vars([
+            ("t", Value::from_serialize(Lang::En.table())),
+            ("title", Value::from("<script>x</script>")),
+            ("text", Value::from("a & b")),
+        ]);
+        let out = env()
+            .get_template("message.html")
+            .unwrap()
+            .render(Value::from_serialize(&page))
+            .unwrap();
+        assert!(out.contains("&lt;script&gt;x&lt;") && !out.contains("<script>x"));
+        assert!(out.contains("a &amp; b"));
+    }
+}
