@@ -65,7 +65,7 @@ pub struct ServerFile {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisFile {
-    /// `redis://host:port/db` (or `rediss://` for TLS).
+    /// `redis://[:password@]host:port/db` (plain TCP; TLS is not built in).
     pub url: String,
     /// The longest a request waits for the limiter before `on_failure` applies (default 250ms).
     #[serde(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const LEASE_TTL: Duration = Duration::from_secs(2);
+const ADMIN_TOKEN: &str = "scale-admin-token";
 
 /// Answers with usage `prompt = 10, completion = max_tokens` after `delay`, noting when
 /// each request arrived.
@@ -69,11 +70,12 @@ impl Cluster {
             let admin = free_port();
             let mut text = format!(
                 "listen: 127.0.0.1:{port}\nthreads: 2\ninstance: i{i}\nadapters_dir: adapters\n\
-                 admin:\n  listen: 127.0.0.1:{admin}\naccess_log:\n  enabled: false\n\
+                 admin:\n  listen: 127.0.0.1:{admin}\n  token_sha256: {token}\naccess_log:\n  enabled: false\n\
                  pid_file: i{i}.pid\nupgrade_sock: i{i}.sock\n\
                  limits:\n  backend: redis\nredis:\n  url: {}\n  timeout: {timeout}\n  lease_ttl: {}s\n",
                 redis.url(),
-                LEASE_TTL.as_secs()
+                LEASE_TTL.as_secs(),
+                token = sha256_hex(ADMIN_TOKEN),
             );
             if let Some(pg) = pg {
                 text.push_str(&format!(
@@ -410,6 +412,28 @@ async fn a_token_budget_is_never_overshot_and_usage_from_every_instance_is_in_po
         admitted,
         "nothing refused reached the provider"
     );
+    // /admin/stats of any instance reads the same database.
+    let url = format!(
+        "http://127.0.0.1:{}/admin/stats?since=1h&by=instance",
+        cluster.admin_ports[2]
+    );
+    let admin: Value = client()
+        .get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let requests: u64 = admin["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(requests as usize, admitted + refused, "{admin}");
+    assert_eq!(admin["totals"].as_array().unwrap().len(), 3, "{admin}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
