@@ -468,6 +468,45 @@ async fn redis_outage_fails_open_or_closed_within_the_bound_and_limits_resume() 
     assert_eq!(send(&open, "fp-open-key", "hi", 16).await.0, 200);
     assert_eq!(send(&closed, "fp-open-key", "hi", 16).await.0, 200);
 
+    // A slow Redis (clients paused for 3 s) is waited on for at most the timeout, then fails open or
+    // closed; once it answers again, requests are counted again.
+    let mut busy = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    std::io::Write::write_all(&mut busy, b"CLIENT PAUSE 3000 ALL\r\n").unwrap();
+    let mut reply = [0u8; 5];
+    std::io::Read::read_exact(&mut busy, &mut reply).unwrap();
+    assert_eq!(&reply, b"+OK\r\n", "Redis pauses its clients");
+    wait_until(DEADLINE, "Redis is busy", || {
+        let mut probe = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        std::io::Write::write_all(&mut probe, b"PING\r\n").unwrap();
+        std::io::Read::read(&mut probe, &mut [0u8; 7]).is_err()
+    });
+    let started = Instant::now();
+    let (status, _, _) = send(&open, "fp-open-key", "hi", 16).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send(&closed, "fp-open-key", "hi", 16).await;
+    assert_eq!(status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?} on a busy Redis",
+        started.elapsed()
+    );
+    wait_until_async(DEADLINE, "fail_closed admits once Redis answers", || {
+        let url = closed.clone();
+        async move { send(&url, "fp-open-key", "hi", 16).await.0 == 200 }
+    })
+    .await;
+    assert_eq!(send(&open, "fp-open-key", "hi", 16).await.0, 200);
+    wait_until_async(DEADLINE, "instance 0 sees Redis again", || async {
+        cluster
+            .metrics(0)
+            .await
+            .contains("flexiproxy_limiter_backend_up 1")
+    })
+    .await;
+
     redis.stop();
     for _ in 0..5 {
         let started = Instant::now();
@@ -502,8 +541,8 @@ async fn redis_outage_fails_open_or_closed_within_the_bound_and_limits_resume() 
     let log = cluster.instances[0].as_ref().unwrap().log_text();
     assert_eq!(
         log.matches("Redis does not answer").count(),
-        1,
-        "logged once per transition:\n{log}"
+        2,
+        "logged once per transition (busy, then stopped):\n{log}"
     );
 
     // Redis back: limits apply again.
