@@ -101,10 +101,15 @@ impl LocalBudgets {
         for w in windows {
             *used.entry(w.counter.clone()).or_default() += amount;
         }
-        // Windows that ended are dead weight: drop counters not among today's names.
+        // Windows that ended are dead weight: drop the counters of other days and months
+        // (every scope's current windows stay).
         if used.len() > 10_000 {
-            let live: Vec<&String> = windows.iter().map(|w| &w.counter).collect();
-            used.retain(|k, _| live.contains(&k));
+            let now = OffsetDateTime::now_utc().date();
+            let (day, month) = (
+                format!(":d:{now}"),
+                format!(":m:{}-{:02}", now.year(), now.month() as u8),
+            );
+            used.retain(|k, _| k.ends_with(&day) || k.ends_with(&month));
         }
         Ok(Reservation {
             counters: windows.iter().map(|w| w.counter.clone()).collect(),
@@ -165,5 +170,21 @@ mod tests {
         assert!(b.reserve(&w, 1).is_err());
         b.settle(&r2, 90);
         assert!(b.reserve(&w, 1).is_err());
+    }
+
+    #[test]
+    fn pruning_keeps_every_scope_s_current_window() {
+        let b = LocalBudgets::default();
+        let now = OffsetDateTime::now_utc();
+        let full = windows("full", &limits(Some(10), None), now);
+        b.reserve(&full, 10).unwrap();
+        // Enough other scopes to trigger pruning, plus a stale window from another day.
+        crate::lock(&b.used).insert("old:d:2000-01-01".into(), 5);
+        for i in 0..10_001 {
+            let w = windows(&format!("s{i}"), &limits(Some(10), Some(10)), now);
+            b.reserve(&w, 1).unwrap();
+        }
+        assert!(b.reserve(&full, 1).is_err(), "the full scope stays full");
+        assert!(!crate::lock(&b.used).contains_key("old:d:2000-01-01"));
     }
 }
