@@ -4,7 +4,7 @@
 //! file edits as the CLI (`config::edit`), and returns once the running proxy has loaded it,
 //! so a key handed out works at once and a rotated-out key is refused at once.
 
-use super::probe::{self, ProbeResult};
+use super::probe::{self, HostCheck, ProbeResult};
 use crate::config::adapter::{
     AdapterLimitsFile, ApiKey, Endpoint, ModelRuleFile, OptionsFile, SourceProtocol,
 };
@@ -312,16 +312,9 @@ impl Manager {
         }
         // A name that does not resolve now has no address to refuse; the proxy checks the
         // address again on every connect.
-        match tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)).await {
-            Err(_) => Ok(()),
-            Ok(addrs) => {
-                for a in addrs {
-                    if let Some(refusal) = self.server.egress.refusal(&endpoint.host, a.ip()) {
-                        return Err(ApiError::bad("source.base_url", refusal));
-                    }
-                }
-                Ok(())
-            }
+        match probe::check_host(&self.server.egress, &endpoint.host, endpoint.port).await {
+            Ok(_) | Err(HostCheck::Unresolved(_)) => Ok(()),
+            Err(HostCheck::Refused(refusal)) => Err(ApiError::bad("source.base_url", refusal)),
         }
     }
 

@@ -22,22 +22,33 @@ pub struct ProbeResult {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 const ERROR_CHARS: usize = 500;
 
+/// Why a host may not be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCheck {
+    /// It does not resolve (now).
+    Unresolved(String),
+    /// It resolves to an internal address the policy refuses.
+    Refused(String),
+}
+
 /// Resolves `host` and refuses it when an address it resolves to is internal.
 pub async fn check_host(
     policy: &EgressPolicy,
     host: &str,
     port: u16,
-) -> Result<Vec<SocketAddr>, String> {
+) -> Result<Vec<SocketAddr>, HostCheck> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|e| HostCheck::Unresolved(format!("cannot resolve {host}: {e}")))?
         .collect();
     if addrs.is_empty() {
-        return Err(format!("cannot resolve {host}: no addresses"));
+        return Err(HostCheck::Unresolved(format!(
+            "cannot resolve {host}: no addresses"
+        )));
     }
     for a in &addrs {
         if let Some(refusal) = policy.refusal(host, a.ip()) {
-            return Err(refusal);
+            return Err(HostCheck::Refused(refusal));
         }
     }
     Ok(addrs)
@@ -97,7 +108,9 @@ pub async fn probe(source: &Source, policy: Option<&EgressPolicy>) -> ProbeResul
     if let Some(policy) = policy {
         match check_host(policy, &endpoint.host, endpoint.port).await {
             Ok(addrs) => builder = builder.resolve(&endpoint.host, addrs[0]),
-            Err(e) => return failed(started, None, e),
+            Err(HostCheck::Unresolved(e) | HostCheck::Refused(e)) => {
+                return failed(started, None, e);
+            }
         }
     }
     let client = match builder.build() {

@@ -177,7 +177,9 @@ impl FlexiProxy {
         };
         let (adapter, label) = match snapshot.lookup(key, SystemTime::now()) {
             KeyLookup::Found(adapter, entry) => {
-                ctx.limits = super::limits::scope_of(adapter, entry);
+                // Only the shared limiter and token budgets need the scope past this point.
+                ctx.limits = super::limits::scope_of(adapter, entry)
+                    .filter(|(_, l)| self.shared.is_some() || l.has_budget());
                 if self.shared.is_none()
                     && let Some(admission) = ctx.admission.as_mut()
                     && let Err((e, which)) = self.limiter.admit(adapter, entry, admission)

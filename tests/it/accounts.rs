@@ -409,15 +409,7 @@ async fn canary_keys_appear_in_no_log_listing_or_page() {
         .send()
         .await
         .unwrap();
-    let cookie = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("fp_session="))
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_owned();
+    let cookie = session_cookie(&login).unwrap();
     let mut pages = String::new();
     for path in ["/", "/adapters/new", "/usage", "/adapters/canary/key"] {
         let page = no_redirects

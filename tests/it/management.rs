@@ -106,15 +106,8 @@ pub(crate) async fn login(proxy: &Proxy, user: &str, password: &str) -> (String,
         .build()
         .unwrap();
     let resp = post_login(proxy, user, password).await;
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("fp_session="))
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_else(|| panic!("no session cookie for {user}: {}", resp.status()))
-        .to_owned();
+    let cookie = session_cookie(&resp)
+        .unwrap_or_else(|| panic!("no session cookie for {user}: {}", resp.status()));
     let page = no_redirects
         .get(proxy.admin_url("/adapters/new"))
         .header("cookie", format!("fp_session={cookie}"))
@@ -146,14 +139,20 @@ pub(crate) async fn post_login(proxy: &Proxy, user: &str, password: &str) -> req
         .unwrap()
 }
 
-/// Whether logging in opens a session.
-pub(crate) async fn logs_in(proxy: &Proxy, user: &str, password: &str) -> bool {
-    post_login(proxy, user, password)
-        .await
-        .headers()
+/// The value of the session cookie a response sets.
+pub(crate) fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
         .get_all("set-cookie")
         .iter()
-        .any(|v| v.to_str().unwrap_or("").starts_with("fp_session="))
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("fp_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+/// Whether logging in opens a session.
+pub(crate) async fn logs_in(proxy: &Proxy, user: &str, password: &str) -> bool {
+    session_cookie(&post_login(proxy, user, password).await).is_some()
 }
 
 pub(crate) async fn messages_status(proxy: &Proxy, key: &str) -> (u16, String) {
