@@ -316,7 +316,7 @@ fn stats(since: Duration, by: GroupBy, common: &Common) -> Result<ExitCode, Stri
 
 fn check(common: &Common) -> Result<ExitCode, String> {
     let config = load(&common.config)?;
-    let mut loader = Loader::new(&config.adapters_dir, config.max_adapters);
+    let mut loader = Loader::for_server(&config);
     let report = loader.reload();
     let n = report.snapshot.adapters.len();
     if common.json {
@@ -385,7 +385,7 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
         }
         AdapterCommand::List { common } => {
             let config = load(&common.config)?;
-            let mut loader = Loader::new(&config.adapters_dir, config.max_adapters);
+            let mut loader = Loader::for_server(&config);
             let report = loader.reload();
             let rows: Vec<serde_json::Value> = report
                 .snapshot
@@ -447,7 +447,7 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
             let config = load(&common.config)?;
             let (file, key) =
                 edit::rotate(&config, &name, grace, label.as_deref()).map_err(|e| e.to_string())?;
-            let protocol = Loader::new(&config.adapters_dir, None)
+            let protocol = Loader::for_server(&config)
                 .reload()
                 .snapshot
                 .adapter(&name)

@@ -44,7 +44,7 @@ pub fn build(config: &ServerConfig) -> anyhow::Result<App> {
 /// Builds the server; `upgrade` takes the listening sockets over from a running process
 /// (started the same way, sent SIGQUIT) instead of binding them.
 pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
-    let mut loader = Loader::new(&config.adapters_dir, config.max_adapters);
+    let mut loader = Loader::for_server(config);
     let report = loader.reload();
     for error in &report.errors {
         tracing::error!(target: "flexiproxy::config", "{error}");

@@ -6,8 +6,9 @@
 #[path = "common/fuzz_support.rs"]
 mod fuzz_support;
 
+use flexiproxy::config::adapter::ModelRuleFile;
 use flexiproxy::config::adapter::parse_adapter;
-use flexiproxy::config::edit::{self, PatchSpec};
+use flexiproxy::config::edit::{self, CreateSpec, EditError, PatchSpec};
 use flexiproxy::config::egress::EgressPolicy;
 use flexiproxy::config::server::ServerConfig;
 use flexiproxy::config::users;
@@ -61,7 +62,7 @@ fn the_seed_itself_patches() {
     };
     edit::patch(&server, "a", &spec, None).unwrap();
     let after = std::fs::read_to_string(dir.path().join("adapters/a.yaml")).unwrap();
-    assert!(after.contains("model: m2") && !after.contains("requests_per_minute"));
+    assert!(after.contains("model: \"m2\"") && !after.contains("requests_per_minute"));
     assert!(
         after.contains("# the provider") && after.contains("# trailing"),
         "{after}"
@@ -88,5 +89,223 @@ proptest! {
     fn users_files_and_allow_lists_parse_or_refuse(text in ".{0,300}", entries in prop::collection::vec(".{0,30}", 0..4)) {
         let _ = users::parse(Path::new("users.yaml"), &text);
         let _ = EgressPolicy::parse(&entries);
+    }
+}
+
+/// Text weighted toward what breaks YAML writers: line breaks of every kind (U+0085, U+2028,
+/// U+2029 included), quotes, `:`, `#`, `${`, indentation and flow indicators.
+fn hostile_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => any::<char>().prop_map(String::from),
+        2 => prop::sample::select(vec![
+            "\n", "\r", "\u{85}", "\u{2028}", "\u{2029}", "\"", "'", ": ", "#", " #", "${HOME}",
+            "${", "  ", "\t", "- ", "{", "}", "[", "]", "|", ">", "&a", "*a", "!!str", "%", "@", "`",
+            "\u{feff}", "\\", "\u{0}", "fallbacks:", "owner: x", "\nkeys:\n  - sha256: 00",
+        ])
+        .prop_map(str::to_owned),
+        3 => "[a-z0-9.-]{1,6}",
+    ];
+    prop::collection::vec(piece, 1..12).prop_map(|p| p.concat())
+}
+
+/// [`hostile_text`] without what one-line fields refuse (controls, separators, BOM, bidi
+/// controls) and without `${`: text every field must accept and read back exactly.
+fn printable_text() -> impl Strategy<Value = String> {
+    hostile_text().prop_map(|s| {
+        let kept: String = s
+            .chars()
+            .filter(|c| {
+                let n = *c as u32;
+                !(c.is_control()
+                    || matches!(n, 0x2028 | 0x2029 | 0xfeff | 0xfffe | 0xffff)
+                    || (0x202a..=0x202e).contains(&n)
+                    || (0x2066..=0x2069).contains(&n))
+            })
+            .collect();
+        format!("m{}", kept.replace("${", "$ {"))
+    })
+}
+
+fn read_doc(path: &Path) -> serde_yaml_ng::Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn keys_of(v: &serde_yaml_ng::Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_mapping()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+/// Through create: refused (as invalid, and nothing written) or read back exactly, with no
+/// key the writer did not mean to write.
+fn create_reads_back(
+    model: &str,
+    api_key: &str,
+    url_tail: &str,
+    label: &str,
+    rule: (&str, &str),
+) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = server(dir.path());
+    let base_url = format!("https://api.example.com/{url_tail}");
+    let spec = CreateSpec {
+        name: "a".into(),
+        base_url: Some(base_url.clone()),
+        api_key: Some(api_key.to_owned()),
+        model: model.to_owned(),
+        label: Some(label.to_owned()),
+        model_map: vec![ModelRuleFile {
+            pattern: rule.0.to_owned(),
+            model: rule.1.to_owned(),
+        }],
+        owner: Some("alice".into()),
+        ..CreateSpec::default()
+    };
+    let file = dir.path().join("adapters/a.yaml");
+    match edit::create(&server, &spec) {
+        Err(EditError::Invalid(_) | EditError::BadName(_)) => {
+            return if file.exists() {
+                Err("refused but written".into())
+            } else {
+                Ok(())
+            };
+        }
+        Err(e) => return Err(format!("unexpected error: {e}")),
+        Ok(_) => {}
+    }
+    let doc = read_doc(&file);
+    let source = &doc["source"];
+    let expect = |what: &str, got: &serde_yaml_ng::Value, want: &str| {
+        if got.as_str() == Some(want) {
+            Ok(())
+        } else {
+            Err(format!("{what}: wrote {want:?}, read {got:?}"))
+        }
+    };
+    expect("model", &source["model"], model)?;
+    expect("api_key", &source["api_key"], api_key)?;
+    expect("base_url", &source["base_url"], &base_url)?;
+    expect("label", &doc["keys"][0]["label"], label)?;
+    expect("owner", &doc["owner"], "alice")?;
+    expect("match", &source["model_map"][0]["match"], rule.0)?;
+    expect("rule model", &source["model_map"][0]["model"], rule.1)?;
+    if keys_of(&doc) != ["keys", "owner", "source"]
+        || keys_of(source) != ["api_key", "base_url", "model", "model_map"]
+        || keys_of(&doc["keys"][0]) != ["created", "label", "sha256"]
+    {
+        return Err(format!("unexpected keys: {doc:?}"));
+    }
+    Ok(())
+}
+
+/// Through PATCH: refused (file unchanged) or the file reads back as before with exactly
+/// the patched values changed.
+fn patch_reads_back(model: &str, api_key: &str, rule: (&str, &str)) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = server(dir.path());
+    let file = dir.path().join("adapters/a.yaml");
+    std::fs::write(&file, SEED).map_err(|e| e.to_string())?;
+    let spec = PatchSpec {
+        model: Some(model.to_owned()),
+        api_key: Some(api_key.to_owned()),
+        model_map: Some(vec![ModelRuleFile {
+            pattern: rule.0.to_owned(),
+            model: rule.1.to_owned(),
+        }]),
+        ..PatchSpec::default()
+    };
+    let before = read_doc(&file);
+    match edit::patch(&server, "a", &spec, None) {
+        Err(EditError::Invalid(_)) => {
+            let after = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+            return if after == SEED {
+                Ok(())
+            } else {
+                Err("refused but changed".into())
+            };
+        }
+        Err(e) => return Err(format!("unexpected error: {e}")),
+        Ok(_) => {}
+    }
+    let mut want = before;
+    want["source"]["model"] = model.into();
+    want["source"]["api_key"] = api_key.into();
+    want["source"]["model_map"] =
+        serde_yaml_ng::to_value(vec![serde_json::json!({"match": rule.0, "model": rule.1})])
+            .unwrap();
+    let got = read_doc(&file);
+    if got != want {
+        return Err(format!("read back {got:?}, wanted {want:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_reported_injection_reads_back_or_is_refused() {
+    let injected = "a\nb\u{2029}fallbacks:\u{2029}- base_url: \"http://their.host/v1\"\u{2029}  api_key: \"${HOME}\"";
+    check(patch_reads_back(injected, "sk-x", ("c*", "m"))).unwrap();
+    check(create_reads_back(
+        "m",
+        "sk-x",
+        "v1",
+        "laptop",
+        (injected, "m"),
+    ))
+    .unwrap();
+    check(patch_reads_back(
+        "plain: \"quoted\" #not a comment",
+        "${NOT_READ}",
+        ("c*", "'"),
+    ))
+    .unwrap();
+}
+
+proptest! {
+    #![proptest_config(config(400))]
+
+    #[test]
+    fn created_values_read_back_exactly(
+        model in hostile_text(), key in hostile_text(), tail in hostile_text(),
+        label in hostile_text(), pattern in hostile_text(), target in hostile_text(),
+    ) {
+        check(create_reads_back(&model, &key, &tail, &label, (&pattern, &target)))?;
+    }
+
+    #[test]
+    fn printable_values_are_accepted_and_read_back_exactly(
+        model in printable_text(), key in printable_text(), label in printable_text(),
+        pattern in printable_text(), target in printable_text(),
+    ) {
+        let label: String = label.chars().take(64).collect();
+        // A pattern is a glob: brackets, braces and escapes are its syntax, and may be invalid.
+        let pattern = pattern.replace(['{', '}', '[', ']', '\\'], "");
+        check(create_reads_back(&model, &key, "v1", &label, (&pattern, &target)))?;
+        check(patch_reads_back(&model, &key, (&pattern, &target)))?;
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path());
+        let spec = CreateSpec {
+            name: "a".into(),
+            base_url: Some("https://api.example.com/v1".into()),
+            api_key: Some(key.clone()),
+            model: model.clone(),
+            label: Some(label.clone()),
+            model_map: vec![ModelRuleFile { pattern: pattern.clone(), model: target.clone() }],
+            ..CreateSpec::default()
+        };
+        prop_assert!(edit::create(&server, &spec).is_ok(), "refused printable values");
+    }
+
+    #[test]
+    fn patched_values_read_back_exactly(
+        model in hostile_text(), key in hostile_text(), pattern in hostile_text(), target in hostile_text(),
+    ) {
+        check(patch_reads_back(&model, &key, (&pattern, &target)))?;
     }
 }

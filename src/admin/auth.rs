@@ -119,52 +119,81 @@ pub fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
     presented.is_some_and(|p| !p.is_empty() && hash_key(p) == hash_key(expected))
 }
 
-/// Recent failed logins per client address and per user name.
+/// Password checks per client address and per user name. An attempt is *reserved* before
+/// the password is checked and counts until the window passes, unless it succeeds: so at most
+/// [`MAX_LOGIN_FAILURES`] checks run per window whatever the concurrency (a limiter that
+/// counted failures after the check would let every request already in flight through).
 #[derive(Default)]
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    attempts: Mutex<HashMap<String, VecDeque<(Instant, u64)>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// A reserved password check; give it back with [`LoginLimiter::succeeded`].
+#[derive(Debug)]
+pub struct Attempt {
+    id: u64,
+    ip_key: String,
+    user_key: String,
 }
 
 impl LoginLimiter {
-    /// Seconds until another attempt is allowed for this address or name, if blocked now.
-    pub fn blocked(&self, ip: &str, user: &str) -> Option<u64> {
-        let mut map = crate::lock(&self.failures);
-        let now = Instant::now();
-        [format!("ip:{ip}"), format!("user:{user}")]
-            .iter()
-            .filter_map(|k| {
-                let q = map.get_mut(k)?;
-                while q
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > LOGIN_WINDOW)
-                {
-                    q.pop_front();
-                }
-                (q.len() >= MAX_LOGIN_FAILURES).then(|| {
-                    let oldest = q.front().copied().unwrap_or(now);
-                    (LOGIN_WINDOW.saturating_sub(now.duration_since(oldest))).as_secs() + 1
-                })
-            })
-            .max()
-    }
-
-    pub fn failed(&self, ip: &str, user: &str) {
-        let mut map = crate::lock(&self.failures);
+    /// Reserves one password check for this address and name, or says in how many seconds
+    /// one is allowed again.
+    pub fn reserve(&self, ip: &str, user: &str) -> Result<Attempt, u64> {
+        let ip_key = format!("ip:{ip}");
+        let user_key = format!("user:{user}");
+        let mut map = crate::lock(&self.attempts);
         let now = Instant::now();
         if map.len() > 100_000 {
             // Bounded memory under a spray of addresses: forget the quiet ones.
             map.retain(|_, q| {
                 q.back()
-                    .is_some_and(|t| now.duration_since(*t) < LOGIN_WINDOW)
+                    .is_some_and(|(t, _)| now.duration_since(*t) < LOGIN_WINDOW)
             });
         }
-        for k in [format!("ip:{ip}"), format!("user:{user}")] {
-            map.entry(k).or_default().push_back(now);
+        let mut wait = None;
+        for k in [&ip_key, &user_key] {
+            let Some(q) = map.get_mut(k) else { continue };
+            while q
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > LOGIN_WINDOW)
+            {
+                q.pop_front();
+            }
+            if q.len() >= MAX_LOGIN_FAILURES {
+                let oldest = q.front().map_or(now, |(t, _)| *t);
+                let secs = LOGIN_WINDOW
+                    .saturating_sub(now.duration_since(oldest))
+                    .as_secs()
+                    + 1;
+                wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
+            }
         }
+        if let Some(secs) = wait {
+            return Err(secs);
+        }
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for k in [&ip_key, &user_key] {
+            map.entry(k.clone()).or_default().push_back((now, id));
+        }
+        Ok(Attempt {
+            id,
+            ip_key,
+            user_key,
+        })
     }
 
-    pub fn succeeded(&self, user: &str) {
-        crate::lock(&self.failures).remove(&format!("user:{user}"));
+    /// The password was right: the attempt does not count, and the name's failures are
+    /// forgotten.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut map = crate::lock(&self.attempts);
+        if let Some(q) = map.get_mut(&attempt.ip_key) {
+            q.retain(|(_, id)| *id != attempt.id);
+        }
+        map.remove(&attempt.user_key);
     }
 }
 
@@ -223,12 +252,42 @@ mod tests {
     fn login_limiter_blocks_after_failures() {
         let l = LoginLimiter::default();
         for _ in 0..MAX_LOGIN_FAILURES {
-            assert!(l.blocked("1.2.3.4", "bob").is_none());
-            l.failed("1.2.3.4", "bob");
+            // Reserved and never given back: a failure.
+            l.reserve("1.2.3.4", "bob").unwrap();
         }
-        assert!(l.blocked("1.2.3.4", "carol").is_some(), "per address");
-        assert!(l.blocked("5.6.7.8", "bob").is_some(), "per user");
-        assert!(l.blocked("5.6.7.8", "carol").is_none());
+        assert!(l.reserve("1.2.3.4", "carol").is_err(), "per address");
+        assert!(l.reserve("5.6.7.8", "bob").is_err(), "per user");
+        let ok = l.reserve("5.6.7.8", "carol").unwrap();
+        l.succeeded(ok);
+        for _ in 0..MAX_LOGIN_FAILURES - 1 {
+            l.reserve("5.6.7.8", "carol").unwrap();
+        }
+        // The success did not count: a fifth check is allowed, a sixth is not.
+        assert!(l.reserve("5.6.7.8", "dave").is_ok());
+        assert!(l.reserve("5.6.7.8", "erin").is_err());
+    }
+
+    #[test]
+    fn reservations_hold_under_concurrency() {
+        let l = std::sync::Arc::new(LoginLimiter::default());
+        let granted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let (l, granted) = (l.clone(), granted.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        if l.reserve(&format!("10.0.0.{i}"), "bob").is_ok() {
+                            granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(
+            granted.load(std::sync::atomic::Ordering::SeqCst),
+            MAX_LOGIN_FAILURES
+        );
     }
 
     #[test]

@@ -80,11 +80,19 @@ impl ApiError {
 impl From<EditError> for ApiError {
     fn from(e: EditError) -> ApiError {
         let status = match &e {
-            EditError::Invalid(_) => 400,
+            EditError::Invalid(_) | EditError::BadName(_) => 400,
             EditError::NotFound(..) => 404,
             EditError::Exists(_) | EditError::Cap(_) | EditError::Stale(_) => 409,
             EditError::Io(_) => 500,
         };
+        if status == 500 {
+            // Paths and OS errors are for the operator's log, not for the caller.
+            tracing::error!(target: "flexiproxy::admin", "adapter edit failed: {e}");
+            return ApiError::new(
+                500,
+                "the adapter file could not be written; the log says why",
+            );
+        }
         ApiError::new(status, e.to_string())
     }
 }
@@ -215,6 +223,10 @@ pub struct Manager {
     pub cooldown: Cooldowns,
 }
 
+/// What a user is told about a name that is malformed, too long or in use by anyone.
+pub const NAME_NOT_AVAILABLE: &str =
+    "not available; choose another name of 1 to 64 letters, digits, `-`, `_` and `.`";
+
 /// How long a change may take to reach the running proxy before the call returns anyway.
 const APPLY_DEADLINE: Duration = Duration::from_secs(3);
 
@@ -332,7 +344,44 @@ impl Manager {
         Ok(())
     }
 
+    /// `${VAR}` reads the proxy's environment, the operator's: refused in every field a
+    /// non-admin sets (the proxy also refuses to load a non-admin's file that has one).
+    fn check_env_refs(
+        &self,
+        actor: &Actor,
+        fields: &[(&str, Option<&str>)],
+    ) -> Result<(), ApiError> {
+        if actor.admin {
+            return Ok(());
+        }
+        match fields
+            .iter()
+            .find(|(_, v)| v.is_some_and(|v| v.contains("${")))
+        {
+            Some((field, _)) => Err(ApiError::bad(
+                field,
+                "environment references (${...}) are for admins only; give the value itself",
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub async fn create(&self, actor: &Actor, req: CreateRequest) -> Result<Issued, ApiError> {
+        let mut fields = vec![
+            ("name", Some(req.name.as_str())),
+            ("label", req.label.as_deref()),
+            ("owner", req.owner.as_deref()),
+            ("source.base_url", req.source.base_url.as_deref()),
+            ("source.api_key", Some(req.source.api_key.as_str())),
+            ("source.model", Some(req.source.model.as_str())),
+            ("source.protocol", req.source.protocol.as_deref()),
+            ("source.preset", req.source.preset.as_deref()),
+        ];
+        for rule in &req.source.model_map {
+            fields.push(("source.model_map", Some(&rule.pattern)));
+            fields.push(("source.model_map", Some(&rule.model)));
+        }
+        self.check_env_refs(actor, &fields)?;
         let src = req.source;
         if req.name.trim().is_empty() {
             return Err(ApiError::bad("name", "required"));
@@ -372,6 +421,12 @@ impl Manager {
                 }
                 Some(o)
             }
+            (false, Some(o)) if o != actor.name => {
+                return Err(ApiError::bad(
+                    "owner",
+                    "only an admin may create an adapter for another user",
+                ));
+            }
             _ => actor.is_user.then(|| actor.name.clone()),
         };
         self.check_egress(owner.as_deref(), &base_url).await?;
@@ -397,7 +452,17 @@ impl Manager {
         };
         let server = self.server.clone();
         let before = self.live.load().generation;
-        let created = blocking(move || edit::create(&server, &spec)).await?;
+        let created = tokio::task::spawn_blocking(move || edit::create(&server, &spec))
+            .await
+            .map_err(|e| ApiError::new(500, format!("edit failed: {e}")))?
+            .map_err(|e| match e {
+                // A user learns nothing about names beyond "not available": not whether
+                // another user's adapter has it.
+                EditError::BadName(_) | EditError::Exists(_) if !actor.admin => {
+                    ApiError::bad("name", NAME_NOT_AVAILABLE)
+                }
+                e => ApiError::from(e),
+            })?;
         self.issued(&name_of(&created.file), created.key, before)
             .await
     }
@@ -410,6 +475,7 @@ impl Manager {
         if_match: Option<&str>,
     ) -> Result<Issued, ApiError> {
         let entry = self.visible_entry(actor, name)?;
+        self.check_env_refs(actor, &[("label", req.label.as_deref())])?;
         let grace = match req.grace.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(g) => Some(humantime::parse_duration(g).map_err(|e| ApiError::bad("grace", e))?),
@@ -455,6 +521,16 @@ impl Manager {
         if_match: Option<&str>,
     ) -> Result<AdapterView, ApiError> {
         let entry = self.visible_entry(actor, name)?;
+        let mut fields = vec![
+            ("model", req.model.as_deref()),
+            ("api_key", req.api_key.as_deref()),
+            ("base_url", req.base_url.as_deref()),
+        ];
+        for rule in req.model_map.iter().flatten() {
+            fields.push(("model_map", Some(&rule.pattern)));
+            fields.push(("model_map", Some(&rule.model)));
+        }
+        self.check_env_refs(actor, &fields)?;
         if let Some(k) = &req.api_key {
             self.check_api_key(actor, k)?;
         }

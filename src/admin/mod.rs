@@ -143,9 +143,11 @@ impl AdminApp {
         password: &str,
         client_ip: &str,
     ) -> Result<(String, String), LoginError> {
-        if let Some(secs) = self.logins.blocked(client_ip, user) {
-            return Err(LoginError::RateLimited(secs));
-        }
+        // Reserved before the (slow) check, so concurrent guesses cannot all get through.
+        let attempt = self
+            .logins
+            .reserve(client_ip, user)
+            .map_err(LoginError::RateLimited)?;
         let stored = self
             .manager
             .users
@@ -159,13 +161,12 @@ impl AdminApp {
             .unwrap_or(false);
         match stored {
             Some(credential) if ok => {
-                self.logins.succeeded(user);
+                self.logins.succeeded(attempt);
                 let (cookie, csrf) = self.sessions.create(user, &credential);
                 tracing::info!(user, "panel login");
                 Ok((auth::session_cookie(&cookie, self.secure_cookies), csrf))
             }
             _ => {
-                self.logins.failed(client_ip, user);
                 tracing::warn!(user, client = client_ip, "panel login failed");
                 Err(LoginError::Wrong)
             }
@@ -205,7 +206,14 @@ impl AdminApp {
         let method = header.method.clone();
         let path = header.uri.path().to_owned();
         let query = header.uri.query().unwrap_or("").to_owned();
-        let headers = header.headers.clone();
+        let mut headers = header.headers.clone();
+        // HTTP/2 carries the host as `:authority`; the origin checks read it as `Host`.
+        if !headers.contains_key(http::header::HOST)
+            && let Some(authority) = header.uri.authority()
+            && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
+        {
+            headers.insert(http::header::HOST, value);
+        }
         let mut body = Vec::new();
         loop {
             match session.read_request_body().await {

@@ -549,6 +549,52 @@ pub fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
     Ok(out)
 }
 
+/// `${VAR}` reads the proxy's environment, which is the operator's: in a file whose `owner`
+/// is not an admin (`is_admin`), no field anywhere may hold one — not the source's key, not
+/// a fallback's, nor any field added later. Such a file fails to load, naming the line.
+pub fn check_owner_env_refs(
+    path: &Path,
+    text: &str,
+    is_admin: &dyn Fn(&str) -> bool,
+) -> Result<(), ConfigError> {
+    // A file that does not parse is reported by the parser itself.
+    let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return Ok(());
+    };
+    let owner = match doc.get("owner") {
+        None | Some(serde_yaml_ng::Value::Null) => return Ok(()),
+        Some(serde_yaml_ng::Value::String(o)) => o.as_str(),
+        // Not a name: nobody is its admin.
+        Some(_) => "",
+    };
+    if !owner.is_empty() && is_admin(owner) {
+        return Ok(());
+    }
+    fn has_ref(v: &serde_yaml_ng::Value) -> bool {
+        match v {
+            serde_yaml_ng::Value::String(s) => s.contains("${"),
+            serde_yaml_ng::Value::Sequence(items) => items.iter().any(has_ref),
+            serde_yaml_ng::Value::Mapping(m) => m.iter().any(|(k, v)| has_ref(k) || has_ref(v)),
+            serde_yaml_ng::Value::Tagged(t) => has_ref(&t.value),
+            _ => false,
+        }
+    }
+    if !has_ref(&doc) {
+        return Ok(());
+    }
+    let line = text
+        .lines()
+        .position(|l| l.contains("${"))
+        .map(|i| (i + 1, 1));
+    Err(ConfigError::at(
+        path,
+        line,
+        format!(
+            "environment references (${{...}}) are for the operator; this adapter belongs to `{owner}`, who is not an admin, so none is read — write the value itself"
+        ),
+    ))
+}
+
 /// Parses and validates one adapter file's text.
 pub fn parse_adapter(
     path: &Path,
@@ -574,13 +620,14 @@ fn validate(
         .to_owned();
     let name = file.name.clone().unwrap_or(stem);
     if name.is_empty()
+        || name.len() > 64
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
     {
         return Err(err(
             "name:",
-            format!("adapter name `{name}` may only contain letters, digits, `-`, `_` and `.`"),
+            format!("adapter names are 1 to 64 letters, digits, `-`, `_` and `.`; `{name}` is not"),
         ));
     }
 

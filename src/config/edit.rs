@@ -15,6 +15,7 @@ use super::keys::{Secret, generate_key, hash_hex, hash_key};
 use super::presets;
 use super::server::ServerConfig;
 use super::snapshot::is_adapter_file;
+use super::yaml_write;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,9 @@ pub enum EditError {
     /// The file changed since the caller read it.
     #[error("{0}")]
     Stale(String),
+    /// The adapter name is malformed or too long.
+    #[error("{0}")]
+    BadName(String),
 }
 
 /// Held while one edit of a directory runs; dropping it releases the lock.
@@ -129,8 +133,9 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), EditError> {
     })
 }
 
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name.len() <= MAX_NAME
         && !name.starts_with('.')
         && name
             .bytes()
@@ -194,25 +199,48 @@ fn find(server: &ServerConfig, name: &str) -> Result<PathBuf, EditError> {
     entry(server, name).map(|e| e.path)
 }
 
+/// Longest adapter name: it becomes a file name (with a temporary-file prefix and suffix).
+pub const MAX_NAME: usize = 64;
+
 fn yaml_str(s: &str) -> String {
-    // JSON strings are valid YAML scalars and escape everything that needs it.
-    serde_json::to_string(s).unwrap_or_default()
+    yaml_write::quoted(s)
 }
 
-/// The YAML lines of `key: value` indented by `indent` spaces.
-fn yaml_block<T: serde::Serialize>(
-    key: &str,
-    value: &T,
-    indent: usize,
-) -> Result<String, EditError> {
-    let mut map = serde_yaml_ng::Mapping::new();
-    let value =
-        serde_yaml_ng::to_value(value).map_err(|e| EditError::Invalid(format!("{key}: {e}")))?;
-    map.insert(serde_yaml_ng::Value::String(key.to_owned()), value);
-    let text =
-        serde_yaml_ng::to_string(&map).map_err(|e| EditError::Invalid(format!("{key}: {e}")))?;
-    let pad = " ".repeat(indent);
-    Ok(text.lines().map(|l| format!("{pad}{l}\n")).collect())
+/// The YAML lines of `key: value` indented by `indent` spaces, with every string quoted.
+fn yaml_block(key: &str, value: &serde_json::Value, indent: usize) -> String {
+    yaml_write::block(key, value, indent)
+}
+
+fn tree<T: serde::Serialize>(key: &str, value: &T) -> Result<serde_json::Value, EditError> {
+    yaml_write::to_tree(value).map_err(|e| EditError::Invalid(format!("{key}: {e}")))
+}
+
+/// Refuses a one-line field holding control characters or separators, or too long.
+fn check_line(field: &str, value: &str, max: usize) -> Result<(), EditError> {
+    yaml_write::check_line(field, value, max).map_err(EditError::Invalid)
+}
+
+/// The checks every text an editor writes into a source passes (CLI, API and panel alike).
+fn check_source_fields(
+    model: Option<&str>,
+    api_key: Option<&str>,
+    base_url: Option<&str>,
+    model_map: Option<&[ModelRuleFile]>,
+) -> Result<(), EditError> {
+    if let Some(m) = model {
+        check_line("source.model", m, 256)?;
+    }
+    if let Some(k) = api_key {
+        check_line("source.api_key", k, 4096)?;
+    }
+    if let Some(u) = base_url {
+        check_line("source.base_url", u, 2048)?;
+    }
+    for (i, rule) in model_map.unwrap_or_default().iter().enumerate() {
+        check_line(&format!("source.model_map[{i}].match"), &rule.pattern, 256)?;
+        check_line(&format!("source.model_map[{i}].model"), &rule.model, 256)?;
+    }
+    Ok(())
 }
 
 fn check_caps(
@@ -252,10 +280,28 @@ fn check_caps(
 
 pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditError> {
     if !valid_name(&spec.name) {
-        return Err(EditError::Invalid(format!(
-            "adapter name `{}` may only contain letters, digits, `-`, `_` and `.`",
-            spec.name
+        return Err(EditError::BadName(format!(
+            "name: adapter names are 1 to {MAX_NAME} letters, digits, `-`, `_` and `.`, not starting with `.`"
         )));
+    }
+    check_source_fields(
+        Some(&spec.model),
+        spec.api_key.as_deref(),
+        spec.base_url.as_deref(),
+        Some(&spec.model_map),
+    )?;
+    if let Some(label) = &spec.label {
+        check_line("label", label, 64)?;
+    }
+    if let Some(owner) = &spec.owner {
+        check_line("owner", owner, 256)?;
+    }
+    if let Some(var) = &spec.api_key_env
+        && (var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(EditError::Invalid(
+            "--api-key-env: an environment variable name (letters, digits, `_`)".to_owned(),
+        ));
     }
     let file = server.adapters_dir.join(format!("{}.yaml", spec.name));
     let preset = match &spec.provider {
@@ -285,49 +331,16 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
     let key =
         generate_key().map_err(|e| EditError::Io(format!("no random numbers from the OS: {e}")))?;
     let label = spec.label.clone().unwrap_or_else(|| "default".to_owned());
-    let mut text = format!(
-        "# Adapter `{name}`, created by FlexiProxy (CLI or panel). Edit freely: the proxy reloads\n\
-         # this file when it changes. The client key itself is never stored, only its SHA-256.\n\n",
-        name = spec.name
-    );
-    if let Some(owner) = &spec.owner {
-        text.push_str(&format!("owner: {}\n\n", yaml_str(owner)));
-    }
-    text.push_str("source:\n");
-    if let Some(p) = &preset {
-        text.push_str(&format!("  preset: {}\n", p.name));
-    }
-    if let Some(protocol) = spec.protocol {
-        text.push_str(match protocol {
-            SourceProtocol::OpenAi => "  protocol: openai\n",
-            SourceProtocol::Anthropic => "  protocol: anthropic\n",
-            SourceProtocol::Responses => "  protocol: responses\n",
-            SourceProtocol::Gemini => "  protocol: gemini\n",
-        });
-    }
-    text.push_str(&format!(
-        "  base_url: {}\n  api_key: {}\n  model: {}\n",
-        yaml_str(&base_url),
-        yaml_str(&api_key),
-        yaml_str(&spec.model)
-    ));
-    if spec.model_map.is_empty() {
-        text.push_str(
-            "  # model_map:                      # first matching glob on the client's model wins\n\
-             \x20 #   - { match: \"claude-*haiku*\", model: a-cheaper-model }\n",
-        );
-    } else {
-        text.push_str(&yaml_block("model_map", &spec.model_map, 2)?);
-    }
-    if let Some(options) = &spec.options {
-        text.push_str(&yaml_block("options", options, 2)?);
-    }
-    text.push_str(&format!(
-        "\nkeys:\n  - sha256: {}\n    label: {}\n    created: {}\n",
-        hash_hex(&hash_key(key.expose())),
-        yaml_str(&label),
-        humantime::format_rfc3339_seconds(SystemTime::now())
-    ));
+    let (text, intended) = create_text(
+        spec,
+        preset.map(|p| p.name),
+        &base_url,
+        &api_key,
+        &key,
+        &label,
+    )?;
+    yaml_write::verify(&text, &intended).map_err(EditError::Invalid)?;
+    check_env_refs(server, &file, &text)?;
     // Validate what we are about to write, as the proxy will.
     let adapter =
         parse_adapter(&file, &text, &|_| None).map_err(|e| EditError::Invalid(e.message))?;
@@ -342,19 +355,101 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
     })
 }
 
+/// Refuses to write a file the proxy would refuse to load: `${VAR}` in a file owned by a
+/// user who is not an admin.
+fn check_env_refs(server: &ServerConfig, path: &Path, text: &str) -> Result<(), EditError> {
+    let users = super::users::read_or_empty(&server.users_file);
+    super::adapter::check_owner_env_refs(path, text, &|owner| users.is_admin(owner))
+        .map_err(|e| EditError::Invalid(e.message))
+}
+
+/// A new adapter file's text, and the document it must parse to.
+fn create_text(
+    spec: &CreateSpec,
+    preset: Option<&str>,
+    base_url: &str,
+    api_key: &str,
+    key: &Secret,
+    label: &str,
+) -> Result<(String, serde_yaml_ng::Value), EditError> {
+    use serde_json::json;
+    let mut intended = serde_yaml_ng::Value::Mapping(Default::default());
+    let mut text = format!(
+        "# Adapter `{name}`, created by FlexiProxy (CLI or panel). Edit freely: the proxy reloads\n\
+         # this file when it changes. The client key itself is never stored, only its SHA-256.\n\n",
+        name = spec.name
+    );
+    if let Some(owner) = &spec.owner {
+        text.push_str(&format!("owner: {}\n\n", yaml_str(owner)));
+        yaml_write::set_path(&mut intended, &["owner"], Some(&json!(owner)));
+    }
+    text.push_str("source:\n");
+    if let Some(p) = preset {
+        text.push_str(&format!("  preset: {}\n", yaml_str(p)));
+        yaml_write::set_path(&mut intended, &["source", "preset"], Some(&json!(p)));
+    }
+    if let Some(protocol) = spec.protocol {
+        text.push_str(&format!("  protocol: {}\n", protocol.name()));
+        let name = json!(protocol.name());
+        yaml_write::set_path(&mut intended, &["source", "protocol"], Some(&name));
+    }
+    text.push_str(&format!(
+        "  base_url: {}\n  api_key: {}\n  model: {}\n",
+        yaml_str(base_url),
+        yaml_str(api_key),
+        yaml_str(&spec.model)
+    ));
+    for (field, value) in [
+        ("base_url", base_url),
+        ("api_key", api_key),
+        ("model", &spec.model),
+    ] {
+        yaml_write::set_path(&mut intended, &["source", field], Some(&json!(value)));
+    }
+    if spec.model_map.is_empty() {
+        text.push_str(
+            "  # model_map:                      # first matching glob on the client's model wins\n\
+             \x20 #   - { match: \"claude-*haiku*\", model: a-cheaper-model }\n",
+        );
+    } else {
+        let map = tree("model_map", &spec.model_map)?;
+        text.push_str(&yaml_block("model_map", &map, 2));
+        yaml_write::set_path(&mut intended, &["source", "model_map"], Some(&map));
+    }
+    if let Some(options) = &spec.options {
+        let options = tree("options", options)?;
+        text.push_str(&yaml_block("options", &options, 2));
+        yaml_write::set_path(&mut intended, &["source", "options"], Some(&options));
+    }
+    let keys = json!([{
+        "sha256": hash_hex(&hash_key(key.expose())),
+        "label": label,
+        "created": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    }]);
+    text.push('\n');
+    text.push_str(&yaml_block("keys", &keys, 0));
+    yaml_write::set_path(&mut intended, &["keys"], Some(&keys));
+    Ok((text, intended))
+}
+
 /// Reads an adapter file under the directory lock, checks the caller's version, and writes
-/// what `change` makes of its text (validated first).
+/// what `change` makes of its text (validated first). `change` also applies the intended
+/// edit to the parsed document it is given; the new text must parse to exactly that.
 fn modify(
     server: &ServerConfig,
     name: &str,
     expect_version: Option<&str>,
-    change: impl FnOnce(&str) -> Result<String, EditError>,
+    change: impl FnOnce(&str, &mut serde_yaml_ng::Value) -> Result<String, EditError>,
 ) -> Result<PathBuf, EditError> {
     let _lock = lock_dir(&server.adapters_dir)?;
     let path = find(server, name)?;
     let text = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
     check_version(name, &text, expect_version)?;
-    let updated = change(&text)?;
+    let mut intended = yaml_write::parse(&text)
+        .map_err(|e| EditError::Invalid(format!("adapter `{name}` does not parse: {e}")))?;
+    let updated = change(&text, &mut intended)?;
+    yaml_write::verify(&updated, &intended).map_err(EditError::Invalid)?;
+    check_env_refs(server, &path, &updated)?;
     parse_adapter(&path, &updated, &|_| None).map_err(|e| EditError::Invalid(e.message))?;
     // A hand edit can land between our read and our rename; look again just before it.
     let again = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
@@ -384,10 +479,14 @@ pub fn rotate_checked(
 ) -> Result<(PathBuf, Secret), EditError> {
     let key =
         generate_key().map_err(|e| EditError::Io(format!("no random numbers from the OS: {e}")))?;
-    let path = modify(server, name, expect_version, |text| {
+    if let Some(l) = label {
+        check_line("label", l, 64)?;
+    }
+    let path = modify(server, name, expect_version, |text, intended| {
         let file: AdapterFile = serde_yaml_ng::from_str(text)
             .map_err(|e| EditError::Invalid(format!("adapter `{name}`: {e}")))?;
         let keys = rotated_keys(file.keys, &key, grace, label);
+        yaml_write::set_path(intended, &["keys"], Some(&tree("keys", &keys)?));
         replace_keys_section(text, &keys)
     })?;
     Ok((path, key))
@@ -450,23 +549,40 @@ pub fn patch(
     spec: &PatchSpec,
     expect_version: Option<&str>,
 ) -> Result<PathBuf, EditError> {
-    modify(server, name, expect_version, |text| {
+    check_source_fields(
+        spec.model.as_deref(),
+        spec.api_key.as_deref(),
+        spec.base_url.as_deref(),
+        spec.model_map.as_deref(),
+    )?;
+    modify(server, name, expect_version, |text, intended| {
         let mut text = text.to_owned();
+        let mut set = |parent: Option<&str>, key: &str, value: Option<serde_json::Value>| {
+            let path: Vec<&str> = parent.into_iter().chain([key]).collect();
+            yaml_write::set_path(intended, &path, value.as_ref());
+            text = set_block(&text, parent, key, value.as_ref())?;
+            Ok::<(), EditError>(())
+        };
         if let Some(m) = &spec.model {
-            text = set_block(&text, Some("source"), "model", Some(m))?;
+            set(Some("source"), "model", Some(tree("model", m)?))?;
         }
         if let Some(k) = &spec.api_key {
-            text = set_block(&text, Some("source"), "api_key", Some(k))?;
+            set(Some("source"), "api_key", Some(tree("api_key", k)?))?;
         }
         if let Some(u) = &spec.base_url {
-            text = set_block(&text, Some("source"), "base_url", Some(u))?;
+            set(Some("source"), "base_url", Some(tree("base_url", u)?))?;
         }
         if let Some(map) = &spec.model_map {
-            let map = (!map.is_empty()).then_some(map);
-            text = set_block(&text, Some("source"), "model_map", map)?;
+            let map = if map.is_empty() {
+                None
+            } else {
+                Some(tree("model_map", map)?)
+            };
+            set(Some("source"), "model_map", map)?;
         }
         if let Some(limits) = &spec.limits {
-            text = set_block(&text, None, "limits", limits.as_ref())?;
+            let limits = limits.as_ref().map(|l| tree("limits", l)).transpose()?;
+            set(None, "limits", limits)?;
         }
         Ok(text)
     })
@@ -521,11 +637,11 @@ fn find_block(
 
 /// Sets (or with `None` removes) `key` at the top level or in the top-level block `parent`,
 /// editing only its lines.
-fn set_block<T: serde::Serialize>(
+fn set_block(
     text: &str,
     parent: Option<&str>,
     key: &str,
-    value: Option<&T>,
+    value: Option<&serde_json::Value>,
 ) -> Result<String, EditError> {
     let lines: Vec<&str> = text.lines().collect();
     let (from, to, indent) = match parent {
@@ -543,7 +659,7 @@ fn set_block<T: serde::Serialize>(
         }
     };
     let block = match value {
-        Some(v) => yaml_block(key, v, indent)?,
+        Some(v) => yaml_block(key, v, indent),
         None => String::new(),
     };
     let (start, end) = find_block(&lines, from, to, indent, key).unwrap_or((to, to));
@@ -569,12 +685,7 @@ fn splice(lines: &[&str], start: usize, end: usize, block: &str) -> String {
 /// Replaces the top-level `keys:` block of an adapter file (or appends one), leaving every
 /// other line as it was.
 pub fn replace_keys_section(text: &str, keys: &[KeyFile]) -> Result<String, EditError> {
-    #[derive(serde::Serialize)]
-    struct Keys<'a> {
-        keys: &'a [KeyFile],
-    }
-    let block = serde_yaml_ng::to_string(&Keys { keys })
-        .map_err(|e| EditError::Invalid(format!("cannot write keys: {e}")))?;
+    let block = yaml_block("keys", &tree("keys", &keys)?, 0);
     let lines: Vec<&str> = text.lines().collect();
     let Some(start) = lines.iter().position(|l| l.starts_with("keys:")) else {
         let mut out = text.trim_end().to_owned();

@@ -15,6 +15,7 @@ pub mod setup;
 pub mod snapshot;
 pub mod users;
 pub mod watch;
+pub mod yaml_write;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! a live adapter by claiming its name or key, or by exceeding `max_adapters`.
 
 use super::ConfigError;
-use super::adapter::{Adapter, KeyEntry, parse_adapter};
+use super::adapter::{Adapter, KeyEntry, check_owner_env_refs, parse_adapter};
 use super::keys::{KeyHash, hash_key};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -104,11 +104,16 @@ pub struct ReloadReport {
 /// Looks up environment variables (injectable for tests).
 pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Tells whether a panel user is an admin (whose adapter files may read the environment).
+pub type AdminLookup = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Builds snapshots from an adapters directory, keeping each file's last good version.
 pub struct Loader {
     dir: PathBuf,
     max_adapters: Option<usize>,
     env: EnvLookup,
+    /// Files with an `owner` who is not an admin never read `${VAR}`; by default no owner is.
+    is_admin: AdminLookup,
     files: BTreeMap<PathBuf, FileState>,
     generation: u64,
     current: Arc<Snapshot>,
@@ -141,12 +146,27 @@ impl Loader {
             dir: dir.into(),
             max_adapters,
             env,
+            is_admin: Box::new(|_| false),
             files: BTreeMap::new(),
             generation: 0,
             current: Arc::new(Snapshot::default()),
             settle: std::time::Duration::ZERO,
             unsettled: false,
         }
+    }
+
+    /// The loader for a server's adapters directory, with admin owners as its users file
+    /// says (re-read when it changes).
+    pub fn for_server(config: &super::server::ServerConfig) -> Loader {
+        let users = super::users::UsersStore::open(&config.users_file);
+        Loader::new(&config.adapters_dir, config.max_adapters)
+            .with_admins(Box::new(move |owner| users.current().is_admin(owner)))
+    }
+
+    /// Who counts as an admin owner (see [`check_owner_env_refs`]).
+    pub fn with_admins(mut self, is_admin: AdminLookup) -> Loader {
+        self.is_admin = is_admin;
+        self
     }
 
     /// Waits for changed files to be quiet for `settle` before reading them (for watching a
@@ -247,7 +267,9 @@ impl Loader {
             return;
         }
         state.fingerprint = Some(fingerprint);
-        match parse_adapter(&path, &text, &*self.env) {
+        let parsed = check_owner_env_refs(&path, &text, &*self.is_admin)
+            .and_then(|()| parse_adapter(&path, &text, &*self.env));
+        match parsed {
             Ok(adapter) => {
                 state.parsed = Some(Arc::new(adapter));
                 state.parse_error = None;

@@ -58,6 +58,11 @@ pub fn parse(path: &Path, text: &str) -> Result<UsersFile, String> {
     serde_yaml_ng::from_str(text).map_err(|e| super::ConfigError::yaml(path, &e).to_string())
 }
 
+/// The users file as it is now (empty when missing or unreadable).
+pub fn read_or_empty(path: &Path) -> UsersFile {
+    read(path).unwrap_or_default()
+}
+
 fn read(path: &Path) -> Result<UsersFile, EditError> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(path, &text).map_err(EditError::Invalid),

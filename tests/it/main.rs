@@ -3,6 +3,7 @@
 //! one module per area.
 
 mod accounts;
+mod attacker;
 mod claude_code;
 mod clients;
 mod cline;

@@ -87,7 +87,9 @@ fn with_security_headers(b: http::response::Builder) -> http::response::Builder 
         .header("content-security-policy", CSP)
         .header("x-content-type-options", "nosniff")
         .header("x-frame-options", "DENY")
-        .header("referrer-policy", "no-referrer")
+        // Not `no-referrer`: under it browsers send `Origin: null` even on the panel's own
+        // forms, and the origin check could not tell them from another site's.
+        .header("referrer-policy", "same-origin")
 }
 
 fn finish(b: http::response::Builder, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -215,6 +217,42 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether a request says it comes from a page of another origin: `Sec-Fetch-Site` other
+/// than same-origin/none, or an `Origin` (`null` included) whose host and port are not the
+/// ones the request was sent to (`Host`, or `X-Forwarded-Host` behind a reverse proxy).
+fn from_another_origin(req: &AdminRequest) -> bool {
+    if matches!(
+        req.header("sec-fetch-site"),
+        Some("cross-site") | Some("same-site")
+    ) {
+        return true;
+    }
+    let Some(origin) = req.header("origin") else {
+        return false;
+    };
+    let Some(authority) = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'))
+    else {
+        return true; // `null` and anything unparseable
+    };
+    let default_port = if origin.starts_with("https://") {
+        ":443"
+    } else {
+        ":80"
+    };
+    let same = |host: &str| {
+        host.eq_ignore_ascii_case(authority)
+            || format!("{host}{default_port}").eq_ignore_ascii_case(authority)
+            || host.eq_ignore_ascii_case(&format!("{authority}{default_port}"))
+    };
+    let forwarded = req
+        .header("x-forwarded-host")
+        .and_then(|h| h.split(',').next())
+        .map(str::trim);
+    !(req.header("host").is_some_and(same) || forwarded.is_some_and(same))
+}
+
 // ---- routing ---------------------------------------------------------------------------
 
 pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
@@ -225,8 +263,9 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
     let cx = Ctx { app, req, lang };
     let get = req.method == Method::GET || req.method == Method::HEAD;
     let post = req.method == Method::POST;
-    // Another site's form (login CSRF included): browsers say so in Sec-Fetch-Site.
-    if post && req.header("sec-fetch-site") == Some("cross-site") {
+    // Another site's form (login CSRF included): browsers say so in Sec-Fetch-Site and
+    // Origin; either one is enough to refuse.
+    if post && from_another_origin(req) {
         return cx.message(403, cx.t("csrf_failed"), "");
     }
     match req.path.as_str() {
