@@ -7,6 +7,7 @@ use crate::config::adapter::ApiKey;
 use crate::config::server::ServerConfig;
 use crate::config::snapshot::Loader;
 use crate::config::watch::{ConfigWatcher, LiveConfig};
+use crate::proxy::ingress::{HeaderGuard, HeaderLimits, TooLargeBody};
 use crate::proxy::{FlexiProxy, Lifecycle, ProxySettings};
 use crate::telemetry::Telemetry;
 use crate::telemetry::access_log::AccessLog;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -156,8 +158,24 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         telemetry.clone(),
         &server.configuration,
     );
-    let mut service =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, "flexiproxy");
+    // Both listeners read request headers within the same limits (`proxy::ingress`).
+    let max_header_size = config.max_header_size;
+    let header_limits = |too_large: TooLargeBody| HeaderLimits {
+        timeout: config.header_timeout,
+        max_size: max_header_size,
+        too_large,
+    };
+    let mut http_proxy = pingora::proxy::HttpProxy::new(proxy, server.configuration.clone());
+    http_proxy.handle_init_modules();
+    let mut service = Service::new(
+        "flexiproxy".to_owned(),
+        HeaderGuard::new(
+            http_proxy,
+            header_limits(Arc::new(move |method: &str, target: &str| {
+                crate::proxy::oversized_header_body(method, target, max_header_size)
+            })),
+        ),
+    );
     let mut certs = Vec::new();
     for listener in &config.listeners {
         let addr = listener.address.to_string();
@@ -185,7 +203,16 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
             users.clone(),
             cooldown.clone(),
         );
-        let mut admin_service = pingora::services::listening::Service::new("admin".to_owned(), app);
+        let too_large = serde_json::json!({
+            "error": format!("request headers are larger than the limit of {max_header_size} bytes")
+        })
+        .to_string()
+        .into_bytes();
+        let guarded = HeaderGuard::new(
+            app,
+            header_limits(Arc::new(move |_: &str, _: &str| too_large.clone())),
+        );
+        let mut admin_service = Service::new("admin".to_owned(), guarded);
         let address = admin.address.to_string();
         match &admin.tls {
             None => admin_service.add_tcp(&address),

@@ -213,6 +213,15 @@ pub struct LimitsFile {
     /// Largest request header section accepted, in bytes (default 64 KiB); larger gets 431.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_size: Option<usize>,
+    /// How long a client may take to send a request's header section, on both listeners
+    /// (default 10s): from the connection's start, or from a kept-alive connection's first
+    /// byte of the next request. Slower clients are disconnected.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub header_timeout: Option<Duration>,
     /// Where per-key limits and token budgets are counted: `local` (default) or `redis`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<LimitsBackend>,
@@ -236,6 +245,8 @@ pub struct ServerConfig {
     pub max_request_body: usize,
     pub max_concurrent_requests: usize,
     pub max_header_size: usize,
+    /// Longest time to receive a request's header section (both listeners).
+    pub header_timeout: Duration,
     /// The admin listener (metrics, health, /admin/*), unless turned off.
     pub admin: Option<AdminConfig>,
     pub access_log: AccessLogTarget,
@@ -509,6 +520,12 @@ impl ServerConfig {
                 .as_ref()
                 .and_then(|l| l.max_header_size)
                 .unwrap_or(64 * 1024),
+            header_timeout: file
+                .limits
+                .as_ref()
+                .and_then(|l| l.header_timeout)
+                .unwrap_or(Duration::from_secs(10))
+                .max(Duration::from_millis(100)),
         })
     }
 }
@@ -527,6 +544,16 @@ mod tests {
         assert_eq!(c.admin.unwrap().address.to_string(), DEFAULT_ADMIN_LISTEN);
         assert_eq!(c.access_log, AccessLogTarget::Stdout);
         assert!(c.stats.is_none(), "usage statistics are off by default");
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+        let c = ServerConfig::parse(
+            Path::new("f.yaml"),
+            "limits:\n  header_timeout: 3s\n  max_header_size: 8192\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.header_timeout, c.max_header_size),
+            (Duration::from_secs(3), 8192)
+        );
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl FlexiProxy {
             }
         }
         let snapshot = self.live.load_full();
-        let Some(key) = client_key(req) else {
+        let Some(key) = client_key(req, ctx.route) else {
             return Err(ProxyError::new(
                 ErrorKind::Authentication,
                 "missing API key: send it as `x-api-key` or `Authorization: Bearer`",

@@ -25,6 +25,7 @@ mod direct;
 pub mod errors;
 pub mod exchange;
 pub mod ids;
+pub mod ingress;
 mod limits;
 mod quota;
 mod report;
@@ -493,7 +494,8 @@ impl FlexiProxy {
             ));
         };
         let endpoint = &source.endpoint;
-        let query = client.uri.query();
+        // The client's query string stays here: it may carry its key (`?key=`), and no
+        // provider needs it (a Gemini source's `alt=sse` is rebuilt from the parsed call).
         let mut path = String::with_capacity(endpoint.path.len() + 40);
         path.push_str(&endpoint.path);
         path.push_str(match (plan.source_wire(), ctx.route) {
@@ -517,10 +519,6 @@ impl FlexiProxy {
             };
             let call = ctx.gemini.as_ref().unwrap_or(&own);
             path.push_str(&call.upstream_path(&prepared.source_model));
-        }
-        if let (Plan::Passthrough(ClientProtocol::Anthropic), Some(q)) = (plan, query) {
-            path.push('?');
-            path.push_str(q);
         }
         let Some(auth) = &source.auth else {
             return Err(Error::explain(
@@ -928,10 +926,9 @@ impl FlexiProxy {
     }
 }
 
-/// The client's key: `x-api-key`, or `Authorization: Bearer`.
-/// The client's key: `x-api-key`, `x-goog-api-key` (Gemini), `Authorization: Bearer`, or a
-/// Gemini request's `?key=`.
-pub fn client_key(req: &RequestHeader) -> Option<&str> {
+/// The client's key: `x-api-key`, `x-goog-api-key` (Gemini), `Authorization: Bearer`, or —
+/// on Gemini's routes only, where Google's clients put it — `?key=`.
+pub fn client_key(req: &RequestHeader, route: Route) -> Option<&str> {
     for name in ["x-api-key", "x-goog-api-key"] {
         if let Some(v) = req.headers.get(name).and_then(|v| v.to_str().ok()) {
             let v = v.trim();
@@ -948,7 +945,21 @@ pub fn client_key(req: &RequestHeader) -> Option<&str> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty());
-    bearer.or_else(|| query_key(req.uri.query()?))
+    let gemini = matches!(route, Route::Gemini | Route::GeminiModels);
+    bearer.or_else(|| query_key(req.uri.query().filter(|_| gemini)?))
+}
+
+/// The body of the 431 answer to a header section over `limit` bytes, in the shape of the
+/// client the request line names (see `ingress`).
+pub fn oversized_header_body(method: &str, target: &str, limit: usize) -> Vec<u8> {
+    let path = target.split('?').next().unwrap_or("");
+    let protocol = route::client_protocol(route::route(method, path), false);
+    ProxyError::new(
+        ErrorKind::InvalidRequest,
+        format!("request headers are larger than the limit of {limit} bytes"),
+    )
+    .with_status(431)
+    .body(protocol)
 }
 
 /// `key=` in a query string (Gemini's API key parameter); keys are URL-safe as issued.
@@ -1084,6 +1095,18 @@ impl ProxyHttp for FlexiProxy {
             Admitted::Local(answer) => self.answer_locally(session, ctx, answer).await,
             Admitted::Refused(e) => self.respond_error(session, ctx, e).await,
         }
+    }
+
+    /// What Pingora's own log lines say about a request: method and path, never the query
+    /// string (a Gemini client's `?key=`), and the request id that finds it in the access log.
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {}, request id: {}",
+            req.method,
+            req.uri.path(),
+            ctx.request_id
+        )
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -1265,5 +1288,41 @@ impl ProxyHttp for FlexiProxy {
         }
         let usage = report::report(&self.telemetry, session, e, ctx);
         self.settle_budget(ctx, usage).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_key_only_on_gemini_routes() {
+        let req = |target: &str| RequestHeader::build("POST", target.as_bytes(), None).unwrap();
+        let gemini = req("/v1beta/models/m:generateContent?alt=sse&key=k1");
+        assert_eq!(client_key(&gemini, Route::Gemini), Some("k1"));
+        let models = req("/v1beta/models?key=k2");
+        assert_eq!(client_key(&models, Route::GeminiModels), Some("k2"));
+        for route in [Route::Messages, Route::ChatCompletions, Route::Models] {
+            assert_eq!(client_key(&req("/v1/messages?key=k3"), route), None);
+        }
+        let mut with_header = req("/v1/messages?key=k3");
+        with_header.insert_header("x-api-key", "h").unwrap();
+        assert_eq!(client_key(&with_header, Route::Messages), Some("h"));
+    }
+
+    #[test]
+    fn oversized_header_answers_in_the_clients_shape() {
+        let anthropic: serde_json::Value =
+            serde_json::from_slice(&oversized_header_body("POST", "/v1/messages?x=1", 100))
+                .unwrap();
+        assert_eq!(anthropic["error"]["type"], "invalid_request_error");
+        let gemini: serde_json::Value = serde_json::from_slice(&oversized_header_body(
+            "POST",
+            "/v1beta/models/m:generateContent",
+            100,
+        ))
+        .unwrap();
+        assert_eq!(gemini["error"]["code"], 431);
+        assert!(gemini["error"]["message"].as_str().unwrap().contains("100"));
     }
 }

@@ -12,6 +12,7 @@ mod core;
 mod deploy;
 mod fidelity;
 mod gemini;
+mod hardening;
 mod harness;
 mod ingress;
 mod management;
