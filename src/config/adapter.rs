@@ -929,6 +929,30 @@ keys:
     }
 
     #[test]
+    fn env_references_in_a_users_file_fail_with_file_and_line() {
+        let path = Path::new("/conf/adapters/u.yaml");
+        let text = "owner: alice\nsource:\n  base_url: https://a.example/v1\n  api_key: sk-x\n  model: m\n  fallbacks:\n    - base_url: https://b.example/v1\n      api_key: \"x\\x24{HOME}\"\n";
+        let admins = |o: &str| o == "carol";
+        // Written escaped (`\x24{`), so no line shows `${`: still found, in the parsed values.
+        let e = check_owner_env_refs(path, text, &admins).unwrap_err();
+        assert!(e.to_string().starts_with("/conf/adapters/u.yaml"), "{e}");
+        let plain = text.replace("\\x24{HOME}", "${HOME}");
+        let e = check_owner_env_refs(path, &plain, &admins)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/conf/adapters/u.yaml:8:"), "{e}");
+        assert!(e.contains("alice"), "{e}");
+        assert!(check_owner_env_refs(path, &plain.replace("alice", "carol"), &admins).is_ok());
+        let operator = plain.replace("owner: alice\n", "");
+        assert!(check_owner_env_refs(path, &operator, &admins).is_ok());
+        let odd = plain.replace("owner: alice", "owner: [alice]");
+        assert!(
+            check_owner_env_refs(path, &odd, &|_| true).is_err(),
+            "not a name"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_line() {
         let e = parse(&GOOD.replace(
             "  model: deepseek-chat",
