@@ -5,6 +5,7 @@
 
 use crate::config::adapter::{ApiKey, Source, SourceProtocol};
 use crate::config::egress::EgressPolicy;
+use crate::protocol::secrets::mask_secrets_str;
 use serde::Serialize;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -131,12 +132,12 @@ pub async fn probe(source: &Source, policy: Option<&EgressPolicy>) -> ProbeResul
     if source.protocol == SourceProtocol::Anthropic {
         request = request.header("anthropic-version", "2023-06-01");
     }
-    let secret = match &source.api_key {
-        ApiKey::Present(s) => s.expose().to_owned(),
-        ApiKey::MissingEnv(_) => String::new(),
-    };
+    // Providers sometimes echo the key they were given in their error: masked before it is
+    // shortened (so no piece of a key cut in two remains) and shown.
+    let secrets: Vec<&str> = crate::proxy::errors::source_secrets(source).collect();
+    let mask = |text: &str| mask_secrets_str(text, &secrets).into_owned();
     match request.send().await {
-        Err(e) => failed(started, None, redact(&format!("no answer: {e}"), &secret)),
+        Err(e) => failed(started, None, mask(&format!("no answer: {e}"))),
         Ok(response) => {
             let status = response.status().as_u16();
             let ok = response.status().is_success();
@@ -146,7 +147,7 @@ pub async fn probe(source: &Source, policy: Option<&EgressPolicy>) -> ProbeResul
                 ok,
                 status: Some(status),
                 latency_ms,
-                error: (!ok).then(|| redact(&shorten(&text), &secret)),
+                error: (!ok).then(|| shorten(&mask(&text))),
             }
         }
     }
@@ -160,10 +161,61 @@ fn shorten(text: &str) -> String {
     s
 }
 
-/// Providers sometimes echo the key they were given in their error.
-fn redact(text: &str, secret: &str) -> String {
-    if secret.len() < 4 {
-        return text.to_owned();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flexiproxy_testkit::{FakeProvider, Reply};
+
+    const KEY: &str = "sk-probe-canary-4d2e81";
+
+    /// A provider that echoes the auth header it received in its error (401), after
+    /// `padding` characters of text (456 puts the key across the 500-character cut).
+    async fn echoing(padding: usize) -> FakeProvider {
+        FakeProvider::start(move |req| {
+            let auth = req
+                .header("authorization")
+                .or_else(|| req.header("x-api-key"))
+                .or_else(|| req.header("x-goog-api-key"))
+                .unwrap_or_default()
+                .to_owned();
+            let message = format!("{}bad key {auth}", "x".repeat(padding));
+            Reply::json(401, json!({"error": {"message": message}}))
+        })
+        .await
     }
-    text.replace(secret, "***")
+
+    fn source(base_url: &str, protocol: &str) -> Source {
+        let text = format!(
+            "source:\n  protocol: {protocol}\n  base_url: {base_url}\n  api_key: {KEY}\n  model: m\nkeys: []\n"
+        );
+        crate::config::adapter::parse_adapter(std::path::Path::new("p.yaml"), &text, &|_| None)
+            .unwrap()
+            .source
+    }
+
+    #[tokio::test]
+    async fn the_test_result_masks_an_echoed_provider_key() {
+        for (protocol, padding) in [
+            ("openai", 0),
+            ("anthropic", 0),
+            ("gemini", 0),
+            ("openai", 456),
+        ] {
+            let provider = echoing(padding).await;
+            let base = if protocol == "openai" {
+                provider.base_url()
+            } else {
+                provider.origin()
+            };
+            let result = probe(&source(&base, protocol), None).await;
+            assert_eq!(result.status, Some(401), "{protocol}");
+            let error = result.error.unwrap();
+            assert!(!error.contains(KEY), "{protocol}: {error}");
+            // Not even the start of the key, where shortening would have cut it.
+            assert!(!error.contains("sk-probe"), "{protocol}: {error}");
+            if padding == 0 {
+                assert!(error.contains("bad key ***"), "{protocol}: {error}");
+            }
+        }
+    }
 }

@@ -14,6 +14,7 @@
 //!   read out of passthrough answers.
 //! - [`sse`]: the incremental Server-Sent Events decoder; [`json`]: fast JSON walks/writers.
 //! - [`tokens`]: local token counting.
+//! - [`secrets`]: provider keys masked out of relayed error bodies.
 
 pub mod anthropic;
 pub mod anthropic_openai;
@@ -26,6 +27,7 @@ pub mod pair;
 pub mod passthrough;
 pub mod pivot;
 pub mod responses;
+pub mod secrets;
 pub mod sse;
 pub mod stream_check;
 pub mod tokens;

@@ -1,6 +1,7 @@
 //! Every error the proxy answers with, rendered in the client protocol's own shape — the one
 //! place where errors become bytes for a client.
 
+use crate::config::adapter::{Adapter, ApiKey, Source};
 use crate::protocol::anthropic::{ErrorKind, error_body};
 
 /// Which API the client speaks (decides error shapes and model lists).
@@ -59,6 +60,27 @@ impl ProxyError {
 
 pub use crate::protocol::openai_chat::openai_error_body;
 
+/// What of one source's credentials FlexiProxy sends upstream and must never relay back: its
+/// key and the auth header value made from it (`Bearer <key>`, or the key itself).
+pub fn source_secrets(source: &Source) -> impl Iterator<Item = &str> {
+    let key = match &source.api_key {
+        ApiKey::Present(key) => Some(key.expose()),
+        ApiKey::MissingEnv(_) => None,
+    };
+    let header = source.auth.as_ref().and_then(|a| a.value.to_str().ok());
+    key.into_iter().chain(header)
+}
+
+/// Every provider secret of an adapter (its source's and each fallback's), masked out of the
+/// provider errors relayed to clients (`protocol::secrets`). A list, so more keys per source
+/// just add to it.
+pub fn provider_secrets(adapter: &Adapter) -> Vec<&str> {
+    std::iter::once(&adapter.source)
+        .chain(&adapter.fallbacks)
+        .flat_map(source_secrets)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +95,22 @@ mod tests {
         let o: serde_json::Value = serde_json::from_slice(&e.body(ClientProtocol::OpenAi)).unwrap();
         assert_eq!(o["error"]["message"], "slow");
         assert_eq!(o["error"]["code"], "rate_limit_exceeded");
+    }
+
+    #[test]
+    fn provider_secrets_are_every_source_key_and_header_value() {
+        let text = "source:\n  base_url: http://a.example/v1\n  api_key: sk-main-0000000001\n  model: m\n  fallbacks:\n    - { base_url: http://b.example/v1, api_key: sk-fallback-000002 }\nkeys: []\n";
+        let adapter =
+            crate::config::adapter::parse_adapter(std::path::Path::new("a.yaml"), text, &|_| None)
+                .unwrap();
+        assert_eq!(
+            provider_secrets(&adapter),
+            [
+                "sk-main-0000000001",
+                "Bearer sk-main-0000000001",
+                "sk-fallback-000002",
+                "Bearer sk-fallback-000002"
+            ]
+        );
     }
 }

@@ -178,6 +178,9 @@ pub struct Ctx {
     /// The model and method of a Gemini request (they are in its path).
     pub gemini: Option<crate::protocol::gemini::GeminiCall>,
     pub shaper: Option<ResponseShaper>,
+    /// Masks the adapter's provider keys out of the provider's bytes, before anything else
+    /// reads them: set for error answers and streams (which may carry an error event).
+    pub masker: Option<crate::protocol::secrets::SecretMasker>,
     /// The error to answer with when a hook fails (rendered by `fail_to_proxy`).
     pub error: Option<ProxyError>,
     pub upstream_status: Option<u16>,
@@ -596,6 +599,12 @@ impl FlexiProxy {
             .unwrap_or("")
             .to_ascii_lowercase();
         let shaper = ResponseShaper::new(plan, status, &content_type, prepared);
+        // An error answer, or a stream that may end in an error event, goes through the
+        // masker before anything reads it; a success's JSON is left as it is.
+        let masked = !(200..300).contains(&status)
+            || prepared.stream
+            || shaper.is_stream()
+            || content_type.starts_with("text/event-stream");
         // Edited as plain `http` parts: see `upstream_header` for why.
         let mut parts = http::response::Parts::from(std::mem::replace(
             upstream_response,
@@ -625,6 +634,10 @@ impl FlexiProxy {
             }
         } else {
             parts.headers.remove(http::header::SET_COOKIE);
+            if masked {
+                // A masked body may be shorter than the provider said.
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+            }
         }
         if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
             parts.headers.insert(X_REQUEST_ID, id);
@@ -661,6 +674,9 @@ impl FlexiProxy {
             ));
         }
         ctx.shaper = Some(shaper);
+        ctx.masker = ctx.adapter.as_deref().filter(|_| masked).map(|adapter| {
+            crate::protocol::secrets::SecretMasker::new(&errors::provider_secrets(adapter))
+        });
         if ctx.request_sent {
             self.release_request_bodies(ctx);
         }
@@ -676,6 +692,11 @@ impl FlexiProxy {
                 w.activity();
             }
         }
+        // The provider's bytes with its keys masked, before the shaper, the usage observer or
+        // the client sees them (error answers and streams; see `start_response`).
+        if let Some(masker) = ctx.masker.as_mut() {
+            *body = masker.feed(body.take(), end_of_stream);
+        }
         if let (Some(observer), Some(chunk)) = (ctx.observer.as_mut(), body.as_deref()) {
             observer.feed(chunk);
         }
@@ -685,6 +706,16 @@ impl FlexiProxy {
             *body = shaped.body;
             if shaped.error_status.is_some() {
                 ctx.effective_status = shaped.error_status;
+                // An error found inside a success's JSON (not masked on the way in).
+                if ctx.masker.is_none()
+                    && let (Some(adapter), Some(answer)) = (ctx.adapter.as_deref(), body.as_ref())
+                    && let std::borrow::Cow::Owned(clean) = crate::protocol::secrets::mask_secrets(
+                        answer,
+                        &errors::provider_secrets(adapter),
+                    )
+                {
+                    *body = Some(Bytes::from(clean));
+                }
             }
         }
         ctx.bytes_out += body.as_ref().map_or(0, |b| b.len());
@@ -1056,6 +1087,7 @@ impl ProxyHttp for FlexiProxy {
             prepared: None,
             gemini: None,
             shaper: None,
+            masker: None,
             error: None,
             upstream_status: None,
             effective_status: None,

@@ -25,3 +25,4 @@ mod scale;
 mod sdk;
 mod sdk_openai;
 mod sdk_responses;
+mod secrets_relay;
