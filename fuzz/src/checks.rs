@@ -13,10 +13,9 @@ use flexiproxy::protocol::anthropic_openai::error::{provider_error, stream_error
 use flexiproxy::protocol::anthropic_openai::request::translate_request;
 use flexiproxy::protocol::anthropic_openai::response::{ResponseContext, translate_response};
 use flexiproxy::protocol::anthropic_openai::stream::StreamTranslator;
-use flexiproxy::protocol::anthropic_openai::{
-    Dialect, MaxTokensField, ReasoningStyle, ToolNames, shorten_tool_name,
-};
 use flexiproxy::protocol::json::{PartialObject, completion_suffix, repair_json_object};
+use flexiproxy::protocol::names::{ToolNames, shorten_tool_name};
+use flexiproxy::protocol::openai_chat::dialect::{Dialect, MaxTokensField, ReasoningStyle};
 use flexiproxy::protocol::passthrough::replace_model;
 use flexiproxy::protocol::sse::{SseDecoder, SseEvent};
 use flexiproxy::protocol::stream_check::check_stream;

@@ -6,7 +6,7 @@
 use super::keys::{KeyHash, Secret, parse_hash_hex};
 use super::presets;
 use super::{ConfigError, line_of};
-use crate::protocol::anthropic_openai::{Dialect, MaxTokensField, ReasoningStyle};
+use crate::protocol::openai_chat::dialect::{Dialect, MaxTokensField, ReasoningStyle};
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! `source.preset`, or gets one from its base URL's host; its own `source.options` win.
 
 use super::adapter::SourceProtocol;
-use crate::protocol::anthropic_openai::{Dialect, MaxTokensField, ReasoningStyle};
+use crate::protocol::openai_chat::dialect::{Dialect, MaxTokensField, ReasoningStyle};
 
 #[derive(Debug, Clone)]
 pub struct Preset {

@@ -397,7 +397,7 @@ pub struct ExchangeContext {
     pub structured_output_tool: Option<String>,
     pub input_tokens_estimate: u64,
     /// Tool names the source encoder had to change, restored by its decoders.
-    pub tool_names: crate::protocol::anthropic_openai::ToolNames,
+    pub tool_names: crate::protocol::names::ToolNames,
     /// Client tools the client codec restores (free-form, namespaced).
     pub client_tools: ClientTools,
     /// Seals reasoning into Responses `encrypted_content` (and Gemini `thoughtSignature`)
