@@ -6,9 +6,9 @@
 //!   protocol's codec maps to and from; [`pair`] drives a (client, source) pair through it.
 //! - [`anthropic`], [`openai_chat`]: one folder per protocol — wire types and the codecs
 //!   (request, response, stream, errors) of that protocol.
-//! - [`openai`]: what OpenAI-compatible sources send back, read leniently.
+//! - [`errors`]: what providers say went wrong, read leniently, and its mapping for clients.
 //! - [`anthropic_openai`]: the first pair's entry points (Anthropic clients on
-//!   OpenAI-compatible sources), composed of the two protocols' codecs; provider errors.
+//!   OpenAI-compatible sources), composed of the two protocols' codecs.
 //! - [`names`]: tool names and ids that must change between protocols.
 //! - [`passthrough`]: same-protocol pairs (only the model changes); [`usage`]: token usage
 //!   read out of passthrough answers.
@@ -18,10 +18,10 @@
 
 pub mod anthropic;
 pub mod anthropic_openai;
+pub mod errors;
 pub mod gemini;
 pub mod json;
 pub mod names;
-pub mod openai;
 pub mod openai_chat;
 pub mod pair;
 pub mod passthrough;

@@ -366,7 +366,7 @@ pub enum ResponseError {
     /// The body is not an answer at all.
     Malformed(String),
     /// A 200 that carries an error object (some providers do this).
-    Provider(crate::protocol::openai::ProviderError),
+    Provider(crate::protocol::errors::ProviderError),
 }
 
 /// A request the target protocol cannot carry: a 400 in the client's shape, naming the field.

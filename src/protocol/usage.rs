@@ -87,9 +87,9 @@ fn merge_usage(protocol: Wire, data: &[u8], usage: &mut Option<Usage>) {
             acc
         }
         Wire::OpenAiChat => {
-            let Ok(u) =
-                serde_json::from_value::<crate::protocol::openai::ChatUsage>(v["usage"].clone())
-            else {
+            let Ok(u) = serde_json::from_value::<crate::protocol::openai_chat::wire::ChatUsage>(
+                v["usage"].clone(),
+            ) else {
                 return;
             };
             crate::protocol::openai_chat::decode_response::usage(&u).to_anthropic()

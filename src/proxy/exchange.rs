@@ -6,9 +6,8 @@
 use super::errors::{ClientProtocol, ProxyError};
 use crate::config::adapter::Source;
 use crate::protocol::anthropic::{ErrorKind, Usage};
-use crate::protocol::anthropic_openai::error::provider_error;
+use crate::protocol::errors::{ProviderError, provider_error};
 use crate::protocol::gemini::GeminiCall;
-use crate::protocol::openai::ProviderError;
 use crate::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
 use crate::protocol::passthrough::replace_model;
 use crate::protocol::pivot::{ExchangeContext, ResponseError};

@@ -2,8 +2,8 @@
 //! [`Response`]. Thinking keeps its signature (origin Anthropic); `redacted_thinking` keeps
 //! its data; unknown block types (server tools) are skipped.
 
+use crate::protocol::errors::ProviderError;
 use crate::protocol::json::Text;
-use crate::protocol::openai::ProviderError;
 use crate::protocol::pivot::{
     Origin, Part, Reasoning, Response, ResponseError, StopReason, ToolCall, Usage,
 };

@@ -9,7 +9,7 @@
 
 use super::decode_response::{WireUsage, stop_reason};
 use crate::protocol::anthropic::ErrorKind;
-use crate::protocol::anthropic_openai::error::stream_error;
+use crate::protocol::errors::stream_error;
 use crate::protocol::pivot::{BlockKind, Event, Origin, Usage};
 use crate::protocol::sse::{SseDecoder, SseEvent};
 use serde::Deserialize;

@@ -8,8 +8,8 @@ use crate::protocol::anthropic::THINKING_SIGNATURE;
 use crate::protocol::anthropic::encode_response::encode_response;
 use crate::protocol::anthropic::{StopReason, Usage};
 use crate::protocol::json::repair_json_object;
-use crate::protocol::openai::ChatUsage;
 use crate::protocol::openai_chat::decode_response::decode_response;
+use crate::protocol::openai_chat::wire::ChatUsage;
 use crate::protocol::pivot::ExchangeContext;
 use serde_json::value::RawValue;
 

@@ -3,8 +3,8 @@
 //! the thought signature as opaque data of origin `Gemini`) and calls (ids made up where
 //! Gemini gives none). A response with an `error` object is the provider's error.
 
+use crate::protocol::errors::ProviderError;
 use crate::protocol::json::{Str, Text};
-use crate::protocol::openai::ProviderError;
 use crate::protocol::pivot::{
     Origin, Part, Reasoning, Response, ResponseError, StopReason, ToolCall, Usage,
 };

@@ -8,7 +8,7 @@
 
 use super::decode_response::{Chunk, provider_error, stop_reason};
 use crate::protocol::anthropic::ErrorKind;
-use crate::protocol::anthropic_openai::error::stream_error;
+use crate::protocol::errors::stream_error;
 use crate::protocol::pivot::{BlockKind, Event, Origin};
 use crate::protocol::sse::{SseDecoder, SseEvent};
 

@@ -3,9 +3,10 @@
 //! `reasoning`, content as a string or parts, the legacy `function_call`, an `error` object
 //! inside a 200. Shortened tool names are restored here.
 
+use super::wire::{ChatCompletion, ChatUsage};
+use crate::protocol::errors::ProviderError;
 use crate::protocol::json::Text;
 use crate::protocol::names::ToolNames;
-use crate::protocol::openai::{ChatCompletion, ChatUsage, ProviderError};
 use crate::protocol::pivot::{
     Part, Reasoning, Response, ResponseError, StopReason, ToolCall, Usage,
 };

@@ -12,12 +12,12 @@
 //! at the block's end, so a client always accumulates an object. `[DONE]` or the end of the
 //! body ends the answer.
 
+use super::wire::{ChatChunk, ChatUsage, FunctionOut, ToolCallOut};
 use crate::protocol::anthropic::ErrorKind;
-use crate::protocol::anthropic_openai::error::stream_error;
 use crate::protocol::anthropic_openai::response::tool_input;
+use crate::protocol::errors::stream_error;
 use crate::protocol::json::PartialObject;
 use crate::protocol::names::ToolNames;
-use crate::protocol::openai::{ChatChunk, ChatUsage, FunctionOut, ToolCallOut};
 use crate::protocol::pivot::{BlockKind, Event};
 use crate::protocol::sse::{SseDecoder, SseEvent};
 

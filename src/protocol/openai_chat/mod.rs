@@ -1,8 +1,8 @@
 //! OpenAI Chat Completions, one file per direction (decode: wire → pivot, encode: pivot →
 //! wire): as a client protocol [`decode_request`], [`encode_response`], [`encode_stream`];
 //! as a source protocol [`encode_request`] (bent to a provider's [`dialect`]),
-//! [`decode_response`], [`decode_stream`]. Errors in OpenAI's shape. The lenient wire types
-//! of what sources send back are in [`crate::protocol::openai`].
+//! [`decode_response`], [`decode_stream`], which read what sources send back through the
+//! lenient [`wire`] types. Errors in OpenAI's shape.
 
 pub mod decode_request;
 pub mod decode_response;
@@ -11,6 +11,7 @@ pub mod dialect;
 pub mod encode_request;
 pub mod encode_response;
 pub mod encode_stream;
+pub mod wire;
 
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::json::write_json_str;

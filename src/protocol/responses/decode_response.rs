@@ -3,8 +3,8 @@
 //! is `<id> <encrypted_content>` of origin `Responses`, `function_call` items as calls.
 //! `status: incomplete` is the output limit; an `error` object is the provider's error.
 
+use crate::protocol::errors::ProviderError;
 use crate::protocol::json::{Str, Text};
-use crate::protocol::openai::ProviderError;
 use crate::protocol::pivot::{
     Origin, Part, Reasoning, Response, ResponseError, StopReason, ToolCall, Usage,
 };

@@ -10,7 +10,7 @@
 
 use super::decode_response::{WireItem, WireUsage, reasoning_data};
 use crate::protocol::anthropic::ErrorKind;
-use crate::protocol::anthropic_openai::error::stream_error;
+use crate::protocol::errors::stream_error;
 use crate::protocol::json::Str;
 use crate::protocol::pivot::{BlockKind, Event, Origin, StopReason};
 use crate::protocol::sse::{SseDecoder, SseEvent};

@@ -1,8 +1,9 @@
-//! OpenAI Chat Completions wire types we read: the responses, stream chunks and error bodies
+//! OpenAI Chat Completions wire types we read: the responses and stream chunks
 //! OpenAI-compatible providers send back — parsed leniently, because every provider bends the
-//! format somewhere. (The request is written directly by the translator.)
+//! format somewhere. (The request is written directly by the encoder; error bodies are read by
+//! [`crate::protocol::errors::ProviderError`].)
 
-use super::json::{Lenient, Str};
+use crate::protocol::json::{Lenient, Str};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -77,7 +78,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for MessageText<'a> {
             let joined: String = parts.iter().filter_map(|p| p.text.as_deref()).collect();
             return Ok(MessageText(Cow::Owned(joined)));
         }
-        Ok(MessageText(super::json::decode_raw_text(raw)))
+        Ok(MessageText(crate::protocol::json::decode_raw_text(raw)))
     }
 }
 
@@ -190,132 +191,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/// What a provider said went wrong, pulled out of whichever error shape it uses:
-/// `{"error":{"message","type","code"}}`, `{"error":"…"}`, `{"detail":…}`, `{"message":…}`,
-/// or plain text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderError {
-    pub message: String,
-    pub code: Option<String>,
-    pub kind: Option<String>,
-}
-
-impl ProviderError {
-    pub fn parse(body: &[u8]) -> ProviderError {
-        match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(v) => Self::from_value(&v).unwrap_or_else(|| Self::plain(body)),
-            Err(_) => Self::plain(body),
-        }
-    }
-
-    /// From a JSON value already parsed (also used for an `error` object inside a stream).
-    pub fn from_value(v: &serde_json::Value) -> Option<ProviderError> {
-        let text_of = |v: &serde_json::Value| -> Option<String> {
-            match v {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Null => None,
-                other => Some(other.to_string()),
-            }
-        };
-        let err = v.get("error").unwrap_or(v);
-        if let serde_json::Value::String(s) = err {
-            return Some(ProviderError {
-                message: s.clone(),
-                code: None,
-                kind: None,
-            });
-        }
-        let message = err
-            .get("message")
-            .or_else(|| err.get("detail"))
-            .or_else(|| v.get("detail"))
-            .or_else(|| v.get("message"))
-            .and_then(text_of)?;
-        Some(ProviderError {
-            message,
-            code: err.get("code").and_then(text_of),
-            kind: err.get("type").and_then(text_of),
-        })
-    }
-
-    fn plain(body: &[u8]) -> ProviderError {
-        let text = String::from_utf8_lossy(body);
-        let text = text.trim();
-        // An HTML error page says nothing useful to an API client beyond its status.
-        let message = if text.is_empty() || text.starts_with('<') {
-            String::new()
-        } else {
-            truncate_chars(text, 1000).to_owned()
-        };
-        ProviderError {
-            message,
-            code: None,
-            kind: None,
-        }
-    }
-
-    /// Context-window overflows, which Anthropic clients recognise by `prompt is too long`.
-    pub fn is_context_overflow(&self) -> bool {
-        let m = self.message.to_ascii_lowercase();
-        self.code.as_deref() == Some("context_length_exceeded")
-            || m.contains("context_length_exceeded")
-            || m.contains("maximum context length")
-            || m.contains("context length")
-            || m.contains("context window")
-            || m.contains("too many tokens")
-            || m.contains("prompt is too long")
-            || m.contains("input is too long")
-    }
-}
-
-/// The longest prefix of `s` with at most `max` characters.
-pub fn truncate_chars(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn provider_error_shapes() {
-        let e = ProviderError::parse(
-            br#"{"error":{"message":"bad key","type":"invalid_request_error","code":"invalid_api_key"}}"#,
-        );
-        assert_eq!(e.message, "bad key");
-        assert_eq!(e.code.as_deref(), Some("invalid_api_key"));
-        assert_eq!(ProviderError::parse(br#"{"error":"nope"}"#).message, "nope");
-        assert_eq!(
-            ProviderError::parse(br#"{"detail":"Not Found"}"#).message,
-            "Not Found"
-        );
-        assert_eq!(
-            ProviderError::parse(br#"{"message":"m","code":5}"#)
-                .code
-                .as_deref(),
-            Some("5")
-        );
-        assert_eq!(
-            ProviderError::parse(b"upstream exploded").message,
-            "upstream exploded"
-        );
-        assert_eq!(ProviderError::parse(b"<html>502</html>").message, "");
-    }
-
-    #[test]
-    fn context_overflow_detection() {
-        let e = ProviderError::parse(
-            br#"{"error":{"message":"This model's maximum context length is 65536 tokens","code":"context_length_exceeded"}}"#,
-        );
-        assert!(e.is_context_overflow());
-        assert!(!ProviderError::parse(br#"{"error":"rate limited"}"#).is_context_overflow());
-    }
 
     #[test]
     fn message_text_accepts_parts() {
