@@ -31,13 +31,13 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use flexiproxy::protocol::anthropic_openai::request::translate_request;
-use flexiproxy::protocol::anthropic_openai::response::{ResponseContext, translate_response};
-use flexiproxy::protocol::anthropic_openai::stream::StreamTranslator;
 use flexiproxy::protocol::gemini::encode_stream::StreamEncoder as GeminiEncoder;
 use flexiproxy::protocol::names::ToolNames;
 use flexiproxy::protocol::openai_chat::dialect::Dialect;
-use flexiproxy::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
+use flexiproxy::protocol::pair::{
+    Pair, PairStream, ResponseContext, SourceOptions, StreamTranslator, Wire, translate_request,
+    translate_response,
+};
 use flexiproxy::protocol::passthrough::replace_model;
 use flexiproxy::protocol::pivot::{BlockKind, Event, ExchangeContext, Origin, StopReason, Usage};
 use flexiproxy::protocol::responses::decode_stream::StreamDecoder as ResponsesDecoder;

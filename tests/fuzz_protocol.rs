@@ -1231,7 +1231,7 @@ fn seeds_pass_every_check() {
         for d in 0..=255u8 {
             checks::check_request(&body, &checks::dialect_from_byte(d)).unwrap();
         }
-        let t = flexiproxy::protocol::anthropic_openai::request::translate_request(
+        let t = flexiproxy::protocol::pair::translate_request(
             &body,
             |m| m.to_owned(),
             &checks::dialect_from_byte(0),

@@ -9,13 +9,13 @@
 
 use flexiproxy::protocol::anthropic::encode_stream::message_as_events;
 use flexiproxy::protocol::anthropic::{CountTokensRequest, ErrorKind};
-use flexiproxy::protocol::anthropic_openai::request::translate_request;
-use flexiproxy::protocol::anthropic_openai::response::{ResponseContext, translate_response};
-use flexiproxy::protocol::anthropic_openai::stream::StreamTranslator;
 use flexiproxy::protocol::errors::{provider_error, stream_error};
 use flexiproxy::protocol::json::{PartialObject, completion_suffix, repair_json_object};
 use flexiproxy::protocol::names::{ToolNames, shorten_tool_name};
 use flexiproxy::protocol::openai_chat::dialect::{Dialect, MaxTokensField, ReasoningStyle};
+use flexiproxy::protocol::pair::{
+    ResponseContext, StreamTranslator, translate_request, translate_response,
+};
 use flexiproxy::protocol::passthrough::replace_model;
 use flexiproxy::protocol::sse::{SseDecoder, SseEvent};
 use flexiproxy::protocol::stream_check::check_stream;

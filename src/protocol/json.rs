@@ -466,6 +466,21 @@ pub fn is_valid_json(s: &str) -> bool {
     serde_json::from_str::<de::IgnoredAny>(s).is_ok()
 }
 
+/// Tool arguments as an `input` object: `""` → `{}`, truncated JSON repaired, anything else
+/// that is not an object → `{}`. The flag says whether the arguments needed help.
+pub fn tool_input(arguments: &str) -> (Box<RawValue>, bool) {
+    let trimmed = arguments.trim();
+    if trimmed.starts_with('{')
+        && let Ok(raw) = serde_json::from_str::<Box<RawValue>>(trimmed)
+    {
+        return (raw, false);
+    }
+    let repaired = repair_json_object(trimmed).unwrap_or_else(|| "{}".to_owned());
+    let raw = RawValue::from_string(repaired)
+        .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("static JSON"));
+    (raw, !trimmed.is_empty())
+}
+
 /// Best-effort repair of tool-call arguments: empty → `{}`; a value cut short (the usual failure
 /// when a provider hits its token limit) gets its open strings and brackets closed. Returns
 /// `None` when the text cannot be made into a JSON object.

@@ -3,12 +3,11 @@
 //! tested, fuzzed and benchmarked on its own.
 //!
 //! - [`pivot`]: the one internal model of a conversation, a response and a stream that every
-//!   protocol's codec maps to and from; [`pair`] drives a (client, source) pair through it.
+//!   protocol's codec maps to and from; [`pair`] drives a (client, source) pair through it
+//!   (and names the first pair's entry points: Anthropic clients on OpenAI-compatible sources).
 //! - [`anthropic`], [`openai_chat`]: one folder per protocol — wire types and the codecs
 //!   (request, response, stream, errors) of that protocol.
 //! - [`errors`]: what providers say went wrong, read leniently, and its mapping for clients.
-//! - [`anthropic_openai`]: the first pair's entry points (Anthropic clients on
-//!   OpenAI-compatible sources), composed of the two protocols' codecs.
 //! - [`names`]: tool names and ids that must change between protocols.
 //! - [`passthrough`]: same-protocol pairs (only the model changes); [`usage`]: token usage
 //!   read out of passthrough answers.
@@ -17,7 +16,6 @@
 //! - [`secrets`]: provider keys masked out of relayed error bodies.
 
 pub mod anthropic;
-pub mod anthropic_openai;
 pub mod errors;
 pub mod gemini;
 pub mod json;

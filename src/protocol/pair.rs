@@ -6,14 +6,14 @@
 //! `docs/pivot.md` shows how a protocol is added.
 
 use crate::protocol::anthropic::ErrorKind;
+use crate::protocol::names::ToolNames;
 use crate::protocol::openai_chat::dialect::Dialect;
 pub use crate::protocol::pivot::AnswerFacts;
 use crate::protocol::pivot::{
     Conversation, Event, ExchangeContext, Refusal, ResponseError, Usage, unfold,
 };
-use crate::protocol::{
-    anthropic, anthropic_openai::request::estimate_tokens, gemini, openai_chat, responses,
-};
+use crate::protocol::tokens::estimate_tokens;
+use crate::protocol::{anthropic, gemini, openai_chat, responses};
 
 /// A wire protocol, on either side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,6 +367,181 @@ impl PairStream {
         match &self.encoder {
             Encoder::Anthropic(e) => Some(e.facts()),
             Encoder::OpenAiChat(_) | Encoder::Responses(_) | Encoder::Gemini(_) => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The first pair by name: an Anthropic client on an OpenAI-compatible source, as benches and
+// property tests call it (the proxy goes through `Pair` and `PairStream` like every pair).
+
+/// The translated request plus what the response translation needs to know about it.
+#[derive(Debug)]
+pub struct TranslatedRequest {
+    pub body: Vec<u8>,
+    pub stream: bool,
+    /// The model the client asked for; responses report it back.
+    pub client_model: String,
+    pub tool_names: ToolNames,
+    /// A cheap estimate of input tokens for `message_start` (the provider's count comes later).
+    pub input_tokens_estimate: u64,
+}
+
+/// Anthropic `POST /v1/messages` body → OpenAI `POST /chat/completions` body, through the
+/// pivot: [`anthropic::decode_request`] reads the client's request,
+/// [`openai_chat::encode_request`] writes the provider's. Built from an allow-list: only
+/// fields with a known meaning reach the provider (`context_management`, `container`,
+/// `mcp_servers`, `cache_control`, betas… are dropped). `map_model` turns the client's model
+/// name into the provider's; a request it cannot carry is refused (a 400
+/// `invalid_request_error`).
+pub fn translate_request(
+    body: &[u8],
+    map_model: impl FnOnce(&str) -> String,
+    dialect: &Dialect,
+) -> Result<TranslatedRequest, Refusal> {
+    // One UTF-8 check for the whole body; parsing from a `str` then skips it per value.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| Refusal(format!("invalid request body: not UTF-8: {e}")))?;
+    let conversation = anthropic::decode_request::decode_request(text)?;
+    let source_model = map_model(&conversation.model);
+    let (out, tool_names) = openai_chat::encode_request::encode_request(
+        &conversation,
+        &source_model,
+        dialect,
+        body.len(),
+    );
+    Ok(TranslatedRequest {
+        body: out,
+        stream: conversation.stream,
+        client_model: conversation.model.into_owned(),
+        tool_names,
+        input_tokens_estimate: estimate_tokens(body.len()),
+    })
+}
+
+/// What the response translation needs from the request.
+#[derive(Debug, Clone)]
+pub struct ResponseContext<'c> {
+    /// The Anthropic id for this message (`msg_…`).
+    pub message_id: &'c str,
+    /// The model the client asked for.
+    pub client_model: &'c str,
+    pub tool_names: &'c ToolNames,
+}
+
+/// A translated response and the facts telemetry wants from it.
+#[derive(Debug)]
+pub struct TranslatedResponse {
+    pub body: Vec<u8>,
+    pub usage: anthropic::Usage,
+    /// False when the provider sent no usage and `usage` is our estimate.
+    pub usage_reported: bool,
+    /// Tool arguments that were not valid JSON and had to be repaired or replaced.
+    pub repaired_arguments: u32,
+}
+
+/// OpenAI chat completion (non-streaming) → Anthropic `message`, through the pivot:
+/// [`openai_chat::decode_response`] reads the provider's answer, [`anthropic::encode_response`]
+/// writes the client's.
+pub fn translate_response(
+    body: &[u8],
+    ctx: &ResponseContext<'_>,
+) -> Result<TranslatedResponse, ResponseError> {
+    let response = openai_chat::decode_response::decode_response(body, ctx.tool_names)?;
+    let exchange = ExchangeContext {
+        message_id: ctx.message_id.to_owned(),
+        client_model: ctx.client_model.to_owned(),
+        ..ExchangeContext::default()
+    };
+    let encoded = anthropic::encode_response::encode_response(&response, &exchange)?;
+    Ok(TranslatedResponse {
+        body: encoded.body,
+        usage: encoded.usage,
+        usage_reported: encoded.usage_reported,
+        repaired_arguments: encoded.repaired_arguments,
+    })
+}
+
+/// Facts about a translated stream, for logs, metrics and usage records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub usage: anthropic::Usage,
+    /// False when the provider sent no usage and `usage` is our estimate.
+    pub usage_reported: bool,
+    pub stop_reason: Option<anthropic::StopReason>,
+    /// The stream ended with an `error` event.
+    pub errored: bool,
+    /// Argument fragments for a tool whose block had already been closed (could not be sent).
+    pub late_fragments: u32,
+    /// Tool calls whose arguments were not valid JSON and had to be cut or repaired.
+    pub repaired_arguments: u32,
+}
+
+/// OpenAI chat-completion SSE → Anthropic Messages SSE, incrementally and sans-IO, through
+/// the pivot: [`openai_chat::decode_stream`] turns provider reads into pivot events,
+/// [`anthropic::encode_stream`] turns them into Anthropic frames.
+///
+/// Feed each upstream read to [`StreamTranslator::push`]; it appends whatever Anthropic frames
+/// that read completes. End with [`finish`](StreamTranslator::finish) (clean end of stream) or
+/// [`fail`](StreamTranslator::fail) (reset, timeout…). The output depends only on the bytes,
+/// never on how they were split into reads.
+pub struct StreamTranslator(PairStream);
+
+impl StreamTranslator {
+    pub fn new(
+        message_id: impl Into<String>,
+        client_model: impl Into<String>,
+        tool_names: ToolNames,
+        input_tokens_estimate: u64,
+    ) -> Self {
+        let ctx = ExchangeContext {
+            message_id: message_id.into(),
+            client_model: client_model.into(),
+            input_tokens_estimate,
+            tool_names,
+            ..ExchangeContext::default()
+        };
+        let pair = Pair {
+            client: Wire::AnthropicMessages,
+            source: Wire::OpenAiChat,
+        };
+        StreamTranslator(PairStream::new(pair, ctx))
+    }
+
+    /// Sends `message_start` and a `ping` now (otherwise they go out with the first data).
+    pub fn begin(&mut self, out: &mut Vec<u8>) {
+        self.0.begin(out);
+    }
+
+    /// Translates one upstream read.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.0.push(input, out);
+    }
+
+    /// The upstream body ended cleanly (with or without `[DONE]`).
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.0.finish(out);
+    }
+
+    /// The upstream failed after the response started: an `error` event ends the stream.
+    pub fn fail(&mut self, kind: ErrorKind, message: &str, out: &mut Vec<u8>) {
+        self.0.fail(kind, message, out);
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.0.is_done()
+    }
+
+    pub fn summary(&self) -> StreamSummary {
+        let encoded = self.0.anthropic_facts().unwrap_or_default();
+        let repairs = self.0.repairs();
+        StreamSummary {
+            usage: encoded.usage,
+            usage_reported: encoded.usage_reported,
+            stop_reason: encoded.stop_reason,
+            errored: encoded.errored,
+            late_fragments: repairs.late_fragments,
+            repaired_arguments: repairs.repaired_arguments,
         }
     }
 }

@@ -12,6 +12,12 @@ const PER_IMAGE: u64 = 1_300;
 /// A PDF page costs text plus an image; without parsing it, assume a few pages.
 const PER_DOCUMENT: u64 = 3_000;
 
+/// A cheap estimate of a request's input tokens from its size: about four bytes of JSON per
+/// token for English text and code (the provider's count comes later).
+pub fn estimate_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
 /// The number of tokens `text` encodes to.
 pub fn count_text(text: &str) -> u64 {
     if text.is_empty() {

@@ -183,7 +183,7 @@ pub fn prepare(
         // Gemini requests carry the model in the path; the body passes untouched.
         Plan::Passthrough(ClientProtocol::Gemini) => {
             let call = gemini.ok_or_else(|| invalid("not a Gemini model path".into()))?;
-            let estimate = crate::protocol::anthropic_openai::request::estimate_tokens(body.len());
+            let estimate = crate::protocol::tokens::estimate_tokens(body.len());
             Ok(Prepared {
                 body: Bytes::copy_from_slice(body),
                 stream: call.stream(),
@@ -224,7 +224,7 @@ pub fn prepare(
             let (body, client_model, source_model, stream) =
                 replace_model(body, |m| source.map_model(m).to_owned())
                     .map_err(|e| invalid(e.0))?;
-            let estimate = crate::protocol::anthropic_openai::request::estimate_tokens(body.len());
+            let estimate = crate::protocol::tokens::estimate_tokens(body.len());
             Ok(Prepared {
                 body,
                 stream,

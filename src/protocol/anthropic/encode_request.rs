@@ -373,7 +373,7 @@ fn block<'p>(part: &'p Part<'_>, role: Role) -> Option<Block<'p>> {
         Part::ToolCall(call) => Block::ToolUse {
             id: &call.id,
             name: &call.name,
-            input: crate::protocol::anthropic_openai::response::tool_input(&call.arguments).0,
+            input: crate::protocol::json::tool_input(&call.arguments).0,
         },
         Part::ToolResult {
             call_id,

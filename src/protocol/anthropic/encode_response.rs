@@ -9,7 +9,7 @@
 use crate::protocol::anthropic::{
     MessageResponse, OutBlock, StopReason, THINKING_SIGNATURE, Usage,
 };
-use crate::protocol::anthropic_openai::response::tool_input;
+use crate::protocol::json::tool_input;
 use crate::protocol::names::sanitize_tool_id;
 use crate::protocol::pivot::{self, ExchangeContext, Origin, Part, Response, ResponseError};
 
@@ -91,9 +91,7 @@ pub fn encode_response(
         Some(u) => (u.to_anthropic(), true),
         None => (
             Usage {
-                output_tokens: crate::protocol::anthropic_openai::request::estimate_tokens(
-                    output_bytes,
-                ),
+                output_tokens: crate::protocol::tokens::estimate_tokens(output_bytes),
                 ..Usage::default()
             },
             false,

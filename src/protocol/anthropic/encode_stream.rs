@@ -243,9 +243,7 @@ impl StreamEncoder {
             Some(u) => u.to_anthropic(),
             None => Usage {
                 input_tokens: self.ctx.input_tokens_estimate,
-                output_tokens: crate::protocol::anthropic_openai::request::estimate_tokens(
-                    self.output_bytes,
-                ),
+                output_tokens: crate::protocol::tokens::estimate_tokens(self.output_bytes),
                 ..Usage::default()
             },
         }

@@ -14,9 +14,8 @@
 
 use super::wire::{ChatChunk, ChatUsage, FunctionOut, ToolCallOut};
 use crate::protocol::anthropic::ErrorKind;
-use crate::protocol::anthropic_openai::response::tool_input;
 use crate::protocol::errors::stream_error;
-use crate::protocol::json::PartialObject;
+use crate::protocol::json::{PartialObject, tool_input};
 use crate::protocol::names::ToolNames;
 use crate::protocol::pivot::{BlockKind, Event};
 use crate::protocol::sse::{SseDecoder, SseEvent};
@@ -416,3 +415,6 @@ impl StreamDecoder {
         on_event(Event::End);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -418,3 +418,6 @@ fn write_assistant(a: &mut Arr<'_>, turn: &Turn<'_>, dialect: &Dialect, names: &
         }
     });
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,9 @@
-//! Stream translator tests: every stream shape from the translation reference, the
+//! Stream translator tests (an OpenAI-compatible source's stream for an Anthropic client,
+//! [`StreamTranslator`]): every stream shape from the translation reference, the
 //! invariants on every output, and the split-invariance property.
 
 use super::*;
+use crate::protocol::pair::{StreamSummary, StreamTranslator};
 use crate::protocol::stream_check::{Frame, accumulate, check_stream};
 use proptest::prelude::*;
 use serde_json::{Value, json};

@@ -1,6 +1,8 @@
-//! One test per row of the request table in the translation reference.
+//! One test per row of the request table in the translation reference: an Anthropic request
+//! onto an OpenAI-compatible source ([`translate_request`]), dialect by dialect.
 
 use super::*;
+use crate::protocol::pair::{TranslatedRequest, translate_request};
 use serde_json::{Value, json};
 
 fn translate_with(req: Value, dialect: &Dialect) -> (Value, TranslatedRequest) {
