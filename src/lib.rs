@@ -11,6 +11,7 @@ pub mod admin;
 pub mod config;
 pub mod protocol;
 pub mod proxy;
+pub mod routing;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
