@@ -545,7 +545,10 @@ fn pivot(c: &mut Criterion) {
             .encode_request(
                 body,
                 |_| "claude-src".to_owned(),
-                SourceOptions { dialect: &dialect },
+                SourceOptions {
+                    dialect: &dialect,
+                    omit_media_for: None,
+                },
                 ExchangeContext::default(),
             )
             .expect("chat request encodes")
@@ -716,7 +719,10 @@ fn responses(c: &mut Criterion) {
             .encode_request(
                 body,
                 |_| "deepseek-chat".to_owned(),
-                SourceOptions { dialect: &dialect },
+                SourceOptions {
+                    dialect: &dialect,
+                    omit_media_for: None,
+                },
                 responses_ctx(),
             )
             .expect("Codex request encodes")

@@ -137,7 +137,6 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         ),
         None => None,
     };
-    let cooldown = crate::proxy::Cooldowns::default();
     let proxy = FlexiProxy::new(
         live.clone(),
         ProxySettings {
@@ -147,7 +146,6 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
             reasoning_key: crate::config::reasoning_key::load(&config.reasoning_key_file),
             users: users.clone(),
             egress: config.egress.clone(),
-            cooldown: cooldown.clone(),
             shared: shared.clone(),
         },
         Lifecycle {
@@ -196,13 +194,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         server.add_service(background_service("lease keeper", shared.keeper()));
     }
     if let Some(admin) = &config.admin {
-        let app = AdminApp::new(
-            config,
-            telemetry.clone(),
-            live.clone(),
-            users.clone(),
-            cooldown.clone(),
-        );
+        let app = AdminApp::new(config, telemetry.clone(), live.clone(), users.clone());
         let too_large = serde_json::json!({
             "error": format!("request headers are larger than the limit of {max_header_size} bytes")
         })

@@ -27,7 +27,10 @@ fn ctx(array: bool) -> ExchangeContext {
 
 pub fn check_request(body: &[u8]) -> Result<(), String> {
     let dialect = Dialect::default();
-    let options = SourceOptions { dialect: &dialect };
+    let options = SourceOptions {
+        dialect: &dialect,
+        omit_media_for: None,
+    };
     for source in [Wire::OpenAiChat, Wire::AnthropicMessages, Wire::Responses] {
         let pair = Pair {
             client: Wire::Gemini,

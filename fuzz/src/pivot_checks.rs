@@ -32,7 +32,10 @@ pub fn check_chat_request(body: &[u8]) -> Result<(), String> {
         max_tokens_limit: Some(8192),
         ..Dialect::default()
     };
-    let options = SourceOptions { dialect: &dialect };
+    let options = SourceOptions {
+        dialect: &dialect,
+        omit_media_for: None,
+    };
     let Ok(encoded) = PAIR.encode_request(body, |m| format!("{m}-src"), options, ctx(false)) else {
         return Ok(());
     };

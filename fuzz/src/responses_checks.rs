@@ -31,7 +31,10 @@ pub fn check_request(body: &[u8]) -> Result<(), String> {
         max_tokens_limit: Some(8192),
         ..Dialect::default()
     };
-    let options = SourceOptions { dialect: &dialect };
+    let options = SourceOptions {
+        dialect: &dialect,
+        omit_media_for: None,
+    };
     let pairs = [
         (Wire::Responses, Wire::OpenAiChat),
         (Wire::Responses, Wire::AnthropicMessages),

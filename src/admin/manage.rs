@@ -15,7 +15,7 @@ use crate::config::setup::client_setup;
 use crate::config::users::{self, UsersStore};
 use crate::config::watch::LiveConfig;
 use crate::config::{adapter::Adapter, presets};
-use crate::proxy::Cooldowns;
+use crate::routing::Health;
 pub use crate::telemetry::usage::UsageRow;
 use crate::telemetry::usage::buckets;
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,31 @@ pub struct AdapterView {
     pub base_url: String,
     /// The adapter file's version; send it back as `If-Match` to refuse stale edits.
     pub version: String,
+    /// Routes checked before the default source, in order.
+    pub routes: Vec<RouteView>,
+    /// Every provider key of every route and source, with its health (never the key).
+    pub provider_keys: Vec<ProviderKeyView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteView {
+    pub name: String,
+    pub when: crate::routing::RouteWhen,
+    pub protocol: &'static str,
+    pub source_host: String,
+    pub model: String,
+    pub fallbacks: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderKeyView {
+    /// `default` or the route's name.
+    pub route: String,
+    /// 0 the route's source, then its fallbacks.
+    pub source: usize,
+    pub key: usize,
+    pub label: Option<String>,
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -220,7 +245,6 @@ pub struct Manager {
     pub server: Arc<ServerConfig>,
     pub live: LiveConfig,
     pub users: Arc<UsersStore>,
-    pub cooldown: Cooldowns,
 }
 
 /// What a user is told about a name that is malformed, too long or in use by anyone.
@@ -230,17 +254,69 @@ pub const NAME_NOT_AVAILABLE: &str =
 /// How long a change may take to reach the running proxy before the call returns anyway.
 const APPLY_DEADLINE: Duration = Duration::from_secs(3);
 
+/// A provider key's state in words: `healthy`, `cooling until …`, `disabled: 401`,
+/// `failing, retried at …`, `half-open`.
+fn key_state_text(health: Health, now: Instant) -> String {
+    let at = |until: Instant| {
+        let when = SystemTime::now() + until.saturating_duration_since(now);
+        humantime::format_rfc3339_seconds(when).to_string()
+    };
+    match health {
+        Health::Healthy => "healthy".to_owned(),
+        Health::Disabled { status } => format!("disabled: {status}"),
+        Health::Cooling { until } => format!("cooling until {}", at(until)),
+        Health::BreakerOpen { until } => format!("failing, retried at {}", at(until)),
+        Health::HalfOpen { .. } => "half-open".to_owned(),
+    }
+}
+
+/// Every provider key of an adapter, by route and source, with its state (never its text).
+fn provider_keys(a: &Adapter, now: Instant) -> Vec<ProviderKeyView> {
+    let routes = std::iter::once(("default".to_owned(), &a.source, &a.fallbacks)).chain(
+        a.routes
+            .iter()
+            .map(|r| (r.name.clone(), &r.source, &r.fallbacks)),
+    );
+    let mut out = Vec::new();
+    for (route, primary, fallbacks) in routes {
+        for (source, s) in std::iter::once(primary).chain(fallbacks).enumerate() {
+            for state in s.pool.state(now) {
+                let missing = match &s.keys[state.index].api_key {
+                    ApiKey::MissingEnv(var) => Some(format!("env var {var} missing")),
+                    ApiKey::Present(_) => None,
+                };
+                out.push(ProviderKeyView {
+                    route: route.clone(),
+                    source,
+                    key: state.index,
+                    label: state.label,
+                    state: missing.unwrap_or_else(|| key_state_text(state.health, now)),
+                });
+            }
+        }
+    }
+    out
+}
+
 impl Manager {
     fn view(&self, a: &Adapter, version: String) -> AdapterView {
-        let cooling = {
-            let now = Instant::now();
-            let map = crate::lock(&self.cooldown);
-            map.get(&(a.name.clone(), 0)).is_some_and(|t| *t > now)
-        };
-        let status = match &a.source.api_key {
-            ApiKey::MissingEnv(var) => format!("env var {var} missing"),
-            ApiKey::Present(_) if cooling => "cooling down".to_owned(),
-            ApiKey::Present(_) => "ok".to_owned(),
+        let now = Instant::now();
+        let keys = provider_keys(a, now);
+        let default_keys: Vec<&ProviderKeyView> = keys
+            .iter()
+            .filter(|k| k.route == "default" && k.source == 0)
+            .collect();
+        let status = if let ApiKey::MissingEnv(var) = &a.source.api_key {
+            format!("env var {var} missing")
+        } else if default_keys
+            .iter()
+            .any(|k| k.state == "healthy" || k.state == "half-open")
+        {
+            "ok".to_owned()
+        } else if default_keys.iter().all(|k| k.state.starts_with("disabled")) {
+            "provider key refused".to_owned()
+        } else {
+            "cooling down".to_owned()
         };
         let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
         AdapterView {
@@ -261,6 +337,19 @@ impl Manager {
             status,
             base_url: self.server.public_base_url.clone(),
             version,
+            routes: a
+                .routes
+                .iter()
+                .map(|r| RouteView {
+                    name: r.name.clone(),
+                    when: r.conditions.clone(),
+                    protocol: r.source.protocol.name(),
+                    source_host: r.source.endpoint.host_header(),
+                    model: r.source.model.clone(),
+                    fallbacks: r.fallbacks.len(),
+                })
+                .collect(),
+            provider_keys: keys,
         }
     }
 

@@ -115,7 +115,6 @@ impl AdminApp {
         telemetry: Arc<Telemetry>,
         live: LiveConfig,
         users: Arc<UsersStore>,
-        cooldown: crate::proxy::Cooldowns,
     ) -> AdminApp {
         let admin = config.admin.clone();
         AdminApp {
@@ -127,7 +126,6 @@ impl AdminApp {
                 server: Arc::new(config.clone()),
                 live: live.clone(),
                 users,
-                cooldown,
             },
             live,
             sessions: Sessions::default(),

@@ -33,6 +33,45 @@ pub struct AdapterFile {
     pub keys: Vec<KeyFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<AdapterLimitsFile>,
+    /// Checked in order before `source`; the first whose `when` holds serves the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteFile>,
+    /// Sources and keys one request may try before it gives up (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+/// One route: conditions on the request, and the complete source that serves it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// How logs and metrics name the route (else its index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<crate::routing::RouteWhen>,
+    pub source: SourceFile,
+}
+
+/// A key of a pool: the key (or `${VAR}`), or `{ key, label }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PoolKeyFile {
+    Plain(String),
+    Labeled {
+        key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+    },
+}
+
+impl PoolKeyFile {
+    fn parts(&self) -> (&str, Option<&str>) {
+        match self {
+            PoolKeyFile::Plain(k) => (k, None),
+            PoolKeyFile::Labeled { key, label } => (key, label.as_deref()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -44,7 +83,16 @@ pub struct SourceFile {
     pub protocol: Option<SourceProtocol>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// One provider key; or `api_keys`, a pool.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_key: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<PoolKeyFile>,
+    /// How a pool spreads requests: `sticky` (default), `least_busy`, `round_robin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::routing::Balance>,
+    /// Required, except in a fallback, which then uses its primary's model and `model_map`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub model: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model_map: Vec<ModelRuleFile>,
@@ -52,18 +100,11 @@ pub struct SourceFile {
     pub options: Option<OptionsFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsFile>,
-    /// Further sources tried in order when this one fails before any byte reached the client.
+    /// Further sources tried in order when this one fails before any byte reached the client:
+    /// complete sources (any protocol, preset, options, keys); what a fallback leaves out
+    /// (protocol for an unknown host, model, options, timeouts) it takes from its primary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fallbacks: Vec<FallbackFile>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FallbackFile {
-    pub base_url: String,
-    pub api_key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub fallbacks: Vec<SourceFile>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -146,6 +187,36 @@ pub struct OptionsFile {
     /// Anthropic sources: drop the client's `anthropic-beta` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strip_anthropic_beta: Option<bool>,
+    /// Whether the model reads images and documents: `true`, `false` (they are replaced by a
+    /// short note) or `refuse` (such requests get a 400 before anything is sent). Presets
+    /// know their text-only models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImagesFile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ImagesFile {
+    Reads(bool),
+    Mode(ImagesMode),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImagesMode {
+    Refuse,
+}
+
+/// What a source does with image and document input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImagePolicy {
+    /// The model reads them.
+    #[default]
+    Read,
+    /// Text only: each is replaced by a short placeholder before the request goes out.
+    Omit,
+    /// Text only, and requests carrying them are refused with a 400.
+    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -382,11 +453,27 @@ pub enum ApiKey {
     MissingEnv(String),
 }
 
+/// One provider key of a source's pool, ready to send.
+#[derive(Debug, Clone)]
+pub struct ProviderKey {
+    pub api_key: ApiKey,
+    /// `None` when the key is missing (`${VAR}` unset).
+    pub auth: Option<UpstreamAuth>,
+    pub label: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Source {
     pub protocol: SourceProtocol,
     pub endpoint: Endpoint,
+    /// The first key of the pool (the only one for `api_key:`).
     pub api_key: ApiKey,
+    /// Every key of the pool, in file order; [`Source::pool`] knows their health.
+    pub keys: Vec<ProviderKey>,
+    /// Which key serves a request, and each key's health; new (all healthy) whenever the
+    /// adapter file changes.
+    pub pool: crate::routing::KeyPool,
+    pub images: ImagePolicy,
     pub model: String,
     pub model_map: Vec<ModelRule>,
     pub dialect: Dialect,
@@ -458,16 +545,33 @@ pub struct KeyEntry {
     pub limits: Option<Limits>,
 }
 
-/// A validated adapter: one source, the keys that reach it, and how to talk to it.
+/// A route of an adapter: when it applies, and the source (with fallbacks) that serves it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `name:` in the file, else its index: how logs and metrics name it.
+    pub name: String,
+    /// The conditions as written (for listings).
+    pub conditions: crate::routing::RouteWhen,
+    pub when: crate::routing::CompiledWhen,
+    pub source: Source,
+    pub fallbacks: Vec<Source>,
+}
+
+/// A validated adapter: its sources, the keys that reach it, and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct Adapter {
     pub name: String,
     pub file: PathBuf,
     /// The panel user it belongs to (`owner:`), if any.
     pub owner: Option<String>,
+    /// The default route's source.
     pub source: Source,
     /// Extra sources for failover.
     pub fallbacks: Vec<Source>,
+    /// Checked in order before the default route.
+    pub routes: Vec<Route>,
+    /// Sources and keys one request may try (at least 1).
+    pub max_attempts: u32,
     pub models: Vec<String>,
     pub keys: Vec<KeyEntry>,
     pub limits: Limits,
@@ -631,35 +735,38 @@ fn validate(
         ));
     }
 
-    let source = validate_source(&file.source, env, &err)?;
-    let mut fallbacks = Vec::new();
-    for fb in &file.source.fallbacks {
-        let endpoint = Endpoint::parse(&fb.base_url)
-            .map_err(|m| err(&fb.base_url, format!("fallbacks: {m}")))?;
-        let api_key = resolve_key(&fb.api_key, env)
-            .map_err(|m| err(&fb.api_key, format!("fallbacks: {m}")))?;
-        // A fallback with its own model serves every request with it (the primary's rules
-        // name the primary's models); without one it shares the primary's mapping.
-        let (model, model_map) = match &fb.model {
-            Some(m) => (m.clone(), Vec::new()),
-            None => (source.model.clone(), source.model_map.clone()),
-        };
-        let preset = presets::for_host(&endpoint.host);
-        let auth = UpstreamAuth::for_source(source.protocol, source.auth_header, &api_key)
-            .map_err(|m| err(&fb.api_key, format!("fallbacks: api_key: {m}")))?;
-        fallbacks.push(Source {
-            endpoint,
-            api_key,
-            auth,
-            model,
-            model_map,
-            dialect: preset
-                .as_ref()
-                .map_or_else(|| source.dialect.clone(), |p| p.dialect.clone()),
-            preset: preset.map(|p| p.name).or(source.preset),
-            ..source.clone()
+    let (source, fallbacks) = validate_chain(&file.source, env, &err, "source")?;
+    let mut routes = Vec::with_capacity(file.routes.len());
+    for (i, route) in file.routes.iter().enumerate() {
+        let at = format!("routes[{i}]");
+        let when = route
+            .when
+            .as_ref()
+            .ok_or_else(|| {
+                format!("{at}: a route needs `when:` (requests it serves); the adapter's `source` serves the rest")
+            })
+            .and_then(|w| w.compile().map_err(|m| format!("{at}.{m}")))
+            .map_err(|m| err("routes:", m))?;
+        let (source, fallbacks) =
+            validate_chain(&route.source, env, &err, &format!("{at}.source"))?;
+        routes.push(Route {
+            name: route.name.clone().unwrap_or_else(|| i.to_string()),
+            conditions: route.when.clone().unwrap_or_default(),
+            when,
+            source,
+            fallbacks,
         });
     }
+    let max_attempts = match file.max_attempts {
+        None => 3,
+        Some(n @ 1..=20) => n,
+        Some(n) => {
+            return Err(err(
+                "max_attempts:",
+                format!("max_attempts: {n} is not between 1 and 20"),
+            ));
+        }
+    };
 
     let mut keys = Vec::with_capacity(file.keys.len());
     for key in &file.keys {
@@ -693,6 +800,8 @@ fn validate(
         owner: file.owner,
         source,
         fallbacks,
+        routes,
+        max_attempts,
         models: file.models,
         keys,
         limits: file.limits.as_ref().map(limits_from).unwrap_or_default(),
@@ -717,17 +826,49 @@ fn resolve_key(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<ApiK
     }
 }
 
+/// A source and its fallbacks (which may not have fallbacks of their own).
+fn validate_chain(
+    file: &SourceFile,
+    env: &dyn Fn(&str) -> Option<String>,
+    err: &dyn Fn(&str, String) -> ConfigError,
+    at: &str,
+) -> Result<(Source, Vec<Source>), ConfigError> {
+    let source = validate_source(file, env, err, at, None)?;
+    let mut fallbacks = Vec::with_capacity(file.fallbacks.len());
+    for (i, fb) in file.fallbacks.iter().enumerate() {
+        let at = format!("{at}.fallbacks[{i}]");
+        if !fb.fallbacks.is_empty() {
+            return Err(err(
+                "fallbacks:",
+                format!(
+                    "{at}: a fallback cannot have fallbacks of its own; list them all under the primary"
+                ),
+            ));
+        }
+        let inherit = Inherit { primary: &source };
+        fallbacks.push(validate_source(fb, env, err, &at, Some(inherit))?);
+    }
+    Ok((source, fallbacks))
+}
+
+/// What a fallback takes from its primary where it says nothing itself.
+struct Inherit<'a> {
+    primary: &'a Source,
+}
+
 fn validate_source(
     file: &SourceFile,
     env: &dyn Fn(&str) -> Option<String>,
     err: &dyn Fn(&str, String) -> ConfigError,
+    at: &str,
+    inherit: Option<Inherit<'_>>,
 ) -> Result<Source, ConfigError> {
     let named_preset = match &file.preset {
         Some(name) => Some(presets::by_name(name).ok_or_else(|| {
             err(
                 "preset:",
                 format!(
-                    "source.preset: unknown preset `{name}` (known: {})",
+                    "{at}.preset: unknown preset `{name}` (known: {})",
                     presets::names().join(", ")
                 ),
             )
@@ -736,53 +877,117 @@ fn validate_source(
     };
     let base_url = match (&file.base_url, &named_preset) {
         (Some(url), _) => {
-            expand_env(url, env).map_err(|e| err("base_url:", format!("source.base_url: {e}")))?
+            expand_env(url, env).map_err(|e| err(url, format!("{at}.base_url: {e}")))?
         }
         (None, Some(p)) => p.base_url.to_owned(),
         (None, None) => {
             return Err(err(
                 "source:",
-                "source: `base_url` (or a `preset`) is required".to_owned(),
+                format!("{at}: `base_url` (or a `preset`) is required"),
             ));
         }
     };
-    let endpoint = Endpoint::parse(&base_url)
-        .map_err(|m| err("base_url:", format!("source.base_url: {m}")))?;
+    let url_needle = file.base_url.as_deref().unwrap_or("base_url:");
+    let endpoint =
+        Endpoint::parse(&base_url).map_err(|m| err(url_needle, format!("{at}.base_url: {m}")))?;
     let preset = named_preset.or_else(|| presets::for_host(&endpoint.host));
+    // A fallback at an unknown host speaks its primary's protocol unless it says otherwise.
     let protocol = file
         .protocol
         .or(preset.as_ref().map(|p| p.protocol))
-        .unwrap_or_default();
-    let api_key = resolve_key(&file.api_key, env)
-        .map_err(|m| err("api_key:", format!("source.api_key: {m}")))?;
-    if let ApiKey::Present(k) = &api_key
-        && k.expose().trim().is_empty()
-    {
-        return Err(err("api_key:", "source.api_key is empty".to_owned()));
-    }
-    if file.model.trim().is_empty() {
-        return Err(err("model:", "source.model must not be empty".to_owned()));
-    }
-    let mut model_map = Vec::with_capacity(file.model_map.len());
-    for rule in &file.model_map {
-        let glob = Glob::new(&rule.pattern).map_err(|e| {
-            err(
-                &rule.pattern,
-                format!("source.model_map: bad pattern `{}`: {e}", rule.pattern),
-            )
-        })?;
-        model_map.push(ModelRule {
-            pattern: rule.pattern.clone(),
-            matcher: glob.compile_matcher(),
-            model: rule.model.clone(),
-        });
-    }
-
-    let mut dialect = preset
-        .as_ref()
-        .map(|p| p.dialect.clone())
+        .or(inherit.as_ref().map(|i| i.primary.protocol))
         .unwrap_or_default();
     let options = file.options.clone().unwrap_or_default();
+    let auth_header = options
+        .auth_header
+        .or(inherit.as_ref().map(|i| i.primary.auth_header))
+        .unwrap_or_default();
+
+    let key_texts: Vec<(&str, Option<&str>)> = match (file.api_key.is_empty(), &file.api_keys) {
+        (false, keys) if !keys.is_empty() => {
+            return Err(err(
+                "api_keys:",
+                format!("{at}: give `api_key` (one key) or `api_keys` (a pool), not both"),
+            ));
+        }
+        (false, _) => vec![(file.api_key.as_str(), None)],
+        (true, keys) if !keys.is_empty() => keys.iter().map(PoolKeyFile::parts).collect(),
+        (true, _) => {
+            let needle = if text_has(file, "api_keys") {
+                "api_keys:"
+            } else {
+                "source:"
+            };
+            return Err(err(
+                needle,
+                format!(
+                    "{at}: a provider key is required (`api_key`, or `api_keys` with at least one key)"
+                ),
+            ));
+        }
+    };
+    let mut keys = Vec::with_capacity(key_texts.len());
+    for (i, (text, label)) in key_texts.iter().enumerate() {
+        let field = if file.api_key.is_empty() {
+            format!("{at}.api_keys[{i}]")
+        } else {
+            format!("{at}.api_key")
+        };
+        let api_key = resolve_key(text, env).map_err(|m| err(text, format!("{field}: {m}")))?;
+        if let ApiKey::Present(k) = &api_key
+            && k.expose().trim().is_empty()
+        {
+            return Err(err("api_key", format!("{field} is empty")));
+        }
+        let auth = UpstreamAuth::for_source(protocol, auth_header, &api_key)
+            .map_err(|m| err(text, format!("{field}: {m}")))?;
+        keys.push(ProviderKey {
+            api_key,
+            auth,
+            label: label.map(str::to_owned),
+        });
+    }
+    let pool_keys = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| match &k.api_key {
+            ApiKey::Present(secret) => {
+                crate::routing::PoolKey::new(k.label.clone(), secret.expose())
+            }
+            ApiKey::MissingEnv(_) => crate::routing::PoolKey::indexed(i, k.label.clone()),
+        })
+        .collect();
+    let pool = crate::routing::KeyPool::new(
+        pool_keys,
+        file.balance.unwrap_or_default(),
+        crate::routing::HealthConfig::default(),
+    );
+    let api_key = keys[0].api_key.clone();
+
+    let (model, model_map) = match (&inherit, file.model.trim().is_empty()) {
+        // A fallback without its own model serves with its primary's mapping.
+        (Some(i), true) if file.model_map.is_empty() => {
+            (i.primary.model.clone(), i.primary.model_map.clone())
+        }
+        (_, true) => {
+            // Written and empty, or not written at all (then the block's first line).
+            let needle = if file.model.is_empty() {
+                "base_url:"
+            } else {
+                "model:"
+            };
+            return Err(err(needle, format!("{at}.model must not be empty")));
+        }
+        (_, false) => (
+            file.model.clone(),
+            compile_model_map(&file.model_map, at, err)?,
+        ),
+    };
+    let mut dialect = match (&preset, &inherit) {
+        (Some(p), _) => p.dialect.clone(),
+        (None, Some(i)) => i.primary.dialect.clone(),
+        (None, None) => Dialect::default(),
+    };
     if let Some(v) = options.stream_usage {
         dialect.stream_usage = v;
     }
@@ -816,7 +1021,9 @@ fn validate_source(
         dialect.json_schema = v;
     }
 
-    let defaults = Timeouts::default();
+    let defaults = inherit
+        .as_ref()
+        .map_or_else(Timeouts::default, |i| i.primary.timeouts);
     let t = file.timeouts.clone().unwrap_or_default();
     let timeouts = Timeouts {
         connect: t.connect.unwrap_or(defaults.connect),
@@ -826,22 +1033,62 @@ fn validate_source(
         total: t.total.or(defaults.total),
     };
 
-    let auth_header = options.auth_header.unwrap_or_default();
-    let auth = UpstreamAuth::for_source(protocol, auth_header, &api_key)
-        .map_err(|m| err("api_key:", format!("source.api_key: {m}")))?;
+    let images = match options.images {
+        Some(ImagesFile::Reads(true)) => ImagePolicy::Read,
+        Some(ImagesFile::Reads(false)) => ImagePolicy::Omit,
+        Some(ImagesFile::Mode(ImagesMode::Refuse)) => ImagePolicy::Refuse,
+        None if preset.as_ref().is_some_and(|p| p.text_only(&model)) => ImagePolicy::Omit,
+        None => ImagePolicy::Read,
+    };
+    let auth = keys[0].auth.clone();
     Ok(Source {
         protocol,
         endpoint,
         api_key,
-        model: file.model.clone(),
+        keys,
+        pool,
+        images,
+        model,
         model_map,
         dialect,
         auth_header,
         auth,
-        strip_anthropic_beta: options.strip_anthropic_beta.unwrap_or(false),
+        strip_anthropic_beta: options
+            .strip_anthropic_beta
+            .or(inherit.as_ref().map(|i| i.primary.strip_anthropic_beta))
+            .unwrap_or(false),
         timeouts,
-        preset: preset.map(|p| p.name),
+        preset: preset
+            .map(|p| p.name)
+            .or(inherit.as_ref().and_then(|i| i.primary.preset)),
     })
+}
+
+fn compile_model_map(
+    rules: &[ModelRuleFile],
+    at: &str,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Vec<ModelRule>, ConfigError> {
+    let mut model_map = Vec::with_capacity(rules.len());
+    for rule in rules {
+        let glob = Glob::new(&rule.pattern).map_err(|e| {
+            err(
+                &rule.pattern,
+                format!("{at}.model_map: bad pattern `{}`: {e}", rule.pattern),
+            )
+        })?;
+        model_map.push(ModelRule {
+            pattern: rule.pattern.clone(),
+            matcher: glob.compile_matcher(),
+            model: rule.model.clone(),
+        });
+    }
+    Ok(model_map)
+}
+
+/// Whether the source block named a field (for pointing at the right line).
+fn text_has(file: &SourceFile, field: &str) -> bool {
+    field == "api_keys" && file.api_keys.is_empty() && file.api_key.is_empty()
 }
 
 #[cfg(test)]
@@ -926,6 +1173,109 @@ keys:
     fn missing_env_var_is_not_an_error_but_recorded() {
         let a = parse(&GOOD.replace("DEEPSEEK_API_KEY", "UNSET_VAR_X")).unwrap();
         assert_eq!(a.source.api_key, ApiKey::MissingEnv("UNSET_VAR_X".into()));
+    }
+
+    const ROUTED: &str = r#"
+source:
+  preset: deepseek
+  api_keys: [sk-a, { key: "${DEEPSEEK_API_KEY}", label: team }, sk-c]
+  balance: least_busy
+  model: deepseek-v4-flash
+  fallbacks:
+    - { preset: deepseek-anthropic, api_key: sk-f, model: deepseek-v4-flash }
+    - { base_url: "https://llm.example.com/v1", api_key: sk-g }
+routes:
+  - name: background
+    when: { model: "claude-*haiku*" }
+    source: { base_url: "https://dashscope.aliyuncs.com/compatible-mode/v1", api_key: sk-q, model: qwen-flash }
+  - when: { images: true, min_input_tokens: 10 }
+    source:
+      preset: dashscope
+      api_key: sk-q
+      model: qwen3-vl-plus
+      options: { images: true }
+max_attempts: 4
+keys:
+  - sha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+"#;
+
+    #[test]
+    fn routes_pools_and_full_fallbacks_parse() {
+        let a = parse(ROUTED).unwrap();
+        assert_eq!(a.source.keys.len(), 3);
+        assert_eq!(
+            a.source.keys[1].api_key,
+            ApiKey::Present(Secret::new("sk-test"))
+        );
+        assert_eq!(a.source.keys[1].label.as_deref(), Some("team"));
+        assert_eq!(a.source.pool.len(), 3);
+        assert_eq!(a.source.pool.balance(), crate::routing::Balance::LeastBusy);
+        assert_eq!(a.source.api_key, ApiKey::Present(Secret::new("sk-a")));
+        assert_eq!(a.fallbacks.len(), 2);
+        assert_eq!(a.fallbacks[0].protocol, SourceProtocol::Anthropic);
+        assert_eq!(a.fallbacks[0].endpoint.path, "/anthropic");
+        // An unknown host speaks its primary's protocol, with its primary's model.
+        assert_eq!(a.fallbacks[1].protocol, SourceProtocol::OpenAi);
+        assert_eq!(a.fallbacks[1].model, "deepseek-v4-flash");
+        assert_eq!(a.routes.len(), 2);
+        assert_eq!(a.routes[0].name, "background");
+        assert_eq!(a.routes[1].name, "1");
+        assert_eq!(a.routes[0].source.model, "qwen-flash");
+        assert_eq!(a.routes[1].source.images, ImagePolicy::Read);
+        assert_eq!(a.max_attempts, 4);
+        // DeepSeek's pro model cannot read images; options say otherwise.
+        let pro = parse(&ROUTED.replace(
+            "model: deepseek-v4-flash\n  fallbacks",
+            "model: deepseek-v4-pro\n  fallbacks",
+        ))
+        .unwrap();
+        assert_eq!(pro.source.images, ImagePolicy::Omit);
+        let refuse = ROUTED.replace("options: { images: true }", "options: { images: refuse }");
+        assert_eq!(
+            parse(&refuse).unwrap().routes[1].source.images,
+            ImagePolicy::Refuse
+        );
+        assert_eq!(parse(GOOD).unwrap().max_attempts, 3);
+    }
+
+    #[test]
+    fn bad_routes_and_pools_name_file_line_and_column() {
+        for (from, to, says) in [
+            (
+                "when: { images: true, min_input_tokens: 10 }",
+                "when: { pictures: true }",
+                "pictures",
+            ),
+            (
+                "when: { images: true, min_input_tokens: 10 }",
+                "when: {}",
+                "at least one condition",
+            ),
+            (
+                "  - when: { images: true, min_input_tokens: 10 }\n",
+                "  - name: x\n",
+                "needs `when:`",
+            ),
+            (
+                "api_keys: [sk-a, { key: \"${DEEPSEEK_API_KEY}\", label: team }, sk-c]",
+                "api_keys: []",
+                "provider key is required",
+            ),
+            ("balance: least_busy", "balance: random", "random"),
+            ("max_attempts: 4", "max_attempts: 0", "max_attempts"),
+            (
+                "    - { base_url: \"https://llm.example.com/v1\", api_key: sk-g }",
+                "    - { base_url: \"https://llm.example.com/v1\", api_key: sk-g, fallbacks: [{ base_url: \"https://x.example/v1\", api_key: k }] }",
+                "cannot have fallbacks",
+            ),
+        ] {
+            assert!(ROUTED.contains(from), "{from}");
+            let e = parse(&ROUTED.replace(from, to)).unwrap_err().to_string();
+            assert!(e.contains(says), "{to}: {e}");
+            assert!(e.starts_with("/conf/adapters/deepseek.yaml:"), "{e}");
+            let location = e.split(':').nth(1).unwrap();
+            assert!(location.parse::<usize>().is_ok(), "a line number: {e}");
+        }
     }
 
     #[test]

@@ -14,6 +14,22 @@ pub struct Preset {
     pub host_suffix: &'static str,
     pub dialect: Dialect,
     pub example_model: &'static str,
+    /// Models (globs, any case) that cannot read images or documents: requests that carry
+    /// them get a placeholder instead (`options.images` overrides). From the providers'
+    /// model pages and the errors they answer (docs/routing.md).
+    pub text_only: &'static [&'static str],
+}
+
+impl Preset {
+    /// Whether `model` is one of the preset's text-only models.
+    pub fn text_only(&self, model: &str) -> bool {
+        self.text_only.iter().any(|pattern| {
+            globset::GlobBuilder::new(pattern)
+                .case_insensitive(true)
+                .build()
+                .is_ok_and(|g| g.compile_matcher().is_match(model))
+        })
+    }
 }
 
 fn dialect(reasoning: ReasoningStyle) -> Dialect {
@@ -35,6 +51,7 @@ pub fn all() -> Vec<Preset> {
                 json_schema: false,
                 ..dialect(ReasoningStyle::DeepSeek)
             },
+            text_only: &["deepseek-chat", "deepseek-reasoner", "deepseek-v4-pro*"],
             example_model: "deepseek-chat",
         },
         Preset {
@@ -43,6 +60,7 @@ pub fn all() -> Vec<Preset> {
             base_url: "https://api.deepseek.com/anthropic",
             host_suffix: "",
             dialect: Dialect::default(),
+            text_only: &["deepseek-chat", "deepseek-reasoner", "deepseek-v4-pro*"],
             example_model: "deepseek-chat",
         },
         Preset {
@@ -51,6 +69,13 @@ pub fn all() -> Vec<Preset> {
             base_url: "https://api.deepinfra.com/v1/openai",
             host_suffix: "deepinfra.com",
             dialect: dialect(ReasoningStyle::Effort),
+            text_only: &[
+                "deepseek-ai/*",
+                "zai-org/GLM-4.5",
+                "zai-org/GLM-4.6",
+                "zai-org/GLM-4.7*",
+                "moonshotai/Kimi-K2-Instruct*",
+            ],
             example_model: "zai-org/GLM-4.5",
         },
         Preset {
@@ -62,6 +87,7 @@ pub fn all() -> Vec<Preset> {
                 top_k: true,
                 ..dialect(ReasoningStyle::Qwen)
             },
+            text_only: &["qwen3-coder*", "qwen3.7-max*", "qwen-turbo*"],
             example_model: "qwen3-coder-plus",
         },
         Preset {
@@ -71,6 +97,7 @@ pub fn all() -> Vec<Preset> {
             host_suffix: "api.x.ai",
             // grok-4 rejects `reasoning_effort`; it reasons on its own.
             dialect: dialect(ReasoningStyle::None),
+            text_only: &[],
             example_model: "grok-4",
         },
         Preset {
@@ -82,6 +109,12 @@ pub fn all() -> Vec<Preset> {
                 top_k: true,
                 ..dialect(ReasoningStyle::Effort)
             },
+            text_only: &[
+                "deepseek/*",
+                "z-ai/glm-4.5",
+                "z-ai/glm-4.6",
+                "moonshotai/kimi-k2",
+            ],
             example_model: "deepseek/deepseek-chat-v3.1",
         },
         Preset {
@@ -90,6 +123,7 @@ pub fn all() -> Vec<Preset> {
             base_url: "http://127.0.0.1:11434/v1",
             host_suffix: "",
             dialect: dialect(ReasoningStyle::Effort),
+            text_only: &[],
             example_model: "qwen3-coder:30b",
         },
         Preset {
@@ -101,6 +135,7 @@ pub fn all() -> Vec<Preset> {
                 top_k: true,
                 ..dialect(ReasoningStyle::Effort)
             },
+            text_only: &[],
             example_model: "Qwen/Qwen3-Coder-30B-A3B-Instruct",
         },
         Preset {
@@ -112,6 +147,7 @@ pub fn all() -> Vec<Preset> {
                 max_tokens_field: MaxTokensField::MaxCompletionTokens,
                 ..dialect(ReasoningStyle::Effort)
             },
+            text_only: &[],
             example_model: "gpt-5-mini",
         },
     ]
@@ -162,5 +198,13 @@ mod tests {
         );
         assert!(for_host("example.com").is_none());
         assert!(for_host("evilapi.deepseek.com.example").is_none());
+    }
+
+    #[test]
+    fn text_only_models() {
+        let ds = by_name("deepseek").unwrap();
+        assert!(ds.text_only("deepseek-v4-pro") && ds.text_only("DeepSeek-Chat"));
+        assert!(!ds.text_only("deepseek-v4-flash"));
+        assert!(!by_name("xai").unwrap().text_only("grok-4"));
     }
 }

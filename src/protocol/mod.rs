@@ -28,5 +28,6 @@ pub mod responses;
 pub mod secrets;
 pub mod sse;
 pub mod stream_check;
+pub mod text_only;
 pub mod tokens;
 pub mod usage;

@@ -39,6 +39,8 @@ pub struct SourceOptions<'d> {
     /// How an OpenAI-compatible source bends the format (its `max_tokens_limit` applies to
     /// every source protocol).
     pub dialect: &'d Dialect,
+    /// The source's model cannot read images or documents: they become notes naming it.
+    pub omit_media_for: Option<&'d str>,
 }
 
 /// The provider-bound body, the mapped model and what the response side needs.
@@ -47,6 +49,8 @@ pub struct EncodedRequest {
     pub body: Vec<u8>,
     pub source_model: String,
     pub ctx: ExchangeContext,
+    /// Images and documents replaced by notes (see [`SourceOptions::omit_media_for`]).
+    pub media_omitted: usize,
 }
 
 impl Pair {
@@ -65,7 +69,7 @@ impl Pair {
     ) -> Result<EncodedRequest, Refusal> {
         let text = std::str::from_utf8(body)
             .map_err(|e| Refusal(format!("invalid request body: not UTF-8: {e}")))?;
-        let conversation: Conversation<'_> = match self.client {
+        let mut conversation: Conversation<'_> = match self.client {
             Wire::OpenAiChat => openai_chat::decode_request::decode_request(body)?,
             Wire::AnthropicMessages => anthropic::decode_request::decode_request(text)?,
             Wire::Responses => {
@@ -79,6 +83,9 @@ impl Pair {
                 gemini::decode_request::decode_request(text, &model, ctx.stream, key.as_ref())?
             }
         };
+        let media_omitted = options.omit_media_for.map_or(0, |model| {
+            crate::protocol::text_only::omit_media(&mut conversation, model)
+        });
         ctx.client_model = conversation.model.to_string();
         ctx.client_tools = conversation.client_tools.clone();
         ctx.input_tokens_estimate = estimate_tokens(body.len());
@@ -118,6 +125,7 @@ impl Pair {
             body: encoded,
             source_model,
             ctx,
+            media_omitted,
         })
     }
 

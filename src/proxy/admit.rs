@@ -8,7 +8,7 @@ use super::errors::ClientProtocol;
 use super::errors::ProxyError;
 use super::exchange::{self, Plan};
 use super::route::{self, Route};
-use super::{Ctx, FlexiProxy, PREREAD_LIMIT, client_key, content_length};
+use super::{Ctx, FlexiProxy, client_key, content_length};
 use crate::config::adapter::{Adapter, ApiKey, SourceProtocol};
 use crate::config::snapshot::KeyLookup;
 use crate::protocol::anthropic::ErrorKind;
@@ -248,48 +248,37 @@ impl FlexiProxy {
         }
     }
 
-    /// Starts the exchange: the direct exchange for adapters without fallbacks, else
-    /// Pingora's proxy loop (small bodies read first so they go with their length).
+    /// Starts the exchange: reads the whole body, chooses the route and the first source
+    /// and key, prepares the body for them, reserves a token budget, then makes the exchange
+    /// (`direct`), which fails over to further keys and sources as needed.
     pub(super) async fn start_exchange(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        adapter: &Adapter,
-        plan: Plan,
+        _adapter: &Adapter,
+        _plan: Plan,
     ) -> Result<bool> {
         if let Err(e) = self.admit_shared(ctx).await {
             return self.respond_error(session, ctx, e).await;
         }
+        let Some(raw) = self.read_whole_body(session, ctx).await? else {
+            return Ok(true);
+        };
+        self.choose_route(ctx, &session.req_header().headers, &raw);
+        ctx.raw_body = Some(raw);
+        let first = self
+            .next_attempt(ctx)
+            .and_then(|()| self.prepare_for_attempt(ctx));
+        if let Err(e) = first {
+            return self.respond_error(session, ctx, e).await;
+        }
         // A token budget is reserved from the body (its max_tokens) before anything goes out.
         let budgeted = ctx.limits.as_ref().is_some_and(|(_, l)| l.has_budget());
-        if self.answers_directly(adapter) {
-            if self
-                .preread_body(session, ctx, plan, &adapter.source)
-                .await?
-            {
-                return Ok(true);
-            }
-            if budgeted && let Err(e) = self.reserve_budget(ctx).await {
-                return self.respond_error(session, ctx, e).await;
-            }
-            // Boxed: inline, its large state would be part of every request's future, which
-            // Pingora boxes (a memcpy of the whole future) per request.
-            return Box::pin(self.exchange_directly(session, ctx)).await;
-        }
-        // Lets Pingora replay a small body if a reused upstream connection turns out dead.
-        session.as_mut().enable_retry_buffering();
-        // A Gemini source takes the model in its path: the body must be prepared first.
-        let small = content_length(session.req_header()).is_some_and(|n| n <= PREREAD_LIMIT);
-        if (small || budgeted || plan.source_wire() == Wire::Gemini)
-            && self
-                .preread_body(session, ctx, plan, &adapter.source)
-                .await?
-        {
-            return Ok(true);
-        }
         if budgeted && let Err(e) = self.reserve_budget(ctx).await {
             return self.respond_error(session, ctx, e).await;
         }
-        Ok(false)
+        // Boxed: inline, its large state would be part of every request's future, which
+        // Pingora boxes (a memcpy of the whole future) per request.
+        Box::pin(self.exchange_directly(session, ctx)).await
     }
 }

@@ -1,30 +1,31 @@
-//! The provider exchange of requests whose adapter has no fallback sources (most of them),
-//! made here, from `request_filter`, instead of in Pingora's proxy loop.
+//! Every provider exchange, made here, from `request_filter`, instead of in Pingora's proxy
+//! loop: one attempt per chosen (source, key) — see `dispatch` — until one answers, the
+//! adapter's `max_attempts` is reached, or nothing is left to try.
 //!
-//! Why: the proxy loop is built for bodies it does not know in advance. It writes the
+//! Why not the proxy loop: it is built for bodies it does not know in advance. It writes the
 //! client's response header as soon as the provider's arrives, before any body filter has
 //! seen a byte, so a translated response (another length than the provider's) goes out
 //! chunked: header, body and terminator in three `sendto` calls where one does. It can
 //! replay a request body only from its 64 KiB retry buffer, so a larger body (Claude Code's
-//! requests are ~75 KB) cannot be read before the upstream request starts, and goes upstream
-//! chunked too. Here the whole request body is read and prepared first and sent with its
-//! length; a non-streaming answer is read and shaped whole, then written with its length in
-//! one go; a stream (or an answer too big to hold) is written as it arrives, what arrived
-//! together in one write, as the proxy loop batches too (see docs/benchmarks.md for what each
-//! costs).
+//! requests are ~75 KB) can neither be read before the upstream request starts nor be sent
+//! again to another source. Here the whole request body is read and prepared first and sent
+//! with its length, to as many sources and keys as it takes, whatever its size; the provider's
+//! answer is looked at before anything reaches the client, so a 401, 429 or 5xx (or a
+//! connection refused or reset) moves the request on. A non-streaming answer is read and
+//! shaped whole, then written with its length in one go; a stream (or an answer too big to
+//! hold) is written as it arrives, what arrived together in one write (see
+//! docs/benchmarks.md for what each costs). Once a byte has reached the client nothing is
+//! retried.
 //!
-//! Adapters with fallback sources stay with the proxy loop, whose retry machinery does the
-//! fail-over across sources. Everything else about the exchange is the same code as the proxy
-//! loop's hooks: the upstream header (`upstream_header`), the response shaping
-//! (`start_response`, `shape_body`) and the answers to failures (`answer_failure`). The
-//! watchdog keeps the same timeouts, but ends our own waits instead of shutting the socket
-//! down (see `watchdog`), so no Pingora read or write timeout is set here. The connection pool
-//! is Pingora's HTTP/1.1 connector, configured like the proxy loop's.
+//! The upstream header (`upstream_header`), the response shaping (`start_response`,
+//! `shape_body`) and the answers to failures (`answer_failure`) live in `mod.rs`. The
+//! watchdog keeps the provider timeouts, ending our own waits (see `watchdog`), so no Pingora
+//! read or write timeout is set here. The connection pool is Pingora's HTTP/1.1 connector.
 
 use super::exchange::Gathered;
-use super::watchdog::Expiry;
+use super::watchdog::{Expiry, Timeout};
 use super::{Ctx, FlexiProxy};
-use crate::config::adapter::Adapter;
+use crate::routing::Outcome;
 use bytes::Bytes;
 use pingora::ErrorSource;
 use pingora::prelude::*;
@@ -40,12 +41,15 @@ const MAX_STALE_CONNECTIONS: usize = 3;
 /// it is passed on as it arrives (chunked), so a huge answer does not sit in memory.
 const HOLD_LIMIT: usize = 1024 * 1024;
 
-impl FlexiProxy {
-    /// Whether [`Self::exchange_directly`] makes this adapter's exchanges (see the module doc).
-    pub(super) fn answers_directly(&self, adapter: &Adapter) -> bool {
-        adapter.fallbacks.is_empty()
-    }
+/// How one attempt ended.
+enum Attempt {
+    /// The client has its answer.
+    Answered,
+    /// It failed before any byte reached the client; the next (source, key) is chosen.
+    Again,
+}
 
+impl FlexiProxy {
     /// Makes the provider exchange and answers the client; always answers (errors in the
     /// client's shape), so `request_filter` returns what this returns.
     pub(super) async fn exchange_directly(
@@ -67,8 +71,75 @@ impl FlexiProxy {
         Ok(true)
     }
 
+    /// Attempts until one answers; the first (source, key) was chosen and the body prepared
+    /// for it in `start_exchange`.
     async fn exchange(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let peer = self.peer_for_next_source(ctx).await?;
+        loop {
+            match self.attempt(session, ctx).await? {
+                Attempt::Answered => return Ok(()),
+                Attempt::Again => {
+                    self.telemetry.metrics.upstream_retries.inc();
+                    if let Err(e) = self.prepare_for_attempt(ctx) {
+                        return Err(super::fail(ctx, e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Chooses the next (source, key) after a failed attempt, when the adapter allows one
+    /// more and one is left; `false` leaves the current attempt's outcome to the client.
+    fn fail_over(&self, ctx: &mut Ctx, outcome: Outcome) -> bool {
+        if !self.may_retry(ctx) {
+            self.report_attempt(ctx, outcome);
+            return false;
+        }
+        let failed_at = ctx.source_index;
+        let failed_key = self.current_key_name(ctx);
+        self.report_attempt(ctx, outcome);
+        match self.next_attempt(ctx) {
+            Ok(()) => {
+                if let Some(adapter) = &ctx.adapter {
+                    tracing::warn!(
+                        request_id = %ctx.request_id,
+                        adapter = %adapter.name,
+                        route = %self.route_name(ctx),
+                        from = failed_key.as_deref().unwrap_or("-"),
+                        to = self.current_key_name(ctx).as_deref().unwrap_or("-"),
+                        source = failed_at,
+                        "provider attempt failed ({outcome:?}); trying the next key or source"
+                    );
+                }
+                ctx.upstream_status = None;
+                ctx.error = None;
+                ctx.error_kind = None;
+                if let Some(w) = ctx.watchdog.take() {
+                    w.finish();
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// One attempt on the current (source, key).
+    async fn attempt(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Attempt> {
+        ctx.dispatch.attempts += 1;
+        let peer = match self.peer_for_current_source(ctx).await {
+            Ok(peer) => peer,
+            // An unreachable host fails over; a refused (internal) address does not.
+            Err(e) if ctx.error.as_ref().is_some_and(|e| e.status == 502) => {
+                return if self.fail_over(ctx, Outcome::Failure) {
+                    Ok(Attempt::Again)
+                } else {
+                    Err(e)
+                };
+            }
+            Err(e) => {
+                self.report_attempt(ctx, Outcome::Success);
+                return Err(e);
+            }
+        };
         let body = ctx
             .prepared
             .as_ref()
@@ -77,7 +148,14 @@ impl FlexiProxy {
         let mut header = Some(self.upstream_header(session.req_header(), ctx, Some(body.len()))?);
         let mut stale = 0;
         loop {
-            let (mut upstream, reused) = self.connect(&peer).await?;
+            let (mut upstream, reused) = match self.connect(&peer).await {
+                Ok(c) => c,
+                Err(e) if self.fail_over(ctx, Outcome::Failure) => {
+                    tracing::debug!(request_id = %ctx.request_id, error = %e, "connect failed");
+                    return Ok(Attempt::Again);
+                }
+                Err(e) => return Err(e),
+            };
             // The watchdog bounds every wait on the provider (see `watchdog`): this
             // connector's sessions never get a Pingora read or write timeout.
             let expiry = self.watch_in_task(ctx);
@@ -88,14 +166,22 @@ impl FlexiProxy {
             };
             // The client leaving ends the exchange and closes the provider's connection, so
             // the provider stops generating (as the proxy loop does).
-            let attempt = tokio::select! {
+            let sent = tokio::select! {
                 biased;
                 result = self.send_request(&mut upstream, request, &body, ctx) => result,
                 gone = client_gone(session) => Err(gone),
                 timeout = expired(expiry.as_ref()) => Err(timeout),
             };
-            match attempt {
+            match sent {
                 Ok(response) => {
+                    let status = response.status.as_u16();
+                    let outcome = super::dispatch::outcome_of(status, &response.headers);
+                    // Nothing has reached the client: a refused, limited or failing key or
+                    // source hands the request on (its answer is dropped).
+                    if outcome != Outcome::Success && self.fail_over(ctx, outcome) {
+                        upstream.shutdown().await;
+                        return Ok(Attempt::Again);
+                    }
                     // Nothing resends the request now: its body (75 KB and more for Claude
                     // Code) need not live as long as a stream does.
                     drop(body);
@@ -110,7 +196,17 @@ impl FlexiProxy {
                         }
                         mut upstream => upstream.shutdown().await,
                     }
-                    return relayed;
+                    if let Err(e) = &relayed
+                        && e.esource() == &ErrorSource::Upstream
+                        && session.response_written().is_none()
+                        && !self.final_timeout(ctx)
+                        && self.fail_over(ctx, Outcome::Failure)
+                    {
+                        // The answer broke before any of it was written to the client.
+                        return Ok(Attempt::Again);
+                    }
+                    self.report_attempt(ctx, outcome);
+                    return relayed.map(|()| Attempt::Answered);
                 }
                 Err(mut e) => {
                     upstream.shutdown().await;
@@ -127,10 +223,27 @@ impl FlexiProxy {
                         ctx.request_sent = false;
                         continue;
                     }
+                    // A reset, a refused connection or the first-byte timeout: another key or
+                    // source may answer. Not when the client left or the total time is up.
+                    if e.esource() != &ErrorSource::Downstream
+                        && !self.final_timeout(ctx)
+                        && self.fail_over(ctx, Outcome::Failure)
+                    {
+                        ctx.request_sent = false;
+                        return Ok(Attempt::Again);
+                    }
                     return Err(e);
                 }
             }
         }
+    }
+
+    /// The request's own time is up (total timeout, or shutdown): no further attempt.
+    fn final_timeout(&self, ctx: &Ctx) -> bool {
+        ctx.watchdog
+            .as_ref()
+            .and_then(|w| w.fired())
+            .is_some_and(|(which, _)| matches!(which, Timeout::Total | Timeout::Shutdown))
     }
 
     /// A pooled connection to the source, or a new one. Upstream connections are HTTP/1.1

@@ -31,6 +31,19 @@ impl Plan {
         }
     }
 
+    /// The wire protocol the client speaks.
+    pub fn client_wire(self) -> Wire {
+        match self {
+            Plan::Pivot(pair) => pair.client,
+            Plan::Passthrough(_) => match self.client_protocol() {
+                ClientProtocol::Anthropic => Wire::AnthropicMessages,
+                ClientProtocol::OpenAi => Wire::OpenAiChat,
+                ClientProtocol::Responses => Wire::Responses,
+                ClientProtocol::Gemini => Wire::Gemini,
+            },
+        }
+    }
+
     /// The protocol the client hears back in.
     pub fn client_protocol(self) -> ClientProtocol {
         match self {
@@ -167,6 +180,8 @@ pub struct Prepared {
     pub input_tokens_estimate: u64,
     /// What the pair's response codecs need (`Plan::Pivot` only).
     pub pivot: Option<ExchangeContext>,
+    /// Images and documents replaced by notes for a text-only source.
+    pub media_omitted: usize,
 }
 
 /// Builds the provider request body from the client's; `request_id` names the answer.
@@ -177,6 +192,7 @@ pub fn prepare(
     request_id: &str,
     reasoning_key: &crate::protocol::responses::seal::ReasoningKey,
     gemini: Option<&GeminiCall>,
+    omit_media_for: Option<&str>,
 ) -> Result<Prepared, ProxyError> {
     let invalid = |message: String| ProxyError::new(ErrorKind::InvalidRequest, message);
     match plan {
@@ -191,6 +207,7 @@ pub fn prepare(
                 source_model: source.map_model(&call.model).to_owned(),
                 input_tokens_estimate: estimate,
                 pivot: None,
+                media_omitted: 0,
             })
         }
         Plan::Pivot(pair) => {
@@ -207,6 +224,7 @@ pub fn prepare(
             };
             let options = SourceOptions {
                 dialect: &source.dialect,
+                omit_media_for,
             };
             let encoded = pair
                 .encode_request(body, |m| source.map_model(m).to_owned(), options, ctx)
@@ -218,6 +236,7 @@ pub fn prepare(
                 source_model: encoded.source_model,
                 input_tokens_estimate: encoded.ctx.input_tokens_estimate,
                 pivot: Some(encoded.ctx),
+                media_omitted: encoded.media_omitted,
             })
         }
         Plan::Passthrough(_) => {
@@ -232,6 +251,7 @@ pub fn prepare(
                 source_model,
                 input_tokens_estimate: estimate,
                 pivot: None,
+                media_omitted: 0,
             })
         }
     }

@@ -22,6 +22,7 @@
 mod admit;
 pub mod budget;
 mod direct;
+mod dispatch;
 pub mod errors;
 pub mod exchange;
 pub mod ids;
@@ -68,14 +69,9 @@ pub struct ProxySettings {
     /// Panel accounts: a non-admin owner's adapter may not reach internal addresses.
     pub users: Arc<crate::config::users::UsersStore>,
     pub egress: crate::config::egress::EgressPolicy,
-    /// Shared with the admin listener, which shows sources cooling down.
-    pub cooldown: Cooldowns,
     /// Limits counted in Redis across instances (`limits.backend: redis`).
     pub shared: Option<Arc<shared_limits::SharedLimiter>>,
 }
-
-/// Sources that failed recently, by (adapter, source index), until when to avoid them.
-pub type Cooldowns = Arc<std::sync::Mutex<std::collections::HashMap<(String, usize), Instant>>>;
 
 pub struct FlexiProxy {
     live: LiveConfig,
@@ -90,7 +86,6 @@ pub struct FlexiProxy {
     /// Provider timeouts of the requests in progress; ends what is left when the shutdown
     /// grace period is over.
     watchdogs: watchdog::WatchList,
-    cooldown: Cooldowns,
     /// The shared limiter, when limits are counted in Redis.
     shared: Option<Arc<shared_limits::SharedLimiter>>,
     /// Token budgets counted in this process (the local backend).
@@ -125,9 +120,6 @@ const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-
 const ANTHROPIC_VERSION: http::HeaderName = http::HeaderName::from_static("anthropic-version");
 const ANTHROPIC_BETA: http::HeaderName = http::HeaderName::from_static("anthropic-beta");
 
-/// How long a failing source is passed over when the adapter has others.
-const SOURCE_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(30);
-
 impl FlexiProxy {
     pub fn new(
         live: LiveConfig,
@@ -141,7 +133,6 @@ impl FlexiProxy {
             inflight,
             terminate,
         } = lifecycle;
-        let cooldown = settings.cooldown.clone();
         let shared = settings.shared.clone();
         FlexiProxy {
             inflight,
@@ -152,7 +143,6 @@ impl FlexiProxy {
             dns: upstream::Dns::new(),
             shutting_down,
             telemetry,
-            cooldown: cooldown.clone(),
             shared,
             budgets: budget::LocalBudgets::default(),
             connector: pingora::connectors::http::v1::Connector::new(Some(
@@ -202,17 +192,18 @@ pub struct Ctx {
     pub error_kind: Option<&'static str>,
     /// First-byte, idle and total timeouts of the current upstream attempt.
     pub watchdog: Option<watchdog::Watchdog>,
-    /// The source of the current attempt: 0 the adapter's own, then its fallbacks.
+    /// The source of the current attempt in its route's chain: 0 the route's (or the
+    /// adapter's) own, then its fallbacks.
     pub source_index: usize,
-    /// Sources already tried for this request (bit per index).
-    pub tried: u64,
-    /// The source `prepared` was built for.
-    pub prepared_for: usize,
+    /// The route, the conversation and the keys this request tried (see `dispatch`).
+    pub dispatch: dispatch::Dispatch,
+    /// For the access log: the route's name and the last attempt's key (`source/key`).
+    pub route_name: Option<String>,
+    pub key_slot: Option<String>,
+    /// The (route, source) `prepared` was built for.
+    pub prepared_for: Option<(Option<usize>, usize)>,
     /// The client's body, kept to re-translate for a fallback source.
     pub raw_body: Option<Bytes>,
-    /// The body was read and prepared in `request_filter` (small bodies): its length is known
-    /// when the upstream request header is written.
-    pub preread: bool,
     /// The whole request body has gone to the provider (reset by a retry's replay).
     pub request_sent: bool,
     _inflight: InflightGuard,
@@ -220,72 +211,7 @@ pub struct Ctx {
 
 impl FlexiProxy {
     fn source<'a>(&self, ctx: &'a Ctx) -> Option<&'a Source> {
-        let adapter = ctx.adapter.as_ref()?;
-        match ctx.source_index {
-            0 => Some(&adapter.source),
-            n => adapter.fallbacks.get(n - 1),
-        }
-    }
-
-    fn cooling(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, usize), Instant>> {
-        crate::lock(&self.cooldown)
-    }
-
-    /// Picks the first source of the adapter that was not tried and is not cooling down (or,
-    /// when all are cooling, the first not tried).
-    fn choose_source(&self, ctx: &mut Ctx) {
-        let Some(adapter) = ctx.adapter.as_ref() else {
-            return;
-        };
-        if adapter.fallbacks.is_empty() {
-            ctx.source_index = 0;
-            return;
-        }
-        let count = adapter.fallbacks.len() + 1;
-        let now = Instant::now();
-        let cooling = self.cooling();
-        let untried = (0..count).filter(|i| ctx.tried & (1 << i) == 0);
-        let mut first_untried = None;
-        for i in untried {
-            first_untried.get_or_insert(i);
-            let cool = cooling
-                .get(&(adapter.name.clone(), i))
-                .is_some_and(|until| *until > now);
-            if !cool {
-                ctx.source_index = i;
-                return;
-            }
-        }
-        ctx.source_index = first_untried.unwrap_or(0);
-    }
-
-    /// Marks the current source as failing (it cools down); true when the request can move
-    /// to another source (`can_retry`: nothing reached the client and the body can be resent).
-    fn fail_over(&self, ctx: &mut Ctx, can_retry: bool) -> bool {
-        let Some(adapter) = ctx.adapter.as_ref() else {
-            return false;
-        };
-        if adapter.fallbacks.is_empty() {
-            return false;
-        }
-        ctx.tried |= 1 << ctx.source_index;
-        self.cooling().insert(
-            (adapter.name.clone(), ctx.source_index),
-            Instant::now() + SOURCE_COOLDOWN,
-        );
-        let count = adapter.fallbacks.len() + 1;
-        let left = can_retry && (0..count).any(|i| ctx.tried & (1 << i) == 0);
-        if left {
-            self.telemetry.metrics.upstream_retries.inc();
-            tracing::warn!(
-                adapter = %adapter.name,
-                source = ctx.source_index,
-                "source failed; trying the next one"
-            );
-        }
-        left
+        dispatch::at(ctx.adapter.as_ref()?, ctx.dispatch.route, ctx.source_index)
     }
 
     /// Sends a complete local response. HEAD gets the headers only.
@@ -362,45 +288,21 @@ impl FlexiProxy {
         }
     }
 
-    /// Reads and prepares the body before the upstream request is made, so its length can go
-    /// into `Content-Length`: the provider then gets one plain body instead of chunked framing
-    /// (three writes per request where one does). The direct exchange sends it itself; in the
-    /// proxy loop (small bodies only) Pingora replays the body it read from its retry buffer,
-    /// which `request_body_filter` swaps for the prepared one.
-    async fn preread_body(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        plan: Plan,
-        source: &Source,
-    ) -> Result<bool> {
+    /// Reads the whole request body (within the limit) before anything goes upstream: the
+    /// route is chosen from it, it is prepared for each attempt's source, and it goes out with
+    /// its length. `None` when the client was answered (too large).
+    async fn read_whole_body(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Option<Bytes>> {
         ctx.request_body.expect(
             content_length(session.req_header()),
             self.settings.max_request_body,
         );
         while let Some(chunk) = session.read_request_body().await? {
             if let Err(e) = ctx.request_body.push(chunk, self.settings.max_request_body) {
-                return self.respond_error(session, ctx, e).await;
+                self.respond_error(session, ctx, e).await?;
+                return Ok(None);
             }
         }
-        let raw = ctx.request_body.take();
-        match exchange::prepare(
-            plan,
-            &raw,
-            source,
-            &ctx.request_id,
-            &self.settings.reasoning_key,
-            ctx.gemini.as_ref(),
-        ) {
-            Ok(prepared) => {
-                ctx.prepared = Some(prepared);
-                ctx.prepared_for = 0;
-                ctx.raw_body = Some(raw);
-                ctx.preread = true;
-                Ok(false)
-            }
-            Err(e) => self.respond_error(session, ctx, e).await,
-        }
+        Ok(Some(ctx.request_body.take()))
     }
 
     /// Once the request is sent and the response has started, nothing will resend it, so
@@ -416,36 +318,8 @@ impl FlexiProxy {
         }
     }
 
-    /// Re-prepares the body when the request goes to another source than the one it was
-    /// prepared for (fallbacks may differ in protocol, model and options).
-    fn prepare_for_current_source(&self, ctx: &mut Ctx) -> Result<()> {
-        if ctx.prepared.is_none() || ctx.prepared_for == ctx.source_index {
-            return Ok(());
-        }
-        if let (Some(raw), Some(plan), Some(source)) =
-            (ctx.raw_body.clone(), ctx.plan, self.source(ctx))
-        {
-            match exchange::prepare(
-                plan,
-                &raw,
-                source,
-                &ctx.request_id,
-                &self.settings.reasoning_key,
-                ctx.gemini.as_ref(),
-            ) {
-                Ok(p) => {
-                    ctx.prepared = Some(p);
-                    ctx.prepared_for = ctx.source_index;
-                }
-                Err(e) => return Err(fail(ctx, e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Picks the source for the next attempt and where to reach it.
-    async fn peer_for_next_source(&self, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        self.choose_source(ctx);
+    /// Where the current attempt's source is reached.
+    async fn peer_for_current_source(&self, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let Some(source) = self.source(ctx) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -523,7 +397,8 @@ impl FlexiProxy {
             let call = ctx.gemini.as_ref().unwrap_or(&own);
             path.push_str(&call.upstream_path(&prepared.source_model));
         }
-        let Some(auth) = &source.auth else {
+        let key = ctx.dispatch.lease.as_ref().map_or(0, |l| l.index());
+        let Some(auth) = source.keys.get(key).and_then(|k| k.auth.as_ref()) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
                 "adapter without provider key",
@@ -791,14 +666,6 @@ impl FlexiProxy {
         }
     }
 
-    /// Starts the first-byte, idle and total timeouts of an attempt on this upstream socket.
-    fn watch_upstream(&self, fd: std::os::unix::io::RawFd, ctx: &mut Ctx) {
-        // A retry gets a fresh watchdog for its own connection.
-        ctx.watchdog = self
-            .watch_limits(ctx)
-            .and_then(|limits| self.watchdogs.watch_socket(fd, ctx.started, limits));
-    }
-
     /// Starts the timeouts of a direct exchange's attempt, about to send its request; its
     /// waits end on the returned expiry.
     fn watch_in_task(&self, ctx: &mut Ctx) -> Option<watchdog::Expiry> {
@@ -1001,10 +868,6 @@ fn query_key(query: &str) -> Option<&str> {
         .filter(|k| !k.is_empty())
 }
 
-/// Bodies up to this size are read before the upstream request (see `preread_body`); it is
-/// also the size of Pingora's retry buffer, which replays them.
-const PREREAD_LIMIT: usize = 64 * 1024;
-
 fn content_length(req: &RequestHeader) -> Option<usize> {
     req.headers
         .get("content-length")?
@@ -1101,10 +964,11 @@ impl ProxyHttp for FlexiProxy {
             error_kind: None,
             watchdog: None,
             source_index: 0,
-            tried: 0,
-            prepared_for: 0,
+            dispatch: dispatch::Dispatch::default(),
+            route_name: None,
+            key_slot: None,
+            prepared_for: None,
             raw_body: None,
-            preread: false,
             request_sent: false,
             _inflight: {
                 self.inflight.fetch_add(1, Ordering::AcqRel);
@@ -1141,177 +1005,17 @@ impl ProxyHttp for FlexiProxy {
         )
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        self.peer_for_next_source(ctx).await
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        let preread_len = if ctx.preread {
-            self.prepare_for_current_source(ctx)?;
-            ctx.prepared.as_ref().map(|p| p.body.len())
-        } else {
-            None
-        };
-        *upstream_request = self.upstream_header(session.req_header(), ctx, preread_len)?;
-        Ok(())
-    }
-
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        if end_of_stream && let Some(w) = &ctx.watchdog {
-            w.request_sent();
-        }
-        ctx.request_sent = end_of_stream;
-        // A pre-read body, or a retry replaying the body: send the prepared one (again),
-        // re-translated if the request goes to another source.
-        if ctx.prepared.is_some() {
-            self.prepare_for_current_source(ctx)?;
-            *body = end_of_stream
-                .then(|| ctx.prepared.as_ref().map(|p| p.body.clone()))
-                .flatten();
-            if end_of_stream && ctx.shaper.is_some() {
-                self.release_request_bodies(ctx);
-            }
-            return Ok(());
-        }
-        if let Some(chunk) = body.take()
-            && let Err(e) = ctx.request_body.push(chunk, self.settings.max_request_body)
-        {
-            return Err(fail(ctx, e));
-        }
-        if !end_of_stream {
-            // Hold everything back; `None` here would end the upstream body.
-            *body = Some(Bytes::new());
-            return Ok(());
-        }
-        let (Some(plan), Some(adapter)) = (ctx.plan, ctx.adapter.clone()) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "no plan for request body",
-            ));
-        };
-        let raw = ctx.request_body.take();
-        let source = match ctx.source_index {
-            0 => &adapter.source,
-            n => adapter.fallbacks.get(n - 1).unwrap_or(&adapter.source),
-        };
-        match exchange::prepare(
-            plan,
-            &raw,
-            source,
-            &ctx.request_id,
-            &self.settings.reasoning_key,
-            ctx.gemini.as_ref(),
-        ) {
-            Ok(prepared) => {
-                *body = Some(prepared.body.clone());
-                ctx.prepared = Some(prepared);
-                ctx.prepared_for = ctx.source_index;
-                if !adapter.fallbacks.is_empty() {
-                    ctx.raw_body = Some(raw);
-                }
-                Ok(())
-            }
-            Err(e) => Err(fail(ctx, e)),
-        }
-    }
-
-    async fn upstream_response_filter(
-        &self,
-        session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        let status = upstream_response.status.as_u16();
-        if upstream_response.status.is_informational() {
-            return Ok(());
-        }
-        // Nothing has reached the client yet: a failing source can hand over to the next one,
-        // if Pingora can replay the body (it keeps up to 64 KiB of it).
-        let replayable = !session.as_ref().retry_buffer_truncated();
-        if (status == 429 || status >= 500) && self.fail_over(ctx, replayable) {
-            let mut e = Error::explain(
-                ErrorType::HTTPStatus(status),
-                "source failed; trying the next one",
-            );
-            e.set_retry(true);
-            return Err(e);
-        }
-        self.start_response(upstream_response, ctx)
-    }
-
-    fn response_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<Option<std::time::Duration>> {
-        self.shape_body(body, end_of_stream, ctx);
-        Ok(None)
-    }
-
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<Error>,
-        ctx: &mut Ctx,
-        client_reused: bool,
-    ) -> Box<Error> {
-        let mut e = e.more_context(format!("peer: {peer}"));
-        // A reused connection the provider had closed: retry once on a fresh one when nothing
-        // reached the client and the body can be replayed.
-        let replayable = ctx.shaper.is_none() && !session.as_ref().retry_buffer_truncated();
-        // A timeout we enforced is final: retrying would only wait again.
-        let timed_out = ctx.watchdog.as_ref().is_some_and(|w| w.fired().is_some());
-        if replayable && !timed_out {
-            e.retry.decide_reuse(client_reused);
-        } else {
-            e.set_retry(false);
-        }
-        e
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut Ctx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        // Nothing was sent: another source can take the request.
-        if self.fail_over(ctx, true) {
-            e.set_retry(true);
-        }
-        e
+    /// Never reached: every exchange is made in `request_filter` (see `direct`), where the
+    /// route, the source and the key are chosen per attempt and any request can fail over.
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Err(Error::explain(
+            ErrorType::InternalError,
+            "exchanges are made in request_filter",
+        ))
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         self.answer_failure(session, e, ctx).await
-    }
-
-    async fn connected_to_upstream(
-        &self,
-        _session: &mut Session,
-        _reused: bool,
-        _peer: &HttpPeer,
-        fd: std::os::unix::io::RawFd,
-        _digest: Option<&pingora::protocols::Digest>,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        self.watch_upstream(fd, ctx);
-        Ok(())
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {

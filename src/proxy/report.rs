@@ -152,6 +152,13 @@ pub fn report(
             dropped_tools: prepared
                 .and_then(|p| p.pivot.as_ref())
                 .map_or(&[], |c| c.client_tools.dropped.as_slice()),
+            route_name: ctx
+                .route_name
+                .as_deref()
+                .or((ctx.dispatch.attempts > 0).then_some("default")),
+            provider_key: ctx.key_slot.as_deref(),
+            attempts: (ctx.dispatch.attempts > 0).then_some(ctx.dispatch.attempts),
+            media_omitted: (ctx.dispatch.media_omitted > 0).then_some(ctx.dispatch.media_omitted),
         });
     }
 

@@ -49,6 +49,18 @@ pub struct AccessRecord<'a> {
     /// Hosted tools the client offered that the source cannot run (dropped from the request).
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub dropped_tools: &'a [String],
+    /// The route that served the request (`default`: the adapter's source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_name: Option<&'a str>,
+    /// The provider key of the last attempt (`source/key`: index or label, never the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_key: Option<&'a str>,
+    /// Provider attempts (more than one after a fail-over).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Images and documents replaced by notes for a text-only source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_omitted: Option<usize>,
 }
 
 /// How often the writer thread writes out what requests have appended. Requests never wake

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub body_too_large: IntCounter,
     pub dns_failures: IntCounter,
     pub upstream_retries: IntCounter,
+    /// Provider attempts by adapter, route, key (`source/key`) and outcome.
+    pub source_requests: IntCounterVec,
+    /// 1 healthy, 0 cooling or failing, -1 disabled, per provider key whose state changed.
+    pub key_health: IntGaugeVec,
     /// Limiter calls Redis could not answer in time, by what was done (`open`, `closed`).
     pub limiter_backend_failures: IntCounterVec,
     /// 1 while the shared limiter's backend answers, 0 while it does not.
@@ -195,6 +199,25 @@ impl Metrics {
                 "flexiproxy_limiter_backend_up",
                 "1 while the shared limiter backend answers",
             ),
+            source_requests: counter_vec(
+                &r,
+                "flexiproxy_source_requests_total",
+                "Provider attempts by adapter, route, provider key (source/key index or label) and outcome (ok, unauthorized, rate_limited, failed)",
+                &["adapter", "route", "key", "outcome"],
+            ),
+            key_health: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "flexiproxy_provider_key_health",
+                        "Provider key health after its last change: 1 healthy, 0 cooling or failing, -1 disabled",
+                    ),
+                    &["adapter", "route", "key"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
             upstream_retries: counter(
                 &r,
                 "flexiproxy_upstream_retries_total",

@@ -513,7 +513,16 @@ async fn fallback_sources_take_over_before_any_byte_and_never_after() {
     assert_eq!(primary_calls.load(Ordering::SeqCst), 1);
     let b = &backup.requests()[0];
     assert_eq!(b.header("authorization"), Some("Bearer sk-backup"));
-    // Cooling down: the next request goes straight to the backup.
+    // Each failure counts toward the primary's breaker: after three in a row it is passed
+    // over, and the next request goes straight to the backup.
+    for calls in [2, 3] {
+        let r = post_messages(&proxy, &messages_body(false)).await;
+        assert_eq!(
+            text(&r.json().await.unwrap()),
+            "from backup as backup-model"
+        );
+        assert_eq!(primary_calls.load(Ordering::SeqCst), calls);
+    }
     let r = post_messages(&proxy, &messages_body(false)).await;
     assert_eq!(
         text(&r.json().await.unwrap()),
@@ -521,23 +530,27 @@ async fn fallback_sources_take_over_before_any_byte_and_never_after() {
     );
     assert_eq!(
         primary_calls.load(Ordering::SeqCst),
-        1,
+        3,
         "the failing source is skipped for a while"
     );
 
-    // A 75 KB body is beyond what Pingora can replay: a 5xx is answered, not retried
-    // (the next request goes to the backup because the primary cools down).
+    // A 75 KB body (beyond Pingora's 64 KiB replay buffer) fails over just the same.
     let fresh = Proxy::start(&[("a", adapter_yaml(&primary.base_url(), &[KEY], &extra))]);
     let fixture: Value =
         serde_json::from_str(include_str!("../fixtures/claude_code_request.json")).unwrap();
     let mut big = fixture.clone();
     big["stream"] = json!(false);
+    assert!(big.to_string().len() > 70_000);
     let before = primary_calls.load(Ordering::SeqCst);
+    let backup_before = backup.request_count();
     let r = post_messages(&fresh, &big).await;
-    assert_eq!(r.status(), 503);
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        text(&r.json().await.unwrap()),
+        "from backup as backup-model"
+    );
     assert_eq!(primary_calls.load(Ordering::SeqCst), before + 1);
-    let r = post_messages(&fresh, &big).await;
-    assert_eq!(r.status(), 200, "the cooled-down primary is skipped");
+    assert_eq!(backup.request_count(), backup_before + 1);
 
     // Never after streaming started.
     primary_fails.store(false, Ordering::SeqCst);

@@ -21,6 +21,7 @@ mod pairs;
 mod panel_browser;
 mod passthrough;
 mod reload;
+mod routing;
 mod scale;
 mod sdk;
 mod sdk_openai;
