@@ -377,7 +377,7 @@ async fn stats_off_by_default_creates_nothing() {
     assert_eq!(r.status(), 403, "admin endpoints need a configured token");
 }
 
-fn stats_cli(config: &std::path::Path, args: &[&str]) -> Value {
+pub(crate) fn stats_cli(config: &std::path::Path, args: &[&str]) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
         .arg("stats")
         .arg("--config")

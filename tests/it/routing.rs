@@ -647,3 +647,89 @@ async fn claude_codes_77_kb_request_fails_over_to_another_protocol_and_never_aft
         "nothing retried after the first byte"
     );
 }
+
+/// A provider that, like DeepSeek or OpenAI, caches prompt prefixes per account: a
+/// conversation's turn is a cache hit (90 of its 100 prompt tokens) only on a key that has
+/// seen that conversation before.
+async fn caching_provider() -> FakeProvider {
+    let seen = std::sync::Mutex::new(std::collections::HashSet::<(String, String)>::new());
+    FakeProvider::start(move |req| {
+        let text = req.body_text();
+        let conversation = text
+            .split("conversation-")
+            .nth(1)
+            .map(|t| t.chars().take(2).collect::<String>())
+            .unwrap_or_default();
+        let hit = !seen.lock().unwrap().insert((bearer(req), conversation));
+        let mut body = openai::chat_completion("ok");
+        body["usage"] = json!({"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105,
+                               "prompt_tokens_details": {"cached_tokens": if hit { 90 } else { 0 }}});
+        Reply::json(200, body)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sticky_pools_keep_the_providers_prompt_cache_warm() {
+    let (sticky, spread) = (caching_provider().await, caching_provider().await);
+    let other_key = "fp-round-robin-0001";
+    let extra = "stats:\n  enabled: true\n";
+    let proxy = Proxy::start_with(
+        extra,
+        &[
+            ("sticky", pool_yaml(&sticky, &["sk-1", "sk-2", "sk-3"], "")),
+            (
+                "spread",
+                pool_yaml(
+                    &spread,
+                    &["sk-1", "sk-2", "sk-3"],
+                    "  balance: round_robin\n",
+                )
+                .replace(&sha256_hex(KEY), &sha256_hex(other_key)),
+            ),
+        ],
+    );
+    // Four conversations of five turns each, interleaved.
+    for _turn in 0..5 {
+        for c in 0..4 {
+            for key in [KEY, other_key] {
+                let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 20,
+                    "metadata": {"user_id": format!("user_x_account_y_session_aaaa{c}")},
+                    "messages": [{"role": "user", "content": format!("conversation-{c:02}")}]});
+                let r = client()
+                    .post(proxy.url("/v1/messages"))
+                    .header("x-api-key", key)
+                    .header("anthropic-version", "2023-06-01")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }
+    }
+    let config = proxy.config_path();
+    wait_until(DEADLINE, "the 40 requests are in the statistics", || {
+        let v = crate::observability::stats_cli(&config, &["--by", "adapter"]);
+        v["totals"].as_array().is_some_and(|t| {
+            t.iter()
+                .map(|g| g["requests"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 40
+        })
+    });
+    let v = crate::observability::stats_cli(&config, &["--by", "adapter"]);
+    let cached = |adapter: &str| {
+        v["totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"] == adapter)
+            .map(|g| g["cache_read_tokens"].as_u64().unwrap())
+            .unwrap()
+    };
+    // Sticky: every turn after a conversation's first is a hit (4 × 4 × 90).
+    assert_eq!(cached("sticky"), 1440);
+    // In turn over the keys, a conversation's first three turns each meet a new key.
+    assert!(cached("spread") <= 1440 * 6 / 10, "{}", cached("spread"));
+}
