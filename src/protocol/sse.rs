@@ -2,6 +2,11 @@
 //! mid-UTF-8 character), it yields complete events. Lenient in the ways providers are sloppy:
 //! `\r\n` or `\r` line ends, `data:` with or without a space, and events that forget the blank
 //! line between them.
+//!
+//! [`SseDriver`] is the one driver of every source protocol's stream decoder: it frames the
+//! provider's reads and hands each event to the protocol's [`FrameDecoder`].
+
+use crate::protocol::pivot::Event;
 
 /// What the decoder found in the stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -108,6 +113,65 @@ impl SseDecoder {
         }
         self.data.extend_from_slice(value);
         self.has_data = true;
+    }
+}
+
+/// A source protocol's stream decoder, one SSE event at a time: what it makes of each event
+/// of the provider's stream, in pivot [`Event`]s. [`SseDriver`] feeds it.
+pub trait FrameDecoder {
+    /// One event of the provider's stream.
+    fn frame(&mut self, event: SseEvent<'_>, on_event: &mut impl FnMut(Event<'_>));
+    /// The provider's body ended, after its last event.
+    fn end(&mut self, on_event: &mut impl FnMut(Event<'_>));
+    /// The stream said it is over: later reads are not looked at.
+    fn is_done(&self) -> bool;
+}
+
+/// A source stream's decoder, sans-IO: provider reads in (arbitrary slices), pivot events out
+/// — the same events whatever the split.
+#[derive(Debug, Default)]
+pub struct SseDriver<D> {
+    sse: SseDecoder,
+    decoder: D,
+}
+
+impl<D: FrameDecoder> SseDriver<D> {
+    /// Drives `decoder`.
+    pub fn of(decoder: D) -> Self {
+        SseDriver {
+            sse: SseDecoder::new(),
+            decoder,
+        }
+    }
+
+    /// Decodes one read; `on_event` gets every event it completes.
+    pub fn push(&mut self, input: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+        if self.decoder.is_done() {
+            return;
+        }
+        let decoder = &mut self.decoder;
+        self.sse
+            .push(input, &mut |event| decoder.frame(event, on_event));
+    }
+
+    /// The provider's body ended (cleanly: a reset or timeout is the encoder's business).
+    pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if self.decoder.is_done() {
+            return;
+        }
+        let decoder = &mut self.decoder;
+        self.sse.finish(&mut |event| decoder.frame(event, on_event));
+        self.decoder.end(on_event);
+    }
+
+    /// The stream said it is over.
+    pub fn is_done(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    /// The protocol's decoder, for what it counted.
+    pub fn decoder(&self) -> &D {
+        &self.decoder
     }
 }
 

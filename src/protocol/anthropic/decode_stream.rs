@@ -11,7 +11,7 @@ use super::decode_response::{WireUsage, stop_reason};
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::errors::stream_error;
 use crate::protocol::pivot::{BlockKind, Event, Origin, Usage};
-use crate::protocol::sse::{SseDecoder, SseEvent};
+use crate::protocol::sse::{FrameDecoder, SseDriver, SseEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -75,10 +75,9 @@ struct Delta<'a> {
     stop_sequence: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// The decoder's state between reads.
+/// The decoder's state between events.
 #[derive(Debug, Default)]
-pub struct StreamDecoder {
-    sse: SseDecoder,
+pub struct StreamState {
     /// The provider's index of the open block and ours (`None`: a skipped block).
     open: Option<(u32, Option<u32>)>,
     next_index: u32,
@@ -87,35 +86,16 @@ pub struct StreamDecoder {
     done: bool,
 }
 
+/// The decoder: provider reads in, pivot events out, framed by [`SseDriver`].
+pub type StreamDecoder = SseDriver<StreamState>;
+
 impl StreamDecoder {
     pub fn new() -> Self {
-        Self::default()
+        SseDriver::of(StreamState::default())
     }
+}
 
-    /// Decodes one read; `on_event` gets every event it completes.
-    pub fn push(&mut self, input: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
-        let mut sse = std::mem::take(&mut self.sse);
-        sse.push(input, &mut |event| self.frame(event, on_event));
-        self.sse = sse;
-    }
-
-    /// The provider's body ended; a block left open is closed and the answer ends.
-    pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
-        let mut sse = std::mem::take(&mut self.sse);
-        sse.finish(&mut |event| self.frame(event, on_event));
-        self.sse = sse;
-        if !self.done {
-            self.close_open(on_event);
-            self.done = true;
-            on_event(Event::End);
-        }
-    }
-
-    /// The stream said it is over (`message_stop` or `error`).
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
+impl FrameDecoder for StreamState {
     fn frame(&mut self, event: SseEvent<'_>, on_event: &mut impl FnMut(Event<'_>)) {
         if self.done {
             return;
@@ -135,6 +115,22 @@ impl StreamDecoder {
         self.apply(frame, on_event);
     }
 
+    /// The provider's body ended; a block left open is closed and the answer ends.
+    fn end(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if !self.done {
+            self.close_open(on_event);
+            self.done = true;
+            on_event(Event::End);
+        }
+    }
+
+    /// The stream said it is over (`message_stop` or `error`).
+    fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+impl StreamState {
     fn start(&mut self, id: Option<&str>, on_event: &mut impl FnMut(Event<'_>)) {
         if !self.started {
             self.started = true;

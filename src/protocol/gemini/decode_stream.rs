@@ -10,7 +10,7 @@ use super::decode_response::{Chunk, provider_error, stop_reason};
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::errors::stream_error;
 use crate::protocol::pivot::{BlockKind, Event, Origin};
-use crate::protocol::sse::{SseDecoder, SseEvent};
+use crate::protocol::sse::{FrameDecoder, SseDriver, SseEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -18,9 +18,9 @@ enum Open {
     Reasoning,
 }
 
+/// The decoder's state between events.
 #[derive(Default)]
-pub struct StreamDecoder {
-    sse: SseDecoder,
+pub struct StreamState {
     open: Option<(u32, Open)>,
     next_index: u32,
     calls: u32,
@@ -29,58 +29,16 @@ pub struct StreamDecoder {
     done: bool,
 }
 
+/// The decoder: provider reads in, pivot events out, framed by [`SseDriver`].
+pub type StreamDecoder = SseDriver<StreamState>;
+
 impl StreamDecoder {
     pub fn new() -> Self {
-        Self::default()
+        SseDriver::of(StreamState::default())
     }
+}
 
-    pub fn push(&mut self, input: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
-        let mut sse = std::mem::take(&mut self.sse);
-        sse.push(input, &mut |event| self.frame(event, on_event));
-        self.sse = sse;
-    }
-
-    pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
-        let mut sse = std::mem::take(&mut self.sse);
-        sse.finish(&mut |event| self.frame(event, on_event));
-        self.sse = sse;
-        if self.done {
-            return;
-        }
-        self.close(on_event);
-        let reason = self.finish.take().unwrap_or_else(|| "STOP".to_owned());
-        on_event(Event::Finish {
-            stop: stop_reason(&reason, self.calls > 0),
-            stop_sequence: None,
-        });
-        self.done = true;
-        on_event(Event::End);
-    }
-
-    fn close(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
-        if let Some((index, _)) = self.open.take() {
-            on_event(Event::BlockStop { index });
-        }
-    }
-
-    fn block(&mut self, want: Open, on_event: &mut impl FnMut(Event<'_>)) -> u32 {
-        if let Some((index, open)) = self.open
-            && open == want
-        {
-            return index;
-        }
-        self.close(on_event);
-        let index = self.next_index;
-        self.next_index += 1;
-        self.open = Some((index, want));
-        let kind = match want {
-            Open::Text => BlockKind::Text,
-            Open::Reasoning => BlockKind::Reasoning,
-        };
-        on_event(Event::BlockStart { index, kind });
-        index
-    }
-
+impl FrameDecoder for StreamState {
     fn frame(&mut self, event: SseEvent<'_>, on_event: &mut impl FnMut(Event<'_>)) {
         if self.done {
             return;
@@ -165,5 +123,52 @@ impl StreamDecoder {
                 Open::Text => Event::TextDelta { index, text: &text },
             });
         }
+    }
+
+    /// The provider's body ended: what is open is closed and the answer ends (`STOP` unless
+    /// Gemini said otherwise).
+    fn end(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if self.done {
+            return;
+        }
+        self.close(on_event);
+        let reason = self.finish.take().unwrap_or_else(|| "STOP".to_owned());
+        on_event(Event::Finish {
+            stop: stop_reason(&reason, self.calls > 0),
+            stop_sequence: None,
+        });
+        self.done = true;
+        on_event(Event::End);
+    }
+
+    /// The stream said it is over.
+    fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+impl StreamState {
+    fn close(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if let Some((index, _)) = self.open.take() {
+            on_event(Event::BlockStop { index });
+        }
+    }
+
+    fn block(&mut self, want: Open, on_event: &mut impl FnMut(Event<'_>)) -> u32 {
+        if let Some((index, open)) = self.open
+            && open == want
+        {
+            return index;
+        }
+        self.close(on_event);
+        let index = self.next_index;
+        self.next_index += 1;
+        self.open = Some((index, want));
+        let kind = match want {
+            Open::Text => BlockKind::Text,
+            Open::Reasoning => BlockKind::Reasoning,
+        };
+        on_event(Event::BlockStart { index, kind });
+        index
     }
 }

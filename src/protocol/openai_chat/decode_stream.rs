@@ -18,7 +18,7 @@ use crate::protocol::errors::stream_error;
 use crate::protocol::json::{PartialObject, tool_input};
 use crate::protocol::names::ToolNames;
 use crate::protocol::pivot::{BlockKind, Event};
-use crate::protocol::sse::{SseDecoder, SseEvent};
+use crate::protocol::sse::{FrameDecoder, SseDriver, SseEvent};
 
 use super::decode_response::{stop_reason, usage};
 
@@ -59,9 +59,9 @@ pub struct DecodeFacts {
     pub repaired_arguments: u32,
 }
 
-pub struct StreamDecoder {
+/// The decoder's state between events.
+pub struct StreamState {
     names: ToolNames,
-    sse: SseDecoder,
     done: bool,
     open: Option<(u32, Open)>,
     next_index: u32,
@@ -71,12 +71,14 @@ pub struct StreamDecoder {
     facts: DecodeFacts,
 }
 
+/// The decoder: provider reads in, pivot events out, framed by [`SseDriver`].
+pub type StreamDecoder = SseDriver<StreamState>;
+
 impl StreamDecoder {
     /// `names`: the tool names the request encoder changed, restored in the events.
     pub fn new(names: ToolNames) -> Self {
-        StreamDecoder {
+        SseDriver::of(StreamState {
             names,
-            sse: SseDecoder::new(),
             done: false,
             open: None,
             next_index: 0,
@@ -84,39 +86,16 @@ impl StreamDecoder {
             finish_reason: None,
             usage: None,
             facts: DecodeFacts::default(),
-        }
+        })
     }
 
     pub fn facts(&self) -> DecodeFacts {
-        self.facts
+        self.decoder().facts
     }
+}
 
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
-    /// Decodes one read.
-    pub fn push(&mut self, input: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
-        if self.done {
-            return;
-        }
-        let mut sse = std::mem::take(&mut self.sse);
-        sse.push(input, &mut |event| self.on_sse(event, on_event));
-        self.sse = sse;
-    }
-
-    /// The body ended cleanly (with or without `[DONE]`).
-    pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
-        if self.done {
-            return;
-        }
-        let mut sse = std::mem::take(&mut self.sse);
-        sse.finish(&mut |event| self.on_sse(event, on_event));
-        self.sse = sse;
-        self.end(on_event);
-    }
-
-    fn on_sse(&mut self, event: SseEvent<'_>, on_event: &mut impl FnMut(Event<'_>)) {
+impl FrameDecoder for StreamState {
+    fn frame(&mut self, event: SseEvent<'_>, on_event: &mut impl FnMut(Event<'_>)) {
         if self.done {
             return;
         }
@@ -134,6 +113,32 @@ impl StreamDecoder {
         }
     }
 
+    /// The answer is over: close what is open, send held calls, then usage and why it ended.
+    fn end(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if self.done {
+            return;
+        }
+        self.close_open_block(on_event);
+        self.flush_pending_calls(on_event);
+        if let Some(u) = &self.usage {
+            on_event(Event::Usage(usage(u)));
+        }
+        if let Some(stop) = stop_reason(self.finish_reason.as_deref()) {
+            on_event(Event::Finish {
+                stop,
+                stop_sequence: None,
+            });
+        }
+        self.done = true;
+        on_event(Event::End);
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+impl StreamState {
     fn fail(&mut self, kind: ErrorKind, message: &str, on_event: &mut impl FnMut(Event<'_>)) {
         self.done = true;
         on_event(Event::Error { kind, message });
@@ -393,26 +398,6 @@ impl StreamDecoder {
             call.sent = call.arguments.len();
             self.close_open_block(on_event);
         }
-    }
-
-    /// The answer is over: close what is open, send held calls, then usage and why it ended.
-    fn end(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
-        if self.done {
-            return;
-        }
-        self.close_open_block(on_event);
-        self.flush_pending_calls(on_event);
-        if let Some(u) = &self.usage {
-            on_event(Event::Usage(usage(u)));
-        }
-        if let Some(stop) = stop_reason(self.finish_reason.as_deref()) {
-            on_event(Event::Finish {
-                stop,
-                stop_sequence: None,
-            });
-        }
-        self.done = true;
-        on_event(Event::End);
     }
 }
 

@@ -13,7 +13,7 @@ use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::errors::stream_error;
 use crate::protocol::json::Str;
 use crate::protocol::pivot::{BlockKind, Event, Origin, StopReason};
-use crate::protocol::sse::{SseDecoder, SseEvent};
+use crate::protocol::sse::{FrameDecoder, SseDriver, SseEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -49,9 +49,9 @@ enum Open {
     Call,
 }
 
+/// The decoder's state between events.
 #[derive(Default)]
-pub struct StreamDecoder {
-    sse: SseDecoder,
+pub struct StreamState {
     /// The open block: its index, kind, and whether a delta came.
     open: Option<(u32, Open, bool)>,
     next_index: u32,
@@ -60,28 +60,16 @@ pub struct StreamDecoder {
     done: bool,
 }
 
+/// The decoder: provider reads in, pivot events out, framed by [`SseDriver`].
+pub type StreamDecoder = SseDriver<StreamState>;
+
 impl StreamDecoder {
     pub fn new() -> Self {
-        Self::default()
+        SseDriver::of(StreamState::default())
     }
+}
 
-    pub fn push(&mut self, input: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
-        let mut sse = std::mem::take(&mut self.sse);
-        sse.push(input, &mut |event| self.frame(event, on_event));
-        self.sse = sse;
-    }
-
-    pub fn finish(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
-        let mut sse = std::mem::take(&mut self.sse);
-        sse.finish(&mut |event| self.frame(event, on_event));
-        self.sse = sse;
-        if !self.done {
-            self.close(on_event);
-            self.done = true;
-            on_event(Event::End);
-        }
-    }
-
+impl FrameDecoder for StreamState {
     fn frame(&mut self, event: SseEvent<'_>, on_event: &mut impl FnMut(Event<'_>)) {
         if self.done {
             return;
@@ -103,6 +91,22 @@ impl StreamDecoder {
         }
     }
 
+    /// The provider's body ended; a block left open is closed and the answer ends.
+    fn end(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if !self.done {
+            self.close(on_event);
+            self.done = true;
+            on_event(Event::End);
+        }
+    }
+
+    /// The stream said it is over.
+    fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+impl StreamState {
     fn fail(&mut self, kind: ErrorKind, message: &str, on_event: &mut impl FnMut(Event<'_>)) {
         self.done = true;
         on_event(Event::Error { kind, message });
