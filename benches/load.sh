@@ -417,6 +417,17 @@ keys:
 EOF
 }
 adapter json openai "http://$ADDR_json/v1"
+# Issue 25: the same upstream behind ten routes (none matching: the default route serves)
+# and a sticky pool of three keys, so every request is decoded for routing and hashed to a key.
+{
+    printf 'source:\n  base_url: http://%s/v1\n  protocol: openai\n' "$ADDR_json"
+    printf '  api_keys: [provider-key-1, provider-key-2, provider-key-3]\n  model: m\nroutes:\n'
+    for i in $(seq 10); do
+        printf '  - when: { model: "gpt-%s-*", thinking: true }\n' "$i"
+        printf '    source: { base_url: "http://%s/v1", api_key: k, model: m }\n' "$ADDR_json"
+    done
+    printf 'keys:\n  - sha256: %s\n    label: bench\n' "$(sha fp-bench-routed)"
+} >"$FP_DIR/adapters/routed.yaml"
 adapter sse openai "http://$ADDR_sse/v1"
 adapter slow openai "http://$ADDR_slow/v1"
 adapter ajson anthropic "http://$ADDR_ajson"
@@ -470,6 +481,9 @@ for w in small 75k stream-75k; do
     for ROUND in $(seq "$ROUNDS"); do
         measure "$w" bare-pingora "http://${!b}/v1/chat/completions" "$body" "" "$okind" "${!bp}"
         measure "$w" flexiproxy "$FP/v1/messages" "$body" "$key" "$akind" "$FP_PID"
+        if [ "$w" != stream-75k ]; then
+            measure "$w" flexiproxy-routed "$FP/v1/messages" "$body" fp-bench-routed "$akind" "$FP_PID"
+        fi
     done
     ROUND=1
     if [ $DIAG -eq 1 ] && [ "$w" != stream-75k ]; then

@@ -60,23 +60,30 @@ impl ProxyError {
 
 pub use crate::protocol::openai_chat::openai_error_body;
 
-/// What of one source's credentials FlexiProxy sends upstream and must never relay back: its
-/// key and the auth header value made from it (`Bearer <key>`, or the key itself).
+/// What of one source's credentials FlexiProxy sends upstream and must never relay back:
+/// every key of its pool and the auth header value made from each (`Bearer <key>`, or the
+/// key itself).
 pub fn source_secrets(source: &Source) -> impl Iterator<Item = &str> {
-    let key = match &source.api_key {
-        ApiKey::Present(key) => Some(key.expose()),
-        ApiKey::MissingEnv(_) => None,
-    };
-    let header = source.auth.as_ref().and_then(|a| a.value.to_str().ok());
-    key.into_iter().chain(header)
+    source.keys.iter().flat_map(|k| {
+        let key = match &k.api_key {
+            ApiKey::Present(key) => Some(key.expose()),
+            ApiKey::MissingEnv(_) => None,
+        };
+        let header = k.auth.as_ref().and_then(|a| a.value.to_str().ok());
+        key.into_iter().chain(header)
+    })
 }
 
-/// Every provider secret of an adapter (its source's and each fallback's), masked out of the
-/// provider errors relayed to clients (`protocol::secrets`). A list, so more keys per source
-/// just add to it.
+/// Every provider secret of an adapter — every key of every pool of its source, fallbacks
+/// and routes — masked out of the provider errors relayed to clients (`protocol::secrets`).
 pub fn provider_secrets(adapter: &Adapter) -> Vec<&str> {
+    let routes = adapter
+        .routes
+        .iter()
+        .flat_map(|r| std::iter::once(&r.source).chain(&r.fallbacks));
     std::iter::once(&adapter.source)
         .chain(&adapter.fallbacks)
+        .chain(routes)
         .flat_map(source_secrets)
         .collect()
 }
@@ -112,5 +119,15 @@ mod tests {
                 "Bearer sk-fallback-000002"
             ]
         );
+        // Pools and routes: every key of each.
+        let text = "source:\n  base_url: http://a.example/v1\n  api_keys: [sk-pool-00000001, sk-pool-00000002]\n  model: m\nroutes:\n  - when: { images: true }\n    source: { base_url: http://c.example/v1, api_key: sk-route-0000003, model: v }\nkeys: []\n";
+        let adapter =
+            crate::config::adapter::parse_adapter(std::path::Path::new("a.yaml"), text, &|_| None)
+                .unwrap();
+        let secrets = provider_secrets(&adapter);
+        for key in ["sk-pool-00000001", "sk-pool-00000002", "sk-route-0000003"] {
+            assert!(secrets.contains(&key), "{key}");
+            assert!(secrets.contains(&format!("Bearer {key}").as_str()), "{key}");
+        }
     }
 }
