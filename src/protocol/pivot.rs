@@ -10,6 +10,7 @@
 //! silently dropped.
 
 use crate::protocol::json::Text;
+use crate::protocol::responses::seal::{ReasoningKey, Sealed, SealedOrigin};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -168,6 +169,58 @@ pub struct Reasoning<'a> {
     pub signature: Option<(Origin, Cow<'a, str>)>,
     /// Reasoning the provider encrypted (Anthropic `redacted_thinking`): data only.
     pub redacted: Option<(Origin, Cow<'a, str>)>,
+}
+
+/// What of a reasoning part gets sealed (for a stateless client to send back).
+impl From<&Reasoning<'_>> for Sealed {
+    fn from(reasoning: &Reasoning<'_>) -> Sealed {
+        let origin = reasoning
+            .signature
+            .as_ref()
+            .or(reasoning.redacted.as_ref())
+            .map(|(o, _)| (*o).into());
+        Sealed {
+            origin,
+            text: reasoning.text.decoded().into_owned(),
+            signature: reasoning.signature.as_ref().map(|(_, s)| s.to_string()),
+            redacted: reasoning.redacted.as_ref().map(|(_, r)| r.to_string()),
+        }
+    }
+}
+
+/// The reasoning part again (its data only with a known origin).
+impl From<Sealed> for Reasoning<'_> {
+    fn from(sealed: Sealed) -> Self {
+        let origin = sealed.origin.map(Origin::from);
+        let signed = |data: Option<String>| Some((origin?, Cow::Owned(data?)));
+        Reasoning {
+            text: Text::from_plain(&sealed.text),
+            signature: signed(sealed.signature),
+            redacted: signed(sealed.redacted),
+        }
+    }
+}
+
+impl From<Origin> for SealedOrigin {
+    fn from(o: Origin) -> Self {
+        match o {
+            Origin::Anthropic => SealedOrigin::Anthropic,
+            Origin::OpenAiChat => SealedOrigin::OpenAiChat,
+            Origin::Responses => SealedOrigin::Responses,
+            Origin::Gemini => SealedOrigin::Gemini,
+        }
+    }
+}
+
+impl From<SealedOrigin> for Origin {
+    fn from(o: SealedOrigin) -> Self {
+        match o {
+            SealedOrigin::Anthropic => Origin::Anthropic,
+            SealedOrigin::OpenAiChat => Origin::OpenAiChat,
+            SealedOrigin::Responses => Origin::Responses,
+            SealedOrigin::Gemini => Origin::Gemini,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -402,7 +455,7 @@ pub struct ExchangeContext {
     pub client_tools: ClientTools,
     /// Seals reasoning into Responses `encrypted_content` (and Gemini `thoughtSignature`)
     /// and opens it again.
-    pub reasoning_key: Option<crate::protocol::responses::seal::ReasoningKey>,
+    pub reasoning_key: Option<ReasoningKey>,
     /// A Gemini stream without `?alt=sse`: one JSON array of responses instead of SSE.
     pub stream_as_json_array: bool,
 }

@@ -460,7 +460,7 @@ impl<'k> Turns<'k> {
     }
 
     fn open<'a>(&self, signature: &str) -> Option<Reasoning<'a>> {
-        Some(self.key?.open(signature)?.into_reasoning())
+        Some(self.key?.open(signature)?.into())
     }
 }
 

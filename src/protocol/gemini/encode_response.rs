@@ -64,7 +64,7 @@ fn write_parts(
         match part {
             Part::Reasoning(r) => {
                 let text = r.text.decoded();
-                signature = seal(ctx, &Sealed::of(r));
+                signature = seal(ctx, &Sealed::from(r));
                 if !text.is_empty() {
                     parts.object(|p| {
                         p.str("text", &text);

@@ -542,11 +542,7 @@ impl<'a> Turns<'_, 'a, '_> {
 
     /// The reasoning sealed in an item's `encrypted_content`, if this proxy sealed it.
     fn open_reasoning(&self, item: &Item<'a>) -> Option<Reasoning<'a>> {
-        Some(
-            self.key?
-                .open(item.encrypted_content.as_deref()?)?
-                .into_reasoning(),
-        )
+        Some(self.key?.open(item.encrypted_content.as_deref()?)?.into())
     }
 }
 

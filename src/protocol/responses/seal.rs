@@ -9,16 +9,15 @@
 //! proxy's reasoning key, so a client can neither read a signature nor forge reasoning the
 //! proxy would vouch for; a blob that does not open (another key, a real OpenAI blob, a
 //! forgery) is treated as absent, never as an error.
+//!
+//! A leaf: the pivot's reasoning parts become [`Sealed`] and back in `pivot.rs`.
 
-use crate::protocol::json::Text;
-use crate::protocol::pivot::{Origin, Reasoning};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Marks our blobs (and their format version) apart from a provider's.
@@ -87,35 +86,7 @@ pub struct Sealed {
     pub redacted: Option<String>,
 }
 
-impl Sealed {
-    /// What of a reasoning part gets sealed.
-    pub fn of(reasoning: &Reasoning<'_>) -> Sealed {
-        let origin = reasoning
-            .signature
-            .as_ref()
-            .or(reasoning.redacted.as_ref())
-            .map(|(o, _)| (*o).into());
-        Sealed {
-            origin,
-            text: reasoning.text.decoded().into_owned(),
-            signature: reasoning.signature.as_ref().map(|(_, s)| s.to_string()),
-            redacted: reasoning.redacted.as_ref().map(|(_, r)| r.to_string()),
-        }
-    }
-
-    /// The reasoning part again (its data only with a known origin).
-    pub fn into_reasoning(self) -> Reasoning<'static> {
-        let origin = self.origin.map(Origin::from);
-        let signed = |data: Option<String>| Some((origin?, Cow::Owned(data?)));
-        Reasoning {
-            text: Text::from_plain(&self.text),
-            signature: signed(self.signature),
-            redacted: signed(self.redacted),
-        }
-    }
-}
-
-/// [`Origin`] as it is written inside a blob.
+/// A reasoning part's origin (`pivot::Origin`) as it is written inside a blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SealedOrigin {
     #[serde(rename = "a")]
@@ -126,28 +97,6 @@ pub enum SealedOrigin {
     Responses,
     #[serde(rename = "g")]
     Gemini,
-}
-
-impl From<Origin> for SealedOrigin {
-    fn from(o: Origin) -> Self {
-        match o {
-            Origin::Anthropic => SealedOrigin::Anthropic,
-            Origin::OpenAiChat => SealedOrigin::OpenAiChat,
-            Origin::Responses => SealedOrigin::Responses,
-            Origin::Gemini => SealedOrigin::Gemini,
-        }
-    }
-}
-
-impl From<SealedOrigin> for Origin {
-    fn from(o: SealedOrigin) -> Self {
-        match o {
-            SealedOrigin::Anthropic => Origin::Anthropic,
-            SealedOrigin::OpenAiChat => Origin::OpenAiChat,
-            SealedOrigin::Responses => Origin::Responses,
-            SealedOrigin::Gemini => Origin::Gemini,
-        }
-    }
 }
 
 #[cfg(test)]
