@@ -137,6 +137,13 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         ),
         None => None,
     };
+    let shared_health = shared.as_ref().map(|limiter| {
+        crate::proxy::shared_health::SharedHealth::new(
+            limiter.clone(),
+            live.clone(),
+            telemetry.metrics.clone(),
+        )
+    });
     let proxy = FlexiProxy::new(
         live.clone(),
         ProxySettings {
@@ -147,6 +154,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
             users: users.clone(),
             egress: config.egress.clone(),
             shared: shared.clone(),
+            shared_health: shared_health.clone(),
         },
         Lifecycle {
             shutting_down: shutting_down.clone(),
@@ -192,6 +200,9 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
     server.add_service(background_service("config watcher", watcher));
     if let Some(shared) = &shared {
         server.add_service(background_service("lease keeper", shared.keeper()));
+    }
+    if let Some(health) = &shared_health {
+        server.add_service(background_service("key health sync", health.sync()));
     }
     if let Some(admin) = &config.admin {
         let app = AdminApp::new(config, telemetry.clone(), live.clone(), users.clone());

@@ -575,6 +575,9 @@ pub struct Adapter {
     pub models: Vec<String>,
     pub keys: Vec<KeyEntry>,
     pub limits: Limits,
+    /// A SHA-256 prefix of the file's text: the same on every instance reading the same file,
+    /// different after any edit (keys disabled through Redis are disabled for this version).
+    pub version: u64,
 }
 
 impl Source {
@@ -805,6 +808,10 @@ fn validate(
         models: file.models,
         keys,
         limits: file.limits.as_ref().map(limits_from).unwrap_or_default(),
+        version: {
+            let digest = super::keys::hash_key(text);
+            u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+        },
     })
 }
 

@@ -363,6 +363,9 @@ impl FlexiProxy {
         let Some(change) = lease.report(outcome, Instant::now()) else {
             return;
         };
+        if let Some(shared) = &self.settings.shared_health {
+            shared.publish(&adapter, ctx.dispatch.route, ctx.source_index, key, change);
+        }
         let health = match change {
             Change::Disabled { .. } => -1,
             Change::Cooling { .. } | Change::BreakerOpened { .. } => 0,
@@ -414,7 +417,7 @@ impl FlexiProxy {
 }
 
 /// `0/1`: the primary's second key; `1/team`: the first fallback's key labelled `team`.
-fn key_name(source: usize, key: usize, label: Option<&str>) -> String {
+pub(super) fn key_name(source: usize, key: usize, label: Option<&str>) -> String {
     match label {
         Some(l) => format!("{source}/{l}"),
         None => format!("{source}/{key}"),

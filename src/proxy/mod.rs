@@ -31,6 +31,7 @@ mod limits;
 mod quota;
 mod report;
 pub mod route;
+pub mod shared_health;
 pub mod shared_limits;
 pub mod upstream;
 pub mod watchdog;
@@ -71,6 +72,8 @@ pub struct ProxySettings {
     pub egress: crate::config::egress::EgressPolicy,
     /// Limits counted in Redis across instances (`limits.backend: redis`).
     pub shared: Option<Arc<shared_limits::SharedLimiter>>,
+    /// Provider key health shared in Redis across instances (`limits.backend: redis`).
+    pub shared_health: Option<Arc<shared_health::SharedHealth>>,
 }
 
 pub struct FlexiProxy {

@@ -238,8 +238,20 @@ impl SharedLimiter {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        let result = self.call(call).await;
+        self.note(result.as_ref().err());
+        result
+    }
+
+    /// Runs one Redis call on the limiter's connection within `redis.timeout`, without
+    /// counting it toward the limiter's up/down state (key health sharing keeps its own).
+    pub(super) async fn call<T, F, Fut>(&self, call: F) -> Result<T, String>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         let started = Instant::now();
-        let result = match self.connection().await {
+        match self.connection().await {
             Err(e) => Err(e),
             Ok(conn) => {
                 let left = self.config.timeout.saturating_sub(started.elapsed());
@@ -249,9 +261,7 @@ impl SharedLimiter {
                     Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
                 }
             }
-        };
-        self.note(result.as_ref().err());
-        result
+        }
     }
 
     /// Logs and counts a change between answering and not answering.

@@ -328,6 +328,12 @@ impl KeyPool {
         }
     }
 
+    /// Key `index`'s seed (a SHA-256 prefix of its text, never the text): how instances
+    /// running the same file name the same key when they share its health.
+    pub fn key_id(&self, index: usize) -> Option<u64> {
+        self.inner.keys.get(index).map(|k| k.seed)
+    }
+
     /// Every key's state now.
     pub fn state(&self, now: Instant) -> Vec<KeyState> {
         let inner = &*self.inner;

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub limiter_backend_failures: IntCounterVec,
     /// 1 while the shared limiter's backend answers, 0 while it does not.
     pub limiter_backend_up: IntGauge,
+    /// Key health sharing's Redis calls (publish or poll) that did not answer in time.
+    pub key_health_sync_failures: IntCounter,
+    /// 1 while key health sharing reaches Redis, 0 while each instance keeps its own.
+    pub key_health_sync_up: IntGauge,
     _build_info: IntGaugeVec,
 }
 
@@ -198,6 +202,16 @@ impl Metrics {
                 &r,
                 "flexiproxy_limiter_backend_up",
                 "1 while the shared limiter backend answers",
+            ),
+            key_health_sync_failures: counter(
+                &r,
+                "flexiproxy_key_health_sync_failures_total",
+                "Provider key health shared through Redis: calls Redis did not answer in time",
+            ),
+            key_health_sync_up: gauge(
+                &r,
+                "flexiproxy_key_health_sync_up",
+                "1 while provider key health is shared through Redis, 0 while each instance keeps its own",
             ),
             source_requests: counter_vec(
                 &r,

@@ -579,3 +579,108 @@ async fn redis_outage_fails_open_or_closed_within_the_bound_and_limits_resume() 
             .contains("Redis answers again")
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_cooled_on_one_instance_is_skipped_by_the_others() {
+    let mut redis = RedisServer::start();
+    // Key A is rate-limited for 30 s, key B answers.
+    let p = FakeProvider::start(|req| {
+        if req.header("authorization") == Some("Bearer sk-pool-a") {
+            Reply::json(
+                429,
+                openai::error_body("slow down", "rate_limit_error", None),
+            )
+            .header("retry-after", "30")
+        } else {
+            Reply::json(200, openai::chat_completion("ok"))
+        }
+    })
+    .await;
+    let yaml = format!(
+        "source:\n  base_url: {}\n  api_keys: [sk-pool-a, sk-pool-b]\n  balance: round_robin\n  model: fake-model\nkeys:\n  - sha256: {}\n",
+        p.base_url(),
+        sha256_hex("fp-pool-key")
+    );
+    let cluster = Cluster::start(
+        3,
+        &redis,
+        None,
+        "500ms",
+        &|_| String::new(),
+        &[("pool", yaml)],
+    );
+    let on_a = || {
+        p.requests()
+            .iter()
+            .filter(|r| r.header("authorization") == Some("Bearer sk-pool-a"))
+            .count()
+    };
+    let ok = |url: String| async move { send(&url, "fp-pool-key", "hi", 16).await.0 == 200 };
+
+    // Instance 1 meets A's 429 (the client never does: B answers), then passes A over.
+    wait_until_async(DEADLINE, "instance 1 tried key A", || {
+        let answered = ok(cluster.url(0));
+        async { answered.await && on_a() > 0 }
+    })
+    .await;
+    for _ in 0..4 {
+        assert!(ok(cluster.url(0)).await);
+    }
+    assert_eq!(on_a(), 1, "instance 1 tried key A exactly once");
+
+    // Instances 2 and 3 learn it through Redis without trying A themselves.
+    let cooling =
+        "flexiproxy_provider_key_health{adapter=\"pool\",key=\"0/0\",route=\"default\"} 0";
+    for i in [1, 2] {
+        wait_until_async(
+            DEADLINE,
+            "the other instances see key A cooling",
+            || async { cluster.metrics(i).await.contains(cooling) },
+        )
+        .await;
+    }
+    let requests = (0..40).map(|i| ok(cluster.url(1 + i % 2)));
+    let answered = futures::future::join_all(requests).await;
+    assert!(answered.iter().all(|ok| *ok), "{answered:?}");
+    assert_eq!(
+        on_a(),
+        1,
+        "no other instance tried key A once it was shared"
+    );
+
+    // Redis gone: each instance keeps its own health, and requests do not wait for Redis.
+    redis.stop();
+    let second = cluster.url(1);
+    wait_until_async(DEADLINE, "instance 2 notices Redis is gone", || async {
+        cluster
+            .metrics(1)
+            .await
+            .contains("flexiproxy_key_health_sync_up 0")
+    })
+    .await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert!(ok(second.clone()).await);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    assert_eq!(on_a(), 1, "key A is still cooling locally");
+    let m = cluster.metrics(1).await;
+    assert!(
+        m.contains("flexiproxy_key_health_sync_failures_total"),
+        "{m}"
+    );
+    redis.restart();
+    wait_until(DEADLINE, "instance 2 shares again", || {
+        cluster.instances[1]
+            .as_ref()
+            .unwrap()
+            .log_text()
+            .contains("Redis reachable again")
+    });
+    let log = cluster.instances[1].as_ref().unwrap().log_text();
+    assert_eq!(
+        log.matches("shared key health: Redis unreachable").count(),
+        1,
+        "logged once per transition:\n{log}"
+    );
+}
