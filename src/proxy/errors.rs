@@ -1,5 +1,5 @@
-//! Every error the proxy answers with, rendered in the client protocol's own shape — the one
-//! place where errors become bytes for a client.
+//! Every error the proxy answers with, rendered in the client protocol's own shape (each
+//! protocol's error body is in its folder of `protocol/`; this is where one is picked).
 
 use crate::config::adapter::{Adapter, ApiKey, Source};
 use crate::protocol::anthropic::{ErrorKind, error_body};
@@ -49,7 +49,7 @@ impl ProxyError {
         match protocol {
             ClientProtocol::Anthropic => error_body(self.kind, &self.message),
             ClientProtocol::OpenAi | ClientProtocol::Responses => {
-                openai_error_body(self.kind, &self.message)
+                crate::protocol::openai_chat::openai_error_body(self.kind, &self.message)
             }
             ClientProtocol::Gemini => {
                 crate::protocol::gemini::error_body(self.status, &self.message)
@@ -57,8 +57,6 @@ impl ProxyError {
         }
     }
 }
-
-pub use crate::protocol::openai_chat::openai_error_body;
 
 /// What of one source's credentials FlexiProxy sends upstream and must never relay back:
 /// every key of its pool and the auth header value made from each (`Bearer <key>`, or the

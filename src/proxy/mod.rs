@@ -786,33 +786,10 @@ impl FlexiProxy {
     ) -> Result<bool> {
         let models = adapter.listed_models();
         let body = match ctx.protocol {
-            ClientProtocol::Anthropic => {
-                let data: Vec<serde_json::Value> = models
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({"type": "model", "id": m, "display_name": m,
-                            "created_at": "2025-01-01T00:00:00Z"})
-                    })
-                    .collect();
-                serde_json::json!({"data": data, "has_more": false,
-                    "first_id": models.first(), "last_id": models.last()})
-            }
-            ClientProtocol::Gemini => {
-                let data: Vec<serde_json::Value> = models
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({"name": format!("models/{m}"), "displayName": m,
-                            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]})
-                    })
-                    .collect();
-                serde_json::json!({"models": data})
-            }
+            ClientProtocol::Anthropic => crate::protocol::anthropic::model_list(&models),
+            ClientProtocol::Gemini => crate::protocol::gemini::model_list(&models),
             ClientProtocol::OpenAi | ClientProtocol::Responses => {
-                let data: Vec<serde_json::Value> = models
-                    .iter()
-                    .map(|m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": adapter.name}))
-                    .collect();
-                serde_json::json!({"object": "list", "data": data})
+                crate::protocol::openai_chat::model_list(&models, &adapter.name)
             }
         };
         self.respond(
@@ -820,7 +797,7 @@ impl FlexiProxy {
             ctx,
             200,
             "application/json",
-            Bytes::from(body.to_string()),
+            Bytes::from(body),
             &[],
         )
         .await

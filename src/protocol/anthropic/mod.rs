@@ -362,6 +362,20 @@ impl ErrorKind {
     }
 }
 
+/// `GET /v1/models` in Anthropic's shape.
+pub fn model_list(models: &[String]) -> String {
+    let data: Vec<serde_json::Value> = models
+        .iter()
+        .map(|m| {
+            serde_json::json!({"type": "model", "id": m, "display_name": m,
+                "created_at": "2025-01-01T00:00:00Z"})
+        })
+        .collect();
+    serde_json::json!({"data": data, "has_more": false,
+        "first_id": models.first(), "last_id": models.last()})
+    .to_string()
+}
+
 /// `{"type":"error","error":{"type":…,"message":…}}`
 pub fn error_body(kind: ErrorKind, message: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + message.len());

@@ -110,6 +110,18 @@ pub fn status_name(status: u16) -> &'static str {
     }
 }
 
+/// The model list (`GET /v1beta/models`) in Google's shape.
+pub fn model_list(models: &[String]) -> String {
+    let data: Vec<serde_json::Value> = models
+        .iter()
+        .map(|m| {
+            serde_json::json!({"name": format!("models/{m}"), "displayName": m,
+                "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]})
+        })
+        .collect();
+    serde_json::json!({"models": data}).to_string()
+}
+
 /// `{"error": {"code", "message", "status"}}`.
 pub fn error_body(status: u16, message: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + message.len());

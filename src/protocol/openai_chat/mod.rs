@@ -16,6 +16,17 @@ pub mod wire;
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::json::write_json_str;
 
+/// `GET /v1/models` in OpenAI's shape (Chat and Responses clients), owned by `owned_by`.
+pub fn model_list(models: &[String], owned_by: &str) -> String {
+    let data: Vec<serde_json::Value> = models
+        .iter()
+        .map(
+            |m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": owned_by}),
+        )
+        .collect();
+    serde_json::json!({"object": "list", "data": data}).to_string()
+}
+
 /// OpenAI's `{"error":{"message","type","param","code"}}`.
 pub fn openai_error_body(kind: ErrorKind, message: &str) -> Vec<u8> {
     let (kind, code) = match kind {
