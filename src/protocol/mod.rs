@@ -5,15 +5,19 @@
 //! - [`pivot`]: the one internal model of a conversation, a response and a stream that every
 //!   protocol's codec maps to and from; [`pair`] drives a (client, source) pair through it
 //!   (and names the first pair's entry points: Anthropic clients on OpenAI-compatible sources).
-//! - [`anthropic`], [`openai_chat`]: one folder per protocol — wire types and the codecs
-//!   (request, response, stream, errors) of that protocol.
+//! - [`anthropic`], [`openai_chat`], [`responses`], [`gemini`]: one folder per protocol — wire
+//!   types, the codecs (request, response, stream) and the error body and model list of that
+//!   protocol. `docs/pivot.md` has the map.
 //! - [`errors`]: what providers say went wrong, read leniently, and its mapping for clients.
 //! - [`names`]: tool names and ids that must change between protocols.
 //! - [`passthrough`]: same-protocol pairs (only the model changes); [`usage`]: token usage
 //!   read out of passthrough answers.
-//! - [`sse`]: the incremental Server-Sent Events decoder; [`json`]: fast JSON walks/writers.
+//! - [`sse`]: the incremental Server-Sent Events decoder and the one driver of every stream
+//!   decoder; [`json`]: fast JSON walks/writers.
 //! - [`tokens`]: local token counting.
 //! - [`secrets`]: provider keys masked out of relayed error bodies.
+//! - [`stream_check`]: the invariants every translated stream keeps (tests and fuzzers).
+//! - [`text_only`]: images and documents replaced by notes for text-only source models.
 
 pub mod anthropic;
 pub mod errors;

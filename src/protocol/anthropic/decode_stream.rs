@@ -1,5 +1,5 @@
 //! Anthropic Messages SSE (from an Anthropic-protocol source) → pivot [`Event`]s,
-//! incrementally and sans-IO: fed arbitrary slices, framed by the shared [`SseDecoder`]
+//! incrementally and sans-IO: fed arbitrary slices, framed by the shared [`SseDriver`]
 //! (the `type` inside each event's JSON is what counts, not the `event:` line).
 //!
 //! Blocks are renumbered from 0 in the order they open; blocks the pivot has no use for

@@ -1,5 +1,5 @@
 //! A Gemini SSE stream (`?alt=sse`, from a `protocol: gemini` source) → pivot [`Event`]s,
-//! incrementally and sans-IO, framed by the shared [`SseDecoder`]. Each chunk holds new
+//! incrementally and sans-IO, framed by the shared [`SseDriver`]. Each chunk holds new
 //! parts: thought text opens (or continues) a reasoning block, text a text block, every
 //! `functionCall` is one whole call block. A thought signature is given to the reasoning
 //! block (one is opened, empty, when Gemini signs without visible thoughts), so it can go back

@@ -1,5 +1,5 @@
 //! Responses SSE (from a `protocol: responses` source) → pivot [`Event`]s, incrementally and
-//! sans-IO, framed by the shared [`SseDecoder`]; the `type` inside each event's JSON counts.
+//! sans-IO, framed by the shared [`SseDriver`]; the `type` inside each event's JSON counts.
 //!
 //! Each output item is one block: `message` → text, `reasoning` → reasoning (summary deltas;
 //! its `encrypted_content` from `output_item.done` becomes the opaque data),
