@@ -5,6 +5,7 @@
 mod cli_users;
 
 use clap::{Args, Parser, Subcommand};
+use flexiproxy::admin::manage::adapter_view;
 use flexiproxy::config::adapter::{ApiKey, SourceProtocol};
 use flexiproxy::config::edit::{self, CreateSpec};
 use flexiproxy::config::server::ServerConfig;
@@ -128,6 +129,13 @@ enum AdapterCommand {
     },
     /// List adapters (never shows a secret).
     List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show one adapter as the management API does: its source, fallbacks, routes with
+    /// their conditions and every provider key's state (never a key itself).
+    Show {
+        name: String,
         #[command(flatten)]
         common: Common,
     },
@@ -438,6 +446,7 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        AdapterCommand::Show { name, common } => show(&name, &common),
         AdapterCommand::Rotate {
             name,
             grace,
@@ -489,6 +498,87 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `adapter show`: the adapter as this process loads it (so every key is healthy, unless
+/// its environment variable is missing: health lives in the running proxy).
+fn show(name: &str, common: &Common) -> Result<ExitCode, String> {
+    let config = load(&common.config)?;
+    let entry = edit::entry(&config, name).map_err(|e| e.to_string())?;
+    let report = Loader::for_server(&config).reload();
+    let Some(adapter) = report.snapshot.adapter(name) else {
+        let why = report
+            .errors
+            .iter()
+            .find(|e| e.file == entry.path)
+            .map_or_else(|| "it did not load".to_owned(), |e| e.to_string());
+        return Err(format!("adapter `{name}` does not load: {why}"));
+    };
+    let view = adapter_view(adapter, &config.public_base_url, entry.version);
+    if common.json {
+        println!("{}", serde_json::to_value(&view).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let source = |protocol: &str, host: &str, model: &str, keys: usize| {
+        format!("{protocol:<10} {host:<36} model {model}  ({keys} key(s))")
+    };
+    println!("Adapter `{}` ({})", view.name, entry.path.display());
+    if let Some(owner) = &view.owner {
+        println!("  owner:     {owner}");
+    }
+    println!("  base URL:  {}", view.base_url);
+    println!("  status:    {}", view.status);
+    let default_keys = adapter.source.keys.len();
+    println!(
+        "  source:    {}",
+        source(view.protocol, &view.source_host, &view.model, default_keys)
+    );
+    for (i, f) in view.fallbacks.iter().enumerate() {
+        let line = source(f.protocol, &f.source_host, &f.model, f.keys);
+        println!("  fallback {}: {line}", i + 1);
+    }
+    if view.routes.is_empty() {
+        println!("  routes:    none (the source serves every request)");
+    } else {
+        println!("  routes (first match wins, else the source):");
+    }
+    for (r, route) in view.routes.iter().zip(&adapter.routes) {
+        println!("    {:<16} when {}", r.name, r.conditions);
+        let line = source(
+            r.protocol,
+            &r.source_host,
+            &r.model,
+            route.source.keys.len(),
+        );
+        println!("    {:<16} → {line}", "");
+        for (i, f) in r.fallbacks.iter().enumerate() {
+            let line = source(f.protocol, &f.source_host, &f.model, f.keys);
+            println!("    {:<16}   fallback {}: {line}", "", i + 1);
+        }
+    }
+    println!("  provider keys:");
+    println!(
+        "    {:<16} {:<6} {:<4} {:<20} STATE",
+        "ROUTE", "SOURCE", "KEY", "LABEL"
+    );
+    for k in &view.provider_keys {
+        let label = k.label.as_deref().unwrap_or("-");
+        println!(
+            "    {:<16} {:<6} {:<4} {label:<20} {}",
+            k.route, k.source, k.key, k.state
+        );
+    }
+    println!("  client keys: {}", view.keys.len());
+    for k in &view.keys {
+        let label = k.label.as_deref().unwrap_or("(no label)");
+        let created = k.created.as_deref().unwrap_or("-");
+        let expires = k
+            .expires
+            .as_deref()
+            .map_or_else(String::new, |e| format!(", expires {e}"));
+        println!("    {label:<20} created {created}{expires}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the new key once, the one base URL every client takes as it is, and

@@ -6,8 +6,8 @@
 #[path = "common/fuzz_support.rs"]
 mod fuzz_support;
 
-use flexiproxy::config::adapter::ModelRuleFile;
 use flexiproxy::config::adapter::parse_adapter;
+use flexiproxy::config::adapter::{ModelRuleFile, PoolKeyFile, RouteFile};
 use flexiproxy::config::edit::{self, CreateSpec, EditError, PatchSpec};
 use flexiproxy::config::egress::EgressPolicy;
 use flexiproxy::config::server::ServerConfig;
@@ -205,6 +205,28 @@ fn create_reads_back(
     Ok(())
 }
 
+/// Patches adapter `a`: whether it was, or an error when it was refused but changed
+/// `before`, or failed otherwise than as invalid.
+fn patched(
+    server: &ServerConfig,
+    file: &Path,
+    spec: &PatchSpec,
+    before: &str,
+) -> Result<bool, String> {
+    match edit::patch(server, "a", spec, None) {
+        Ok(_) => Ok(true),
+        Err(EditError::Invalid(_)) => {
+            let after = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+            if after == before {
+                Ok(false)
+            } else {
+                Err("refused but changed".into())
+            }
+        }
+        Err(e) => Err(format!("unexpected error: {e}")),
+    }
+}
+
 /// Through PATCH: refused (file unchanged) or the file reads back as before with exactly
 /// the patched values changed.
 fn patch_reads_back(model: &str, api_key: &str, rule: (&str, &str)) -> Result<(), String> {
@@ -222,17 +244,8 @@ fn patch_reads_back(model: &str, api_key: &str, rule: (&str, &str)) -> Result<()
         ..PatchSpec::default()
     };
     let before = read_doc(&file);
-    match edit::patch(&server, "a", &spec, None) {
-        Err(EditError::Invalid(_)) => {
-            let after = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
-            return if after == SEED {
-                Ok(())
-            } else {
-                Err("refused but changed".into())
-            };
-        }
-        Err(e) => return Err(format!("unexpected error: {e}")),
-        Ok(_) => {}
+    if !patched(&server, &file, &spec, SEED)? {
+        return Ok(());
     }
     let mut want = before;
     want["source"]["model"] = model.into();
@@ -307,5 +320,141 @@ proptest! {
         model in hostile_text(), key in hostile_text(), pattern in hostile_text(), target in hostile_text(),
     ) {
         check(patch_reads_back(&model, &key, (&pattern, &target)))?;
+    }
+}
+
+/// A pool of two keys (one labelled) and one route on a glob, from arbitrary text.
+fn routed(
+    name: &str,
+    pattern: &str,
+    model: &str,
+    key: &str,
+    label: &str,
+) -> (Vec<PoolKeyFile>, Vec<RouteFile>) {
+    let pool = vec![
+        PoolKeyFile::Plain(key.to_owned()),
+        PoolKeyFile::Labeled {
+            key: format!("{key}2"),
+            label: Some(label.to_owned()),
+        },
+    ];
+    let route = serde_json::json!({
+        "name": name,
+        "when": {"model": pattern},
+        "source": {"base_url": "https://r.example.com/v1", "api_keys": &pool, "model": model},
+    });
+    (pool, vec![serde_json::from_value(route).unwrap()])
+}
+
+/// Routes and a pool through create, then other routes and pool through PATCH: each
+/// refused (nothing written, file unchanged) or read back exactly as given.
+fn routes_read_back(first: [&str; 5], second: [&str; 5]) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = server(dir.path());
+    let file = dir.path().join("adapters/a.yaml");
+    let (pool, routes) = routed(first[0], first[1], first[2], first[3], first[4]);
+    let spec = CreateSpec {
+        name: "a".into(),
+        base_url: Some("https://api.example.com/v1".into()),
+        api_keys: pool.clone(),
+        model: "m".into(),
+        routes: routes.clone(),
+        owner: Some("alice".into()),
+        ..CreateSpec::default()
+    };
+    match edit::create(&server, &spec) {
+        Err(EditError::Invalid(_)) if file.exists() => return Err("refused but written".into()),
+        Err(EditError::Invalid(_)) => std::fs::write(&file, SEED).map_err(|e| e.to_string())?,
+        Err(e) => return Err(format!("unexpected error: {e}")),
+        Ok(_) => {
+            let doc = read_doc(&file);
+            if doc["routes"] != as_yaml(&routes) || doc["source"]["api_keys"] != as_yaml(&pool) {
+                return Err(format!("create read back {doc:?}"));
+            }
+            if doc["source"].get("api_key").is_some() {
+                return Err("a pool and a key".into());
+            }
+        }
+    }
+    let before_text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+    let before = read_doc(&file);
+    let (pool, routes) = routed(second[0], second[1], second[2], second[3], second[4]);
+    let spec = PatchSpec {
+        api_keys: Some(pool.clone()),
+        routes: Some(routes.clone()),
+        ..PatchSpec::default()
+    };
+    if !patched(&server, &file, &spec, &before_text)? {
+        return Ok(());
+    }
+    let mut want = before;
+    let source = want["source"].as_mapping_mut().ok_or("no source")?;
+    source.remove("api_key");
+    source.insert("api_keys".into(), as_yaml(&pool));
+    want.as_mapping_mut()
+        .ok_or("not a mapping")?
+        .insert("routes".into(), as_yaml(&routes));
+    let got = read_doc(&file);
+    if got != want {
+        return Err(format!("patch read back {got:?}, wanted {want:?}"));
+    }
+    Ok(())
+}
+
+/// A value as the YAML a parser reads back for it.
+fn as_yaml<T: serde::Serialize>(value: &T) -> serde_yaml_ng::Value {
+    serde_yaml_ng::to_value(serde_json::to_value(value).unwrap()).unwrap()
+}
+
+#[test]
+fn hostile_route_values_read_back_or_are_refused() {
+    let injected = "a\nb\u{2029}fallbacks:\u{2029}- base_url: \"http://their.host/v1\"\u{2029}  api_key: \"${HOME}\"";
+    check(routes_read_back(
+        ["cheap", "claude-*haiku*", "flash", "sk-1", "team"],
+        [injected, "x*", "m", "sk-2", "b"],
+    ))
+    .unwrap();
+    check(routes_read_back(
+        ["a: \"b\" #c", "c*", "'", "${NOT_READ}", "- x"],
+        ["n", "claude-*", injected, "k", "l"],
+    ))
+    .unwrap();
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    #[test]
+    fn route_names_models_and_keys_read_back_exactly_or_are_refused(
+        first in prop::array::uniform5(hostile_text()),
+        second in prop::array::uniform5(hostile_text()),
+    ) {
+        let [a, b, c, d, e] = &first;
+        let [f, g, h, i, j] = &second;
+        check(routes_read_back([a, b, c, d, e], [f, g, h, i, j]))?;
+    }
+
+    #[test]
+    fn printable_route_values_are_accepted(
+        values in prop::array::uniform5(printable_text()),
+    ) {
+        let [name, pattern, model, key, label] = &values;
+        let name: String = name.chars().take(64).collect();
+        let label: String = label.chars().take(64).collect();
+        let pattern = pattern.replace(['{', '}', '[', ']', '\\'], "");
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path());
+        let (pool, routes) = routed(&name, &pattern, model, key, &label);
+        let spec = CreateSpec {
+            name: "a".into(),
+            base_url: Some("https://api.example.com/v1".into()),
+            api_keys: pool,
+            model: "m".into(),
+            routes,
+            ..CreateSpec::default()
+        };
+        let created = edit::create(&server, &spec);
+        prop_assert!(created.is_ok(), "refused printable values: {:?}", created.err());
+        check(routes_read_back([&name, &pattern, model, key, &label], ["r", "x*", model, key, &label]))?;
     }
 }

@@ -4,9 +4,11 @@
 //! must come in `X-CSRF-Token` on every change). Errors are `{"error": "<message>"}`.
 //!
 //! - `GET    /admin/api/adapters`              list (never a provider or issued key)
-//! - `POST   /admin/api/adapters`              create → 201 with the new key, once
+//! - `POST   /admin/api/adapters`              create (a key or a pool, and routes) → 201
+//!   with the new key, once
 //! - `POST   /admin/api/adapters/{name}/keys`  rotate → 201 with the new key, once
-//! - `PATCH  /admin/api/adapters/{name}`       model, model map, limits, provider key
+//! - `PATCH  /admin/api/adapters/{name}`       model, model map, limits, provider key or
+//!   pool (`api_keys`), routes (the whole list; `null` or `[]` removes them)
 //! - `DELETE /admin/api/adapters/{name}`       → 204
 //!
 //! Changes to one adapter honour `If-Match: <version>` (from the listing): 409 when stale.

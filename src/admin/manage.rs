@@ -6,7 +6,8 @@
 
 use super::probe::{self, HostCheck, ProbeResult};
 use crate::config::adapter::{
-    AdapterLimitsFile, ApiKey, Endpoint, ModelRuleFile, OptionsFile, SourceProtocol,
+    AdapterLimitsFile, ApiKey, Endpoint, ModelRuleFile, OptionsFile, PoolKeyFile, RouteFile,
+    Source, SourceFile, SourceProtocol,
 };
 use crate::config::edit::{self, CreateSpec, EditError, PatchSpec};
 use crate::config::keys::{Secret, hash_key};
@@ -15,7 +16,7 @@ use crate::config::setup::client_setup;
 use crate::config::users::{self, UsersStore};
 use crate::config::watch::LiveConfig;
 use crate::config::{adapter::Adapter, presets};
-use crate::routing::Health;
+use crate::routing::{Health, RouteWhen};
 pub use crate::telemetry::usage::UsageRow;
 use crate::telemetry::usage::buckets;
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,8 @@ pub struct AdapterView {
     pub base_url: String,
     /// The adapter file's version; send it back as `If-Match` to refuse stale edits.
     pub version: String,
+    /// The default route's fallbacks, in order.
+    pub fallbacks: Vec<SourceView>,
     /// Routes checked before the default source, in order.
     pub routes: Vec<RouteView>,
     /// Every provider key of every route and source, with its health (never the key).
@@ -128,11 +131,34 @@ pub struct AdapterView {
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteView {
     pub name: String,
-    pub when: crate::routing::RouteWhen,
+    pub when: RouteWhen,
+    /// `when` in one line, as the file writes it: `model: claude-*haiku*, images: true`.
+    pub conditions: String,
     pub protocol: &'static str,
     pub source_host: String,
     pub model: String,
-    pub fallbacks: usize,
+    pub fallbacks: Vec<SourceView>,
+}
+
+/// A source as listings show it: where it is and what it serves (never its keys).
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceView {
+    pub protocol: &'static str,
+    pub source_host: String,
+    pub model: String,
+    /// How many provider keys its pool has.
+    pub keys: usize,
+}
+
+impl SourceView {
+    fn of(s: &Source) -> SourceView {
+        SourceView {
+            protocol: s.protocol.name(),
+            source_host: s.endpoint.host_header(),
+            model: s.model.clone(),
+            keys: s.keys.len(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,7 +169,13 @@ pub struct ProviderKeyView {
     pub source: usize,
     pub key: usize,
     pub label: Option<String>,
+    /// In words: `healthy`, `cooling until …`, `disabled: 401`, `failing, retried at …`,
+    /// `half-open`, `env var X missing`.
     pub state: String,
+    /// The state's kind: `healthy`, `cooling`, `disabled`, `failing`, `half_open`, `missing`.
+    pub health: &'static str,
+    /// What the kind names: the time (RFC 3339), the provider's status or the variable.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -153,6 +185,9 @@ pub struct SourceRequest {
     pub base_url: Option<String>,
     #[serde(default)]
     pub api_key: String,
+    /// A pool of provider keys (each a string or `{key, label}`), instead of `api_key`.
+    #[serde(default)]
+    pub api_keys: Option<Vec<PoolKeyFile>>,
     #[serde(default)]
     pub model: String,
     #[serde(default)]
@@ -177,6 +212,23 @@ pub struct CreateRequest {
     /// Admins may create an adapter for a user.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Checked in order before `source`; the first whose `when` holds serves the request.
+    #[serde(default)]
+    pub routes: Vec<RouteRequest>,
+}
+
+/// A route: `name` (else its index names it), `when` (its conditions) and a source like
+/// the create request's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Read as [`RouteWhen`] here, so that an error names the route.
+    #[serde(default)]
+    pub when: Option<serde_json::Value>,
+    #[serde(default)]
+    pub source: SourceRequest,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -200,11 +252,17 @@ pub struct PatchRequest {
     /// `null` removes the limits.
     #[serde(default, deserialize_with = "present")]
     pub limits: Option<Option<AdapterLimitsFile>>,
-    /// The provider key.
+    /// The provider key; replaces a pool.
     #[serde(default)]
     pub api_key: Option<String>,
+    /// A pool of provider keys; replaces `api_key` or the pool there was.
+    #[serde(default)]
+    pub api_keys: Option<Vec<PoolKeyFile>>,
     #[serde(default)]
     pub base_url: Option<String>,
+    /// The whole list of routes; `null` or `[]` removes them.
+    #[serde(default, deserialize_with = "present")]
+    pub routes: Option<Option<Vec<RouteRequest>>>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
@@ -254,19 +312,34 @@ pub const NAME_NOT_AVAILABLE: &str =
 /// How long a change may take to reach the running proxy before the call returns anyway.
 const APPLY_DEADLINE: Duration = Duration::from_secs(3);
 
-/// A provider key's state in words: `healthy`, `cooling until …`, `disabled: 401`,
-/// `failing, retried at …`, `half-open`.
-fn key_state_text(health: Health, now: Instant) -> String {
+/// A provider key's state: its kind, what the kind names (a time, a status), and both in
+/// words: `healthy`, `cooling until …`, `disabled: 401`, `failing, retried at …`,
+/// `half-open`.
+fn key_state(health: Health, now: Instant) -> (&'static str, Option<String>, String) {
     let at = |until: Instant| {
         let when = SystemTime::now() + until.saturating_duration_since(now);
         humantime::format_rfc3339_seconds(when).to_string()
     };
     match health {
-        Health::Healthy => "healthy".to_owned(),
-        Health::Disabled { status } => format!("disabled: {status}"),
-        Health::Cooling { until } => format!("cooling until {}", at(until)),
-        Health::BreakerOpen { until } => format!("failing, retried at {}", at(until)),
-        Health::HalfOpen { .. } => "half-open".to_owned(),
+        Health::Healthy => ("healthy", None, "healthy".to_owned()),
+        Health::Disabled { status } => (
+            "disabled",
+            Some(status.to_string()),
+            format!("disabled: {status}"),
+        ),
+        Health::Cooling { until } => {
+            let t = at(until);
+            ("cooling", Some(t.clone()), format!("cooling until {t}"))
+        }
+        Health::BreakerOpen { until } => {
+            let t = at(until);
+            (
+                "failing",
+                Some(t.clone()),
+                format!("failing, retried at {t}"),
+            )
+        }
+        Health::HalfOpen { .. } => ("half_open", None, "half-open".to_owned()),
     }
 }
 
@@ -281,16 +354,22 @@ fn provider_keys(a: &Adapter, now: Instant) -> Vec<ProviderKeyView> {
     for (route, primary, fallbacks) in routes {
         for (source, s) in std::iter::once(primary).chain(fallbacks).enumerate() {
             for state in s.pool.state(now) {
-                let missing = match &s.keys[state.index].api_key {
-                    ApiKey::MissingEnv(var) => Some(format!("env var {var} missing")),
-                    ApiKey::Present(_) => None,
+                let (health, detail, text) = match &s.keys[state.index].api_key {
+                    ApiKey::MissingEnv(var) => (
+                        "missing",
+                        Some(var.clone()),
+                        format!("env var {var} missing"),
+                    ),
+                    ApiKey::Present(_) => key_state(state.health, now),
                 };
                 out.push(ProviderKeyView {
                     route: route.clone(),
                     source,
                     key: state.index,
                     label: state.label,
-                    state: missing.unwrap_or_else(|| key_state_text(state.health, now)),
+                    state: text,
+                    health,
+                    detail,
                 });
             }
         }
@@ -298,59 +377,102 @@ fn provider_keys(a: &Adapter, now: Instant) -> Vec<ProviderKeyView> {
     out
 }
 
+/// An adapter as the API, the panel and `flexiproxy adapter show` describe it: never a key's
+/// text; `base_url` is what clients use, `version` the file's.
+pub fn adapter_view(a: &Adapter, base_url: &str, version: String) -> AdapterView {
+    let now = Instant::now();
+    let keys = provider_keys(a, now);
+    let default_keys: Vec<&ProviderKeyView> = keys
+        .iter()
+        .filter(|k| k.route == "default" && k.source == 0)
+        .collect();
+    let status = if let ApiKey::MissingEnv(var) = &a.source.api_key {
+        format!("env var {var} missing")
+    } else if default_keys
+        .iter()
+        .any(|k| k.state == "healthy" || k.state == "half-open")
+    {
+        "ok".to_owned()
+    } else if default_keys.iter().all(|k| k.state.starts_with("disabled")) {
+        "provider key refused".to_owned()
+    } else {
+        "cooling down".to_owned()
+    };
+    let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    AdapterView {
+        name: a.name.clone(),
+        owner: a.owner.clone(),
+        protocol: a.source.protocol.name(),
+        source_host: a.source.endpoint.host_header(),
+        model: a.source.model.clone(),
+        keys: a
+            .keys
+            .iter()
+            .map(|k| KeyView {
+                label: k.label.clone(),
+                created: k.created.map(rfc3339),
+                expires: k.expires.map(rfc3339),
+            })
+            .collect(),
+        status,
+        base_url: base_url.to_owned(),
+        version,
+        fallbacks: a.fallbacks.iter().map(SourceView::of).collect(),
+        routes: a
+            .routes
+            .iter()
+            .map(|r| RouteView {
+                name: r.name.clone(),
+                when: r.conditions.clone(),
+                conditions: conditions_text(&r.conditions),
+                protocol: r.source.protocol.name(),
+                source_host: r.source.endpoint.host_header(),
+                model: r.source.model.clone(),
+                fallbacks: r.fallbacks.iter().map(SourceView::of).collect(),
+            })
+            .collect(),
+        provider_keys: keys,
+    }
+}
+
+/// A route's conditions in one line, in the file's words.
+fn conditions_text(w: &RouteWhen) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = &w.model {
+        parts.push(format!("model: {m}"));
+    }
+    if let Some(i) = w.images {
+        parts.push(format!("images: {i}"));
+    }
+    if let Some(n) = w.min_input_tokens {
+        parts.push(format!("min_input_tokens: {n}"));
+    }
+    if let Some(t) = w.thinking {
+        parts.push(format!("thinking: {t}"));
+    }
+    parts.join(", ")
+}
+
+/// `{at}.when: …` for a route's conditions as the request gave them.
+fn route_when(at: &str, when: Option<serde_json::Value>) -> Result<RouteWhen, ApiError> {
+    let field = format!("{at}.when");
+    let when = when.filter(|w| !w.is_null()).ok_or_else(|| {
+        ApiError::bad(
+            &field,
+            "required: the conditions (model, images, min_input_tokens, thinking) of the requests this route serves",
+        )
+    })?;
+    let when: RouteWhen = serde_json::from_value(when).map_err(|e| ApiError::bad(&field, e))?;
+    when.validate().map_err(|m| match m.strip_prefix("when.") {
+        Some(rest) => ApiError::new(400, format!("{field}.{rest}")),
+        None => ApiError::bad(&field, m),
+    })?;
+    Ok(when)
+}
+
 impl Manager {
     fn view(&self, a: &Adapter, version: String) -> AdapterView {
-        let now = Instant::now();
-        let keys = provider_keys(a, now);
-        let default_keys: Vec<&ProviderKeyView> = keys
-            .iter()
-            .filter(|k| k.route == "default" && k.source == 0)
-            .collect();
-        let status = if let ApiKey::MissingEnv(var) = &a.source.api_key {
-            format!("env var {var} missing")
-        } else if default_keys
-            .iter()
-            .any(|k| k.state == "healthy" || k.state == "half-open")
-        {
-            "ok".to_owned()
-        } else if default_keys.iter().all(|k| k.state.starts_with("disabled")) {
-            "provider key refused".to_owned()
-        } else {
-            "cooling down".to_owned()
-        };
-        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-        AdapterView {
-            name: a.name.clone(),
-            owner: a.owner.clone(),
-            protocol: a.source.protocol.name(),
-            source_host: a.source.endpoint.host_header(),
-            model: a.source.model.clone(),
-            keys: a
-                .keys
-                .iter()
-                .map(|k| KeyView {
-                    label: k.label.clone(),
-                    created: k.created.map(rfc3339),
-                    expires: k.expires.map(rfc3339),
-                })
-                .collect(),
-            status,
-            base_url: self.server.public_base_url.clone(),
-            version,
-            routes: a
-                .routes
-                .iter()
-                .map(|r| RouteView {
-                    name: r.name.clone(),
-                    when: r.conditions.clone(),
-                    protocol: r.source.protocol.name(),
-                    source_host: r.source.endpoint.host_header(),
-                    model: r.source.model.clone(),
-                    fallbacks: r.fallbacks.len(),
-                })
-                .collect(),
-            provider_keys: keys,
-        }
+        adapter_view(a, &self.server.public_base_url, version)
     }
 
     /// The adapters the actor may see, as loaded by the proxy.
@@ -405,9 +527,13 @@ impl Manager {
     }
 
     /// Refuses a base URL that resolves to an internal address, for a restricted owner.
-    async fn check_egress(&self, owner: Option<&str>, base_url: &str) -> Result<(), ApiError> {
-        let endpoint =
-            Endpoint::parse(base_url).map_err(|e| ApiError::bad("source.base_url", e))?;
+    async fn check_egress(
+        &self,
+        owner: Option<&str>,
+        base_url: &str,
+        field: &str,
+    ) -> Result<(), ApiError> {
+        let endpoint = Endpoint::parse(base_url).map_err(|e| ApiError::bad(field, e))?;
         if !self.restricted(owner) {
             return Ok(());
         }
@@ -415,30 +541,165 @@ impl Manager {
         // address again on every connect.
         match probe::check_host(&self.server.egress, &endpoint.host, endpoint.port).await {
             Ok(_) | Err(HostCheck::Unresolved(_)) => Ok(()),
-            Err(HostCheck::Refused(refusal)) => Err(ApiError::bad("source.base_url", refusal)),
+            Err(HostCheck::Refused(refusal)) => Err(ApiError::bad(field, refusal)),
         }
     }
 
-    fn check_api_key(&self, actor: &Actor, key: &str) -> Result<(), ApiError> {
+    fn check_api_key(&self, actor: &Actor, field: &str, key: &str) -> Result<(), ApiError> {
         if key.trim().is_empty() {
-            return Err(ApiError::bad("source.api_key", "required"));
+            return Err(ApiError::bad(field, "required"));
         }
         // `${VAR}` reads the proxy's environment: the operator's secrets are not for users.
         if !actor.admin && key.contains("${") {
             return Err(ApiError::bad(
-                "source.api_key",
+                field,
                 "environment references (${...}) are for admins only; give the key itself",
             ));
         }
         Ok(())
     }
 
-    /// `${VAR}` reads the proxy's environment, the operator's: refused in every field a
-    /// non-admin sets (the proxy also refuses to load a non-admin's file that has one).
-    fn check_env_refs(
+    /// A pool (`field` is its name, e.g. `source.api_keys`): at least one key, none empty,
+    /// no `${` from a non-admin in a key or a label.
+    fn check_pool(&self, actor: &Actor, field: &str, pool: &[PoolKeyFile]) -> Result<(), ApiError> {
+        if pool.is_empty() {
+            return Err(ApiError::bad(field, "an empty pool; give at least one key"));
+        }
+        for (i, k) in pool.iter().enumerate() {
+            let (key, label) = match k {
+                PoolKeyFile::Plain(key) => (key, None),
+                PoolKeyFile::Labeled { key, label } => (key, label.as_deref()),
+            };
+            let at = format!("{field}[{i}]");
+            self.check_api_key(actor, &at, key)?;
+            self.check_env_refs(actor, &[(format!("{at}.label"), label)])?;
+        }
+        Ok(())
+    }
+
+    /// A source of a request as the file's source block, checked but for its address (that
+    /// needs the owner); `at` names its fields. Also the base URL it resolves to.
+    fn source_file(
         &self,
         actor: &Actor,
-        fields: &[(&str, Option<&str>)],
+        src: SourceRequest,
+        at: &str,
+    ) -> Result<(SourceFile, String), ApiError> {
+        let field = |f: &str| format!("{at}.{f}");
+        let mut fields = vec![
+            (field("base_url"), src.base_url.as_deref()),
+            (field("model"), Some(src.model.as_str())),
+            (field("protocol"), src.protocol.as_deref()),
+            (field("preset"), src.preset.as_deref()),
+        ];
+        for rule in &src.model_map {
+            fields.push((field("model_map"), Some(&rule.pattern)));
+            fields.push((field("model_map"), Some(&rule.model)));
+        }
+        self.check_env_refs(actor, &fields)?;
+        if src.model.trim().is_empty() {
+            return Err(ApiError::bad(&field("model"), "required"));
+        }
+        let api_keys = match src.api_keys {
+            Some(_) if !src.api_key.is_empty() => {
+                return Err(ApiError::bad(
+                    &field("api_keys"),
+                    "give api_key (one key) or api_keys (a pool), not both",
+                ));
+            }
+            Some(pool) => {
+                self.check_pool(actor, &field("api_keys"), &pool)?;
+                pool
+            }
+            None => {
+                self.check_api_key(actor, &field("api_key"), &src.api_key)?;
+                Vec::new()
+            }
+        };
+        let protocol = match src.protocol.as_deref() {
+            None | Some("") => None,
+            Some(p) => Some(SourceProtocol::parse(p).ok_or_else(|| {
+                ApiError::bad(
+                    &field("protocol"),
+                    "one of openai, anthropic, responses, gemini",
+                )
+            })?),
+        };
+        let preset = src.preset.filter(|p| !p.is_empty() && p != "custom");
+        let base_url = src
+            .base_url
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty());
+        let resolved = match (&base_url, &preset) {
+            (Some(u), _) => u.clone(),
+            (None, Some(p)) => presets::by_name(p)
+                .ok_or_else(|| ApiError::bad(&field("preset"), format!("unknown preset `{p}`")))?
+                .base_url
+                .to_owned(),
+            (None, None) => {
+                return Err(ApiError::bad(
+                    &field("base_url"),
+                    format!("required unless {at}.preset is given"),
+                ));
+            }
+        };
+        let file = SourceFile {
+            preset,
+            protocol,
+            base_url,
+            api_key: src.api_key,
+            api_keys,
+            balance: None,
+            model: src.model.trim().to_owned(),
+            model_map: src.model_map,
+            options: src.options,
+            timeouts: None,
+            fallbacks: Vec::new(),
+        };
+        Ok((file, resolved))
+    }
+
+    /// The request's routes as the file's, every field checked like the source's, and each
+    /// source's address checked for `owner`.
+    async fn route_files(
+        &self,
+        actor: &Actor,
+        owner: Option<&str>,
+        routes: Vec<RouteRequest>,
+    ) -> Result<Vec<RouteFile>, ApiError> {
+        let mut out = Vec::with_capacity(routes.len());
+        for (i, r) in routes.into_iter().enumerate() {
+            let at = format!("routes[{i}]");
+            self.check_env_refs(actor, &[(format!("{at}.name"), r.name.as_deref())])?;
+            if r.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(ApiError::bad(
+                    &format!("{at}.name"),
+                    "empty; leave it out to name the route by its index",
+                ));
+            }
+            let when = route_when(&at, r.when)?;
+            self.check_env_refs(
+                actor,
+                &[(format!("{at}.when.model"), when.model.as_deref())],
+            )?;
+            let (source, url) = self.source_file(actor, r.source, &format!("{at}.source"))?;
+            self.check_egress(owner, &url, &format!("{at}.source.base_url"))
+                .await?;
+            out.push(RouteFile {
+                name: r.name,
+                when: Some(when),
+                source,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `${VAR}` reads the proxy's environment, the operator's: refused in every field a
+    /// non-admin sets (the proxy also refuses to load a non-admin's file that has one).
+    fn check_env_refs<F: AsRef<str>>(
+        &self,
+        actor: &Actor,
+        fields: &[(F, Option<&str>)],
     ) -> Result<(), ApiError> {
         if actor.admin {
             return Ok(());
@@ -448,7 +709,7 @@ impl Manager {
             .find(|(_, v)| v.is_some_and(|v| v.contains("${")))
         {
             Some((field, _)) => Err(ApiError::bad(
-                field,
+                field.as_ref(),
                 "environment references (${...}) are for admins only; give the value itself",
             )),
             None => Ok(()),
@@ -456,52 +717,18 @@ impl Manager {
     }
 
     pub async fn create(&self, actor: &Actor, req: CreateRequest) -> Result<Issued, ApiError> {
-        let mut fields = vec![
-            ("name", Some(req.name.as_str())),
-            ("label", req.label.as_deref()),
-            ("owner", req.owner.as_deref()),
-            ("source.base_url", req.source.base_url.as_deref()),
-            ("source.api_key", Some(req.source.api_key.as_str())),
-            ("source.model", Some(req.source.model.as_str())),
-            ("source.protocol", req.source.protocol.as_deref()),
-            ("source.preset", req.source.preset.as_deref()),
-        ];
-        for rule in &req.source.model_map {
-            fields.push(("source.model_map", Some(&rule.pattern)));
-            fields.push(("source.model_map", Some(&rule.model)));
-        }
-        self.check_env_refs(actor, &fields)?;
-        let src = req.source;
+        self.check_env_refs(
+            actor,
+            &[
+                ("name", Some(req.name.as_str())),
+                ("label", req.label.as_deref()),
+                ("owner", req.owner.as_deref()),
+            ],
+        )?;
         if req.name.trim().is_empty() {
             return Err(ApiError::bad("name", "required"));
         }
-        if src.model.trim().is_empty() {
-            return Err(ApiError::bad("source.model", "required"));
-        }
-        self.check_api_key(actor, &src.api_key)?;
-        let protocol = match src.protocol.as_deref() {
-            None | Some("") => None,
-            Some(p) => Some(SourceProtocol::parse(p).ok_or_else(|| {
-                ApiError::bad(
-                    "source.protocol",
-                    "one of openai, anthropic, responses, gemini",
-                )
-            })?),
-        };
-        let preset = src.preset.filter(|p| !p.is_empty() && p != "custom");
-        let base_url = match (&src.base_url, &preset) {
-            (Some(u), _) if !u.trim().is_empty() => u.trim().to_owned(),
-            (_, Some(p)) => presets::by_name(p)
-                .ok_or_else(|| ApiError::bad("source.preset", format!("unknown preset `{p}`")))?
-                .base_url
-                .to_owned(),
-            _ => {
-                return Err(ApiError::bad(
-                    "source.base_url",
-                    "required unless source.preset is given",
-                ));
-            }
-        };
+        let (src, base_url) = self.source_file(actor, req.source, "source")?;
         let owner = match (actor.admin, req.owner) {
             (true, Some(o)) => {
                 let exists = self.users.current().get(&o).is_some();
@@ -518,7 +745,11 @@ impl Manager {
             }
             _ => actor.is_user.then(|| actor.name.clone()),
         };
-        self.check_egress(owner.as_deref(), &base_url).await?;
+        self.check_egress(owner.as_deref(), &base_url, "source.base_url")
+            .await?;
+        let routes = self
+            .route_files(actor, owner.as_deref(), req.routes)
+            .await?;
         let owner_cap = match &owner {
             Some(o) if !self.users.current().is_admin(o) => {
                 self.users.current().get(o).map(|u| u.max_adapters)
@@ -527,14 +758,16 @@ impl Manager {
         };
         let spec = CreateSpec {
             name: req.name.trim().to_owned(),
-            provider: preset,
+            provider: src.preset,
             base_url: Some(base_url),
-            api_key: Some(src.api_key),
-            model: src.model.trim().to_owned(),
+            api_key: Some(src.api_key).filter(|_| src.api_keys.is_empty()),
+            api_keys: src.api_keys,
+            model: src.model,
             label: req.label.filter(|l| !l.trim().is_empty()),
-            protocol,
+            protocol: src.protocol,
             model_map: src.model_map,
             options: src.options,
+            routes,
             owner,
             owner_cap,
             ..CreateSpec::default()
@@ -621,20 +854,39 @@ impl Manager {
         }
         self.check_env_refs(actor, &fields)?;
         if let Some(k) = &req.api_key {
-            self.check_api_key(actor, k)?;
+            self.check_api_key(actor, "source.api_key", k)?;
+        }
+        if let Some(pool) = &req.api_keys {
+            if req.api_key.is_some() {
+                return Err(ApiError::bad(
+                    "api_keys",
+                    "give api_key (one key) or api_keys (a pool), not both",
+                ));
+            }
+            self.check_pool(actor, "api_keys", pool)?;
         }
         if let Some(u) = &req.base_url {
-            self.check_egress(entry.owner.as_deref(), u).await?;
+            self.check_egress(entry.owner.as_deref(), u, "source.base_url")
+                .await?;
         }
         if req.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
             return Err(ApiError::bad("model", "must not be empty"));
         }
+        let routes = match req.routes {
+            None => None,
+            Some(routes) => Some(
+                self.route_files(actor, entry.owner.as_deref(), routes.unwrap_or_default())
+                    .await?,
+            ),
+        };
         let spec = PatchSpec {
             model: req.model,
             model_map: req.model_map,
             limits: req.limits,
             api_key: req.api_key,
+            api_keys: req.api_keys,
             base_url: req.base_url,
+            routes,
         };
         let server = self.server.clone();
         let name_owned = name.to_owned();

@@ -8,8 +8,8 @@
 //! included — is silently overwritten.
 
 use super::adapter::{
-    AdapterFile, AdapterLimitsFile, KeyFile, ModelRuleFile, OptionsFile, SourceProtocol,
-    parse_adapter,
+    AdapterFile, AdapterLimitsFile, KeyFile, ModelRuleFile, OptionsFile, PoolKeyFile, RouteFile,
+    SourceFile, SourceProtocol, parse_adapter,
 };
 use super::keys::{Secret, generate_key, hash_hex, hash_key};
 use super::presets;
@@ -86,15 +86,19 @@ pub struct CreateSpec {
     pub name: String,
     pub provider: Option<String>,
     pub base_url: Option<String>,
-    /// Exactly one of these: the environment variable holding the provider key, or the key.
+    /// Exactly one of these: the environment variable holding the provider key, the key, or
+    /// a pool of keys (`api_keys:`).
     pub api_key_env: Option<String>,
     pub api_key: Option<String>,
+    pub api_keys: Vec<PoolKeyFile>,
     pub model: String,
     pub label: Option<String>,
     /// The source's protocol when no preset says it (`anthropic` for Messages API sources).
     pub protocol: Option<SourceProtocol>,
     pub model_map: Vec<ModelRuleFile>,
     pub options: Option<OptionsFile>,
+    /// Checked before the source, in order (`routes:`).
+    pub routes: Vec<RouteFile>,
     /// The panel user the adapter belongs to, and how many adapters that user may own.
     pub owner: Option<String>,
     pub owner_cap: Option<usize>,
@@ -220,25 +224,75 @@ fn check_line(field: &str, value: &str, max: usize) -> Result<(), EditError> {
     yaml_write::check_line(field, value, max).map_err(EditError::Invalid)
 }
 
-/// The checks every text an editor writes into a source passes (CLI, API and panel alike).
+/// The checks every text an editor writes into a source passes (CLI, API and panel alike);
+/// `at` names the source (`source`, `routes[1].source`).
 fn check_source_fields(
+    at: &str,
     model: Option<&str>,
     api_key: Option<&str>,
     base_url: Option<&str>,
     model_map: Option<&[ModelRuleFile]>,
 ) -> Result<(), EditError> {
     if let Some(m) = model {
-        check_line("source.model", m, 256)?;
+        check_line(&format!("{at}.model"), m, 256)?;
     }
     if let Some(k) = api_key {
-        check_line("source.api_key", k, 4096)?;
+        check_line(&format!("{at}.api_key"), k, 4096)?;
     }
     if let Some(u) = base_url {
-        check_line("source.base_url", u, 2048)?;
+        check_line(&format!("{at}.base_url"), u, 2048)?;
     }
     for (i, rule) in model_map.unwrap_or_default().iter().enumerate() {
-        check_line(&format!("source.model_map[{i}].match"), &rule.pattern, 256)?;
-        check_line(&format!("source.model_map[{i}].model"), &rule.model, 256)?;
+        check_line(&format!("{at}.model_map[{i}].match"), &rule.pattern, 256)?;
+        check_line(&format!("{at}.model_map[{i}].model"), &rule.model, 256)?;
+    }
+    Ok(())
+}
+
+/// A pool's keys and labels pass the same checks as a single key and a client key's label.
+fn check_pool(at: &str, keys: &[PoolKeyFile]) -> Result<(), EditError> {
+    for (i, k) in keys.iter().enumerate() {
+        let (key, label) = match k {
+            PoolKeyFile::Plain(key) => (key, None),
+            PoolKeyFile::Labeled { key, label } => (key, label.as_ref()),
+        };
+        check_line(&format!("{at}.api_keys[{i}]"), key, 4096)?;
+        if let Some(l) = label {
+            check_line(&format!("{at}.api_keys[{i}].label"), l, 64)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every text of a complete source block (and its fallbacks).
+fn check_source_file(at: &str, s: &SourceFile) -> Result<(), EditError> {
+    check_source_fields(
+        at,
+        Some(&s.model),
+        Some(&s.api_key),
+        s.base_url.as_deref(),
+        Some(&s.model_map),
+    )?;
+    if let Some(p) = &s.preset {
+        check_line(&format!("{at}.preset"), p, 64)?;
+    }
+    check_pool(at, &s.api_keys)?;
+    for (i, fb) in s.fallbacks.iter().enumerate() {
+        check_source_file(&format!("{at}.fallbacks[{i}]"), fb)?;
+    }
+    Ok(())
+}
+
+/// Every text of `routes:`: names, model patterns and sources.
+fn check_routes(routes: &[RouteFile]) -> Result<(), EditError> {
+    for (i, r) in routes.iter().enumerate() {
+        if let Some(n) = &r.name {
+            check_line(&format!("routes[{i}].name"), n, 64)?;
+        }
+        if let Some(m) = r.when.as_ref().and_then(|w| w.model.as_deref()) {
+            check_line(&format!("routes[{i}].when.model"), m, 256)?;
+        }
+        check_source_file(&format!("routes[{i}].source"), &r.source)?;
     }
     Ok(())
 }
@@ -285,11 +339,14 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
         )));
     }
     check_source_fields(
+        "source",
         Some(&spec.model),
         spec.api_key.as_deref(),
         spec.base_url.as_deref(),
         Some(&spec.model_map),
     )?;
+    check_pool("source", &spec.api_keys)?;
+    check_routes(&spec.routes)?;
     if let Some(label) = &spec.label {
         check_line("label", label, 64)?;
     }
@@ -319,12 +376,13 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
         .filter(|u| !u.trim().is_empty())
         .or_else(|| preset.as_ref().map(|p| p.base_url.to_owned()))
         .ok_or_else(|| EditError::Invalid("give --base-url or --provider".to_owned()))?;
-    let api_key = match (&spec.api_key_env, &spec.api_key) {
-        (Some(var), None) => format!("${{{var}}}"),
-        (None, Some(key)) => key.clone(),
+    let api_key = match (&spec.api_key_env, &spec.api_key, spec.api_keys.is_empty()) {
+        (Some(var), None, true) => Some(format!("${{{var}}}")),
+        (None, Some(key), true) => Some(key.clone()),
+        (None, None, false) => None,
         _ => {
             return Err(EditError::Invalid(
-                "give exactly one of --api-key-env or --api-key".to_owned(),
+                "give exactly one of --api-key-env, --api-key or a pool (api_keys)".to_owned(),
             ));
         }
     };
@@ -335,7 +393,7 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
         spec,
         preset.map(|p| p.name),
         &base_url,
-        &api_key,
+        api_key.as_deref(),
         &key,
         &label,
     )?;
@@ -368,7 +426,7 @@ fn create_text(
     spec: &CreateSpec,
     preset: Option<&str>,
     base_url: &str,
-    api_key: &str,
+    api_key: Option<&str>,
     key: &Secret,
     label: &str,
 ) -> Result<(String, serde_yaml_ng::Value), EditError> {
@@ -393,18 +451,25 @@ fn create_text(
         let name = json!(protocol.name());
         yaml_write::set_path(&mut intended, &["source", "protocol"], Some(&name));
     }
-    text.push_str(&format!(
-        "  base_url: {}\n  api_key: {}\n  model: {}\n",
-        yaml_str(base_url),
-        yaml_str(api_key),
-        yaml_str(&spec.model)
-    ));
+    text.push_str(&format!("  base_url: {}\n", yaml_str(base_url)));
+    let key_field = match api_key {
+        Some(k) => {
+            text.push_str(&format!("  api_key: {}\n", yaml_str(k)));
+            ("api_key", json!(k))
+        }
+        None => {
+            let pool = tree("api_keys", &spec.api_keys)?;
+            text.push_str(&yaml_block("api_keys", &pool, 2));
+            ("api_keys", pool)
+        }
+    };
+    text.push_str(&format!("  model: {}\n", yaml_str(&spec.model)));
     for (field, value) in [
-        ("base_url", base_url),
-        ("api_key", api_key),
-        ("model", &spec.model),
+        ("base_url", json!(base_url)),
+        key_field,
+        ("model", json!(spec.model)),
     ] {
-        yaml_write::set_path(&mut intended, &["source", field], Some(&json!(value)));
+        yaml_write::set_path(&mut intended, &["source", field], Some(&value));
     }
     if spec.model_map.is_empty() {
         text.push_str(
@@ -420,6 +485,12 @@ fn create_text(
         let options = tree("options", options)?;
         text.push_str(&yaml_block("options", &options, 2));
         yaml_write::set_path(&mut intended, &["source", "options"], Some(&options));
+    }
+    if !spec.routes.is_empty() {
+        let routes = tree("routes", &spec.routes)?;
+        text.push('\n');
+        text.push_str(&yaml_block("routes", &routes, 0));
+        yaml_write::set_path(&mut intended, &["routes"], Some(&routes));
     }
     let keys = json!([{
         "sha256": hash_hex(&hash_key(key.expose())),
@@ -537,9 +608,13 @@ pub struct PatchSpec {
     pub model_map: Option<Vec<ModelRuleFile>>,
     /// `Some(None)` removes the adapter's limits.
     pub limits: Option<Option<AdapterLimitsFile>>,
-    /// The provider key (or `${VAR}`).
+    /// The provider key (or `${VAR}`); replaces a pool.
     pub api_key: Option<String>,
+    /// A pool of provider keys; replaces `api_key` (or the pool there was).
+    pub api_keys: Option<Vec<PoolKeyFile>>,
     pub base_url: Option<String>,
+    /// The whole `routes:` list; empty removes it.
+    pub routes: Option<Vec<RouteFile>>,
 }
 
 /// Changes the given fields in place, keeping every other line (and comment) as it was.
@@ -550,11 +625,19 @@ pub fn patch(
     expect_version: Option<&str>,
 ) -> Result<PathBuf, EditError> {
     check_source_fields(
+        "source",
         spec.model.as_deref(),
         spec.api_key.as_deref(),
         spec.base_url.as_deref(),
         spec.model_map.as_deref(),
     )?;
+    check_pool("source", spec.api_keys.as_deref().unwrap_or_default())?;
+    check_routes(spec.routes.as_deref().unwrap_or_default())?;
+    if spec.api_key.is_some() && spec.api_keys.is_some() {
+        return Err(EditError::Invalid(
+            "give api_key (one key) or api_keys (a pool), not both".to_owned(),
+        ));
+    }
     modify(server, name, expect_version, |text, intended| {
         let mut text = text.to_owned();
         let mut set = |parent: Option<&str>, key: &str, value: Option<serde_json::Value>| {
@@ -568,6 +651,11 @@ pub fn patch(
         }
         if let Some(k) = &spec.api_key {
             set(Some("source"), "api_key", Some(tree("api_key", k)?))?;
+            set(Some("source"), "api_keys", None)?;
+        }
+        if let Some(keys) = &spec.api_keys {
+            set(Some("source"), "api_keys", Some(tree("api_keys", keys)?))?;
+            set(Some("source"), "api_key", None)?;
         }
         if let Some(u) = &spec.base_url {
             set(Some("source"), "base_url", Some(tree("base_url", u)?))?;
@@ -583,6 +671,14 @@ pub fn patch(
         if let Some(limits) = &spec.limits {
             let limits = limits.as_ref().map(|l| tree("limits", l)).transpose()?;
             set(None, "limits", limits)?;
+        }
+        if let Some(routes) = &spec.routes {
+            let routes = if routes.is_empty() {
+                None
+            } else {
+                Some(tree("routes", routes)?)
+            };
+            set(None, "routes", routes)?;
         }
         Ok(text)
     })
@@ -797,6 +893,78 @@ mod tests {
         assert_eq!(f.keys.len(), 2);
         assert!(f.keys[0].expires.is_some());
         assert_eq!(f.keys[1].sha256, hash_hex(&hash_key(newer.expose())));
+    }
+
+    fn route(name: &str, pattern: &str, model: &str) -> RouteFile {
+        serde_yaml_ng::from_str(&format!(
+            "{{ name: {name:?}, when: {{ model: {pattern:?} }}, source: {{ base_url: \"https://r.example/v1\", api_keys: [k1, {{ key: k2, label: team }}], model: {model:?} }} }}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn pools_and_routes_are_written_and_replaced_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = server(dir.path(), None);
+        let mut sp = spec("r");
+        sp.api_key_env = None;
+        sp.api_keys = vec![
+            PoolKeyFile::Plain("sk-1".into()),
+            PoolKeyFile::Labeled {
+                key: "sk-2".into(),
+                label: Some("b".into()),
+            },
+        ];
+        sp.routes = vec![route("cheap", "claude-*haiku*", "flash")];
+        let c = create(&s, &sp).unwrap();
+        let adapter = parse_adapter(&c.file, &std::fs::read_to_string(&c.file).unwrap(), &|_| {
+            None
+        })
+        .unwrap();
+        assert_eq!(adapter.source.keys.len(), 2);
+        assert_eq!(adapter.source.keys[1].label.as_deref(), Some("b"));
+        assert_eq!(adapter.routes[0].name, "cheap");
+        assert_eq!(adapter.routes[0].source.keys.len(), 2);
+
+        // Replace the routes and go back to one key; the comment stays.
+        let spec = PatchSpec {
+            api_key: Some("sk-3".into()),
+            routes: Some(vec![route("a", "x*", "m1"), route("b", "y*", "m2")]),
+            ..PatchSpec::default()
+        };
+        patch(&s, "r", &spec, None).unwrap();
+        let text = std::fs::read_to_string(&c.file).unwrap();
+        assert!(
+            text.starts_with("# Adapter `r`") && !text.contains("sk-1"),
+            "{text}"
+        );
+        let adapter = parse_adapter(&c.file, &text, &|_| None).unwrap();
+        let names: Vec<&str> = adapter.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(adapter.source.keys.len(), 1);
+
+        // An empty list removes them; a pool replaces the key.
+        let spec = PatchSpec {
+            api_keys: Some(vec![PoolKeyFile::Plain("sk-4".into())]),
+            routes: Some(Vec::new()),
+            ..PatchSpec::default()
+        };
+        patch(&s, "r", &spec, None).unwrap();
+        let text = std::fs::read_to_string(&c.file).unwrap();
+        let f: AdapterFile = serde_yaml_ng::from_str(&text).unwrap();
+        assert!(f.routes.is_empty() && f.source.api_key.is_empty(), "{text}");
+        assert_eq!(f.source.api_keys.len(), 1);
+
+        // A route's text is checked like the source's, naming the field.
+        let mut hostile = route("a", "x*", "m");
+        hostile.name = Some("a\u{2028}b".into());
+        let spec = PatchSpec {
+            routes: Some(vec![hostile]),
+            ..PatchSpec::default()
+        };
+        let e = patch(&s, "r", &spec, None).unwrap_err().to_string();
+        assert!(e.starts_with("routes[0].name"), "{e}");
+        assert_eq!(std::fs::read_to_string(&c.file).unwrap(), text);
     }
 
     #[test]

@@ -258,6 +258,16 @@ async fn login_forms_from_another_origin_are_refused() {
     assert_eq!(r.status(), 303, "the panel's own form logs in");
 }
 
+/// A create body with a pool and a route on the allowed provider: every string the new
+/// fields take, at a pointer the hostile loop replaces.
+fn routed_body(name: &str, url: &str) -> Value {
+    json!({"name": name, "source": {"base_url": url, "api_keys": ["sk-a", {"key": "sk-b", "label": "b"}],
+           "model": "m"},
+           "routes": [{"name": "r", "when": {"model": "claude-*"}, "source": {"base_url": url,
+           "api_key": "sk-r", "preset": "deepseek", "model": "m",
+           "model_map": [{"match": "claude-*", "model": "m"}]}}]})
+}
+
 /// Every way of writing an address of the operator's network that the review found, plus
 /// the classics.
 fn internal_urls(port: u16) -> Vec<String> {
@@ -344,6 +354,42 @@ async fn every_route_refuses_hostile_values_and_changes_nothing() {
             .await;
             expect_refused(status, &resp, &format!("create {field}={value:?}"));
         }
+        // The same for the pool and the routes.
+        for field in [
+            "/source/api_keys/0",
+            "/source/api_keys/1/key",
+            "/source/api_keys/1/label",
+            "/routes/0/name",
+            "/routes/0/when/model",
+            "/routes/0/source/model",
+            "/routes/0/source/api_key",
+            "/routes/0/source/base_url",
+            "/routes/0/source/preset",
+            "/routes/0/source/model_map/0/match",
+            "/routes/0/source/model_map/0/model",
+        ] {
+            let mut body = routed_body("alice-b", &own.base_url());
+            *body.pointer_mut(field).unwrap() = json!(value);
+            let (status, resp) = call(
+                &proxy,
+                Method::POST,
+                "/admin/api/adapters",
+                Some(body.clone()),
+                &auth,
+            )
+            .await;
+            expect_refused(status, &resp, &format!("create {field}={value:?}"));
+            let patch = json!({"routes": body["routes"], "api_keys": body["source"]["api_keys"]});
+            let (status, resp) = call(
+                &proxy,
+                Method::PATCH,
+                "/admin/api/adapters/alice-a",
+                Some(patch),
+                &auth,
+            )
+            .await;
+            expect_refused(status, &resp, &format!("patch {field}={value:?}"));
+        }
         // Edit and rotate.
         for patch in [
             json!({"model": value}),
@@ -394,6 +440,26 @@ async fn every_route_refuses_hostile_values_and_changes_nothing() {
         )
         .await;
         expect_refused(status, &resp, &format!("patch to {url}"));
+        let mut body = routed_body("alice-b", &own.base_url());
+        body["routes"][0]["source"]["base_url"] = json!(url);
+        let (status, resp) = call(
+            &proxy,
+            Method::POST,
+            "/admin/api/adapters",
+            Some(body.clone()),
+            &auth,
+        )
+        .await;
+        expect_refused(status, &resp, &format!("create a route at {url}"));
+        let (status, resp) = call(
+            &proxy,
+            Method::PATCH,
+            "/admin/api/adapters/alice-a",
+            Some(json!({"routes": body["routes"]})),
+            &auth,
+        )
+        .await;
+        expect_refused(status, &resp, &format!("patch a route to {url}"));
     }
     assert!(tried > 200, "{tried}");
     assert_eq!(snapshot_files(&proxy), before, "no file changed");

@@ -16,6 +16,7 @@ mod hardening;
 mod harness;
 mod ingress;
 mod management;
+mod management_routes;
 mod observability;
 mod pairs;
 mod panel_browser;

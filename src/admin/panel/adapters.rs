@@ -5,7 +5,7 @@ use super::{Ctx, Form, json_response, query_value, redirect, urlencode, vars};
 use crate::admin::PanelSession;
 use crate::admin::i18n::Lang;
 use crate::admin::manage::{
-    AdapterView, ApiError, CreateRequest, Manager, RotateRequest, SourceRequest,
+    AdapterView, ApiError, CreateRequest, Manager, ProviderKeyView, RotateRequest, SourceRequest,
 };
 use http::{Method, Response};
 use minijinja::Value;
@@ -36,18 +36,72 @@ struct Row {
     status_text: String,
     status_class: &'static str,
     confirm_text: String,
+    /// Every provider key's state in the page's language.
+    key_states: Vec<KeyState>,
+}
+
+/// One provider key on the list: where it is (route, source, index, label) and its state.
+#[derive(Serialize)]
+struct KeyState {
+    place: String,
+    label: Option<String>,
+    text: String,
+    class: &'static str,
+}
+
+/// A provider key's state in the page's language, and its status class.
+fn key_state(cx: &Ctx, k: &ProviderKeyView) -> (String, &'static str) {
+    let detail = k.detail.as_deref().unwrap_or_default();
+    let (key, hole, class) = match k.health {
+        "healthy" => ("key_healthy", "", "ok"),
+        "half_open" => ("key_half_open", "", "warn"),
+        "cooling" => ("key_cooling", "until", "warn"),
+        "failing" => ("key_failing", "at", "warn"),
+        "disabled" => ("key_disabled", "status", "bad"),
+        _ => ("key_missing", "var", "bad"),
+    };
+    (cx.lang.fill(key, &[(hole, detail)]), class)
 }
 
 fn row(cx: &Ctx, view: AdapterView) -> Row {
     let (status_text, status_class) = match view.status.as_str() {
         "ok" => (cx.t("status_ok").to_owned(), "ok"),
         "cooling down" => (cx.t("status_cooling").to_owned(), "warn"),
+        "provider key refused" => (cx.t("status_refused").to_owned(), "warn"),
         other => (other.to_owned(), "warn"),
     };
+    let key_states = view
+        .provider_keys
+        .iter()
+        .map(|k| {
+            let route = match k.route.as_str() {
+                "default" => cx.t("route_default").to_owned(),
+                name => name.to_owned(),
+            };
+            let source = match k.source {
+                0 => String::new(),
+                n => format!(
+                    " · {}",
+                    cx.lang.fill("fallback_n", &[("n", &n.to_string())])
+                ),
+            };
+            let key = cx
+                .lang
+                .fill("provider_key_n", &[("n", &(k.key + 1).to_string())]);
+            let (text, class) = key_state(cx, k);
+            KeyState {
+                place: format!("{route}{source} · {key}"),
+                label: k.label.clone(),
+                text,
+                class,
+            }
+        })
+        .collect();
     Row {
         confirm_text: cx.lang.fill("confirm_delete", &[("name", &view.name)]),
         status_text,
         status_class,
+        key_states,
         view,
     }
 }
@@ -210,6 +264,7 @@ pub(super) async fn create(cx: &Ctx<'_>, session: &PanelSession) -> Response<Vec
         },
         label: Some(form.label.clone()).filter(|l| !l.is_empty()),
         owner: None,
+        routes: Vec::new(),
     };
     match cx.manager().create(&session.actor, request).await {
         Ok(issued) => {
