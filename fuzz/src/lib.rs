@@ -1,9 +1,9 @@
 //! Shared property checks for the fuzz targets (also used by `tests/fuzz_protocol.rs`).
 
 pub mod checks;
+pub mod gemini_checks;
 pub mod pivot_checks;
 pub mod responses_checks;
-pub mod gemini_checks;
 
 /// Splits a fuzz input into a small header and the rest.
 pub struct Input<'a> {
