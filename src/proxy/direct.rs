@@ -313,6 +313,7 @@ impl FlexiProxy {
         // The header and what is held of the body, until they go out together.
         let mut held = if is_event_stream(&response) {
             start_stream(session, response).await?;
+            self.release_request_bodies(ctx);
             None
         } else {
             Some((response, Gathered::default()))
@@ -336,6 +337,7 @@ impl FlexiProxy {
                         held = Some((response, body));
                     } else {
                         start_stream(session, response).await?;
+                        self.release_request_bodies(ctx);
                         write_body(session, body.into_bytes(), false).await?;
                     }
                 }

@@ -312,6 +312,8 @@ impl FlexiProxy {
     /// its bodies (75 KB and more for Claude Code) need not live as long as a stream does.
     /// The usage statistics keep the prepared one to count its tokens when the provider
     /// reports none.
+    /// Called once the client's response has started: until then another key or source may
+    /// still need them (fail-over re-prepares from the raw body).
     fn release_request_bodies(&self, ctx: &mut Ctx) {
         ctx.raw_body = None;
         if self.telemetry.usage.is_none()
@@ -555,9 +557,6 @@ impl FlexiProxy {
         ctx.masker = ctx.adapter.as_deref().filter(|_| masked).map(|adapter| {
             crate::protocol::secrets::SecretMasker::new(&errors::provider_secrets(adapter))
         });
-        if ctx.request_sent {
-            self.release_request_bodies(ctx);
-        }
         Ok(())
     }
 

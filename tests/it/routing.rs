@@ -742,3 +742,49 @@ async fn sticky_pools_keep_the_providers_prompt_cache_warm() {
     // In turn over the keys, a conversation's first three turns each meet a new key.
     assert!(cached("spread") <= 1440 * 6 / 10, "{}", cached("spread"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_that_breaks_before_the_client_saw_a_byte_goes_to_the_next_key_whole() {
+    let p = FakeProvider::start(|req| {
+        if bearer(req) == "sk-broken" {
+            return Reply::json(200, openai::chat_completion("never seen"))
+                .reset_after_body_bytes(20);
+        }
+        Reply::json(200, openai::chat_completion("from the next key"))
+    })
+    .await;
+    let proxy = Proxy::start(&[(
+        "b",
+        pool_yaml(&p, &["sk-broken", "sk-ok"], "  balance: round_robin\n"),
+    )]);
+    let fixture: Value =
+        serde_json::from_str(include_str!("../fixtures/claude_code_request.json")).unwrap();
+    let mut body = fixture.clone();
+    body["stream"] = json!(false);
+    for _ in 0..2 {
+        let r = post_messages(&proxy, &body).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["content"][0]["text"], "from the next key");
+    }
+    // Each attempt on the next key carried the whole translated request.
+    let ok: Vec<_> = p
+        .requests()
+        .into_iter()
+        .filter(|r| bearer(r) == "sk-ok")
+        .collect();
+    assert_eq!(ok.len(), 2);
+    let broken = p
+        .requests()
+        .into_iter()
+        .find(|r| bearer(r) == "sk-broken")
+        .unwrap();
+    for r in &ok {
+        assert_eq!(
+            r.body.len(),
+            broken.body.len(),
+            "the same request, not an empty one"
+        );
+        assert!(r.body.len() > 50_000);
+    }
+}
