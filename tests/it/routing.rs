@@ -788,3 +788,67 @@ async fn an_answer_that_breaks_before_the_client_saw_a_byte_goes_to_the_next_key
         assert!(r.body.len() > 50_000);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_sdks_of_every_protocol_are_routed_the_same_way() {
+    use crate::clients::{anthropic_sdk, openai_sdk, run_python};
+    let (a, b, vision, long) = (
+        named("a").await,
+        named("b").await,
+        named("vision").await,
+        named("long").await,
+    );
+    let proxy = Proxy::start(&[("r", routed_adapter(&a, &b, &vision, &long))]);
+    let (base, v1) = (proxy.url(""), proxy.url("/v1"));
+    let image_url = format!("data:image/png;base64,{PNG}");
+    tokio::task::spawn_blocking(move || {
+        for (model, image, expect) in [
+            ("claude-sonnet-4-5", false, "from a as strong-model"),
+            ("claude-haiku-4-5", false, "from b as cheap-model"),
+            ("claude-sonnet-4-5", true, "from vision as vision-model"),
+        ] {
+            // Anthropic SDK (Claude Code's protocol).
+            let mut content = vec![json!({"type": "text", "text": "hi"})];
+            if image {
+                content.push(json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}));
+            }
+            let r = anthropic_sdk(&base, KEY, "create", &json!({"model": model, "max_tokens": 50,
+                "messages": [{"role": "user", "content": content}]}));
+            assert!(r.to_string().contains(expect), "anthropic {model} {image}: {r}");
+            // OpenAI SDK, Chat Completions.
+            let mut content = vec![json!({"type": "text", "text": "hi"})];
+            if image {
+                content.push(json!({"type": "image_url", "image_url": {"url": image_url}}));
+            }
+            let r = openai_sdk(&v1, KEY, "create", &json!({"model": model,
+                "messages": [{"role": "user", "content": content}]}));
+            assert!(r.to_string().contains(expect), "chat {model} {image}: {r}");
+            // OpenAI SDK, Responses (Codex's protocol).
+            let mut content = vec![json!({"type": "input_text", "text": "hi"})];
+            if image {
+                content.push(json!({"type": "input_image", "image_url": image_url}));
+            }
+            let r = openai_sdk(&v1, KEY, "responses", &json!({"model": model,
+                "input": [{"role": "user", "content": content}]}));
+            assert!(r.to_string().contains(expect), "responses {model} {image}: {r}");
+            // google-genai SDK (Gemini CLI's protocol).
+            let mut parts = vec![json!({"text": "hi"})];
+            if image {
+                parts.push(json!({"inline_data": {"mime_type": "image/png", "data": PNG}}));
+            }
+            let r = run_python("gemini_client.py", &[&base, KEY, "generate",
+                &json!({"model": model, "contents": [{"role": "user", "parts": parts}]}).to_string()]);
+            assert_eq!(r["text"], expect, "gemini {model} {image}: {r}");
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(vision.request_count(), 4);
+    assert!(
+        vision
+            .requests()
+            .iter()
+            .all(|r| r.body_text().contains(PNG))
+    );
+    assert_eq!(b.request_count(), 4);
+}
