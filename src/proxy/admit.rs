@@ -9,7 +9,7 @@ use super::errors::ProxyError;
 use super::exchange::{self, Plan};
 use super::route::{self, Route};
 use super::{Ctx, FlexiProxy, client_key, content_length};
-use crate::config::adapter::{Adapter, ApiKey, SourceProtocol};
+use crate::config::adapter::{Adapter, ApiKey};
 use crate::config::snapshot::KeyLookup;
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::gemini::Method;
@@ -91,12 +91,7 @@ impl FlexiProxy {
             .with_status(503);
             return Admitted::Refused(e);
         }
-        let source = match adapter.source.protocol {
-            SourceProtocol::OpenAi => Wire::OpenAiChat,
-            SourceProtocol::Anthropic => Wire::AnthropicMessages,
-            SourceProtocol::Responses => Wire::Responses,
-            SourceProtocol::Gemini => Wire::Gemini,
-        };
+        let source = super::dispatch::source_wire(adapter.source.protocol);
         let plan = match (ctx.route, source) {
             (Route::Models | Route::GeminiModels, _) => {
                 return Admitted::Local(LocalAnswer::Models(adapter));

@@ -34,8 +34,8 @@ pub struct Dispatch {
     tried: Vec<(usize, usize)>,
 }
 
-/// Which pair of protocols an attempt on `source` speaks.
-fn source_wire(protocol: SourceProtocol) -> Wire {
+/// The wire protocol a source speaks.
+pub(super) fn source_wire(protocol: SourceProtocol) -> Wire {
     match protocol {
         SourceProtocol::OpenAi => Wire::OpenAiChat,
         SourceProtocol::Anthropic => Wire::AnthropicMessages,
