@@ -4,11 +4,12 @@
 //! must come in `X-CSRF-Token` on every change). Errors are `{"error": "<message>"}`.
 //!
 //! - `GET    /admin/api/adapters`              list (never a provider or issued key)
-//! - `POST   /admin/api/adapters`              create (a key or a pool, and routes) → 201
-//!   with the new key, once
+//! - `POST   /admin/api/adapters`              create (a key or a pool, `balance`,
+//!   `fallbacks`, routes) → 201 with the new key, once
 //! - `POST   /admin/api/adapters/{name}/keys`  rotate → 201 with the new key, once
 //! - `PATCH  /admin/api/adapters/{name}`       model, model map, limits, provider key or
-//!   pool (`api_keys`), routes (the whole list; `null` or `[]` removes them)
+//!   pool (`api_keys`), `balance` (`null`: sticky), `fallbacks` and routes (each the whole
+//!   list; `null` or `[]` removes it)
 //! - `DELETE /admin/api/adapters/{name}`       → 204
 //!
 //! Changes to one adapter honour `If-Match: <version>` (from the listing): 409 when stale.
@@ -56,7 +57,19 @@ fn body<T: DeserializeOwned + Default>(req: &AdminRequest, empty_ok: bool) -> Re
             Err(ApiError::new(400, "a JSON body is required"))
         };
     }
-    serde_json::from_slice(&req.body).map_err(|e| ApiError::new(400, format!("body: {e}")))
+    // The error names the field it met (`source.fallbacks[0].balance: unknown variant …`).
+    let mut json = serde_json::Deserializer::from_slice(&req.body);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        match at.as_str() {
+            "." | "" => ApiError::new(400, format!("body: {inner}")),
+            _ => ApiError::new(400, format!("{at}: {inner}")),
+        }
+    })?;
+    json.end()
+        .map_err(|e| ApiError::new(400, format!("body: {e}")))?;
+    Ok(value)
 }
 
 /// `If-Match: "abc"` / `W/"abc"` / `abc` → `abc`.

@@ -16,7 +16,7 @@ use crate::config::setup::client_setup;
 use crate::config::users::{self, UsersStore};
 use crate::config::watch::LiveConfig;
 use crate::config::{adapter::Adapter, presets};
-use crate::routing::{Health, RouteWhen};
+use crate::routing::{Balance, Health, RouteWhen};
 pub use crate::telemetry::usage::UsageRow;
 use crate::telemetry::usage::buckets;
 use serde::{Deserialize, Serialize};
@@ -120,6 +120,8 @@ pub struct AdapterView {
     pub base_url: String,
     /// The adapter file's version; send it back as `If-Match` to refuse stale edits.
     pub version: String,
+    /// How the default source's pool spreads requests.
+    pub balance: Balance,
     /// The default route's fallbacks, in order.
     pub fallbacks: Vec<SourceView>,
     /// Routes checked before the default source, in order.
@@ -137,6 +139,7 @@ pub struct RouteView {
     pub protocol: &'static str,
     pub source_host: String,
     pub model: String,
+    pub balance: Balance,
     pub fallbacks: Vec<SourceView>,
 }
 
@@ -198,6 +201,13 @@ pub struct SourceRequest {
     pub model_map: Vec<ModelRuleFile>,
     #[serde(default)]
     pub options: Option<OptionsFile>,
+    /// How a pool spreads requests: `sticky` (the default), `least_busy`, `round_robin`.
+    #[serde(default)]
+    pub balance: Option<Balance>,
+    /// Sources tried in order when this one fails before anything reached the client; a
+    /// fallback without `model` uses this source's model (and cannot have fallbacks itself).
+    #[serde(default)]
+    pub fallbacks: Vec<SourceRequest>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -263,6 +273,12 @@ pub struct PatchRequest {
     /// The whole list of routes; `null` or `[]` removes them.
     #[serde(default, deserialize_with = "present")]
     pub routes: Option<Option<Vec<RouteRequest>>>,
+    /// The default source's pool balance; `null` sets it back to sticky.
+    #[serde(default, deserialize_with = "present")]
+    pub balance: Option<Option<Balance>>,
+    /// The default source's whole list of fallbacks; `null` or `[]` removes them.
+    #[serde(default, deserialize_with = "present")]
+    pub fallbacks: Option<Option<Vec<SourceRequest>>>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
@@ -417,6 +433,7 @@ pub fn adapter_view(a: &Adapter, base_url: &str, version: String) -> AdapterView
         status,
         base_url: base_url.to_owned(),
         version,
+        balance: a.source.pool.balance(),
         fallbacks: a.fallbacks.iter().map(SourceView::of).collect(),
         routes: a
             .routes
@@ -428,6 +445,7 @@ pub fn adapter_view(a: &Adapter, base_url: &str, version: String) -> AdapterView
                 protocol: r.source.protocol.name(),
                 source_host: r.source.endpoint.host_header(),
                 model: r.source.model.clone(),
+                balance: r.source.pool.balance(),
                 fallbacks: r.fallbacks.iter().map(SourceView::of).collect(),
             })
             .collect(),
@@ -527,6 +545,28 @@ impl Manager {
     }
 
     /// Refuses a base URL that resolves to an internal address, for a restricted owner.
+    /// Every fallback's address checked for `owner`, as its primary's is (`at` names the
+    /// primary).
+    async fn check_fallbacks_egress(
+        &self,
+        owner: Option<&str>,
+        fallbacks: &[SourceFile],
+        at: &str,
+    ) -> Result<(), ApiError> {
+        for (i, fb) in fallbacks.iter().enumerate() {
+            let field = format!("{at}.fallbacks[{i}].base_url");
+            let url = fb.base_url.clone().or_else(|| {
+                let preset = presets::by_name(fb.preset.as_deref()?)?;
+                Some(preset.base_url.to_owned())
+            });
+            match url {
+                Some(url) => self.check_egress(owner, &url, &field).await?,
+                None => return Err(ApiError::bad(&field, "required unless a preset is given")),
+            }
+        }
+        Ok(())
+    }
+
     async fn check_egress(
         &self,
         owner: Option<&str>,
@@ -585,6 +625,18 @@ impl Manager {
         src: SourceRequest,
         at: &str,
     ) -> Result<(SourceFile, String), ApiError> {
+        self.source_file_in(actor, src, at, false)
+    }
+
+    /// [`Self::source_file`]; a fallback (`is_fallback`) may leave out its model and may not
+    /// have fallbacks of its own.
+    fn source_file_in(
+        &self,
+        actor: &Actor,
+        src: SourceRequest,
+        at: &str,
+        is_fallback: bool,
+    ) -> Result<(SourceFile, String), ApiError> {
         let field = |f: &str| format!("{at}.{f}");
         let mut fields = vec![
             (field("base_url"), src.base_url.as_deref()),
@@ -597,8 +649,20 @@ impl Manager {
             fields.push((field("model_map"), Some(&rule.model)));
         }
         self.check_env_refs(actor, &fields)?;
-        if src.model.trim().is_empty() {
+        if src.model.trim().is_empty() && !is_fallback {
             return Err(ApiError::bad(&field("model"), "required"));
+        }
+        if is_fallback && !src.fallbacks.is_empty() {
+            return Err(ApiError::bad(
+                &field("fallbacks"),
+                "a fallback cannot have fallbacks of its own; list them all under the primary",
+            ));
+        }
+        let mut fallbacks = Vec::with_capacity(src.fallbacks.len());
+        for (i, fb) in src.fallbacks.into_iter().enumerate() {
+            let (fb, _) =
+                self.source_file_in(actor, fb, &field(&format!("fallbacks[{i}]")), true)?;
+            fallbacks.push(fb);
         }
         let api_keys = match src.api_keys {
             Some(_) if !src.api_key.is_empty() => {
@@ -649,12 +713,12 @@ impl Manager {
             base_url,
             api_key: src.api_key,
             api_keys,
-            balance: None,
+            balance: src.balance,
             model: src.model.trim().to_owned(),
             model_map: src.model_map,
             options: src.options,
             timeouts: None,
-            fallbacks: Vec::new(),
+            fallbacks,
         };
         Ok((file, resolved))
     }
@@ -684,6 +748,8 @@ impl Manager {
             )?;
             let (source, url) = self.source_file(actor, r.source, &format!("{at}.source"))?;
             self.check_egress(owner, &url, &format!("{at}.source.base_url"))
+                .await?;
+            self.check_fallbacks_egress(owner, &source.fallbacks, &format!("{at}.source"))
                 .await?;
             out.push(RouteFile {
                 name: r.name,
@@ -747,6 +813,8 @@ impl Manager {
         };
         self.check_egress(owner.as_deref(), &base_url, "source.base_url")
             .await?;
+        self.check_fallbacks_egress(owner.as_deref(), &src.fallbacks, "source")
+            .await?;
         let routes = self
             .route_files(actor, owner.as_deref(), req.routes)
             .await?;
@@ -767,6 +835,8 @@ impl Manager {
             protocol: src.protocol,
             model_map: src.model_map,
             options: src.options,
+            balance: src.balance,
+            fallbacks: src.fallbacks,
             routes,
             owner,
             owner_cap,
@@ -879,7 +949,22 @@ impl Manager {
                     .await?,
             ),
         };
+        let fallbacks = match req.fallbacks {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, fb) in list.unwrap_or_default().into_iter().enumerate() {
+                    let at = format!("source.fallbacks[{i}]");
+                    out.push(self.source_file_in(actor, fb, &at, true)?.0);
+                }
+                self.check_fallbacks_egress(entry.owner.as_deref(), &out, "source")
+                    .await?;
+                Some(out)
+            }
+        };
         let spec = PatchSpec {
+            balance: req.balance,
+            fallbacks,
             model: req.model,
             model_map: req.model_map,
             limits: req.limits,

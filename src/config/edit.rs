@@ -16,6 +16,7 @@ use super::presets;
 use super::server::ServerConfig;
 use super::snapshot::is_adapter_file;
 use super::yaml_write;
+use crate::routing::Balance;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -97,6 +98,10 @@ pub struct CreateSpec {
     pub protocol: Option<SourceProtocol>,
     pub model_map: Vec<ModelRuleFile>,
     pub options: Option<OptionsFile>,
+    /// How the pool spreads requests (`balance:`); the default (sticky) is not written.
+    pub balance: Option<Balance>,
+    /// Complete sources tried in order when the source fails (`fallbacks:`).
+    pub fallbacks: Vec<SourceFile>,
     /// Checked before the source, in order (`routes:`).
     pub routes: Vec<RouteFile>,
     /// The panel user the adapter belongs to, and how many adapters that user may own.
@@ -283,6 +288,14 @@ fn check_source_file(at: &str, s: &SourceFile) -> Result<(), EditError> {
     Ok(())
 }
 
+/// Every text of the default source's `fallbacks:`.
+fn check_fallbacks(fallbacks: &[SourceFile]) -> Result<(), EditError> {
+    for (i, fb) in fallbacks.iter().enumerate() {
+        check_source_file(&format!("source.fallbacks[{i}]"), fb)?;
+    }
+    Ok(())
+}
+
 /// Every text of `routes:`: names, model patterns and sources.
 fn check_routes(routes: &[RouteFile]) -> Result<(), EditError> {
     for (i, r) in routes.iter().enumerate() {
@@ -346,6 +359,7 @@ pub fn create(server: &ServerConfig, spec: &CreateSpec) -> Result<Created, EditE
         Some(&spec.model_map),
     )?;
     check_pool("source", &spec.api_keys)?;
+    check_fallbacks(&spec.fallbacks)?;
     check_routes(&spec.routes)?;
     if let Some(label) = &spec.label {
         check_line("label", label, 64)?;
@@ -486,6 +500,16 @@ fn create_text(
         text.push_str(&yaml_block("options", &options, 2));
         yaml_write::set_path(&mut intended, &["source", "options"], Some(&options));
     }
+    if let Some(balance) = spec.balance {
+        let balance = tree("balance", &balance)?;
+        text.push_str(&yaml_block("balance", &balance, 2));
+        yaml_write::set_path(&mut intended, &["source", "balance"], Some(&balance));
+    }
+    if !spec.fallbacks.is_empty() {
+        let fallbacks = tree("fallbacks", &spec.fallbacks)?;
+        text.push_str(&yaml_block("fallbacks", &fallbacks, 2));
+        yaml_write::set_path(&mut intended, &["source", "fallbacks"], Some(&fallbacks));
+    }
     if !spec.routes.is_empty() {
         let routes = tree("routes", &spec.routes)?;
         text.push('\n');
@@ -615,6 +639,10 @@ pub struct PatchSpec {
     pub base_url: Option<String>,
     /// The whole `routes:` list; empty removes it.
     pub routes: Option<Vec<RouteFile>>,
+    /// The default source's `balance:`; `Some(None)` removes it (sticky again).
+    pub balance: Option<Option<Balance>>,
+    /// The default source's whole `fallbacks:` list; empty removes it.
+    pub fallbacks: Option<Vec<SourceFile>>,
 }
 
 /// Changes the given fields in place, keeping every other line (and comment) as it was.
@@ -633,6 +661,7 @@ pub fn patch(
     )?;
     check_pool("source", spec.api_keys.as_deref().unwrap_or_default())?;
     check_routes(spec.routes.as_deref().unwrap_or_default())?;
+    check_fallbacks(spec.fallbacks.as_deref().unwrap_or_default())?;
     if spec.api_key.is_some() && spec.api_keys.is_some() {
         return Err(EditError::Invalid(
             "give api_key (one key) or api_keys (a pool), not both".to_owned(),
@@ -679,6 +708,18 @@ pub fn patch(
                 Some(tree("routes", routes)?)
             };
             set(None, "routes", routes)?;
+        }
+        if let Some(balance) = &spec.balance {
+            let balance = balance.as_ref().map(|b| tree("balance", b)).transpose()?;
+            set(Some("source"), "balance", balance)?;
+        }
+        if let Some(fallbacks) = &spec.fallbacks {
+            let fallbacks = if fallbacks.is_empty() {
+                None
+            } else {
+                Some(tree("fallbacks", fallbacks)?)
+            };
+            set(Some("source"), "fallbacks", fallbacks)?;
         }
         Ok(text)
     })

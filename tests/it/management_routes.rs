@@ -5,6 +5,7 @@
 
 use crate::harness::*;
 use crate::management::*;
+use flexiproxy_testkit::{FakeProvider, Reply, openai};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -378,4 +379,164 @@ async fn adapter_show_names_a_missing_env_var_and_refuses_an_unknown_adapter() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no adapter named `nope`"));
+}
+
+const FALLBACK_KEY: &str = "sk-canary-fallback-key-5e1b";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fallbacks_and_balance_are_created_patched_and_followed() {
+    let down =
+        FakeProvider::start(|_| Reply::json(503, openai::error_body("down", "server_error", None)))
+            .await;
+    let fallback = provider().await;
+    let proxy = start("");
+    let admin = Auth::Token(TOKEN);
+    let fallbacks = json!([{"base_url": fallback.base_url(), "api_key": FALLBACK_KEY}]);
+    let body = json!({
+        "name": "fb",
+        "source": {"base_url": down.base_url(), "api_keys": [CANARY_PROVIDER_KEY, POOL_KEY_2],
+                   "balance": "round_robin", "model": "fake-model", "fallbacks": fallbacks},
+    });
+    let (status, created) = call(
+        &proxy,
+        Method::POST,
+        "/admin/api/adapters",
+        Some(body),
+        &admin,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let doc = read_doc(&proxy, "fb");
+    assert_eq!(doc["source"]["fallbacks"], yaml(&fallbacks));
+    assert_eq!(doc["source"]["balance"], "round_robin");
+
+    // Listed with its balance and fallback, never the fallback's key.
+    let view = &created["adapter"];
+    assert_eq!(view["balance"], "round_robin");
+    assert_eq!(
+        view["fallbacks"][0]["source_host"],
+        fallback.addr().to_string()
+    );
+    assert_eq!(
+        view["fallbacks"][0]["model"], "fake-model",
+        "a fallback takes its primary's model"
+    );
+    let (_, list) = call(&proxy, Method::GET, "/admin/api/adapters", None, &admin).await;
+    assert!(!list.to_string().contains(FALLBACK_KEY));
+
+    // Both pool keys answer 503; the fallback serves, with its own key and the inherited model.
+    assert_served(&proxy, &key, "claude-sonnet-4-5", "fake-model").await;
+    let seen = fallback.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {FALLBACK_KEY}").as_str())
+    );
+
+    // PATCH replaces the list (a fallback with its own model) and sets the balance back.
+    let replaced =
+        json!([{"base_url": fallback.base_url(), "api_key": FALLBACK_KEY, "model": "spare"}]);
+    let (status, patched) = call(
+        &proxy,
+        Method::PATCH,
+        "/admin/api/adapters/fb",
+        Some(json!({"fallbacks": replaced, "balance": null})),
+        &admin,
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["balance"], "sticky");
+    let doc = read_doc(&proxy, "fb");
+    assert_eq!(doc["source"]["fallbacks"], yaml(&replaced));
+    assert!(doc["source"].get("balance").is_none());
+    assert_served(&proxy, &key, "claude-sonnet-4-5", "spare").await;
+
+    // `null` removes them: the provider's 503 reaches the client.
+    let (status, patched) = call(
+        &proxy,
+        Method::PATCH,
+        "/admin/api/adapters/fb",
+        Some(json!({"fallbacks": null})),
+        &admin,
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["fallbacks"], json!([]));
+    assert!(read_doc(&proxy, "fb")["source"].get("fallbacks").is_none());
+    assert_eq!(status_with(&proxy.url(""), &key).await, 503);
+    assert_eq!(fallback.requests().len(), 2);
+
+    // Malformed fallbacks are refused with the field named; the file stays as it was.
+    let file = proxy.adapters_dir().join("fb.yaml");
+    let before = std::fs::read_to_string(&file).unwrap();
+    let nested = json!([{"base_url": fallback.base_url(), "api_key": "k",
+        "fallbacks": [{"base_url": fallback.base_url(), "api_key": "k"}]}]);
+    for (patch, field) in [
+        (
+            json!({"fallbacks": nested}),
+            "source.fallbacks[0].fallbacks",
+        ),
+        (
+            json!({"fallbacks": [{"api_key": "k"}]}),
+            "source.fallbacks[0].base_url",
+        ),
+        (
+            json!({"fallbacks": [{"base_url": fallback.base_url()}]}),
+            "source.fallbacks[0].api_key",
+        ),
+        (json!({"balance": "random"}), "balance: unknown variant `random`"),
+    ] {
+        let (status, resp) = call(
+            &proxy,
+            Method::PATCH,
+            "/admin/api/adapters/fb",
+            Some(patch.clone()),
+            &admin,
+        )
+        .await;
+        assert_eq!(status, 400, "{patch} → {resp}");
+        let message = resp["error"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "`{message}` should name {field}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_fallbacks_pass_the_same_checks_as_the_source() {
+    let proxy = start("");
+    let (cookie, csrf) = login(&proxy, "alice", "alice-password").await;
+    let alice = Auth::Session(cookie, Some(csrf));
+    let with_fallback = |fallback: Value| {
+        json!({"name": "mine", "source": {"base_url": "https://api.deepseek.com", "api_key": "sk-x",
+            "model": "deepseek-v4-flash", "fallbacks": [fallback]}})
+    };
+    for (fallback, field, says) in [
+        (
+            json!({"base_url": "http://127.0.0.1:9/v1", "api_key": "sk-y"}),
+            "source.fallbacks[0].base_url",
+            "internal",
+        ),
+        (
+            json!({"base_url": "https://api.deepseek.com", "api_key": "${HOME}"}),
+            "source.fallbacks[0].api_key",
+            "admins only",
+        ),
+    ] {
+        let (status, resp) = call(
+            &proxy,
+            Method::POST,
+            "/admin/api/adapters",
+            Some(with_fallback(fallback)),
+            &alice,
+        )
+        .await;
+        assert_eq!(status, 400, "{resp}");
+        let message = resp["error"].as_str().unwrap();
+        assert!(
+            message.starts_with(field) && message.contains(says),
+            "{message}"
+        );
+    }
+    assert!(!proxy.adapters_dir().join("mine.yaml").exists());
 }
