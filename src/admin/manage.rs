@@ -6,8 +6,8 @@
 
 use super::probe::{self, HostCheck, ProbeResult};
 use crate::config::adapter::{
-    AdapterLimitsFile, ApiKey, Endpoint, ModelRuleFile, OptionsFile, PoolKeyFile, RouteFile,
-    Source, SourceFile, SourceProtocol,
+    AdapterFile, AdapterLimitsFile, ApiKey, Endpoint, ModelRuleFile, OptionsFile, PoolKeyFile,
+    RouteFile, Source, SourceFile, SourceProtocol, TimeoutsFile,
 };
 use crate::config::edit::{self, CreateSpec, EditError, PatchSpec};
 use crate::config::keys::{Secret, hash_key};
@@ -73,7 +73,7 @@ impl ApiError {
         }
     }
 
-    fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
+    pub fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
         ApiError::new(400, format!("{field}: {why}"))
     }
 }
@@ -208,6 +208,28 @@ pub struct SourceRequest {
     /// fallback without `model` uses this source's model (and cannot have fallbacks itself).
     #[serde(default)]
     pub fallbacks: Vec<SourceRequest>,
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsFile>,
+}
+
+impl From<&SourceFile> for SourceRequest {
+    /// A source of a file as a request would give it: how the panel's edits send back the
+    /// parts they do not change (keys included, which never leave the server).
+    fn from(s: &SourceFile) -> SourceRequest {
+        SourceRequest {
+            base_url: s.base_url.clone(),
+            api_key: s.api_key.clone(),
+            api_keys: (!s.api_keys.is_empty()).then(|| s.api_keys.clone()),
+            model: s.model.clone(),
+            protocol: s.protocol.map(|p| p.name().to_owned()),
+            preset: s.preset.clone(),
+            model_map: s.model_map.clone(),
+            options: s.options.clone(),
+            balance: s.balance,
+            fallbacks: s.fallbacks.iter().map(SourceRequest::from).collect(),
+            timeouts: s.timeouts.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -717,7 +739,7 @@ impl Manager {
             model: src.model.trim().to_owned(),
             model_map: src.model_map,
             options: src.options,
-            timeouts: None,
+            timeouts: src.timeouts,
             fallbacks,
         };
         Ok((file, resolved))
@@ -1049,6 +1071,25 @@ impl Manager {
 
     /// The actor's adapter's file entry; someone else's adapter is "not found" (its
     /// existence is not theirs to learn).
+    /// The adapter's file as written (keys included: for edits made on the server, never
+    /// for a listing) and its version.
+    pub fn adapter_file(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<(AdapterFile, String), ApiError> {
+        let entry = self.visible_entry(actor, name)?;
+        let text = std::fs::read_to_string(&entry.path)
+            .map_err(|_| ApiError::new(500, format!("adapter `{name}` cannot be read")))?;
+        let file = serde_yaml_ng::from_str(&text).map_err(|_| {
+            ApiError::new(
+                409,
+                format!("adapter `{name}` does not parse; fix its file first"),
+            )
+        })?;
+        Ok((file, edit::version_of(&text)))
+    }
+
     fn visible_entry(&self, actor: &Actor, name: &str) -> Result<edit::Entry, ApiError> {
         match edit::entry(&self.server, name) {
             Ok(e) if actor.sees(e.owner.as_deref()) => Ok(e),

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod charts;
+pub mod edits;
 pub mod i18n;
 pub mod manage;
 pub mod panel;

@@ -66,7 +66,7 @@ pub enum PoolKeyFile {
 }
 
 impl PoolKeyFile {
-    fn parts(&self) -> (&str, Option<&str>) {
+    pub fn parts(&self) -> (&str, Option<&str>) {
         match self {
             PoolKeyFile::Plain(k) => (k, None),
             PoolKeyFile::Labeled { key, label } => (key, label.as_deref()),

@@ -20,6 +20,7 @@ mod management_routes;
 mod observability;
 mod pairs;
 mod panel_browser;
+mod panel_edit;
 mod passthrough;
 mod reload;
 mod routing;

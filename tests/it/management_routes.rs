@@ -32,17 +32,17 @@ fn routed_body(name: &str, default: &str, routed: &str) -> Value {
     })
 }
 
-fn yaml(v: &Value) -> serde_yaml_ng::Value {
+pub(crate) fn yaml(v: &Value) -> serde_yaml_ng::Value {
     serde_yaml_ng::to_value(v).unwrap()
 }
 
-fn read_doc(proxy: &Proxy, name: &str) -> serde_yaml_ng::Value {
+pub(crate) fn read_doc(proxy: &Proxy, name: &str) -> serde_yaml_ng::Value {
     let text = std::fs::read_to_string(proxy.adapters_dir().join(format!("{name}.yaml"))).unwrap();
     serde_yaml_ng::from_str(&text).unwrap()
 }
 
 /// The text of a response to `model` with the given key.
-async fn answer(proxy: &Proxy, key: &str, model: &str) -> String {
+pub(crate) async fn answer(proxy: &Proxy, key: &str, model: &str) -> String {
     let mut body = messages_body(false);
     body["model"] = json!(model);
     let resp = client()
@@ -78,7 +78,7 @@ async fn refused_naming(proxy: &Proxy, method: Method, path: &str, body: Value, 
 
 /// A request for `model` is answered by the provider model `want` (the fake provider says
 /// which model it was asked for).
-async fn assert_served(proxy: &Proxy, key: &str, model: &str, want: &str) {
+pub(crate) async fn assert_served(proxy: &Proxy, key: &str, model: &str, want: &str) {
     let text = answer(proxy, key, model).await;
     assert!(text.contains(&format!("model={want}")), "{model}: {text}");
 }
@@ -485,7 +485,10 @@ async fn fallbacks_and_balance_are_created_patched_and_followed() {
             json!({"fallbacks": [{"base_url": fallback.base_url()}]}),
             "source.fallbacks[0].api_key",
         ),
-        (json!({"balance": "random"}), "balance: unknown variant `random`"),
+        (
+            json!({"balance": "random"}),
+            "balance: unknown variant `random`",
+        ),
     ] {
         let (status, resp) = call(
             &proxy,

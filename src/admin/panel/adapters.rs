@@ -11,7 +11,7 @@ use http::{Method, Response};
 use minijinja::Value;
 use serde::Serialize;
 
-const PROTOCOLS: &[&str] = &["openai", "anthropic", "responses", "gemini"];
+pub(super) const PROTOCOLS: &[&str] = &["openai", "anthropic", "responses", "gemini"];
 
 // ---- the adapter list ------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ struct KeyState {
 }
 
 /// A provider key's state in the page's language, and its status class.
-fn key_state(cx: &Ctx, k: &ProviderKeyView) -> (String, &'static str) {
+pub(super) fn key_state(cx: &Ctx, k: &ProviderKeyView) -> (String, &'static str) {
     let detail = k.detail.as_deref().unwrap_or_default();
     let (key, hole, class) = match k.health {
         "healthy" => ("key_healthy", "", "ok"),

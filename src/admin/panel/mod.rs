@@ -7,12 +7,13 @@
 //! is `manage::Manager`'s, exactly as the management API does it.
 //!
 //! One file per area: `login` (login and logout), `adapters` (the list and its actions, the
-//! create form, the key shown once), `usage`, `users`, and `assets` (the stylesheet, the
-//! script and the language switch). This file holds the routing, the per-request context and
+//! create form, the key shown once), `edit` (an adapter's source, key pools and routes),
+//! `usage`, `users`, and `assets` (the stylesheet, the script and the language switch). This file holds the routing, the per-request context and
 //! what the pages share: rendering, responses, forms.
 
 mod adapters;
 mod assets;
+mod edit;
 mod login;
 mod usage;
 mod users;
@@ -33,6 +34,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../templates/login.html")),
     ("list.html", include_str!("../templates/list.html")),
     ("new.html", include_str!("../templates/new.html")),
+    ("edit.html", include_str!("../templates/edit.html")),
     ("key.html", include_str!("../templates/key.html")),
     (
         "confirm_delete.html",
@@ -308,6 +310,8 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         }
         (_, true, ["adapters", "new"]) => adapters::create(&cx, session).await,
         (true, _, ["adapters", name, "key"]) => adapters::key_page(&cx, session, name),
+        (true, _, ["adapters", name, "edit"]) => edit::edit_page(&cx, session, name, None, 200),
+        (_, true, ["adapters", name, "edit"]) => edit::save(&cx, session, name).await,
         (_, true, ["adapters", name, "rotate"]) => adapters::rotate(&cx, session, name).await,
         (_, true, ["adapters", name, "delete"]) => adapters::delete(&cx, session, name).await,
         (_, true, ["adapters", name, "test"]) => adapters::test(&cx, session, name).await,

@@ -125,29 +125,32 @@
     if (question && !window.confirm(question)) { e.preventDefault(); }
   });
 
-  // Provider presets fill the base URL and the protocol; "custom" lets you type them.
-  var preset = document.getElementById("preset");
-  var baseUrl = document.getElementById("base_url");
-  var protocol = document.getElementById("protocol");
-  var model = document.getElementById("model");
-  function applyPreset(initial) {
-    var opt = preset.options[preset.selectedIndex];
-    var url = opt.getAttribute("data-base-url");
-    var custom = !url;
-    if (!custom) {
-      baseUrl.value = url;
-      protocol.value = opt.getAttribute("data-protocol");
-      if (model && opt.getAttribute("data-model")) {
-        model.placeholder = opt.getAttribute("data-model");
+  // Provider presets fill the base URL and the protocol; "custom" lets you type them. Every
+  // form with a preset list has its own (the create form, each route's form).
+  function presetForm(preset) {
+    var form = preset.form;
+    var baseUrl = form && form.querySelector('[name="base_url"]');
+    var protocol = form && form.querySelector('[name="protocol"]');
+    var model = form && form.querySelector('[name="model"]');
+    if (!baseUrl || !protocol) { return; }
+    function apply(initial) {
+      var opt = preset.options[preset.selectedIndex];
+      var url = opt.getAttribute("data-base-url");
+      var custom = !url;
+      if (!custom) {
+        baseUrl.value = url;
+        protocol.value = opt.getAttribute("data-protocol");
+        if (model && opt.getAttribute("data-model")) {
+          model.placeholder = opt.getAttribute("data-model");
+        }
+      } else if (!initial && baseUrl.readOnly) {
+        baseUrl.value = "";
       }
-    } else if (!initial && baseUrl.readOnly) {
-      baseUrl.value = "";
+      baseUrl.readOnly = !custom;
+      baseUrl.required = custom;
     }
-    baseUrl.readOnly = !custom;
-    baseUrl.required = custom;
+    preset.addEventListener("change", function () { apply(false); });
+    apply(true);
   }
-  if (preset && baseUrl && protocol) {
-    preset.addEventListener("change", function () { applyPreset(false); });
-    applyPreset(true);
-  }
+  document.querySelectorAll('select[name="preset"]').forEach(presetForm);
 })();

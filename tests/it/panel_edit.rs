@@ -1,0 +1,329 @@
+//! The panel's edit page: the default source, the keys of each pool (added and removed, never
+//! shown) and the routes (added, changed, reordered, removed) — each change written to the
+//! file, followed by the proxy, refused with the reason when malformed or made on a stale page.
+
+use crate::harness::*;
+use crate::management::*;
+use crate::management_routes::{assert_served, read_doc, yaml};
+use reqwest::Method;
+use serde_json::json;
+
+const SOURCE_KEY: &str = "sk-canary-edit-source-3f1e";
+const ROUTE_KEY: &str = "sk-canary-edit-route-82aa";
+const ADDED_KEY: &str = "sk-canary-edit-added-c07d";
+const VISION_KEY: &str = "sk-canary-edit-vision-44b9";
+const SECRETS: [&str; 4] = [SOURCE_KEY, ROUTE_KEY, ADDED_KEY, VISION_KEY];
+
+/// A logged-in panel user.
+struct Panel<'a> {
+    proxy: &'a Proxy,
+    cookie: String,
+    csrf: String,
+}
+
+impl Panel<'_> {
+    fn http() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// The edit page (in `lang`), checked to hold no key.
+    async fn page(&self, lang: &str) -> String {
+        let resp = Self::http()
+            .get(self.proxy.admin_url("/adapters/ed/edit"))
+            .header("cookie", format!("fp_session={}; lang={lang}", self.cookie))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let page = resp.text().await.unwrap();
+        for secret in SECRETS {
+            assert!(!page.contains(secret), "the page shows a key");
+        }
+        page
+    }
+
+    /// The version the page's forms carry.
+    async fn version(&self) -> String {
+        let page = self.page("en").await;
+        page.split("name=\"version\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Posts one of the page's forms with the current version: status and body.
+    async fn post(&self, fields: &[(&str, &str)]) -> (u16, String) {
+        let version = self.version().await;
+        self.post_at(&version, fields).await
+    }
+
+    async fn post_at(&self, version: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let mut form: Vec<(&str, &str)> = vec![("csrf", &self.csrf), ("version", version)];
+        form.extend_from_slice(fields);
+        let resp = Self::http()
+            .post(self.proxy.admin_url("/adapters/ed/edit"))
+            .header("cookie", format!("fp_session={}; lang=en", self.cookie))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        if status == 303 {
+            let to = resp.headers()["location"].to_str().unwrap();
+            assert_eq!(to, "/adapters/ed/edit?saved=1");
+        }
+        let body = resp.text().await.unwrap();
+        for secret in SECRETS {
+            assert!(!body.contains(secret), "an answer shows a key");
+        }
+        (status, body)
+    }
+
+    async fn saved(&self, fields: &[(&str, &str)]) {
+        let (status, body) = self.post(fields).await;
+        assert_eq!(status, 303, "{fields:?}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_edits_pools_and_routes_in_the_panel() {
+    let p = provider().await;
+    let proxy = start("");
+    let url = p.base_url();
+    let body = json!({"name": "ed", "source": {"base_url": url, "api_key": SOURCE_KEY, "model": "fake-model"},
+        "routes": [{"name": "cheap", "when": {"model": "claude-*haiku*"},
+                    "source": {"base_url": url, "api_key": ROUTE_KEY, "model": "cheap-model",
+                               "timeouts": {"connect": "3s"}}}]});
+    let (status, created) = call(
+        &proxy,
+        Method::POST,
+        "/admin/api/adapters",
+        Some(body),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let client_key = created["api_key"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = login(&proxy, "carol", "carol-password").await;
+    let panel = Panel {
+        proxy: &proxy,
+        cookie,
+        csrf,
+    };
+
+    // The list links to the page; the page lists the pool and the route, in both languages.
+    let list = client()
+        .get(proxy.admin_url("/"))
+        .header("cookie", format!("fp_session={}", panel.cookie))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("href=\"/adapters/ed/edit\""));
+    let en = panel.page("en").await;
+    assert!(en.contains("id=\"pool-source\"") && en.contains("id=\"route-0\""));
+    assert!(en.contains("model: claude-*haiku*") && en.contains("Routes"));
+    assert!(panel.page("zh").await.contains("供应商密钥"));
+
+    // A key joins the default pool.
+    panel
+        .saved(&[
+            ("op", "key_add"),
+            ("pool", "source"),
+            ("api_key", ADDED_KEY),
+            ("label", "second"),
+        ])
+        .await;
+    let doc = read_doc(&proxy, "ed");
+    assert_eq!(
+        doc["source"]["api_keys"],
+        yaml(&json!([SOURCE_KEY, {"key": ADDED_KEY, "label": "second"}]))
+    );
+    let page = panel.page("en").await;
+    let pool = page
+        .split("id=\"pool-source\"")
+        .nth(1)
+        .unwrap()
+        .split("</ul>")
+        .next()
+        .unwrap();
+    assert_eq!(pool.matches("class=\"pool-key\"").count(), 2);
+    assert!(pool.contains("second") && pool.contains("healthy"));
+
+    // A form from a page that is out of date changes nothing.
+    let file = proxy.adapters_dir().join("ed.yaml");
+    let before = std::fs::read_to_string(&file).unwrap();
+    let (status, body) = panel
+        .post_at(
+            "0000000000000000",
+            &[("op", "route_remove"), ("index", "0")],
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert!(body.contains("changed since you loaded the page"), "{body}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+
+    // A route is added (a custom source), moved first, the other changed; keys and timeouts stay.
+    panel
+        .saved(&[
+            ("op", "route_add"),
+            ("route_name", "vision"),
+            ("when_images", "yes"),
+            ("preset", "custom"),
+            ("base_url", &url),
+            ("protocol", "openai"),
+            ("api_key", VISION_KEY),
+            ("model", "vl-model"),
+        ])
+        .await;
+    panel.saved(&[("op", "route_up"), ("index", "1")]).await;
+    panel
+        .saved(&[
+            ("op", "route_change"),
+            ("index", "1"),
+            ("route_name", "cheap"),
+            ("when_model", "claude-*haiku*"),
+            ("preset", "custom"),
+            ("base_url", &url),
+            ("protocol", "openai"),
+            ("model", "cheaper"),
+        ])
+        .await;
+    let doc = read_doc(&proxy, "ed");
+    assert_eq!(
+        doc["routes"],
+        yaml(&json!([
+            {"name": "vision", "when": {"images": true},
+             "source": {"protocol": "openai", "base_url": url, "api_key": VISION_KEY, "model": "vl-model"}},
+            {"name": "cheap", "when": {"model": "claude-*haiku*"},
+             "source": {"protocol": "openai", "base_url": url, "api_key": ROUTE_KEY, "model": "cheaper",
+                        "timeouts": {"connect": "3s"}}},
+        ]))
+    );
+    assert_served(&proxy, &client_key, "claude-haiku-4-5", "cheaper").await;
+
+    // Malformed input: the reason, the file untouched.
+    let before = std::fs::read_to_string(&file).unwrap();
+    for (fields, says) in [
+        (
+            vec![
+                ("op", "route_change"),
+                ("index", "1"),
+                ("base_url", url.as_str()),
+                ("model", "m"),
+            ],
+            "routes[1].when",
+        ),
+        (
+            vec![
+                ("op", "key_remove"),
+                ("pool", "route"),
+                ("index", "1"),
+                ("key", "0"),
+            ],
+            "the only key",
+        ),
+        (
+            vec![("op", "route_up"), ("index", "0")],
+            "routes[0]: no such route",
+        ),
+        (
+            vec![("op", "key_add"), ("pool", "source"), ("api_key", " ")],
+            "required",
+        ),
+        (vec![("op", "explode")], "op: unknown change"),
+    ] {
+        let (status, body) = panel.post(&fields).await;
+        assert_eq!(status, 400, "{fields:?}: {body}");
+        assert!(body.contains(says), "{fields:?} should say {says}: {body}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+
+    // A route leaves; a key leaves the pool, and the proxy uses the one that stays.
+    panel.saved(&[("op", "route_remove"), ("index", "0")]).await;
+    panel
+        .saved(&[("op", "key_remove"), ("pool", "source"), ("key", "0")])
+        .await;
+    let doc = read_doc(&proxy, "ed");
+    assert_eq!(doc["routes"].as_sequence().unwrap().len(), 1);
+    assert_eq!(
+        doc["source"]["api_keys"],
+        yaml(&json!([{"key": ADDED_KEY, "label": "second"}]))
+    );
+    assert_served(&proxy, &client_key, "claude-sonnet-4-5", "fake-model").await;
+    let last = p.requests().pop().unwrap();
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {ADDED_KEY}").as_str())
+    );
+
+    // The default source's model and base URL.
+    panel
+        .saved(&[
+            ("op", "source"),
+            ("base_url", &url),
+            ("model", "renamed-model"),
+        ])
+        .await;
+    assert_served(&proxy, &client_key, "claude-sonnet-4-5", "renamed-model").await;
+    let after = client()
+        .get(proxy.admin_url("/adapters/ed/edit?saved=1"))
+        .header("cookie", format!("fp_session={}", panel.cookie))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(after.contains("id=\"saved\""), "{after}");
+    assert!(!panel.page("en").await.contains("id=\"saved\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_cannot_edit_another_users_adapter() {
+    let proxy = start("");
+    let body = json!({"name": "ed", "owner": "bob",
+        "source": {"base_url": "https://api.deepseek.com", "api_key": SOURCE_KEY, "model": "deepseek-v4-flash"}});
+    let (status, created) = call(
+        &proxy,
+        Method::POST,
+        "/admin/api/adapters",
+        Some(body),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let before = std::fs::read_to_string(proxy.adapters_dir().join("ed.yaml")).unwrap();
+    let (cookie, csrf) = login(&proxy, "alice", "alice-password").await;
+    let http = Panel::http();
+    let page = http
+        .get(proxy.admin_url("/adapters/ed/edit"))
+        .header("cookie", format!("fp_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+    let resp = http
+        .post(proxy.admin_url("/adapters/ed/edit"))
+        .header("cookie", format!("fp_session={cookie}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("op", "key_add"),
+            ("pool", "source"),
+            ("api_key", "sk-mine"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        std::fs::read_to_string(proxy.adapters_dir().join("ed.yaml")).unwrap(),
+        before
+    );
+}
