@@ -13,15 +13,23 @@
 //! A leaf: the pivot's reasoning parts become [`Sealed`] and back in `pivot.rs`.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{
+    GeneralPurpose, GeneralPurposeConfig, STANDARD, URL_SAFE_NO_PAD,
+};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// Marks our blobs (and their format version) apart from a provider's.
+/// Marks the first format's blobs (`fp1.` + base64url), still opened.
 const PREFIX: &str = "fp1.";
+/// The first bytes of a blob in the current format (standard base64 of `fp2` ‖ nonce ‖
+/// ciphertext, so it starts `ZnAy`): plain base64, because Gemini SDKs hold a
+/// `thoughtSignature` as bytes and refuse one that is not (google-genai validates it).
+const MAGIC: &[u8] = b"fp2";
 const NONCE_LEN: usize = 12;
 
 /// The key reasoning is sealed with. Its `Debug` never shows it.
@@ -42,7 +50,7 @@ impl ReasoningKey {
         ReasoningKey(Arc::new(ChaCha20Poly1305::new(key)))
     }
 
-    /// `fp1.` + base64url(nonce ‖ ciphertext+tag) of the reasoning as JSON.
+    /// base64(`fp2` ‖ nonce ‖ ciphertext+tag) of the reasoning as JSON.
     pub fn seal(&self, reasoning: &Sealed) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         // Without an OS random source a nonce could repeat: then seal nothing.
@@ -53,15 +61,31 @@ impl ReasoningKey {
         let Ok(sealed) = self.0.encrypt(Nonce::from_slice(&nonce), plain.as_slice()) else {
             return String::new();
         };
-        let mut blob = Vec::with_capacity(NONCE_LEN + sealed.len());
+        let mut blob = Vec::with_capacity(MAGIC.len() + NONCE_LEN + sealed.len());
+        blob.extend_from_slice(MAGIC);
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&sealed);
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(blob))
+        STANDARD.encode(blob)
     }
 
     /// The reasoning in a blob this proxy sealed; `None` for anything else.
+    /// Clients may send it back in either base64 alphabet, padded or not (google-genai
+    /// re-encodes the bytes URL-safe).
     pub fn open(&self, blob: &str) -> Option<Sealed> {
-        let data = URL_SAFE_NO_PAD.decode(blob.strip_prefix(PREFIX)?).ok()?;
+        let data = match blob.strip_prefix(PREFIX) {
+            Some(old) => URL_SAFE_NO_PAD.decode(old).ok()?,
+            None => {
+                const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+                    .with_decode_padding_mode(DecodePaddingMode::Indifferent);
+                let standard = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+                let url_safe = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+                let bytes = standard
+                    .decode(blob)
+                    .or_else(|_| url_safe.decode(blob))
+                    .ok()?;
+                bytes.strip_prefix(MAGIC)?.to_vec()
+            }
+        };
         if data.len() < NONCE_LEN {
             return None;
         }
@@ -116,9 +140,20 @@ mod tests {
     fn seals_and_opens() {
         let key = ReasoningKey::from_secret(b"secret");
         let blob = key.seal(&sample());
-        assert!(blob.starts_with(PREFIX));
+        // Plain base64 (a Gemini SDK holds it as bytes), recognisably ours.
+        assert!(blob.starts_with("ZnAy"), "{blob}");
+        assert!(STANDARD.decode(&blob).is_ok());
         assert!(!blob.contains("sig-abc") && !blob.contains("think"));
         assert_eq!(key.open(&blob), Some(sample()));
+        // Sent back URL-safe and unpadded (google-genai re-encodes the bytes) it still opens.
+        let url_safe = URL_SAFE_NO_PAD.encode(STANDARD.decode(&blob).unwrap());
+        assert_eq!(key.open(&url_safe), Some(sample()));
+        // The first format still opens.
+        let old = format!(
+            "{PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(&STANDARD.decode(&blob).unwrap()[MAGIC.len()..])
+        );
+        assert_eq!(key.open(&old), Some(sample()));
         // Fresh nonces: the same reasoning never seals to the same blob.
         assert_ne!(blob, key.seal(&sample()));
     }
@@ -132,7 +167,15 @@ mod tests {
         let last = tampered.len() - 2;
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         assert_eq!(key.open(std::str::from_utf8(&tampered).unwrap()), None);
-        for foreign in ["gAAAAMOCKENCRYPTEDBLOB", "fp1.", "fp1.%%%", "", "fp1.AAAA"] {
+        for foreign in [
+            "gAAAAMOCKENCRYPTEDBLOB",
+            "fp1.",
+            "fp1.%%%",
+            "",
+            "fp1.AAAA",
+            "ZnAy",
+            "ZnAyAAAA",
+        ] {
             assert_eq!(key.open(foreign), None, "{foreign}");
         }
         assert_eq!(format!("{key:?}"), "ReasoningKey(..)");
