@@ -157,15 +157,52 @@ pub fn stream_error(error_json: &str) -> (ErrorKind, String) {
         .as_deref()
         .and_then(|c| c.parse::<u16>().ok())
         .filter(|s| (400..=599).contains(s));
-    let kind = match (status, parsed.kind.as_deref(), parsed.code.as_deref()) {
-        _ if parsed.is_context_overflow() => ErrorKind::InvalidRequest,
-        (Some(s), _, _) => ErrorKind::from_status(s),
-        (_, Some(t), _) | (_, _, Some(t)) if t.contains("rate_limit") => ErrorKind::RateLimit,
-        (_, Some(t), _) | (_, _, Some(t)) if t.contains("overloaded") => ErrorKind::Overloaded,
-        _ => ErrorKind::Api,
+    let kind = if parsed.is_context_overflow() {
+        ErrorKind::InvalidRequest
+    } else if let Some(s) = status {
+        ErrorKind::from_status(s)
+    } else {
+        [parsed.kind.as_deref(), parsed.code.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(kind_of_type)
+            .unwrap_or(ErrorKind::Api)
     };
     let message = client_message(status.unwrap_or(500), &parsed);
     (kind, message)
+}
+
+/// A provider's error type or code (OpenAI's, Anthropic's, Google's status names) in the
+/// client's terms: `insufficient_quota` is a billing error (retrying does not help), not a
+/// server error.
+pub fn kind_of_type(t: &str) -> Option<ErrorKind> {
+    let t = t.to_ascii_lowercase();
+    let has = |w: &str| t.contains(w);
+    Some(
+        if has("insufficient_quota") || has("billing") || has("quota_exceeded") {
+            ErrorKind::Billing
+        } else if has("rate_limit") || has("resource_exhausted") || has("too_many_requests") {
+            ErrorKind::RateLimit
+        } else if has("overloaded") || has("unavailable") {
+            ErrorKind::Overloaded
+        } else if has("authentication") || has("invalid_api_key") || has("unauthenticated") {
+            ErrorKind::Authentication
+        } else if has("permission") {
+            ErrorKind::Permission
+        } else if has("not_found") {
+            ErrorKind::NotFound
+        } else if has("timeout") || has("deadline_exceeded") {
+            ErrorKind::Timeout
+        } else if has("invalid_request")
+            || has("invalid_argument")
+            || has("invalid_prompt")
+            || has("tool_use_failed")
+        {
+            ErrorKind::InvalidRequest
+        } else {
+            return None;
+        },
+    )
 }
 
 #[cfg(test)]
@@ -259,6 +296,25 @@ mod tests {
         assert_eq!(
             stream_error(r#"{"message":"busy","type":"overloaded_error"}"#).0,
             ErrorKind::Overloaded
+        );
+        // The Responses API's quota error (its `type` and `code`), Groq's failed tool call.
+        let (kind, msg) = stream_error(
+            r#"{"type":"insufficient_quota","code":"insufficient_quota","message":"You exceeded your current quota","param":null}"#,
+        );
+        assert_eq!(
+            (kind, msg.as_str()),
+            (ErrorKind::Billing, "You exceeded your current quota")
+        );
+        assert_eq!(
+            stream_error(
+                r#"{"message":"m","type":"invalid_request_error","code":"tool_use_failed"}"#
+            )
+            .0,
+            ErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            stream_error(r#"{"message":"m","code":"server_error"}"#).0,
+            ErrorKind::Api
         );
         let (kind, msg) = stream_error(r#""plain""#);
         assert_eq!((kind, msg.as_str()), (ErrorKind::Api, "plain"));

@@ -1,9 +1,13 @@
 //! One matrix over every (client protocol, source protocol) pair that exists, through the
 //! real proxy to the fake provider speaking the source's protocol: a plain answer, a
 //! stream, parallel tool calls, a tool-result turn, reasoning, a provider error, an error
-//! mid-stream, a provider that resets mid-stream and a client that leaves mid-stream. Each answer is read the way a client of
-//! that protocol reads it and compared in protocol-neutral terms.
+//! mid-stream, a provider that resets mid-stream and a client that leaves mid-stream. Each
+//! answer is read the way a client of that protocol reads it and compared in
+//! protocol-neutral terms. Shapes seen in real provider traffic (Mistral's thinking parts,
+//! an error inside a chunk with `choices`, the Responses `error` event) go to every client,
+//! read by hand and by the official SDKs.
 
+use crate::clients::{anthropic_sdk, openai_sdk, run_python};
 use crate::harness::*;
 use flexiproxy::protocol::pair::{Pair, Wire};
 use flexiproxy::protocol::stream_check::{accumulate, check_stream};
@@ -41,6 +45,12 @@ const SOURCES: [Source; 4] = [
     Source::Responses,
     Source::Gemini,
 ];
+
+const QUOTA: &str = "You exceeded your current quota, please check your plan and billing details.";
+
+fn mistral_thinking(text: &str) -> Value {
+    json!({"type": "thinking", "thinking": [{"type": "text", "text": text}]})
+}
 
 const WEATHER: (&str, &str, &str) = ("call_a", "get_weather", r#"{"city":"Paris"}"#);
 const TIME: (&str, &str, &str) = ("call_b", "get_time", r#"{"tz":"CET"}"#);
@@ -149,6 +159,40 @@ fn openai_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
             openai::error_body("Slow down", "rate_limit_error", None),
         )
         .header("retry-after", "7"),
+        // Mistral (Magistral): thinking as typed parts inside `content`.
+        ("mistral-think", _) if stream => sse(vec![
+            openai::sse_chunk(json!({"role": "assistant", "content": ""}), None),
+            openai::sse_chunk(json!({"content": [mistral_thinking("Okay")]}), None),
+            openai::sse_chunk(json!({"content": [mistral_thinking(", the user")]}), None),
+            openai::sse_chunk(
+                json!({"content": [{"type": "text", "text": "To cross"}]}),
+                None,
+            ),
+            openai::sse_chunk(json!({"content": " safely."}), None),
+            openai::sse_chunk(json!({"content": ""}), Some("stop")),
+            openai::SSE_DONE.to_owned(),
+        ]),
+        ("mistral-think", _) => {
+            let mut c = openai::chat_completion("");
+            c["choices"][0]["message"]["content"] = json!([
+                mistral_thinking("Okay, the user"),
+                {"type": "text", "text": "To cross safely."}]);
+            Reply::json(200, c)
+        }
+        // OpenRouter: `finish_reason: length`, then an error in a chunk that has `choices`.
+        ("error-in-choices", _) => sse(vec![
+            ": OPENROUTER PROCESSING\n\n".to_owned(),
+            openai::sse_chunk(
+                json!({"role": "assistant", "content": "", "reasoning": "We need"}),
+                None,
+            ),
+            openai::sse_chunk(json!({"content": "", "reasoning": " to"}), Some("length")),
+            openai::data_event(&json!({"id": "gen-1", "object": "chat.completion.chunk",
+                "error": {"code": 400, "message": "Token limit reached"},
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}],
+                "usage": {"prompt_tokens": 43, "completion_tokens": 10}})),
+            openai::SSE_DONE.to_owned(),
+        ]),
         ("midstream", _) => Reply::sse(vec![
             openai::sse_chunk(json!({"role": "assistant", "content": "partial "}), None),
             openai::data_event(
@@ -271,6 +315,21 @@ fn responses_reply(prompt: &str, has_result: bool, stream: bool) -> Reply {
         )
         .header("retry-after", "7"),
         ("midstream", _) => Reply::sse(responses::failed_stream("partial ", "Overloaded")),
+        // OpenAI: an `error` event with its details nested, then `response.failed`.
+        ("quota", _) => {
+            let events = [
+                json!({"type": "response.created", "sequence_number": 0,
+                       "response": {"id": "resp_q", "status": "in_progress", "error": null}}),
+                json!({"type": "error", "sequence_number": 1, "error": {"type": "insufficient_quota",
+                       "code": "insufficient_quota", "message": QUOTA, "param": null}}),
+                json!({"type": "response.failed", "sequence_number": 2, "response": {"id": "resp_q",
+                       "status": "failed", "error": {"code": "insufficient_quota", "message": QUOTA}}}),
+            ];
+            sse(events
+                .iter()
+                .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+                .collect())
+        }
         ("reset", _) => {
             let head = responses::text_stream_head("partial ").concat();
             let cut = head.len();
@@ -449,6 +508,8 @@ struct Answer {
     stop: String,
     /// The error type the client sees, from a status or a mid-stream error.
     error: Option<String>,
+    /// The body as the client got it.
+    raw: String,
 }
 
 fn stop_word(reason: &str) -> String {
@@ -783,6 +844,7 @@ async fn ask(proxy: &Proxy, client: Client, prompt: &str, stream: bool) -> Answe
         Client::Gemini => read_gemini(status, &bytes, stream),
     };
     answer.retry_after = retry_after;
+    answer.raw = String::from_utf8_lossy(&bytes).into_owned();
     answer
 }
 
@@ -962,4 +1024,199 @@ async fn every_pair_carries_every_scenario() {
             run_pair(client, source).await;
         }
     }
+}
+
+/// Shapes real providers send that our own fixtures once lacked (issue #31), on every client:
+/// Mistral's thinking as `content` parts, OpenRouter's error inside a chunk with `choices`,
+/// and the Responses API's `error` event with nested details (a quota error). Passthrough
+/// pairs relay them as they are.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_provider_shapes_reach_every_client() {
+    let chat = provider(Source::OpenAi).await;
+    let chat_proxy = Proxy::start(&[("p", adapter(Source::OpenAi, &chat))]);
+    let resp = provider(Source::Responses).await;
+    let resp_proxy = Proxy::start(&[("p", adapter(Source::Responses, &resp))]);
+    for client in CLIENTS {
+        for stream in [false, true] {
+            let a = ask(&chat_proxy, client, "mistral-think", stream).await;
+            let what = format!("{client:?} client, Mistral thinking, stream {stream}");
+            assert_eq!(a.status, 200, "{what}: {a:?}");
+            if client == Client::OpenAi {
+                assert!(a.raw.contains(r#""type":"thinking""#), "{what}: {}", a.raw);
+            } else {
+                assert_eq!(
+                    (a.reasoning.as_str(), a.text.as_str()),
+                    ("Okay, the user", "To cross safely."),
+                    "{what}: {}",
+                    a.raw
+                );
+                assert_eq!(a.stop, "end", "{what}");
+            }
+        }
+
+        let a = ask(&chat_proxy, client, "error-in-choices", true).await;
+        let what = format!("{client:?} client, error in a chunk with choices");
+        assert!(a.raw.contains("Token limit reached"), "{what}: {}", a.raw);
+        if client != Client::OpenAi {
+            assert_eq!(
+                a.error.as_deref(),
+                Some("invalid_request_error"),
+                "{what}: {}",
+                a.raw
+            );
+        }
+        if client == Client::Anthropic {
+            assert!(
+                !a.raw.contains("max_tokens"),
+                "{what}: not a clean stop: {}",
+                a.raw
+            );
+        }
+
+        let a = ask(&resp_proxy, client, "quota", true).await;
+        let what = format!("{client:?} client, Responses quota error");
+        assert!(a.raw.contains(QUOTA), "{what}: {}", a.raw);
+        let expected = match client {
+            Client::Anthropic => "billing_error",
+            Client::OpenAi | Client::Responses => "insufficient_quota",
+            Client::Gemini => "rate_limit_error",
+        };
+        assert_eq!(a.error.as_deref(), Some(expected), "{what}: {}", a.raw);
+    }
+}
+
+/// The same shapes through the official SDKs' own stream readers and accumulators: the
+/// Anthropic SDK's `messages.stream`, the OpenAI SDK's Chat stream and Responses events,
+/// google-genai's `generate_content_stream`.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_provider_shapes_through_the_official_sdks() {
+    let chat = provider(Source::OpenAi).await;
+    let chat_proxy = Proxy::start(&[("p", adapter(Source::OpenAi, &chat))]);
+    let resp = provider(Source::Responses).await;
+    let resp_proxy = Proxy::start(&[("p", adapter(Source::Responses, &resp))]);
+    let (chat_base, resp_base) = (chat_proxy.url(""), resp_proxy.url(""));
+    let out = tokio::task::spawn_blocking(move || {
+        let anthropic = |base: &str, prompt: &str| {
+            anthropic_sdk(
+                base,
+                KEY,
+                "stream",
+                &json!({"model": "claude-sonnet-4-5", "max_tokens": 256,
+                        "messages": [{"role": "user", "content": prompt}]}),
+            )
+        };
+        let openai = |base: &str, prompt: &str| {
+            openai_sdk(
+                &format!("{base}/v1"),
+                KEY,
+                "stream",
+                &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": prompt}]}),
+            )
+        };
+        let responses = |base: &str, prompt: &str| {
+            openai_sdk(
+                &format!("{base}/v1"),
+                KEY,
+                "responses_stream",
+                &json!({"model": "gpt-4o", "store": false,
+                        "input": [{"role": "user", "content": prompt}]}),
+            )
+        };
+        let gemini = |base: &str, prompt: &str| {
+            run_python(
+                "gemini_client.py",
+                &[
+                    base,
+                    KEY,
+                    "stream",
+                    &json!({"model": "claude-sonnet-4-5", "contents": prompt}).to_string(),
+                ],
+            )
+        };
+        [
+            anthropic(&chat_base, "mistral-think"),
+            anthropic(&chat_base, "error-in-choices"),
+            anthropic(&resp_base, "quota"),
+            openai(&chat_base, "error-in-choices"),
+            openai(&resp_base, "quota"),
+            responses(&chat_base, "mistral-think"),
+            responses(&chat_base, "error-in-choices"),
+            responses(&resp_base, "quota"),
+            gemini(&chat_base, "mistral-think"),
+            gemini(&chat_base, "error-in-choices"),
+            gemini(&resp_base, "quota"),
+        ]
+    })
+    .await
+    .unwrap();
+    let [
+        a_think,
+        a_error,
+        a_quota,
+        c_error,
+        c_quota,
+        r_think,
+        r_error,
+        r_quota,
+        g_think,
+        g_error,
+        g_quota,
+    ] = out;
+    // Anthropic SDK: a signed thinking block, then the errors with their type and message.
+    let content = &a_think["message"]["content"];
+    assert_eq!(content[0]["type"], "thinking", "{a_think}");
+    assert_eq!(content[0]["thinking"], "Okay, the user", "{a_think}");
+    assert_eq!(content[1]["text"], "To cross safely.", "{a_think}");
+    assert_eq!(
+        (&a_error["type"], &a_error["message"]),
+        (
+            &json!("invalid_request_error"),
+            &json!("Token limit reached")
+        ),
+        "{a_error}"
+    );
+    assert_eq!(
+        (&a_quota["type"], &a_quota["message"]),
+        (&json!("billing_error"), &json!(QUOTA)),
+        "{a_quota}"
+    );
+    // OpenAI SDK, Chat: it raises on the error chunk (relayed) and on the translated one.
+    assert_eq!(c_error["message"], "Token limit reached", "{c_error}");
+    assert_eq!(c_quota["message"], QUOTA, "{c_quota}");
+    // OpenAI SDK, Responses: reasoning and text items; the errors as `response.failed`, or
+    // raised on the relayed `error` event.
+    assert_eq!(r_think["output_text"], "To cross safely.", "{r_think}");
+    let reasoning = &r_think["response"]["output"][0];
+    assert_eq!(reasoning["type"], "reasoning", "{r_think}");
+    assert_eq!(
+        reasoning["summary"][0]["text"], "Okay, the user",
+        "{r_think}"
+    );
+    let failed = &r_error["response"];
+    assert_eq!(failed["status"], "failed", "{r_error}");
+    assert_eq!(
+        (&failed["error"]["code"], &failed["error"]["message"]),
+        (
+            &json!("invalid_request_error"),
+            &json!("Token limit reached")
+        ),
+        "{r_error}"
+    );
+    assert_eq!(r_quota["message"], QUOTA, "{r_quota}");
+    // google-genai: thoughts (its thought signature is valid base64) and Google's errors.
+    assert_eq!(
+        (&g_think["thoughts"], &g_think["text"]),
+        (&json!("Okay, the user"), &json!("To cross safely.")),
+        "{g_think}"
+    );
+    assert_eq!(
+        (&g_error["status"], &g_error["message"]),
+        (&json!("INVALID_ARGUMENT"), &json!("Token limit reached")),
+        "{g_error}"
+    );
+    assert_eq!(
+        (&g_quota["status"], &g_quota["message"]),
+        (&json!("RESOURCE_EXHAUSTED"), &json!(QUOTA)),
+        "{g_quota}"
+    );
 }

@@ -137,7 +137,11 @@ pub fn error_body(status: u16, message: &str) -> Vec<u8> {
 
 /// The HTTP status a mid-stream error of this kind would have had.
 pub fn kind_status(kind: ErrorKind) -> u16 {
-    kind.default_status()
+    match kind {
+        // Google reports an exhausted quota as 429 RESOURCE_EXHAUSTED.
+        ErrorKind::Billing => 429,
+        _ => kind.default_status(),
+    }
 }
 
 pub(crate) fn finish_reason(stop: Option<StopReason>) -> &'static str {

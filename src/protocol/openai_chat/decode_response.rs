@@ -1,9 +1,10 @@
 //! An OpenAI `chat.completion` (the non-streaming answer of an OpenAI-compatible source) →
-//! a pivot [`Response`]. Lenient as providers need: reasoning in `reasoning_content` or
-//! `reasoning`, content as a string or parts, the legacy `function_call`, an `error` object
+//! a pivot [`Response`]. Lenient as providers need: reasoning in `reasoning_content`,
+//! `reasoning` or `thinking` content parts (Mistral), content as a string or parts (text,
+//! refusal), OpenAI's `refusal`, the legacy `function_call`, an `error` object
 //! inside a 200. Shortened tool names are restored here.
 
-use super::wire::{ChatCompletion, ChatUsage};
+use super::wire::{ChatCompletion, ChatUsage, is_error};
 use crate::protocol::errors::ProviderError;
 use crate::protocol::json::Text;
 use crate::protocol::names::ToolNames;
@@ -41,9 +42,7 @@ pub fn decode_response<'a>(
     let completion: ChatCompletion = serde_json::from_slice(body).map_err(|e| {
         ResponseError::Malformed(format!("the provider sent an unreadable response: {e}"))
     })?;
-    if completion.choices.is_none()
-        && let Some(err) = completion.error
-    {
+    if let Some(err) = completion.error.filter(|e| is_error(e)) {
         let parsed = serde_json::from_str::<serde_json::Value>(err.get())
             .ok()
             .and_then(|v| ProviderError::from_value(&serde_json::json!({ "error": v })))
@@ -65,8 +64,8 @@ pub fn decode_response<'a>(
                 ..Reasoning::default()
             }));
         }
-        if let Some(text) = message.content.filter(|t| !t.0.is_empty()) {
-            content.push(Part::Text(Text::from_plain(&text.0)));
+        if let Some(text) = message.text() {
+            content.push(Part::Text(Text::from_plain(text)));
         }
         let calls = message.tool_calls.unwrap_or_default();
         let functions = calls
@@ -167,6 +166,23 @@ mod tests {
     }
 
     #[test]
+    fn mistral_thinking_parts_and_refusal() {
+        let (v, _) = translate(json!({"choices":[{"message":{"role":"assistant","content":[
+                {"type":"thinking","thinking":[{"type":"text","text":"Okay, "},{"type":"text","text":"cross."}]},
+                {"type":"text","text":"Look both ways."}]},"finish_reason":"stop"}]}));
+        assert_eq!(v["content"][0]["type"], "thinking", "{v}");
+        assert_eq!(v["content"][0]["thinking"], "Okay, cross.");
+        assert_eq!(
+            v["content"][1],
+            json!({"type":"text","text":"Look both ways."})
+        );
+        let (v, _) = translate(
+            json!({"choices":[{"message":{"content":null,"refusal":"I can't."},"finish_reason":"stop"}]}),
+        );
+        assert_eq!(v["content"], json!([{"type":"text","text":"I can't."}]));
+    }
+
+    #[test]
     fn deepseek_cache_hits() {
         let (v, _) = translate(
             json!({"choices":[{"message":{"content":"x"},"finish_reason":"stop"}],
@@ -188,6 +204,21 @@ mod tests {
             translate_response(br#"{"error":{"message":"quota","code":429}}"#, &ctx),
             Err(ResponseError::Provider(e)) if e.message == "quota"
         ));
+        // An error beside `choices` is still the provider's error; `error: null` is none.
+        assert!(matches!(
+            translate_response(
+                br#"{"error":{"message":"Token limit reached","code":400},"choices":[{"message":{"content":""}}]}"#,
+                &ctx
+            ),
+            Err(ResponseError::Provider(e)) if e.message == "Token limit reached"
+        ));
+        assert!(
+            translate_response(
+                br#"{"error":null,"choices":[{"message":{"content":"x"},"finish_reason":"stop"}]}"#,
+                &ctx
+            )
+            .is_ok()
+        );
         assert!(matches!(
             translate_response(b"<html>", &ctx),
             Err(ResponseError::Malformed(_))

@@ -2,17 +2,18 @@
 //! incrementally and sans-IO. Fed arbitrary slices; the events depend only on the bytes,
 //! never on how they were split into reads.
 //!
-//! Chunks are read in this order: an `error` object ends the stream; usage is remembered
-//! wherever it appears and reported once at the end; reasoning (`reasoning_content` or
-//! `reasoning`), then text, then tool calls open blocks as they come. Tool calls are keyed
-//! by `index`, or by a new `id` when a provider reuses index 0; a call streams live when it
-//! has a name, every earlier call has been opened and no other tool block is open — later
+//! Chunks are read in this order: an `error` object ends the stream, whatever else the chunk
+//! holds; usage is remembered wherever it appears and reported once at the end; reasoning
+//! (`reasoning_content`, `reasoning`, or Mistral's `thinking` content parts), then text (a
+//! string, text and refusal parts, or `refusal`), then tool calls open blocks as they come.
+//! Tool calls are keyed by `index`, or by a new `id` when a provider reuses index 0; a call
+//! streams live when it has a name, every earlier call has been opened and no other tool block is open — later
 //! calls (whose fragments may interleave with the open one's) are held and sent whole when
 //! the open one is done. Arguments that stop making a JSON object are cut there and completed
 //! at the block's end, so a client always accumulates an object. `[DONE]` or the end of the
 //! body ends the answer.
 
-use super::wire::{ChatChunk, ChatUsage, FunctionOut, ToolCallOut};
+use super::wire::{ChatChunk, ChatUsage, FunctionOut, ToolCallOut, is_error};
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::errors::stream_error;
 use crate::protocol::json::{PartialObject, tool_input};
@@ -157,9 +158,10 @@ impl StreamState {
             );
             return;
         };
-        if let Some(err) = chunk.error
-            && chunk.choices.as_ref().is_none_or(|c| !c.any)
-        {
+        // An error ends the answer whatever else the chunk holds: OpenRouter sends one inside
+        // a chunk that still has `choices` (after `finish_reason: length`), and the official
+        // OpenAI SDK raises on it — the client hears of it, not of a clean stop.
+        if let Some(err) = chunk.error.filter(|e| is_error(e)) {
             let (kind, message) = stream_error(err.get());
             self.fail(kind, &message, on_event);
             return;
@@ -182,12 +184,9 @@ impl StreamState {
                     text: reasoning,
                 });
             }
-            if let Some(text) = delta.content.as_ref().filter(|t| !t.0.is_empty()) {
+            if let Some(text) = delta.text() {
                 let index = self.block(Open::Text, on_event);
-                on_event(Event::TextDelta {
-                    index,
-                    text: &text.0,
-                });
+                on_event(Event::TextDelta { index, text });
             }
             if let Some(calls) = &delta.tool_calls {
                 for call in calls {

@@ -36,6 +36,9 @@ pub struct Choice<'a> {
 pub struct ChoiceMessage<'a> {
     #[serde(borrow, default)]
     pub content: Option<MessageText<'a>>,
+    /// OpenAI's refusal text (`message.refusal`, `delta.refusal`): said to the user as text.
+    #[serde(borrow, default)]
+    pub refusal: Option<Lenient<'a>>,
     #[serde(borrow, default)]
     pub reasoning_content: Option<Lenient<'a>>,
     #[serde(borrow, default)]
@@ -50,35 +53,115 @@ pub struct ChoiceMessage<'a> {
 
 impl<'a> ChoiceMessage<'a> {
     /// Reasoning text, whichever field the provider uses (DeepSeek: `reasoning_content`,
-    /// OpenRouter/vLLM: `reasoning`).
+    /// OpenRouter/vLLM: `reasoning`, Mistral: `thinking` parts inside `content`).
     pub fn reasoning_text(&self) -> Option<&str> {
         self.reasoning_content
             .as_deref()
             .filter(|s| !s.is_empty())
             .or_else(|| self.reasoning.as_deref().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                self.content
+                    .as_ref()
+                    .map(|c| &*c.thinking)
+                    .filter(|s| !s.is_empty())
+            })
+    }
+
+    /// The answer's text: `content` (a string, or its text and refusal parts), else OpenAI's
+    /// separate `refusal` field.
+    pub fn text(&self) -> Option<&str> {
+        self.content
+            .as_ref()
+            .map(|c| &*c.text)
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.refusal.as_deref().filter(|s| !s.is_empty()))
     }
 }
 
-/// Message text: a string, or (some providers) an array of `{"type":"text","text":…}` parts.
+/// Message content: a string, or (Mistral, some OpenAI-compatible servers) an array of typed
+/// parts — `{"type":"text","text":…}`, `{"type":"refusal","refusal":…}` and reasoning as
+/// `{"type":"thinking","thinking":[{"type":"text","text":…}]}` (Magistral; `thinking` may
+/// also be a plain string). Text and refusal parts join into `text`, thinking into
+/// `thinking`; parts of other types (references, images) carry nothing to say.
 #[derive(Debug, Default)]
-pub struct MessageText<'a>(pub Cow<'a, str>);
+pub struct MessageText<'a> {
+    pub text: Cow<'a, str>,
+    pub thinking: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ContentPart<'b> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Str<'b>>,
+    #[serde(borrow, default)]
+    text: Option<Str<'b>>,
+    #[serde(borrow, default)]
+    refusal: Option<Str<'b>>,
+    #[serde(borrow, default)]
+    thinking: Option<&'b RawValue>,
+}
+
+impl<'b> ContentPart<'b> {
+    /// Appends this part's words to `text` or `thinking`.
+    fn collect(&self, text: &mut String, thinking: &mut String) -> Result<(), serde_json::Error> {
+        match self.kind.as_deref() {
+            Some("thinking" | "reasoning") => {
+                if let Some(raw) = self.thinking {
+                    push_parts_text(raw, thinking)?;
+                } else if let Some(t) = &self.text {
+                    thinking.push_str(t);
+                }
+            }
+            Some("refusal") => {
+                if let Some(r) = self.refusal.as_ref().or(self.text.as_ref()) {
+                    text.push_str(r);
+                }
+            }
+            Some("text" | "output_text") | None => {
+                if let Some(t) = &self.text {
+                    text.push_str(t);
+                }
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// The text of a `thinking` value: a string, or an array of text parts.
+fn push_parts_text(raw: &RawValue, out: &mut String) -> Result<(), serde_json::Error> {
+    if raw.get().starts_with('[') {
+        let parts: Vec<ContentPart<'_>> = serde_json::from_str(raw.get())?;
+        for text in parts.iter().filter_map(|p| p.text.as_deref()) {
+            out.push_str(text);
+        }
+    } else {
+        out.push_str(&crate::protocol::json::decode_raw_text(raw));
+    }
+    Ok(())
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for MessageText<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw: &'de RawValue = Deserialize::deserialize(d)?;
         let text = raw.get();
         if text.starts_with('[') {
-            #[derive(Deserialize)]
-            struct TextPart<'b> {
-                #[serde(borrow, default)]
-                text: Option<Str<'b>>,
-            }
-            let parts: Vec<TextPart<'de>> =
+            let parts: Vec<ContentPart<'de>> =
                 serde_json::from_str(text).map_err(serde::de::Error::custom)?;
-            let joined: String = parts.iter().filter_map(|p| p.text.as_deref()).collect();
-            return Ok(MessageText(Cow::Owned(joined)));
+            let (mut joined, mut thinking) = (String::new(), String::new());
+            for part in &parts {
+                part.collect(&mut joined, &mut thinking)
+                    .map_err(serde::de::Error::custom)?;
+            }
+            return Ok(MessageText {
+                text: Cow::Owned(joined),
+                thinking: Cow::Owned(thinking),
+            });
         }
-        Ok(MessageText(crate::protocol::json::decode_raw_text(raw)))
+        Ok(MessageText {
+            text: crate::protocol::json::decode_raw_text(raw),
+            thinking: Cow::Borrowed(""),
+        })
     }
 }
 
@@ -126,6 +209,12 @@ impl ChatUsage {
             .or(self.prompt_cache_hit_tokens)
             .unwrap_or(0)
     }
+}
+
+/// An `error` field that says something: not `null`, `{}`, `""` or `false` (which some
+/// servers send on every answer).
+pub fn is_error(raw: &RawValue) -> bool {
+    !matches!(raw.get().trim(), "null" | "{}" | "\"\"" | "false" | "[]")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -201,7 +290,32 @@ mod tests {
             r#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#,
         )
         .unwrap();
-        assert_eq!(m.content.unwrap().0, "ab");
+        assert_eq!(m.content.unwrap().text, "ab");
+    }
+
+    #[test]
+    fn message_text_reads_thinking_and_refusal_parts() {
+        // Magistral: thinking as nested text parts, then text.
+        let m: ChoiceMessage = serde_json::from_str(
+            r#"{"content":[{"type":"thinking","thinking":[{"type":"text","text":"Okay, "},{"type":"text","text":"the user"}]},{"type":"text","text":"Hi"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.reasoning_text(), Some("Okay, the user"));
+        assert_eq!(m.text(), Some("Hi"));
+        // Thinking as a string; a refusal part is said as text; unknown parts carry nothing.
+        let m: ChoiceMessage = serde_json::from_str(
+            r#"{"content":[{"type":"thinking","thinking":"hmm"},{"type":"refusal","refusal":"I can't."},{"type":"reference","reference_ids":[1]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.reasoning_text(), Some("hmm"));
+        assert_eq!(m.text(), Some("I can't."));
+        // OpenAI's separate refusal field.
+        let m: ChoiceMessage = serde_json::from_str(r#"{"content":null,"refusal":"No."}"#).unwrap();
+        assert_eq!(m.text(), Some("No."));
+        // reasoning_content wins over thinking parts, a string content has no thinking.
+        let m: ChoiceMessage =
+            serde_json::from_str(r#"{"content":"x","reasoning_content":"r"}"#).unwrap();
+        assert_eq!((m.reasoning_text(), m.text()), (Some("r"), Some("x")));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! its `encrypted_content` from `output_item.done` becomes the opaque data),
 //! `function_call` → a call. An item whose `.done` brings content no delta announced (some
 //! servers only send the finished item) gets it as one delta. `response.completed` /
-//! `response.incomplete` end the answer with usage; `response.failed` and `error` are the
-//! provider's error.
+//! `response.incomplete` end the answer with usage; `error` (details nested in `error` or at
+//! the top level) and `response.failed` (which repeats them) are the provider's error, its
+//! type mapped to the client's kind (`insufficient_quota` → billing).
 
 use super::decode_response::{WireItem, WireUsage, reasoning_data};
 use crate::protocol::anthropic::ErrorKind;
@@ -31,6 +32,8 @@ struct Frame<'a> {
     message: Option<Str<'a>>,
     #[serde(borrow)]
     code: Option<&'a RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -238,11 +241,23 @@ impl StreamState {
                 self.fail(kind, &message, on_event);
             }
             "error" => {
-                let error = serde_json::json!({
-                    "message": frame.message.as_deref().unwrap_or("the provider reported an error"),
-                    "code": frame.code.map(|c| c.get().trim_matches('"').to_owned()),
-                });
-                let (kind, message) = stream_error(&error.to_string());
+                // OpenAI nests the details (`{"type":"error","error":{"type","code",
+                // "message"}}`); the documented shape has them at the top level.
+                let (kind, message) = match frame.error.filter(|e| e.get() != "null") {
+                    Some(nested) => stream_error(nested.get()),
+                    None => stream_error(
+                        &serde_json::json!({
+                            "message": frame.message.as_deref(),
+                            "code": frame.code.map(|c| c.get().trim_matches('"').to_owned()),
+                        })
+                        .to_string(),
+                    ),
+                };
+                let message = if message.starts_with("the provider answered HTTP") {
+                    "the provider reported an error".to_owned()
+                } else {
+                    message
+                };
                 self.fail(kind, &message, on_event);
             }
             _ => {}
@@ -302,5 +317,58 @@ impl StreamState {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The errors a stream ends with, and whether any text came.
+    fn errors_of(events: &[serde_json::Value]) -> Vec<(ErrorKind, String)> {
+        let sse: String = events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect();
+        let mut d = StreamDecoder::new();
+        let mut errors = Vec::new();
+        let mut on_event = |e: Event<'_>| {
+            if let Event::Error { kind, message } = e {
+                errors.push((kind, message.to_owned()));
+            }
+        };
+        d.push(sse.as_bytes(), &mut on_event);
+        d.finish(&mut on_event);
+        errors
+    }
+
+    #[test]
+    fn error_event_with_nested_details_keeps_message_and_type() {
+        // OpenAI's real event nests the details, then `response.failed` repeats them.
+        let quota = "You exceeded your current quota, please check your plan and billing details.";
+        let errors = errors_of(&[
+            json!({"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress","error":null}}),
+            json!({"type":"error","sequence_number":1,"error":{"type":"insufficient_quota","code":"insufficient_quota","message":quota,"param":null}}),
+            json!({"type":"response.failed","sequence_number":2,"response":{"id":"resp_1","status":"failed","error":{"code":"insufficient_quota","message":quota}}}),
+        ]);
+        assert_eq!(errors, [(ErrorKind::Billing, quota.to_owned())]);
+    }
+
+    #[test]
+    fn error_event_with_top_level_details_and_failed_alone() {
+        let errors = errors_of(&[
+            json!({"type":"error","code":"rate_limit_exceeded","message":"Slow down","param":null}),
+        ]);
+        assert_eq!(errors, [(ErrorKind::RateLimit, "Slow down".to_owned())]);
+        let errors = errors_of(&[json!({"type":"error","sequence_number":1})]);
+        assert_eq!(
+            errors,
+            [(ErrorKind::Api, "the provider reported an error".to_owned())]
+        );
+        let errors = errors_of(&[
+            json!({"type":"response.failed","response":{"status":"failed","error":{"code":"insufficient_quota","message":"No quota"}}}),
+        ]);
+        assert_eq!(errors, [(ErrorKind::Billing, "No quota".to_owned())]);
     }
 }

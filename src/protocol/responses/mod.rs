@@ -279,6 +279,7 @@ pub(crate) fn error_code(kind: crate::protocol::anthropic::ErrorKind) -> &'stati
     use crate::protocol::anthropic::ErrorKind;
     match kind {
         ErrorKind::RateLimit => "rate_limit_exceeded",
+        ErrorKind::Billing => "insufficient_quota",
         ErrorKind::InvalidRequest | ErrorKind::RequestTooLarge => "invalid_request_error",
         ErrorKind::Authentication => "invalid_api_key",
         ErrorKind::Timeout => "timeout",

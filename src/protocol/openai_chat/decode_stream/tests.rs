@@ -464,6 +464,74 @@ fn error_mid_stream() {
 }
 
 #[test]
+fn error_in_a_chunk_that_still_has_choices() {
+    // OpenRouter: `finish_reason: length`, then a chunk with an `error` *and* `choices`.
+    let error_chunk = json!({"id":"gen-1","error":{"code":400,"message":"Token limit reached"},
+        "choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],
+        "usage":{"prompt_tokens":43,"completion_tokens":10}});
+    let s = format!(
+        ": OPENROUTER PROCESSING\n\n{}{}data: {error_chunk}\n\n{DONE}",
+        chunk(
+            json!({"role":"assistant","content":"","reasoning":"We need"}),
+            None
+        ),
+        chunk(
+            json!({"content":"","reasoning":" to answer"}),
+            Some("length")
+        ),
+    );
+    let (frames, _, summary) = run(&s);
+    let last = frames.last().unwrap();
+    assert_eq!(last.event, "error", "{frames:?}");
+    assert_eq!(last.data["error"]["type"], "invalid_request_error");
+    assert_eq!(last.data["error"]["message"], "Token limit reached");
+    assert!(summary.errored);
+    // An `error: null` (or `{}`) beside choices is no error.
+    for nothing in [json!(null), json!({})] {
+        let c = json!({"error": nothing, "choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]});
+        let (_, msg, summary) = run(&format!("data: {c}\n\n{DONE}"));
+        assert!(!summary.errored, "{nothing}");
+        assert_eq!(msg["content"][0]["text"], "ok");
+    }
+}
+
+#[test]
+fn mistral_thinking_and_refusal_parts() {
+    let think =
+        |t: &str| json!({"content":[{"type":"thinking","thinking":[{"type":"text","text":t}]}]});
+    let s = [
+        chunk(json!({"role":"assistant","content":""}), None),
+        chunk(think("Okay"), None),
+        chunk(think(", the user"), None),
+        chunk(json!({"content":[{"type":"text","text":"To cross"}]}), None),
+        chunk(json!({"content":" safely."}), None),
+        chunk(json!({"content":""}), Some("stop")),
+        DONE.to_owned(),
+    ]
+    .concat();
+    let (frames, msg, _) = run(&s);
+    assert_eq!(msg["content"][0]["type"], "thinking", "{msg}");
+    assert_eq!(msg["content"][0]["thinking"], "Okay, the user");
+    assert_eq!(
+        msg["content"][1],
+        json!({"type":"text","text":"To cross safely."})
+    );
+    assert_eq!(msg["stop_reason"], "end_turn");
+    assert!(events(&frames).contains(&"delta:thinking_delta".to_owned()));
+    // A refusal, as a part or as OpenAI's own field, reaches the client as text.
+    for delta in [
+        json!({"content":[{"type":"refusal","refusal":"I can't help with that."}]}),
+        json!({"content":null,"refusal":"I can't help with that."}),
+    ] {
+        let (_, msg, _) = run(&format!("{}{DONE}", chunk(delta, Some("stop"))));
+        assert_eq!(
+            msg["content"][0]["text"], "I can't help with that.",
+            "{msg}"
+        );
+    }
+}
+
+#[test]
 fn malformed_event_ends_with_error() {
     let s = format!(
         "{}data: {{not json\n\n",
