@@ -196,12 +196,35 @@ fn user_part(block: Block<'_>) -> Option<Part<'_>> {
             content: match block.content {
                 None => Vec::new(),
                 Some(Content::Text(t)) => vec![Part::Text(t)],
-                Some(Content::Blocks(inner)) => inner.into_iter().filter_map(user_part).collect(),
+                Some(Content::Blocks(inner)) => tool_result_parts(inner),
             },
             is_error: block.is_error == Some(true),
         }),
         _ => content_part(block),
     }
+}
+
+/// A tool result's blocks. `tool_reference` blocks (Claude Code's tool search answers with
+/// them: the tools it loaded) mean nothing to other providers — an empty tool message — so
+/// they become one text naming the tools.
+fn tool_result_parts(blocks: Vec<Block<'_>>) -> Vec<Part<'_>> {
+    let mut loaded: Vec<String> = Vec::new();
+    let mut parts: Vec<Part<'_>> = Vec::new();
+    for block in blocks {
+        if block.kind.as_str() == "tool_reference" {
+            if let Some(name) = block.tool_name.filter(|n| !n.is_empty()) {
+                loaded.push(name.into_cow().into_owned());
+            }
+        } else if let Some(part) = user_part(block) {
+            parts.push(part);
+        }
+    }
+    if !loaded.is_empty() {
+        let s = if loaded.len() == 1 { "" } else { "s" };
+        let text = format!("Tool{s} loaded: {}", loaded.join(", "));
+        parts.insert(0, Part::Text(Text::from_plain(&text)));
+    }
+    parts
 }
 
 /// Text, images and documents (as user content or inside tool results).

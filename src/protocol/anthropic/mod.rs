@@ -159,6 +159,9 @@ pub struct Block<'a> {
     pub thinking: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub signature: Option<Str<'a>>,
+    /// A `tool_reference` block's tool (Claude Code's tool search loads tools with them).
+    #[serde(borrow, default)]
+    pub tool_name: Option<Str<'a>>,
 }
 
 /// Where an image or document comes from.

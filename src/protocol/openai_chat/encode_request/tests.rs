@@ -165,6 +165,34 @@ fn tool_use_and_tool_result_round() {
 }
 
 #[test]
+fn tool_reference_results_say_which_tools_were_loaded() {
+    // Claude Code's tool search answers with `tool_reference` blocks; an OpenAI source
+    // would otherwise get an empty tool message.
+    let v = translate(base(json!([
+        {"role":"user","content":"find a tool"},
+        {"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"ToolSearch","input":{"query":"github"}},
+                                       {"type":"tool_use","id":"t2","name":"ToolSearch","input":{"query":"notebook"}}]},
+        {"role":"user","content":[
+            {"type":"tool_result","tool_use_id":"t1","content":[
+                {"type":"tool_reference","tool_name":"mcp__github__create_issue"},
+                {"type":"tool_reference","tool_name":"mcp__github__list_issues"}]},
+            {"type":"tool_result","tool_use_id":"t2","content":[
+                {"type":"tool_reference","tool_name":"NotebookEdit"},
+                {"type":"text","text":"1 match"}]}
+        ]}
+    ])));
+    assert_eq!(
+        v["messages"][2],
+        json!({"role":"tool","tool_call_id":"t1",
+               "content":"Tools loaded: mcp__github__create_issue, mcp__github__list_issues"})
+    );
+    assert_eq!(
+        v["messages"][3],
+        json!({"role":"tool","tool_call_id":"t2","content":"Tool loaded: NotebookEdit\n1 match"})
+    );
+}
+
+#[test]
 fn assistant_with_only_tool_calls_has_null_content() {
     let v = translate(base(json!([
         {"role":"user","content":"go"},
