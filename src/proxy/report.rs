@@ -140,7 +140,8 @@ pub fn report(
             status,
             upstream_status: ctx.upstream_status,
             bytes_in: session.body_bytes_read(),
-            bytes_out: ctx.bytes_out,
+            // What reached the client, relayed or written here (an error, a model list).
+            bytes_out: session.body_bytes_sent(),
             duration_ms: duration.as_secs_f64() * 1000.0,
             ttfb_ms: ttfb.map(|t| t.as_secs_f64() * 1000.0),
             stream,

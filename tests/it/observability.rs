@@ -230,6 +230,44 @@ async fn access_log_has_one_clean_json_line_per_request_and_ids_propagate() {
     );
 }
 
+/// Answers FlexiProxy writes itself (an auth refusal, a missing provider key's 503) count
+/// their body in `bytes_out` like relayed ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_counts_the_bytes_of_answers_the_proxy_writes() {
+    let p = provider().await;
+    let proxy = Proxy::start(&[
+        ("obs", adapter_yaml(&p.base_url(), &[KEY], "")),
+        (
+            "nokey",
+            adapter_yaml(&p.base_url(), &["fp-other-key"], "").replace(
+                &format!("api_key: {PROVIDER_KEY}"),
+                "api_key: ${FP_TEST_SURELY_UNSET_KEY}",
+            ),
+        ),
+    ]);
+    for (key, status) in [("fp-wrong-key", 401), ("fp-other-key", 503)] {
+        let r = client()
+            .post(proxy.url("/v1/messages"))
+            .header("x-api-key", key)
+            .json(&body_with("hi", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+        let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body = r.bytes().await.unwrap();
+        assert!(!body.is_empty());
+        wait_until(DEADLINE, "the access log line is written", || {
+            proxy.access_log().contains(&request_id)
+        });
+        let log = proxy.access_log();
+        let line = log.lines().find(|l| l.contains(&request_id)).unwrap();
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["status"], status, "{line}");
+        assert_eq!(v["bytes_out"], body.len(), "{line}");
+    }
+}
+
 /// A canary provider key and canary client keys never appear in logs, the access log or
 /// metrics — across success, provider errors, auth failures and timeouts.
 #[tokio::test(flavor = "multi_thread")]
@@ -625,9 +663,13 @@ async fn a_thousand_simultaneous_requests_on_a_100_per_minute_key_admit_100() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_stream_limit_per_key() {
-    let p = FakeProvider::start(|_| {
-        Reply::sse(openai::text_stream("slow stream here", 4))
-            .delay_between_writes(Duration::from_millis(300))
+    let p = FakeProvider::start(|req| {
+        if req.json()["stream"] == true {
+            Reply::sse(openai::text_stream("slow stream here", 4))
+                .delay_between_writes(Duration::from_millis(300))
+        } else {
+            Reply::json(200, openai::chat_completion("ok"))
+        }
     })
     .await;
     let proxy = Proxy::start(&[(
