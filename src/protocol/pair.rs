@@ -12,6 +12,7 @@ pub use crate::protocol::pivot::AnswerFacts;
 use crate::protocol::pivot::{
     Conversation, Event, ExchangeContext, Refusal, ResponseError, Usage, unfold,
 };
+use crate::protocol::responses::seal::ReasoningKey;
 use crate::protocol::tokens::estimate_tokens;
 use crate::protocol::{anthropic, gemini, openai_chat, responses};
 
@@ -53,6 +54,28 @@ pub struct EncodedRequest {
     pub media_omitted: usize,
 }
 
+/// Decodes a client request of protocol `client` into the pivot. Gemini takes the model and
+/// whether to stream from the path (`gemini_call`; ignored by the others); Responses and
+/// Gemini open the reasoning they sealed earlier with `reasoning_key`.
+pub fn decode_request<'b>(
+    client: Wire,
+    body: &'b [u8],
+    reasoning_key: Option<&ReasoningKey>,
+    gemini_call: (&str, bool),
+) -> Result<Conversation<'b>, Refusal> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| Refusal(format!("invalid request body: not UTF-8: {e}")))?;
+    Ok(match client {
+        Wire::OpenAiChat => openai_chat::decode_request::decode_request(body)?,
+        Wire::AnthropicMessages => anthropic::decode_request::decode_request(text)?,
+        Wire::Responses => responses::decode_request::decode_request(text, reasoning_key)?,
+        Wire::Gemini => {
+            let (model, stream) = gemini_call;
+            gemini::decode_request::decode_request(text, model, stream, reasoning_key)?
+        }
+    })
+}
+
 impl Pair {
     /// The pair, when client and source differ.
     pub fn pivoted(client: Wire, source: Wire) -> Option<Pair> {
@@ -65,30 +88,34 @@ impl Pair {
         body: &[u8],
         map_model: impl FnOnce(&str) -> String,
         options: SourceOptions<'_>,
+        ctx: ExchangeContext,
+    ) -> Result<EncodedRequest, Refusal> {
+        let conversation = decode_request(
+            self.client,
+            body,
+            ctx.reasoning_key.as_ref(),
+            (&ctx.client_model, ctx.stream),
+        )?;
+        self.encode_decoded(conversation, body.len(), map_model, options, ctx)
+    }
+
+    /// [`Pair::encode_request`] for a request already decoded by [`decode_request`] (the
+    /// router decodes it to choose the route; one decode serves both). `body_len` is the
+    /// client body's size.
+    pub fn encode_decoded(
+        self,
+        mut conversation: Conversation<'_>,
+        body_len: usize,
+        map_model: impl FnOnce(&str) -> String,
+        options: SourceOptions<'_>,
         mut ctx: ExchangeContext,
     ) -> Result<EncodedRequest, Refusal> {
-        let text = std::str::from_utf8(body)
-            .map_err(|e| Refusal(format!("invalid request body: not UTF-8: {e}")))?;
-        let mut conversation: Conversation<'_> = match self.client {
-            Wire::OpenAiChat => openai_chat::decode_request::decode_request(body)?,
-            Wire::AnthropicMessages => anthropic::decode_request::decode_request(text)?,
-            Wire::Responses => {
-                let key = ctx.reasoning_key.clone();
-                responses::decode_request::decode_request(text, key.as_ref())?
-            }
-            // The model and streaming come from the path, set in `ctx` by the proxy.
-            Wire::Gemini => {
-                let key = ctx.reasoning_key.clone();
-                let model = std::mem::take(&mut ctx.client_model);
-                gemini::decode_request::decode_request(text, &model, ctx.stream, key.as_ref())?
-            }
-        };
         let media_omitted = options.omit_media_for.map_or(0, |model| {
             crate::protocol::text_only::omit_media(&mut conversation, model)
         });
         ctx.client_model = conversation.model.to_string();
         ctx.client_tools = conversation.client_tools.clone();
-        ctx.input_tokens_estimate = estimate_tokens(body.len());
+        ctx.input_tokens_estimate = estimate_tokens(body_len);
         ctx.stream = conversation.stream;
         ctx.stream_usage = conversation.stream_usage;
         let source_model = map_model(&conversation.model);
@@ -106,7 +133,7 @@ impl Pair {
                     &conversation,
                     &source_model,
                     options.dialect,
-                    body.len(),
+                    body_len,
                 );
                 ctx.tool_names = names;
                 out

@@ -259,11 +259,11 @@ impl FlexiProxy {
         let Some(raw) = self.read_whole_body(session, ctx).await? else {
             return Ok(true);
         };
-        self.choose_route(ctx, &session.req_header().headers, &raw);
-        ctx.raw_body = Some(raw);
+        ctx.raw_body = Some(raw.clone());
+        let decoded = self.choose_route(ctx, &session.req_header().headers, &raw);
         let first = self
             .next_attempt(ctx)
-            .and_then(|()| self.prepare_for_attempt(ctx));
+            .and_then(|()| self.prepare_for_attempt(ctx, decoded));
         if let Err(e) = first {
             return self.respond_error(session, ctx, e).await;
         }

@@ -79,7 +79,7 @@ impl FlexiProxy {
                 Attempt::Answered => return Ok(()),
                 Attempt::Again => {
                     self.telemetry.metrics.upstream_retries.inc();
-                    if let Err(e) = self.prepare_for_attempt(ctx) {
+                    if let Err(e) = self.prepare_for_attempt(ctx, None) {
                         return Err(super::fail(ctx, e));
                     }
                 }

@@ -89,30 +89,30 @@ fn may_carry_media(body: &[u8]) -> bool {
 }
 
 impl FlexiProxy {
-    /// Decodes the client's request as its protocol says, for routing only (no reasoning
-    /// key: routing needs no encrypted content). `None` when it does not decode: the default
-    /// route then serves it, and preparing it answers the client's error.
+    /// Decodes the client's request as its protocol says, exactly as preparing it would (the
+    /// first attempt reuses it). `None` when it does not decode: the default route then
+    /// serves it, and preparing it answers the client's error.
     fn decode_for_routing<'b>(&self, ctx: &Ctx, body: &'b [u8]) -> Option<Conversation<'b>> {
-        let text = std::str::from_utf8(body).ok()?;
         let client = ctx.plan?.client_wire();
-        use crate::protocol::{anthropic, gemini, openai_chat, responses};
-        match client {
-            Wire::OpenAiChat => openai_chat::decode_request::decode_request(body).ok(),
-            Wire::AnthropicMessages => anthropic::decode_request::decode_request(text).ok(),
-            Wire::Responses => responses::decode_request::decode_request(text, None).ok(),
-            Wire::Gemini => {
-                let call = ctx.gemini.as_ref()?;
-                gemini::decode_request::decode_request(text, &call.model, call.stream(), None).ok()
-            }
+        let call = ctx.gemini.as_ref();
+        if client == Wire::Gemini && call.is_none() {
+            return None;
         }
+        let gemini_call = call.map_or(("", false), |c| (c.model.as_str(), c.stream()));
+        let key = Some(&self.settings.reasoning_key);
+        crate::protocol::pair::decode_request(client, body, key, gemini_call).ok()
     }
 
     /// Chooses the route, the conversation id and whether the request carries media — once
-    /// per request, before its first attempt.
-    pub(super) fn choose_route(&self, ctx: &mut Ctx, headers: &http::HeaderMap, body: &[u8]) {
-        let Some(adapter) = ctx.adapter.clone() else {
-            return;
-        };
+    /// per request, before its first attempt. The request decoded for it, if it was, goes on
+    /// to the first attempt's [`Self::prepare_for_attempt`].
+    pub(super) fn choose_route<'b>(
+        &self,
+        ctx: &mut Ctx,
+        headers: &http::HeaderMap,
+        body: &'b [u8],
+    ) -> Option<Conversation<'b>> {
+        let adapter = ctx.adapter.clone()?;
         let sticky_pool =
             |s: &Source| s.pool.len() > 1 && s.pool.balance() == routing::Balance::Sticky;
         let needs_decode = !adapter.routes.is_empty()
@@ -120,11 +120,9 @@ impl FlexiProxy {
                 .chain(&adapter.fallbacks)
                 .any(sticky_pool);
         if !needs_decode {
-            return;
+            return None;
         }
-        let Some(conversation) = self.decode_for_routing(ctx, body) else {
-            return;
-        };
+        let conversation = self.decode_for_routing(ctx, body)?;
         let hints = routing::body_hints(body);
         let features = RequestFeatures::of(&conversation).with_hints(&hints);
         ctx.dispatch.media = Some(features.has_images);
@@ -140,6 +138,7 @@ impl FlexiProxy {
             let hints = ConversationHints::from_headers(headers).with_body(&hints);
             ctx.dispatch.conversation = routing::conversation_id(&conversation, &hints).hash;
         }
+        Some(conversation)
     }
 
     /// Takes the next (source, key) to try: the current source's next healthy key not tried
@@ -272,8 +271,13 @@ impl FlexiProxy {
     }
 
     /// The plan for the current source, the body prepared for it (again when it differs from
-    /// what the body was prepared for), and its image policy applied.
-    pub(super) fn prepare_for_attempt(&self, ctx: &mut Ctx) -> Result<(), ProxyError> {
+    /// what the body was prepared for), and its image policy applied. `decoded`: the client's
+    /// request as [`Self::choose_route`] decoded it, saving a second decode.
+    pub(super) fn prepare_for_attempt(
+        &self,
+        ctx: &mut Ctx,
+        decoded: Option<Conversation<'_>>,
+    ) -> Result<(), ProxyError> {
         let (Some(adapter), Some(plan), Some(raw)) =
             (ctx.adapter.clone(), ctx.plan, ctx.raw_body.clone())
         else {
@@ -308,13 +312,17 @@ impl FlexiProxy {
                 });
             }
         }
+        let request = super::exchange::ClientRequest {
+            body: &raw,
+            gemini: ctx.gemini.as_ref(),
+            decoded,
+        };
         let prepared = super::exchange::prepare(
             plan,
-            &raw,
+            request,
             source,
             &ctx.request_id,
             &self.settings.reasoning_key,
-            ctx.gemini.as_ref(),
             omit_for,
         )?;
         ctx.dispatch.media_omitted = prepared.media_omitted;

@@ -10,7 +10,7 @@ use crate::protocol::errors::{ProviderError, provider_error};
 use crate::protocol::gemini::GeminiCall;
 use crate::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
 use crate::protocol::passthrough::replace_model;
-use crate::protocol::pivot::{ExchangeContext, ResponseError};
+use crate::protocol::pivot::{Conversation, ExchangeContext, ResponseError};
 use bytes::{Bytes, BytesMut};
 
 /// How bodies travel for this request.
@@ -184,16 +184,29 @@ pub struct Prepared {
     pub media_omitted: usize,
 }
 
+/// The client's request as an attempt prepares it.
+pub struct ClientRequest<'a> {
+    pub body: &'a [u8],
+    /// The model and streaming from a Gemini path.
+    pub gemini: Option<&'a GeminiCall>,
+    /// The body already decoded (by the router), saving a second decode.
+    pub decoded: Option<Conversation<'a>>,
+}
+
 /// Builds the provider request body from the client's; `request_id` names the answer.
 pub fn prepare(
     plan: Plan,
-    body: &[u8],
+    request: ClientRequest<'_>,
     source: &Source,
     request_id: &str,
     reasoning_key: &crate::protocol::responses::seal::ReasoningKey,
-    gemini: Option<&GeminiCall>,
     omit_media_for: Option<&str>,
 ) -> Result<Prepared, ProxyError> {
+    let ClientRequest {
+        body,
+        gemini,
+        decoded,
+    } = request;
     let invalid = |message: String| ProxyError::new(ErrorKind::InvalidRequest, message);
     match plan {
         // Gemini requests carry the model in the path; the body passes untouched.
@@ -226,9 +239,12 @@ pub fn prepare(
                 dialect: &source.dialect,
                 omit_media_for,
             };
-            let encoded = pair
-                .encode_request(body, |m| source.map_model(m).to_owned(), options, ctx)
-                .map_err(|e| invalid(e.0))?;
+            let map_model = |m: &str| source.map_model(m).to_owned();
+            let encoded = match decoded {
+                Some(c) => pair.encode_decoded(c, body.len(), map_model, options, ctx),
+                None => pair.encode_request(body, map_model, options, ctx),
+            }
+            .map_err(|e| invalid(e.0))?;
             Ok(Prepared {
                 body: Bytes::from(encoded.body),
                 stream: encoded.ctx.stream,
