@@ -331,7 +331,7 @@ impl FlexiProxy {
                     body.extend(chunk);
                     if end {
                         let body = body.into_bytes().unwrap_or_default();
-                        return answer(session, response, body).await;
+                        return answer(session, with_error_status(response, ctx), body).await;
                     }
                     if body.len() <= HOLD_LIMIT {
                         held = Some((response, body));
@@ -442,6 +442,18 @@ async fn write_body(session: &mut Session, body: Option<Bytes>, end: bool) -> Re
         .write_response_body(body, end)
         .await
         .map_err(|e| e.into_down())
+}
+
+/// A success whose body turned out to be an error (a provider's `error` object in a 200, a
+/// body that does not parse): nothing has reached the client yet, so it gets the error's
+/// status (502 for a broken body) with the error body in its own shape, never a 200.
+fn with_error_status(mut response: ResponseHeader, ctx: &Ctx) -> ResponseHeader {
+    if response.status.is_success()
+        && let Some(status) = ctx.effective_status.filter(|s| *s >= 400)
+    {
+        let _ = response.set_status(status);
+    }
+    response
 }
 
 /// The shaped response to the client, header and body in one write.

@@ -141,8 +141,13 @@ async fn oversized_headers_are_refused_and_serving_continues() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overall_concurrency_cap_answers_529() {
-    let provider = FakeProvider::start(|_| {
-        Reply::sse(openai::text_stream("slow", 3)).delay_between_writes(Duration::from_millis(300))
+    let provider = FakeProvider::start(|req| {
+        if req.json()["stream"] == true {
+            Reply::sse(openai::text_stream("slow", 3))
+                .delay_between_writes(Duration::from_millis(300))
+        } else {
+            Reply::json(200, openai::chat_completion("ok"))
+        }
     })
     .await;
     let proxy = Proxy::start_with(
@@ -409,12 +414,13 @@ async fn provider_faults_are_answered_and_nothing_leaks() {
             let v: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["error"]["type"], "api_error", "{prompt}");
         }
+        // A 200 whose body does not parse: the answer is held until its body ends, so
+        // nothing has reached the client yet and it gets a 502 in its own error shape.
         let (status, body) = send("garbage-200", false).await;
-        assert_eq!(status, 200, "headers were already on their way");
-        assert_eq!(
-            serde_json::from_slice::<Value>(&body).unwrap()["error"]["type"],
-            "api_error"
-        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 502, "{v}");
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["type"], "api_error", "{v}");
         let (status, body) = send("reset-stream", true).await;
         assert_eq!(status, 200);
         assert_eq!(check_stream(&body).unwrap().last().unwrap().event, "error");
