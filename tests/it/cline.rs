@@ -115,13 +115,9 @@ fn run_cline(
 /// and sends the result, the provider answers. Checks the file, not only the exit code
 /// (a failed tool call still ends with 0).
 async fn cline_writes_a_file(cline_provider: &str, source: Protocol) {
-    let Some(bin) =
-        tokio::task::spawn_blocking(|| npm_client("cline", "cline/node_modules/.bin/cline"))
-            .await
-            .unwrap()
-    else {
-        return;
-    };
+    let bin = tokio::task::spawn_blocking(|| npm_client("cline", "cline/node_modules/.bin/cline"))
+        .await
+        .unwrap();
     let work = tempfile::tempdir().unwrap();
     let provider = FakeProvider::start(scenario::tool_loop(
         source,

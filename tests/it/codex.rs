@@ -167,7 +167,7 @@ fn create_adapter_json(proxy: &Proxy, base_url: &str, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn codex_binary() -> Option<std::path::PathBuf> {
+fn codex_binary() -> std::path::PathBuf {
     npm_client("codex", "codex/node_modules/.bin/codex")
 }
 
@@ -175,9 +175,7 @@ const SOURCES: [Protocol; 2] = [Protocol::OpenAi, Protocol::Anthropic];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn codex_runs_a_command_through_flexiproxy() {
-    let Some(bin) = tokio::task::spawn_blocking(codex_binary).await.unwrap() else {
-        return;
-    };
+    let bin = tokio::task::spawn_blocking(codex_binary).await.unwrap();
     for source in SOURCES {
         let work = tempfile::tempdir().unwrap();
         let provider = codex_loop(
@@ -205,9 +203,7 @@ async fn codex_runs_a_command_through_flexiproxy() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn codex_applies_a_patch_with_its_free_form_tool() {
-    let Some(bin) = tokio::task::spawn_blocking(codex_binary).await.unwrap() else {
-        return;
-    };
+    let bin = tokio::task::spawn_blocking(codex_binary).await.unwrap();
     let patch = "*** Begin Patch\n*** Add File: probe.txt\n+hello from the patch\n*** End Patch\n";
     for source in SOURCES {
         let work = tempfile::tempdir().unwrap();
@@ -238,9 +234,7 @@ async fn codex_applies_a_patch_with_its_free_form_tool() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn codex_default_model_calls_its_javascript_exec_tool() {
-    let Some(bin) = tokio::task::spawn_blocking(codex_binary).await.unwrap() else {
-        return;
-    };
+    let bin = tokio::task::spawn_blocking(codex_binary).await.unwrap();
     let script =
         "const r = await tools.exec_command({cmd: \"echo from-exec > default.txt\"});\ntext(r);";
     for source in SOURCES {
@@ -266,9 +260,7 @@ async fn codex_default_model_calls_its_javascript_exec_tool() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn codex_keeps_deepseek_reasoning_across_a_tool_turn() {
-    let Some(bin) = tokio::task::spawn_blocking(codex_binary).await.unwrap() else {
-        return;
-    };
+    let bin = tokio::task::spawn_blocking(codex_binary).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let reasoning = "The user wants a file; I will run echo.";
     let provider = FakeProvider::start(scenario::deepseek_tool_loop(
