@@ -87,8 +87,86 @@ proptest! {
 
     #[test]
     fn users_files_and_allow_lists_parse_or_refuse(text in ".{0,300}", entries in prop::collection::vec(".{0,30}", 0..4)) {
-        let _ = users::parse(Path::new("users.yaml"), &text);
-        let _ = EgressPolicy::parse(&entries);
+        check(users_file_parses_or_refuses(&text))?;
+        check(allow_list_parses_or_refuses(&entries))?;
+    }
+
+    #[test]
+    fn allow_lists_of_addresses_networks_and_hosts_parse(
+        entries in prop::collection::vec(prop_oneof![
+            any::<std::net::IpAddr>().prop_map(|ip| ip.to_string()),
+            (any::<std::net::Ipv4Addr>(), 0u8..=32).prop_map(|(ip, len)| format!("{ip}/{len}")),
+            "[a-zA-Z0-9.-]{1,20}",
+        ], 0..4),
+    ) {
+        prop_assert!(EgressPolicy::parse(&entries).is_ok(), "{entries:?}");
+        check(allow_list_parses_or_refuses(&entries))?;
+    }
+}
+
+/// A users file either parses into users that write back and read again unchanged, or is
+/// refused with a message naming the file.
+fn users_file_parses_or_refuses(text: &str) -> Result<(), String> {
+    match users::parse(Path::new("users.yaml"), text) {
+        Ok(file) => {
+            if text.trim().is_empty() && !file.users.is_empty() {
+                return Err(format!("blank text gave users: {file:?}"));
+            }
+            let written = serde_yaml_ng::to_string(&file).map_err(|e| e.to_string())?;
+            let again = users::parse(Path::new("users.yaml"), &written)
+                .map_err(|e| format!("written users do not parse: {e}\n{written}"))?;
+            if again != file {
+                return Err(format!(
+                    "users changed through a write: {file:?} -> {again:?}"
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.contains("users.yaml") => Ok(()),
+        Err(e) => Err(format!("a refusal that does not name the file: {e}")),
+    }
+}
+
+/// An allow-list either parses into exactly one network or host per entry — each entry then
+/// allowed, whatever internal address it names — or is refused naming an entry that is none
+/// of address, network and host name.
+fn allow_list_parses_or_refuses(entries: &[String]) -> Result<(), String> {
+    match EgressPolicy::parse(entries) {
+        Ok(policy) => {
+            if policy.networks.len() + policy.hosts.len() != entries.len() {
+                return Err(format!("{entries:?} gave {policy:?}"));
+            }
+            for entry in entries.iter().map(|e| e.trim()) {
+                if let Ok(ip) = entry.parse::<std::net::IpAddr>()
+                    && policy.refusal("h.example", ip).is_some()
+                {
+                    return Err(format!("{entry} allow-listed but refused"));
+                }
+                if entry.parse::<std::net::IpAddr>().is_err()
+                    && entry.parse::<ipnet::IpNet>().is_err()
+                    && policy.refusal(entry, "10.0.0.1".parse().unwrap()).is_some()
+                {
+                    return Err(format!("host {entry} allow-listed but refused"));
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let named = entries.iter().any(|entry| {
+                let entry = entry.trim();
+                e.contains(&format!("`{entry}`"))
+                    && entry.parse::<ipnet::IpNet>().is_err()
+                    && entry.parse::<std::net::IpAddr>().is_err()
+                    && (entry.is_empty() || entry.contains(['/', ' ']))
+            });
+            if named {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{entries:?} refused without naming a bad entry: {e}"
+                ))
+            }
+        }
     }
 }
 

@@ -24,7 +24,8 @@ impl EgressPolicy {
             if let Ok(net) = entry.parse::<IpNet>() {
                 policy.networks.push(net);
             } else if let Ok(ip) = entry.parse::<IpAddr>() {
-                policy.networks.push(IpNet::from(ip));
+                // `::ffff:10.0.0.1` is 10.0.0.1, as `refusal` sees it.
+                policy.networks.push(IpNet::from(canonical(ip)));
             } else if !entry.is_empty() && !entry.contains(['/', ' ']) {
                 policy.hosts.push(entry.to_ascii_lowercase());
             } else {
@@ -39,10 +40,14 @@ impl EgressPolicy {
     /// Why a connection to `ip` (reached through `host`) is refused for a non-admin's
     /// adapter, or `None` when it is allowed.
     pub fn refusal(&self, host: &str, ip: IpAddr) -> Option<String> {
-        let ip = canonical(ip);
+        let (given, ip) = (ip, canonical(ip));
+        // An allowed IPv6 network of IPv4-mapped addresses allows them as written too.
         if !is_internal(ip)
             || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
-            || self.networks.iter().any(|n| n.contains(&ip))
+            || self
+                .networks
+                .iter()
+                .any(|n| n.contains(&ip) || n.contains(&given))
         {
             return None;
         }
