@@ -4,6 +4,7 @@
 
 mod accounts;
 mod attacker;
+mod claims;
 mod claude_code;
 mod clients;
 mod cline;
