@@ -247,7 +247,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
     // Editing an adapter.
     ("edit", "Edit", "编辑"),
     ("edit_title", "Edit {name}", "编辑 {name}"),
-    ("edit_saved", "Saved; the proxy uses it now.", "已保存，代理已开始使用。"),
+    (
+        "edit_saved",
+        "Saved; the proxy uses it now.",
+        "已保存，代理已开始使用。",
+    ),
     ("edit_source", "Default source", "默认来源"),
     (
         "edit_source_hint",
@@ -277,11 +281,31 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Optional; logs and metrics use it (else its number).",
         "可选；日志和指标使用它（否则使用序号）。",
     ),
-    ("route_conditions", "When (all must hold)", "条件（需全部满足）"),
-    ("when_model", "Client's model (glob, e.g. claude-*haiku*)", "客户端模型（通配，例如 claude-*haiku*）"),
-    ("when_images", "Images or documents in the request", "请求包含图片或文档"),
-    ("when_min_tokens", "At least this many input tokens", "输入 token 数至少为"),
-    ("when_thinking", "The client asks for reasoning", "客户端请求推理"),
+    (
+        "route_conditions",
+        "When (all must hold)",
+        "条件（需全部满足）",
+    ),
+    (
+        "when_model",
+        "Client's model (glob, e.g. claude-*haiku*)",
+        "客户端模型（通配，例如 claude-*haiku*）",
+    ),
+    (
+        "when_images",
+        "Images or documents in the request",
+        "请求包含图片或文档",
+    ),
+    (
+        "when_min_tokens",
+        "At least this many input tokens",
+        "输入 token 数至少为",
+    ),
+    (
+        "when_thinking",
+        "The client asks for reasoning",
+        "客户端请求推理",
+    ),
     ("when_any", "either", "不限"),
     ("route_goes_to", "Goes to", "转发到"),
     ("move_up", "Move up", "上移"),
@@ -342,6 +366,27 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("key_base_url", "Base URL", "Base URL"),
     ("setup_title", "Set up your client", "配置客户端"),
+    (
+        "setup_later",
+        "Client setup (without the key)",
+        "客户端配置（不含密钥）",
+    ),
+    ("setup_menu", "Client setup", "客户端配置"),
+    (
+        "setup_page_title",
+        "Client setup for {name}",
+        "{name} 的客户端配置",
+    ),
+    (
+        "setup_placeholder_note",
+        "The key was shown once, when it was issued: put yours where the snippets say {placeholder}, or rotate to get a new one.",
+        "密钥只在生成时显示一次：请在配置中 {placeholder} 的位置填入你的密钥，或重新生成一个新密钥。",
+    ),
+    (
+        "key_lang_warning",
+        "Switching the language reloads this page, and the key will not be shown again. Copy it first. Switch anyway?",
+        "切换语言会重新加载页面，密钥将不再显示。请先复制密钥。仍要切换吗？",
+    ),
     (
         "setup_claude_env",
         "Claude Code — environment",

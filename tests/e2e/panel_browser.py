@@ -203,6 +203,34 @@ def run():
     wait.until(lambda _: by_id("copy-key").get_attribute("data-label") not in (None, by_id("copy-key").text))
     shot("key-once")
 
+    # The language switch warns before it reloads the page (and the key with it).
+    click("lang-switch")
+    alert = wait.until(EC.alert_is_present())
+    seen["lang_warning"] = alert.text
+    check("key" in alert.text, f"the switch warns: {alert.text!r}")
+    alert.dismiss()
+    check(key in text_of("api-key"), "dismissed: the key is still there")
+
+    # Back and Forward never bring the key back (from the back/forward cache or not), and
+    # Back to the create form brings back no provider key.
+    def key_gone(_):
+        shown = d.find_elements(By.ID, "key-gone") or d.find_elements(By.ID, "key-gone-later")
+        return key not in d.page_source and shown and shown[0].is_displayed()
+    click("back-to-list")
+    at("/")
+    for step in ("back", "forward", "back"):
+        getattr(d, step)()
+        if step == "back":
+            at("/adapters/alice-fake/key")
+            wait.until(key_gone)
+        else:
+            at("/")
+    shot("key-after-back")
+    d.back()
+    at("/adapters/new")
+    check(by_id("api_key").get_attribute("value") == "", "Back restores no provider key")
+    go("/adapters/alice-fake/key")
+
     # A reload shows no key.
     d.refresh()
     by_id("key-gone")

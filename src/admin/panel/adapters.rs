@@ -359,8 +359,47 @@ pub(super) fn key_page(cx: &Ctx, session: &PanelSession, name: &str) -> Response
         ),
         ("issued", Value::from_serialize(&issued)),
         ("blocks", Value::from_serialize(&blocks)),
+        ("name", Value::from(name)),
+        (
+            "leave_warning",
+            Value::from(issued.is_some().then(|| cx.t("key_lang_warning"))),
+        ),
     ]);
     cx.render(200, "key.html", "adapters", page)
+}
+
+/// What the snippets say where the key goes, on the setup page shown after the key page.
+const KEY_PLACEHOLDER: &str = "fp-REPLACE-WITH-YOUR-KEY";
+
+/// Every client's setup for an adapter, later: the key is not known any more, so a
+/// placeholder stands where it goes.
+pub(super) fn setup_page(cx: &Ctx, session: &PanelSession, name: &str) -> Response<Vec<u8>> {
+    let Some(view) = cx
+        .manager()
+        .list(&session.actor)
+        .into_iter()
+        .find(|a| a.name == name)
+    else {
+        return cx.not_found();
+    };
+    let setup = crate::config::setup::client_setup(&view.base_url, KEY_PLACEHOLDER);
+    let blocks = setup_blocks(cx.lang, &setup, &view.base_url, KEY_PLACEHOLDER);
+    let page = vars([
+        (
+            "title",
+            Value::from(cx.lang.fill("setup_page_title", &[("name", name)])),
+        ),
+        (
+            "placeholder_note",
+            Value::from(cx.lang.fill(
+                "setup_placeholder_note",
+                &[("placeholder", KEY_PLACEHOLDER)],
+            )),
+        ),
+        ("base_url", Value::from(view.base_url)),
+        ("blocks", Value::from_serialize(&blocks)),
+    ]);
+    cx.render(200, "setup.html", "adapters", page)
 }
 
 #[cfg(test)]

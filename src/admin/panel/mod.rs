@@ -36,6 +36,11 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("new.html", include_str!("../templates/new.html")),
     ("edit.html", include_str!("../templates/edit.html")),
     ("key.html", include_str!("../templates/key.html")),
+    ("setup.html", include_str!("../templates/setup.html")),
+    (
+        "setup_blocks.html",
+        include_str!("../templates/setup_blocks.html"),
+    ),
     (
         "confirm_delete.html",
         include_str!("../templates/confirm_delete.html"),
@@ -310,6 +315,7 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         }
         (_, true, ["adapters", "new"]) => adapters::create(&cx, session).await,
         (true, _, ["adapters", name, "key"]) => adapters::key_page(&cx, session, name),
+        (true, _, ["adapters", name, "setup"]) => adapters::setup_page(&cx, session, name),
         (true, _, ["adapters", name, "edit"]) => edit::edit_page(&cx, session, name, None, 200),
         (_, true, ["adapters", name, "edit"]) => edit::save(&cx, session, name).await,
         (_, true, ["adapters", name, "rotate"]) => adapters::rotate(&cx, session, name).await,

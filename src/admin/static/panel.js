@@ -119,6 +119,29 @@
     }
   });
 
+  // A key shown once stays shown once: leaving the page wipes it, so the back/forward cache
+  // keeps no copy (Chromium and Firefox restore pages despite no-store), and a page restored
+  // from that cache is loaded again, which the server answers with "shown once". Password
+  // fields are emptied too, so Back never brings back a provider key typed into a form.
+  var hadSecret = !!document.querySelector("[data-once]");
+  window.addEventListener("pagehide", function () {
+    document.querySelectorAll("[data-once]").forEach(function (el) { el.remove(); });
+    var gone = document.getElementById("key-gone-later");
+    if (gone) { gone.hidden = false; }
+    document.querySelectorAll("input[type=password]").forEach(function (el) { el.value = ""; });
+  });
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted && hadSecret) { window.location.reload(); }
+  });
+  // The language switch reloads the page: on a page holding a key it asks first.
+  document.addEventListener("click", function (e) {
+    var warning = text("leave-warning");
+    var link = e.target.closest ? e.target.closest("#lang-switch") : null;
+    if (warning && link && document.querySelector("[data-once]") && !window.confirm(warning)) {
+      e.preventDefault();
+    }
+  }, true);
+
   // Delete asks first (the server also wants confirm=yes).
   document.addEventListener("submit", function (e) {
     var question = e.target.getAttribute("data-confirm");
