@@ -327,3 +327,51 @@ async fn a_user_cannot_edit_another_users_adapter() {
         before
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_cap_the_list_says_so_and_the_form_is_disabled() {
+    let proxy = start("");
+    let (cookie, _) = login(&proxy, "alice", "alice-password").await;
+    let get = |path: &'static str| {
+        let (proxy, cookie) = (&proxy, cookie.clone());
+        async move {
+            client()
+                .get(proxy.admin_url(path))
+                .header("cookie", format!("fp_session={cookie}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    // Alice may own two adapters.
+    for (i, name) in ["one", "two"].into_iter().enumerate() {
+        let form = get("/adapters/new").await;
+        assert!(
+            !form.contains("id=\"create-fields\" disabled"),
+            "{i}: {form}"
+        );
+        let body = json!({"name": name, "owner": "alice", "source": {"base_url": "https://api.deepseek.com",
+            "api_key": SOURCE_KEY, "model": "deepseek-v4-flash"}});
+        let (status, resp) = call(
+            &proxy,
+            Method::POST,
+            "/admin/api/adapters",
+            Some(body),
+            &Auth::Token(TOKEN),
+        )
+        .await;
+        assert_eq!(status, 201, "{resp}");
+    }
+    let list = get("/").await;
+    assert!(
+        list.contains("id=\"cap-full\"") && !list.contains("id=\"new-adapter\""),
+        "{list}"
+    );
+    assert!(list.contains("2 of 2 adapters used"));
+    let form = get("/adapters/new").await;
+    assert!(form.contains("id=\"create-fields\" disabled"), "{form}");
+    assert!(form.contains("delete one to create another"));
+}

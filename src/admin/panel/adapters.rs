@@ -229,6 +229,7 @@ pub(super) fn new_page(
         ("presets", Value::from_serialize(Manager::presets())),
         ("protocols", Value::from_serialize(PROTOCOLS)),
         ("cap_text", Value::from(cap)),
+        ("can_create", Value::from(can_create)),
         ("error", Value::from(error)),
     ]);
     cx.render(status, "new.html", "new", page)
