@@ -7,6 +7,7 @@
 //! - [`server`]: assembling and running the Pingora server.
 //! - [`telemetry`]: metrics, access log, usage statistics.
 //! - [`tls`]: client-facing TLS with certificate reload.
+//! - [`websearch`]: web search the gateway runs for clients whose source cannot search.
 pub mod admin;
 pub mod config;
 pub mod protocol;
@@ -15,6 +16,7 @@ pub mod routing;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod websearch;
 
 /// Locks `m`, carrying on after a panic elsewhere poisoned it: everything the proxy keeps
 /// behind a mutex (buffers, lists, caches) stays usable whatever was interrupted.

@@ -155,6 +155,12 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
             egress: config.egress.clone(),
             shared: shared.clone(),
             shared_health: shared_health.clone(),
+            web_search: match &config.web_search {
+                Some(c) => Some(Arc::new(
+                    crate::websearch::Searcher::new(c).map_err(|e| anyhow::anyhow!(e))?,
+                )),
+                None => None,
+            },
         },
         Lifecycle {
             shutting_down: shutting_down.clone(),

@@ -60,6 +60,10 @@ pub struct ServerFile {
     /// This instance's name in usage records (default: host name and process id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// The search backend the gateway uses for clients whose source cannot search
+    /// (docs/web-search.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search: Option<crate::websearch::WebSearchFile>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -260,6 +264,8 @@ pub struct ServerConfig {
     /// Set for `limits.backend: redis`.
     pub redis: Option<RedisConfig>,
     pub instance: String,
+    /// `web_search:`, when configured.
+    pub web_search: Option<crate::websearch::WebSearchConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -462,7 +468,12 @@ impl ServerConfig {
                 .unwrap_or_else(|_| "flexiproxy".into());
             format!("{host}-{}", std::process::id())
         });
+        let web_search = match &file.web_search {
+            Some(w) => Some(w.validate().map_err(|m| err("web_search:", m))?),
+            None => None,
+        };
         Ok(ServerConfig {
+            web_search,
             grace_period: file
                 .shutdown
                 .as_ref()

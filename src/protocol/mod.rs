@@ -18,6 +18,7 @@
 //! - [`secrets`]: provider keys masked out of relayed error bodies.
 //! - [`stream_check`]: the invariants every translated stream keeps (tests and fuzzers).
 //! - [`text_only`]: images and documents replaced by notes for text-only source models.
+//! - [`web_search`]: hosted search tools and the native answers of a search the gateway ran.
 
 pub mod anthropic;
 pub mod errors;
@@ -35,3 +36,4 @@ pub mod stream_check;
 pub mod text_only;
 pub mod tokens;
 pub mod usage;
+pub mod web_search;

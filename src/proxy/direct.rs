@@ -57,7 +57,12 @@ impl FlexiProxy {
         session: &mut Session,
         ctx: &mut Ctx,
     ) -> Result<bool> {
-        if let Err(e) = self.exchange(session, ctx).await {
+        // A hosted web search the source cannot run: the gateway searches (`web_search`).
+        let exchanged = match self.search_loop(ctx) {
+            Some(search) => Box::pin(self.exchange_with_search(session, ctx, search)).await,
+            None => self.exchange(session, ctx).await,
+        };
+        if let Err(e) = exchanged {
             // What Pingora's proxy loop logs for a failed exchange (a client that left is not
             // a failure of the proxy). Errors carry addresses and phases, never keys.
             if e.esource() != &ErrorSource::Downstream {

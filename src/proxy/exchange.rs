@@ -307,6 +307,8 @@ pub enum ResponseShaper {
     },
     /// Bytes go through untouched.
     Passthrough,
+    /// An answer the proxy wrote itself (the gateway's web search): only its facts.
+    Made(ResponseFacts),
 }
 
 pub struct JsonState {
@@ -392,7 +394,7 @@ impl ResponseShaper {
             error_status: None,
         };
         match self {
-            ResponseShaper::Passthrough => {
+            ResponseShaper::Passthrough | ResponseShaper::Made(_) => {
                 shaped.body = (!chunk.is_empty()).then(|| Bytes::copy_from_slice(chunk));
             }
             ResponseShaper::Stream(p) => {
@@ -469,6 +471,7 @@ impl ResponseShaper {
                 ..ResponseFacts::default()
             },
             ResponseShaper::Passthrough => ResponseFacts::default(),
+            ResponseShaper::Made(facts) => *facts,
         }
     }
 }

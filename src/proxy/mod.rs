@@ -35,6 +35,7 @@ pub mod shared_health;
 pub mod shared_limits;
 pub mod upstream;
 pub mod watchdog;
+mod web_search;
 
 use crate::config::adapter::{Adapter, Source};
 use crate::config::snapshot::Snapshot;
@@ -74,6 +75,8 @@ pub struct ProxySettings {
     pub shared: Option<Arc<shared_limits::SharedLimiter>>,
     /// Provider key health shared in Redis across instances (`limits.backend: redis`).
     pub shared_health: Option<Arc<shared_health::SharedHealth>>,
+    /// The search backend for clients whose source cannot search (`web_search:`).
+    pub web_search: Option<Arc<crate::websearch::Searcher>>,
 }
 
 pub struct FlexiProxy {

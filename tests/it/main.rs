@@ -30,3 +30,4 @@ mod sdk;
 mod sdk_openai;
 mod sdk_responses;
 mod secrets_relay;
+mod web_search;

@@ -1,0 +1,714 @@
+//! Web search the gateway runs for a client whose source cannot search (see
+//! `docs/web-search.md`), as each protocol shows it: which requests ask for a hosted search
+//! tool, the function tool the provider gets instead, the text the provider's model reads
+//! back as the tool's result, and the client's native answer (Anthropic `server_tool_use` +
+//! `web_search_tool_result` blocks, citations and `usage.server_tool_use`). Pure: the search
+//! loop (`crate::websearch::emulate`) feeds it what happened.
+
+use crate::protocol::anthropic::{EventWriter, StopReason as AnthropicStop, Usage as AUsage};
+use crate::protocol::json::{Text, tool_input};
+use crate::protocol::names::sanitize_tool_id;
+use crate::protocol::pair::Wire;
+use crate::protocol::pivot::{
+    ExchangeContext, Response, ResponseError, StopReason, ToolSpec, Usage,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::borrow::Cow;
+
+/// The function tool the provider's model calls to search.
+pub const TOOL_NAME: &str = "web_search";
+
+/// The default of Anthropic's `max_uses` when a client gives none.
+pub const DEFAULT_MAX_USES: u32 = 5;
+
+/// The longest query sent to a backend (Anthropic refuses longer ones: `query_too_long`).
+pub const MAX_QUERY_CHARS: usize = 400;
+
+const TOOL_DESCRIPTION: &str = "Search the web for current information. Returns result \
+titles, URLs and snippets. Use it when the answer depends on recent or external facts; cite \
+the URLs you use.";
+
+const TOOL_PARAMETERS: &str = r#"{"type":"object","properties":{"query":{"type":"string","description":"The search query"}},"required":["query"]}"#;
+
+/// A hosted search tool a client asked for, and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedSearch {
+    pub client: Wire,
+    /// Searches allowed in one answer.
+    pub max_uses: u32,
+    /// Only results from these domains (and their subdomains), when not empty.
+    pub allowed_domains: Vec<String>,
+    pub blocked_domains: Vec<String>,
+}
+
+impl HostedSearch {
+    /// Whether a result URL passes the client's domain filters.
+    pub fn allows(&self, url: &str) -> bool {
+        let Some(host) = host_of(url) else {
+            return false;
+        };
+        let matches = |d: &String| {
+            let d = d.trim().trim_start_matches("*.").to_ascii_lowercase();
+            host == d || host.ends_with(&format!(".{d}"))
+        };
+        (self.allowed_domains.is_empty() || self.allowed_domains.iter().any(matches))
+            && !self.blocked_domains.iter().any(matches)
+    }
+
+    /// What the provider's model is told about the filters (appended to the tool's
+    /// description).
+    fn instructions(&self) -> String {
+        let mut s = String::new();
+        if !self.allowed_domains.is_empty() {
+            s.push_str(" Only results from these domains are returned: ");
+            s.push_str(&self.allowed_domains.join(", "));
+            s.push('.');
+        }
+        if !self.blocked_domains.is_empty() {
+            s.push_str(" Results from these domains are never returned: ");
+            s.push_str(&self.blocked_domains.join(", "));
+            s.push('.');
+        }
+        s
+    }
+}
+
+/// The host of an `http(s)` URL, lower case; `None` for anything else.
+fn host_of(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    let host = host.split(':').next()?;
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// The hosted search tool a client's request carries, if any: Anthropic
+/// `{"type": "web_search_20250305", "max_uses", "allowed_domains", "blocked_domains"}`.
+/// Cheap for requests without one (a byte search).
+pub fn hosted_search(client: Wire, body: &[u8]) -> Option<HostedSearch> {
+    match client {
+        Wire::AnthropicMessages => {
+            memchr::memmem::find(body, b"\"web_search_")?;
+            #[derive(Deserialize)]
+            struct Tools {
+                #[serde(default)]
+                tools: Vec<Value>,
+            }
+            let tools: Tools = serde_json::from_slice(body).ok()?;
+            let tool = tools.tools.into_iter().find(|t| {
+                t.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("web_search_"))
+            })?;
+            let domains = |field: &str| -> Vec<String> {
+                tool.get(field)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            Some(HostedSearch {
+                client,
+                max_uses: tool
+                    .get("max_uses")
+                    .and_then(Value::as_u64)
+                    .map_or(DEFAULT_MAX_USES, |n| n.clamp(1, 50) as u32),
+                allowed_domains: domains("allowed_domains"),
+                blocked_domains: domains("blocked_domains"),
+            })
+        }
+        Wire::OpenAiChat | Wire::Responses | Wire::Gemini => None,
+    }
+}
+
+/// The function tool the provider gets in place of the hosted one.
+pub fn tool_spec(hosted: &HostedSearch) -> ToolSpec<'static> {
+    let description = format!("{TOOL_DESCRIPTION}{}", hosted.instructions());
+    ToolSpec {
+        name: Cow::Borrowed(TOOL_NAME),
+        description: Some(Text::from_plain(&description)),
+        parameters: serde_json::value::RawValue::from_string(TOOL_PARAMETERS.to_owned())
+            .ok()
+            .map(Cow::Owned),
+        strict: None,
+    }
+}
+
+/// The query in a `web_search` call's arguments (`{"query": …}`; a bare string is taken as
+/// the query). `None` when there is none.
+pub fn query_of(arguments: &str) -> Option<String> {
+    let value: Value = match serde_json::from_str(arguments.trim()) {
+        Ok(v) => v,
+        Err(_) => serde_json::from_str(tool_input(arguments).0.get()).ok()?,
+    };
+    let query = match &value {
+        Value::Object(o) => o
+            .get("query")
+            .or_else(|| o.get("q"))
+            .and_then(Value::as_str)?,
+        Value::String(s) => s.as_str(),
+        _ => return None,
+    };
+    let query = query.trim();
+    (!query.is_empty()).then(|| query.to_owned())
+}
+
+/// A complete answer of the provider, whatever its protocol, in the pivot.
+pub fn decode_answer<'b>(
+    source: Wire,
+    body: &'b [u8],
+    ctx: &ExchangeContext,
+) -> Result<Response<'b>, ResponseError> {
+    use crate::protocol::{anthropic, gemini, openai_chat, responses};
+    match source {
+        Wire::AnthropicMessages => anthropic::decode_response::decode_response(body),
+        Wire::OpenAiChat => openai_chat::decode_response::decode_response(body, &ctx.tool_names),
+        Wire::Responses => responses::decode_response::decode_response(body),
+        Wire::Gemini => gemini::decode_response::decode_response(body),
+    }
+}
+
+/// One result of a search, as a backend found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hit {
+    pub url: String,
+    pub title: String,
+    /// The page's text the backend returned (what the model reads).
+    pub snippet: String,
+    /// When the page was published or last changed, as the backend says it.
+    pub page_age: Option<String>,
+}
+
+/// How one search ended; errors are Anthropic's `error_code`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Hits(Vec<Hit>),
+    /// `unavailable`, `too_many_requests`, `invalid_input`, `max_uses_exceeded`,
+    /// `query_too_long`.
+    Error(&'static str),
+}
+
+/// One search the gateway ran for the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    /// The client's id for it (`srvtoolu_…`).
+    pub id: String,
+    pub query: String,
+    pub outcome: Outcome,
+}
+
+/// The tool result the provider's model reads: the snippets as text (the only way page
+/// content reaches it).
+pub fn result_text(search: &Search) -> String {
+    match &search.outcome {
+        Outcome::Hits(hits) if hits.is_empty() => format!(
+            "No web results for the query \"{}\". Answer from what you know and say so.",
+            search.query
+        ),
+        Outcome::Hits(hits) => {
+            let mut s = format!("Web search results for the query \"{}\":\n", search.query);
+            for (i, hit) in hits.iter().enumerate() {
+                s.push_str(&format!("\n[{}] {}\nURL: {}\n", i + 1, hit.title, hit.url));
+                if let Some(age) = &hit.page_age {
+                    s.push_str(&format!("Published: {age}\n"));
+                }
+                if !hit.snippet.is_empty() {
+                    s.push_str(&hit.snippet);
+                    s.push('\n');
+                }
+            }
+            s.push_str("\nCite the sources you use with markdown links to their URLs.");
+            s
+        }
+        Outcome::Error("max_uses_exceeded") => {
+            "Web search error: max_uses_exceeded. No more searches are allowed; answer with \
+             the results you have."
+                .to_owned()
+        }
+        Outcome::Error(code) => format!(
+            "Web search error: {code}. The search could not be run; answer from what you know \
+             and say that the search failed."
+        ),
+    }
+}
+
+/// What the model said and did, in order: text before a search, the searches, then its
+/// final answer.
+#[derive(Debug, Clone, Default)]
+pub struct Transcript {
+    pub steps: Vec<Step>,
+    /// The final answer's parts (text and client tool calls).
+    pub answer: Vec<AnswerPart>,
+    pub stop: Option<StopReason>,
+    /// Summed over every provider call.
+    pub usage: Usage,
+    pub usage_reported: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Text(String),
+    Search(Search),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerPart {
+    Text(String),
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: String,
+    },
+}
+
+impl Transcript {
+    pub fn searches(&self) -> impl Iterator<Item = &Search> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Search(search) => Some(search),
+            Step::Text(_) => None,
+        })
+    }
+
+    /// Searches that reached the backend (Anthropic's `web_search_requests`).
+    pub fn search_requests(&self) -> u64 {
+        self.searches()
+            .filter(|s| !matches!(s.outcome, Outcome::Error("max_uses_exceeded")))
+            .count() as u64
+    }
+
+    fn hits(&self) -> impl Iterator<Item = &Hit> {
+        self.searches().flat_map(|s| match &s.outcome {
+            Outcome::Hits(h) => h.as_slice(),
+            Outcome::Error(_) => &[],
+        })
+    }
+
+    /// Results whose URL the answer's text names (its citations), at most one per URL.
+    fn cited(&self, text: &str) -> Vec<&Hit> {
+        let mut cited: Vec<&Hit> = Vec::new();
+        for hit in self.hits() {
+            if !hit.url.is_empty()
+                && text.contains(hit.url.as_str())
+                && !cited.iter().any(|c| c.url == hit.url)
+            {
+                cited.push(hit);
+            }
+        }
+        cited
+    }
+
+    fn anthropic_usage(&self) -> AUsage {
+        self.usage.to_anthropic()
+    }
+
+    fn anthropic_stop(&self) -> AnthropicStop {
+        let tool_use = self
+            .answer
+            .iter()
+            .any(|p| matches!(p, AnswerPart::ToolCall { .. }));
+        crate::protocol::anthropic::encode_response::stop_reason(self.stop, tool_use)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anthropic
+
+/// A search as the `server_tool_use` block that asked for it.
+fn server_tool_use(search: &Search) -> Value {
+    json!({"type": "server_tool_use", "id": search.id, "name": TOOL_NAME,
+           "input": {"query": search.query}})
+}
+
+/// A search's `web_search_tool_result` block (the snippet goes in `encrypted_content`).
+fn web_search_tool_result(search: &Search) -> Value {
+    let content = match &search.outcome {
+        Outcome::Hits(hits) => Value::Array(
+            hits.iter()
+                .map(|h| {
+                    json!({"type": "web_search_result", "url": h.url, "title": h.title,
+                           "encrypted_content": encode_opaque(&h.snippet),
+                           "page_age": h.page_age})
+                })
+                .collect(),
+        ),
+        Outcome::Error(code) => json!({"type": "web_search_tool_result_error", "error_code": code}),
+    };
+    json!({"type": "web_search_tool_result", "tool_use_id": search.id, "content": content})
+}
+
+fn encode_opaque(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
+}
+
+fn citation(hit: &Hit, index: usize) -> Value {
+    let cited: String = hit.snippet.chars().take(150).collect();
+    json!({"type": "web_search_result_location", "url": hit.url, "title": hit.title,
+           "encrypted_index": encode_opaque(&index.to_string()), "cited_text": cited})
+}
+
+fn tool_use_id(id: &str, message_id: &str, position: usize) -> String {
+    sanitize_tool_id(Some(id), message_id, position)
+}
+
+/// The whole Anthropic `message` for a non-streaming client.
+pub fn anthropic_message(t: &Transcript, message_id: &str, model: &str) -> Vec<u8> {
+    let mut content = Vec::new();
+    for step in &t.steps {
+        match step {
+            Step::Text(text) => content.push(json!({"type": "text", "text": text})),
+            Step::Search(search) => {
+                content.push(server_tool_use(search));
+                content.push(web_search_tool_result(search));
+            }
+        }
+    }
+    for (position, part) in t.answer.iter().enumerate() {
+        match part {
+            AnswerPart::Text(text) => {
+                let cited = t.cited(text);
+                let mut block = json!({"type": "text", "text": text});
+                if !cited.is_empty() {
+                    block["citations"] = Value::Array(
+                        cited
+                            .iter()
+                            .enumerate()
+                            .map(|(i, h)| citation(h, i))
+                            .collect(),
+                    );
+                }
+                content.push(block);
+            }
+            AnswerPart::ToolCall {
+                id,
+                name,
+                arguments,
+            } => {
+                let (input, _) = tool_input(arguments);
+                let input: Value = serde_json::from_str(input.get()).unwrap_or(json!({}));
+                content.push(json!({"type": "tool_use",
+                    "id": tool_use_id(id, message_id, position), "name": name, "input": input}));
+            }
+        }
+    }
+    let u = t.anthropic_usage();
+    json!({
+        "id": message_id, "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": t.anthropic_stop().as_str(), "stop_sequence": null,
+        "usage": {
+            "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+            "cache_creation_input_tokens": u.cache_creation_input_tokens,
+            "cache_read_input_tokens": u.cache_read_input_tokens,
+            "server_tool_use": {"web_search_requests": t.search_requests()}
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// An Anthropic SSE answer written as the search loop goes: `message_start` once, text and
+/// searches as they happen, the final answer and `message_delta` at the end.
+#[derive(Debug, Default)]
+pub struct AnthropicStream {
+    next: u32,
+    started: bool,
+    done: bool,
+}
+
+impl AnthropicStream {
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// `message_start` (the input estimate as its usage).
+    pub fn start(&mut self, out: &mut Vec<u8>, message_id: &str, model: &str, input: u64) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let mut w = EventWriter { out };
+        w.message_start(
+            message_id,
+            model,
+            &AUsage {
+                input_tokens: input,
+                output_tokens: 1,
+                ..AUsage::default()
+            },
+        );
+        w.ping();
+    }
+
+    pub fn text(&mut self, out: &mut Vec<u8>, text: &str) {
+        let index = self.take_index();
+        let mut w = EventWriter { out };
+        w.text_start(index);
+        w.text_delta(index, text);
+        w.block_stop(index);
+    }
+
+    /// The `server_tool_use` block of a search about to run (the client shows its query).
+    pub fn search_call(&mut self, out: &mut Vec<u8>, id: &str, query: &str) {
+        let index = self.take_index();
+        let block = json!({"type": "server_tool_use", "id": id, "name": TOOL_NAME, "input": {}});
+        frame(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+        );
+        let mut w = EventWriter { out };
+        w.input_json_delta(index, &json!({ "query": query }).to_string());
+        w.block_stop(index);
+    }
+
+    /// The `web_search_tool_result` block of a search that ran (whole, in its start event).
+    pub fn search_result(&mut self, out: &mut Vec<u8>, search: &Search) {
+        let index = self.take_index();
+        frame(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index,
+                    "content_block": web_search_tool_result(search)}),
+        );
+        EventWriter { out }.block_stop(index);
+    }
+
+    /// The final answer, `message_delta` (with `server_tool_use`) and `message_stop`.
+    pub fn finish(&mut self, out: &mut Vec<u8>, t: &Transcript, message_id: &str) {
+        if self.done {
+            return;
+        }
+        for (position, part) in t.answer.iter().enumerate() {
+            let index = self.take_index();
+            match part {
+                AnswerPart::Text(text) => {
+                    let mut w = EventWriter { out: &mut *out };
+                    w.text_start(index);
+                    for (i, hit) in t.cited(text).into_iter().enumerate() {
+                        frame(
+                            w.out,
+                            "content_block_delta",
+                            &json!({"type": "content_block_delta", "index": index,
+                                    "delta": {"type": "citations_delta", "citation": citation(hit, i)}}),
+                        );
+                    }
+                    let mut w = EventWriter { out: &mut *out };
+                    w.text_delta(index, text);
+                    w.block_stop(index);
+                }
+                AnswerPart::ToolCall {
+                    id,
+                    name,
+                    arguments,
+                } => {
+                    let (input, _) = tool_input(arguments);
+                    let mut w = EventWriter { out: &mut *out };
+                    w.tool_use_start(index, &tool_use_id(id, message_id, position), name);
+                    w.input_json_delta(index, input.get());
+                    w.block_stop(index);
+                }
+            }
+        }
+        let u = t.anthropic_usage();
+        frame(
+            out,
+            "message_delta",
+            &json!({"type": "message_delta",
+                "delta": {"stop_reason": t.anthropic_stop().as_str(), "stop_sequence": null},
+                "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+                    "cache_creation_input_tokens": u.cache_creation_input_tokens,
+                    "cache_read_input_tokens": u.cache_read_input_tokens,
+                    "server_tool_use": {"web_search_requests": t.search_requests()}}}),
+        );
+        EventWriter { out }.message_stop();
+        self.done = true;
+    }
+
+    /// The stream ends with an `error` event.
+    pub fn fail(
+        &mut self,
+        out: &mut Vec<u8>,
+        kind: crate::protocol::anthropic::ErrorKind,
+        message: &str,
+    ) {
+        if self.done {
+            return;
+        }
+        EventWriter { out }.error(kind, message);
+        self.done = true;
+    }
+
+    fn take_index(&mut self) -> u32 {
+        let index = self.next;
+        self.next += 1;
+        index
+    }
+}
+
+/// One SSE frame: `event: <name>\ndata: <json>\n\n`.
+fn frame(out: &mut Vec<u8>, event: &str, data: &Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(data.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosted(allowed: &[&str], blocked: &[&str]) -> HostedSearch {
+        HostedSearch {
+            client: Wire::AnthropicMessages,
+            max_uses: 5,
+            allowed_domains: allowed.iter().map(|s| s.to_string()).collect(),
+            blocked_domains: blocked.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn finds_claude_codes_search_tool() {
+        let body = br#"{"model":"m","messages":[],"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":8,"allowed_domains":["docs.rs"]}]}"#;
+        let h = hosted_search(Wire::AnthropicMessages, body).unwrap();
+        assert_eq!(h.max_uses, 8);
+        assert_eq!(h.allowed_domains, ["docs.rs"]);
+        let plain = br#"{"model":"m","messages":[],"tools":[{"name":"Bash","input_schema":{}}]}"#;
+        assert_eq!(hosted_search(Wire::AnthropicMessages, plain), None);
+        let no_max = br#"{"tools":[{"type":"web_search_20260209","name":"web_search"}]}"#;
+        assert_eq!(
+            hosted_search(Wire::AnthropicMessages, no_max)
+                .unwrap()
+                .max_uses,
+            DEFAULT_MAX_USES
+        );
+    }
+
+    #[test]
+    fn domain_filters() {
+        let h = hosted(&["docs.rs"], &["evil.docs.rs"]);
+        assert!(h.allows("https://docs.rs/tokio"));
+        assert!(h.allows("https://www.docs.rs/x"));
+        assert!(!h.allows("https://evil.docs.rs/x"));
+        assert!(!h.allows("https://notdocs.rs/x"));
+        assert!(!h.allows("javascript:alert(1)"));
+        assert!(hosted(&[], &[]).allows("http://user@example.com:8080/a?b"));
+    }
+
+    #[test]
+    fn queries_from_arguments() {
+        assert_eq!(query_of(r#"{"query":" rust "}"#).as_deref(), Some("rust"));
+        assert_eq!(query_of(r#""rust""#).as_deref(), Some("rust"));
+        assert_eq!(query_of(r#"{"query":"#), None);
+        assert_eq!(query_of(r#"{"query":""}"#), None);
+        assert_eq!(query_of("{}"), None);
+    }
+
+    fn transcript() -> Transcript {
+        Transcript {
+            steps: vec![
+                Step::Text("Let me search.".into()),
+                Step::Search(Search {
+                    id: "srvtoolu_1".into(),
+                    query: "aiohttp release".into(),
+                    outcome: Outcome::Hits(vec![Hit {
+                        url: "https://pypi.org/project/aiohttp/".into(),
+                        title: "aiohttp - PyPI".into(),
+                        snippet: "aiohttp 3.13.2".into(),
+                        page_age: None,
+                    }]),
+                }),
+            ],
+            answer: vec![AnswerPart::Text(
+                "3.13.2 ([PyPI](https://pypi.org/project/aiohttp/))".into(),
+            )],
+            stop: Some(StopReason::EndTurn),
+            usage: Usage {
+                input: 10,
+                output: 5,
+                ..Usage::default()
+            },
+            usage_reported: true,
+        }
+    }
+
+    #[test]
+    fn anthropic_message_carries_the_search_blocks() {
+        let body = anthropic_message(&transcript(), "msg_1", "claude");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let types: Vec<&str> = v["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["text", "server_tool_use", "web_search_tool_result", "text"]
+        );
+        assert_eq!(v["content"][1]["input"]["query"], "aiohttp release");
+        assert_eq!(v["content"][2]["tool_use_id"], "srvtoolu_1");
+        assert_eq!(v["content"][2]["content"][0]["title"], "aiohttp - PyPI");
+        assert_eq!(
+            v["content"][3]["citations"][0]["url"],
+            "https://pypi.org/project/aiohttp/"
+        );
+        assert_eq!(v["usage"]["server_tool_use"]["web_search_requests"], 1);
+        assert_eq!(v["stop_reason"], "end_turn");
+    }
+
+    #[test]
+    fn anthropic_stream_keeps_the_block_invariants() {
+        let t = transcript();
+        let mut s = AnthropicStream::default();
+        let mut out = Vec::new();
+        s.start(&mut out, "msg_1", "claude", 10);
+        s.text(&mut out, "Let me search.");
+        s.search_call(&mut out, "srvtoolu_1", "aiohttp release");
+        let Step::Search(search) = &t.steps[1] else {
+            unreachable!()
+        };
+        s.search_result(&mut out, search);
+        s.finish(&mut out, &t, "msg_1");
+        let text = String::from_utf8(out).unwrap();
+        let starts: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|f| f.split_once("data: ").map(|(_, d)| d))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let indexes: Vec<u64> = starts
+            .iter()
+            .filter(|e| e["type"] == "content_block_start")
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(indexes, [0, 1, 2, 3]);
+        assert!(text.contains("\"server_tool_use\""));
+        assert!(text.contains("citations_delta"));
+        assert!(text.contains("\"web_search_requests\":1"));
+        assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+    }
+
+    #[test]
+    fn result_text_carries_snippets_and_errors() {
+        let t = transcript();
+        let search = t.searches().next().unwrap();
+        let text = result_text(search);
+        assert!(text.contains("aiohttp - PyPI") && text.contains("aiohttp 3.13.2"));
+        let failed = Search {
+            outcome: Outcome::Error("unavailable"),
+            ..search.clone()
+        };
+        assert!(result_text(&failed).contains("unavailable"));
+    }
+}

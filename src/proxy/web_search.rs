@@ -1,0 +1,381 @@
+//! The proxy's side of the gateway's web search (`crate::websearch`): when a client asked
+//! for a hosted search tool its source cannot run and `web_search:` is configured, the
+//! direct exchange hands the request here. This file only does the I/O — provider calls on
+//! the attempt's (source, key), backend searches, writing the client's answer — the loop is
+//! `websearch::emulate`, the shapes `protocol::web_search`.
+//!
+//! Provider calls are never streamed (each answer is read whole to find its search calls);
+//! a streaming client gets `message_start` once the first answer is in, each search's blocks
+//! as it runs, then the final answer.
+
+use super::errors::ProxyError;
+use super::exchange::{MAX_RESPONSE_BODY, Plan, ResponseFacts, ResponseShaper};
+use super::{Ctx, FlexiProxy};
+use crate::protocol::anthropic::ErrorKind;
+use crate::protocol::pair::Wire;
+use crate::protocol::web_search::{self as shape, AnthropicStream, Outcome};
+use crate::routing::Outcome as KeyOutcome;
+use crate::websearch::emulate::{Next, SearchLoop};
+use bytes::Bytes;
+use pingora::prelude::*;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use std::time::{Duration, Instant};
+
+/// A provider's complete answer to one call of the loop.
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl FlexiProxy {
+    /// The search loop for this request: its client asked for a hosted search tool, its
+    /// source is translated (a same-protocol source runs its own), and a backend is
+    /// configured.
+    pub(super) fn search_loop(&self, ctx: &Ctx) -> Option<SearchLoop> {
+        self.settings.web_search.as_ref()?;
+        let Some(Plan::Pivot(pair)) = ctx.plan else {
+            return None;
+        };
+        if pair.source == Wire::AnthropicMessages {
+            return None;
+        }
+        let hosted = shape::hosted_search(pair.client, ctx.raw_body.as_deref()?)?;
+        Some(SearchLoop::new(pair, hosted, &ctx.request_id))
+    }
+
+    /// Runs the loop on the current (source, key) and answers the client.
+    pub(super) async fn exchange_with_search(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        mut search: SearchLoop,
+    ) -> Result<()> {
+        ctx.dispatch.attempts += 1;
+        let (Some(searcher), Some(raw), Some(adapter)) = (
+            self.settings.web_search.clone(),
+            ctx.raw_body.clone(),
+            ctx.adapter.clone(),
+        ) else {
+            return Err(Error::explain(ErrorType::InternalError, "no search loop"));
+        };
+        let Some(first) = ctx.prepared.as_ref() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no prepared request",
+            ));
+        };
+        let client_stream = first.stream;
+        let input_estimate = first.input_tokens_estimate;
+        let (message_id, client_model) = first
+            .pivot
+            .as_ref()
+            .map(|c| (c.message_id.clone(), c.client_model.clone()))
+            .unwrap_or_default();
+        // Whatever the attempt's preparation decided for images stays so for every call.
+        let omit_media_for = (ctx.dispatch.media_omitted > 0)
+            .then(|| self.source(ctx).map(|s| s.model.clone()))
+            .flatten();
+        let mut stream = AnthropicStream::default();
+        loop {
+            let Some(source) = self.source(ctx) else {
+                return Err(Error::explain(ErrorType::InternalError, "no source"));
+            };
+            let prepared = search
+                .prepare(
+                    &raw,
+                    ctx.gemini.as_ref(),
+                    source,
+                    &ctx.request_id,
+                    &self.settings.reasoning_key,
+                    omit_media_for.as_deref(),
+                )
+                .map_err(|e| super::fail(ctx, e))?;
+            ctx.prepared = Some(prepared);
+            let answer = self.provider_call(session, ctx).await?;
+            ctx.upstream_status = Some(answer.status);
+            if !(200..300).contains(&answer.status) {
+                let outcome = super::dispatch::outcome_of(answer.status, &answer.headers);
+                self.report_attempt(ctx, outcome);
+                let masked = crate::protocol::secrets::mask_secrets(
+                    &answer.body,
+                    &super::errors::provider_secrets(&adapter),
+                );
+                let e = crate::protocol::errors::provider_error(answer.status, &masked);
+                let error = ProxyError::new(e.kind, e.message).with_status(e.status);
+                return self.end_with_error(session, ctx, &mut stream, error).await;
+            }
+            let pivot = ctx
+                .prepared
+                .as_ref()
+                .and_then(|p| p.pivot.clone())
+                .unwrap_or_default();
+            let next = match search.answer(&answer.body, &pivot) {
+                Ok(next) => next,
+                Err(e) => {
+                    self.report_attempt(ctx, KeyOutcome::Success);
+                    let error = match e {
+                        crate::protocol::pivot::ResponseError::Malformed(m) => {
+                            ProxyError::new(ErrorKind::Api, m).with_status(502)
+                        }
+                        crate::protocol::pivot::ResponseError::Provider(p) => {
+                            ProxyError::new(ErrorKind::Api, p.message).with_status(502)
+                        }
+                    };
+                    return self.end_with_error(session, ctx, &mut stream, error).await;
+                }
+            };
+            let Next::Search { text, searches } = next else {
+                break;
+            };
+            let mut out = Vec::new();
+            if client_stream {
+                stream.start(&mut out, &message_id, &client_model, input_estimate);
+                if let Some(text) = &text {
+                    stream.text(&mut out, text);
+                }
+                self.stream_out(session, ctx, out).await?;
+            }
+            for pending in searches {
+                if client_stream {
+                    let mut out = Vec::new();
+                    stream.search_call(&mut out, &pending.id, &pending.query);
+                    self.stream_out(session, ctx, out).await?;
+                }
+                let outcome = match pending.error {
+                    Some(code) => Outcome::Error(code),
+                    None => {
+                        let hosted = &search.hosted;
+                        match searcher
+                            .search(&pending.query, |url| hosted.allows(url))
+                            .await
+                        {
+                            Ok(hits) => Outcome::Hits(hits),
+                            Err(e) => {
+                                // The reason, never the query.
+                                if let crate::websearch::SearchError::Unavailable(why) = &e {
+                                    tracing::warn!(request_id = %ctx.request_id, "web search failed: {why}");
+                                }
+                                Outcome::Error(e.error_code())
+                            }
+                        }
+                    }
+                };
+                let done = search.record(&pending, outcome);
+                if client_stream {
+                    let mut out = Vec::new();
+                    stream.search_result(&mut out, done);
+                    self.stream_out(session, ctx, out).await?;
+                }
+            }
+        }
+        self.report_attempt(ctx, KeyOutcome::Success);
+        let transcript = search.transcript();
+        ctx.shaper = Some(ResponseShaper::Made(ResponseFacts {
+            usage: Some(transcript.usage.to_anthropic()),
+            usage_reported: transcript.usage_reported,
+            errored: false,
+        }));
+        tracing::debug!(request_id = %ctx.request_id, searches = search.searches(), "web search answered by the gateway");
+        if client_stream {
+            let mut out = Vec::new();
+            stream.start(&mut out, &message_id, &client_model, input_estimate);
+            stream.finish(&mut out, transcript, &message_id);
+            self.stream_out(session, ctx, out).await?;
+            return session
+                .write_response_body(None, true)
+                .await
+                .map_err(|e| e.into_down());
+        }
+        let body = Bytes::from(shape::anthropic_message(
+            transcript,
+            &message_id,
+            &client_model,
+        ));
+        let mut header = ResponseHeader::build(200, Some(3))?;
+        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        header.insert_header(super::X_REQUEST_ID, ctx.request_id.as_str())?;
+        ctx.first_byte.get_or_insert_with(Instant::now);
+        session
+            .write_response_header(Box::new(header), false)
+            .await
+            .map_err(|e| e.into_down())?;
+        session
+            .write_response_body(Some(body), true)
+            .await
+            .map_err(|e| e.into_down())
+    }
+
+    /// Ends the exchange with `error`: an `error` event when the client's stream has begun,
+    /// else the error in the client's shape (through `answer_failure`).
+    async fn end_with_error(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        stream: &mut AnthropicStream,
+        error: ProxyError,
+    ) -> Result<()> {
+        if !stream.is_started() {
+            return Err(super::fail(ctx, error));
+        }
+        ctx.effective_status = Some(error.status);
+        let mut out = Vec::new();
+        stream.fail(&mut out, error.kind, &error.message);
+        ctx.error = Some(error);
+        self.stream_out(session, ctx, out).await?;
+        session
+            .write_response_body(None, true)
+            .await
+            .map_err(|e| e.into_down())
+    }
+
+    /// Writes stream bytes, starting the client's event stream on the first.
+    async fn stream_out(&self, session: &mut Session, ctx: &mut Ctx, out: Vec<u8>) -> Result<()> {
+        if session.response_written().is_none() {
+            let mut header = ResponseHeader::build(200, Some(4))?;
+            header.insert_header(
+                http::header::CONTENT_TYPE,
+                "text/event-stream; charset=utf-8",
+            )?;
+            header.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
+            header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            header.insert_header(super::X_REQUEST_ID, ctx.request_id.as_str())?;
+            ctx.first_byte = Some(Instant::now());
+            session
+                .write_response_header(Box::new(header), false)
+                .await
+                .map_err(|e| e.into_down())?;
+            self.release_request_bodies(ctx);
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        session
+            .write_response_body(Some(Bytes::from(out)), false)
+            .await
+            .map_err(|e| e.into_down())
+    }
+
+    /// One non-streamed provider call with the prepared body, within the source's timeouts
+    /// (first byte plus idle for the whole answer, never past the request's total).
+    async fn provider_call(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Answer> {
+        let peer = self.peer_for_current_source(ctx).await?;
+        let body = ctx
+            .prepared
+            .as_ref()
+            .map(|p| p.body.clone())
+            .unwrap_or_default();
+        let Some(timeouts) = self.source(ctx).map(|s| s.timeouts) else {
+            return Err(Error::explain(ErrorType::InternalError, "no source"));
+        };
+        let mut limit = timeouts.first_byte + timeouts.idle;
+        if let Some(total) = timeouts.total {
+            limit = limit.min(total.saturating_sub(ctx.started.elapsed()));
+        }
+        let header = self.upstream_header(session.req_header(), ctx, Some(body.len()))?;
+        ctx.request_sent = true;
+        let call = async {
+            // A pooled connection the provider closed fails before any answer: once more on
+            // a fresh one.
+            let pooled = self.connector.reused_http_session(&*peer).await;
+            if let Some(pooled) = pooled {
+                let mut upstream = HttpSession::H1(pooled);
+                match exchange_on(&mut upstream, header.clone(), &body).await {
+                    Ok(answer) => {
+                        self.release(upstream, &peer).await;
+                        return Ok(answer);
+                    }
+                    Err(_) => upstream.shutdown().await,
+                }
+            }
+            let (fresh, _) = Box::pin(self.connector.get_http_session(&*peer))
+                .await
+                .map_err(|e| e.into_up())?;
+            let mut upstream = HttpSession::H1(fresh);
+            let answer = exchange_on(&mut upstream, header, &body).await;
+            match &answer {
+                Ok(_) => self.release(upstream, &peer).await,
+                Err(_) => upstream.shutdown().await,
+            }
+            answer
+        };
+        match tokio::time::timeout(limit.max(Duration::from_millis(1)), call).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                let e = ProxyError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the provider did not answer within {} s",
+                        limit.as_secs_f64().ceil()
+                    ),
+                )
+                .with_status(504);
+                Err(super::fail(ctx, e))
+            }
+        }
+    }
+
+    async fn release(&self, upstream: HttpSession, peer: &pingora::upstreams::peer::HttpPeer) {
+        match upstream {
+            HttpSession::H1(h1) => {
+                self.connector
+                    .release_http_session(h1, peer, peer.options.idle_timeout)
+                    .await
+            }
+            mut other => other.shutdown().await,
+        }
+    }
+}
+
+/// The request out and the whole answer in, on one connection.
+async fn exchange_on(
+    upstream: &mut HttpSession,
+    header: RequestHeader,
+    body: &Bytes,
+) -> Result<Answer> {
+    upstream
+        .write_request_header(Box::new(header))
+        .await
+        .map_err(|e| e.into_up())?;
+    upstream
+        .write_request_body(body.clone(), true)
+        .await
+        .map_err(|e| e.into_up())?;
+    upstream
+        .finish_request_body()
+        .await
+        .map_err(|e| e.into_up())?;
+    let response = loop {
+        upstream
+            .read_response_header()
+            .await
+            .map_err(|e| e.into_up())?;
+        let Some(header) = upstream.response_header() else {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
+        };
+        if !header.status.is_informational() {
+            break header.clone();
+        }
+    };
+    let mut answer = bytes::BytesMut::new();
+    while let Some(chunk) = upstream
+        .read_response_body()
+        .await
+        .map_err(|e| e.into_up())?
+    {
+        if answer.len() + chunk.len() > MAX_RESPONSE_BODY {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "provider answer too large");
+        }
+        answer.extend_from_slice(&chunk);
+        if upstream.response_done() {
+            break;
+        }
+    }
+    Ok(Answer {
+        status: response.status.as_u16(),
+        headers: response.headers.clone(),
+        body: answer.freeze(),
+    })
+}

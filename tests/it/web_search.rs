@@ -1,0 +1,395 @@
+//! The gateway's web search (docs/web-search.md): Claude Code's search request (a
+//! `web_search_20250305` server tool) on an OpenAI-compatible source that cannot search. The
+//! fake provider calls the `web_search` function tool, then answers from the tool's result;
+//! a fake SearXNG over real HTTP answers the searches. Each test checks the three ends: the
+//! backend saw the query, the provider saw the results, the client got Anthropic's blocks.
+
+use crate::harness::{PROVIDER_KEY, Proxy, adapter_yaml, post_messages};
+use flexiproxy_testkit::{FakeProvider, RecordedRequest, Reply, openai};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const QUERY: &str = "aiohttp latest release";
+
+/// The query of a SearXNG request (`/search?q=…&format=json`).
+fn query_of(request: &RecordedRequest) -> Option<String> {
+    let url = reqwest::Url::parse(&format!("http://backend{}", request.path)).ok()?;
+    assert_eq!(url.path(), "/search");
+    assert!(
+        url.query_pairs().any(|(k, v)| k == "format" && v == "json"),
+        "{}",
+        request.path
+    );
+    url.query_pairs()
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A SearXNG that finds two pages for any query (one from a domain tests may block).
+async fn searxng() -> FakeProvider {
+    FakeProvider::start(|req| {
+        let q = query_of(req).unwrap_or_default();
+        Reply::json(
+            200,
+            json!({"query": q, "number_of_results": 2, "results": [
+                {"url": "https://docs.aiohttp.org/en/stable/changes.html",
+                 "title": "Changelog - aiohttp documentation",
+                 "content": "aiohttp 3.13.2 (2025-10-28): bug fixes for the client and the web server.",
+                 "engine": "duckduckgo", "publishedDate": "2025-10-28T00:00:00"},
+                {"url": "https://pypi.org/project/aiohttp/", "title": "aiohttp · PyPI",
+                 "content": "Async http client/server framework (asyncio)", "engine": "bing"}
+            ], "answers": [], "suggestions": [], "unresponsive_engines": []}),
+        )
+    })
+    .await
+}
+
+/// Whether a Chat request already carries a tool result.
+fn has_tool_result(body: &Value) -> bool {
+    body["messages"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"))
+}
+
+/// A provider that searches once, then answers citing the changelog.
+async fn searching_provider() -> FakeProvider {
+    FakeProvider::start(|req| {
+        let body = req.json();
+        if has_tool_result(&body) {
+            Reply::json(
+                200,
+                openai::chat_completion(
+                    "The latest aiohttp release is 3.13.2 ([changelog](https://docs.aiohttp.org/en/stable/changes.html)).",
+                ),
+            )
+        } else {
+            let args = json!({ "query": QUERY }).to_string();
+            Reply::json(
+                200,
+                openai::tool_call_completion(&[("call_ws_1", "web_search", &args)]),
+            )
+        }
+    })
+    .await
+}
+
+fn proxy_with_search(provider: &FakeProvider, backend_url: &str) -> Proxy {
+    Proxy::start_with(
+        &format!("web_search:\n  backend: searxng\n  url: {backend_url}\n  timeout: 2s\n"),
+        &[(
+            "ws",
+            adapter_yaml(&provider.base_url(), &[crate::harness::KEY], ""),
+        )],
+    )
+}
+
+/// Claude Code's search request (`websearch-claude-code-2-search-subrequest.json`).
+fn search_request(stream: bool, max_uses: u32) -> Value {
+    json!({
+        "model": "claude-opus-5-5",
+        "messages": [{"role": "user", "content": [{"type": "text",
+            "text": format!("Perform a web search for the query: {QUERY}")}]}],
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332.b11; cc_entrypoint=sdk-cli;"},
+            {"type": "text", "text": "You are a Claude agent, built on Anthropic's Claude Agent SDK."},
+            {"type": "text", "text": "You run a web search for another Claude model, which is waiting on the result and can search again. Search once, then reply with a brief summary of the results."}
+        ],
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": max_uses}],
+        "tool_choice": {"type": "auto"},
+        "max_tokens": 32000,
+        "stream": stream
+    })
+}
+
+/// The provider's first request offered `web_search(query)`; its second carried the
+/// backend's results as the tool's result.
+fn assert_provider_searched(requests: &[RecordedRequest]) {
+    assert_eq!(requests.len(), 2, "one call to search, one to answer");
+    let first = requests[0].json();
+    assert_ne!(
+        first["stream"],
+        json!(true),
+        "provider calls are not streamed"
+    );
+    let tool = first["tools"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["function"]["name"] == "web_search"))
+        .unwrap_or_else(|| panic!("no web_search tool: {first}"));
+    assert_eq!(tool["function"]["parameters"]["required"], json!(["query"]));
+    assert!(!has_tool_result(&first));
+    let second = requests[1].json();
+    let result = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap_or_else(|| panic!("no tool result: {second}"));
+    assert_eq!(result["tool_call_id"], "call_ws_1");
+    let text = result["content"].to_string();
+    assert!(text.contains("Changelog - aiohttp documentation"), "{text}");
+    assert!(
+        text.contains("bug fixes for the client"),
+        "the snippet reaches the model: {text}"
+    );
+    assert!(text.contains("https://pypi.org/project/aiohttp/"), "{text}");
+}
+
+async fn assert_backend_saw_the_query(backend: &FakeProvider) {
+    let seen = backend.wait_for_requests(1, Duration::from_secs(5)).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(query_of(&seen[0]).as_deref(), Some(QUERY));
+    let raw = format!("{:?}", seen[0].headers);
+    assert!(
+        !raw.contains(PROVIDER_KEY),
+        "the provider key never reaches the backend"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_codes_search_on_a_chat_source_is_run_by_the_gateway() {
+    let backend = searxng().await;
+    let provider = searching_provider().await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    let response = post_messages(&proxy, &search_request(false, 8)).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+
+    assert_backend_saw_the_query(&backend).await;
+    assert_provider_searched(&provider.requests());
+    let types: Vec<&str> = answer["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["server_tool_use", "web_search_tool_result", "text"],
+        "{answer}"
+    );
+    let call = &answer["content"][0];
+    assert_eq!(call["name"], "web_search");
+    assert_eq!(call["input"]["query"], QUERY);
+    let id = call["id"].as_str().unwrap();
+    assert!(id.starts_with("srvtoolu_"), "{id}");
+    let result = &answer["content"][1];
+    assert_eq!(result["tool_use_id"], id);
+    assert_eq!(result["content"][0]["type"], "web_search_result");
+    assert_eq!(
+        result["content"][0]["title"],
+        "Changelog - aiohttp documentation"
+    );
+    assert_eq!(
+        result["content"][1]["url"],
+        "https://pypi.org/project/aiohttp/"
+    );
+    let text = &answer["content"][2];
+    assert!(text["text"].as_str().unwrap().contains("3.13.2"));
+    assert_eq!(
+        text["citations"][0]["url"],
+        "https://docs.aiohttp.org/en/stable/changes.html"
+    );
+    assert_eq!(answer["usage"]["server_tool_use"]["web_search_requests"], 1);
+    assert_eq!(answer["stop_reason"], "end_turn");
+    assert_eq!(answer["model"], "claude-opus-5-5");
+}
+
+/// Server-sent events as (event, data).
+fn events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter_map(|frame| {
+            let mut event = None;
+            let mut data = None;
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = Some(e.to_owned());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str(d).unwrap());
+                }
+            }
+            Some((event?, data?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streaming_client_gets_the_search_blocks_in_claude_codes_order() {
+    let backend = searxng().await;
+    let provider = searching_provider().await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    let response = post_messages(&proxy, &search_request(true, 8)).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let body = response.text().await.unwrap();
+    assert_backend_saw_the_query(&backend).await;
+    assert_provider_searched(&provider.requests());
+
+    let events = events(&body);
+    assert_eq!(events.first().map(|e| e.0.as_str()), Some("message_start"));
+    assert_eq!(events.last().map(|e| e.0.as_str()), Some("message_stop"));
+    let blocks: Vec<&Value> = events
+        .iter()
+        .filter(|(e, _)| e == "content_block_start")
+        .map(|(_, d)| &d["content_block"])
+        .collect();
+    let types: Vec<&str> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["server_tool_use", "web_search_tool_result", "text"],
+        "{body}"
+    );
+    // The query arrives as the server_tool_use block's input delta (the UI shows it).
+    let query_delta = events
+        .iter()
+        .find(|(e, d)| e == "content_block_delta" && d["delta"]["type"] == "input_json_delta")
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&query_delta).unwrap()["query"],
+        QUERY
+    );
+    assert_eq!(
+        blocks[1]["content"][0]["title"],
+        "Changelog - aiohttp documentation"
+    );
+    assert_eq!(blocks[1]["tool_use_id"], blocks[0]["id"]);
+    assert!(body.contains("citations_delta"));
+    let text: String = events
+        .iter()
+        .filter(|(_, d)| d["delta"]["type"] == "text_delta")
+        .map(|(_, d)| d["delta"]["text"].as_str().unwrap())
+        .collect();
+    assert!(text.contains("3.13.2"), "{text}");
+    let delta = events
+        .iter()
+        .find(|(e, _)| e == "message_delta")
+        .map(|(_, d)| d)
+        .unwrap();
+    assert_eq!(delta["usage"]["server_tool_use"]["web_search_requests"], 1);
+    assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+    // Every block started is stopped, in order.
+    let starts: Vec<u64> = events
+        .iter()
+        .filter(|(e, _)| e == "content_block_start")
+        .map(|(_, d)| d["index"].as_u64().unwrap())
+        .collect();
+    let stops: Vec<u64> = events
+        .iter()
+        .filter(|(e, _)| e == "content_block_stop")
+        .map(|(_, d)| d["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(starts, [0, 1, 2]);
+    assert_eq!(stops, starts);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_backend_is_a_search_error_not_a_failed_request() {
+    let backend = FakeProvider::start(|_| Reply::json(500, json!({"error": "engine down"}))).await;
+    let provider = FakeProvider::start(|req| {
+        let body = req.json();
+        if has_tool_result(&body) {
+            Reply::json(
+                200,
+                openai::chat_completion("The search failed; from memory: 3.13."),
+            )
+        } else {
+            let args = json!({ "query": QUERY }).to_string();
+            Reply::json(
+                200,
+                openai::tool_call_completion(&[("call_ws_1", "web_search", &args)]),
+            )
+        }
+    })
+    .await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    let response = post_messages(&proxy, &search_request(false, 8)).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(backend.request_count(), 1);
+    assert_eq!(
+        answer["content"][1]["content"],
+        json!({"type": "web_search_tool_result_error", "error_code": "unavailable"}),
+        "{answer}"
+    );
+    let requests = provider.requests();
+    assert_eq!(requests.len(), 2);
+    let told = requests[1].body_text();
+    assert!(told.contains("Web search error: unavailable"), "{told}");
+    assert!(
+        answer["content"][2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("from memory")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_uses_bounds_the_searches_and_then_the_model_must_answer() {
+    let backend = searxng().await;
+    // A provider that searches whenever it may.
+    let provider = FakeProvider::start(|req| {
+        let body = req.json();
+        if body["tool_choice"] == "none" {
+            Reply::json(200, openai::chat_completion("Enough searching."))
+        } else {
+            let n = body["messages"].as_array().map_or(0, Vec::len);
+            let args = json!({ "query": format!("query {n}") }).to_string();
+            Reply::json(
+                200,
+                openai::tool_call_completion(&[(&format!("call_{n}"), "web_search", &args)]),
+            )
+        }
+    })
+    .await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    let response = post_messages(&proxy, &search_request(false, 2)).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(backend.request_count(), 2, "max_uses: 2");
+    let requests = provider.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[2].json()["tool_choice"], "none");
+    assert_eq!(answer["usage"]["server_tool_use"]["web_search_requests"], 2);
+    let types: Vec<&str> = answer["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "server_tool_use",
+            "web_search_tool_result",
+            "server_tool_use",
+            "web_search_tool_result",
+            "text"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_backend_the_tool_is_dropped_as_before() {
+    let provider =
+        FakeProvider::start(|_| Reply::json(200, openai::chat_completion("No search."))).await;
+    let proxy = Proxy::start(&[(
+        "ws",
+        adapter_yaml(&provider.base_url(), &[crate::harness::KEY], ""),
+    )]);
+    let response = post_messages(&proxy, &search_request(false, 8)).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["content"][0]["type"], "text");
+    let sent = provider.requests()[0].json();
+    assert!(sent.get("tools").is_none(), "{sent}");
+}
