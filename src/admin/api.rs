@@ -6,7 +6,10 @@
 //! - `GET    /admin/api/adapters`              list (never a provider or issued key)
 //! - `POST   /admin/api/adapters`              create (a key or a pool, `balance`,
 //!   `fallbacks`, routes) → 201 with the new key, once
-//! - `POST   /admin/api/adapters/{name}/keys`  rotate → 201 with the new key, once
+//! - `POST   /admin/api/adapters/{name}/keys`  rotate (`grace`, `label`, `new_label`) → 201
+//!   with the new key, once
+//! - `DELETE /admin/api/adapters/{name}/keys/{id}` revoke one key (not the last working one)
+//! - `PATCH  /admin/api/adapters/{name}/keys/{id}` `{"label"}` (`null` removes it)
 //! - `PATCH  /admin/api/adapters/{name}`       model, model map, limits, provider key or
 //!   pool (`api_keys`), `balance` (`null`: sticky), `fallbacks` and routes (each the whole
 //!   list; `null` or `[]` removes it)
@@ -94,10 +97,50 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (&Method::POST, [name, "keys"]) => rotate(app, &actor, req, name).await,
         (&Method::PATCH, [name]) => patch(app, &actor, req, name).await,
         (&Method::DELETE, [name]) => delete(app, &actor, req, name).await,
-        (_, [] | [_] | [_, "keys"]) => Err(ApiError::new(405, "method not allowed here")),
+        (&Method::DELETE, [name, "keys", id]) => revoke_key(app, &actor, req, name, id).await,
+        (&Method::PATCH, [name, "keys", id]) => relabel_key(app, &actor, req, name, id).await,
+        (_, [] | [_] | [_, "keys"] | [_, "keys", _]) => {
+            Err(ApiError::new(405, "method not allowed here"))
+        }
         _ => Err(ApiError::new(404, "not found")),
     };
     result.unwrap_or_else(error)
+}
+
+async fn revoke_key(
+    app: &AdminApp,
+    actor: &Actor,
+    req: &AdminRequest,
+    name: &str,
+    id: &str,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    let view = app
+        .manager
+        .revoke_key(actor, name, id, if_match(req).as_deref())
+        .await?;
+    tracing::info!(actor = %actor.name, adapter = name, key = id, "adapter key revoked");
+    Ok(json_response(
+        200,
+        serde_json::to_value(view).unwrap_or_default(),
+    ))
+}
+
+async fn relabel_key(
+    app: &AdminApp,
+    actor: &Actor,
+    req: &AdminRequest,
+    name: &str,
+    id: &str,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    let request = body(req, false)?;
+    let view = app
+        .manager
+        .relabel_key(actor, name, id, request, if_match(req).as_deref())
+        .await?;
+    Ok(json_response(
+        200,
+        serde_json::to_value(view).unwrap_or_default(),
+    ))
 }
 
 fn list(app: &AdminApp, actor: &Actor) -> Response<Vec<u8>> {

@@ -82,7 +82,7 @@ impl From<EditError> for ApiError {
     fn from(e: EditError) -> ApiError {
         let status = match &e {
             EditError::Invalid(_) | EditError::BadName(_) => 400,
-            EditError::NotFound(..) => 404,
+            EditError::NotFound(..) | EditError::NoKey(_) => 404,
             EditError::Exists(_) | EditError::Cap(_) | EditError::Stale(_) => 409,
             EditError::Io(_) => 500,
         };
@@ -100,7 +100,13 @@ impl From<EditError> for ApiError {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyView {
+    /// How edits name the key: the first 12 hex digits of its SHA-256.
+    pub id: String,
+    /// Its first characters (`fp-abcd`), for keys issued since prefixes were recorded.
+    pub prefix: Option<String>,
     pub label: Option<String>,
+    /// When it last authenticated a request (RFC 3339; since the proxy started).
+    pub last_used: Option<String>,
     /// RFC 3339.
     pub created: Option<String>,
     pub expires: Option<String>,
@@ -270,6 +276,17 @@ pub struct RotateRequest {
     #[serde(default)]
     pub grace: Option<String>,
     /// Rotate only the keys with this label (the new key gets it too).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The new key's label, instead of the rotated key's.
+    #[serde(default)]
+    pub new_label: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatchRequest {
+    /// `null` or empty removes the label.
     #[serde(default)]
     pub label: Option<String>,
 }
@@ -447,6 +464,12 @@ pub fn adapter_view(a: &Adapter, base_url: &str, version: String) -> AdapterView
             .keys
             .iter()
             .map(|k| KeyView {
+                id: hex::encode(&k.hash[..6]),
+                prefix: k.prefix.clone(),
+                last_used: match k.last_used.load(std::sync::atomic::Ordering::Relaxed) {
+                    0 => None,
+                    secs => Some(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))),
+                },
                 label: k.label.clone(),
                 created: k.created.map(rfc3339),
                 expires: k.expires.map(rfc3339),
@@ -889,7 +912,13 @@ impl Manager {
         if_match: Option<&str>,
     ) -> Result<Issued, ApiError> {
         let entry = self.visible_entry(actor, name)?;
-        self.check_env_refs(actor, &[("label", req.label.as_deref())])?;
+        self.check_env_refs(
+            actor,
+            &[
+                ("label", req.label.as_deref()),
+                ("new_label", req.new_label.as_deref()),
+            ],
+        )?;
         let grace = match req.grace.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(g) => Some(humantime::parse_duration(g).map_err(|e| ApiError::bad("grace", e))?),
@@ -898,6 +927,10 @@ impl Manager {
         let name_owned = name.to_owned();
         let version = if_match.map_or(entry.version, str::to_owned);
         let label = req.label.filter(|l| !l.is_empty());
+        let new_label = req
+            .new_label
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty());
         let before = self.live.load().generation;
         let (_, key) = blocking(move || {
             edit::rotate_checked(
@@ -905,6 +938,7 @@ impl Manager {
                 &name_owned,
                 grace,
                 label.as_deref(),
+                new_label.as_deref(),
                 Some(&version),
             )
         })
@@ -925,6 +959,61 @@ impl Manager {
         blocking(move || edit::delete_checked(&server, &name_owned, Some(&version))).await?;
         self.applied(|s| s.adapter(name).is_none()).await;
         Ok(())
+    }
+
+    /// Revokes one issued key (by [`KeyView::id`]) at once.
+    pub async fn revoke_key(
+        &self,
+        actor: &Actor,
+        name: &str,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<AdapterView, ApiError> {
+        let entry = self.visible_entry(actor, name)?;
+        let (server, name_owned, id) = (self.server.clone(), name.to_owned(), id.to_owned());
+        let version = if_match.map_or(entry.version, str::to_owned);
+        let before = self.live.load().generation;
+        blocking(move || edit::revoke_key(&server, &name_owned, &id, Some(&version))).await?;
+        self.applied(|s| s.generation > before).await;
+        self.current_view(name)
+    }
+
+    /// Sets or removes one issued key's label.
+    pub async fn relabel_key(
+        &self,
+        actor: &Actor,
+        name: &str,
+        id: &str,
+        req: KeyPatchRequest,
+        if_match: Option<&str>,
+    ) -> Result<AdapterView, ApiError> {
+        let entry = self.visible_entry(actor, name)?;
+        self.check_env_refs(actor, &[("label", req.label.as_deref())])?;
+        let label = req
+            .label
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty());
+        let (server, name_owned, id) = (self.server.clone(), name.to_owned(), id.to_owned());
+        let version = if_match.map_or(entry.version, str::to_owned);
+        let before = self.live.load().generation;
+        blocking(move || {
+            edit::relabel_key(&server, &name_owned, &id, label.as_deref(), Some(&version))
+        })
+        .await?;
+        self.applied(|s| s.generation > before).await;
+        self.current_view(name)
+    }
+
+    /// The adapter as it is loaded now, with its file's version.
+    fn current_view(&self, name: &str) -> Result<AdapterView, ApiError> {
+        let version = edit::entry(&self.server, name)
+            .map(|e| e.version)
+            .unwrap_or_default();
+        let snapshot = self.live.load();
+        let adapter = snapshot
+            .adapter(name)
+            .ok_or_else(|| ApiError::new(500, "the edited adapter did not load"))?;
+        Ok(self.view(adapter, version))
     }
 
     pub async fn patch(

@@ -10,6 +10,7 @@ use crate::protocol::openai_chat::dialect::{Dialect, MaxTokensField, ReasoningSt
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 // ---------------------------------------------------------------------------------------------
@@ -308,6 +309,9 @@ pub struct AdapterLimitsFile {
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
     pub sha256: String,
+    /// The key's first characters (`fp-` and four more), so people can tell keys apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// When the key was issued (shown in listings).
@@ -539,6 +543,10 @@ impl Limits {
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
     pub hash: KeyHash,
+    pub prefix: Option<String>,
+    /// When the key last authenticated a request (Unix seconds; 0: not since the proxy
+    /// started). Shared with the same key's entry in the next version of the file.
+    pub last_used: Arc<std::sync::atomic::AtomicU64>,
     pub label: Option<String>,
     pub created: Option<SystemTime>,
     pub expires: Option<SystemTime>,
@@ -790,6 +798,8 @@ fn validate(
         }
         keys.push(KeyEntry {
             hash,
+            prefix: key.prefix.clone(),
+            last_used: Arc::default(),
             label: key.label.clone(),
             created: key.created,
             expires: key.expires,

@@ -11,7 +11,7 @@ use super::adapter::{
     AdapterFile, AdapterLimitsFile, KeyFile, ModelRuleFile, OptionsFile, PoolKeyFile, RouteFile,
     SourceFile, SourceProtocol, parse_adapter,
 };
-use super::keys::{Secret, generate_key, hash_hex, hash_key};
+use super::keys::{KEY_PREFIX, Secret, generate_key, hash_hex, hash_key};
 use super::presets;
 use super::server::ServerConfig;
 use super::snapshot::is_adapter_file;
@@ -28,6 +28,9 @@ pub enum EditError {
     Invalid(String),
     #[error("no adapter named `{0}` in {1}")]
     NotFound(String, String),
+    /// The adapter has no issued key with that id.
+    #[error("{0}")]
+    NoKey(String),
     #[error("{0}")]
     Io(String),
     /// The name is taken.
@@ -518,6 +521,7 @@ fn create_text(
     }
     let keys = json!([{
         "sha256": hash_hex(&hash_key(key.expose())),
+        "prefix": key_prefix(key),
         "label": label,
         "created": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
     }]);
@@ -561,26 +565,28 @@ pub fn rotate(
     grace: Option<Duration>,
     label: Option<&str>,
 ) -> Result<(PathBuf, Secret), EditError> {
-    rotate_checked(server, name, grace, label, None)
+    rotate_checked(server, name, grace, label, None, None)
 }
 
 /// [`rotate`], refused with [`EditError::Stale`] unless the file still has `expect_version`.
+/// `new_label` names the new key (else it takes the rotated key's label).
 pub fn rotate_checked(
     server: &ServerConfig,
     name: &str,
     grace: Option<Duration>,
     label: Option<&str>,
+    new_label: Option<&str>,
     expect_version: Option<&str>,
 ) -> Result<(PathBuf, Secret), EditError> {
     let key =
         generate_key().map_err(|e| EditError::Io(format!("no random numbers from the OS: {e}")))?;
-    if let Some(l) = label {
+    for l in [label, new_label].into_iter().flatten() {
         check_line("label", l, 64)?;
     }
     let path = modify(server, name, expect_version, |text, intended| {
         let file: AdapterFile = serde_yaml_ng::from_str(text)
             .map_err(|e| EditError::Invalid(format!("adapter `{name}`: {e}")))?;
-        let keys = rotated_keys(file.keys, &key, grace, label);
+        let keys = rotated_keys(file.keys, &key, grace, label, new_label);
         yaml_write::set_path(intended, &["keys"], Some(&tree("keys", &keys)?));
         replace_keys_section(text, &keys)
     })?;
@@ -592,10 +598,11 @@ fn rotated_keys(
     key: &Secret,
     grace: Option<Duration>,
     label: Option<&str>,
+    new_label: Option<&str>,
 ) -> Vec<KeyFile> {
     let now = SystemTime::now();
     let mut keys: Vec<KeyFile> = Vec::new();
-    let mut new_label = label.map(str::to_owned);
+    let mut new_label = new_label.or(label).map(str::to_owned);
     for mut k in old {
         if k.expires.is_some_and(|e| e <= now) {
             continue;
@@ -617,12 +624,84 @@ fn rotated_keys(
     }
     keys.push(KeyFile {
         sha256: hash_hex(&hash_key(key.expose())),
+        prefix: Some(key_prefix(key)),
         label: new_label,
         created: Some(now),
         expires: None,
         limits: None,
     });
     keys
+}
+
+/// The first characters of an issued key kept in the file to tell keys apart: `fp-` and four
+/// of its 43 random characters (24 of its 256 bits).
+fn key_prefix(key: &Secret) -> String {
+    key.expose().chars().take(KEY_PREFIX.len() + 4).collect()
+}
+
+/// How listings and edits name an issued key: the first 12 hex digits of its SHA-256.
+pub fn key_id(sha256: &str) -> &str {
+    sha256.get(..12).unwrap_or(sha256)
+}
+
+/// Changes the keys section: `change` gets the keys and the index of the one `id` names.
+fn change_key(
+    server: &ServerConfig,
+    name: &str,
+    id: &str,
+    expect_version: Option<&str>,
+    change: impl FnOnce(&mut Vec<KeyFile>, usize) -> Result<(), EditError>,
+) -> Result<PathBuf, EditError> {
+    modify(server, name, expect_version, |text, intended| {
+        let mut keys = serde_yaml_ng::from_str::<AdapterFile>(text)
+            .map_err(|e| EditError::Invalid(format!("adapter `{name}`: {e}")))?
+            .keys;
+        let at = keys
+            .iter()
+            .position(|k| key_id(&k.sha256).eq_ignore_ascii_case(id) && id.len() == 12)
+            .ok_or_else(|| EditError::NoKey(format!("adapter `{name}` has no key `{id}`")))?;
+        change(&mut keys, at)?;
+        yaml_write::set_path(intended, &["keys"], Some(&tree("keys", &keys)?));
+        replace_keys_section(text, &keys)
+    })
+}
+
+/// Revokes one issued key at once; the adapter's last working key stays (rotate instead).
+pub fn revoke_key(
+    server: &ServerConfig,
+    name: &str,
+    id: &str,
+    expect_version: Option<&str>,
+) -> Result<PathBuf, EditError> {
+    change_key(server, name, id, expect_version, |keys, at| {
+        let now = SystemTime::now();
+        let working = |k: &KeyFile| k.expires.is_none_or(|e| e > now);
+        if working(&keys[at]) && keys.iter().filter(|k| working(k)).count() == 1 {
+            return Err(EditError::Invalid(
+                "the adapter's only working key; rotate it instead, or delete the adapter"
+                    .to_owned(),
+            ));
+        }
+        keys.remove(at);
+        Ok(())
+    })
+}
+
+/// Sets (or with `None` removes) one issued key's label.
+pub fn relabel_key(
+    server: &ServerConfig,
+    name: &str,
+    id: &str,
+    label: Option<&str>,
+    expect_version: Option<&str>,
+) -> Result<PathBuf, EditError> {
+    if let Some(l) = label {
+        check_line("label", l, 64)?;
+    }
+    change_key(server, name, id, expect_version, |keys, at| {
+        keys[at].label = label.map(str::to_owned);
+        Ok(())
+    })
 }
 
 /// What `PATCH /admin/api/adapters/{name}` may change; `None` leaves a field alone.

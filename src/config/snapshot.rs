@@ -270,7 +270,15 @@ impl Loader {
         let parsed = check_owner_env_refs(&path, &text, &*self.is_admin)
             .and_then(|()| parse_adapter(&path, &text, &*self.env));
         match parsed {
-            Ok(adapter) => {
+            Ok(mut adapter) => {
+                // A key that stays keeps its last use across edits of the file.
+                if let Some(old) = &state.live {
+                    for k in &mut adapter.keys {
+                        if let Some(o) = old.keys.iter().find(|o| o.hash == k.hash) {
+                            k.last_used = o.last_used.clone();
+                        }
+                    }
+                }
                 state.parsed = Some(Arc::new(adapter));
                 state.parse_error = None;
             }

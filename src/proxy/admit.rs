@@ -172,6 +172,7 @@ impl FlexiProxy {
         };
         let (adapter, label) = match snapshot.lookup(key, SystemTime::now()) {
             KeyLookup::Found(adapter, entry) => {
+                note_use(&entry.last_used);
                 // Only the shared limiter and token budgets need the scope past this point.
                 ctx.limits = super::limits::scope_of(adapter, entry)
                     .filter(|(_, l)| self.shared.is_some() || l.has_budget());
@@ -275,5 +276,16 @@ impl FlexiProxy {
         // Boxed: inline, its large state would be part of every request's future, which
         // Pingora boxes (a memcpy of the whole future) per request.
         Box::pin(self.exchange_directly(session, ctx)).await
+    }
+}
+
+/// Records that a key was used now, writing the shared cell at most once a second.
+fn note_use(last_used: &std::sync::atomic::AtomicU64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if last_used.load(Relaxed) != now {
+        last_used.store(now, Relaxed);
     }
 }

@@ -265,6 +265,7 @@ def run():
     d.execute_script(
         "document.querySelector('#menu-alice-fake input[name=version]').value = 'stale';")
     click("rotate-alice-fake")
+    wait.until(EC.alert_is_present()).accept()
     seen["stale"] = text_of("error")
     check("reload" in seen["stale"], f"stale message: {seen['stale']!r}")
 
@@ -272,13 +273,21 @@ def run():
     go("/")
     open_menu("alice-fake")
     Select(by_id("grace-alice-fake")).select_by_value("")
+    by_id("new-label-alice-fake").send_keys("laptop-2")
     click("rotate-alice-fake")
+    alert = wait.until(EC.alert_is_present())
+    check("alice-fake" in alert.text, f"rotation asks first: {alert.text!r}")
+    alert.accept()
     at("/adapters/alice-fake/key")
     new_key = by_id("api-key").text.strip()
     check(new_key.startswith("fp-") and new_key != key, "rotation issues a new key")
     shot("rotated")
     check(sdk_refused(key), "the old key is refused (AuthenticationError)")
     check(sdk_says(new_key) == CFG["answer"], "the new key works")
+    go("/")
+    row = text_of("adapter-alice-fake")
+    check("laptop-2" in row and new_key[:7] + "…" in row, f"the new key's label and prefix: {row!r}")
+    check(new_key not in d.page_source, "the list never shows a key")
 
     # A second adapter to keep, then delete the first (accepting the confirmation).
     keep_key = create("alice-keep", "desktop")

@@ -375,3 +375,124 @@ async fn at_the_cap_the_list_says_so_and_the_form_is_disabled() {
     assert!(form.contains("id=\"create-fields\" disabled"), "{form}");
     assert!(form.contains("delete one to create another"));
 }
+
+/// The adapter's issued keys as the listing shows them.
+async fn client_keys(proxy: &Proxy) -> Vec<serde_json::Value> {
+    let (_, list) = call(
+        proxy,
+        Method::GET,
+        "/admin/api/adapters",
+        None,
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    list["adapters"][0]["keys"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_keys_show_a_prefix_and_last_use_and_are_relabelled_and_revoked_one_by_one() {
+    let p = provider().await;
+    let proxy = start("");
+    let body = json!({"name": "ed", "label": "laptop",
+        "source": {"base_url": p.base_url(), "api_key": SOURCE_KEY, "model": "fake-model"}});
+    let (status, created) = call(
+        &proxy,
+        Method::POST,
+        "/admin/api/adapters",
+        Some(body),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let first = created["api_key"].as_str().unwrap().to_owned();
+    let keys = client_keys(&proxy).await;
+    assert_eq!(keys[0]["prefix"], first[..7]);
+    assert_eq!(keys[0]["id"].as_str().unwrap(), &sha256_hex(&first)[..12]);
+    assert!(keys[0]["last_used"].is_null());
+
+    // A request marks the key used.
+    assert_eq!(status_with(&proxy.url(""), &first).await, 200);
+    let used = client_keys(&proxy).await[0]["last_used"].clone();
+    assert!(used.as_str().is_some_and(|t| t.starts_with("20")), "{used}");
+
+    // Rotation with a grace period and a new label: two keys, told apart.
+    let (status, rotated) = call(
+        &proxy,
+        Method::POST,
+        "/admin/api/adapters/ed/keys",
+        Some(json!({"grace": "1h", "new_label": "laptop-2"})),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201, "{rotated}");
+    let second = rotated["api_key"].as_str().unwrap().to_owned();
+    let keys = client_keys(&proxy).await;
+    let labels: Vec<&str> = keys.iter().map(|k| k["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["laptop", "laptop-2"]);
+    assert_eq!(
+        keys[0]["last_used"], used,
+        "the kept key keeps its last use"
+    );
+    let first_id = keys[0]["id"].as_str().unwrap().to_owned();
+    let second_id = keys[1]["id"].as_str().unwrap().to_owned();
+
+    // In the panel: the prefixes, never a key; relabel the new key, revoke the old one.
+    let (cookie, csrf) = login(&proxy, "carol", "carol-password").await;
+    let panel = Panel {
+        proxy: &proxy,
+        cookie,
+        csrf,
+    };
+    let page = panel.page("en").await;
+    assert!(!page.contains(&first) && !page.contains(&second));
+    assert!(page.contains(&format!("{}…", &second[..7])));
+    panel
+        .saved(&[
+            ("op", "client_key_label"),
+            ("key_id", &second_id),
+            ("label", "desktop"),
+        ])
+        .await;
+    assert_eq!(client_keys(&proxy).await[1]["label"], "desktop");
+    panel
+        .saved(&[("op", "client_key_revoke"), ("key_id", &first_id)])
+        .await;
+    assert_eq!(
+        status_with(&proxy.url(""), &first).await,
+        401,
+        "revoked at once"
+    );
+    assert_eq!(status_with(&proxy.url(""), &second).await, 200);
+
+    // The last working key stays; unknown ids are 404; a label can be removed.
+    let (status, resp) = call(
+        &proxy,
+        Method::DELETE,
+        &format!("/admin/api/adapters/ed/keys/{second_id}"),
+        None,
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 400, "{resp}");
+    assert!(resp["error"].as_str().unwrap().contains("only working key"));
+    let (status, _) = call(
+        &proxy,
+        Method::DELETE,
+        "/admin/api/adapters/ed/keys/000000000000",
+        None,
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, view) = call(
+        &proxy,
+        Method::PATCH,
+        &format!("/admin/api/adapters/ed/keys/{second_id}"),
+        Some(json!({"label": null})),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{view}");
+    assert!(view["keys"][0]["label"].is_null());
+    assert_eq!(status_with(&proxy.url(""), &second).await, 200);
+}

@@ -36,6 +36,7 @@ struct Row {
     status_text: String,
     status_class: &'static str,
     confirm_text: String,
+    confirm_rotate: String,
     /// Every provider key's state in the page's language.
     key_states: Vec<KeyState>,
 }
@@ -99,6 +100,7 @@ fn row(cx: &Ctx, view: AdapterView) -> Row {
         .collect();
     Row {
         confirm_text: cx.lang.fill("confirm_delete", &[("name", &view.name)]),
+        confirm_rotate: cx.lang.fill("confirm_rotate", &[("name", &view.name)]),
         status_text,
         status_class,
         key_states,
@@ -147,6 +149,7 @@ pub(super) async fn rotate(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> 
     let request = RotateRequest {
         grace: form.opt("grace"),
         label: None,
+        new_label: form.opt("new_label"),
     };
     let version = form.opt("version");
     match cx

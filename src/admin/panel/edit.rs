@@ -1,5 +1,6 @@
 //! The adapter's edit page: the default source's base URL and model, the keys of each pool
-//! (add, remove; never shown), and the routes (add, change, reorder, remove). Every form
+//! (add, remove; never shown), the routes (add, change, reorder, remove) and the client keys
+//! (label, revoke). Every form
 //! carries the file's version, so an edit made on a page that is out of date is refused
 //! instead of undoing someone else's; each change goes through `Manager::patch`.
 
@@ -7,7 +8,9 @@ use super::adapters::{PROTOCOLS, key_state};
 use super::{Ctx, Form, redirect, urlencode, vars};
 use crate::admin::PanelSession;
 use crate::admin::edits::{self, Edit, PoolOf};
-use crate::admin::manage::{ApiError, Manager, PatchRequest, RouteRequest, SourceRequest};
+use crate::admin::manage::{
+    ApiError, KeyPatchRequest, Manager, PatchRequest, RouteRequest, SourceRequest,
+};
 use crate::config::adapter::SourceFile;
 use crate::config::presets;
 use http::Response;
@@ -145,6 +148,7 @@ pub(super) fn edit_page(
         ("base_url", Value::from(shown_base_url(&file.source))),
         ("model", Value::from(file.source.model.clone())),
         ("source_keys", Value::from_serialize(pool("default"))),
+        ("client_keys", Value::from_serialize(&view.keys)),
         ("routes", Value::from_serialize(&routes)),
         ("presets", Value::from_serialize(Manager::presets())),
         ("protocols", Value::from_serialize(PROTOCOLS)),
@@ -274,6 +278,30 @@ pub(super) async fn save(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> Re
     // The page the form came from showed another version: refuse rather than undo a change.
     if f.get("version") != version {
         return edit_page(cx, session, name, Some(cx.t("stale").to_owned()), 409);
+    }
+    // Issued keys are changed in the keys section, not through a PATCH.
+    let key_id = f.get("key_id");
+    let key_change = match f.get("op") {
+        "client_key_revoke" => Some(
+            manager
+                .revoke_key(&session.actor, name, key_id, Some(&version))
+                .await,
+        ),
+        "client_key_label" => {
+            let request = KeyPatchRequest {
+                label: f.opt("label"),
+            };
+            let changed =
+                manager.relabel_key(&session.actor, name, key_id, request, Some(&version));
+            Some(changed.await)
+        }
+        _ => None,
+    };
+    if let Some(result) = key_change {
+        return match result {
+            Ok(_) => redirect(&format!("/adapters/{}/edit?saved=1", urlencode(name)), &[]),
+            Err(e) => edit_page(cx, session, name, Some(e.message), e.status),
+        };
     }
     let patch = match change(&f) {
         Some(Change::Patch(p)) => Ok(p),
