@@ -103,7 +103,7 @@ fn chunk(delta: Value, finish_reason: Option<&str>) -> String {
         "id": "chatcmpl-9f2c1e7a4b3d4e5f8a9b0c1d2e3f4a5b",
         "object": "chat.completion.chunk",
         "created": 1_767_225_600,
-        "model": "deepseek-chat",
+        "model": "deepseek-v4-flash",
         "system_fingerprint": "fp_8802369eaa_prod0623",
         "choices": [{
             "index": 0,
@@ -184,7 +184,7 @@ fn openai_stream() -> Stream {
         "id": "chatcmpl-9f2c1e7a4b3d4e5f8a9b0c1d2e3f4a5b",
         "object": "chat.completion.chunk",
         "created": 1_767_225_600,
-        "model": "deepseek-chat",
+        "model": "deepseek-v4-flash",
         "system_fingerprint": "fp_8802369eaa_prod0623",
         "choices": [],
         "usage": {
@@ -282,7 +282,7 @@ fn completion_with_tools() -> Vec<u8> {
         "id": "chatcmpl-9f2c1e7a4b3d4e5f8a9b0c1d2e3f4a5b",
         "object": "chat.completion",
         "created": 1_767_225_600,
-        "model": "deepseek-chat",
+        "model": "deepseek-v4-flash",
         "system_fingerprint": "fp_8802369eaa_prod0623",
         "choices": [{
             "index": 0,
@@ -317,14 +317,18 @@ fn request(c: &mut Criterion) {
         ("claude_code_75k", "claude_code_request.json"),
     ] {
         let body = fixture(file);
-        let check = translate_request(&body, |_| "deepseek-chat".to_owned(), &dialect)
+        let check = translate_request(&body, |_| "deepseek-v4-flash".to_owned(), &dialect)
             .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(!check.body.is_empty());
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                translate_request(black_box(&body), |_| "deepseek-chat".to_owned(), &dialect)
-                    .map(|t| t.body.len())
+                translate_request(
+                    black_box(&body),
+                    |_| "deepseek-v4-flash".to_owned(),
+                    &dialect,
+                )
+                .map(|t| t.body.len())
             })
         });
     }
@@ -336,11 +340,11 @@ fn request(c: &mut Criterion) {
         ("replace_model_75k", "claude_code_request.json"),
     ] {
         let body = fixture(file);
-        assert!(replace_model(&body, |_| "deepseek-chat".to_owned()).is_ok());
+        assert!(replace_model(&body, |_| "deepseek-v4-flash".to_owned()).is_ok());
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                replace_model(black_box(&body), |_| "deepseek-chat".to_owned())
+                replace_model(black_box(&body), |_| "deepseek-v4-flash".to_owned())
                     .map(|r| r.0.len())
                     .ok()
             })
@@ -360,7 +364,7 @@ fn response(c: &mut Criterion) {
         "id": "chatcmpl-9f2c1e7a4b3d4e5f8a9b0c1d2e3f4a5b",
         "object": "chat.completion",
         "created": 1_767_225_600,
-        "model": "deepseek-chat",
+        "model": "deepseek-v4-flash",
         "choices": [{"index": 0, "message": {"role": "assistant",
             "content": "Hello! This is a response from the FlexiProxy fake provider.",
             "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
@@ -718,7 +722,7 @@ fn responses(c: &mut Criterion) {
         on_chat
             .encode_request(
                 body,
-                |_| "deepseek-chat".to_owned(),
+                |_| "deepseek-v4-flash".to_owned(),
                 SourceOptions {
                     dialect: &dialect,
                     omit_media_for: None,

@@ -89,6 +89,14 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The provider presets: base URL, protocol, and each current model's facts (images,
+    /// context window, output limit, web search, how reasoning is switched, where and when
+    /// they were checked).
+    Presets {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -222,6 +230,10 @@ fn main() -> ExitCode {
         Command::Adapter(cmd) => adapter(cmd),
         Command::User(cmd) => cli_users::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Stats { since, by, common } => stats(since, by, &common),
+        Command::Presets { json } => {
+            print_presets(json);
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -230,6 +242,64 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_presets(as_json: bool) {
+    let tokens = |n: Option<u32>| match n {
+        Some(n) if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        Some(n) if n >= 1000 => format!("{}K", n / 1000),
+        Some(n) => n.to_string(),
+        None => "?".to_owned(),
+    };
+    let yes_no = |b: Option<bool>| match b {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "?",
+    };
+    if as_json {
+        let list: Vec<serde_json::Value> = presets::all()
+            .iter()
+            .map(|p| {
+                let models: Vec<serde_json::Value> = p
+                    .models
+                    .iter()
+                    .map(|m| {
+                        json!({"id": m.id, "images": m.images, "context": m.context,
+                               "max_output": m.max_output, "web_search": m.web_search,
+                               "reasoning": m.reasoning, "verified": m.verified,
+                               "source": m.source})
+                    })
+                    .collect();
+                json!({"name": p.name, "protocol": p.protocol.name(), "base_url": p.base_url,
+                       "example_model": p.example_model, "text_only": p.text_only,
+                       "models": models})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return;
+    }
+    for p in presets::all() {
+        println!("{} ({}, {})", p.name, p.protocol.name(), p.base_url);
+        for m in p.models {
+            println!(
+                "  {:<34} images {:<3}  context {:<5} output {:<5} web search {:<3}  verified {}",
+                m.id,
+                yes_no(m.images),
+                tokens(m.context),
+                tokens(m.max_output),
+                yes_no(m.web_search),
+                m.verified
+            );
+            println!("  {:<34} reasoning: {}", "", m.reasoning);
+            if !m.source.is_empty() {
+                println!("  {:<34} source: {}", "", m.source);
+            }
+        }
+    }
+    println!("(? = unverified: no provider page says so)");
 }
 
 fn serve(path: &Path, upgrade: bool, daemon_log: Option<&Path>) -> Result<ExitCode, String> {

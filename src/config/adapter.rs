@@ -1124,7 +1124,7 @@ mod tests {
 source:
   base_url: https://api.deepseek.com/v1
   api_key: ${DEEPSEEK_API_KEY}
-  model: deepseek-chat
+  model: deepseek-v4-flash
   model_map:
     - { match: "claude-*haiku*", model: deepseek-flash }
     - { match: "claude-opus-*", model: deepseek-v4-pro }
@@ -1146,7 +1146,7 @@ keys:
             "deepseek-flash"
         );
         assert_eq!(a.source.map_model("claude-opus-4-1"), "deepseek-v4-pro");
-        assert_eq!(a.source.map_model("claude-sonnet-4-5"), "deepseek-chat");
+        assert_eq!(a.source.map_model("claude-sonnet-4-5"), "deepseek-v4-flash");
         assert_eq!(a.source.preset, Some("deepseek"));
         assert_eq!(a.source.dialect.reasoning, ReasoningStyle::DeepSeek);
         assert_eq!(a.keys[0].label.as_deref(), Some("laptop"));
@@ -1164,8 +1164,8 @@ keys:
         assert_eq!(a.source.endpoint.host_value, "api.deepseek.com");
 
         let anthropic = parse(&GOOD.replace(
-            "  model: deepseek-chat",
-            "  model: deepseek-chat\n  protocol: anthropic",
+            "  model: deepseek-v4-flash",
+            "  model: deepseek-v4-flash\n  protocol: anthropic",
         ))
         .unwrap();
         let auth = anthropic.source.auth.as_ref().unwrap();
@@ -1322,8 +1322,8 @@ keys:
     #[test]
     fn unknown_keys_are_errors_with_line() {
         let e = parse(&GOOD.replace(
-            "  model: deepseek-chat",
-            "  model: deepseek-chat\n  modle: typo",
+            "  model: deepseek-v4-flash",
+            "  model: deepseek-v4-flash\n  modle: typo",
         ))
         .unwrap_err();
         let text = e.to_string();
@@ -1365,9 +1365,10 @@ keys:
         assert_eq!(a.source.endpoint.host, "dashscope.aliyuncs.com");
         assert_eq!(a.source.endpoint.path, "/compatible-mode/v1");
         assert_eq!(a.source.dialect.reasoning, ReasoningStyle::Qwen);
-        let a =
-            parse("source:\n  preset: deepseek-anthropic\n  api_key: k\n  model: deepseek-chat\n")
-                .unwrap();
+        let a = parse(
+            "source:\n  preset: deepseek-anthropic\n  api_key: k\n  model: deepseek-v4-flash\n",
+        )
+        .unwrap();
         assert_eq!(a.source.protocol, SourceProtocol::Anthropic);
     }
 

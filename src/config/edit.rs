@@ -942,7 +942,7 @@ mod tests {
             name: name.into(),
             provider: Some("deepseek".into()),
             api_key_env: Some("DEEPSEEK_API_KEY".into()),
-            model: "deepseek-chat".into(),
+            model: "deepseek-v4-flash".into(),
             ..CreateSpec::default()
         }
     }

@@ -416,7 +416,7 @@ async fn bad_input_gets_a_400_naming_the_field() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     // A preset fills the base URL; a taken name is a conflict.
-    let preset = json!({"name": "dsp", "source": {"preset": "deepseek", "api_key": "k", "model": "deepseek-chat"}});
+    let preset = json!({"name": "dsp", "source": {"preset": "deepseek", "api_key": "k", "model": "deepseek-v4-flash"}});
     let (status, created) = call(
         &proxy,
         Method::POST,
@@ -457,7 +457,7 @@ async fn bad_input_gets_a_400_naming_the_field() {
 async fn a_stale_edit_gets_409_and_nothing_is_lost() {
     let proxy = start("");
     let admin = Auth::Token(TOKEN);
-    let body = json!({"name": "st", "source": {"preset": "deepseek", "api_key": "k", "model": "deepseek-chat"}});
+    let body = json!({"name": "st", "source": {"preset": "deepseek", "api_key": "k", "model": "deepseek-v4-flash"}});
     assert_eq!(
         call(
             &proxy,
@@ -478,7 +478,7 @@ async fn a_stale_edit_gets_409_and_nothing_is_lost() {
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str("# a note from a human\n");
     write_atomic(&file, &text);
-    let patch = json!({"model": "deepseek-reasoner"});
+    let patch = json!({"model": "deepseek-v4-pro"});
     let (status, resp) = call_with(
         &proxy,
         Method::PATCH,
@@ -511,7 +511,7 @@ async fn a_stale_edit_gets_409_and_nothing_is_lost() {
     .await;
     assert_eq!(status, 200, "{resp}");
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.contains("# a note from a human") && text.contains("deepseek-reasoner"));
+    assert!(text.contains("# a note from a human") && text.contains("deepseek-v4-pro"));
 
     // The CLI's edit in between (its own process takes the same lock) makes the old version stale.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
@@ -605,5 +605,64 @@ async fn simultaneous_creates_admit_exactly_the_cap() {
     assert!(
         refusal.1["error"].as_str().unwrap().contains("at most 2"),
         "{refusal:?}"
+    );
+}
+
+/// `flexiproxy presets` lists every preset's current models with their facts, and none of the
+/// retired DeepSeek ids.
+#[test]
+fn presets_command_lists_current_models_and_their_facts() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
+        .args(["presets", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deepseek = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "deepseek")
+        .unwrap();
+    let ids: Vec<&str> = deepseek["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["deepseek-v4-flash", "deepseek-v4-pro"]);
+    let pro = &deepseek["models"][1];
+    assert_eq!(pro["context"], 1_000_000);
+    assert_eq!(pro["images"], false);
+    assert!(
+        pro["source"]
+            .as_str()
+            .unwrap()
+            .contains("api-docs.deepseek.com")
+    );
+    assert!(pro["reasoning"].as_str().unwrap().contains("thinking"));
+    let text = std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
+        .arg("presets")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    for name in [
+        "deepseek",
+        "dashscope",
+        "xai",
+        "openrouter",
+        "openai",
+        "ollama",
+        "vllm",
+    ] {
+        assert!(text.contains(&format!("{name} (")), "{name}: {text}");
+    }
+    assert!(
+        text.contains("unverified") && !text.contains("deepseek-chat"),
+        "{text}"
     );
 }
