@@ -584,6 +584,26 @@ impl Manager {
             .collect()
     }
 
+    /// The presets `actor` can use: a user held to public sources does not see the local
+    /// servers' (Ollama, vLLM on 127.0.0.1) unless the operator allows their address.
+    pub fn presets_for(&self, actor: &Actor) -> Vec<PresetView> {
+        let held = !actor.admin;
+        Self::presets()
+            .into_iter()
+            .filter(|p| {
+                let Ok(endpoint) = Endpoint::parse(p.base_url) else {
+                    return false;
+                };
+                let host = endpoint.host.trim_start_matches('[').trim_end_matches(']');
+                let ip = match host {
+                    "localhost" => Some(std::net::IpAddr::from([127, 0, 0, 1])),
+                    h => h.parse().ok(),
+                };
+                !held || ip.is_none_or(|ip| self.server.egress.refusal(host, ip).is_none())
+            })
+            .collect()
+    }
+
     /// Whether `owner`'s adapters are held to public sources.
     fn restricted(&self, owner: Option<&str>) -> bool {
         owner.is_some_and(|o| !self.users.current().is_admin(o))

@@ -496,3 +496,35 @@ async fn client_keys_show_a_prefix_and_last_use_and_are_relabelled_and_revoked_o
     assert!(view["keys"][0]["label"].is_null());
     assert_eq!(status_with(&proxy.url(""), &second).await, 200);
 }
+
+/// The create form as `user` sees it.
+async fn create_form(proxy: &Proxy, user: &str, password: &str) -> String {
+    let (cookie, _) = login(proxy, user, password).await;
+    client()
+        .get(proxy.admin_url("/adapters/new"))
+        .header("cookie", format!("fp_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_see_the_local_server_presets_only_where_the_operator_allows_them() {
+    let proxy = start("");
+    let alice = create_form(&proxy, "alice", "alice-password").await;
+    let carol = create_form(&proxy, "carol", "carol-password").await;
+    for local in ["value=\"ollama\"", "value=\"vllm\""] {
+        assert!(
+            !alice.contains(local),
+            "a user held to public sources sees {local}"
+        );
+        assert!(carol.contains(local), "an admin sees {local}");
+    }
+    assert!(alice.contains("value=\"deepseek\""));
+    let allowed = start("private_sources_allowed: [\"127.0.0.1\"]\n");
+    let alice = create_form(&allowed, "alice", "alice-password").await;
+    assert!(alice.contains("value=\"ollama\"") && alice.contains("value=\"vllm\""));
+}

@@ -229,7 +229,10 @@ pub(super) fn new_page(
     let error = error.or_else(|| (!can_create).then(|| cx.t("cap_full").to_owned()));
     let page = vars([
         ("form", Value::from_serialize(form)),
-        ("presets", Value::from_serialize(Manager::presets())),
+        (
+            "presets",
+            Value::from_serialize(cx.manager().presets_for(&session.actor)),
+        ),
         ("protocols", Value::from_serialize(PROTOCOLS)),
         ("cap_text", Value::from(cap)),
         ("can_create", Value::from(can_create)),

@@ -150,7 +150,10 @@ pub(super) fn edit_page(
         ("source_keys", Value::from_serialize(pool("default"))),
         ("client_keys", Value::from_serialize(&view.keys)),
         ("routes", Value::from_serialize(&routes)),
-        ("presets", Value::from_serialize(Manager::presets())),
+        (
+            "presets",
+            Value::from_serialize(cx.manager().presets_for(&session.actor)),
+        ),
         ("protocols", Value::from_serialize(PROTOCOLS)),
         ("saved", Value::from(saved)),
         ("error", Value::from(error)),
