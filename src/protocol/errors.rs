@@ -47,6 +47,17 @@ impl ProviderError {
             .or_else(|| v.get("detail"))
             .or_else(|| v.get("message"))
             .and_then(text_of)?;
+        // OpenRouter says "Provider returned error" and puts the upstream provider's own words
+        // in `metadata.raw`.
+        let message = match err
+            .pointer("/metadata/raw")
+            .and_then(text_of)
+            .map(|raw| raw.trim().to_owned())
+            .filter(|raw| !raw.is_empty() && !message.contains(raw.as_str()))
+        {
+            Some(raw) => format!("{message}: {}", truncate_chars(&raw, 1000)),
+            None => message,
+        };
         Some(ProviderError {
             message,
             code: err.get("code").and_then(text_of),
@@ -232,6 +243,37 @@ mod tests {
             "upstream exploded"
         );
         assert_eq!(ProviderError::parse(b"<html>502</html>").message, "");
+    }
+
+    #[test]
+    fn real_error_bodies_keep_their_message() {
+        // OpenAI, pretty-printed as sent.
+        let e = provider_error(
+            400,
+            b"{\n  \"error\": {\n    \"message\": \"Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.\",\n    \"type\": \"invalid_request_error\",\n    \"param\": \"max_tokens\",\n    \"code\": \"unsupported_parameter\"\n  }\n}",
+        );
+        assert_eq!((e.status, e.kind), (400, ErrorKind::InvalidRequest));
+        assert!(
+            e.message.starts_with("Unsupported parameter"),
+            "{}",
+            e.message
+        );
+        // Anthropic, with its request id beside the error.
+        let e = provider_error(
+            400,
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"effort xhigh is not supported"},"request_id":"req_011"}"#,
+        );
+        assert_eq!(e.message, "effort xhigh is not supported");
+        // OpenRouter, the upstream provider's own words in `metadata.raw`.
+        let e = provider_error(
+            429,
+            br#"{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"google/gemini-2.0-flash-exp:free is temporarily rate-limited upstream","provider_name":"Google"}},"user_id":"u"}"#,
+        );
+        assert_eq!((e.status, e.kind), (429, ErrorKind::RateLimit));
+        assert_eq!(
+            e.message,
+            "Provider returned error: google/gemini-2.0-flash-exp:free is temporarily rate-limited upstream"
+        );
     }
 
     #[test]

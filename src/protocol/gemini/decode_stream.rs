@@ -172,3 +172,68 @@ impl StreamState {
         index
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Events as `kind:text` strings, the stream fed in 7-byte reads.
+    fn decode(stream: &str) -> Vec<String> {
+        let mut d = StreamDecoder::new();
+        let mut out = Vec::new();
+        let mut on = |e: Event<'_>| {
+            out.push(match e {
+                Event::ReasoningDelta { text, .. } => format!("thought:{text}"),
+                Event::TextDelta { text, .. } => format!("text:{text}"),
+                Event::ReasoningSignature { signature, .. } => format!("signature:{signature}"),
+                Event::BlockStart {
+                    kind: BlockKind::ToolCall { id, name },
+                    ..
+                } => format!("call:{id}:{name}"),
+                Event::ArgumentsDelta { json, .. } => format!("args:{json}"),
+                Event::Finish { stop, .. } => format!("finish:{stop:?}"),
+                Event::Error { message, .. } => format!("error:{message}"),
+                _ => String::new(),
+            })
+        };
+        for piece in stream.as_bytes().chunks(7) {
+            d.push(piece, &mut on);
+        }
+        d.finish(&mut on);
+        out.retain(|e| !e.is_empty());
+        out
+    }
+
+    #[test]
+    fn google_stream_shapes() {
+        // `\r\n\r\n` between events, thought summaries, a signed call with an `id` (Gemini 3),
+        // grounding metadata beside the text, thoughtsTokenCount in the usage.
+        let events = [
+            json!({"candidates":[{"content":{"role":"model","parts":[{"text":"**Planning**","thought":true}]}}],
+                   "modelVersion":"gemini-3-pro-preview"}),
+            json!({"candidates":[{"content":{"role":"model","parts":[
+                {"functionCall":{"id":"fc_1","name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"CiQB0e2Kb"}]}}]}),
+            json!({"candidates":[{"content":{"role":"model","parts":[{"text":"Sunny."}]},
+                   "groundingMetadata":{"webSearchQueries":["paris weather"],"groundingChunks":[{"web":{"uri":"https://x","title":"x"}}]},
+                   "finishReason":"STOP"}],
+                   "usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":3,"thoughtsTokenCount":40,"totalTokenCount":53}}),
+        ];
+        let stream: String = events
+            .iter()
+            .map(|e| format!("data: {e}\r\n\r\n"))
+            .collect();
+        assert_eq!(
+            decode(&stream),
+            [
+                "thought:**Planning**",
+                "signature:CiQB0e2Kb",
+                "call:fc_1:get_weather",
+                "args:{\"city\":\"Paris\"}",
+                "text:Sunny.",
+                // Gemini says STOP after a call; the answer asked for a tool.
+                "finish:ToolUse",
+            ]
+        );
+    }
+}

@@ -344,6 +344,69 @@ mod tests {
     }
 
     #[test]
+    fn openai_stream_shapes() {
+        // Reasoning summary deltas with `obfuscation`, its encrypted content on `.done`, a
+        // hosted `web_search_call` item (nothing for the client), text with url_citation
+        // annotations, a function call's argument deltas.
+        let events = [
+            json!({"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress"}}),
+            json!({"type":"response.output_item.added","sequence_number":1,"output_index":0,"item":{"id":"rs_1","type":"reasoning","summary":[]}}),
+            json!({"type":"response.reasoning_summary_text.delta","sequence_number":2,"item_id":"rs_1","delta":"**Search**","obfuscation":"x1"}),
+            json!({"type":"response.output_item.done","sequence_number":3,"output_index":0,"item":{"id":"rs_1","type":"reasoning","encrypted_content":"gAAAAB","summary":[{"type":"summary_text","text":"**Search**"}]}}),
+            json!({"type":"response.output_item.added","sequence_number":4,"output_index":1,"item":{"id":"ws_1","type":"web_search_call","status":"in_progress"}}),
+            json!({"type":"response.web_search_call.completed","sequence_number":5,"item_id":"ws_1"}),
+            json!({"type":"response.output_item.done","sequence_number":6,"output_index":1,"item":{"id":"ws_1","type":"web_search_call","status":"completed","action":{"type":"search","query":"rust"}}}),
+            json!({"type":"response.output_item.added","sequence_number":7,"output_index":2,"item":{"id":"msg_1","type":"message","role":"assistant","content":[]}}),
+            json!({"type":"response.output_text.delta","sequence_number":8,"item_id":"msg_1","delta":"Rust.","obfuscation":"abc"}),
+            json!({"type":"response.output_text.annotation.added","sequence_number":9,"item_id":"msg_1","annotation":{"type":"url_citation","url":"https://www.rust-lang.org","start_index":0,"end_index":5}}),
+            json!({"type":"response.output_item.done","sequence_number":10,"output_index":2,"item":{"id":"msg_1","type":"message","content":[{"type":"output_text","text":"Rust.","annotations":[]}]}}),
+            json!({"type":"response.output_item.added","sequence_number":11,"output_index":3,"item":{"id":"fc_1","type":"function_call","call_id":"call_1","name":"lookup","arguments":""}}),
+            json!({"type":"response.function_call_arguments.delta","sequence_number":12,"item_id":"fc_1","delta":"{\"q\":","obfuscation":"z"}),
+            json!({"type":"response.function_call_arguments.delta","sequence_number":13,"item_id":"fc_1","delta":"1}"}),
+            json!({"type":"response.output_item.done","sequence_number":14,"output_index":3,"item":{"id":"fc_1","type":"function_call","call_id":"call_1","name":"lookup","arguments":"{\"q\":1}"}}),
+            json!({"type":"response.completed","sequence_number":15,"response":{"id":"resp_1","status":"completed","usage":{"input_tokens":9,"output_tokens":4,"output_tokens_details":{"reasoning_tokens":2}}}}),
+        ];
+        let sse: String = events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect();
+        let mut d = StreamDecoder::new();
+        let mut seen = Vec::new();
+        let mut on = |e: Event<'_>| {
+            seen.push(match e {
+                Event::ReasoningDelta { text, .. } => format!("thought:{text}"),
+                Event::ReasoningSignature { .. } => "signature".to_owned(),
+                Event::TextDelta { text, .. } => format!("text:{text}"),
+                Event::BlockStart {
+                    kind: BlockKind::ToolCall { id, name },
+                    ..
+                } => format!("call:{id}:{name}"),
+                Event::ArgumentsDelta { json, .. } => format!("args:{json}"),
+                Event::Finish { stop, .. } => format!("finish:{stop:?}"),
+                Event::Error { message, .. } => format!("error:{message}"),
+                _ => String::new(),
+            })
+        };
+        for piece in sse.as_bytes().chunks(11) {
+            d.push(piece, &mut on);
+        }
+        d.finish(&mut on);
+        seen.retain(|e| !e.is_empty());
+        assert_eq!(
+            seen,
+            [
+                "thought:**Search**",
+                "signature",
+                "text:Rust.",
+                "call:call_1:lookup",
+                "args:{\"q\":",
+                "args:1}",
+                "finish:ToolUse",
+            ]
+        );
+    }
+
+    #[test]
     fn error_event_with_nested_details_keeps_message_and_type() {
         // OpenAI's real event nests the details, then `response.failed` repeats them.
         let quota = "You exceeded your current quota, please check your plan and billing details.";

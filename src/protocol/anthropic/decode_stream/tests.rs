@@ -129,3 +129,43 @@ fn a_whole_input_in_the_start_block_is_one_delta() {
         "{seen:?}"
     );
 }
+
+/// Anthropic's web search stream as sent: server tool blocks (their input deltas, their
+/// results), a citation delta, and whitespace padding inside the `data:` JSON (`}   }`).
+#[test]
+fn server_tools_citations_and_padded_json() {
+    let stream = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_w\",\"usage\":{\"input_tokens\":10,\"output_tokens\":1,\"server_tool_use\":{\"web_search_requests\":0}}}   }\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"server_tool_use\",\"id\":\"srvtoolu_1\",\"name\":\"web_search\",\"input\":{}}            }\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"query\\\": \\\"rust\\\"}\"}      }\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0 }\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"web_search_tool_result\",\"tool_use_id\":\"srvtoolu_1\",\"content\":[{\"type\":\"web_search_result\",\"url\":\"https://www.rust-lang.org\",\"encrypted_content\":\"Eq0K\"}]}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"citations_delta\",\"citation\":{\"type\":\"web_search_result_location\",\"cited_text\":\"Rust\",\"url\":\"https://www.rust-lang.org\"}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"text_delta\",\"text\":\"Rust is fast.\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":7,\"server_tool_use\":{\"web_search_requests\":1}}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"   }\n\n",
+    );
+    let mut d = StreamDecoder::new();
+    let mut text = String::new();
+    let mut blocks = Vec::new();
+    let mut stop = None;
+    let mut on = |e: Event<'_>| match e {
+        Event::TextDelta { text: t, .. } => text.push_str(t),
+        Event::BlockStart { index, kind } => blocks.push((index, format!("{kind:?}"))),
+        Event::ArgumentsDelta { .. } => panic!("a server tool's input is not a client call"),
+        Event::Finish { stop: s, .. } => stop = Some(s),
+        Event::Error { message, .. } => panic!("{message}"),
+        _ => {}
+    };
+    for piece in stream.as_bytes().chunks(5) {
+        d.push(piece, &mut on);
+    }
+    d.finish(&mut on);
+    assert_eq!(text, "Rust is fast.");
+    assert_eq!(blocks.len(), 1, "only the text block: {blocks:?}");
+    assert_eq!(blocks[0].0, 0, "renumbered from 0");
+    assert_eq!(stop, Some(StopReason::EndTurn));
+}

@@ -496,6 +496,33 @@ fn error_in_a_chunk_that_still_has_choices() {
 }
 
 #[test]
+fn groq_tool_use_failed_after_a_200() {
+    // Groq answers 200, streams reasoning, then says the model's tool call did not parse.
+    let s = format!(
+        "{}{}data: {}\n\n",
+        chunk(
+            json!({"role":"assistant","content":null,"reasoning":"Use the tool."}),
+            None
+        ),
+        chunk(json!({"reasoning":" Now."}), None),
+        json!({"error":{"message":"Failed to call a function. Please adjust your prompt.","type":"invalid_request_error","code":"tool_use_failed","failed_generation":"<|call|>"}})
+    );
+    let (frames, msg, summary) = run(&s);
+    assert!(summary.errored);
+    let last = frames.last().unwrap();
+    assert_eq!(last.event, "error");
+    assert_eq!(last.data["error"]["type"], "invalid_request_error");
+    assert!(
+        last.data["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Failed to call a function"),
+        "{last:?}"
+    );
+    assert_eq!(msg["content"][0]["thinking"], "Use the tool. Now.");
+}
+
+#[test]
 fn mistral_thinking_and_refusal_parts() {
     let think =
         |t: &str| json!({"content":[{"type":"thinking","thinking":[{"type":"text","text":t}]}]});
