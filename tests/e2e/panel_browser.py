@@ -251,13 +251,18 @@ def run():
           "no owner column for users")
     shot("list")
 
-    # Test: status and latency appear in the row.
+    # Test: status and latency appear in a row of their own; the adapter's row keeps its shape.
+    box = "const r = document.querySelector('#adapter-alice-fake').getBoundingClientRect(); return [r.width, r.height];"
+    before = d.execute_script(box)
     open_menu("alice-fake")
     shot("menu")
     click("test-alice-fake")
     wait.until(lambda _: by_id("test-result-alice-fake").get_attribute("data-done"))
     seen["test"] = text_of("test-result-alice-fake")
     check("HTTP 200" in seen["test"] and " ms" in seen["test"], f"test result: {seen['test']!r}")
+    check(by_id("test-row-alice-fake").is_displayed(), "the result's row is shown")
+    after = d.execute_script(box)
+    check(after == before, f"the adapter's row keeps its size: {before} -> {after}")
     shot("tested")
 
     # A stale version (someone changed the adapter since) is refused with a message.

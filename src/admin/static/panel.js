@@ -61,6 +61,8 @@
     if (out) {
       out.className = "test-result";
       out.textContent = text("testing");
+      var row = out.closest("tr.test-row");
+      if (row) { row.hidden = false; }
     }
     button.disabled = true;
     fetch(button.getAttribute("data-test"), {
