@@ -147,8 +147,21 @@ pub fn writer_loop(
         tracing::error!("stats: cannot start the PostgreSQL writer's runtime");
         return;
     };
-    let mut client: Option<Client> = None;
-    let mut last_attempt: Option<Instant> = None;
+    let open = || {
+        runtime
+            .block_on(async {
+                let mut c = connect(&url).await?;
+                migrate(&mut c).await?;
+                Ok::<_, String>(c)
+            })
+            .inspect_err(|e| tracing::warn!(error = %e, "stats: PostgreSQL unavailable"))
+            .ok()
+    };
+    // Connected and migrated at start, so the schema is there before the first request
+    // (instances starting together migrate once: `migrate` holds an advisory lock); a
+    // database not reachable yet is tried again when the first batch is ready.
+    let mut client: Option<Client> = open();
+    let mut last_attempt: Option<Instant> = Some(Instant::now());
     let mut last_prune: Option<Instant> = None;
     let mut batch = Vec::with_capacity(batch_size);
     while let Ok(first) = rx.recv() {
@@ -164,14 +177,7 @@ pub fn writer_loop(
             && last_attempt.is_none_or(|t| t.elapsed() >= RECONNECT_EVERY)
         {
             last_attempt = Some(Instant::now());
-            client = runtime
-                .block_on(async {
-                    let mut c = connect(&url).await?;
-                    migrate(&mut c).await?;
-                    Ok::<_, String>(c)
-                })
-                .inspect_err(|e| tracing::warn!(error = %e, "stats: PostgreSQL unavailable"))
-                .ok();
+            client = open();
         }
         let written = match &client {
             Some(c) => runtime.block_on(write_batch(c, &instance, &batch)),

@@ -263,28 +263,17 @@ impl PostgresServer {
             &["-D", &data, "-A", "trust", "-U", "postgres", "-N"],
         );
 
-        let log = server.data.join("log");
-        let log_arg = log.display().to_string();
         let mut last_error = String::new();
         let mut started = false;
         for _ in 0..PORT_ATTEMPTS {
             server.port = free_port();
-            let opts = format!(
-                "-p {} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
-                server.port
-            );
-            let out = server
-                .command("pg_ctl")
-                .args([
-                    "-D", &data, "-l", &log_arg, "-w", "-t", "30", "-o", &opts, "start",
-                ])
-                .output()
-                .unwrap_or_else(|e| panic!("run pg_ctl: {e}"));
-            if out.status.success() {
-                started = true;
-                break;
+            match server.pg_ctl_start() {
+                Ok(()) => {
+                    started = true;
+                    break;
+                }
+                Err(e) => last_error = e,
             }
-            last_error = format!("{}\nlog:\n{}", describe(&out), read_log(&log));
         }
         assert!(started, "PostgreSQL did not start: {last_error}");
 
@@ -302,6 +291,73 @@ impl PostgresServer {
             ],
         );
         server
+    }
+
+    /// Starts the cluster on `self.port` and waits until it accepts connections.
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let data = self.data.display().to_string();
+        let log = self.data.join("log");
+        let log_arg = log.display().to_string();
+        let opts = format!(
+            "-p {} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port
+        );
+        let out = self
+            .command("pg_ctl")
+            .args([
+                "-D", &data, "-l", &log_arg, "-w", "-t", "30", "-o", &opts, "start",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("run pg_ctl: {e}"));
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{}\nlog:\n{}", describe(&out), read_log(&log)))
+        }
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl -m immediate`: every backend is
+    /// killed, clients see their connections drop, no checkpoint); the data stays for
+    /// [`restart`](Self::restart).
+    pub fn kill(&mut self) {
+        let data = self.data.display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Starts the server again on the same port with the same data (crash recovery
+    /// included) and returns once it accepts connections.
+    pub fn restart(&mut self) {
+        if let Err(e) = self.pg_ctl_start() {
+            panic!("PostgreSQL did not restart on port {}: {e}", self.port);
+        }
+    }
+
+    /// Freezes the server (SIGSTOP to the postmaster): a client's TCP connection is still
+    /// accepted by the kernel, but nothing answers it until [`resume`](Self::resume), which
+    /// then serves every connection made meanwhile at once. `psql` would wait too.
+    pub fn pause(&self) {
+        self.signal_postmaster("-STOP");
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run again.
+    pub fn resume(&self) {
+        self.signal_postmaster("-CONT");
+    }
+
+    fn signal_postmaster(&self, signal: &str) {
+        let pid_file = self.data.join("postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", pid_file.display()));
+        let pid = text.lines().next().unwrap_or_default().trim().to_owned();
+        let out = Command::new("kill")
+            .args([signal, &pid])
+            .output()
+            .unwrap_or_else(|e| panic!("run kill: {e}"));
+        assert!(
+            out.status.success(),
+            "kill {signal} {pid}: {}",
+            describe(&out)
+        );
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/flexiproxy`

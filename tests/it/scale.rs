@@ -684,3 +684,267 @@ async fn a_key_cooled_on_one_instance_is_skipped_by_the_others() {
         "logged once per transition:\n{log}"
     );
 }
+
+/// `n` instances writing usage to `pg` (local limits), started at the same instant: each
+/// process is spawned by its own thread, released together by a barrier.
+fn start_together(
+    n: usize,
+    pg: &PostgresServer,
+    adapter: &str,
+) -> (tempfile::TempDir, Vec<ProcessProxy>, Vec<u16>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("adapters")).unwrap();
+    std::fs::write(dir.path().join("adapters/usage.yaml"), adapter).unwrap();
+    let mut configs = Vec::new();
+    let mut admin_ports = Vec::new();
+    for i in 0..n {
+        let (port, admin) = (free_port(), free_port());
+        let text = format!(
+            "listen: 127.0.0.1:{port}\nthreads: 1\ninstance: i{i}\nadapters_dir: adapters\n\
+             admin:\n  listen: 127.0.0.1:{admin}\naccess_log:\n  enabled: false\n\
+             pid_file: i{i}.pid\nupgrade_sock: i{i}.sock\n\
+             stats:\n  enabled: true\n  backend: postgres\n  url: {}\n",
+            pg.url()
+        );
+        let config = dir.path().join(format!("i{i}.yaml"));
+        std::fs::write(&config, text).unwrap();
+        configs.push((config, port));
+        admin_ports.push(admin);
+    }
+    let barrier = std::sync::Barrier::new(n);
+    let instances = std::thread::scope(|s| {
+        let spawned: Vec<_> = configs
+            .iter()
+            .map(|(config, port)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    ProcessProxy::spawn(config, *port, &[])
+                })
+            })
+            .collect();
+        spawned.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    (dir, instances, admin_ports)
+}
+
+/// Established client connections to 127.0.0.1:`port` (from `/proc/net/tcp`).
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+/// A counter or gauge of one instance's metrics.
+async fn metric(admin: u16, name: &str) -> u64 {
+    let text = client()
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Rows in the usage table per instance (`i0`, `i1`, …).
+fn rows_per_instance(pg: &PostgresServer, n: usize) -> Vec<u64> {
+    let out = pg.psql("SELECT instance, COUNT(*) FROM usage GROUP BY instance");
+    let mut rows = vec![0; n];
+    for line in out.lines() {
+        let (instance, count) = line.split_once('|').unwrap();
+        let i: usize = instance.strip_prefix('i').unwrap().parse().unwrap();
+        rows[i] = count.parse().unwrap();
+    }
+    rows
+}
+
+/// Three instances started at the same instant against an empty database: the schema is
+/// created at start — before any request — and each migration step is applied once (the
+/// advisory lock; without it the three would each record version 1, or fail creating the
+/// same table); every instance then writes its usage. So that the three migrations really
+/// run at once (process start-up alone spreads them by tens of milliseconds), the database
+/// is paused until all three writers have connected, then released; a few rounds, each on
+/// an emptied database.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_starting_together_migrate_an_empty_database_once() {
+    let pg = PostgresServer::start();
+    let p = FakeProvider::start(|_| Reply::json(200, openai::chat_completion("ok"))).await;
+    let adapter = adapter_yaml(&p.base_url(), &[KEY], "");
+    for round in 0..3 {
+        assert_eq!(
+            pg.psql("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'"),
+            "0",
+            "round {round}: an empty database"
+        );
+        pg.pause();
+        let (_dir, instances, admins) = start_together(3, &pg, &adapter);
+        wait_until(
+            DEADLINE,
+            "the three writers wait on the paused database",
+            || connections_to(pg.port) == 3,
+        );
+        pg.resume();
+        wait_until(DEADLINE, "the schema exists before any request", || {
+            pg.psql("SELECT to_regclass('public.usage') IS NOT NULL") == "t"
+        });
+        assert_eq!(p.request_count(), round, "round {round}");
+        let proc = &instances[round % 3];
+        assert_eq!(status_with(&proc.url(""), KEY).await, 200, "round {round}");
+        // Every instance is connected (its writer migrated first) and its record written.
+        let connected = || {
+            pg.psql("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = 'flexiproxy' AND pid <> pg_backend_pid()")
+        };
+        wait_until(DEADLINE, "the three writers are connected", || {
+            connected() == "3"
+        });
+        wait_until(DEADLINE, "the record is written", || {
+            pg.psql("SELECT COUNT(*) FROM usage") == "1"
+        });
+        assert_eq!(
+            pg.psql("SELECT string_agg(version::text, ',') FROM flexiproxy_schema"),
+            "1",
+            "round {round}: each migration step recorded once"
+        );
+        for (i, admin) in admins.iter().enumerate() {
+            assert_eq!(metric(*admin, "flexiproxy_stats_dropped_total").await, 0);
+            let log = instances[i].log_text();
+            assert!(
+                !log.contains("PostgreSQL unavailable") && !log.contains("migration"),
+                "round {round}, instance {i}:\n{log}"
+            );
+        }
+        drop(instances);
+        wait_until(DEADLINE, "the writers are gone", || connected() == "0");
+        pg.psql("DROP TABLE usage, flexiproxy_schema");
+    }
+}
+
+/// PostgreSQL killed and restarted while three instances serve a steady load: no request
+/// fails or waits on it, every record is either in the database or counted in
+/// `flexiproxy_stats_dropped_total` (nothing else is lost), each writer reconnects once
+/// the database is back, and from then on the numbers are exact again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_killed_under_load_loses_only_counted_records_and_recovers() {
+    let mut pg = PostgresServer::start();
+    let p = FakeProvider::start(|_| {
+        let mut answer = openai::chat_completion("ok");
+        answer["usage"] = openai::usage(10, 5);
+        Reply::json(200, answer)
+    })
+    .await;
+    let adapter = adapter_yaml(&p.base_url(), &[KEY], "");
+    let (_dir, instances, admins) = start_together(3, &pg, &adapter);
+    let urls: Vec<String> = instances.iter().map(|i| i.url("")).collect();
+    let served: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|i| {
+            let (url, served, stop) = (urls[i].clone(), served.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(status_with(&url, KEY).await, 200, "instance {i}");
+                    served[i].fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let sum = |name: &'static str| {
+        let admins = admins.clone();
+        async move {
+            let mut total = Vec::new();
+            for admin in admins {
+                total.push(metric(admin, name).await);
+            }
+            total
+        }
+    };
+    wait_until_async(DEADLINE, "every instance writes usage", || async {
+        sum("flexiproxy_stats_written_total")
+            .await
+            .iter()
+            .all(|w| *w > 0)
+    })
+    .await;
+    tokio::task::block_in_place(|| pg.kill());
+    wait_until_async(
+        DEADLINE,
+        "every instance drops records while it is down",
+        || async {
+            sum("flexiproxy_stats_dropped_total")
+                .await
+                .iter()
+                .all(|d| *d > 0)
+        },
+    )
+    .await;
+    let written_during = sum("flexiproxy_stats_written_total").await;
+    tokio::task::block_in_place(|| pg.restart());
+    wait_until_async(DEADLINE, "every writer reconnects", || {
+        let before = written_during.clone();
+        let sum = &sum;
+        async move {
+            let now = sum("flexiproxy_stats_written_total").await;
+            now.iter().zip(&before).all(|(n, b)| n > b)
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let served: Vec<u64> = served.iter().map(|s| s.load(Ordering::Relaxed)).collect();
+    // Every record is accounted for: written or counted as dropped, per instance.
+    wait_until_async(DEADLINE, "every record is written or counted", || {
+        let served = served.clone();
+        let sum = &sum;
+        async move {
+            let (w, d) = (
+                sum("flexiproxy_stats_written_total").await,
+                sum("flexiproxy_stats_dropped_total").await,
+            );
+            (0..3).all(|i| w[i] + d[i] == served[i])
+        }
+    })
+    .await;
+    let written = sum("flexiproxy_stats_written_total").await;
+    let dropped = sum("flexiproxy_stats_dropped_total").await;
+    assert_eq!(
+        rows_per_instance(&pg, 3),
+        written,
+        "the database holds what was written"
+    );
+    assert!(
+        (0..3).all(|i| dropped[i] < served[i]),
+        "served {served:?}, dropped {dropped:?}"
+    );
+    for (i, proc) in instances.iter().enumerate() {
+        let log = proc.log_text();
+        assert!(log.contains("records dropped"), "instance {i}:\n{log}");
+    }
+    // Back to exact: ten more requests per instance, ten more rows each, nothing dropped.
+    for url in &urls {
+        for _ in 0..10 {
+            assert_eq!(status_with(url, KEY).await, 200);
+        }
+    }
+    let expected: Vec<u64> = written.iter().map(|w| w + 10).collect();
+    wait_until(DEADLINE, "the new records are in the database", || {
+        rows_per_instance(&pg, 3) == expected
+    });
+    assert_eq!(sum("flexiproxy_stats_written_total").await, expected);
+    assert_eq!(sum("flexiproxy_stats_dropped_total").await, dropped);
+    let tokens = pg.psql("SELECT SUM(input_tokens), SUM(output_tokens) FROM usage");
+    let rows: u64 = expected.iter().sum();
+    assert_eq!(tokens, format!("{}|{}", rows * 10, rows * 5));
+}
