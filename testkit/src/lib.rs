@@ -20,6 +20,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 mod reply;
+pub mod replay;
 mod request;
 pub mod responses;
 pub mod scenario;

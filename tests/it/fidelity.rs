@@ -161,3 +161,56 @@ async fn client_giving_up_on_a_non_streaming_request_closes_the_provider_connect
     assert_provider_saw_the_close(&provider).await;
     assert_healthy(&proxy).await;
 }
+
+/// The replay tool (`fake-provider --replay`, `docs/replay.md`) serves cassettes of our own in
+/// the three recorded formats, in random read splits, and the proxy reads them as it reads
+/// the live providers.
+#[tokio::test(flavor = "multi_thread")]
+async fn recorded_cassettes_replay_through_the_proxy() {
+    use flexiproxy_testkit::replay;
+    let dir = tempfile::tempdir().unwrap();
+    // VCR.py (pydantic-ai's recorder): Mistral's thinking parts, keep-alive comment first.
+    let vcr_py = "interactions:\n- request:\n    method: POST\n    uri: https://api.mistral.ai/v1/chat/completions\n  response:\n    body:\n      string: |+\n        : keep-alive\n\n        data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"thinking\",\"thinking\":[{\"type\":\"text\",\"text\":\"Think.\"}]}]}}]}\n\n        data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Grüße\"},\"finish_reason\":\"stop\"}]}\n\n        data: [DONE]\n\n    headers:\n      content-type:\n      - text/event-stream\n    status:\n      code: 200\n      message: OK\nversion: 1\n";
+    // go-vcr v2 (fantasy, ai-gateway): an error inside a chunk that still has choices.
+    let go_vcr = "---\nversion: 2\ninteractions:\n- id: 0\n  request:\n    url: https://openrouter.ai/api/v1/chat/completions\n    method: POST\n  response:\n    body: \"data: {\\\"choices\\\":[{\\\"index\\\":0,\\\"delta\\\":{\\\"content\\\":\\\"a\\\"},\\\"finish_reason\\\":\\\"length\\\"}]}\\n\\ndata: {\\\"error\\\":{\\\"code\\\":400,\\\"message\\\":\\\"Token limit reached\\\"},\\\"choices\\\":[{\\\"index\\\":0,\\\"delta\\\":{\\\"content\\\":\\\"\\\"}}]}\\n\\ndata: [DONE]\\n\\n\"\n    headers:\n      Content-Type:\n      - text/event-stream\n    status: 200 OK\n    code: 200\n";
+    // One payload per line (vercel/ai's chunk files): the Responses API's quota error.
+    let chunks = "{\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\"}}\n{\"type\":\"error\",\"error\":{\"type\":\"insufficient_quota\",\"code\":\"insufficient_quota\",\"message\":\"You exceeded your current quota\"}}\n";
+    let cases = [
+        ("mistral.yaml", vcr_py, "", "thinking_delta", "Grüße"),
+        (
+            "openrouter.yaml",
+            go_vcr,
+            "",
+            "event: error",
+            "Token limit reached",
+        ),
+        (
+            "quota.chunks.txt",
+            chunks,
+            "protocol: responses",
+            "billing_error",
+            "You exceeded",
+        ),
+    ];
+    for (name, text, source, first, second) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let answers = replay::load(&path).unwrap();
+        let provider = FakeProvider::start(replay::handler(answers, 42)).await;
+        let proxy = Proxy::start(&[("rp", adapter_yaml(&provider.base_url(), &[KEY], source))]);
+        for _ in 0..3 {
+            let r = post_messages(&proxy, &request_for("replay")).await;
+            assert_eq!(r.status(), 200, "{name}");
+            let body = String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap();
+            assert!(
+                body.contains(first) && body.contains(second),
+                "{name}: {body}"
+            );
+        }
+        assert_eq!(
+            provider.request_count(),
+            3,
+            "{name}: one answer per request, again and again"
+        );
+    }
+}

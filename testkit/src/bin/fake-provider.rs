@@ -1,5 +1,5 @@
 //! `fake-provider`: the testkit's fake LLM provider as a standalone server, for load
-//! benchmarks and demos. Every response is built once at startup; requests are not
+//! benchmarks, demos and replaying recorded provider traffic (`--replay FILE`). Every response is built once at startup; requests are not
 //! recorded or logged, so the server itself is never the bottleneck.
 //!
 //! Prints `listening on http://ADDR` once bound (scripts wait for that line) and runs
@@ -44,6 +44,14 @@ struct Args {
     /// tool-loop: final answer once the tool result comes back.
     #[arg(long, default_value = "I wrote the file.")]
     tool_loop_final: String,
+    /// Serve recorded traffic instead of --mode: a VCR.py or go-vcr YAML cassette, a
+    /// one-payload-per-line `*.chunks.txt` file or a JSON body; its answers in order, one per
+    /// request, each in random read splits (docs/replay.md).
+    #[arg(long)]
+    replay: Option<std::path::PathBuf>,
+    /// --replay: seed of the read splits (printed when not given, to repeat a run).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -146,7 +154,32 @@ fn handler(args: &Args) -> Handler {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let handler = handler(&args);
+    let handler: Handler = match &args.replay {
+        Some(path) => match flexiproxy_testkit::replay::load(path) {
+            Ok(answers) if !answers.is_empty() => {
+                let seed = args.seed.unwrap_or_else(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(1, |d| d.as_nanos() as u64)
+                });
+                println!(
+                    "replaying {} answer(s) from {} in random read splits (--seed {seed})",
+                    answers.len(),
+                    path.display()
+                );
+                Box::new(flexiproxy_testkit::replay::handler(answers, seed))
+            }
+            Ok(_) => {
+                eprintln!("fake-provider: {} holds no answers", path.display());
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("fake-provider: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => handler(&args),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
