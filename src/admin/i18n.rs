@@ -202,6 +202,41 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("status_ok", "ok", "正常"),
     ("status_cooling", "cooling down", "冷却中"),
     ("status_refused", "provider key refused", "供应商密钥被拒绝"),
+    (
+        "status_failing",
+        "failing since {since}: {reason}",
+        "自 {since} 起失败：{reason}",
+    ),
+    (
+        "reason_connect",
+        "the provider refuses connections or cannot be reached",
+        "供应商拒绝连接或无法访问",
+    ),
+    (
+        "reason_timeout",
+        "the provider did not answer in time",
+        "供应商未及时响应",
+    ),
+    (
+        "reason_tls",
+        "the provider's TLS certificate or handshake failed",
+        "供应商的 TLS 证书或握手失败",
+    ),
+    (
+        "reason_reset",
+        "the provider closed the connection mid-answer",
+        "供应商在响应途中关闭了连接",
+    ),
+    (
+        "reason_protocol",
+        "the provider's answer was malformed or broke off",
+        "供应商的响应格式错误或中断",
+    ),
+    (
+        "reason_http",
+        "the provider answered HTTP {status}",
+        "供应商返回 HTTP {status}",
+    ),
     // Routes and provider keys on the adapter list.
     ("col_routes", "Routes", "路由"),
     ("no_routes", "none", "无"),

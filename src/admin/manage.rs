@@ -17,6 +17,7 @@ use crate::config::users::{self, UsersStore};
 use crate::config::watch::LiveConfig;
 use crate::config::{adapter::Adapter, presets};
 use crate::routing::{Balance, Health, RouteWhen};
+use crate::telemetry::outcome::FailureReason;
 pub use crate::telemetry::usage::UsageRow;
 use crate::telemetry::usage::buckets;
 use serde::{Deserialize, Serialize};
@@ -120,7 +121,8 @@ pub struct AdapterView {
     pub source_host: String,
     pub model: String,
     pub keys: Vec<KeyView>,
-    /// `ok`, `env var X missing`, or `cooling down`.
+    /// `ok`, `env var X missing`, `provider key refused`, `failing` (the last request or Test
+    /// could not reach the provider: `last_outcome` says since when and why) or `cooling down`.
     pub status: String,
     /// What clients use as their base URL.
     pub base_url: String,
@@ -134,6 +136,19 @@ pub struct AdapterView {
     pub routes: Vec<RouteView>,
     /// Every provider key of every route and source, with its health (never the key).
     pub provider_keys: Vec<ProviderKeyView>,
+    /// How the provider answered the last request or Test since the file last changed.
+    pub last_outcome: Option<OutcomeView>,
+}
+
+/// An adapter's last outcome as listings show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeView {
+    pub ok: bool,
+    /// RFC 3339.
+    pub at: String,
+    /// When the current run of answers (or failures) began.
+    pub since: String,
+    pub reason: Option<FailureReason>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -454,6 +469,12 @@ pub fn adapter_view(a: &Adapter, base_url: &str, version: String) -> AdapterView
         "cooling down".to_owned()
     };
     let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let last = a.outcome.get();
+    // A provider failing now says more than keys that look healthy.
+    let status = match last {
+        Some(o) if !o.ok && (status == "ok" || status == "cooling down") => "failing".to_owned(),
+        _ => status,
+    };
     AdapterView {
         name: a.name.clone(),
         owner: a.owner.clone(),
@@ -495,6 +516,12 @@ pub fn adapter_view(a: &Adapter, base_url: &str, version: String) -> AdapterView
             })
             .collect(),
         provider_keys: keys,
+        last_outcome: last.map(|o| OutcomeView {
+            ok: o.ok,
+            at: rfc3339(o.at),
+            since: rfc3339(o.since),
+            reason: o.reason,
+        }),
     }
 }
 
@@ -1129,7 +1156,27 @@ impl Manager {
         let policy = self
             .restricted(adapter.owner.as_deref())
             .then_some(&self.server.egress);
-        Ok(probe::probe(&adapter.source, policy).await)
+        let result = probe::probe(&adapter.source, policy).await;
+        // The Test is a real request: a provider it cannot reach is failing (a 4xx says
+        // nothing about reachability and leaves the status alone).
+        let failure = match (result.ok, result.status) {
+            (true, _) => Some(None),
+            (false, Some(s)) if s >= 500 || s == 429 => Some(Some(FailureReason::Http(s))),
+            (false, Some(_)) => None,
+            (false, None)
+                if result
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("timed out")) =>
+            {
+                Some(Some(FailureReason::Timeout))
+            }
+            (false, None) => Some(Some(FailureReason::Connect)),
+        };
+        if let Some(failure) = failure {
+            adapter.outcome.record(failure, SystemTime::now());
+        }
+        Ok(result)
     }
 
     /// Hourly usage of the actor's adapters since `since` ago; `None` when statistics are off.

@@ -586,6 +586,8 @@ pub struct Adapter {
     /// A SHA-256 prefix of the file's text: the same on every instance reading the same file,
     /// different after any edit (keys disabled through Redis are disabled for this version).
     pub version: u64,
+    /// How the provider answered the last request (or the panel's Test).
+    pub outcome: Arc<crate::telemetry::outcome::LastOutcome>,
 }
 
 impl Source {
@@ -822,6 +824,7 @@ fn validate(
             let digest = super::keys::hash_key(text);
             u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
         },
+        outcome: Arc::default(),
     })
 }
 

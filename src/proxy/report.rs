@@ -73,6 +73,16 @@ pub fn report(
         ctx.error_kind = failure_kind(e);
     }
 
+    // What the panel's status says: only requests that reached (or tried) the provider.
+    if let Some(a) = &ctx.adapter
+        && ctx.dispatch.attempts > 0
+        && !ctx.route.is_probe()
+        && ctx.error_kind != Some("shutdown")
+    {
+        let failure = crate::telemetry::outcome::FailureReason::of(ctx.error_kind, status);
+        a.outcome.record(failure, SystemTime::now());
+    }
+
     let mut status_text = itoa::Buffer::new();
     metrics
         .requests

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod metrics;
+pub mod outcome;
 pub mod usage;
 pub mod usage_pg;
 

@@ -528,3 +528,122 @@ async fn users_see_the_local_server_presets_only_where_the_operator_allows_them(
     let alice = create_form(&allowed, "alice", "alice-password").await;
     assert!(alice.contains("value=\"ollama\"") && alice.contains("value=\"vllm\""));
 }
+
+/// The listed adapter `ed`.
+async fn listed(proxy: &Proxy) -> serde_json::Value {
+    let (_, list) = call(
+        proxy,
+        Method::GET,
+        "/admin/api/adapters",
+        None,
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    list["adapters"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_says_failing_when_the_provider_refuses_connections_and_why() {
+    // A port nothing listens on: bound, then closed.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let proxy = start("");
+    let body = json!({"name": "ed", "source": {"base_url": format!("http://{dead}/v1"),
+        "api_key": SOURCE_KEY, "model": "fake-model"}});
+    let (status, created) = call(
+        &proxy,
+        Method::POST,
+        "/admin/api/adapters",
+        Some(body),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(listed(&proxy).await["status"], "ok", "nothing tried yet");
+
+    assert_eq!(status_with(&proxy.url(""), &key).await, 502);
+    let view = listed(&proxy).await;
+    assert_eq!(view["status"], "failing", "{view}");
+    assert_eq!(view["last_outcome"]["ok"], false);
+    assert_eq!(view["last_outcome"]["reason"], "connect");
+    let since = view["last_outcome"]["since"].clone();
+    assert_eq!(status_with(&proxy.url(""), &key).await, 502);
+    assert_eq!(
+        listed(&proxy).await["last_outcome"]["since"],
+        since,
+        "one run of failures"
+    );
+
+    // The panel says it in words, in both languages.
+    let (cookie, csrf) = login(&proxy, "carol", "carol-password").await;
+    for (lang, says) in [
+        ("en", "the provider refuses connections"),
+        ("zh", "供应商拒绝连接"),
+    ] {
+        let page = client()
+            .get(proxy.admin_url("/"))
+            .header("cookie", format!("fp_session={cookie}; lang={lang}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let status = page
+            .split("id=\"status-ed\"")
+            .nth(1)
+            .unwrap()
+            .split("</span>")
+            .next()
+            .unwrap();
+        assert!(status.contains(says), "{lang}: {status}");
+    }
+
+    // Pointed at a provider that answers: the new version starts afresh, and answers are ok.
+    let p = provider().await;
+    let (status, _) = call(
+        &proxy,
+        Method::PATCH,
+        "/admin/api/adapters/ed",
+        Some(json!({"base_url": p.base_url()})),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(listed(&proxy).await["last_outcome"].is_null());
+    assert_eq!(status_with(&proxy.url(""), &key).await, 200);
+    let view = listed(&proxy).await;
+    assert_eq!(
+        (
+            view["status"].as_str(),
+            view["last_outcome"]["ok"].as_bool()
+        ),
+        (Some("ok"), Some(true))
+    );
+
+    // The panel's Test counts too: back at the dead port, a Test alone turns it to failing.
+    let (status, _) = call(
+        &proxy,
+        Method::PATCH,
+        "/admin/api/adapters/ed",
+        Some(json!({"base_url": format!("http://{dead}/v1")})),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let test = client()
+        .post(proxy.admin_url("/adapters/ed/test"))
+        .header("cookie", format!("fp_session={cookie}"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(test["ok"], false, "{test}");
+    assert_eq!(listed(&proxy).await["status"], "failing");
+}

@@ -7,6 +7,7 @@ use crate::admin::i18n::Lang;
 use crate::admin::manage::{
     AdapterView, ApiError, CreateRequest, Manager, ProviderKeyView, RotateRequest, SourceRequest,
 };
+use crate::telemetry::outcome::FailureReason;
 use http::{Method, Response};
 use minijinja::Value;
 use serde::Serialize;
@@ -64,9 +65,28 @@ pub(super) fn key_state(cx: &Ctx, k: &ProviderKeyView) -> (String, &'static str)
     (cx.lang.fill(key, &[(hole, detail)]), class)
 }
 
+/// "failing since 10:02: the provider refuses connections", in the page's language.
+fn failing_text(cx: &Ctx, view: &AdapterView) -> String {
+    let Some(o) = &view.last_outcome else {
+        return cx.t("status_cooling").to_owned();
+    };
+    let reason = match o.reason {
+        Some(FailureReason::Connect) | None => cx.t("reason_connect").to_owned(),
+        Some(FailureReason::Timeout) => cx.t("reason_timeout").to_owned(),
+        Some(FailureReason::Tls) => cx.t("reason_tls").to_owned(),
+        Some(FailureReason::Reset) => cx.t("reason_reset").to_owned(),
+        Some(FailureReason::Protocol) => cx.t("reason_protocol").to_owned(),
+        Some(FailureReason::Http(s)) => cx.lang.fill("reason_http", &[("status", &s.to_string())]),
+    };
+    let since = super::when(&o.since);
+    cx.lang
+        .fill("status_failing", &[("since", &since), ("reason", &reason)])
+}
+
 fn row(cx: &Ctx, view: AdapterView) -> Row {
     let (status_text, status_class) = match view.status.as_str() {
         "ok" => (cx.t("status_ok").to_owned(), "ok"),
+        "failing" => (failing_text(cx, &view), "bad"),
         "cooling down" => (cx.t("status_cooling").to_owned(), "warn"),
         "provider key refused" => (cx.t("status_refused").to_owned(), "warn"),
         other => (other.to_owned(), "warn"),
