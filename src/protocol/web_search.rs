@@ -1,16 +1,17 @@
 //! Web search the gateway runs for a client whose source cannot search (see
 //! `docs/web-search.md`), as each protocol shows it: which requests ask for a hosted search
-//! tool, the function tool the provider gets instead, the text the provider's model reads
-//! back as the tool's result, and the client's native answer (Anthropic `server_tool_use` +
-//! `web_search_tool_result` blocks, citations and `usage.server_tool_use`). Pure: the search
-//! loop (`crate::websearch::emulate`) feeds it what happened.
+//! tool (Anthropic `web_search_*`, Gemini `googleSearch`), the function tool the provider gets
+//! instead, the text the provider's model reads back as the tool's result, and the client's
+//! native answer (Anthropic `server_tool_use` + `web_search_tool_result` blocks, citations and
+//! `usage.server_tool_use`; Gemini `groundingMetadata`). Pure: the search loop
+//! (`crate::websearch::emulate`) feeds it what happened.
 
 use crate::protocol::anthropic::{EventWriter, StopReason as AnthropicStop, Usage as AUsage};
 use crate::protocol::json::{Text, tool_input};
 use crate::protocol::names::sanitize_tool_id;
 use crate::protocol::pair::Wire;
 use crate::protocol::pivot::{
-    ExchangeContext, Response, ResponseError, StopReason, ToolSpec, Usage,
+    ExchangeContext, Part, Response, ResponseError, StopReason, ToolCall, ToolSpec, Usage,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -124,7 +125,68 @@ pub fn hosted_search(client: Wire, body: &[u8]) -> Option<HostedSearch> {
                 blocked_domains: domains("blocked_domains"),
             })
         }
-        Wire::OpenAiChat | Wire::Responses | Wire::Gemini => None,
+        Wire::Gemini => {
+            if memchr::memmem::find(body, b"oogleSearch").is_none()
+                && memchr::memmem::find(body, b"oogle_search").is_none()
+            {
+                return None;
+            }
+            #[derive(Deserialize)]
+            struct Tools {
+                #[serde(default)]
+                tools: Vec<Value>,
+            }
+            let tools: Tools = serde_json::from_slice(body).ok()?;
+            let searches = tools.tools.iter().any(|t| {
+                [
+                    "googleSearch",
+                    "google_search",
+                    "googleSearchRetrieval",
+                    "google_search_retrieval",
+                ]
+                .iter()
+                .any(|k| t.get(k).is_some())
+            });
+            searches.then_some(HostedSearch {
+                client,
+                max_uses: DEFAULT_MAX_USES,
+                allowed_domains: Vec::new(),
+                blocked_domains: Vec::new(),
+            })
+        }
+        Wire::Responses => {
+            memchr::memmem::find(body, b"\"web_search")?;
+            #[derive(Deserialize)]
+            struct Tools {
+                #[serde(default)]
+                tools: Vec<Value>,
+            }
+            let tools: Tools = serde_json::from_slice(body).ok()?;
+            // `external_web_access: false` (Codex's default, "cached") asks for no live search.
+            let tool = tools.tools.into_iter().find(|t| {
+                t.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k == "web_search" || k.starts_with("web_search_"))
+                    && t.get("external_web_access") != Some(&Value::Bool(false))
+            })?;
+            let allowed = tool
+                .pointer("/filters/allowed_domains")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(HostedSearch {
+                client,
+                max_uses: DEFAULT_MAX_USES,
+                allowed_domains: allowed,
+                blocked_domains: Vec::new(),
+            })
+        }
+        Wire::OpenAiChat => None,
     }
 }
 
@@ -314,6 +376,332 @@ impl Transcript {
             .iter()
             .any(|p| matches!(p, AnswerPart::ToolCall { .. }));
         crate::protocol::anthropic::encode_response::stop_reason(self.stop, tool_use)
+    }
+}
+
+/// The model's final answer as a pivot response, for the client protocol's own encoder.
+pub fn final_response(t: &Transcript, id: &str) -> Response<'static> {
+    let content = t
+        .answer
+        .iter()
+        .map(|p| match p {
+            AnswerPart::Text(text) => Part::Text(Text::from_plain(text)),
+            AnswerPart::ToolCall {
+                id,
+                name,
+                arguments,
+            } => Part::ToolCall(ToolCall {
+                id: Cow::Owned(id.clone()),
+                name: Cow::Owned(name.clone()),
+                arguments: Cow::Owned(arguments.clone()),
+            }),
+        })
+        .collect();
+    Response {
+        id: Cow::Owned(id.to_owned()),
+        content,
+        stop: t.stop,
+        stop_sequence: None,
+        usage: t.usage_reported.then_some(t.usage),
+    }
+}
+
+/// Every distinct result of the transcript's searches, in order.
+fn distinct_hits(t: &Transcript) -> Vec<&Hit> {
+    let mut hits: Vec<&Hit> = Vec::new();
+    for hit in t.hits() {
+        if !hits.iter().any(|h| h.url == hit.url) {
+            hits.push(hit);
+        }
+    }
+    hits
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gemini
+
+/// Gemini's `groundingMetadata` for the answer's text: the queries, every result as a
+/// `groundingChunks[].web`, and `groundingSupports` tying each line of the text that names a
+/// result (its URL or title) to it — or, when none does, the whole text to every result.
+/// Offsets are UTF-8 bytes into the joined text (what Gemini CLI reads).
+pub fn grounding_metadata(t: &Transcript) -> Value {
+    let hits = distinct_hits(t);
+    let text: String = t
+        .answer
+        .iter()
+        .filter_map(|p| match p {
+            AnswerPart::Text(text) => Some(text.as_str()),
+            AnswerPart::ToolCall { .. } => None,
+        })
+        .collect();
+    let mut supports = Vec::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let end = start + line.trim_end().len();
+        let indices: Vec<usize> = hits
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| {
+                line.contains(h.url.as_str()) || (!h.title.is_empty() && line.contains(&h.title))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !indices.is_empty() && end > start {
+            supports.push(json!({"segment": {"startIndex": start, "endIndex": end,
+                "text": &text[start..end]}, "groundingChunkIndices": indices}));
+        }
+        start += line.len();
+    }
+    let trimmed = text.trim_end().len();
+    if supports.is_empty() && !hits.is_empty() && trimmed > 0 {
+        supports.push(json!({"segment": {"startIndex": 0, "endIndex": trimmed,
+            "text": &text[..trimmed]}, "groundingChunkIndices": (0..hits.len()).collect::<Vec<_>>()}));
+    }
+    json!({
+        "webSearchQueries": t.searches().map(|s| s.query.as_str()).collect::<Vec<_>>(),
+        "groundingChunks": hits.iter().map(|h| json!({"web": {"uri": h.url, "title": h.title}}))
+            .collect::<Vec<_>>(),
+        "groundingSupports": supports,
+    })
+}
+
+/// A Gemini client's answer (`GenerateContentResponse`) with `groundingMetadata`: the JSON
+/// object, or one stream chunk framed as the client asked (SSE or a JSON array).
+pub fn gemini_answer(t: &Transcript, ctx: &ExchangeContext, as_stream: bool) -> Vec<u8> {
+    let response = final_response(t, &ctx.message_id);
+    let (body, _) = crate::protocol::gemini::encode_response::encode_response(&response, ctx);
+    let mut answer: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({}));
+    if let Some(candidate) = answer
+        .get_mut("candidates")
+        .and_then(|c| c.get_mut(0))
+        .and_then(Value::as_object_mut)
+    {
+        candidate.insert("groundingMetadata".into(), grounding_metadata(t));
+    }
+    let json = answer.to_string();
+    match (as_stream, ctx.stream_as_json_array) {
+        (false, _) => json.into_bytes(),
+        (true, true) => format!("[{json}]").into_bytes(),
+        (true, false) => format!("data: {json}\r\n\r\n").into_bytes(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI Responses
+
+/// A search as Codex shows it: a `web_search_call` output item.
+fn web_search_call(search: &Search, status: &str) -> Value {
+    let id = format!("ws_{}", search.id.trim_start_matches("srvtoolu_"));
+    if status != "completed" {
+        return json!({"type": "web_search_call", "id": id, "status": status});
+    }
+    let sources: Vec<Value> = match &search.outcome {
+        Outcome::Hits(hits) => hits
+            .iter()
+            .map(|h| json!({"type": "url", "url": h.url}))
+            .collect(),
+        Outcome::Error(_) => Vec::new(),
+    };
+    json!({"type": "web_search_call", "id": id, "status": "completed",
+           "action": {"type": "search", "query": search.query, "sources": sources}})
+}
+
+/// `url_citation` annotations for every result URL the text names (character offsets).
+fn url_citations(t: &Transcript, text: &str) -> Vec<Value> {
+    t.cited(text)
+        .into_iter()
+        .filter_map(|hit| {
+            let at = text.find(hit.url.as_str())?;
+            let start = text[..at].chars().count();
+            Some(json!({"type": "url_citation", "start_index": start,
+                "end_index": start + hit.url.chars().count(), "url": hit.url, "title": hit.title}))
+        })
+        .collect()
+}
+
+/// The final answer's output items (the client encoder's), with citations added.
+fn responses_final(t: &Transcript, ctx: &ExchangeContext) -> Value {
+    let response = final_response(t, &ctx.message_id);
+    let (body, _) = crate::protocol::responses::encode_response::encode_response(&response, ctx);
+    let mut answer: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({}));
+    if let Some(items) = answer.get_mut("output").and_then(Value::as_array_mut) {
+        for item in items.iter_mut().filter(|i| i["type"] == "message") {
+            let Some(parts) = item.get_mut("content").and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for part in parts.iter_mut().filter(|p| p["type"] == "output_text") {
+                let citations = url_citations(t, part["text"].as_str().unwrap_or(""));
+                if !citations.is_empty() {
+                    part["annotations"] = Value::Array(citations);
+                }
+            }
+        }
+    }
+    answer
+}
+
+/// A Responses client's whole answer: a `web_search_call` item per search, then the answer.
+pub fn responses_answer(t: &Transcript, ctx: &ExchangeContext) -> Vec<u8> {
+    let mut answer = responses_final(t, ctx);
+    let mut output: Vec<Value> = t
+        .searches()
+        .map(|s| web_search_call(s, "completed"))
+        .collect();
+    if let Some(items) = answer.get_mut("output").and_then(Value::as_array_mut) {
+        output.append(items);
+    }
+    answer["output"] = Value::Array(output);
+    answer.to_string().into_bytes()
+}
+
+/// A Responses event stream written as the loop goes: `response.created` once, each search
+/// as a `web_search_call` item (added when it starts, done when it has run), the answer's
+/// items, `response.completed`.
+#[derive(Debug, Default)]
+pub struct ResponsesStream {
+    sequence: u64,
+    items: Vec<Value>,
+    started: bool,
+    done: bool,
+}
+
+impl ResponsesStream {
+    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        frame(out, kind, &data);
+    }
+
+    /// The response object as it stands (no usage until it is complete).
+    fn snapshot(ctx: &ExchangeContext, status: &str, output: &[Value]) -> Value {
+        let empty = Response::default();
+        let (body, _) = crate::protocol::responses::encode_response::encode_response(&empty, ctx);
+        let mut response: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({}));
+        response["status"] = json!(status);
+        response["output"] = Value::Array(output.to_vec());
+        response["usage"] = Value::Null;
+        response
+    }
+
+    pub fn start(&mut self, out: &mut Vec<u8>, ctx: &ExchangeContext) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let response = Self::snapshot(ctx, "in_progress", &[]);
+        self.emit(out, "response.created", json!({ "response": response }));
+        self.emit(out, "response.in_progress", json!({ "response": response }));
+    }
+
+    pub fn search_call(&mut self, out: &mut Vec<u8>, search: &Search) {
+        let item = web_search_call(search, "in_progress");
+        let (index, id) = (self.items.len(), item["id"].clone());
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": index, "item": item}),
+        );
+        for kind in [
+            "response.web_search_call.in_progress",
+            "response.web_search_call.searching",
+        ] {
+            self.emit(out, kind, json!({"output_index": index, "item_id": id}));
+        }
+    }
+
+    pub fn search_result(&mut self, out: &mut Vec<u8>, search: &Search) {
+        let item = web_search_call(search, "completed");
+        let index = self.items.len();
+        self.emit(
+            out,
+            "response.web_search_call.completed",
+            json!({"output_index": index, "item_id": item["id"]}),
+        );
+        self.emit(
+            out,
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        );
+        self.items.push(item);
+    }
+
+    /// The answer's items (text as one delta each) and `response.completed`.
+    pub fn finish(&mut self, out: &mut Vec<u8>, t: &Transcript, ctx: &ExchangeContext) {
+        if self.done {
+            return;
+        }
+        self.start(out, ctx);
+        let mut answer = responses_final(t, ctx);
+        let items = answer["output"].as_array().cloned().unwrap_or_default();
+        for item in items {
+            let index = self.items.len();
+            let mut added = item.clone();
+            if item["type"] == "message" {
+                added["content"] = json!([]);
+                added["status"] = json!("in_progress");
+            }
+            self.emit(
+                out,
+                "response.output_item.added",
+                json!({"output_index": index, "item": added}),
+            );
+            if item["type"] == "message" {
+                let parts = item["content"].as_array().cloned().unwrap_or_default();
+                for (j, part) in parts.iter().enumerate() {
+                    let id = &item["id"];
+                    let text = part["text"].as_str().unwrap_or("");
+                    let at = json!({"item_id": id, "output_index": index, "content_index": j});
+                    let with = |mut v: Value, extra: Value| {
+                        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+                            v.extend(extra.clone());
+                        }
+                        v
+                    };
+                    let empty = json!({"type": "output_text", "text": "", "annotations": []});
+                    self.emit(
+                        out,
+                        "response.content_part.added",
+                        with(at.clone(), json!({ "part": empty })),
+                    );
+                    self.emit(
+                        out,
+                        "response.output_text.delta",
+                        with(at.clone(), json!({ "delta": text })),
+                    );
+                    self.emit(
+                        out,
+                        "response.output_text.done",
+                        with(at.clone(), json!({ "text": text })),
+                    );
+                    self.emit(
+                        out,
+                        "response.content_part.done",
+                        with(at, json!({ "part": part })),
+                    );
+                }
+            }
+            self.emit(
+                out,
+                "response.output_item.done",
+                json!({"output_index": index, "item": item}),
+            );
+            self.items.push(item);
+        }
+        answer["output"] = Value::Array(std::mem::take(&mut self.items));
+        self.emit(out, "response.completed", json!({ "response": answer }));
+        self.done = true;
+    }
+
+    /// `response.failed` with the error.
+    pub fn fail(&mut self, out: &mut Vec<u8>, ctx: &ExchangeContext, message: &str) {
+        if self.done {
+            return;
+        }
+        let mut response = Self::snapshot(ctx, "failed", &self.items);
+        response["error"] = json!({"code": "server_error", "message": message});
+        self.emit(out, "response.failed", json!({ "response": response }));
+        self.done = true;
     }
 }
 
@@ -556,6 +944,95 @@ impl AnthropicStream {
     }
 }
 
+/// The event stream of a client that sees searches as they run (Anthropic, Responses).
+#[derive(Debug)]
+pub enum SearchStream {
+    Anthropic(AnthropicStream),
+    Responses(ResponsesStream),
+}
+
+impl SearchStream {
+    /// `None` for clients that get the whole answer at the end (Gemini).
+    pub fn for_client(client: Wire) -> Option<SearchStream> {
+        match client {
+            Wire::AnthropicMessages => Some(SearchStream::Anthropic(AnthropicStream::default())),
+            Wire::Responses => Some(SearchStream::Responses(ResponsesStream::default())),
+            Wire::Gemini | Wire::OpenAiChat => None,
+        }
+    }
+
+    pub fn is_started(&self) -> bool {
+        match self {
+            SearchStream::Anthropic(s) => s.is_started(),
+            SearchStream::Responses(s) => s.started,
+        }
+    }
+
+    pub fn start(&mut self, out: &mut Vec<u8>, ctx: &ExchangeContext, input_estimate: u64) {
+        match self {
+            SearchStream::Anthropic(s) => {
+                s.start(out, &ctx.message_id, &ctx.client_model, input_estimate)
+            }
+            SearchStream::Responses(s) => s.start(out, ctx),
+        }
+    }
+
+    /// What the model said before a search (Responses clients only get the final answer).
+    pub fn text(&mut self, out: &mut Vec<u8>, text: &str) {
+        if let SearchStream::Anthropic(s) = self {
+            s.text(out, text);
+        }
+    }
+
+    pub fn search_call(&mut self, out: &mut Vec<u8>, id: &str, query: &str) {
+        match self {
+            SearchStream::Anthropic(s) => s.search_call(out, id, query),
+            SearchStream::Responses(s) => {
+                let search = Search {
+                    id: id.to_owned(),
+                    query: query.to_owned(),
+                    outcome: Outcome::Hits(Vec::new()),
+                };
+                s.search_call(out, &search);
+            }
+        }
+    }
+
+    pub fn search_result(&mut self, out: &mut Vec<u8>, search: &Search) {
+        match self {
+            SearchStream::Anthropic(s) => s.search_result(out, search),
+            SearchStream::Responses(s) => s.search_result(out, search),
+        }
+    }
+
+    pub fn finish(
+        &mut self,
+        out: &mut Vec<u8>,
+        t: &Transcript,
+        ctx: &ExchangeContext,
+        input_estimate: u64,
+    ) {
+        self.start(out, ctx, input_estimate);
+        match self {
+            SearchStream::Anthropic(s) => s.finish(out, t, &ctx.message_id),
+            SearchStream::Responses(s) => s.finish(out, t, ctx),
+        }
+    }
+
+    pub fn fail(
+        &mut self,
+        out: &mut Vec<u8>,
+        ctx: &ExchangeContext,
+        kind: crate::protocol::anthropic::ErrorKind,
+        message: &str,
+    ) {
+        match self {
+            SearchStream::Anthropic(s) => s.fail(out, kind, message),
+            SearchStream::Responses(s) => s.fail(out, ctx, message),
+        }
+    }
+}
+
 /// One SSE frame: `event: <name>\ndata: <json>\n\n`.
 fn frame(out: &mut Vec<u8>, event: &str, data: &Value) {
     out.extend_from_slice(b"event: ");
@@ -697,6 +1174,36 @@ mod tests {
         assert!(text.contains("citations_delta"));
         assert!(text.contains("\"web_search_requests\":1"));
         assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+    }
+
+    #[test]
+    fn grounding_offsets_are_utf8_bytes() {
+        let mut t = transcript();
+        t.answer = vec![AnswerPart::Text(
+            "Intro ünïcode.\nSee aiohttp - PyPI for 3.13.2.\nDone.".into(),
+        )];
+        let g = grounding_metadata(&t);
+        assert_eq!(g["webSearchQueries"], json!(["aiohttp release"]));
+        let segment = &g["groundingSupports"][0]["segment"];
+        let text = "Intro ünïcode.\nSee aiohttp - PyPI for 3.13.2.\nDone.";
+        let start = text.find("See").unwrap();
+        assert_eq!(segment["startIndex"], start);
+        assert_eq!(
+            segment["endIndex"],
+            start + "See aiohttp - PyPI for 3.13.2.".len()
+        );
+        assert_eq!(g["groundingSupports"].as_array().unwrap().len(), 1);
+        // Nothing named: the whole text is grounded on every result.
+        t.answer = vec![AnswerPart::Text("ünïcode only ".into())];
+        let g = grounding_metadata(&t);
+        assert_eq!(
+            g["groundingSupports"][0]["segment"]["endIndex"],
+            "ünïcode only".len()
+        );
+        assert!(hosted_search(Wire::Gemini, br#"{"tools":[{"googleSearch":{}}]}"#).is_some());
+        assert!(
+            hosted_search(Wire::Gemini, br#"{"tools":[{"functionDeclarations":[]}]}"#).is_none()
+        );
     }
 
     #[test]

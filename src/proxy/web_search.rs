@@ -13,7 +13,7 @@ use super::exchange::{MAX_RESPONSE_BODY, Plan, ResponseFacts, ResponseShaper};
 use super::{Ctx, FlexiProxy};
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::pair::Wire;
-use crate::protocol::web_search::{self as shape, AnthropicStream, Outcome};
+use crate::protocol::web_search::{self as shape, Outcome, SearchStream};
 use crate::routing::Outcome as KeyOutcome;
 use crate::websearch::emulate::{Next, SearchLoop};
 use bytes::Bytes;
@@ -38,7 +38,8 @@ impl FlexiProxy {
         let Some(Plan::Pivot(pair)) = ctx.plan else {
             return None;
         };
-        if pair.source == Wire::AnthropicMessages {
+        // Anthropic's own search, where an Anthropic client reaches an Anthropic source.
+        if pair.source == Wire::AnthropicMessages && pair.client == Wire::AnthropicMessages {
             return None;
         }
         let hosted = shape::hosted_search(pair.client, ctx.raw_body.as_deref()?)?;
@@ -68,16 +69,15 @@ impl FlexiProxy {
         };
         let client_stream = first.stream;
         let input_estimate = first.input_tokens_estimate;
-        let (message_id, client_model) = first
-            .pivot
-            .as_ref()
-            .map(|c| (c.message_id.clone(), c.client_model.clone()))
-            .unwrap_or_default();
+        // The client's side of the exchange (its ids, model, stream framing).
+        let client_ctx = first.pivot.clone().unwrap_or_default();
+        // Anthropic and Responses clients see each search as it runs; Gemini's get the whole
+        // answer.
+        let mut live = SearchStream::for_client(search.pair.client).filter(|_| client_stream);
         // Whatever the attempt's preparation decided for images stays so for every call.
         let omit_media_for = (ctx.dispatch.media_omitted > 0)
             .then(|| self.source(ctx).map(|s| s.model.clone()))
             .flatten();
-        let mut stream = AnthropicStream::default();
         loop {
             let Some(source) = self.source(ctx) else {
                 return Err(Error::explain(ErrorType::InternalError, "no source"));
@@ -104,7 +104,9 @@ impl FlexiProxy {
                 );
                 let e = crate::protocol::errors::provider_error(answer.status, &masked);
                 let error = ProxyError::new(e.kind, e.message).with_status(e.status);
-                return self.end_with_error(session, ctx, &mut stream, error).await;
+                return self
+                    .end_with_error(session, ctx, live.as_mut(), error)
+                    .await;
             }
             let pivot = ctx
                 .prepared
@@ -123,22 +125,24 @@ impl FlexiProxy {
                             ProxyError::new(ErrorKind::Api, p.message).with_status(502)
                         }
                     };
-                    return self.end_with_error(session, ctx, &mut stream, error).await;
+                    return self
+                        .end_with_error(session, ctx, live.as_mut(), error)
+                        .await;
                 }
             };
             let Next::Search { text, searches } = next else {
                 break;
             };
-            let mut out = Vec::new();
-            if client_stream {
-                stream.start(&mut out, &message_id, &client_model, input_estimate);
+            if let Some(stream) = live.as_mut() {
+                let mut out = Vec::new();
+                stream.start(&mut out, &client_ctx, input_estimate);
                 if let Some(text) = &text {
                     stream.text(&mut out, text);
                 }
                 self.stream_out(session, ctx, out).await?;
             }
             for pending in searches {
-                if client_stream {
+                if let Some(stream) = live.as_mut() {
                     let mut out = Vec::new();
                     stream.search_call(&mut out, &pending.id, &pending.query);
                     self.stream_out(session, ctx, out).await?;
@@ -163,7 +167,7 @@ impl FlexiProxy {
                     }
                 };
                 let done = search.record(&pending, outcome);
-                if client_stream {
+                if let Some(stream) = live.as_mut() {
                     let mut out = Vec::new();
                     stream.search_result(&mut out, done);
                     self.stream_out(session, ctx, out).await?;
@@ -178,23 +182,46 @@ impl FlexiProxy {
             errored: false,
         }));
         tracing::debug!(request_id = %ctx.request_id, searches = search.searches(), "web search answered by the gateway");
-        if client_stream {
+        if let Some(stream) = live.as_mut() {
             let mut out = Vec::new();
-            stream.start(&mut out, &message_id, &client_model, input_estimate);
-            stream.finish(&mut out, transcript, &message_id);
+            stream.finish(&mut out, transcript, &client_ctx, input_estimate);
             self.stream_out(session, ctx, out).await?;
             return session
                 .write_response_body(None, true)
                 .await
                 .map_err(|e| e.into_down());
         }
-        let body = Bytes::from(shape::anthropic_message(
-            transcript,
-            &message_id,
-            &client_model,
-        ));
+        let (content_type, body) = match search.pair.client {
+            Wire::AnthropicMessages => (
+                "application/json",
+                shape::anthropic_message(
+                    transcript,
+                    &client_ctx.message_id,
+                    &client_ctx.client_model,
+                ),
+            ),
+            Wire::Responses => (
+                "application/json",
+                shape::responses_answer(transcript, &client_ctx),
+            ),
+            Wire::Gemini => (
+                if client_stream && !client_ctx.stream_as_json_array {
+                    "text/event-stream; charset=utf-8"
+                } else {
+                    "application/json"
+                },
+                shape::gemini_answer(transcript, &client_ctx, client_stream),
+            ),
+            Wire::OpenAiChat => {
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "no web search answer for this client protocol",
+                ));
+            }
+        };
+        let body = Bytes::from(body);
         let mut header = ResponseHeader::build(200, Some(3))?;
-        header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        header.insert_header(http::header::CONTENT_TYPE, content_type)?;
         header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         header.insert_header(super::X_REQUEST_ID, ctx.request_id.as_str())?;
         ctx.first_byte.get_or_insert_with(Instant::now);
@@ -214,15 +241,20 @@ impl FlexiProxy {
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        stream: &mut AnthropicStream,
+        stream: Option<&mut SearchStream>,
         error: ProxyError,
     ) -> Result<()> {
-        if !stream.is_started() {
+        let Some(stream) = stream.filter(|s| s.is_started()) else {
             return Err(super::fail(ctx, error));
-        }
+        };
         ctx.effective_status = Some(error.status);
+        let client_ctx = ctx
+            .prepared
+            .as_ref()
+            .and_then(|p| p.pivot.clone())
+            .unwrap_or_default();
         let mut out = Vec::new();
-        stream.fail(&mut out, error.kind, &error.message);
+        stream.fail(&mut out, &client_ctx, error.kind, &error.message);
         ctx.error = Some(error);
         self.stream_out(session, ctx, out).await?;
         session

@@ -393,3 +393,250 @@ async fn without_a_backend_the_tool_is_dropped_as_before() {
     let sent = provider.requests()[0].json();
     assert!(sent.get("tools").is_none(), "{sent}");
 }
+
+/// Gemini CLI's search request (`websearch-gemini-cli-2-search-subrequest.json`): the query
+/// is the only user text, `tools: [{googleSearch: {}}]`, not streamed.
+fn gemini_search_request() -> Value {
+    json!({
+        "contents": [{"parts": [{"text": QUERY}], "role": "user"}],
+        "systemInstruction": {"parts": [{"text": "You are Gemini CLI."}]},
+        "tools": [{"googleSearch": {}}],
+        "generationConfig": {"temperature": 0, "topP": 1}
+    })
+}
+
+async fn post_gemini(proxy: &Proxy, path: &str, body: &Value) -> reqwest::Response {
+    crate::harness::client()
+        .post(proxy.url(path))
+        .header("x-goog-api-key", crate::harness::KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `groundingMetadata` Gemini CLI reads: the query, the results as chunks, supports
+/// whose `endIndex` is a UTF-8 byte offset into the text.
+fn assert_grounded(answer: &Value) {
+    let candidate = &answer["candidates"][0];
+    let text: String = candidate["content"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["text"].as_str())
+        .collect();
+    assert!(text.contains("3.13.2"), "{answer}");
+    let grounding = &candidate["groundingMetadata"];
+    assert_eq!(grounding["webSearchQueries"], json!([QUERY]), "{answer}");
+    assert_eq!(
+        grounding["groundingChunks"][0]["web"],
+        json!({"uri": "https://docs.aiohttp.org/en/stable/changes.html",
+               "title": "Changelog - aiohttp documentation"})
+    );
+    assert_eq!(
+        grounding["groundingChunks"][1]["web"]["title"],
+        "aiohttp · PyPI"
+    );
+    let support = &grounding["groundingSupports"][0];
+    let end = support["segment"]["endIndex"].as_u64().unwrap() as usize;
+    assert!(end <= text.len() && text.is_char_boundary(end), "{support}");
+    assert_eq!(support["segment"]["text"], text[..end]);
+    assert_eq!(support["groundingChunkIndices"][0], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_clis_search_on_a_chat_source_gets_grounding_metadata() {
+    let backend = searxng().await;
+    let provider = searching_provider().await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    let response = post_gemini(
+        &proxy,
+        "/v1beta/models/gemini-3-flash-preview:generateContent",
+        &gemini_search_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_backend_saw_the_query(&backend).await;
+    assert_provider_searched(&provider.requests());
+    assert_grounded(&answer);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streaming_gemini_client_gets_the_grounded_answer_as_a_chunk() {
+    let backend = searxng().await;
+    let provider = searching_provider().await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    let response = post_gemini(
+        &proxy,
+        "/v1beta/models/gemini-3-flash-preview:streamGenerateContent?alt=sse",
+        &gemini_search_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let body = response.text().await.unwrap();
+    let chunk = body
+        .strip_prefix("data: ")
+        .and_then(|b| b.strip_suffix("\r\n\r\n"))
+        .unwrap_or_else(|| panic!("one SSE chunk: {body:?}"));
+    assert_provider_searched(&provider.requests());
+    assert_grounded(&serde_json::from_str(chunk).unwrap());
+}
+
+/// Codex's turn with live search (`codex --search`): the hosted `web_search` tool next to its
+/// own function tools, streamed.
+fn codex_request(stream: bool, external_web_access: bool) -> Value {
+    json!({
+        "model": "gpt-5.5",
+        "instructions": "You are Codex.",
+        "input": [{"type": "message", "role": "user",
+                   "content": [{"type": "input_text", "text": "What is the latest aiohttp release?"}]}],
+        "tools": [
+            {"type": "function", "name": "shell", "description": "Runs a command",
+             "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}},
+            {"type": "web_search", "external_web_access": external_web_access}
+        ],
+        "tool_choice": "auto",
+        "stream": stream
+    })
+}
+
+async fn post_responses(proxy: &Proxy, body: &Value) -> reqwest::Response {
+    crate::harness::client()
+        .post(proxy.url("/v1/responses"))
+        .bearer_auth(crate::harness::KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A `web_search_call` item as Codex reads it.
+fn assert_web_search_call(item: &Value) {
+    assert_eq!(item["type"], "web_search_call", "{item}");
+    assert_eq!(item["status"], "completed");
+    assert!(item["id"].as_str().unwrap().starts_with("ws_"));
+    assert_eq!(item["action"]["type"], "search");
+    assert_eq!(item["action"]["query"], QUERY);
+    assert_eq!(
+        item["action"]["sources"][0],
+        json!({"type": "url", "url": "https://docs.aiohttp.org/en/stable/changes.html"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_live_search_on_a_chat_source_gets_web_search_call_items() {
+    let backend = searxng().await;
+    let provider = searching_provider().await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    let response = post_responses(&proxy, &codex_request(true, true)).await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert_backend_saw_the_query(&backend).await;
+    let requests = provider.requests();
+    assert_provider_searched(&requests);
+    let tools = requests[0].json()["tools"].to_string();
+    assert!(
+        tools.contains("\"shell\""),
+        "Codex's own tools still reach the provider: {tools}"
+    );
+
+    let events = events(&body);
+    let kinds: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"response.created"), "{body}");
+    assert_eq!(kinds.last(), Some(&"response.completed"));
+    // The search shows up (Codex prints `web search:` on added and done) before the answer.
+    let added = kinds
+        .iter()
+        .position(|k| *k == "response.output_item.added")
+        .unwrap();
+    assert_eq!(events[added].1["item"]["type"], "web_search_call");
+    assert_eq!(events[added].1["item"]["status"], "in_progress");
+    let done: Vec<&Value> = events
+        .iter()
+        .filter(|(e, _)| e == "response.output_item.done")
+        .map(|(_, d)| &d["item"])
+        .collect();
+    assert_eq!(done.len(), 2, "{body}");
+    assert_web_search_call(done[0]);
+    assert_eq!(done[1]["type"], "message");
+    let text = done[1]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("3.13.2"), "{text}");
+    let citation = &done[1]["content"][0]["annotations"][0];
+    assert_eq!(citation["type"], "url_citation");
+    assert_eq!(
+        citation["url"],
+        "https://docs.aiohttp.org/en/stable/changes.html"
+    );
+    let start = citation["start_index"].as_u64().unwrap() as usize;
+    let end = citation["end_index"].as_u64().unwrap() as usize;
+    let cited: String = text.chars().skip(start).take(end - start).collect();
+    assert_eq!(cited, "https://docs.aiohttp.org/en/stable/changes.html");
+    let sequence: Vec<u64> = events
+        .iter()
+        .map(|(_, d)| d["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert!(
+        sequence.windows(2).all(|w| w[1] == w[0] + 1),
+        "{sequence:?}"
+    );
+    let completed = &events.last().unwrap().1["response"];
+    assert_eq!(completed["status"], "completed");
+    assert_web_search_call(&completed["output"][0]);
+    assert_eq!(completed["output"][1]["type"], "message");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_streaming_responses_client_gets_the_items_too() {
+    let backend = searxng().await;
+    let provider = searching_provider().await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    let response = post_responses(&proxy, &codex_request(false, true)).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_backend_saw_the_query(&backend).await;
+    assert_provider_searched(&provider.requests());
+    assert_web_search_call(&answer["output"][0]);
+    assert_eq!(answer["output"][1]["type"], "message", "{answer}");
+    assert_eq!(answer["status"], "completed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codexs_cached_search_and_its_history_items_need_no_backend_call() {
+    let backend = searxng().await;
+    let provider =
+        FakeProvider::start(|_| Reply::json(200, openai::chat_completion("From memory."))).await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    // `external_web_access: false` (Codex's default) is not a live search; the history's
+    // web_search_call item reaches the provider as context.
+    let mut body = codex_request(false, false);
+    body["input"].as_array_mut().unwrap().extend([
+        json!({"type": "web_search_call", "id": "ws_0", "status": "completed",
+               "action": {"type": "search", "query": "aiohttp changelog"}}),
+        json!({"type": "message", "role": "assistant",
+               "content": [{"type": "output_text", "text": "It is 3.13.2.", "annotations": []}]}),
+        json!({"type": "message", "role": "user",
+               "content": [{"type": "input_text", "text": "And before that?"}]}),
+    ]);
+    let response = post_responses(&proxy, &body).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(backend.request_count(), 0);
+    let sent = provider.requests()[0].json();
+    assert!(
+        sent.to_string()
+            .contains("Searched the web for: aiohttp changelog"),
+        "{sent}"
+    );
+    assert!(!sent["tools"].to_string().contains("web_search"), "{sent}");
+}

@@ -107,6 +107,9 @@ struct Item<'a> {
     encrypted_content: Option<Str<'a>>,
     #[serde(default, borrow)]
     tools: Vec<&'a RawValue>,
+    /// A `web_search_call`'s action (`{type: search, query}`).
+    #[serde(borrow)]
+    action: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -502,6 +505,15 @@ impl<'a> Turns<'_, 'a, '_> {
                 }
                 Ok(())
             }
+            // A search run earlier for the client (by its provider or by this gateway, see
+            // docs/web-search.md): plain context for the source, which cannot see it.
+            "web_search_call" => {
+                if let Some(query) = item.action.and_then(search_query) {
+                    let note = format!("(Searched the web for: {query})");
+                    self.push(Role::Assistant, Part::Text(Text::from_plain(&note)));
+                }
+                Ok(())
+            }
             "item_reference" => Err(Refusal(
                 "`item_reference` needs stored responses, which this adapter's source does \
                  not keep; send the items themselves"
@@ -509,7 +521,8 @@ impl<'a> Turns<'_, 'a, '_> {
             )),
             other => Err(Refusal(format!(
                 "unsupported item type `{other}` (expected message, reasoning, function_call, \
-                 function_call_output, custom_tool_call or custom_tool_call_output)"
+                 function_call_output, custom_tool_call, custom_tool_call_output or \
+                 web_search_call)"
             ))),
         }
     }
@@ -546,6 +559,21 @@ impl<'a> Turns<'_, 'a, '_> {
     }
 }
 
+/// The query of a `web_search_call`'s action (`search` with `query` or `queries`).
+fn search_query(action: &RawValue) -> Option<String> {
+    let action: serde_json::Value = serde_json::from_str(action.get()).ok()?;
+    let query = match action.get("query").and_then(|q| q.as_str()) {
+        Some(q) => q.to_owned(),
+        None => action
+            .get("queries")?
+            .as_array()?
+            .iter()
+            .filter_map(|q| q.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    (!query.trim().is_empty()).then_some(query)
+}
 fn required<'a>(value: Option<Str<'a>>, field: &str) -> Result<Cow<'a, str>, Refusal> {
     value
         .map(Str::into_cow)

@@ -293,3 +293,28 @@ fn codex_default_model_additional_tools_item() {
         [("exec", r#"{"input":"text(1)"}"#), ("clock__sleep", "{}")]
     );
 }
+
+#[test]
+fn web_search_calls_in_codex_history_become_plain_context() {
+    let body = r#"{"model":"m","input":[
+        {"type":"message","role":"user","content":[{"type":"input_text","text":"latest aiohttp?"}]},
+        {"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"aiohttp latest release"}},
+        {"type":"message","role":"assistant","content":[{"type":"output_text","text":"3.13.2","annotations":[{"type":"url_citation","start_index":0,"end_index":6,"url":"https://pypi.org/project/aiohttp/","title":"aiohttp"}]}]},
+        {"type":"web_search_call","id":"ws_2","status":"completed","action":{"type":"open_page","url":"https://x"}},
+        {"type":"message","role":"user","content":[{"type":"input_text","text":"thanks"}]}
+    ]}"#;
+    let c = decode(body);
+    assert_eq!(c.turns.len(), 3);
+    let texts: Vec<String> = c.turns[1]
+        .parts
+        .iter()
+        .map(|p| match p {
+            Part::Text(t) => t.decoded().into_owned(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        ["(Searched the web for: aiohttp latest release)", "3.13.2"]
+    );
+}
