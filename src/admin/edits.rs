@@ -1,10 +1,12 @@
 //! The panel's structural edits of an adapter: add or remove a key of a pool, add, change,
-//! move or remove a route. Each is made on the server from the adapter's file as written (the
+//! move or remove a route, add or remove a model-map rule, set the limits. Each is made on the server from the adapter's file as written (the
 //! keys never leave the server) and becomes a [`PatchRequest`] carrying the whole new list, so
 //! it passes exactly the checks of the management API's PATCH.
 
 use super::manage::{ApiError, PatchRequest, RouteRequest, SourceRequest};
-use crate::config::adapter::{AdapterFile, PoolKeyFile, RouteFile, SourceFile};
+use crate::config::adapter::{
+    AdapterFile, AdapterLimitsFile, ModelRuleFile, PoolKeyFile, RouteFile, SourceFile,
+};
 
 /// Which source's pool an edit changes: the default source's or a route's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,13 @@ pub enum Edit {
     RemoveRoute {
         index: usize,
     },
+    /// A `model_map` rule of the default source, added last or removed.
+    AddMapRule(ModelRuleFile),
+    RemoveMapRule {
+        index: usize,
+    },
+    /// The adapter's limits; every field `None` removes them.
+    SetLimits(AdapterLimitsFile),
 }
 
 /// A source's keys as a pool (one `api_key` is a pool of one).
@@ -148,6 +157,40 @@ pub fn patch_for(file: &AdapterFile, edit: Edit) -> Result<PatchRequest, ApiErro
                 }
                 _ => Err(no_route(index)),
             }
+        }
+        Edit::AddMapRule(rule) => {
+            let mut map = file.source.model_map.clone();
+            map.push(rule);
+            Ok(PatchRequest {
+                model_map: Some(map),
+                ..PatchRequest::default()
+            })
+        }
+        Edit::RemoveMapRule { index } => {
+            let mut map = file.source.model_map.clone();
+            if index >= map.len() {
+                return Err(ApiError::bad(
+                    &format!("model_map[{index}]"),
+                    "no such rule",
+                ));
+            }
+            map.remove(index);
+            Ok(PatchRequest {
+                model_map: Some(map),
+                ..PatchRequest::default()
+            })
+        }
+        Edit::SetLimits(limits) => {
+            let none = limits.requests_per_minute.is_none()
+                && limits.concurrent_requests.is_none()
+                && limits.tokens_per_day.is_none()
+                && limits.tokens_per_month.is_none();
+            // What the form does not show stays as it was.
+            let per_key = file.limits.as_ref().and_then(|l| l.per_key);
+            Ok(PatchRequest {
+                limits: Some((!none).then_some(AdapterLimitsFile { per_key, ..limits })),
+                ..PatchRequest::default()
+            })
         }
         Edit::RemoveRoute { index } => {
             if index >= routes.len() {

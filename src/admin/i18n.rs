@@ -335,6 +335,39 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "按顺序检查：第一个条件全部满足的路由处理请求，否则由默认来源处理。",
     ),
     ("add_route", "Add a route", "添加路由"),
+    ("model_map_title", "Model map", "模型映射"),
+    (
+        "model_map_hint",
+        "The first rule whose pattern matches the client's model names the provider's model; otherwise the model above.",
+        "第一个匹配客户端模型的规则决定供应商模型；否则使用上面的模型。",
+    ),
+    ("add_rule", "Add rule", "添加规则"),
+    ("limits_title", "Limits", "限额"),
+    (
+        "limits_hint",
+        "Per client key; leave a field empty for no limit.",
+        "按客户端密钥计算；留空表示不限制。",
+    ),
+    (
+        "limit_requests_per_minute",
+        "Requests per minute",
+        "每分钟请求数",
+    ),
+    (
+        "limit_concurrent_requests",
+        "Requests at once",
+        "同时请求数",
+    ),
+    (
+        "limit_tokens_per_day",
+        "Tokens per day (UTC)",
+        "每日 token 数（UTC）",
+    ),
+    (
+        "limit_tokens_per_month",
+        "Tokens per month (UTC)",
+        "每月 token 数（UTC）",
+    ),
     ("save_route", "Save route", "保存路由"),
     ("route_name", "Route name", "路由名称"),
     (

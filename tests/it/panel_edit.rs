@@ -647,3 +647,89 @@ async fn the_status_says_failing_when_the_provider_refuses_connections_and_why()
     assert_eq!(test["ok"], false, "{test}");
     assert_eq!(listed(&proxy).await["status"], "failing");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_map_and_the_limits_are_edited_in_the_panel() {
+    let p = provider().await;
+    let proxy = start("");
+    let body = json!({"name": "ed", "source": {"base_url": p.base_url(), "api_key": SOURCE_KEY, "model": "fake-model"}});
+    let (status, created) = call(
+        &proxy,
+        Method::POST,
+        "/admin/api/adapters",
+        Some(body),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let (cookie, csrf) = login(&proxy, "carol", "carol-password").await;
+    let panel = Panel {
+        proxy: &proxy,
+        cookie,
+        csrf,
+    };
+
+    panel
+        .saved(&[
+            ("op", "map_add"),
+            ("match", "claude-*haiku*"),
+            ("model", "small-model"),
+        ])
+        .await;
+    panel
+        .saved(&[
+            ("op", "map_add"),
+            ("match", "claude-opus-*"),
+            ("model", "big-model"),
+        ])
+        .await;
+    assert_served(&proxy, &key, "claude-haiku-4-5", "small-model").await;
+    assert_served(&proxy, &key, "claude-opus-4-1", "big-model").await;
+    panel.saved(&[("op", "map_remove"), ("index", "0")]).await;
+    assert_eq!(
+        read_doc(&proxy, "ed")["source"]["model_map"],
+        yaml(&json!([{"match": "claude-opus-*", "model": "big-model"}]))
+    );
+    assert_served(&proxy, &key, "claude-haiku-4-5", "fake-model").await;
+
+    // Two requests a minute: the third is refused; empty fields remove the limits.
+    let limits = [
+        ("op", "limits"),
+        ("requests_per_minute", "2"),
+        ("concurrent_requests", ""),
+        ("tokens_per_day", ""),
+        ("tokens_per_month", "1000000"),
+    ];
+    panel.saved(&limits).await;
+    assert_eq!(
+        read_doc(&proxy, "ed")["limits"],
+        yaml(&json!({"requests_per_minute": 2, "tokens_per_month": 1000000}))
+    );
+    assert!(panel.page("en").await.contains("value=\"1000000\""));
+    let statuses = [
+        status_with(&proxy.url(""), &key).await,
+        status_with(&proxy.url(""), &key).await,
+        status_with(&proxy.url(""), &key).await,
+    ];
+    assert_eq!(statuses, [200, 200, 429]);
+    let (status, body) = panel
+        .post(&[("op", "limits"), ("requests_per_minute", "lots")])
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("limits.requests_per_minute: a whole number"),
+        "{body}"
+    );
+    panel
+        .saved(&[
+            ("op", "limits"),
+            ("requests_per_minute", ""),
+            ("concurrent_requests", ""),
+            ("tokens_per_day", ""),
+            ("tokens_per_month", ""),
+        ])
+        .await;
+    assert!(read_doc(&proxy, "ed").get("limits").is_none());
+    assert_eq!(status_with(&proxy.url(""), &key).await, 200);
+}

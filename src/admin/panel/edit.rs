@@ -11,7 +11,7 @@ use crate::admin::edits::{self, Edit, PoolOf};
 use crate::admin::manage::{
     ApiError, KeyPatchRequest, Manager, PatchRequest, RouteRequest, SourceRequest,
 };
-use crate::config::adapter::SourceFile;
+use crate::config::adapter::{AdapterLimitsFile, ModelRuleFile, SourceFile};
 use crate::config::presets;
 use http::Response;
 use minijinja::Value;
@@ -149,6 +149,11 @@ pub(super) fn edit_page(
         ("model", Value::from(file.source.model.clone())),
         ("source_keys", Value::from_serialize(pool("default"))),
         ("client_keys", Value::from_serialize(&view.keys)),
+        ("model_map", Value::from_serialize(&file.source.model_map)),
+        (
+            "limits",
+            Value::from_serialize(file.limits.clone().unwrap_or_default()),
+        ),
         ("routes", Value::from_serialize(&routes)),
         (
             "presets",
@@ -260,6 +265,15 @@ fn change(f: &Form) -> Option<Change> {
             up: f.get("op") == "route_up",
         },
         "route_remove" => Edit::RemoveRoute { index: index(f) },
+        "map_add" => Edit::AddMapRule(ModelRuleFile {
+            pattern: f.get("match").trim().to_owned(),
+            model: f.get("model").trim().to_owned(),
+        }),
+        "map_remove" => Edit::RemoveMapRule { index: index(f) },
+        "limits" => match limits_from(f) {
+            Ok(limits) => Edit::SetLimits(limits),
+            Err(e) => return Some(Change::Refused(e)),
+        },
         _ => return None,
     };
     Some(Change::Edit(edit))
@@ -268,6 +282,29 @@ fn change(f: &Form) -> Option<Change> {
 enum Change {
     Patch(PatchRequest),
     Edit(Edit),
+    Refused(ApiError),
+}
+
+/// The limits form: each field a whole number, or empty for none.
+fn limits_from(f: &Form) -> Result<AdapterLimitsFile, ApiError> {
+    fn number<T: std::str::FromStr>(f: &Form, field: &str) -> Result<Option<T>, ApiError> {
+        match f.opt(field) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad(
+                    &format!("limits.{field}"),
+                    "a whole number, or empty for none",
+                )
+            }),
+        }
+    }
+    Ok(AdapterLimitsFile {
+        requests_per_minute: number(f, "requests_per_minute")?,
+        concurrent_requests: number(f, "concurrent_requests")?,
+        tokens_per_day: number(f, "tokens_per_day")?,
+        tokens_per_month: number(f, "tokens_per_month")?,
+        per_key: None,
+    })
 }
 
 pub(super) async fn save(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> Response<Vec<u8>> {
@@ -309,6 +346,7 @@ pub(super) async fn save(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> Re
     let patch = match change(&f) {
         Some(Change::Patch(p)) => Ok(p),
         Some(Change::Edit(e)) => edits::patch_for(&file, e),
+        Some(Change::Refused(e)) => Err(e),
         None => Err(ApiError::bad("op", "unknown change")),
     };
     let result = match patch {
