@@ -165,6 +165,14 @@ enum AdapterCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Send one small request to the adapter's source, as the panel's Test button does: the
+    /// status, the latency and the provider's error, naming a model the provider's model list
+    /// does not know (retired or misspelled?). Exits non-zero when it fails.
+    Probe {
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn init_logging() {
@@ -517,6 +525,7 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         AdapterCommand::Show { name, common } => show(&name, &common),
+        AdapterCommand::Probe { name, common } => probe(&name, &common),
         AdapterCommand::Rotate {
             name,
             grace,
@@ -572,6 +581,45 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
 
 /// `adapter show`: the adapter as this process loads it (so every key is healthy, unless
 /// its environment variable is missing: health lives in the running proxy).
+fn probe(name: &str, common: &Common) -> Result<ExitCode, String> {
+    let config = load(&common.config)?;
+    let entry = edit::entry(&config, name).map_err(|e| e.to_string())?;
+    let report = Loader::for_server(&config).reload();
+    let Some(adapter) = report.snapshot.adapter(name) else {
+        let why = report
+            .errors
+            .iter()
+            .find(|e| e.file == entry.path)
+            .map_or_else(|| "it did not load".to_owned(), |e| e.to_string());
+        return Err(format!("adapter `{name}` does not load: {why}"));
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let result = runtime.block_on(flexiproxy::admin::probe::probe(&adapter.source, None));
+    if common.json {
+        println!("{}", serde_json::to_value(&result).unwrap_or_default());
+    } else {
+        let status = result
+            .status
+            .map_or("no answer".to_owned(), |s| s.to_string());
+        let verdict = if result.ok { "ok" } else { "failed" };
+        println!(
+            "{verdict}: {status} in {} ms ({} model {})",
+            result.latency_ms, adapter.source.endpoint.host, adapter.source.model
+        );
+        if let Some(error) = &result.error {
+            println!("{error}");
+        }
+    }
+    Ok(if result.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn show(name: &str, common: &Common) -> Result<ExitCode, String> {
     let config = load(&common.config)?;
     let entry = edit::entry(&config, name).map_err(|e| e.to_string())?;

@@ -3,7 +3,7 @@
 //! non-admin's source is resolved and checked against the egress policy first, and the
 //! request is pinned to the checked address.
 
-use crate::config::adapter::{ApiKey, Source, SourceProtocol};
+use crate::config::adapter::{ApiKey, Source, SourceProtocol, UpstreamAuth};
 use crate::config::egress::EgressPolicy;
 use crate::protocol::secrets::mask_secrets_str;
 use serde::Serialize;
@@ -143,14 +143,93 @@ pub async fn probe(source: &Source, policy: Option<&EgressPolicy>) -> ProbeResul
             let ok = response.status().is_success();
             let text = response.text().await.unwrap_or_default();
             let latency_ms = started.elapsed().as_millis() as u64;
+            let mut error = (!ok).then(|| shorten(&mask(&text)));
+            // A model the provider no longer (or never) had is the likeliest cause of a 4xx.
+            if let Some(e) = error.as_mut()
+                && (400..500).contains(&status)
+                && ![401, 403, 429].contains(&status)
+                && let Some(models) = model_list(&client, source, scheme, auth).await
+                && !models.contains(&source.model)
+            {
+                *e = format!(
+                    "model `{}` is not in the provider's model list (retired or misspelled?); it has {}. {e}",
+                    source.model,
+                    some_of(&models)
+                );
+            }
             ProbeResult {
                 ok,
                 status: Some(status),
                 latency_ms,
-                error: (!ok).then(|| shorten(&mask(&text))),
+                error,
             }
         }
     }
+}
+
+/// The provider's model ids (`GET …/models`), when it lists them.
+async fn model_list(
+    client: &reqwest::Client,
+    source: &Source,
+    scheme: &str,
+    auth: &UpstreamAuth,
+) -> Option<Vec<String>> {
+    let endpoint = &source.endpoint;
+    let path = match source.protocol {
+        SourceProtocol::Anthropic => "/v1/models",
+        _ => "/models",
+    };
+    let url = format!(
+        "{scheme}://{}{}{path}",
+        endpoint.host_header(),
+        endpoint.path
+    );
+    let mut request = client
+        .get(url)
+        .header(auth.name.clone(), auth.value.clone());
+    if source.protocol == SourceProtocol::Anthropic {
+        request = request.header("anthropic-version", "2023-06-01");
+    }
+    let response = request.send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let v: serde_json::Value = response.json().await.ok()?;
+    // OpenAI and Anthropic: `data[].id`; Google: `models[].name` as `models/<id>`.
+    let ids: Vec<String> = v["data"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|m| m["id"].as_str())
+                .collect::<Vec<_>>()
+        })
+        .or_else(|| {
+            v["models"].as_array().map(|d| {
+                d.iter()
+                    .filter_map(|m| m["name"].as_str())
+                    .map(|n| n.strip_prefix("models/").unwrap_or(n))
+                    .collect()
+            })
+        })?
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    (!ids.is_empty()).then_some(ids)
+}
+
+/// A few of the provider's models, for the message.
+fn some_of(models: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut s = models
+        .iter()
+        .take(SHOWN)
+        .map(|m| format!("`{m}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if models.len() > SHOWN {
+        s.push_str(&format!(" and {} more", models.len() - SHOWN));
+    }
+    s
 }
 
 fn shorten(text: &str) -> String {
@@ -191,6 +270,42 @@ mod tests {
         crate::config::adapter::parse_adapter(std::path::Path::new("p.yaml"), &text, &|_| None)
             .unwrap()
             .source
+    }
+
+    #[tokio::test]
+    async fn a_model_the_provider_does_not_list_is_named() {
+        // DeepSeek after 2026-07-24: `deepseek-chat` answers 400, the list has V4 models.
+        let provider = FakeProvider::start(|req| {
+            if req.path.ends_with("/models") {
+                Reply::json(
+                    200,
+                    json!({"object": "list", "data": [{"id": "deepseek-v4-flash"}, {"id": "deepseek-v4-pro"}]}),
+                )
+            } else if req.json()["model"] == "deepseek-v4-pro" {
+                Reply::json(400, json!({"error": {"message": "max_tokens too small"}}))
+            } else {
+                Reply::json(400, json!({"error": {"message": "Model Not Exist"}}))
+            }
+        })
+        .await;
+        let mut src = source(&provider.base_url(), "openai");
+        src.model = "deepseek-chat".into();
+        let result = probe(&src, None).await;
+        let error = result.error.unwrap();
+        assert!(
+            error.starts_with(
+                "model `deepseek-chat` is not in the provider's model list (retired or misspelled?)"
+            ),
+            "{error}"
+        );
+        assert!(
+            error.contains("`deepseek-v4-pro`") && error.ends_with("Model Not Exist\"}}"),
+            "{error}"
+        );
+        // A listed model's error is the provider's alone.
+        src.model = "deepseek-v4-pro".into();
+        let error = probe(&src, None).await.error.unwrap();
+        assert!(!error.contains("model list"), "{error}");
     }
 
     #[tokio::test]

@@ -666,3 +666,41 @@ fn presets_command_lists_current_models_and_their_facts() {
         "{text}"
     );
 }
+
+/// `flexiproxy adapter probe` asks the source as the Test button does, and names a model the
+/// provider's model list does not know.
+#[tokio::test(flavor = "multi_thread")]
+async fn adapter_probe_names_a_model_the_provider_does_not_list() {
+    let p = FakeProvider::start(|req| {
+        if req.path.ends_with("/models") {
+            Reply::json(
+                200,
+                json!({"object": "list", "data": [{"id": "deepseek-v4-flash"}]}),
+            )
+        } else {
+            Reply::json(400, json!({"error": {"message": "Model Not Exist"}}))
+        }
+    })
+    .await;
+    let proxy = Proxy::start(&[("pr", adapter_yaml(&p.base_url(), &["fp-k"], ""))]);
+    let config = proxy.config_path();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
+            .args(["adapter", "probe", "pr", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("failed: 400"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "model `fake-model` is not in the provider's model list (retired or misspelled?)"
+        ) && stdout.contains("`deepseek-v4-flash`")
+            && stdout.contains("Model Not Exist"),
+        "{stdout}"
+    );
+}
