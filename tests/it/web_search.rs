@@ -640,3 +640,156 @@ async fn codexs_cached_search_and_its_history_items_need_no_backend_call() {
     );
     assert!(!sent["tools"].to_string().contains("web_search"), "{sent}");
 }
+
+/// The content of every `role: tool` message of a Chat request, joined.
+fn tool_results(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["role"] == "tool")
+                .map(|m| match &m["content"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// A provider playing Claude Code's model: the main loop loads WebSearch (tool search on),
+/// calls it, and answers with what it got back; the search request (the gateway's loop,
+/// offering `web_search`) searches, then summarises the results.
+fn claude_code_searching_model(req: &RecordedRequest) -> Reply {
+    let body = req.json();
+    let names: Vec<String> = body["tools"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let has = |n: &str| names.iter().any(|x| x == n);
+    let results = tool_results(&body);
+    let call = |id: &str, name: &str, args: Value| {
+        Reply::json(
+            200,
+            openai::tool_call_completion(&[(id, name, &args.to_string())]),
+        )
+    };
+    if has("web_search") {
+        return if results.is_empty() {
+            call("call_ws_1", "web_search", json!({ "query": QUERY }))
+        } else {
+            Reply::json(
+                200,
+                openai::chat_completion(
+                    "aiohttp 3.13.2 (2025-10-28) is the latest release, a bug-fix release.",
+                ),
+            )
+        };
+    }
+    if results.contains("Web search results for query") {
+        return Reply::json(
+            200,
+            openai::chat_completion(&format!("FINAL ANSWER. I searched: {results}")),
+        );
+    }
+    if has("WebSearch") {
+        return call("call_cc_ws", "WebSearch", json!({ "query": QUERY }));
+    }
+    if has("ToolSearch") && !results.contains("WebSearch") {
+        return call(
+            "call_cc_ts",
+            "ToolSearch",
+            json!({"query": "select:WebSearch", "max_results": 1}),
+        );
+    }
+    Reply::json(200, openai::chat_completion("OK."))
+}
+
+/// Runs `claude -p` with WebSearch allowed; `tool_search` sets ENABLE_TOOL_SEARCH.
+fn run_claude_searching(base_url: &str, tool_search: bool) -> (i32, String, String) {
+    let claude = crate::claude_code::npm_client("claude", "node/node_modules/.bin/claude");
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(claude)
+        .args(["-p", "What is the latest aiohttp release? Search the web."])
+        .args(["--allowedTools", "WebSearch"])
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env("ANTHROPIC_BASE_URL", base_url)
+        .env("ANTHROPIC_AUTH_TOKEN", crate::harness::KEY)
+        .env(
+            "ENABLE_TOOL_SEARCH",
+            if tool_search { "true" } else { "false" },
+        )
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("claude starts");
+    crate::clients::wait_bounded(child, "claude", Duration::from_secs(120))
+}
+
+async fn real_claude_code_searches(tool_search: bool) {
+    let backend = searxng().await;
+    let provider = FakeProvider::start(claude_code_searching_model).await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+    let base_url = proxy.url("");
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_claude_searching(&base_url, tool_search))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    // The backend saw the query the model asked for.
+    assert_backend_saw_the_query(&backend).await;
+    let requests: Vec<Value> = provider.requests().iter().map(|r| r.json()).collect();
+    // The gateway's loop: the provider searched, then got the results as the tool's result.
+    let summarised = requests
+        .iter()
+        .find(|b| tool_results(b).contains("Changelog - aiohttp documentation"))
+        .unwrap_or_else(|| panic!("no search result reached the provider: {requests:#?}"));
+    assert!(tool_results(summarised).contains("bug fixes for the client"));
+    // Claude Code read our blocks: its WebSearch result names the links it found and the
+    // summary text, and its answer carries them.
+    let main = requests
+        .iter()
+        .map(tool_results)
+        .find(|r| r.contains("Web search results for query"))
+        .unwrap_or_else(|| panic!("Claude Code's WebSearch result never came back: {requests:#?}"));
+    assert!(main.contains(QUERY), "{main}");
+    assert!(main.contains("Links:"), "the results were counted: {main}");
+    assert!(main.contains("Changelog - aiohttp documentation"), "{main}");
+    assert!(main.contains("https://pypi.org/project/aiohttp/"), "{main}");
+    assert!(main.contains("3.13.2 (2025-10-28)"), "the summary: {main}");
+    let loaded_by_tool_search = requests
+        .iter()
+        .any(|b| tool_results(b).contains("WebSearch") && b.to_string().contains("ToolSearch"));
+    assert_eq!(loaded_by_tool_search, tool_search, "{requests:#?}");
+    assert!(stdout.contains("FINAL ANSWER"), "stdout:\n{stdout}");
+    assert!(
+        stdout.contains("Changelog - aiohttp documentation"),
+        "stdout:\n{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_claude_code_searches_through_the_gateway_with_tool_search() {
+    real_claude_code_searches(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_claude_code_searches_through_the_gateway_without_tool_search() {
+    real_claude_code_searches(false).await;
+}
