@@ -4,15 +4,18 @@
 //! - this file: the server config's `web_search:` section and the [`Searcher`] built from it
 //!   (egress: the query goes to the configured backend only; timeout; result cap; snippets
 //!   cut to size). Neither the query nor the backend's key is ever logged.
-//! - [`Backend`]: one trait per search API; [`searxng`] first (self-hosted, no key).
+//! - [`Backend`]: one trait per search API: [`searxng`] (self-hosted, no key), [`tavily`],
+//!   [`brave`].
 //! - [`emulate`]: the loop that gives the provider a `web_search` function tool, runs the
 //!   searches it asks for and builds the client's native answer.
 //!
 //! The wire shapes (which requests ask for search, the client's answer) are in
 //! `crate::protocol::web_search`.
 
+pub mod brave;
 pub mod emulate;
 pub mod searxng;
+pub mod tavily;
 
 pub use crate::protocol::web_search::Hit;
 use serde::{Deserialize, Serialize};
@@ -33,18 +36,39 @@ pub enum BackendKind {
     /// A SearXNG instance's JSON API (`GET /search?q=…&format=json`).
     #[default]
     Searxng,
+    /// Tavily's search API (`POST https://api.tavily.com/search`, a key).
+    Tavily,
+    /// Brave's Search API (`GET https://api.search.brave.com/res/v1/web/search`, a key).
+    Brave,
+}
+
+impl BackendKind {
+    /// Where the backend is when `url` is not given (SearXNG has no public default).
+    fn default_url(self) -> Option<&'static str> {
+        match self {
+            BackendKind::Searxng => None,
+            BackendKind::Tavily => Some("https://api.tavily.com"),
+            BackendKind::Brave => Some("https://api.search.brave.com"),
+        }
+    }
+
+    fn needs_key(self) -> bool {
+        !matches!(self, BackendKind::Searxng)
+    }
 }
 
 /// `web_search:` in the server config.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebSearchFile {
-    /// `searxng` (default).
+    /// `searxng` (default), `tavily` or `brave`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendKind>,
-    /// The backend's base URL (SearXNG: where it serves `/search`).
-    pub url: String,
-    /// The backend's API key, for backends that take one.
+    /// The backend's base URL (SearXNG: where it serves `/search`; required). Tavily and
+    /// Brave default to their public APIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The backend's API key (Tavily, Brave); `${VAR}` reads the environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
     /// Results per search (default 5, at most 20).
@@ -84,9 +108,45 @@ impl std::fmt::Debug for WebSearchConfig {
 }
 
 impl WebSearchFile {
-    /// Checks the section; the message names the field.
+    /// Checks the section; the message names the field. `${VAR}` in `api_key` is read from
+    /// the environment.
     pub fn validate(&self) -> Result<WebSearchConfig, String> {
-        let url = self.url.trim().trim_end_matches('/').to_owned();
+        self.validate_with(&|var| std::env::var(var).ok())
+    }
+
+    pub fn validate_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<WebSearchConfig, String> {
+        let backend = self.backend.unwrap_or_default();
+        let url = match (&self.url, backend.default_url()) {
+            (Some(url), _) => url.trim().trim_end_matches('/').to_owned(),
+            (None, Some(default)) => default.to_owned(),
+            (None, None) => {
+                return Err(
+                    "web_search.url: the SearXNG base URL is required (e.g. http://127.0.0.1:8888)"
+                        .into(),
+                );
+            }
+        };
+        let api_key = match &self.api_key {
+            Some(k) => Some(
+                crate::config::adapter::expand_env(k, env)
+                    .map_err(|e| format!("web_search.api_key: {e}"))?,
+            ),
+            None => None,
+        }
+        .filter(|k| !k.is_empty());
+        if backend.needs_key() && api_key.is_none() {
+            let name = match backend {
+                BackendKind::Searxng => "searxng",
+                BackendKind::Tavily => "tavily",
+                BackendKind::Brave => "brave",
+            };
+            return Err(format!(
+                "web_search.api_key: the {name} backend needs its API key"
+            ));
+        }
         let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
         if !scheme_ok || reqwest::Url::parse(&url).is_err() {
             return Err(format!(
@@ -102,9 +162,9 @@ impl WebSearchFile {
             return Err("web_search.timeout must be more than 0".into());
         }
         Ok(WebSearchConfig {
-            backend: self.backend.unwrap_or_default(),
+            backend,
             url,
-            api_key: self.api_key.clone().filter(|k| !k.is_empty()),
+            api_key,
             max_results,
             timeout,
         })
@@ -168,6 +228,16 @@ impl Searcher {
             .map_err(|e| format!("web_search: cannot build the HTTP client: {e}"))?;
         let backend: Box<dyn Backend> = match config.backend {
             BackendKind::Searxng => Box::new(searxng::Searxng::new(http, &config.url)),
+            BackendKind::Tavily => Box::new(tavily::Tavily::new(
+                http,
+                &config.url,
+                config.api_key.as_deref().unwrap_or_default(),
+            )),
+            BackendKind::Brave => Box::new(brave::Brave::new(
+                http,
+                &config.url,
+                config.api_key.as_deref().unwrap_or_default(),
+            )),
         };
         Ok(Searcher {
             backend,
@@ -301,7 +371,7 @@ mod tests {
     #[test]
     fn config_is_checked_and_never_prints_the_key() {
         let file = WebSearchFile {
-            url: "http://127.0.0.1:8888/".into(),
+            url: Some("http://127.0.0.1:8888/".into()),
             api_key: Some("tvly-secret".into()),
             ..WebSearchFile::default()
         };
@@ -311,17 +381,43 @@ mod tests {
         assert!(!format!("{c:?}").contains("tvly-secret"));
         for bad in ["", "ftp://x", "127.0.0.1:8888"] {
             let file = WebSearchFile {
-                url: bad.into(),
+                url: Some(bad.into()),
                 ..WebSearchFile::default()
             };
             assert!(file.validate().is_err(), "{bad}");
         }
         let file = WebSearchFile {
-            url: "http://x".into(),
+            url: Some("http://x".into()),
             max_results: Some(0),
             ..WebSearchFile::default()
         };
         assert!(file.validate().is_err());
+        assert!(
+            WebSearchFile::default().validate().is_err(),
+            "SearXNG needs its URL"
+        );
+        // Tavily and Brave: their public API by default, a key required, ${VAR} expanded.
+        let tavily = WebSearchFile {
+            backend: Some(BackendKind::Tavily),
+            api_key: Some("${TAVILY_KEY}".into()),
+            ..WebSearchFile::default()
+        };
+        let env = |v: &str| (v == "TAVILY_KEY").then(|| "tvly-1".to_owned());
+        let c = tavily.validate_with(&env).unwrap();
+        assert_eq!(c.url, "https://api.tavily.com");
+        assert_eq!(c.api_key.as_deref(), Some("tvly-1"));
+        let e = tavily.validate_with(&|_| None).unwrap_err();
+        assert!(e.contains("TAVILY_KEY"), "{e}");
+        let brave = WebSearchFile {
+            backend: Some(BackendKind::Brave),
+            ..WebSearchFile::default()
+        };
+        assert!(
+            brave
+                .validate_with(&|_| None)
+                .unwrap_err()
+                .contains("api_key")
+        );
     }
 
     #[test]

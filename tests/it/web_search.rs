@@ -793,3 +793,141 @@ async fn real_claude_code_searches_through_the_gateway_with_tool_search() {
 async fn real_claude_code_searches_through_the_gateway_without_tool_search() {
     real_claude_code_searches(false).await;
 }
+
+const BACKEND_KEY: &str = "tvly-canary-backend-key-51c2";
+
+/// Claude Code's search through `backend` (a fake of its API at `fake`): the fake got the
+/// query and the key, the client got the fake's results, and the key is nowhere else.
+async fn search_through(
+    backend: &str,
+    fake: &FakeProvider,
+    query_of: fn(&RecordedRequest) -> String,
+) {
+    let provider = searching_provider().await;
+    let proxy = Proxy::start_with(
+        &format!(
+            "web_search:\n  backend: {backend}\n  url: {}\n  api_key: {BACKEND_KEY}\n  max_results: 1\n",
+            fake.origin()
+        ),
+        &[(
+            "ws",
+            adapter_yaml(&provider.base_url(), &[crate::harness::KEY], ""),
+        )],
+    );
+    let response = post_messages(&proxy, &search_request(false, 8)).await;
+    assert_eq!(response.status(), 200);
+    let answer = response.text().await.unwrap();
+    let seen = fake.wait_for_requests(1, Duration::from_secs(5)).await;
+    assert_eq!(query_of(&seen[0]), QUERY);
+    let value: Value = serde_json::from_str(&answer).unwrap();
+    let results = value["content"][1]["content"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "max_results: 1: {answer}");
+    assert_eq!(results[0]["title"], "Changelog - aiohttp documentation");
+    let told = tool_results(&provider.requests()[1].json());
+    assert!(
+        told.contains("bug fixes for the client and the web server"),
+        "{told}"
+    );
+    assert!(!told.contains("pypi.org"), "max_results: 1: {told}");
+    for place in [answer.as_str(), &proxy.access_log()] {
+        assert!(
+            !place.contains(BACKEND_KEY),
+            "the backend's key leaked: {place}"
+        );
+    }
+    let sent = provider
+        .requests()
+        .iter()
+        .map(|r| r.body_text())
+        .collect::<String>();
+    assert!(!sent.contains(BACKEND_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tavily_answers_the_search_with_its_key() {
+    let tavily = FakeProvider::start(|req| {
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.path, "/search");
+        if req.header("authorization") != Some(&format!("Bearer {BACKEND_KEY}")) {
+            return Reply::json(401, json!({"detail": {"error": "Unauthorized"}}));
+        }
+        Reply::json(
+            200,
+            json!({"query": req.json()["query"], "results": [
+            {"title": "Changelog - aiohttp documentation",
+             "url": "https://docs.aiohttp.org/en/stable/changes.html",
+             "content": "aiohttp 3.13.2 (2025-10-28): bug fixes for the client and the web server.",
+             "score": 0.98},
+            {"title": "aiohttp · PyPI", "url": "https://pypi.org/project/aiohttp/",
+             "content": "Async http client/server framework", "score": 0.9}
+        ], "response_time": 0.5}),
+        )
+    })
+    .await;
+    search_through("tavily", &tavily, |r| {
+        r.json()["query"].as_str().unwrap_or_default().to_owned()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn brave_answers_the_search_with_its_key() {
+    let brave = FakeProvider::start(|req| {
+        assert_eq!(req.method, "GET");
+        assert!(req.path.starts_with("/res/v1/web/search?"), "{}", req.path);
+        if req.header("x-subscription-token") != Some(BACKEND_KEY) {
+            return Reply::json(401, json!({"type": "ErrorResponse"}));
+        }
+        Reply::json(200, json!({"type": "search", "web": {"type": "search", "results": [
+            {"title": "Changelog - aiohttp documentation",
+             "url": "https://docs.aiohttp.org/en/stable/changes.html",
+             "description": "aiohttp <strong>3.13.2</strong> (2025-10-28): bug fixes for the client and the web server.",
+             "page_age": "2025-10-28T00:00:00"},
+            {"title": "aiohttp · PyPI", "url": "https://pypi.org/project/aiohttp/",
+             "description": "Async http client/server framework"}
+        ]}}))
+    })
+    .await;
+    search_through("brave", &brave, |r| {
+        let url = reqwest::Url::parse(&format!("http://backend{}", r.path)).unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "q")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_backend_times_out_into_a_search_error() {
+    let slow = FakeProvider::start(|_| {
+        Reply::json(200, json!({"results": []})).delay_before_headers(Duration::from_secs(5))
+    })
+    .await;
+    let provider = searching_provider().await;
+    let proxy = Proxy::start_with(
+        &format!("web_search:\n  url: {}\n  timeout: 300ms\n", slow.origin()),
+        &[(
+            "ws",
+            adapter_yaml(&provider.base_url(), &[crate::harness::KEY], ""),
+        )],
+    );
+    let started = std::time::Instant::now();
+    let response = post_messages(&proxy, &search_request(false, 8)).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        answer["content"][1]["content"]["error_code"], "unavailable",
+        "{answer}"
+    );
+    assert!(
+        provider.requests()[1]
+            .body_text()
+            .contains("Web search error: unavailable")
+    );
+}
