@@ -69,7 +69,7 @@ fn route_request(r: &RouteFile) -> RouteRequest {
 }
 
 fn no_route(index: usize) -> ApiError {
-    ApiError::bad(&format!("routes[{index}]"), "no such route")
+    ApiError::bad(&format!("routes[{index}]"), "no such route").coded("stale")
 }
 
 /// The new pool after `edit` (an add or a remove) on `keys`; `field` names the pool.
@@ -89,13 +89,16 @@ fn edited_pool(
         }),
         Edit::RemoveKey { index, .. } => {
             if *index >= keys.len() {
-                return Err(ApiError::bad(&format!("{field}[{index}]"), "no such key"));
+                return Err(
+                    ApiError::bad(&format!("{field}[{index}]"), "no such key").coded("stale")
+                );
             }
             if keys.len() == 1 {
                 return Err(ApiError::bad(
                     &format!("{field}[{index}]"),
                     "the only key of its source; add another before removing this one",
-                ));
+                )
+                .coded("only_key"));
             }
             keys.remove(*index);
         }
@@ -169,10 +172,9 @@ pub fn patch_for(file: &AdapterFile, edit: Edit) -> Result<PatchRequest, ApiErro
         Edit::RemoveMapRule { index } => {
             let mut map = file.source.model_map.clone();
             if index >= map.len() {
-                return Err(ApiError::bad(
-                    &format!("model_map[{index}]"),
-                    "no such rule",
-                ));
+                return Err(
+                    ApiError::bad(&format!("model_map[{index}]"), "no such rule").coded("stale"),
+                );
             }
             map.remove(index);
             Ok(PatchRequest {

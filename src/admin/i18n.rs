@@ -305,6 +305,87 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "该适配器在页面加载后已被修改，请刷新页面后重试。",
     ),
     ("empty_list", "No adapters yet.", "还没有适配器。"),
+    // Refusals, as the panel says them (`err_<code>` of the management's refusals).
+    ("err_field", "{field}: {reason}", "{field}：{reason}"),
+    ("details", "Details", "详情"),
+    ("route_n", "Route {n}", "路由 {n}"),
+    (
+        "err_generic",
+        "this was refused; check the value and try again.",
+        "该值未被接受，请检查后重试。",
+    ),
+    ("err_required", "required; fill it in.", "必填，请填写。"),
+    (
+        "err_bad_url",
+        "not a usable address; give one starting with https:// (or http://), e.g. https://api.example.com/v1.",
+        "不是可用的地址；请填写以 https://（或 http://）开头的地址，例如 https://api.example.com/v1。",
+    ),
+    (
+        "err_internal_source",
+        "this address is inside the server's own network, which only an admin may use. Use the provider's public address, or ask the operator to allow this one.",
+        "该地址位于服务器内部网络，只有管理员可以使用。请使用供应商的公网地址，或请运营者放行此地址。",
+    ),
+    (
+        "err_env_ref",
+        "write the value itself; references like ${NAME} to the server's environment are for the operator.",
+        "请直接填写值；${NAME} 这类引用服务器环境变量的写法仅限运营者使用。",
+    ),
+    (
+        "err_unknown_preset",
+        "unknown provider; choose one from the list.",
+        "未知的供应商，请从列表中选择。",
+    ),
+    (
+        "err_protocol",
+        "choose one of the listed protocols.",
+        "请从列表中选择一种协议。",
+    ),
+    (
+        "err_name_unavailable",
+        "this name is not available; choose another of 1 to 64 letters, digits, dots, dashes and underscores.",
+        "该名称不可用；请换一个由 1 到 64 个字母、数字、点、短横线和下划线组成的名称。",
+    ),
+    (
+        "err_cap",
+        "you have reached your adapter limit; delete one to create another, or ask an admin for more.",
+        "已达到适配器数量上限；请删除一个后再创建，或联系管理员提高上限。",
+    ),
+    (
+        "err_stale",
+        "this adapter changed since you loaded the page; reload and try again.",
+        "该适配器在页面加载后已被修改，请刷新页面后重试。",
+    ),
+    (
+        "err_not_found",
+        "not found; reload the page.",
+        "未找到，请刷新页面。",
+    ),
+    (
+        "err_bad_text",
+        "must not contain line breaks, control or invisible characters.",
+        "不能包含换行、控制字符或不可见字符。",
+    ),
+    ("err_too_long", "too long; shorten it.", "太长，请缩短。"),
+    (
+        "err_only_working_key",
+        "this is the adapter's only working key; rotate it instead, or delete the adapter.",
+        "这是该适配器唯一可用的密钥；请改为重新生成，或删除适配器。",
+    ),
+    (
+        "err_only_key",
+        "this is its source's only provider key; add another before removing it.",
+        "这是该来源唯一的供应商密钥；请先添加另一个再移除。",
+    ),
+    (
+        "err_when",
+        "give at least one condition: the client's model, images, input tokens or reasoning.",
+        "请至少填写一个条件：客户端模型、图片、输入 token 数或推理。",
+    ),
+    (
+        "err_number",
+        "a whole number, or empty for none.",
+        "请填写整数，留空表示不限制。",
+    ),
     // Editing an adapter.
     ("edit", "Edit", "编辑"),
     ("edit_title", "Edit {name}", "编辑 {name}"),

@@ -63,7 +63,13 @@ impl Actor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
+    /// For the API and the log: English, naming the field as the file does.
     pub message: String,
+    /// The field at fault, as the file names it (`routes[0].source.base_url`).
+    pub field: Option<String>,
+    /// What the panel says, in the user's language: `err_<code>` of its tables (empty: a
+    /// generic refusal, with the message for admins only).
+    pub code: &'static str,
 }
 
 impl ApiError {
@@ -71,11 +77,22 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            field: None,
+            code: "",
         }
     }
 
     pub fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
-        ApiError::new(400, format!("{field}: {why}"))
+        ApiError {
+            field: Some(field.to_owned()),
+            ..ApiError::new(400, format!("{field}: {why}"))
+        }
+    }
+
+    /// Names the panel's words for this refusal.
+    pub fn coded(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
     }
 }
 
@@ -95,7 +112,19 @@ impl From<EditError> for ApiError {
                 "the adapter file could not be written; the log says why",
             );
         }
-        ApiError::new(status, e.to_string())
+        let code = match &e {
+            EditError::BadName(_) | EditError::Exists(_) => "name_unavailable",
+            EditError::NotFound(..) | EditError::NoKey(_) => "not_found",
+            EditError::Cap(_) => "cap",
+            EditError::Stale(_) => "stale",
+            EditError::Invalid(m) if m.contains("control characters") => "bad_text",
+            EditError::Invalid(m) if m.contains("characters") && m.contains("at most") => {
+                "too_long"
+            }
+            EditError::Invalid(m) if m.contains("only working key") => "only_working_key",
+            _ => "",
+        };
+        ApiError::new(status, e.to_string()).coded(code)
     }
 }
 
@@ -551,11 +580,19 @@ fn route_when(at: &str, when: Option<serde_json::Value>) -> Result<RouteWhen, Ap
             &field,
             "required: the conditions (model, images, min_input_tokens, thinking) of the requests this route serves",
         )
+        .coded("when")
     })?;
-    let when: RouteWhen = serde_json::from_value(when).map_err(|e| ApiError::bad(&field, e))?;
-    when.validate().map_err(|m| match m.strip_prefix("when.") {
-        Some(rest) => ApiError::new(400, format!("{field}.{rest}")),
-        None => ApiError::bad(&field, m),
+    let when: RouteWhen =
+        serde_json::from_value(when).map_err(|e| ApiError::bad(&field, e).coded("when"))?;
+    when.validate().map_err(|m| {
+        match m.strip_prefix("when.") {
+            Some(rest) => ApiError {
+                field: Some(field.clone()),
+                ..ApiError::new(400, format!("{field}.{rest}"))
+            },
+            None => ApiError::bad(&field, m),
+        }
+        .coded("when")
     })?;
     Ok(when)
 }
@@ -653,7 +690,10 @@ impl Manager {
             });
             match url {
                 Some(url) => self.check_egress(owner, &url, &field).await?,
-                None => return Err(ApiError::bad(&field, "required unless a preset is given")),
+                None => {
+                    return Err(ApiError::bad(&field, "required unless a preset is given")
+                        .coded("required"));
+                }
             }
         }
         Ok(())
@@ -665,7 +705,8 @@ impl Manager {
         base_url: &str,
         field: &str,
     ) -> Result<(), ApiError> {
-        let endpoint = Endpoint::parse(base_url).map_err(|e| ApiError::bad(field, e))?;
+        let endpoint =
+            Endpoint::parse(base_url).map_err(|e| ApiError::bad(field, e).coded("bad_url"))?;
         if !self.restricted(owner) {
             return Ok(());
         }
@@ -673,20 +714,23 @@ impl Manager {
         // address again on every connect.
         match probe::check_host(&self.server.egress, &endpoint.host, endpoint.port).await {
             Ok(_) | Err(HostCheck::Unresolved(_)) => Ok(()),
-            Err(HostCheck::Refused(refusal)) => Err(ApiError::bad(field, refusal)),
+            Err(HostCheck::Refused(refusal)) => {
+                Err(ApiError::bad(field, refusal).coded("internal_source"))
+            }
         }
     }
 
     fn check_api_key(&self, actor: &Actor, field: &str, key: &str) -> Result<(), ApiError> {
         if key.trim().is_empty() {
-            return Err(ApiError::bad(field, "required"));
+            return Err(ApiError::bad(field, "required").coded("required"));
         }
         // `${VAR}` reads the proxy's environment: the operator's secrets are not for users.
         if !actor.admin && key.contains("${") {
             return Err(ApiError::bad(
                 field,
                 "environment references (${...}) are for admins only; give the key itself",
-            ));
+            )
+            .coded("env_ref"));
         }
         Ok(())
     }
@@ -695,7 +739,9 @@ impl Manager {
     /// no `${` from a non-admin in a key or a label.
     fn check_pool(&self, actor: &Actor, field: &str, pool: &[PoolKeyFile]) -> Result<(), ApiError> {
         if pool.is_empty() {
-            return Err(ApiError::bad(field, "an empty pool; give at least one key"));
+            return Err(
+                ApiError::bad(field, "an empty pool; give at least one key").coded("required")
+            );
         }
         for (i, k) in pool.iter().enumerate() {
             let (key, label) = match k {
@@ -742,7 +788,7 @@ impl Manager {
         }
         self.check_env_refs(actor, &fields)?;
         if src.model.trim().is_empty() && !is_fallback {
-            return Err(ApiError::bad(&field("model"), "required"));
+            return Err(ApiError::bad(&field("model"), "required").coded("required"));
         }
         if is_fallback && !src.fallbacks.is_empty() {
             return Err(ApiError::bad(
@@ -779,6 +825,7 @@ impl Manager {
                     &field("protocol"),
                     "one of openai, anthropic, responses, gemini",
                 )
+                .coded("protocol")
             })?),
         };
         let preset = src.preset.filter(|p| !p.is_empty() && p != "custom");
@@ -789,14 +836,18 @@ impl Manager {
         let resolved = match (&base_url, &preset) {
             (Some(u), _) => u.clone(),
             (None, Some(p)) => presets::by_name(p)
-                .ok_or_else(|| ApiError::bad(&field("preset"), format!("unknown preset `{p}`")))?
+                .ok_or_else(|| {
+                    ApiError::bad(&field("preset"), format!("unknown preset `{p}`"))
+                        .coded("unknown_preset")
+                })?
                 .base_url
                 .to_owned(),
             (None, None) => {
                 return Err(ApiError::bad(
                     &field("base_url"),
                     format!("required unless {at}.preset is given"),
-                ));
+                )
+                .coded("required"));
             }
         };
         let file = SourceFile {
@@ -869,7 +920,8 @@ impl Manager {
             Some((field, _)) => Err(ApiError::bad(
                 field.as_ref(),
                 "environment references (${...}) are for admins only; give the value itself",
-            )),
+            )
+            .coded("env_ref")),
             None => Ok(()),
         }
     }
@@ -884,7 +936,7 @@ impl Manager {
             ],
         )?;
         if req.name.trim().is_empty() {
-            return Err(ApiError::bad("name", "required"));
+            return Err(ApiError::bad("name", "required").coded("required"));
         }
         let (src, base_url) = self.source_file(actor, req.source, "source")?;
         let owner = match (actor.admin, req.owner) {
@@ -943,7 +995,7 @@ impl Manager {
                 // A user learns nothing about names beyond "not available": not whether
                 // another user's adapter has it.
                 EditError::BadName(_) | EditError::Exists(_) if !actor.admin => {
-                    ApiError::bad("name", NAME_NOT_AVAILABLE)
+                    ApiError::bad("name", NAME_NOT_AVAILABLE).coded("name_unavailable")
                 }
                 e => ApiError::from(e),
             })?;
@@ -1098,7 +1150,7 @@ impl Manager {
                 .await?;
         }
         if req.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
-            return Err(ApiError::bad("model", "must not be empty"));
+            return Err(ApiError::bad("model", "must not be empty").coded("required"));
         }
         let routes = match req.routes {
             None => None,

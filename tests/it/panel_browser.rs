@@ -91,13 +91,13 @@ async fn panel_in_a_real_browser() {
         out["seen"]["usage"], "on",
         "statistics are on in this config"
     );
+    // The refusal in words (the field's label, what to do), not the config's field name.
+    let create_error = out["seen"]["create_error"].as_str().unwrap();
     assert!(
-        out["seen"]["create_error"]
-            .as_str()
-            .unwrap()
-            .contains("base_url"),
+        create_error.starts_with("Provider base URL:") && create_error.contains("admin"),
         "{out}"
     );
+    assert!(!create_error.contains("base_url"), "{out}");
 
     // What the browser typed never reached a log either.
     assert!(!proxy.access_log().contains(PROVIDER_KEY));

@@ -544,11 +544,8 @@ async fn listed(proxy: &Proxy) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_says_failing_when_the_provider_refuses_connections_and_why() {
-    // A port nothing listens on: bound, then closed.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A privileged port nothing listens on (test servers bind ephemeral ports only).
+    let dead = "127.0.0.1:9";
     let proxy = start("");
     let body = json!({"name": "ed", "source": {"base_url": format!("http://{dead}/v1"),
         "api_key": SOURCE_KEY, "model": "fake-model"}});
@@ -732,4 +729,165 @@ async fn the_model_map_and_the_limits_are_edited_in_the_panel() {
         .await;
     assert!(read_doc(&proxy, "ed").get("limits").is_none());
     assert_eq!(status_with(&proxy.url(""), &key).await, 200);
+}
+
+/// The page's refusal (`id="error"`), checked to read as words for people: no backticks, no
+/// config key or path, no Rust error, and Chinese on a Chinese page.
+fn refusal(page: &str, lang: &str) -> String {
+    let text = page
+        .split("id=\"error\">")
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+        .unwrap_or_else(|| panic!("no refusal on the page: {page}"))
+        .replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    for developer_text in [
+        "`",
+        "source.",
+        "routes[",
+        "api_key",
+        "base_url",
+        "_",
+        "Error",
+        "error sending",
+    ] {
+        assert!(
+            !text.contains(developer_text),
+            "{lang}: `{text}` shows {developer_text:?}"
+        );
+    }
+    if lang == "zh" {
+        assert!(
+            text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+            "not Chinese: {text}"
+        );
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_are_in_the_users_language_and_never_developer_text() {
+    let proxy = start("");
+    let (cookie, csrf) = login(&proxy, "alice", "alice-password").await;
+    let create = |fields: Vec<(&'static str, String)>, lang: &'static str| {
+        let (proxy, cookie, csrf) = (&proxy, cookie.clone(), csrf.clone());
+        async move {
+            let mut form: Vec<(&str, String)> = vec![
+                ("csrf", csrf),
+                ("preset", "custom".into()),
+                ("protocol", "openai".into()),
+                ("label", "laptop".into()),
+            ];
+            form.extend(fields);
+            let resp = Panel::http()
+                .post(proxy.admin_url("/adapters/new"))
+                .header("cookie", format!("fp_session={cookie}; lang={lang}"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(resp.status(), 303, "{form:?} was accepted");
+            resp.text().await.unwrap()
+        }
+    };
+    let good = |name: &str| {
+        vec![
+            ("name", name.to_owned()),
+            ("base_url", "https://api.deepseek.com".to_owned()),
+            ("api_key", "sk-x".to_owned()),
+            ("model", "deepseek-v4-flash".to_owned()),
+        ]
+    };
+    let with = |field: &'static str, value: &str| {
+        let mut f = good("mine");
+        f.retain(|(k, _)| *k != field);
+        f.push((field, value.to_owned()));
+        f
+    };
+    let cases = [
+        (with("base_url", "ftp://x"), "https://"),
+        (with("base_url", "http://10.255.255.1:9/v1"), "network"),
+        (with("api_key", "${HOME}"), "${NAME}"),
+        (with("name", "no spaces please"), "letters"),
+        (with("model", "a\u{2028}b"), "line breaks"),
+        (with("model", ""), "required"),
+    ];
+    let mut seen = Vec::new();
+    for (fields, says) in cases {
+        let en = refusal(&create(fields.clone(), "en").await, "en");
+        assert!(en.contains(says), "{fields:?}: {en}");
+        let zh = refusal(&create(fields, "zh").await, "zh");
+        assert_ne!(en, zh);
+        seen.push(en);
+    }
+    assert!(
+        seen.iter().any(|s| s.starts_with("Provider base URL: ")),
+        "{seen:?}"
+    );
+    let refused = create(with("base_url", "ftp://x"), "en").await;
+    assert!(
+        !refused.contains("id=\"error-detail\""),
+        "no details for users"
+    );
+
+    // The cap, for a user at it.
+    for name in ["one", "two"] {
+        let body = json!({"name": name, "owner": "alice", "source": {"base_url": "https://api.deepseek.com",
+            "api_key": "sk-x", "model": "deepseek-v4-flash"}});
+        let (status, _) = call(
+            &proxy,
+            Method::POST,
+            "/admin/api/adapters",
+            Some(body),
+            &Auth::Token(TOKEN),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    for lang in ["en", "zh"] {
+        refusal(&create(good("three"), lang).await, lang);
+    }
+
+    // Edit-page refusals, for an admin with the English detail folded away.
+    let p = provider().await;
+    let body = json!({"name": "ed", "source": {"base_url": p.base_url(), "api_key": SOURCE_KEY, "model": "m"}});
+    let (status, _) = call(
+        &proxy,
+        Method::POST,
+        "/admin/api/adapters",
+        Some(body),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (cookie, csrf) = login(&proxy, "carol", "carol-password").await;
+    let panel = Panel {
+        proxy: &proxy,
+        cookie,
+        csrf,
+    };
+    for fields in [
+        vec![
+            ("op", "route_add"),
+            ("preset", "custom"),
+            ("base_url", "https://x.example/v1"),
+            ("protocol", "openai"),
+            ("api_key", "k"),
+            ("model", "m"),
+        ],
+        vec![("op", "key_remove"), ("pool", "source"), ("key", "0")],
+        vec![("op", "limits"), ("tokens_per_day", "lots")],
+    ] {
+        let (status, page) = panel.post(&fields).await;
+        assert_eq!(status, 400, "{fields:?}");
+        refusal(&page, "en");
+        assert!(
+            page.contains("id=\"error-detail\""),
+            "admins get the detail"
+        );
+    }
 }

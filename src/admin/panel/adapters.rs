@@ -159,7 +159,7 @@ pub(super) fn list_page(
 fn refused(cx: &Ctx, session: &PanelSession, e: ApiError) -> Response<Vec<u8>> {
     let message = match e.status {
         409 => cx.t("stale").to_owned(),
-        _ => e.message,
+        _ => super::say(cx, &e),
     };
     list_page(cx, session, Some(message), e.status)
 }
@@ -299,7 +299,7 @@ pub(super) async fn create(cx: &Ctx<'_>, session: &PanelSession) -> Response<Vec
             cx.app.sessions.set_flash(&session.cookie, issued);
             redirect(&to, &[])
         }
-        Err(e) => new_page(cx, session, &form, Some(e.message), e.status),
+        Err(e) => new_page(cx, session, &form, Some(super::say(cx, &e)), e.status),
     }
 }
 

@@ -313,7 +313,7 @@ pub(super) async fn save(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> Re
     let (file, version) = match manager.adapter_file(&session.actor, name) {
         Ok(found) => found,
         Err(e) if e.status == 404 => return cx.not_found(),
-        Err(e) => return edit_page(cx, session, name, Some(e.message), e.status),
+        Err(e) => return edit_page(cx, session, name, Some(super::say(cx, &e)), e.status),
     };
     // The page the form came from showed another version: refuse rather than undo a change.
     if f.get("version") != version {
@@ -340,7 +340,7 @@ pub(super) async fn save(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> Re
     if let Some(result) = key_change {
         return match result {
             Ok(_) => redirect(&format!("/adapters/{}/edit?saved=1", urlencode(name)), &[]),
-            Err(e) => edit_page(cx, session, name, Some(e.message), e.status),
+            Err(e) => edit_page(cx, session, name, Some(super::say(cx, &e)), e.status),
         };
     }
     let patch = match change(&f) {
@@ -361,6 +361,6 @@ pub(super) async fn save(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> Re
         Err(e) if e.status == 409 => {
             edit_page(cx, session, name, Some(cx.t("stale").to_owned()), 409)
         }
-        Err(e) => edit_page(cx, session, name, Some(e.message), e.status),
+        Err(e) => edit_page(cx, session, name, Some(super::say(cx, &e)), e.status),
     }
 }

@@ -120,6 +120,68 @@ fn redirect(location: &str, cookies: &[String]) -> Response<Vec<u8>> {
     finish(b, Vec::new())
 }
 
+// ---- refusals in the user's words ------------------------------------------------------
+
+/// A refusal as the panel says it: the field by its label and what to do, from the tables
+/// (never a config key, a Rust error or the English message); the English message goes to
+/// the page's "details" fold for admins.
+fn say(cx: &Ctx, e: &crate::admin::manage::ApiError) -> String {
+    let key = format!("err_{}", e.code);
+    let reason = match cx.lang.t(&key) {
+        "?" => cx.t("err_generic"),
+        text => text,
+    };
+    let text = match e.field.as_deref().map(|f| field_label(cx, f)) {
+        Some(label) if !label.is_empty() => cx
+            .lang
+            .fill("err_field", &[("field", &label), ("reason", reason)]),
+        _ => reason.to_owned(),
+    };
+    let admin = cx.req.session.as_ref().is_some_and(|s| s.actor.admin);
+    if let Ok(mut detail) = cx.error_detail.lock() {
+        *detail = admin.then(|| e.message.clone());
+    }
+    text
+}
+
+/// `routes[1].source.base_url` → "Route 2 · Provider base URL", in the page's language.
+fn field_label(cx: &Ctx, path: &str) -> String {
+    let n = |i: usize| (i + 1).to_string();
+    let mut parts: Vec<String> = Vec::new();
+    for segment in path.split('.') {
+        let (name, index) = match segment.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let label = match (name, index) {
+            ("routes", Some(i)) => cx.lang.fill("route_n", &[("n", &n(i))]),
+            ("fallbacks", Some(i)) => cx.lang.fill("fallback_n", &[("n", &n(i))]),
+            ("api_keys", Some(i)) => cx.lang.fill("provider_key_n", &[("n", &n(i))]),
+            ("name", _) if parts.is_empty() => cx.t("field_name").to_owned(),
+            ("name", _) => cx.t("route_name").to_owned(),
+            ("base_url", _) => cx.t("field_base_url").to_owned(),
+            ("api_key" | "api_keys", _) => cx.t("field_api_key").to_owned(),
+            ("model", _) => cx.t("field_model").to_owned(),
+            ("protocol", _) => cx.t("field_protocol").to_owned(),
+            ("preset", _) => cx.t("field_provider").to_owned(),
+            ("label" | "new_label", _) => cx.t("field_label").to_owned(),
+            ("when", _) => cx.t("route_conditions").to_owned(),
+            ("model_map", _) => cx.t("model_map_title").to_owned(),
+            (
+                "requests_per_minute"
+                | "concurrent_requests"
+                | "tokens_per_day"
+                | "tokens_per_month",
+                _,
+            ) => cx.t(&format!("limit_{name}")).to_owned(),
+            // What a user need not be told: the source, `limits`, a condition's own name.
+            _ => continue,
+        };
+        parts.push(label);
+    }
+    parts.join(" · ")
+}
+
 // ---- the request -----------------------------------------------------------------------
 
 /// The form fields of a POST body.
@@ -155,6 +217,8 @@ struct Ctx<'a> {
     app: &'a AdminApp,
     req: &'a AdminRequest,
     lang: Lang,
+    /// The English detail of a refusal being shown, for an admin's "details" fold.
+    error_detail: std::sync::Mutex<Option<String>>,
 }
 
 /// The page's own values on top of the common ones.
@@ -195,6 +259,10 @@ impl Ctx<'_> {
             ("user", Value::from(session.map(|s| s.actor.name.clone()))),
             ("admin", Value::from(session.is_some_and(|s| s.actor.admin))),
             ("csrf", Value::from(session.map(|s| s.csrf.clone()))),
+            (
+                "error_detail",
+                Value::from(self.error_detail.lock().ok().and_then(|d| d.clone())),
+            ),
         ];
         for (k, v) in common {
             page.entry(k).or_insert(v);
@@ -267,7 +335,12 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         auth::cookie_value(&req.headers, LANG_COOKIE).as_deref(),
         req.header("accept-language"),
     );
-    let cx = Ctx { app, req, lang };
+    let cx = Ctx {
+        app,
+        req,
+        lang,
+        error_detail: Default::default(),
+    };
     let get = req.method == Method::GET || req.method == Method::HEAD;
     let post = req.method == Method::POST;
     // Another site's form (login CSRF included): browsers say so in Sec-Fetch-Site and

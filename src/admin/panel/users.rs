@@ -47,6 +47,6 @@ pub(super) async fn set_cap(cx: &Ctx<'_>, session: &PanelSession, name: &str) ->
     };
     match cx.manager().set_cap(&session.actor, name, max).await {
         Ok(()) => redirect(&format!("/users?saved={}", urlencode(name)), &[]),
-        Err(e) => users_page(cx, session, e.status, Some(e.message)),
+        Err(e) => users_page(cx, session, e.status, Some(super::say(cx, &e))),
     }
 }
