@@ -510,7 +510,8 @@ fn finish_json(state: &mut JsonState) -> (Bytes, Option<u16>) {
             if state.as_stream {
                 (Bytes::from(stream_error_tail(state, &error)), Some(status))
             } else {
-                // The 200 header is already on its way; the body says what went wrong.
+                // The body says what went wrong; the status goes with it (the direct path holds
+                // a non-streaming answer's header until here and sends this status instead).
                 let protocol = Plan::Pivot(state.pair).client_protocol();
                 (Bytes::from(error.body(protocol)), Some(status))
             }
