@@ -525,6 +525,14 @@ fn provider_error_in_200(p: &ProviderError) -> (ErrorKind, String, u16) {
         .as_deref()
         .and_then(|c| c.parse::<u16>().ok())
         .filter(|s| (400..=599).contains(s))
+        // Else its type or code says (`insufficient_quota` → 402, as in a stream).
+        .or_else(|| {
+            [p.kind.as_deref(), p.code.as_deref()]
+                .into_iter()
+                .flatten()
+                .find_map(crate::protocol::errors::kind_of_type)
+                .map(ErrorKind::default_status)
+        })
         .unwrap_or(502);
     let body = serde_json::json!({"error": {"message": p.message, "code": p.code}}).to_string();
     let e = provider_error(status, body.as_bytes());
@@ -534,6 +542,23 @@ fn provider_error_in_200(p: &ProviderError) -> (ErrorKind, String, u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_in_a_200_gets_the_status_its_code_or_type_says() {
+        let p = |code: Option<&str>, kind: Option<&str>| ProviderError {
+            message: "m".into(),
+            code: code.map(str::to_owned),
+            kind: kind.map(str::to_owned),
+        };
+        assert_eq!(provider_error_in_200(&p(Some("429"), None)).2, 429);
+        let (kind, _, status) = provider_error_in_200(&p(Some("insufficient_quota"), None));
+        assert_eq!((kind, status), (ErrorKind::Billing, 402));
+        assert_eq!(
+            provider_error_in_200(&p(None, Some("rate_limit_error"))).2,
+            429
+        );
+        assert_eq!(provider_error_in_200(&p(Some("whatever"), None)).2, 502);
+    }
 
     #[test]
     fn collector_reserves_the_announced_length_once_and_keeps_every_byte() {
