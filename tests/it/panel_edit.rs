@@ -14,6 +14,20 @@ const ADDED_KEY: &str = "sk-canary-edit-added-c07d";
 const VISION_KEY: &str = "sk-canary-edit-vision-44b9";
 const SECRETS: [&str; 4] = [SOURCE_KEY, ROUTE_KEY, ADDED_KEY, VISION_KEY];
 
+/// Creates an adapter with the admin token; the answer (with the key issued).
+async fn create(proxy: &Proxy, body: serde_json::Value) -> serde_json::Value {
+    let (status, created) = call(
+        proxy,
+        Method::POST,
+        "/admin/api/adapters",
+        Some(body),
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
 /// A logged-in panel user.
 struct Panel<'a> {
     proxy: &'a Proxy,
@@ -98,15 +112,7 @@ async fn the_owner_edits_pools_and_routes_in_the_panel() {
         "routes": [{"name": "cheap", "when": {"model": "claude-*haiku*"},
                     "source": {"base_url": url, "api_key": ROUTE_KEY, "model": "cheap-model",
                                "timeouts": {"connect": "3s"}}}]});
-    let (status, created) = call(
-        &proxy,
-        Method::POST,
-        "/admin/api/adapters",
-        Some(body),
-        &Auth::Token(TOKEN),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = create(&proxy, body).await;
     let client_key = created["api_key"].as_str().unwrap().to_owned();
     let (cookie, csrf) = login(&proxy, "carol", "carol-password").await;
     let panel = Panel {
@@ -290,15 +296,7 @@ async fn a_user_cannot_edit_another_users_adapter() {
     let proxy = start("");
     let body = json!({"name": "ed", "owner": "bob",
         "source": {"base_url": "https://api.deepseek.com", "api_key": SOURCE_KEY, "model": "deepseek-v4-flash"}});
-    let (status, created) = call(
-        &proxy,
-        Method::POST,
-        "/admin/api/adapters",
-        Some(body),
-        &Auth::Token(TOKEN),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    create(&proxy, body).await;
     let before = std::fs::read_to_string(proxy.adapters_dir().join("ed.yaml")).unwrap();
     let (cookie, csrf) = login(&proxy, "alice", "alice-password").await;
     let http = Panel::http();
@@ -355,15 +353,7 @@ async fn at_the_cap_the_list_says_so_and_the_form_is_disabled() {
         );
         let body = json!({"name": name, "owner": "alice", "source": {"base_url": "https://api.deepseek.com",
             "api_key": SOURCE_KEY, "model": "deepseek-v4-flash"}});
-        let (status, resp) = call(
-            &proxy,
-            Method::POST,
-            "/admin/api/adapters",
-            Some(body),
-            &Auth::Token(TOKEN),
-        )
-        .await;
-        assert_eq!(status, 201, "{resp}");
+        create(&proxy, body).await;
     }
     let list = get("/").await;
     assert!(
@@ -395,15 +385,7 @@ async fn client_keys_show_a_prefix_and_last_use_and_are_relabelled_and_revoked_o
     let proxy = start("");
     let body = json!({"name": "ed", "label": "laptop",
         "source": {"base_url": p.base_url(), "api_key": SOURCE_KEY, "model": "fake-model"}});
-    let (status, created) = call(
-        &proxy,
-        Method::POST,
-        "/admin/api/adapters",
-        Some(body),
-        &Auth::Token(TOKEN),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = create(&proxy, body).await;
     let first = created["api_key"].as_str().unwrap().to_owned();
     let keys = client_keys(&proxy).await;
     assert_eq!(keys[0]["prefix"], first[..7]);
@@ -549,15 +531,7 @@ async fn the_status_says_failing_when_the_provider_refuses_connections_and_why()
     let proxy = start("");
     let body = json!({"name": "ed", "source": {"base_url": format!("http://{dead}/v1"),
         "api_key": SOURCE_KEY, "model": "fake-model"}});
-    let (status, created) = call(
-        &proxy,
-        Method::POST,
-        "/admin/api/adapters",
-        Some(body),
-        &Auth::Token(TOKEN),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = create(&proxy, body).await;
     let key = created["api_key"].as_str().unwrap().to_owned();
     assert_eq!(listed(&proxy).await["status"], "ok", "nothing tried yet");
 
@@ -650,15 +624,7 @@ async fn the_model_map_and_the_limits_are_edited_in_the_panel() {
     let p = provider().await;
     let proxy = start("");
     let body = json!({"name": "ed", "source": {"base_url": p.base_url(), "api_key": SOURCE_KEY, "model": "fake-model"}});
-    let (status, created) = call(
-        &proxy,
-        Method::POST,
-        "/admin/api/adapters",
-        Some(body),
-        &Auth::Token(TOKEN),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
+    let created = create(&proxy, body).await;
     let key = created["api_key"].as_str().unwrap().to_owned();
     let (cookie, csrf) = login(&proxy, "carol", "carol-password").await;
     let panel = Panel {
@@ -773,7 +739,7 @@ fn refusal(page: &str, lang: &str) -> String {
 async fn refusals_are_in_the_users_language_and_never_developer_text() {
     let proxy = start("");
     let (cookie, csrf) = login(&proxy, "alice", "alice-password").await;
-    let create = |fields: Vec<(&'static str, String)>, lang: &'static str| {
+    let submit = |fields: Vec<(&'static str, String)>, lang: &'static str| {
         let (proxy, cookie, csrf) = (&proxy, cookie.clone(), csrf.clone());
         async move {
             let mut form: Vec<(&str, String)> = vec![
@@ -818,9 +784,9 @@ async fn refusals_are_in_the_users_language_and_never_developer_text() {
     ];
     let mut seen = Vec::new();
     for (fields, says) in cases {
-        let en = refusal(&create(fields.clone(), "en").await, "en");
+        let en = refusal(&submit(fields.clone(), "en").await, "en");
         assert!(en.contains(says), "{fields:?}: {en}");
-        let zh = refusal(&create(fields, "zh").await, "zh");
+        let zh = refusal(&submit(fields, "zh").await, "zh");
         assert_ne!(en, zh);
         seen.push(en);
     }
@@ -828,7 +794,7 @@ async fn refusals_are_in_the_users_language_and_never_developer_text() {
         seen.iter().any(|s| s.starts_with("Provider base URL: ")),
         "{seen:?}"
     );
-    let refused = create(with("base_url", "ftp://x"), "en").await;
+    let refused = submit(with("base_url", "ftp://x"), "en").await;
     assert!(
         !refused.contains("id=\"error-detail\""),
         "no details for users"
@@ -838,32 +804,16 @@ async fn refusals_are_in_the_users_language_and_never_developer_text() {
     for name in ["one", "two"] {
         let body = json!({"name": name, "owner": "alice", "source": {"base_url": "https://api.deepseek.com",
             "api_key": "sk-x", "model": "deepseek-v4-flash"}});
-        let (status, _) = call(
-            &proxy,
-            Method::POST,
-            "/admin/api/adapters",
-            Some(body),
-            &Auth::Token(TOKEN),
-        )
-        .await;
-        assert_eq!(status, 201);
+        create(&proxy, body).await;
     }
     for lang in ["en", "zh"] {
-        refusal(&create(good("three"), lang).await, lang);
+        refusal(&submit(good("three"), lang).await, lang);
     }
 
     // Edit-page refusals, for an admin with the English detail folded away.
     let p = provider().await;
     let body = json!({"name": "ed", "source": {"base_url": p.base_url(), "api_key": SOURCE_KEY, "model": "m"}});
-    let (status, _) = call(
-        &proxy,
-        Method::POST,
-        "/admin/api/adapters",
-        Some(body),
-        &Auth::Token(TOKEN),
-    )
-    .await;
-    assert_eq!(status, 201);
+    create(&proxy, body).await;
     let (cookie, csrf) = login(&proxy, "carol", "carol-password").await;
     let panel = Panel {
         proxy: &proxy,
