@@ -931,3 +931,230 @@ async fn a_slow_backend_times_out_into_a_search_error() {
             .contains("Web search error: unavailable")
     );
 }
+
+/// A provider playing Gemini CLI's model: the main loop calls `google_web_search`, the search
+/// request (the gateway's loop) searches and summarises, the main loop answers with the
+/// tool's output.
+fn gemini_cli_searching_model(req: &RecordedRequest) -> Reply {
+    let body = req.json();
+    let names = function_names(&body);
+    let results = tool_results(&body);
+    if names.iter().any(|n| n == "web_search") {
+        return searching_provider_reply(&body);
+    }
+    // Gemini CLI's router asks for a JSON verdict.
+    if body["response_format"]["type"] == "json_schema" {
+        let sample = sample_of(&body["response_format"]["json_schema"]["schema"]);
+        return Reply::json(200, openai::chat_completion(&sample.to_string()));
+    }
+    // Gemini CLI's google_web_search output (`Web search results for "<q>"`).
+    if results.contains("Web search results for") {
+        return Reply::json(
+            200,
+            openai::chat_completion(&format!("FINAL ANSWER. {results}")),
+        );
+    }
+    if names.iter().any(|n| n == "google_web_search") {
+        let args = json!({ "query": QUERY }).to_string();
+        return Reply::json(
+            200,
+            openai::tool_call_completion(&[("call_g_ws", "google_web_search", &args)]),
+        );
+    }
+    Reply::json(200, openai::chat_completion("OK."))
+}
+
+/// A value that fits a JSON schema (the simple kinds).
+fn sample_of(schema: &Value) -> Value {
+    match schema["type"].as_str().unwrap_or("object") {
+        "string" => schema["enum"][0]
+            .clone()
+            .as_str()
+            .map_or(json!("simple"), |e| json!(e)),
+        "integer" | "number" => json!(1),
+        "boolean" => json!(true),
+        "array" => json!([]),
+        _ => Value::Object(
+            schema["properties"]
+                .as_object()
+                .map(|p| p.iter().map(|(k, v)| (k.clone(), sample_of(v))).collect())
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+fn function_names(body: &Value) -> Vec<String> {
+    body["tools"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// [`searching_provider`]'s answer to one request.
+fn searching_provider_reply(body: &Value) -> Reply {
+    if has_tool_result(body) {
+        Reply::json(
+            200,
+            openai::chat_completion(
+                "The latest aiohttp release is 3.13.2 ([changelog](https://docs.aiohttp.org/en/stable/changes.html)).",
+            ),
+        )
+    } else {
+        let args = json!({ "query": QUERY }).to_string();
+        Reply::json(
+            200,
+            openai::tool_call_completion(&[("call_ws_1", "web_search", &args)]),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_gemini_cli_searches_through_the_gateway() {
+    let bin = tokio::task::spawn_blocking(|| {
+        crate::claude_code::npm_client("gemini", "gemini/node_modules/.bin/gemini")
+    })
+    .await
+    .unwrap();
+    let backend = searxng().await;
+    let provider = FakeProvider::start(gemini_cli_searching_model).await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+    let base_url = proxy.url("");
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let home = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let settings = home.path().join(".gemini");
+        std::fs::create_dir_all(&settings).unwrap();
+        let mut config = flexiproxy::config::setup::gemini_settings();
+        config["general"] =
+            json!({"enableAutoUpdate": false, "enableAutoUpdateNotification": false});
+        config["privacy"] = json!({"usageStatisticsEnabled": false});
+        config["telemetry"] = json!({"enabled": false});
+        std::fs::write(settings.join("settings.json"), config.to_string()).unwrap();
+        let child = std::process::Command::new(bin)
+            .args([
+                "-p",
+                "What is the latest aiohttp release? Search the web.",
+                "--yolo",
+            ])
+            .current_dir(work.path())
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", home.path())
+            .env("GEMINI_API_KEY", crate::harness::KEY)
+            .env("GOOGLE_GEMINI_BASE_URL", &base_url)
+            .env("GEMINI_CLI_TRUST_WORKSPACE", "true")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("gemini starts");
+        crate::clients::wait_bounded(child, "gemini", Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_backend_saw_the_query(&backend).await;
+    let requests: Vec<Value> = provider.requests().iter().map(|r| r.json()).collect();
+    assert!(
+        requests
+            .iter()
+            .any(|b| tool_results(b).contains("bug fixes for the client")),
+        "the snippets reached the provider: {requests:#?}"
+    );
+    // Gemini CLI read our groundingMetadata: its tool output lists the sources.
+    let output = requests
+        .iter()
+        .map(tool_results)
+        .find(|r| r.contains("Web search results for") && !r.contains("for the query"))
+        .unwrap_or_else(|| panic!("no google_web_search output came back: {requests:#?}"));
+    assert!(output.contains("Sources:"), "{output}");
+    assert!(
+        output.contains(
+            "Changelog - aiohttp documentation (https://docs.aiohttp.org/en/stable/changes.html)"
+        ),
+        "{output}"
+    );
+    assert!(output.contains("3.13.2"), "{output}");
+    assert!(stdout.contains("FINAL ANSWER"), "stdout:\n{stdout}");
+    assert!(
+        stdout.contains("Changelog - aiohttp documentation"),
+        "stdout:\n{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_codex_cli_searches_through_the_gateway() {
+    let bin = tokio::task::spawn_blocking(|| {
+        crate::claude_code::npm_client("codex", "codex/node_modules/.bin/codex")
+    })
+    .await
+    .unwrap();
+    let backend = searxng().await;
+    let provider = FakeProvider::start(|req| {
+        let body = req.json();
+        if function_names(&body).iter().any(|n| n == "web_search") {
+            if has_tool_result(&body) {
+                let results = tool_results(&body);
+                return Reply::json(
+                    200,
+                    openai::chat_completion(&format!("FINAL ANSWER. {results}")),
+                );
+            }
+            return searching_provider_reply(&body);
+        }
+        Reply::json(200, openai::chat_completion("OK."))
+    })
+    .await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+    let config = format!(
+        "check_for_update_on_startup = false\nweb_search = \"live\"\n{}\
+         stream_max_retries = 0\nrequest_max_retries = 0\n\n[features]\nplugins = false\n\
+         apps = false\nremote_plugin = false\n\n[analytics]\nenabled = false\n\n[otel]\n\
+         exporter = \"none\"\n",
+        flexiproxy::config::setup::codex_config(&proxy.url(""))
+    );
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let home = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let codex_home = home.path().join(".codex");
+        std::fs::create_dir_all(&codex_home).unwrap();
+        std::fs::write(codex_home.join("config.toml"), config).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["exec", "--skip-git-repo-check", "-s", "read-only"])
+            .arg("What is the latest aiohttp release? Search the web.")
+            .current_dir(work.path())
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", home.path())
+            .env("CODEX_HOME", &codex_home)
+            .env(
+                flexiproxy::config::setup::CODEX_KEY_ENV,
+                crate::harness::KEY,
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("codex starts");
+        crate::clients::wait_bounded(child, "codex", Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
+    let all = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, 0, "{all}");
+    assert_backend_saw_the_query(&backend).await;
+    let requests: Vec<Value> = provider.requests().iter().map(|r| r.json()).collect();
+    let told = requests
+        .iter()
+        .map(tool_results)
+        .find(|r| r.contains("Changelog - aiohttp documentation"))
+        .unwrap_or_else(|| panic!("no search result reached the provider: {requests:#?}"));
+    assert!(told.contains("bug fixes for the client"), "{told}");
+    // Codex showed the search (from our web_search_call item) and printed the answer.
+    assert!(all.contains(&format!("web search: {QUERY}")), "{all}");
+    assert!(stdout.contains("FINAL ANSWER"), "{all}");
+}
