@@ -295,7 +295,7 @@ pub fn clean_text(text: &str, max: usize) -> String {
             _ if in_tag => {}
             c if c.is_whitespace() || c.is_control() => space = !out.is_empty(),
             c => {
-                if count >= max {
+                if count + 1 + usize::from(space) > max {
                     out.push('…');
                     break;
                 }
@@ -428,5 +428,91 @@ mod tests {
         );
         assert_eq!(clean_text("abcdef", 3), "abc…");
         assert_eq!(clean_text("\u{0}\u{7}", 3), "");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Whatever a backend answers — missing fields, wrong types, huge, not UTF-8 — reading
+    //! it never panics and never yields more than asked.
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            ".{0,40}".prop_map(Value::String),
+            Just(Value::String("https://a.example/x".into())),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("results".to_owned()),
+                            Just("web".to_owned()),
+                            Just("url".to_owned()),
+                            Just("title".to_owned()),
+                            Just("content".to_owned()),
+                            Just("description".to_owned()),
+                            Just("publishedDate".to_owned()),
+                            Just("page_age".to_owned()),
+                            "[a-z]{1,8}",
+                        ],
+                        inner
+                    ),
+                    0..8
+                )
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_answer_reads_without_panic(answer in json(), max in 0usize..30) {
+            for hits in [
+                searxng::hits(&answer, max),
+                tavily::hits(&answer, max),
+                brave::hits(&answer, max),
+            ] {
+                prop_assert!(hits.len() <= max);
+                prop_assert!(hits.iter().all(|h| !h.url.is_empty()));
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_refused_or_read(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                let _ = searxng::hits(&v, 5);
+            }
+        }
+
+        #[test]
+        fn cleaned_text_is_bounded(text in "\\PC{0,300}|<[a-z]{1,5}>.{0,50}", max in 0usize..100) {
+            let clean = clean_text(&text, max);
+            prop_assert!(clean.chars().count() <= max + 1);
+            prop_assert!(!clean.chars().any(char::is_control));
+        }
+
+        #[test]
+        fn any_provider_answer_is_read_or_refused(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            use crate::protocol::pair::{Pair, Wire};
+            for source in [Wire::OpenAiChat, Wire::Responses, Wire::Gemini, Wire::AnthropicMessages] {
+                let hosted = crate::protocol::web_search::HostedSearch {
+                    client: Wire::AnthropicMessages,
+                    max_uses: 2,
+                    allowed_domains: vec![],
+                    blocked_domains: vec![],
+                };
+                let pair = Pair { client: Wire::AnthropicMessages, source };
+                let mut l = emulate::SearchLoop::new(pair, hosted, "r");
+                let _ = l.answer(&body, &Default::default());
+            }
+        }
     }
 }
