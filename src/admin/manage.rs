@@ -1215,15 +1215,7 @@ impl Manager {
             (true, _) => Some(None),
             (false, Some(s)) if s >= 500 || s == 429 => Some(Some(FailureReason::Http(s))),
             (false, Some(_)) => None,
-            (false, None)
-                if result
-                    .error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("timed out")) =>
-            {
-                Some(Some(FailureReason::Timeout))
-            }
-            (false, None) => Some(Some(FailureReason::Connect)),
+            (false, None) => Some(Some(result.reason.unwrap_or(FailureReason::Connect))),
         };
         if let Some(failure) = failure {
             adapter.outcome.record(failure, SystemTime::now());

@@ -6,6 +6,7 @@
 use crate::config::adapter::{ApiKey, Source, SourceProtocol, UpstreamAuth};
 use crate::config::egress::EgressPolicy;
 use crate::protocol::secrets::mask_secrets_str;
+use crate::telemetry::outcome::FailureReason;
 use serde::Serialize;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ pub struct ProbeResult {
     pub latency_ms: u64,
     /// The provider's error (its body, shortened), or why no answer came.
     pub error: Option<String>,
+    /// Why no answer came, when none did (the panel says it in the user's language).
+    pub reason: Option<FailureReason>,
 }
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,7 +91,30 @@ fn failed(started: Instant, status: Option<u16>, error: String) -> ProbeResult {
         status,
         latency_ms: started.elapsed().as_millis() as u64,
         error: Some(error),
+        reason: None,
     }
+}
+
+/// Why no answer came, from the client's error and its causes: the reason, and the cause's
+/// own words (`Connection refused (os error 111)`) instead of "error sending request for url".
+fn no_answer(e: &reqwest::Error) -> (FailureReason, String) {
+    let mut innermost = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        innermost = c.to_string();
+        cause = c.source();
+    }
+    let lower = innermost.to_ascii_lowercase();
+    let reason = if e.is_timeout() || lower.contains("timed out") {
+        FailureReason::Timeout
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("ssl") {
+        FailureReason::Tls
+    } else if e.is_connect() {
+        FailureReason::Connect
+    } else {
+        FailureReason::Reset
+    };
+    (reason, innermost)
 }
 
 /// Sends the request; `policy` is set when the source must be a public address.
@@ -137,7 +163,13 @@ pub async fn probe(source: &Source, policy: Option<&EgressPolicy>) -> ProbeResul
     let secrets: Vec<&str> = crate::proxy::errors::source_secrets(source).collect();
     let mask = |text: &str| mask_secrets_str(text, &secrets).into_owned();
     match request.send().await {
-        Err(e) => failed(started, None, mask(&format!("no answer: {e}"))),
+        Err(e) => {
+            let (reason, cause) = no_answer(&e);
+            ProbeResult {
+                reason: Some(reason),
+                ..failed(started, None, mask(&format!("no answer: {cause}")))
+            }
+        }
         Ok(response) => {
             let status = response.status().as_u16();
             let ok = response.status().is_success();
@@ -162,6 +194,7 @@ pub async fn probe(source: &Source, policy: Option<&EgressPolicy>) -> ProbeResul
                 status: Some(status),
                 latency_ms,
                 error,
+                reason: None,
             }
         }
     }

@@ -7,6 +7,7 @@ use crate::management::*;
 use crate::management_routes::{assert_served, read_doc, yaml};
 use reqwest::Method;
 use serde_json::json;
+use std::time::Duration;
 
 const SOURCE_KEY: &str = "sk-canary-edit-source-3f1e";
 const ROUTE_KEY: &str = "sk-canary-edit-route-82aa";
@@ -524,6 +525,31 @@ async fn listed(proxy: &Proxy) -> serde_json::Value {
     list["adapters"][0].clone()
 }
 
+/// The listing once it has recorded the outcome of a request that just ended (the proxy
+/// records it after the client has the answer).
+async fn listed_after(proxy: &Proxy, at_least: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let view = listed(proxy).await;
+        if view["last_outcome"]["at"]
+            .as_str()
+            .is_some_and(|t| t >= at_least)
+        {
+            return view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no outcome recorded: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Now, as the listing writes times (RFC 3339, seconds).
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_says_failing_when_the_provider_refuses_connections_and_why() {
     // A privileged port nothing listens on (test servers bind ephemeral ports only).
@@ -535,15 +561,17 @@ async fn the_status_says_failing_when_the_provider_refuses_connections_and_why()
     let key = created["api_key"].as_str().unwrap().to_owned();
     assert_eq!(listed(&proxy).await["status"], "ok", "nothing tried yet");
 
+    let before = now_rfc3339();
     assert_eq!(status_with(&proxy.url(""), &key).await, 502);
-    let view = listed(&proxy).await;
+    let view = listed_after(&proxy, &before).await;
     assert_eq!(view["status"], "failing", "{view}");
     assert_eq!(view["last_outcome"]["ok"], false);
     assert_eq!(view["last_outcome"]["reason"], "connect");
     let since = view["last_outcome"]["since"].clone();
+    let later = now_rfc3339();
     assert_eq!(status_with(&proxy.url(""), &key).await, 502);
     assert_eq!(
-        listed(&proxy).await["last_outcome"]["since"],
+        listed_after(&proxy, &later).await["last_outcome"]["since"],
         since,
         "one run of failures"
     );
@@ -585,8 +613,9 @@ async fn the_status_says_failing_when_the_provider_refuses_connections_and_why()
     .await;
     assert_eq!(status, 200);
     assert!(listed(&proxy).await["last_outcome"].is_null());
+    let before = now_rfc3339();
     assert_eq!(status_with(&proxy.url(""), &key).await, 200);
-    let view = listed(&proxy).await;
+    let view = listed_after(&proxy, &before).await;
     assert_eq!(
         (
             view["status"].as_str(),
@@ -616,7 +645,32 @@ async fn the_status_says_failing_when_the_provider_refuses_connections_and_why()
         .await
         .unwrap();
     assert_eq!(test["ok"], false, "{test}");
+    assert_eq!(test["reason"], "connect", "{test}");
+    let said = test["error"].as_str().unwrap();
+    assert!(
+        said.starts_with("the provider refuses connections"),
+        "{said}"
+    );
+    assert!(
+        said.to_lowercase().contains("connection refused"),
+        "admins get the cause: {said}"
+    );
+    assert!(!said.contains("error sending request"), "{said}");
     assert_eq!(listed(&proxy).await["status"], "failing");
+    let zh = client()
+        .post(proxy.admin_url("/adapters/ed/test"))
+        .header("cookie", format!("fp_session={cookie}; lang=zh"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert!(
+        zh["error"].as_str().unwrap().starts_with("供应商拒绝连接"),
+        "{zh}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

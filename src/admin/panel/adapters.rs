@@ -65,19 +65,24 @@ pub(super) fn key_state(cx: &Ctx, k: &ProviderKeyView) -> (String, &'static str)
     (cx.lang.fill(key, &[(hole, detail)]), class)
 }
 
+/// Why the provider failed, in the page's language.
+fn reason_text(cx: &Ctx, reason: FailureReason) -> String {
+    match reason {
+        FailureReason::Connect => cx.t("reason_connect").to_owned(),
+        FailureReason::Timeout => cx.t("reason_timeout").to_owned(),
+        FailureReason::Tls => cx.t("reason_tls").to_owned(),
+        FailureReason::Reset => cx.t("reason_reset").to_owned(),
+        FailureReason::Protocol => cx.t("reason_protocol").to_owned(),
+        FailureReason::Http(s) => cx.lang.fill("reason_http", &[("status", &s.to_string())]),
+    }
+}
+
 /// "failing since 10:02: the provider refuses connections", in the page's language.
 fn failing_text(cx: &Ctx, view: &AdapterView) -> String {
     let Some(o) = &view.last_outcome else {
         return cx.t("status_cooling").to_owned();
     };
-    let reason = match o.reason {
-        Some(FailureReason::Connect) | None => cx.t("reason_connect").to_owned(),
-        Some(FailureReason::Timeout) => cx.t("reason_timeout").to_owned(),
-        Some(FailureReason::Tls) => cx.t("reason_tls").to_owned(),
-        Some(FailureReason::Reset) => cx.t("reason_reset").to_owned(),
-        Some(FailureReason::Protocol) => cx.t("reason_protocol").to_owned(),
-        Some(FailureReason::Http(s)) => cx.lang.fill("reason_http", &[("status", &s.to_string())]),
-    };
+    let reason = reason_text(cx, o.reason.unwrap_or(FailureReason::Connect));
     let since = super::when(&o.since);
     cx.lang
         .fill("status_failing", &[("since", &since), ("reason", &reason)])
@@ -217,7 +222,41 @@ pub(super) async fn delete(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> 
 /// The Test button's fetch: `{"ok", "status", "latency_ms", "error"}`.
 pub(super) async fn test(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> Response<Vec<u8>> {
     match cx.manager().probe(&session.actor, name).await {
-        Ok(result) => json_response(200, serde_json::to_value(result).unwrap_or_default()),
+        Ok(mut result) => {
+            // In the user's words: why no answer came, or the status with the provider's own
+            // message (masked); the English detail only for admins.
+            if !result.ok {
+                let said = match (result.reason, result.status) {
+                    (Some(reason), _) => reason_text(cx, reason),
+                    (None, Some(status)) => {
+                        let http = reason_text(cx, FailureReason::Http(status));
+                        match &result.error {
+                            Some(provider) => format!("{http}: {provider}"),
+                            None => http,
+                        }
+                    }
+                    (None, None)
+                        if result
+                            .error
+                            .as_deref()
+                            .is_some_and(|e| e.contains("internal address")) =>
+                    {
+                        cx.t("err_internal_source").to_owned()
+                    }
+                    (None, None) => cx.t("err_generic").to_owned(),
+                };
+                let admin = session.actor.admin;
+                let detail = result
+                    .error
+                    .take()
+                    .filter(|_| admin && result.status.is_none());
+                result.error = Some(match detail {
+                    Some(d) => format!("{said} ({d})"),
+                    None => said,
+                });
+            }
+            json_response(200, serde_json::to_value(result).unwrap_or_default())
+        }
         Err(e) => json_response(
             e.status,
             serde_json::json!({"ok": false, "status": null, "latency_ms": 0, "error": e.message}),
