@@ -40,6 +40,10 @@ pub struct AdapterFile {
     /// Sources and keys one request may try before it gives up (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// Who runs a client's hosted web search: `auto` (default), `gateway`, `native`, `off`
+    /// (docs/web-search.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search: Option<crate::websearch::WebSearchMode>,
 }
 
 /// One route: conditions on the request, and the complete source that serves it.
@@ -588,6 +592,8 @@ pub struct Adapter {
     pub version: u64,
     /// How the provider answered the last request (or the panel's Test).
     pub outcome: Arc<crate::telemetry::outcome::LastOutcome>,
+    /// Who runs a client's hosted web search.
+    pub web_search: crate::websearch::WebSearchMode,
 }
 
 impl Source {
@@ -825,6 +831,7 @@ fn validate(
             u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
         },
         outcome: Arc::default(),
+        web_search: file.web_search.unwrap_or_default(),
     })
 }
 

@@ -12,9 +12,10 @@ use super::errors::ProxyError;
 use super::exchange::{MAX_RESPONSE_BODY, Plan, ResponseFacts, ResponseShaper};
 use super::{Ctx, FlexiProxy};
 use crate::protocol::anthropic::ErrorKind;
-use crate::protocol::pair::Wire;
+use crate::protocol::pair::{Pair, Wire};
 use crate::protocol::web_search::{self as shape, Outcome, SearchStream};
 use crate::routing::Outcome as KeyOutcome;
+use crate::websearch::WebSearchMode;
 use crate::websearch::emulate::{Next, SearchLoop};
 use bytes::Bytes;
 use pingora::prelude::*;
@@ -30,18 +31,22 @@ struct Answer {
 }
 
 impl FlexiProxy {
-    /// The search loop for this request: its client asked for a hosted search tool, its
-    /// source is translated (a same-protocol source runs its own), and a backend is
-    /// configured.
+    /// The search loop for this request: its client asked for a hosted search tool, a
+    /// backend is configured, and the adapter's `web_search` lets the gateway run it — for a
+    /// translated source (`auto`, `gateway`), or any source (`gateway`: a same-protocol
+    /// source is then translated to itself).
     pub(super) fn search_loop(&self, ctx: &Ctx) -> Option<SearchLoop> {
         self.settings.web_search.as_ref()?;
-        let Some(Plan::Pivot(pair)) = ctx.plan else {
-            return None;
+        let mode = ctx.adapter.as_ref().map(|a| a.web_search)?;
+        let pair = match (ctx.plan?, mode) {
+            (_, WebSearchMode::Native | WebSearchMode::Off) => return None,
+            (Plan::Pivot(pair), _) => pair,
+            (plan @ Plan::Passthrough(_), WebSearchMode::Gateway) => Pair {
+                client: plan.client_wire(),
+                source: plan.client_wire(),
+            },
+            (Plan::Passthrough(_), WebSearchMode::Auto) => return None,
         };
-        // Anthropic's own search, where an Anthropic client reaches an Anthropic source.
-        if pair.source == Wire::AnthropicMessages && pair.client == Wire::AnthropicMessages {
-            return None;
-        }
         let hosted = shape::hosted_search(pair.client, ctx.raw_body.as_deref()?)?;
         Some(SearchLoop::new(pair, hosted, &ctx.request_id))
     }
@@ -69,8 +74,15 @@ impl FlexiProxy {
         };
         let client_stream = first.stream;
         let input_estimate = first.input_tokens_estimate;
-        // The client's side of the exchange (its ids, model, stream framing).
-        let client_ctx = first.pivot.clone().unwrap_or_default();
+        // The client's side of the exchange (its ids, model, stream framing); a passthrough
+        // the gateway took over has none yet.
+        let mut client_ctx = first.pivot.clone();
+        let json_array = ctx.gemini.as_ref().is_some_and(|g| g.stream() && !g.sse);
+        ctx.plan = Some(Plan::Pivot(search.pair));
+        // Provider calls are never streamed, a Gemini source's path included.
+        if let Some(call) = ctx.gemini.as_mut() {
+            call.method = crate::protocol::gemini::Method::Generate;
+        }
         // Anthropic and Responses clients see each search as it runs; Gemini's get the whole
         // answer.
         let mut live = SearchStream::for_client(search.pair.client).filter(|_| client_stream);
@@ -92,6 +104,13 @@ impl FlexiProxy {
                     omit_media_for.as_deref(),
                 )
                 .map_err(|e| super::fail(ctx, e))?;
+            let own = prepared.pivot.clone();
+            let round_ctx = client_ctx.get_or_insert_with(|| {
+                let mut c = own.unwrap_or_default();
+                c.stream = client_stream;
+                c.stream_as_json_array = json_array;
+                c
+            });
             ctx.prepared = Some(prepared);
             let answer = self.provider_call(session, ctx).await?;
             ctx.upstream_status = Some(answer.status);
@@ -135,7 +154,7 @@ impl FlexiProxy {
             };
             if let Some(stream) = live.as_mut() {
                 let mut out = Vec::new();
-                stream.start(&mut out, &client_ctx, input_estimate);
+                stream.start(&mut out, round_ctx, input_estimate);
                 if let Some(text) = &text {
                     stream.text(&mut out, text);
                 }
@@ -175,6 +194,7 @@ impl FlexiProxy {
             }
         }
         self.report_attempt(ctx, KeyOutcome::Success);
+        let client_ctx = client_ctx.unwrap_or_default();
         let transcript = search.transcript();
         ctx.shaper = Some(ResponseShaper::Made(ResponseFacts {
             usage: Some(transcript.usage.to_anthropic()),

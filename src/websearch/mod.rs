@@ -57,6 +57,22 @@ impl BackendKind {
     }
 }
 
+/// An adapter's `web_search:` — who runs a client's hosted search tool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebSearchMode {
+    /// The source's own search where it has one (a same-protocol source gets the tool as
+    /// sent), else the gateway's backend when configured, else the tool is dropped.
+    #[default]
+    Auto,
+    /// Always the gateway's backend (when configured), same-protocol sources included.
+    Gateway,
+    /// Never the gateway: the source's own search, or none.
+    Native,
+    /// Never the gateway either (a translated source gets no search tool).
+    Off,
+}
+
 /// `web_search:` in the server config.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -1158,3 +1158,106 @@ async fn real_codex_cli_searches_through_the_gateway() {
     assert!(all.contains(&format!("web search: {QUERY}")), "{all}");
     assert!(stdout.contains("FINAL ANSWER"), "{all}");
 }
+
+fn proxy_with_adapter(backend: &FakeProvider, adapter: String) -> Proxy {
+    Proxy::start_with(
+        &format!("web_search:\n  url: {}\n", backend.origin()),
+        &[("ws", adapter)],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn native_and_off_keep_the_gateway_out() {
+    for mode in ["native", "off"] {
+        let backend = searxng().await;
+        let provider =
+            FakeProvider::start(|_| Reply::json(200, openai::chat_completion("No search."))).await;
+        let adapter = adapter_yaml(&provider.base_url(), &[crate::harness::KEY], "")
+            + &format!("web_search: {mode}\n");
+        let proxy = proxy_with_adapter(&backend, adapter);
+        let response = post_messages(&proxy, &search_request(false, 8)).await;
+        assert_eq!(response.status(), 200, "{mode}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["content"][0]["type"], "text", "{mode}: {answer}");
+        assert_eq!(backend.request_count(), 0, "{mode}");
+        let sent = provider.requests()[0].json();
+        assert!(sent.get("tools").is_none(), "{mode}: {sent}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_leaves_an_anthropic_source_its_own_search_and_gateway_takes_it_over() {
+    use flexiproxy_testkit::anthropic;
+    // An Anthropic-protocol provider: with its own tool it would search itself; offered the
+    // gateway's function tool, it calls it, then answers from the result.
+    let provider = FakeProvider::start(|req| {
+        let body = req.json();
+        let text = body.to_string();
+        if text.contains("web_search_20250305") {
+            return Reply::json(200, anthropic::message("Searched natively."));
+        }
+        if text.contains("\"tool_result\"") {
+            return Reply::json(
+                200,
+                anthropic::message("3.13.2 (https://docs.aiohttp.org/en/stable/changes.html)"),
+            );
+        }
+        let input = json!({ "query": QUERY }).to_string();
+        Reply::json(
+            200,
+            anthropic::tool_use_message(&[("toolu_ws_1", "web_search", &input)]),
+        )
+    })
+    .await;
+    let source = "protocol: anthropic";
+
+    // auto: a same-protocol source gets the request as sent (its own search).
+    let backend = searxng().await;
+    let adapter = adapter_yaml(&provider.origin(), &[crate::harness::KEY], source);
+    let proxy = proxy_with_adapter(&backend, adapter);
+    let answer: Value = post_messages(&proxy, &search_request(false, 8))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["content"][0]["text"], "Searched natively.",
+        "{answer}"
+    );
+    assert_eq!(backend.request_count(), 0);
+    drop(proxy);
+
+    // gateway: the same source gets the function tool, the backend searches.
+    provider.clear_requests();
+    let adapter =
+        adapter_yaml(&provider.origin(), &[crate::harness::KEY], source) + "web_search: gateway\n";
+    let proxy = proxy_with_adapter(&backend, adapter);
+    let response = post_messages(&proxy, &search_request(true, 8)).await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert_backend_saw_the_query(&backend).await;
+    let requests: Vec<Value> = provider.requests().iter().map(|r| r.json()).collect();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let tool = &requests[0]["tools"][0];
+    assert_eq!(tool["name"], "web_search", "{tool}");
+    assert!(
+        tool.get("type").is_none(),
+        "a function tool, not the hosted one: {tool}"
+    );
+    assert_ne!(requests[0]["stream"], json!(true));
+    assert!(
+        requests[1].to_string().contains("bug fixes for the client"),
+        "{:#?}",
+        requests[1]
+    );
+    let blocks: Vec<String> = events(&body)
+        .into_iter()
+        .filter(|(e, _)| e == "content_block_start")
+        .map(|(_, d)| d["content_block"]["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        blocks,
+        ["server_tool_use", "web_search_tool_result", "text"],
+        "{body}"
+    );
+}
