@@ -526,6 +526,32 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Optional, e.g. laptop: tells your keys apart.",
         "可选，例如 laptop，用于区分密钥。",
     ),
+    (
+        "field_client",
+        "Which client will you use?",
+        "你将使用哪个客户端？",
+    ),
+    (
+        "hint_client",
+        "Its setup is shown first with the new key; the others stay one click away.",
+        "生成密钥后会先显示它的配置，其他客户端的配置可展开查看。",
+    ),
+    ("client_claude_code", "Claude Code", "Claude Code"),
+    ("client_cline", "Cline", "Cline"),
+    ("client_codex", "Codex CLI", "Codex CLI"),
+    ("client_gemini_cli", "Gemini CLI", "Gemini CLI"),
+    (
+        "client_sdk",
+        "An SDK (OpenAI, Anthropic, Google)",
+        "SDK（OpenAI、Anthropic、Google）",
+    ),
+    ("client_several", "Several / not sure", "多个 / 不确定"),
+    ("other_clients", "Other clients", "其他客户端"),
+    (
+        "setup_codex_note",
+        "Codex asks for the model named here (one it knows, so it sizes its context right); FlexiProxy sends every request to this adapter's model, {model}, or as its model map says.",
+        "Codex 会请求这里写的模型（它认识的模型，以便正确估算上下文）；FlexiProxy 会把每个请求发往本适配器的模型 {model}，或按模型映射转发。",
+    ),
     ("create", "Create", "确认创建"),
     // The key, once.
     ("key_title", "API key for {name}", "{name} 的 API Key"),

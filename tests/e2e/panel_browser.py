@@ -120,7 +120,7 @@ def open_menu(name):
     wait.until(lambda _: menu.get_attribute("open") is not None)
 
 
-def create(name, key_label, source=None, api_key=CANARY, expect_error=False):
+def create(name, key_label, source=None, api_key=CANARY, expect_error=False, client="claude_code"):
     go("/adapters/new")
     by_id("create-form")
     Select(by_id("preset")).select_by_value("custom")
@@ -135,6 +135,7 @@ def create(name, key_label, source=None, api_key=CANARY, expect_error=False):
     Select(by_id("protocol")).select_by_value("openai")
     by_id("label").clear()
     by_id("label").send_keys(key_label)
+    Select(by_id("client")).select_by_value(client)
     click("create")
     if expect_error:
         by_id("error")
@@ -192,13 +193,20 @@ def run():
     shot("new-adapter-error")
 
     # Created: the key, once, with every client's setup.
-    key = create("alice-fake", "laptop")
+    key = create("alice-fake", "laptop", client="codex")
     check(key.startswith("fp-"), f"an issued key: {key!r}")
-    check(key in text_of("code-claude-env"), "the Claude Code block carries the key")
+    content = lambda i: by_id(i).get_attribute("textContent")
+    check(key in content("code-claude-env"), "the Claude Code block carries the key")
     for block in ("claude-env", "claude-settings", "cline", "codex-config", "codex-env",
                   "gemini-env", "gemini-settings", "openai-sdk", "anthropic-sdk", "google-genai"):
         by_id(f"setup-{block}")
-    check("wire_api" in text_of("code-codex-config"), "the Codex config.toml block")
+    # Codex was chosen: its setup comes first, with a word on its model line; the rest folded.
+    check("wire_api" in text_of("code-codex-config"), "the Codex config.toml block, shown")
+    check("fake-model" in text_of("setup-codex-config"), "the Codex card names the adapter's model")
+    folded = by_id("other-clients")
+    check(folded.get_attribute("open") is None, "the other clients are folded")
+    check(folded.find_elements(By.ID, "setup-claude-env") and not folded.find_elements(By.ID, "setup-codex-config"),
+          "Claude Code's setup is among the others")
     click("copy-key")
     wait.until(lambda _: by_id("copy-key").get_attribute("data-label") not in (None, by_id("copy-key").text))
     shot("key-once")

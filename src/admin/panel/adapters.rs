@@ -275,6 +275,8 @@ pub(super) struct NewForm {
     model: String,
     protocol: String,
     label: String,
+    /// Which client's setup the key page shows first.
+    client: String,
 }
 
 pub(super) fn new_page(
@@ -309,6 +311,7 @@ pub(super) async fn create(cx: &Ctx<'_>, session: &PanelSession) -> Response<Vec
         model: f.get("model").trim().to_owned(),
         protocol: f.get("protocol").trim().to_owned(),
         label: f.get("label").trim().to_owned(),
+        client: f.get("client").trim().to_owned(),
     };
     let preset = Manager::presets()
         .into_iter()
@@ -334,7 +337,11 @@ pub(super) async fn create(cx: &Ctx<'_>, session: &PanelSession) -> Response<Vec
     };
     match cx.manager().create(&session.actor, request).await {
         Ok(issued) => {
-            let to = format!("/adapters/{}/key", urlencode(&issued.adapter.name));
+            let to = format!(
+                "/adapters/{}/key?client={}",
+                urlencode(&issued.adapter.name),
+                urlencode(&form.client)
+            );
             cx.app.sessions.set_flash(&session.cookie, issued);
             redirect(&to, &[])
         }
@@ -355,7 +362,13 @@ struct SetupBlock {
 
 /// The blocks for every client, from `client_setup`'s JSON (a block whose part is missing
 /// is left out).
-fn setup_blocks(lang: Lang, setup: &serde_json::Value, base: &str, key: &str) -> Vec<SetupBlock> {
+fn setup_blocks(
+    lang: Lang,
+    setup: &serde_json::Value,
+    base: &str,
+    key: &str,
+    model: &str,
+) -> Vec<SetupBlock> {
     let s = |path: &str| {
         setup
             .pointer(path)
@@ -397,7 +410,10 @@ fn setup_blocks(lang: Lang, setup: &serde_json::Value, base: &str, key: &str) ->
                 "API Provider: Anthropic\nAnthropic API Key: {key}\nUse custom base URL: {cline_base}"
             )),
         },
-        block("codex-config", "setup_codex", s("/codex/config_toml")),
+        SetupBlock {
+            note: Some(lang.fill("setup_codex_note", &[("model", model)])),
+            ..block("codex-config", "setup_codex", s("/codex/config_toml"))
+        },
         block("codex-env", "setup_codex_env", exports("/codex/env")),
         block("gemini-env", "setup_gemini_env", s("/gemini_cli/shell")),
         block(
@@ -412,12 +428,31 @@ fn setup_blocks(lang: Lang, setup: &serde_json::Value, base: &str, key: &str) ->
     blocks.into_iter().filter(|b| b.text.is_some()).collect()
 }
 
+/// The chosen client's blocks first, the others to fold away ("several" or none: all first).
+fn first_for_client(blocks: Vec<SetupBlock>, client: &str) -> (Vec<SetupBlock>, Vec<SetupBlock>) {
+    let prefix = match client {
+        "claude_code" => "claude-",
+        "cline" => "cline",
+        "codex" => "codex-",
+        "gemini_cli" => "gemini-",
+        "sdk" => "-sdk",
+        _ => return (blocks, Vec::new()),
+    };
+    let chosen = |b: &SetupBlock| match prefix {
+        "-sdk" => b.id.ends_with("-sdk") || b.id == "google-genai",
+        p => b.id.starts_with(p),
+    };
+    blocks.into_iter().partition(chosen)
+}
+
 pub(super) fn key_page(cx: &Ctx, session: &PanelSession, name: &str) -> Response<Vec<u8>> {
     let issued = cx.app.sessions.take_flash(&session.cookie, name);
     let blocks = issued
         .as_ref()
-        .map(|i| setup_blocks(cx.lang, &i.setup, &i.base_url, &i.api_key))
+        .map(|i| setup_blocks(cx.lang, &i.setup, &i.base_url, &i.api_key, &i.adapter.model))
         .unwrap_or_default();
+    let client = query_value(&cx.req.query, "client").unwrap_or_default();
+    let (blocks, other_blocks) = first_for_client(blocks, &client);
     let page = vars([
         (
             "title",
@@ -425,6 +460,7 @@ pub(super) fn key_page(cx: &Ctx, session: &PanelSession, name: &str) -> Response
         ),
         ("issued", Value::from_serialize(&issued)),
         ("blocks", Value::from_serialize(&blocks)),
+        ("other_blocks", Value::from_serialize(&other_blocks)),
         ("name", Value::from(name)),
         (
             "leave_warning",
@@ -449,7 +485,13 @@ pub(super) fn setup_page(cx: &Ctx, session: &PanelSession, name: &str) -> Respon
         return cx.not_found();
     };
     let setup = crate::config::setup::client_setup(&view.base_url, KEY_PLACEHOLDER);
-    let blocks = setup_blocks(cx.lang, &setup, &view.base_url, KEY_PLACEHOLDER);
+    let blocks = setup_blocks(
+        cx.lang,
+        &setup,
+        &view.base_url,
+        KEY_PLACEHOLDER,
+        &view.model,
+    );
     let page = vars([
         (
             "title",
@@ -475,7 +517,7 @@ mod tests {
     #[test]
     fn the_setup_blocks_carry_the_key_for_every_client() {
         let setup = crate::config::setup::client_setup("http://127.0.0.1:8787", "fp-k");
-        let blocks = setup_blocks(Lang::En, &setup, "http://127.0.0.1:8787", "fp-k");
+        let blocks = setup_blocks(Lang::En, &setup, "http://127.0.0.1:8787", "fp-k", "m");
         let ids: Vec<&str> = blocks.iter().map(|b| b.id).collect();
         assert_eq!(
             ids,
