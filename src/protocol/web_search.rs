@@ -190,6 +190,15 @@ pub fn hosted_search(client: Wire, body: &[u8]) -> Option<HostedSearch> {
     }
 }
 
+/// Whether a hosted tool a decoder dropped (as the access log names it) is a search tool.
+pub fn is_search_tool(name: &str) -> bool {
+    name.starts_with("web_search")
+        || matches!(
+            name,
+            "googleSearch" | "google_search" | "googleSearchRetrieval" | "google_search_retrieval"
+        )
+}
+
 /// The function tool the provider gets in place of the hosted one.
 pub fn tool_spec(hosted: &HostedSearch) -> ToolSpec<'static> {
     let description = format!("{TOOL_DESCRIPTION}{}", hosted.instructions());

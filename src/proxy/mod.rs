@@ -212,6 +212,8 @@ pub struct Ctx {
     pub raw_body: Option<Bytes>,
     /// The whole request body has gone to the provider (reset by a retry's replay).
     pub request_sent: bool,
+    /// Searches the gateway ran for this request (`web_search`).
+    pub web_searches: u32,
     _inflight: InflightGuard,
 }
 
@@ -952,6 +954,7 @@ impl ProxyHttp for FlexiProxy {
             prepared_for: None,
             raw_body: None,
             request_sent: false,
+            web_searches: 0,
             _inflight: {
                 self.inflight.fetch_add(1, Ordering::AcqRel);
                 let gauge = self.telemetry.metrics.inflight.clone();

@@ -170,6 +170,7 @@ pub fn report(
             provider_key: ctx.key_slot.as_deref(),
             attempts: (ctx.dispatch.attempts > 0).then_some(ctx.dispatch.attempts),
             media_omitted: (ctx.dispatch.media_omitted > 0).then_some(ctx.dispatch.media_omitted),
+            web_searches: (ctx.web_searches > 0).then_some(ctx.web_searches),
         });
     }
 

@@ -104,6 +104,11 @@ impl FlexiProxy {
                     omit_media_for.as_deref(),
                 )
                 .map_err(|e| super::fail(ctx, e))?;
+            // The hosted search tool is run here, not dropped.
+            let mut prepared = prepared;
+            if let Some(p) = prepared.pivot.as_mut() {
+                p.client_tools.dropped.retain(|t| !shape::is_search_tool(t));
+            }
             let own = prepared.pivot.clone();
             let round_ctx = client_ctx.get_or_insert_with(|| {
                 let mut c = own.unwrap_or_default();
@@ -185,6 +190,18 @@ impl FlexiProxy {
                         }
                     }
                 };
+                let label = match &outcome {
+                    Outcome::Hits(_) => "ok",
+                    Outcome::Error(code) => code,
+                };
+                self.telemetry
+                    .metrics
+                    .web_searches
+                    .with_label_values(&[adapter.name.as_str(), label])
+                    .inc();
+                if pending.error != Some("max_uses_exceeded") {
+                    ctx.web_searches += 1;
+                }
                 let done = search.record(&pending, outcome);
                 if let Some(stream) = live.as_mut() {
                     let mut out = Vec::new();

@@ -61,6 +61,9 @@ pub struct AccessRecord<'a> {
     /// Images and documents replaced by notes for a text-only source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_omitted: Option<usize>,
+    /// Searches the gateway ran for the client's hosted search tool (docs/web-search.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_searches: Option<u32>,
 }
 
 /// How often the writer thread writes out what requests have appended. Requests never wake

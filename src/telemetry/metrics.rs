@@ -29,6 +29,8 @@ pub struct Metrics {
     pub upstream_retries: IntCounter,
     /// Provider attempts by adapter, route, key (`source/key`) and outcome.
     pub source_requests: IntCounterVec,
+    /// Searches the gateway ran, by adapter and outcome (`ok` or the error code).
+    pub web_searches: IntCounterVec,
     /// 1 healthy, 0 cooling or failing, -1 disabled, per provider key whose state changed.
     pub key_health: IntGaugeVec,
     /// Limiter calls Redis could not answer in time, by what was done (`open`, `closed`).
@@ -232,6 +234,12 @@ impl Metrics {
                     .expect("metric registered once");
                 g
             },
+            web_searches: counter_vec(
+                &r,
+                "flexiproxy_web_searches_total",
+                "Searches the gateway ran for clients' hosted search tools, by adapter and outcome (ok, unavailable, too_many_requests, invalid_input, query_too_long, max_uses_exceeded)",
+                &["adapter", "outcome"],
+            ),
             upstream_retries: counter(
                 &r,
                 "flexiproxy_upstream_retries_total",

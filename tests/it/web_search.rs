@@ -194,6 +194,18 @@ async fn claude_codes_search_on_a_chat_source_is_run_by_the_gateway() {
     assert_eq!(answer["usage"]["server_tool_use"]["web_search_requests"], 1);
     assert_eq!(answer["stop_reason"], "end_turn");
     assert_eq!(answer["model"], "claude-opus-5-5");
+    // The access log counts the search (and does not call the tool dropped).
+    let line = wait_for_log_line(&proxy);
+    assert_eq!(line["web_searches"], 1, "{line}");
+    assert!(line.get("dropped_tools").is_none(), "{line}");
+}
+
+/// The access log's one request line, once written.
+fn wait_for_log_line(proxy: &Proxy) -> Value {
+    crate::harness::wait_until(Duration::from_secs(5), "the access log line", || {
+        !proxy.access_log().trim().is_empty()
+    });
+    serde_json::from_str(proxy.access_log().lines().last().unwrap()).unwrap()
 }
 
 /// Server-sent events as (event, data).
@@ -330,6 +342,18 @@ async fn a_failing_backend_is_a_search_error_not_a_failed_request() {
             .unwrap()
             .contains("from memory")
     );
+    let metrics = crate::harness::client()
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flexiproxy_web_searches_total{adapter=\"ws\",outcome=\"unavailable\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -392,6 +416,13 @@ async fn without_a_backend_the_tool_is_dropped_as_before() {
     assert_eq!(answer["content"][0]["type"], "text");
     let sent = provider.requests()[0].json();
     assert!(sent.get("tools").is_none(), "{sent}");
+    let line = wait_for_log_line(&proxy);
+    assert_eq!(
+        line["dropped_tools"],
+        json!(["web_search_20250305"]),
+        "{line}"
+    );
+    assert!(line.get("web_searches").is_none(), "{line}");
 }
 
 /// Gemini CLI's search request (`websearch-gemini-cli-2-search-subrequest.json`): the query

@@ -58,6 +58,15 @@ fn conversation(req: MessagesRequest<'_>) -> Conversation<'_> {
             (kind, parallel)
         }
     };
+    // Server tools (web search, code execution, …) no other provider runs: named in the
+    // access log's `dropped_tools` (unless the gateway runs the search, docs/web-search.md).
+    let dropped = req
+        .tools
+        .iter()
+        .flatten()
+        .filter(|t| !t.is_client_tool())
+        .map(|t| t.kind.as_deref().unwrap_or_default().to_owned())
+        .collect();
     let MessagesRequest {
         model,
         messages,
@@ -103,7 +112,10 @@ fn conversation(req: MessagesRequest<'_>) -> Conversation<'_> {
         reasoning,
         response_format: None,
         user: metadata.and_then(|m| m.user_id).map(|u| u.into_cow()),
-        client_tools: Default::default(),
+        client_tools: crate::protocol::pivot::ClientTools {
+            dropped,
+            ..Default::default()
+        },
     }
 }
 
