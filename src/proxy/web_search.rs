@@ -78,6 +78,7 @@ impl FlexiProxy {
         // the gateway took over has none yet.
         let mut client_ctx = first.pivot.clone();
         let json_array = ctx.gemini.as_ref().is_some_and(|g| g.stream() && !g.sse);
+        let client_call = ctx.gemini.clone();
         ctx.plan = Some(Plan::Pivot(search.pair));
         // Provider calls are never streamed, a Gemini source's path included.
         if let Some(call) = ctx.gemini.as_mut() {
@@ -117,10 +118,34 @@ impl FlexiProxy {
                 c
             });
             ctx.prepared = Some(prepared);
-            let answer = self.provider_call(session, ctx).await?;
+            // Nothing has reached the client before the first answer: a failing first call
+            // moves the request on, as any exchange does.
+            let first_call = search.provider_calls() == 0 && session.response_written().is_none();
+            let answer = match self.provider_call(session, ctx).await {
+                Ok(answer) => answer,
+                Err(e)
+                    if first_call
+                        && ctx.error.is_none()
+                        && e.esource() == &pingora::ErrorSource::Upstream =>
+                {
+                    let moved = self
+                        .search_fail_over(session, ctx, KeyOutcome::Failure, client_call)
+                        .await;
+                    return moved.unwrap_or(Err(e));
+                }
+                Err(e) => return Err(e),
+            };
             ctx.upstream_status = Some(answer.status);
             if !(200..300).contains(&answer.status) {
                 let outcome = super::dispatch::outcome_of(answer.status, &answer.headers);
+                if first_call
+                    && outcome != KeyOutcome::Success
+                    && let Some(moved) = self
+                        .search_fail_over(session, ctx, outcome, client_call.clone())
+                        .await
+                {
+                    return moved;
+                }
                 self.report_attempt(ctx, outcome);
                 let masked = crate::protocol::secrets::mask_secrets(
                     &answer.body,
@@ -270,6 +295,46 @@ impl FlexiProxy {
             .write_response_body(Some(body), true)
             .await
             .map_err(|e| e.into_down())
+    }
+
+    /// The first call failed before anything reached the client: the next (source, key), if
+    /// the adapter allows one more attempt and one is left, serves the request from the
+    /// start (searching again there if it has to). `None`: nothing is left to try.
+    async fn search_fail_over(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        outcome: KeyOutcome,
+        client_call: Option<crate::protocol::gemini::GeminiCall>,
+    ) -> Option<Result<()>> {
+        if !self.may_retry(ctx) {
+            return None;
+        }
+        let failed = self.current_key_name(ctx);
+        self.report_attempt(ctx, outcome);
+        self.next_attempt(ctx).ok()?;
+        self.telemetry.metrics.upstream_retries.inc();
+        tracing::warn!(
+            request_id = %ctx.request_id,
+            from = failed.as_deref().unwrap_or("-"),
+            to = self.current_key_name(ctx).as_deref().unwrap_or("-"),
+            "provider call of a web search failed ({outcome:?}); trying the next key or source"
+        );
+        ctx.gemini = client_call;
+        ctx.prepared = None;
+        ctx.prepared_for = None;
+        ctx.upstream_status = None;
+        ctx.error_kind = None;
+        if let Err(e) = self.prepare_for_attempt(ctx, None) {
+            return Some(Err(super::fail(ctx, e)));
+        }
+        // The next attempt decides again whether the gateway searches (its source may search
+        // itself), and answers whatever happens.
+        Some(
+            Box::pin(self.exchange_directly(session, ctx))
+                .await
+                .map(|_| ()),
+        )
     }
 
     /// Ends the exchange with `error`: an `error` event when the client's stream has begun,

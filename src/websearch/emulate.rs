@@ -92,6 +92,11 @@ impl SearchLoop {
         self.hosted.max_uses + 2
     }
 
+    /// Provider answers read so far.
+    pub fn provider_calls(&self) -> u32 {
+        self.provider_calls
+    }
+
     /// Searches run (or refused) so far.
     pub fn searches(&self) -> u32 {
         self.searches

@@ -1292,3 +1292,50 @@ async fn auto_leaves_an_anthropic_source_its_own_search_and_gateway_takes_it_ove
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_first_call_moves_the_search_to_the_fallback() {
+    let backend = searxng().await;
+    // The primary's key gets 503s; the fallback's answers (and searches).
+    let provider = FakeProvider::start(|req| {
+        if req.header("authorization") == Some(&format!("Bearer {PROVIDER_KEY}")) {
+            return Reply::json(503, json!({"error": {"message": "overloaded"}}));
+        }
+        searching_provider_reply(&req.json())
+    })
+    .await;
+    let adapter = adapter_yaml(
+        &provider.base_url(),
+        &[crate::harness::KEY],
+        &format!(
+            "fallbacks:\n  - {{ base_url: \"{}\", api_key: sk-fallback-key, model: fake-model }}",
+            provider.base_url()
+        ),
+    );
+    let proxy = proxy_with_adapter(&backend, adapter);
+    let response = post_messages(&proxy, &search_request(false, 8)).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["content"][1]["type"], "web_search_tool_result",
+        "{answer}"
+    );
+    assert_backend_saw_the_query(&backend).await;
+    let requests = provider.requests();
+    let keys: Vec<&str> = requests
+        .iter()
+        .map(|r| r.header("authorization").unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            format!("Bearer {PROVIDER_KEY}").as_str(),
+            "Bearer sk-fallback-key",
+            "Bearer sk-fallback-key"
+        ]
+    );
+    assert_provider_searched(&requests[1..]);
+    let line = wait_for_log_line(&proxy);
+    assert_eq!(line["attempts"], 2, "{line}");
+    assert_eq!(line["web_searches"], 1, "{line}");
+}
