@@ -1216,6 +1216,52 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_search_blocks_in_history_become_context() {
+        // What an Anthropic client sends back after a search (ours or Anthropic's), a failed
+        // one included (its content is an object, not a list).
+        let body = json!({"model": "m", "max_tokens": 10, "messages": [
+            {"role": "user", "content": "latest aiohttp?"},
+            {"role": "assistant", "content": [
+                {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                 "input": {"query": "aiohttp release"}},
+                {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+                    {"type": "web_search_result", "url": "https://pypi.org/project/aiohttp/",
+                     "title": "aiohttp - PyPI", "encrypted_content": "eA==", "page_age": null}]},
+                {"type": "server_tool_use", "id": "srvtoolu_2", "name": "web_search",
+                 "input": {"query": "aiohttp changelog"}},
+                {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_2",
+                 "content": {"type": "web_search_tool_result_error", "error_code": "unavailable"}},
+                {"type": "text", "text": "3.13.2"}]},
+            {"role": "user", "content": "thanks"}]})
+        .to_string();
+        let c = crate::protocol::pair::decode_request(
+            Wire::AnthropicMessages,
+            body.as_bytes(),
+            None,
+            ("", false),
+        )
+        .unwrap();
+        let texts: Vec<String> = c.turns[1]
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.decoded().into_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "(Searched the web for: aiohttp release)",
+                "(Web search results:\n- aiohttp - PyPI (https://pypi.org/project/aiohttp/))",
+                "(Searched the web for: aiohttp changelog)",
+                "(Web search results: failed: unavailable)",
+                "3.13.2"
+            ]
+        );
+    }
+
+    #[test]
     fn result_text_carries_snippets_and_errors() {
         let t = transcript();
         let search = t.searches().next().unwrap();

@@ -1339,3 +1339,46 @@ async fn a_failing_first_call_moves_the_search_to_the_fallback() {
     assert_eq!(line["attempts"], 2, "{line}");
     assert_eq!(line["web_searches"], 1, "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_search_answer_sent_back_in_history_reaches_the_provider_as_context() {
+    let backend = searxng().await;
+    let provider = searching_provider().await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+    let answer: Value = post_messages(&proxy, &search_request(false, 8))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The next turn carries the search blocks back, as the SDKs do.
+    let follow_up = json!({
+        "model": "claude-opus-5-5", "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "What is the latest aiohttp release?"},
+            {"role": "assistant", "content": answer["content"]},
+            {"role": "user", "content": "And the one before?"}
+        ]
+    });
+    provider.clear_requests();
+    let response = post_messages(&proxy, &follow_up).await;
+    assert_eq!(response.status(), 200);
+    let sent = provider.requests()[0].json();
+    let assistant = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant")
+        .unwrap_or_else(|| panic!("{sent}"))
+        .to_string();
+    assert!(
+        assistant.contains(&format!("(Searched the web for: {QUERY})")),
+        "{assistant}"
+    );
+    assert!(
+        assistant.contains(
+            "Changelog - aiohttp documentation (https://docs.aiohttp.org/en/stable/changes.html)"
+        ),
+        "{assistant}"
+    );
+    assert!(assistant.contains("3.13.2"), "{assistant}");
+}

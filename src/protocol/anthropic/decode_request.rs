@@ -292,8 +292,43 @@ fn assistant_part(block: Block<'_>) -> Option<Part<'_>> {
             name: block.name.map_or(Cow::Borrowed(""), |n| n.into_cow()),
             arguments: Cow::Borrowed(block.input.map_or("{}", |raw| raw.get())),
         })),
-        // redacted_thinking, server_tool_use, web_search_tool_result: no other protocol
-        // can take them.
+        // A web search Anthropic (or the gateway, docs/web-search.md) ran: plain context
+        // for a source that cannot see server tools.
+        "server_tool_use" => {
+            let input: serde_json::Value = serde_json::from_str(block.input?.get()).ok()?;
+            let query = input.get("query")?.as_str()?;
+            Some(Part::Text(Text::from_plain(&format!(
+                "(Searched the web for: {query})"
+            ))))
+        }
+        "web_search_tool_result" => {
+            Some(Part::Text(Text::from_plain(&search_results(block.content))))
+        }
+        // redacted_thinking and other server tools' blocks: no other protocol can take them.
         _ => None,
     }
+}
+
+/// A `web_search_tool_result`'s content as text: its results' titles and URLs, or its error.
+fn search_results(content: Option<Content<'_>>) -> String {
+    let blocks = match content {
+        Some(Content::Blocks(blocks)) => blocks,
+        _ => Vec::new(),
+    };
+    let mut text = String::from("(Web search results:");
+    for block in &blocks {
+        match (block.kind.as_str(), &block.url, &block.error_code) {
+            ("web_search_result", Some(url), _) => {
+                let title = block.title.as_ref().map_or("", |t| t.as_str());
+                text.push_str(&format!("\n- {title} ({})", url.as_str()));
+            }
+            (_, _, Some(code)) => text.push_str(&format!(" failed: {}", code.as_str())),
+            _ => {}
+        }
+    }
+    if blocks.is_empty() {
+        text.push_str(" none");
+    }
+    text.push(')');
+    text
 }

@@ -110,6 +110,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
                 }
                 Ok(Content::Blocks(blocks))
             }
+            // One block where a list is expected: a failed web search's result content
+            // (`{"type": "web_search_tool_result_error", "error_code": …}`).
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let block = Block::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Content::Blocks(vec![block]))
+            }
         }
         d.deserialize_any(ContentVisitor)
     }
@@ -162,6 +168,12 @@ pub struct Block<'a> {
     /// A `tool_reference` block's tool (Claude Code's tool search loads tools with them).
     #[serde(borrow, default)]
     pub tool_name: Option<Str<'a>>,
+    /// A `web_search_result`'s page.
+    #[serde(borrow, default)]
+    pub url: Option<Str<'a>>,
+    /// A `web_search_tool_result_error`'s reason.
+    #[serde(borrow, default)]
+    pub error_code: Option<Str<'a>>,
 }
 
 /// Where an image or document comes from.
