@@ -10,6 +10,7 @@
 
 use super::errors::ProxyError;
 use super::exchange::{MAX_RESPONSE_BODY, Plan, ResponseFacts, ResponseShaper};
+use super::route::Route;
 use super::{Ctx, FlexiProxy};
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::pair::{Pair, Wire};
@@ -37,6 +38,18 @@ impl FlexiProxy {
     /// source is then translated to itself).
     pub(super) fn search_loop(&self, ctx: &Ctx) -> Option<SearchLoop> {
         self.settings.web_search.as_ref()?;
+        // Answers only: token counts go on as they are.
+        let answers = match ctx.route {
+            Route::Messages | Route::ChatCompletions | Route::Responses => true,
+            Route::Gemini => ctx
+                .gemini
+                .as_ref()
+                .is_some_and(|g| g.method != crate::protocol::gemini::Method::CountTokens),
+            _ => false,
+        };
+        if !answers {
+            return None;
+        }
         let mode = ctx.adapter.as_ref().map(|a| a.web_search)?;
         let pair = match (ctx.plan?, mode) {
             (_, WebSearchMode::Native | WebSearchMode::Off) => return None,

@@ -1382,3 +1382,33 @@ async fn a_search_answer_sent_back_in_history_reaches_the_provider_as_context() 
     );
     assert!(assistant.contains("3.13.2"), "{assistant}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_counts_are_never_taken_over() {
+    let backend = searxng().await;
+    let provider = FakeProvider::start(|_| Reply::json(200, json!({"input_tokens": 42}))).await;
+    let adapter = adapter_yaml(
+        &provider.origin(),
+        &[crate::harness::KEY],
+        "protocol: anthropic",
+    ) + "web_search: gateway\n";
+    let proxy = proxy_with_adapter(&backend, adapter);
+    let mut body = search_request(false, 8);
+    body.as_object_mut().unwrap().remove("max_tokens");
+    body.as_object_mut().unwrap().remove("stream");
+    let response = crate::harness::client()
+        .post(proxy.url("/v1/messages/count_tokens"))
+        .header("x-api-key", crate::harness::KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let counted: Value = response.json().await.unwrap();
+    assert_eq!(counted["input_tokens"], 42);
+    assert_eq!(backend.request_count(), 0);
+    let seen = provider.requests();
+    assert_eq!(seen[0].path, "/v1/messages/count_tokens");
+    assert!(seen[0].body_text().contains("web_search_20250305"));
+}
