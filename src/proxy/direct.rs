@@ -413,7 +413,7 @@ fn is_event_stream(response: &ResponseHeader) -> bool {
 }
 
 /// Resolves when the client has closed its connection (never while it is just waiting).
-async fn client_gone(session: &mut Session) -> Box<Error> {
+pub(super) async fn client_gone(session: &mut Session) -> Box<Error> {
     match session.as_mut().read_body_or_idle(true).await {
         Err(e) => e.into_down(),
         // Bytes of a pipelined next request: that is not leaving; keep waiting.

@@ -213,10 +213,14 @@ impl FlexiProxy {
                     Some(code) => Outcome::Error(code),
                     None => {
                         let hosted = &search.hosted;
-                        match searcher
-                            .search(&pending.query, |url| hosted.allows(url))
-                            .await
-                        {
+                        // A client that leaves ends the loop: nothing more is asked of
+                        // the backend or the provider.
+                        let found = tokio::select! {
+                            biased;
+                            found = searcher.search(&pending.query, |url| hosted.allows(url)) => found,
+                            gone = super::direct::client_gone(session) => return Err(gone),
+                        };
+                        match found {
                             Ok(hits) => Outcome::Hits(hits),
                             Err(e) => {
                                 // The reason, never the query.
@@ -448,7 +452,13 @@ impl FlexiProxy {
             }
             answer
         };
-        match tokio::time::timeout(limit.max(Duration::from_millis(1)), call).await {
+        let timed = tokio::time::timeout(limit.max(Duration::from_millis(1)), call);
+        let answered = tokio::select! {
+            biased;
+            answered = timed => answered,
+            gone = super::direct::client_gone(session) => return Err(gone),
+        };
+        match answered {
             Ok(answer) => answer,
             Err(_) => {
                 let e = ProxyError::new(

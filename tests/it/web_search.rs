@@ -1412,3 +1412,36 @@ async fn token_counts_are_never_taken_over() {
     assert_eq!(seen[0].path, "/v1/messages/count_tokens");
     assert!(seen[0].body_text().contains("web_search_20250305"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_ends_the_loop() {
+    // The backend takes 3 s; the client gives up after 300 ms.
+    let slow = FakeProvider::start(|_| {
+        Reply::json(200, json!({"results": []})).delay_before_headers(Duration::from_secs(3))
+    })
+    .await;
+    let provider = searching_provider().await;
+    let proxy = proxy_with_search(&provider, &slow.origin());
+    let gave_up = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .post(proxy.url("/v1/messages"))
+        .header("x-api-key", crate::harness::KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&search_request(false, 8))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client timed out");
+    // The request ends when the proxy notices (its access log line), well before the
+    // backend would have answered, and the provider is not asked again.
+    let started = std::time::Instant::now();
+    let line = wait_for_log_line(&proxy);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.request_count(), 1);
+    assert_eq!(provider.request_count(), 1, "{line}");
+}
