@@ -212,6 +212,7 @@ pub fn report(
             duration_ms: duration.as_millis() as u64,
             ttfb_ms: ttfb.map(|t| t.as_millis() as u64),
             stream,
+            web_searches: ctx.web_searches,
         });
     }
     facts.usage.filter(|_| facts.usage_reported)

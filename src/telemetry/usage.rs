@@ -30,6 +30,8 @@ pub struct UsageRecord {
     pub duration_ms: u64,
     pub ttfb_ms: Option<u64>,
     pub stream: bool,
+    /// Searches the gateway ran for the request (docs/web-search.md).
+    pub web_searches: u32,
 }
 
 const SCHEMA: &str = "
@@ -53,6 +55,9 @@ CREATE INDEX IF NOT EXISTS usage_time ON usage (time_ms);
 
 /// Databases made before records named their instance get the column.
 const ADD_INSTANCE: &str = "ALTER TABLE usage ADD COLUMN instance TEXT NOT NULL DEFAULT ''";
+/// Databases made before the gateway searched get the column.
+const ADD_WEB_SEARCHES: &str =
+    "ALTER TABLE usage ADD COLUMN web_searches INTEGER NOT NULL DEFAULT 0";
 
 /// The most records written in one transaction.
 const BATCH: usize = 500;
@@ -144,6 +149,13 @@ fn open_writer(path: &Path) -> Result<Connection, String> {
         conn.execute_batch(ADD_INSTANCE)
             .map_err(|e| format!("stats: cannot migrate {}: {e}", path.display()))?;
     }
+    if conn
+        .prepare("SELECT web_searches FROM usage LIMIT 0")
+        .is_err()
+    {
+        conn.execute_batch(ADD_WEB_SEARCHES)
+            .map_err(|e| format!("stats: cannot migrate {}: {e}", path.display()))?;
+    }
     Ok(conn)
 }
 
@@ -202,8 +214,8 @@ fn write_batch(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result
         let mut stmt = tx.prepare_cached(
             "INSERT INTO usage (time_ms, adapter, key_label, client_model, source_model, status,
              input_tokens, output_tokens, cache_read_tokens, estimated, duration_ms, ttfb_ms, stream,
-             instance)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             instance, web_searches)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         let instance = INSTANCE.get().map_or("", String::as_str);
         for r in batch {
@@ -222,6 +234,7 @@ fn write_batch(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result
                 r.ttfb_ms.map(|t| t as i64),
                 r.stream,
                 instance,
+                r.web_searches,
             ])?;
         }
     }
@@ -421,6 +434,7 @@ mod tests {
             duration_ms: 10,
             ttfb_ms: Some(3),
             stream: true,
+            web_searches: 0,
         }
     }
 

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
 /// Schema steps, applied in order once each (their number is the schema version).
-const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS usage (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS usage (
         time_ms BIGINT NOT NULL,
         instance TEXT NOT NULL,
         adapter TEXT NOT NULL,
@@ -30,14 +31,17 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS usage (
         ttfb_ms BIGINT,
         stream BOOLEAN NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS usage_time ON usage (time_ms);"];
+    CREATE INDEX IF NOT EXISTS usage_time ON usage (time_ms);",
+    // Searches the gateway ran for the request (docs/web-search.md).
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS web_searches INTEGER NOT NULL DEFAULT 0;",
+];
 
 const INSERT: &str = "INSERT INTO usage (time_ms, instance, adapter, key_label, client_model,
     source_model, status, input_tokens, output_tokens, cache_read_tokens, estimated,
-    duration_ms, ttfb_ms, stream)
+    duration_ms, ttfb_ms, stream, web_searches)
     SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
     $6::TEXT[], $7::INTEGER[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BOOLEAN[],
-    $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[])";
+    $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[], $15::INTEGER[])";
 
 /// How long the writer waits before trying an unreachable database again.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
@@ -105,6 +109,10 @@ async fn write_batch(client: &Client, instance: &str, batch: &[UsageRecord]) -> 
     let duration = col(&|r| r.duration_ms as i64);
     let ttfb: Vec<Option<i64>> = batch.iter().map(|r| r.ttfb_ms.map(|t| t as i64)).collect();
     let stream: Vec<bool> = batch.iter().map(|r| r.stream).collect();
+    let searches: Vec<i32> = batch
+        .iter()
+        .map(|r| i32::try_from(r.web_searches).unwrap_or(i32::MAX))
+        .collect();
     client
         .execute(
             INSERT,
@@ -123,6 +131,7 @@ async fn write_batch(client: &Client, instance: &str, batch: &[UsageRecord]) -> 
                 &duration,
                 &ttfb,
                 &stream,
+                &searches,
             ],
         )
         .await

@@ -1445,3 +1445,56 @@ async fn a_client_that_leaves_ends_the_loop() {
     assert_eq!(slow.request_count(), 1);
     assert_eq!(provider.request_count(), 1, "{line}");
 }
+
+/// A search through a proxy whose usage statistics go to `stats` (server config lines).
+async fn search_with_stats(stats: &str) -> (Proxy, FakeProvider, FakeProvider) {
+    let backend = searxng().await;
+    let provider = searching_provider().await;
+    let proxy = Proxy::start_with(
+        &format!("web_search:\n  url: {}\n{stats}", backend.origin()),
+        &[(
+            "ws",
+            adapter_yaml(&provider.base_url(), &[crate::harness::KEY], ""),
+        )],
+    );
+    let response = post_messages(&proxy, &search_request(false, 8)).await;
+    assert_eq!(response.status(), 200);
+    (proxy, provider, backend)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_statistics_count_the_searches_in_sqlite() {
+    let (proxy, _provider, _backend) =
+        search_with_stats("stats:\n  enabled: true\n  path: stats.db\n").await;
+    let db = proxy.dir.path().join("stats.db");
+    let read = || -> Option<(i64, i64)> {
+        let conn = rusqlite::Connection::open(&db).ok()?;
+        conn.query_row(
+            "SELECT web_searches, input_tokens FROM usage LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok()
+    };
+    crate::harness::wait_until(Duration::from_secs(10), "the usage record", || {
+        read().is_some()
+    });
+    let (searches, input) = read().unwrap();
+    assert_eq!(searches, 1);
+    assert!(input > 0, "both provider calls' usage: {input}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_statistics_count_the_searches_in_postgres() {
+    let pg = tokio::task::spawn_blocking(flexiproxy_testkit::services::PostgresServer::start)
+        .await
+        .unwrap();
+    let stats = format!(
+        "stats:\n  enabled: true\n  backend: postgres\n  url: \"{}\"\n",
+        pg.url()
+    );
+    let (_proxy, _provider, _backend) = search_with_stats(&stats).await;
+    crate::harness::wait_until(Duration::from_secs(10), "the usage record", || {
+        pg.psql("SELECT web_searches FROM usage").trim() == "1"
+    });
+}
