@@ -986,6 +986,14 @@ impl SearchStream {
         }
     }
 
+    /// Something for the client to read while the provider is busy.
+    pub fn keep_alive(&mut self, out: &mut Vec<u8>) {
+        match self {
+            SearchStream::Anthropic(_) => EventWriter { out }.ping(),
+            SearchStream::Responses(_) => out.extend_from_slice(b": keep-alive\n\n"),
+        }
+    }
+
     /// What the model said before a search (Responses clients only get the final answer).
     pub fn text(&mut self, out: &mut Vec<u8>, text: &str) {
         if let SearchStream::Anthropic(s) = self {

@@ -14,6 +14,7 @@ use super::route::Route;
 use super::{Ctx, FlexiProxy};
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::pair::{Pair, Wire};
+use crate::protocol::pivot::ExchangeContext;
 use crate::protocol::web_search::{self as shape, Outcome, SearchStream};
 use crate::routing::Outcome as KeyOutcome;
 use crate::websearch::WebSearchMode;
@@ -131,13 +132,15 @@ impl FlexiProxy {
                 c
             });
             ctx.prepared = Some(prepared);
-            // Nothing has reached the client before the first answer: a failing first call
-            // moves the request on, as any exchange does.
-            let first_call = search.provider_calls() == 0 && session.response_written().is_none();
-            let answer = match self.provider_call(session, ctx).await {
+            // While nothing has reached the client, a failing first call moves the request
+            // on, as any exchange does.
+            let first_call = search.provider_calls() == 0;
+            let waiting = live.as_mut().map(|s| (s, &*round_ctx, input_estimate));
+            let answer = match self.provider_call(session, ctx, waiting).await {
                 Ok(answer) => answer,
                 Err(e)
                     if first_call
+                        && session.response_written().is_none()
                         && ctx.error.is_none()
                         && e.esource() == &pingora::ErrorSource::Upstream =>
                 {
@@ -152,6 +155,7 @@ impl FlexiProxy {
             if !(200..300).contains(&answer.status) {
                 let outcome = super::dispatch::outcome_of(answer.status, &answer.headers);
                 if first_call
+                    && session.response_written().is_none()
                     && outcome != KeyOutcome::Success
                     && let Some(moved) = self
                         .search_fail_over(session, ctx, outcome, client_call.clone())
@@ -411,7 +415,15 @@ impl FlexiProxy {
 
     /// One non-streamed provider call with the prepared body, within the source's timeouts
     /// (first byte plus idle for the whole answer, never past the request's total).
-    async fn provider_call(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Answer> {
+    ///
+    /// A streaming client that sees searches as they run hears from the proxy every
+    /// `keep_alive` while the provider is busy (a first call that long starts its stream).
+    async fn provider_call(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        mut waiting: Option<(&mut SearchStream, &ExchangeContext, u64)>,
+    ) -> Result<Answer> {
         let peer = self.peer_for_current_source(ctx).await?;
         let body = ctx
             .prepared
@@ -453,10 +465,27 @@ impl FlexiProxy {
             answer
         };
         let timed = tokio::time::timeout(limit.max(Duration::from_millis(1)), call);
-        let answered = tokio::select! {
-            biased;
-            answered = timed => answered,
-            gone = super::direct::client_gone(session) => return Err(gone),
+        tokio::pin!(timed);
+        let every = self
+            .settings
+            .web_search
+            .as_ref()
+            .map_or(crate::websearch::DEFAULT_KEEP_ALIVE, |s| s.keep_alive());
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let answered = loop {
+            tokio::select! {
+                biased;
+                answered = &mut timed => break answered,
+                gone = super::direct::client_gone(session) => return Err(gone),
+                _ = ticks.tick() => {
+                    if let Some((stream, client_ctx, estimate)) = waiting.as_mut() {
+                        let mut out = Vec::new();
+                        stream.start(&mut out, client_ctx, *estimate);
+                        stream.keep_alive(&mut out);
+                        self.stream_out(session, ctx, out).await?;
+                    }
+                }
+            }
         };
         match answered {
             Ok(answer) => answer,

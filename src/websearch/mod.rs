@@ -28,6 +28,8 @@ pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// Results per search when the config says nothing.
 pub const DEFAULT_MAX_RESULTS: usize = 5;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a streaming client hears from the proxy while the provider is busy.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// The search APIs FlexiProxy can call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -97,6 +99,14 @@ pub struct WebSearchFile {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
+    /// How often a streaming client gets a keep-alive while a provider call of the loop is
+    /// under way (default 10s); a first call that long starts the client's stream.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_alive: Option<Duration>,
 }
 
 /// The validated `web_search:` section.
@@ -108,6 +118,7 @@ pub struct WebSearchConfig {
     pub api_key: Option<String>,
     pub max_results: usize,
     pub timeout: Duration,
+    pub keep_alive: Duration,
 }
 
 /// Never prints the key.
@@ -119,6 +130,7 @@ impl std::fmt::Debug for WebSearchConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("max_results", &self.max_results)
             .field("timeout", &self.timeout)
+            .field("keep_alive", &self.keep_alive)
             .finish()
     }
 }
@@ -177,12 +189,17 @@ impl WebSearchFile {
         if timeout.is_zero() {
             return Err("web_search.timeout must be more than 0".into());
         }
+        let keep_alive = self
+            .keep_alive
+            .unwrap_or(DEFAULT_KEEP_ALIVE)
+            .max(Duration::from_millis(10));
         Ok(WebSearchConfig {
             backend,
             url,
             api_key,
             max_results,
             timeout,
+            keep_alive,
         })
     }
 }
@@ -221,6 +238,7 @@ pub struct Searcher {
     backend: Box<dyn Backend>,
     max_results: usize,
     timeout: Duration,
+    keep_alive: Duration,
 }
 
 impl std::fmt::Debug for Searcher {
@@ -259,6 +277,7 @@ impl Searcher {
             backend,
             max_results: config.max_results,
             timeout: config.timeout,
+            keep_alive: config.keep_alive,
         })
     }
 
@@ -268,7 +287,13 @@ impl Searcher {
             backend,
             max_results,
             timeout,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
+    }
+
+    /// How often a streaming client hears from the proxy during a provider call.
+    pub fn keep_alive(&self) -> Duration {
+        self.keep_alive
     }
 
     /// One search within the timeout: results with an http(s) URL that `keep` accepts, at

@@ -1498,3 +1498,46 @@ async fn usage_statistics_count_the_searches_in_postgres() {
         pg.psql("SELECT web_searches FROM usage").trim() == "1"
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streaming_client_hears_from_the_proxy_while_the_provider_thinks() {
+    let backend = searxng().await;
+    // The provider takes 1.5 s to ask for its search.
+    let provider = FakeProvider::start(|req| {
+        let reply = searching_provider_reply(&req.json());
+        if has_tool_result(&req.json()) {
+            reply
+        } else {
+            reply.delay_before_headers(Duration::from_millis(1500))
+        }
+    })
+    .await;
+    let proxy = Proxy::start_with(
+        &format!(
+            "web_search:\n  url: {}\n  keep_alive: 200ms\n",
+            backend.origin()
+        ),
+        &[(
+            "ws",
+            adapter_yaml(&provider.base_url(), &[crate::harness::KEY], ""),
+        )],
+    );
+    let started = std::time::Instant::now();
+    let response = post_messages(&proxy, &search_request(true, 8)).await;
+    let headers_after = started.elapsed();
+    assert_eq!(response.status(), 200);
+    assert!(
+        headers_after < Duration::from_millis(1200),
+        "the stream started before the provider answered: {headers_after:?}"
+    );
+    let body = response.text().await.unwrap();
+    let before_search = &body[..body.find("server_tool_use").unwrap()];
+    assert!(
+        before_search.matches("event: ping").count() >= 3,
+        "keep-alives while waiting:\n{before_search}"
+    );
+    assert!(
+        body.contains("web_search_tool_result")
+            && body.ends_with("{\"type\":\"message_stop\"}\n\n")
+    );
+}
