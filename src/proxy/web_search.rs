@@ -5,8 +5,10 @@
 //! `websearch::emulate`, the shapes `protocol::web_search`.
 //!
 //! Provider calls are never streamed (each answer is read whole to find its search calls);
-//! a streaming client gets `message_start` once the first answer is in, each search's blocks
-//! as it runs, then the final answer.
+//! a streaming Anthropic or Responses client gets its stream's start once the first answer is
+//! in (or after `keep_alive` without one), keep-alives while the provider works, each
+//! search's blocks as it runs, then the final answer. The first call fails over like any
+//! exchange while nothing has reached the client; a client that leaves ends the loop.
 
 use super::errors::ProxyError;
 use super::exchange::{MAX_RESPONSE_BODY, Plan, ResponseFacts, ResponseShaper};
