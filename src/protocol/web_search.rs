@@ -246,6 +246,210 @@ pub fn decode_answer<'b>(
     }
 }
 
+/// A provider's streamed answer read as it arrives: its text is handed on at once (a live
+/// client sees it as it is written), the whole answer comes out at the end as a pivot
+/// response, as [`decode_answer`] reads a JSON one.
+pub struct AnswerReader {
+    decoder: SourceDecoder,
+    parts: Vec<Part<'static>>,
+    open: Option<OpenBlock>,
+    usage: Option<Usage>,
+    stop: Option<StopReason>,
+    error: Option<String>,
+}
+
+enum SourceDecoder {
+    Anthropic(crate::protocol::anthropic::decode_stream::StreamDecoder),
+    OpenAiChat(crate::protocol::openai_chat::decode_stream::StreamDecoder),
+    Responses(crate::protocol::responses::decode_stream::StreamDecoder),
+    Gemini(crate::protocol::gemini::decode_stream::StreamDecoder),
+}
+
+enum OpenBlock {
+    Text(String),
+    Reasoning(crate::protocol::pivot::Reasoning<'static>),
+    Call(String, String, String),
+}
+
+/// What a read of a streamed answer gives a live client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forward {
+    TextStart,
+    TextDelta(String),
+    TextStop,
+}
+
+impl AnswerReader {
+    pub fn new(source: Wire, ctx: &ExchangeContext) -> AnswerReader {
+        use crate::protocol::{anthropic, gemini, openai_chat, responses};
+        let decoder = match source {
+            Wire::AnthropicMessages => {
+                SourceDecoder::Anthropic(anthropic::decode_stream::StreamDecoder::new())
+            }
+            Wire::OpenAiChat => SourceDecoder::OpenAiChat(
+                openai_chat::decode_stream::StreamDecoder::new(ctx.tool_names.clone()),
+            ),
+            Wire::Responses => {
+                SourceDecoder::Responses(responses::decode_stream::StreamDecoder::new())
+            }
+            Wire::Gemini => SourceDecoder::Gemini(gemini::decode_stream::StreamDecoder::new()),
+        };
+        AnswerReader {
+            decoder,
+            parts: Vec::new(),
+            open: None,
+            usage: None,
+            stop: None,
+            error: None,
+        }
+    }
+
+    /// One read of the provider's stream.
+    pub fn push(&mut self, input: &[u8], forward: &mut impl FnMut(Forward)) {
+        let (parts, open, usage, stop, error) = (
+            &mut self.parts,
+            &mut self.open,
+            &mut self.usage,
+            &mut self.stop,
+            &mut self.error,
+        );
+        let on_event = &mut |e: crate::protocol::pivot::Event<'_>| {
+            event(e, parts, open, usage, stop, error, forward)
+        };
+        match &mut self.decoder {
+            SourceDecoder::Anthropic(d) => d.push(input, on_event),
+            SourceDecoder::OpenAiChat(d) => d.push(input, on_event),
+            SourceDecoder::Responses(d) => d.push(input, on_event),
+            SourceDecoder::Gemini(d) => d.push(input, on_event),
+        }
+    }
+
+    /// The stream ended: the whole answer, or the error it ended with.
+    pub fn finish(
+        mut self,
+        forward: &mut impl FnMut(Forward),
+    ) -> Result<Response<'static>, ResponseError> {
+        {
+            let (parts, open, usage, stop, error) = (
+                &mut self.parts,
+                &mut self.open,
+                &mut self.usage,
+                &mut self.stop,
+                &mut self.error,
+            );
+            let on_event = &mut |e: crate::protocol::pivot::Event<'_>| {
+                event(e, parts, open, usage, stop, error, forward)
+            };
+            match &mut self.decoder {
+                SourceDecoder::Anthropic(d) => d.finish(on_event),
+                SourceDecoder::OpenAiChat(d) => d.finish(on_event),
+                SourceDecoder::Responses(d) => d.finish(on_event),
+                SourceDecoder::Gemini(d) => d.finish(on_event),
+            }
+        }
+        close(&mut self.parts, &mut self.open, forward);
+        if let Some(message) = self.error {
+            return Err(ResponseError::Malformed(message));
+        }
+        Ok(Response {
+            id: Cow::Borrowed(""),
+            content: self.parts,
+            stop: self.stop,
+            stop_sequence: None,
+            usage: self.usage,
+        })
+    }
+}
+
+fn close(
+    parts: &mut Vec<Part<'static>>,
+    open: &mut Option<OpenBlock>,
+    forward: &mut impl FnMut(Forward),
+) {
+    match open.take() {
+        Some(OpenBlock::Text(text)) => {
+            forward(Forward::TextStop);
+            parts.push(Part::Text(Text::from_plain(&text)));
+        }
+        Some(OpenBlock::Reasoning(r)) => parts.push(Part::Reasoning(r)),
+        Some(OpenBlock::Call(id, name, arguments)) => parts.push(Part::ToolCall(ToolCall {
+            id: Cow::Owned(id),
+            name: Cow::Owned(name),
+            arguments: Cow::Owned(arguments),
+        })),
+        None => {}
+    }
+}
+
+fn event(
+    e: crate::protocol::pivot::Event<'_>,
+    parts: &mut Vec<Part<'static>>,
+    open: &mut Option<OpenBlock>,
+    usage: &mut Option<Usage>,
+    stop: &mut Option<StopReason>,
+    error: &mut Option<String>,
+    forward: &mut impl FnMut(Forward),
+) {
+    use crate::protocol::pivot::{BlockKind, Event};
+    match e {
+        Event::BlockStart { kind, .. } => {
+            close(parts, open, forward);
+            *open = Some(match kind {
+                BlockKind::Text => {
+                    forward(Forward::TextStart);
+                    OpenBlock::Text(String::new())
+                }
+                BlockKind::Reasoning => OpenBlock::Reasoning(Default::default()),
+                BlockKind::ToolCall { id, name } => {
+                    OpenBlock::Call(id.to_owned(), name.to_owned(), String::new())
+                }
+            });
+        }
+        Event::TextDelta { text, .. } => {
+            if let Some(OpenBlock::Text(t)) = open {
+                t.push_str(text);
+                forward(Forward::TextDelta(text.to_owned()));
+            }
+        }
+        Event::ReasoningDelta { text, .. } => {
+            if let Some(OpenBlock::Reasoning(r)) = open {
+                let joined = format!("{}{text}", r.text.decoded());
+                r.text = Text::from_plain(&joined);
+            }
+        }
+        Event::ReasoningSignature {
+            origin, signature, ..
+        } => {
+            if let Some(OpenBlock::Reasoning(r)) = open {
+                r.signature = Some((origin, Cow::Owned(signature.to_owned())));
+            }
+        }
+        Event::ArgumentsDelta { json, .. } => {
+            if let Some(OpenBlock::Call(_, _, args)) = open {
+                args.push_str(json);
+            }
+        }
+        Event::BlockStop { .. } => close(parts, open, forward),
+        Event::Usage(u) => {
+            let before = usage.unwrap_or_default();
+            *usage = Some(Usage {
+                input: if u.input > 0 { u.input } else { before.input },
+                output: if u.output > 0 {
+                    u.output
+                } else {
+                    before.output
+                },
+                cache_read: u.cache_read.or(before.cache_read),
+                cache_write: u.cache_write.or(before.cache_write),
+                reasoning: u.reasoning.or(before.reasoning),
+            });
+        }
+        Event::Finish { stop: s, .. } => *stop = Some(s),
+        Event::Error { message, .. } => *error = Some(message.to_owned()),
+        Event::Start { .. } | Event::KeepAlive | Event::End => {}
+    }
+}
+
 /// One result of a search, as a backend found it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hit {
@@ -321,6 +525,8 @@ pub struct Transcript {
     /// Summed over every provider call.
     pub usage: Usage,
     pub usage_reported: bool,
+    /// The final answer's text already reached a live client as it streamed.
+    pub answer_streamed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -572,6 +778,8 @@ pub struct ResponsesStream {
     items: Vec<Value>,
     started: bool,
     done: bool,
+    /// The message being streamed: its id and text so far.
+    open_text: Option<(String, String)>,
 }
 
 impl ResponsesStream {
@@ -635,6 +843,72 @@ impl ResponsesStream {
         self.items.push(item);
     }
 
+    /// A message the provider is streaming: its item added, its text as it comes, done.
+    pub fn text_start(&mut self, out: &mut Vec<u8>, ctx: &ExchangeContext) {
+        let id = format!(
+            "msg_{}_{}",
+            ctx.message_id.trim_start_matches("resp_"),
+            self.items.len()
+        );
+        let index = self.items.len();
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": index, "item": {"type": "message", "id": id,
+                "status": "in_progress", "role": "assistant", "content": []}}),
+        );
+        self.emit(
+            out,
+            "response.content_part.added",
+            json!({"item_id": id, "output_index": index, "content_index": 0,
+                "part": {"type": "output_text", "text": "", "annotations": []}}),
+        );
+        self.open_text = Some((id, String::new()));
+    }
+
+    pub fn text_delta(&mut self, out: &mut Vec<u8>, text: &str) {
+        let index = self.items.len();
+        let Some((id, so_far)) = self.open_text.as_mut() else {
+            return;
+        };
+        so_far.push_str(text);
+        let data = json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text});
+        self.emit(out, "response.output_text.delta", data);
+    }
+
+    pub fn text_stop(&mut self, out: &mut Vec<u8>) {
+        let Some((id, text)) = self.open_text.take() else {
+            return;
+        };
+        let index = self.items.len();
+        let part = json!({"type": "output_text", "text": text, "annotations": []});
+        let at = |extra: Value| {
+            let mut v = json!({"item_id": id, "output_index": index, "content_index": 0});
+            if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+                v.extend(extra.clone());
+            }
+            v
+        };
+        self.emit(
+            out,
+            "response.output_text.done",
+            at(json!({ "text": text })),
+        );
+        self.emit(
+            out,
+            "response.content_part.done",
+            at(json!({ "part": part })),
+        );
+        let item = json!({"type": "message", "id": id, "status": "completed",
+            "role": "assistant", "content": [part]});
+        self.emit(
+            out,
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        );
+        self.items.push(item);
+    }
+
     /// The answer's items (text as one delta each) and `response.completed`.
     pub fn finish(&mut self, out: &mut Vec<u8>, t: &Transcript, ctx: &ExchangeContext) {
         if self.done {
@@ -643,6 +917,10 @@ impl ResponsesStream {
         self.start(out, ctx);
         let mut answer = responses_final(t, ctx);
         let items = answer["output"].as_array().cloned().unwrap_or_default();
+        // Streamed text is among the items already.
+        let items = items
+            .into_iter()
+            .filter(|i| !(t.answer_streamed && i["type"] == "message"));
         for item in items {
             let index = self.items.len();
             let mut added = item.clone();
@@ -817,6 +1095,8 @@ pub struct AnthropicStream {
     next: u32,
     started: bool,
     done: bool,
+    /// The text block being streamed.
+    open_text: Option<u32>,
 }
 
 impl AnthropicStream {
@@ -869,6 +1149,25 @@ impl AnthropicStream {
         w.block_stop(index);
     }
 
+    /// A text block the provider is streaming: opened, its pieces, closed.
+    pub fn text_start(&mut self, out: &mut Vec<u8>) {
+        let index = self.take_index();
+        EventWriter { out }.text_start(index);
+        self.open_text = Some(index);
+    }
+
+    pub fn text_delta(&mut self, out: &mut Vec<u8>, text: &str) {
+        if let Some(index) = self.open_text {
+            EventWriter { out }.text_delta(index, text);
+        }
+    }
+
+    pub fn text_stop(&mut self, out: &mut Vec<u8>) {
+        if let Some(index) = self.open_text.take() {
+            EventWriter { out }.block_stop(index);
+        }
+    }
+
     /// The `web_search_tool_result` block of a search that ran (whole, in its start event).
     pub fn search_result(&mut self, out: &mut Vec<u8>, search: &Search) {
         let index = self.take_index();
@@ -887,6 +1186,9 @@ impl AnthropicStream {
             return;
         }
         for (position, part) in t.answer.iter().enumerate() {
+            if t.answer_streamed && matches!(part, AnswerPart::Text(_)) {
+                continue;
+            }
             let index = self.take_index();
             match part {
                 AnswerPart::Text(text) => {
@@ -991,6 +1293,18 @@ impl SearchStream {
         match self {
             SearchStream::Anthropic(_) => EventWriter { out }.ping(),
             SearchStream::Responses(_) => out.extend_from_slice(b": keep-alive\n\n"),
+        }
+    }
+
+    /// The provider's text as it streams (see [`AnswerReader`]).
+    pub fn forward(&mut self, out: &mut Vec<u8>, ctx: &ExchangeContext, piece: Forward) {
+        match (self, piece) {
+            (SearchStream::Anthropic(s), Forward::TextStart) => s.text_start(out),
+            (SearchStream::Anthropic(s), Forward::TextDelta(t)) => s.text_delta(out, &t),
+            (SearchStream::Anthropic(s), Forward::TextStop) => s.text_stop(out),
+            (SearchStream::Responses(s), Forward::TextStart) => s.text_start(out, ctx),
+            (SearchStream::Responses(s), Forward::TextDelta(t)) => s.text_delta(out, &t),
+            (SearchStream::Responses(s), Forward::TextStop) => s.text_stop(out),
         }
     }
 
@@ -1134,7 +1448,50 @@ mod tests {
                 ..Usage::default()
             },
             usage_reported: true,
+            answer_streamed: false,
         }
+    }
+
+    #[test]
+    fn a_streamed_answer_is_read_as_it_comes() {
+        let ctx = ExchangeContext::default();
+        let mut reader = AnswerReader::new(Wire::OpenAiChat, &ctx);
+        let chunks = [
+            r#"data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"It is "}}]}"#,
+            r#"data: {"choices":[{"index":0,"delta":{"content":"3.13.2."}}]}"#,
+            r#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#,
+            "data: [DONE]",
+        ];
+        let mut seen = Vec::new();
+        for c in chunks {
+            reader.push(format!("{c}\n\n").as_bytes(), &mut |f| seen.push(f));
+        }
+        let answer = reader.finish(&mut |f| seen.push(f)).unwrap();
+        assert_eq!(
+            seen,
+            [
+                Forward::TextStart,
+                Forward::TextDelta("It is ".into()),
+                Forward::TextDelta("3.13.2.".into()),
+                Forward::TextStop
+            ]
+        );
+        assert!(matches!(&answer.content[..], [Part::Text(t)] if t.decoded() == "It is 3.13.2."));
+        assert_eq!(answer.usage.map(|u| (u.input, u.output)), Some((7, 3)));
+        assert_eq!(answer.stop, Some(StopReason::EndTurn));
+
+        // A search call is held whole, never forwarded.
+        let mut reader = AnswerReader::new(Wire::OpenAiChat, &ctx);
+        let call = r#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"web_search","arguments":"{\"query\":\"rust\"}"}}]},"finish_reason":"tool_calls"}]}"#;
+        let mut seen = Vec::new();
+        reader.push(format!("{call}\n\ndata: [DONE]\n\n").as_bytes(), &mut |f| {
+            seen.push(f)
+        });
+        let answer = reader.finish(&mut |f| seen.push(f)).unwrap();
+        assert!(seen.is_empty(), "{seen:?}");
+        assert!(
+            matches!(&answer.content[..], [Part::ToolCall(c)] if c.name == "web_search" && query_of(&c.arguments).as_deref() == Some("rust"))
+        );
     }
 
     #[test]

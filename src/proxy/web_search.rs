@@ -4,11 +4,14 @@
 //! the attempt's (source, key), backend searches, writing the client's answer — the loop is
 //! `websearch::emulate`, the shapes `protocol::web_search`.
 //!
-//! Provider calls are never streamed (each answer is read whole to find its search calls);
-//! a streaming Anthropic or Responses client gets its stream's start once the first answer is
-//! in (or after `keep_alive` without one), keep-alives while the provider works, each
-//! search's blocks as it runs, then the final answer. The first call fails over like any
-//! exchange while nothing has reached the client; a client that leaves ends the loop.
+//! A streaming Anthropic or Responses client (a live one) gets its stream's start with the
+//! provider's first bytes (or after `keep_alive` without any), keep-alives while the
+//! provider works, the provider's text as it is written (its calls are streamed; tool calls
+//! are held whole, searches among them run), each search's blocks as it runs, then the rest
+//! of the answer. Other clients (JSON, Gemini) get non-streamed calls and the whole answer.
+//! The first call fails over like any exchange while nothing has reached the client; a
+//! client that leaves ends the loop; a provider that breaks off after the stream began ends
+//! it with an error event.
 
 use super::errors::ProxyError;
 use super::exchange::{MAX_RESPONSE_BODY, Plan, ResponseFacts, ResponseShaper};
@@ -16,7 +19,7 @@ use super::route::Route;
 use super::{Ctx, FlexiProxy};
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::pair::{Pair, Wire};
-use crate::protocol::pivot::ExchangeContext;
+use crate::protocol::pivot::{ExchangeContext, Response, ResponseError};
 use crate::protocol::web_search::{self as shape, Outcome, SearchStream};
 use crate::routing::Outcome as KeyOutcome;
 use crate::websearch::WebSearchMode;
@@ -27,11 +30,13 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use std::time::{Duration, Instant};
 
-/// A provider's complete answer to one call of the loop.
+/// A provider's complete answer to one call of the loop: its body, or (streamed to a live
+/// client) the answer its stream made.
 struct Answer {
     status: u16,
     headers: http::HeaderMap,
     body: Bytes,
+    streamed: Option<std::result::Result<Response<'static>, ResponseError>>,
 }
 
 impl FlexiProxy {
@@ -96,13 +101,15 @@ impl FlexiProxy {
         let json_array = ctx.gemini.as_ref().is_some_and(|g| g.stream() && !g.sse);
         let client_call = ctx.gemini.clone();
         ctx.plan = Some(Plan::Pivot(search.pair));
-        // Provider calls are never streamed, a Gemini source's path included.
+        // A Gemini client's calls are never streamed (a Gemini source's path included).
         if let Some(call) = ctx.gemini.as_mut() {
             call.method = crate::protocol::gemini::Method::Generate;
         }
         // Anthropic and Responses clients see each search as it runs; Gemini's get the whole
         // answer.
         let mut live = SearchStream::for_client(search.pair.client).filter(|_| client_stream);
+        // A live client sees the provider's text as it is written.
+        search.stream_calls = live.is_some();
         // Whatever the attempt's preparation decided for images stays so for every call.
         let omit_media_for = (ctx.dispatch.media_omitted > 0)
             .then(|| self.source(ctx).map(|s| s.model.clone()))
@@ -151,6 +158,21 @@ impl FlexiProxy {
                         .await;
                     return moved.unwrap_or(Err(e));
                 }
+                // The provider broke off or timed out after the client's stream began: it
+                // ends with an error event in its protocol.
+                Err(e)
+                    if e.esource() != &pingora::ErrorSource::Downstream
+                        && session.response_written().is_some() =>
+                {
+                    let error = ctx.error.take().unwrap_or_else(|| {
+                        ProxyError::new(ErrorKind::Api, "the provider's answer broke off")
+                            .with_status(502)
+                    });
+                    self.report_attempt(ctx, KeyOutcome::Failure);
+                    return self
+                        .end_with_error(session, ctx, live.as_mut(), error)
+                        .await;
+                }
                 Err(e) => return Err(e),
             };
             ctx.upstream_status = Some(answer.status);
@@ -181,7 +203,11 @@ impl FlexiProxy {
                 .as_ref()
                 .and_then(|p| p.pivot.clone())
                 .unwrap_or_default();
-            let next = match search.answer(&answer.body, &pivot) {
+            let next = match answer.streamed {
+                Some(streamed) => streamed.map(|r| search.absorb(&r, true)),
+                None => search.answer(&answer.body, &pivot),
+            };
+            let next = match next {
                 Ok(next) => next,
                 Err(e) => {
                     self.report_attempt(ctx, KeyOutcome::Success);
@@ -415,8 +441,9 @@ impl FlexiProxy {
             .map_err(|e| e.into_down())
     }
 
-    /// One non-streamed provider call with the prepared body, within the source's timeouts
-    /// (first byte plus idle for the whole answer, never past the request's total).
+    /// One provider call with the prepared body, within the source's timeouts (first byte
+    /// plus idle for the whole answer, never past the request's total). A streamed answer
+    /// (only asked for when a live client waits) has its text handed on as it comes.
     ///
     /// A streaming client that sees searches as they run hears from the proxy every
     /// `keep_alive` while the provider is busy (a first call that long starts its stream).
@@ -427,11 +454,10 @@ impl FlexiProxy {
         mut waiting: Option<(&mut SearchStream, &ExchangeContext, u64)>,
     ) -> Result<Answer> {
         let peer = self.peer_for_current_source(ctx).await?;
-        let body = ctx
-            .prepared
-            .as_ref()
-            .map(|p| p.body.clone())
-            .unwrap_or_default();
+        let (body, source_ctx) = match ctx.prepared.as_ref() {
+            Some(p) => (p.body.clone(), p.pivot.clone().unwrap_or_default()),
+            None => Default::default(),
+        };
         let Some(timeouts) = self.source(ctx).map(|s| s.timeouts) else {
             return Err(Error::explain(ErrorType::InternalError, "no source"));
         };
@@ -439,19 +465,17 @@ impl FlexiProxy {
         if let Some(total) = timeouts.total {
             limit = limit.min(total.saturating_sub(ctx.started.elapsed()));
         }
+        let deadline = tokio::time::Instant::now() + limit.max(Duration::from_millis(1));
+        let source_wire = ctx.plan.map_or(Wire::OpenAiChat, |p| p.source_wire());
         let header = self.upstream_header(session.req_header(), ctx, Some(body.len()))?;
         ctx.request_sent = true;
-        let call = async {
+        let sent = async {
             // A pooled connection the provider closed fails before any answer: once more on
             // a fresh one.
-            let pooled = self.connector.reused_http_session(&*peer).await;
-            if let Some(pooled) = pooled {
+            if let Some(pooled) = self.connector.reused_http_session(&*peer).await {
                 let mut upstream = HttpSession::H1(pooled);
-                match exchange_on(&mut upstream, header.clone(), &body).await {
-                    Ok(answer) => {
-                        self.release(upstream, &peer).await;
-                        return Ok(answer);
-                    }
+                match send_on(&mut upstream, header.clone(), &body).await {
+                    Ok(response) => return Ok((upstream, response)),
                     Err(_) => upstream.shutdown().await,
                 }
             }
@@ -459,50 +483,128 @@ impl FlexiProxy {
                 .await
                 .map_err(|e| e.into_up())?;
             let mut upstream = HttpSession::H1(fresh);
-            let answer = exchange_on(&mut upstream, header, &body).await;
-            match &answer {
-                Ok(_) => self.release(upstream, &peer).await,
-                Err(_) => upstream.shutdown().await,
+            match send_on(&mut upstream, header, &body).await {
+                Ok(response) => Ok((upstream, response)),
+                Err(e) => {
+                    upstream.shutdown().await;
+                    Err(e)
+                }
             }
-            answer
         };
-        let timed = tokio::time::timeout(limit.max(Duration::from_millis(1)), call);
-        tokio::pin!(timed);
+        tokio::pin!(sent);
         let every = self
             .settings
             .web_search
             .as_ref()
             .map_or(crate::websearch::DEFAULT_KEEP_ALIVE, |s| s.keep_alive());
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let answered = loop {
+        let (mut upstream, response) = loop {
             tokio::select! {
                 biased;
-                answered = &mut timed => break answered,
+                sent = &mut sent => break sent?,
                 gone = super::direct::client_gone(session) => return Err(gone),
-                _ = ticks.tick() => {
-                    if let Some((stream, client_ctx, estimate)) = waiting.as_mut() {
-                        let mut out = Vec::new();
-                        stream.start(&mut out, client_ctx, *estimate);
-                        stream.keep_alive(&mut out);
-                        self.stream_out(session, ctx, out).await?;
-                    }
-                }
+                () = tokio::time::sleep_until(deadline) => return Err(self.call_timed_out(ctx, limit)),
+                _ = ticks.tick() => self.keep_alive(session, ctx, waiting.as_mut()).await?,
             }
         };
-        match answered {
-            Ok(answer) => answer,
-            Err(_) => {
-                let e = ProxyError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "the provider did not answer within {} s",
-                        limit.as_secs_f64().ceil()
-                    ),
-                )
-                .with_status(504);
-                Err(super::fail(ctx, e))
+        let status = response.status.as_u16();
+        let streamed = (200..300).contains(&status)
+            && waiting.is_some()
+            && response
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"));
+        let mut reader = streamed.then(|| shape::AnswerReader::new(source_wire, &source_ctx));
+        let mut whole = bytes::BytesMut::new();
+        loop {
+            let read = tokio::select! {
+                biased;
+                read = upstream.read_response_body() => read.map_err(|e| e.into_up()),
+                gone = super::direct::client_gone(session) => return Err(gone),
+                () = tokio::time::sleep_until(deadline) => return Err(self.call_timed_out(ctx, limit)),
+                _ = ticks.tick(), if reader.is_none() => {
+                    self.keep_alive(session, ctx, waiting.as_mut()).await?;
+                    continue;
+                }
+            };
+            let chunk = match read {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    upstream.shutdown().await;
+                    return Err(e);
+                }
+            };
+            match (reader.as_mut(), waiting.as_mut()) {
+                (Some(reader), Some((stream, client_ctx, estimate))) => {
+                    let mut out = Vec::new();
+                    stream.start(&mut out, client_ctx, *estimate);
+                    reader.push(&chunk, &mut |piece| {
+                        stream.forward(&mut out, client_ctx, piece)
+                    });
+                    self.stream_out(session, ctx, out).await?;
+                }
+                _ => {
+                    if whole.len() + chunk.len() > MAX_RESPONSE_BODY {
+                        upstream.shutdown().await;
+                        return Error::e_explain(
+                            ErrorType::InvalidHTTPHeader,
+                            "provider answer too large",
+                        );
+                    }
+                    whole.extend_from_slice(&chunk);
+                }
+            }
+            if upstream.response_done() {
+                break;
             }
         }
+        self.release(upstream, &peer).await;
+        let streamed = match (reader, waiting.as_mut()) {
+            (Some(reader), Some((stream, client_ctx, _))) => {
+                let mut out = Vec::new();
+                let answer =
+                    reader.finish(&mut |piece| stream.forward(&mut out, client_ctx, piece));
+                self.stream_out(session, ctx, out).await?;
+                Some(answer)
+            }
+            _ => None,
+        };
+        Ok(Answer {
+            status,
+            headers: response.headers.clone(),
+            body: whole.freeze(),
+            streamed,
+        })
+    }
+
+    /// A keep-alive for a live client (its stream started if it had not yet).
+    async fn keep_alive(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        waiting: Option<&mut (&mut SearchStream, &ExchangeContext, u64)>,
+    ) -> Result<()> {
+        let Some((stream, client_ctx, estimate)) = waiting else {
+            return Ok(());
+        };
+        let mut out = Vec::new();
+        stream.start(&mut out, client_ctx, *estimate);
+        stream.keep_alive(&mut out);
+        self.stream_out(session, ctx, out).await
+    }
+
+    fn call_timed_out(&self, ctx: &mut Ctx, limit: Duration) -> Box<Error> {
+        let e = ProxyError::new(
+            ErrorKind::Timeout,
+            format!(
+                "the provider did not answer within {} s",
+                limit.as_secs_f64().ceil()
+            ),
+        )
+        .with_status(504);
+        super::fail(ctx, e)
     }
 
     async fn release(&self, upstream: HttpSession, peer: &pingora::upstreams::peer::HttpPeer) {
@@ -517,12 +619,12 @@ impl FlexiProxy {
     }
 }
 
-/// The request out and the whole answer in, on one connection.
-async fn exchange_on(
+/// The request out and the provider's final response header in, on one connection.
+async fn send_on(
     upstream: &mut HttpSession,
     header: RequestHeader,
     body: &Bytes,
-) -> Result<Answer> {
+) -> Result<ResponseHeader> {
     upstream
         .write_request_header(Box::new(header))
         .await
@@ -535,7 +637,7 @@ async fn exchange_on(
         .finish_request_body()
         .await
         .map_err(|e| e.into_up())?;
-    let response = loop {
+    loop {
         upstream
             .read_response_header()
             .await
@@ -544,26 +646,7 @@ async fn exchange_on(
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header");
         };
         if !header.status.is_informational() {
-            break header.clone();
-        }
-    };
-    let mut answer = bytes::BytesMut::new();
-    while let Some(chunk) = upstream
-        .read_response_body()
-        .await
-        .map_err(|e| e.into_up())?
-    {
-        if answer.len() + chunk.len() > MAX_RESPONSE_BODY {
-            return Error::e_explain(ErrorType::InvalidHTTPHeader, "provider answer too large");
-        }
-        answer.extend_from_slice(&chunk);
-        if upstream.response_done() {
-            break;
+            return Ok(header.clone());
         }
     }
-    Ok(Answer {
-        status: response.status.as_u16(),
-        headers: response.headers.clone(),
-        body: answer.freeze(),
-    })
 }

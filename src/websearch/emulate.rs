@@ -13,7 +13,8 @@ use crate::config::adapter::Source;
 use crate::protocol::json::Text;
 use crate::protocol::pair::{Pair, decode_request};
 use crate::protocol::pivot::{
-    ExchangeContext, Part, Reasoning, ResponseError, Role, StopReason, ToolCall, ToolChoice, Turn,
+    ExchangeContext, Part, Reasoning, Response, ResponseError, Role, StopReason, ToolCall,
+    ToolChoice, Turn,
 };
 use crate::protocol::web_search::{
     self as shape, AnswerPart, HostedSearch, Outcome, Search, Step, Transcript,
@@ -67,6 +68,8 @@ pub struct SearchLoop {
     provider_calls: u32,
     searches: u32,
     id_prefix: String,
+    /// Provider calls are streamed (a live client waits for the answer's text).
+    pub stream_calls: bool,
 }
 
 impl SearchLoop {
@@ -84,6 +87,7 @@ impl SearchLoop {
             provider_calls: 0,
             searches: 0,
             id_prefix,
+            stream_calls: false,
         }
     }
 
@@ -107,8 +111,7 @@ impl SearchLoop {
     }
 
     /// The next provider request: the client's conversation with the `web_search` tool and
-    /// every round so far, never streamed. `prepared_for` carries what the attempt's own
-    /// preparation decided (source, ids, media policy).
+    /// every round so far, streamed when [`SearchLoop::stream_calls`] says so.
     pub fn prepare(
         &self,
         raw: &[u8],
@@ -118,13 +121,14 @@ impl SearchLoop {
         reasoning_key: &crate::protocol::responses::seal::ReasoningKey,
         omit_media_for: Option<&str>,
     ) -> Result<Prepared, ProxyError> {
+        let stream = self.stream_calls;
         let gemini_call = gemini.map_or(("", false), |c| (c.model.as_str(), c.stream()));
         let mut conversation =
             decode_request(self.pair.client, raw, Some(reasoning_key), gemini_call).map_err(
                 |e| ProxyError::new(crate::protocol::anthropic::ErrorKind::InvalidRequest, e.0),
             )?;
-        conversation.stream = false;
-        conversation.stream_usage = false;
+        conversation.stream = stream;
+        conversation.stream_usage = stream;
         conversation.tools.push(shape::tool_spec(&self.hosted));
         if !self.rounds.is_empty() {
             // Searching was asked for and done: the model may answer now.
@@ -195,6 +199,12 @@ impl SearchLoop {
     /// Reads the provider's complete answer to the last request.
     pub fn answer(&mut self, body: &[u8], ctx: &ExchangeContext) -> Result<Next, ResponseError> {
         let response = shape::decode_answer(self.pair.source, body, ctx)?;
+        Ok(self.absorb(&response, false))
+    }
+
+    /// Takes the provider's answer to the last request; `streamed`: its text already reached
+    /// a live client as it came (see `protocol::web_search::AnswerReader`).
+    pub fn absorb(&mut self, response: &Response<'_>, streamed: bool) -> Next {
         self.provider_calls += 1;
         if let Some(u) = response.usage {
             let total = &mut self.transcript.usage;
@@ -238,7 +248,8 @@ impl SearchLoop {
                 Some(StopReason::ToolUse) if !has_calls => Some(StopReason::EndTurn),
                 other => other,
             };
-            return Ok(Next::Done);
+            self.transcript.answer_streamed = streamed;
+            return Next::Done;
         }
         // Client tool calls made alongside a search are left out: the model calls them
         // again, if it still wants to, once it has the results.
@@ -281,10 +292,11 @@ impl SearchLoop {
         if let Some(t) = &text {
             self.transcript.steps.push(Step::Text(t.clone()));
         }
-        Ok(Next::Search {
-            text,
+        Next::Search {
+            // Streamed text is with the client already.
+            text: text.filter(|_| !streamed),
             searches: pending,
-        })
+        }
     }
 
     /// What one search found (or why it failed), for the provider's next call and the

@@ -106,11 +106,6 @@ fn search_request(stream: bool, max_uses: u32) -> Value {
 fn assert_provider_searched(requests: &[RecordedRequest]) {
     assert_eq!(requests.len(), 2, "one call to search, one to answer");
     let first = requests[0].json();
-    assert_ne!(
-        first["stream"],
-        json!(true),
-        "provider calls are not streamed"
-    );
     let tool = first["tools"]
         .as_array()
         .and_then(|t| t.iter().find(|t| t["function"]["name"] == "web_search"))
@@ -158,6 +153,11 @@ async fn claude_codes_search_on_a_chat_source_is_run_by_the_gateway() {
 
     assert_backend_saw_the_query(&backend).await;
     assert_provider_searched(&provider.requests());
+    assert_ne!(
+        provider.requests()[0].json()["stream"],
+        json!(true),
+        "a JSON client: its provider calls are not streamed"
+    );
     let types: Vec<&str> = answer["content"]
         .as_array()
         .unwrap()
@@ -1275,7 +1275,11 @@ async fn auto_leaves_an_anthropic_source_its_own_search_and_gateway_takes_it_ove
         tool.get("type").is_none(),
         "a function tool, not the hosted one: {tool}"
     );
-    assert_ne!(requests[0]["stream"], json!(true));
+    assert_eq!(
+        requests[0]["stream"],
+        json!(true),
+        "a live client: the call is streamed"
+    );
     assert!(
         requests[1].to_string().contains("bug fixes for the client"),
         "{:#?}",
@@ -1540,4 +1544,120 @@ async fn a_streaming_client_hears_from_the_proxy_while_the_provider_thinks() {
         body.contains("web_search_tool_result")
             && body.ends_with("{\"type\":\"message_stop\"}\n\n")
     );
+}
+
+/// A provider that searches once (JSON), then streams its answer in pieces.
+async fn streaming_answer_provider() -> FakeProvider {
+    FakeProvider::start(|req| {
+        let body = req.json();
+        if has_tool_result(&body) {
+            assert_eq!(body["stream"], true, "a live client's calls are streamed");
+            Reply::sse(openai::text_stream(
+                "The latest aiohttp release is 3.13.2, out since October 2025.",
+                4,
+            ))
+        } else {
+            searching_provider_reply(&body)
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_clients_answer_streams_as_the_provider_writes_it() {
+    let backend = searxng().await;
+    let provider = streaming_answer_provider().await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+
+    // Anthropic: the answer's text comes as the provider's pieces, after the search blocks.
+    let body = post_messages(&proxy, &search_request(true, 8))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = events(&body);
+    let deltas: Vec<&str> = events
+        .iter()
+        .filter(|(_, d)| d["delta"]["type"] == "text_delta")
+        .map(|(_, d)| d["delta"]["text"].as_str().unwrap())
+        .collect();
+    assert!(deltas.len() >= 4, "{body}");
+    assert_eq!(
+        deltas.concat(),
+        "The latest aiohttp release is 3.13.2, out since October 2025."
+    );
+    let blocks: Vec<&str> = events
+        .iter()
+        .filter(|(e, _)| e == "content_block_start")
+        .map(|(_, d)| d["content_block"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        blocks,
+        ["server_tool_use", "web_search_tool_result", "text"],
+        "{body}"
+    );
+    let delta = &events.iter().find(|(e, _)| e == "message_delta").unwrap().1;
+    assert_eq!(delta["usage"]["server_tool_use"]["web_search_requests"], 1);
+    assert_eq!(events.last().unwrap().0, "message_stop");
+
+    // Responses: output_text deltas, then the message in response.completed once.
+    let body = post_responses(&proxy, &codex_request(true, true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = self::events(&body);
+    let deltas = events
+        .iter()
+        .filter(|(e, _)| e == "response.output_text.delta")
+        .count();
+    assert!(deltas >= 4, "{body}");
+    let completed = &events.last().unwrap().1["response"];
+    let output = completed["output"].as_array().unwrap();
+    assert_eq!(output.len(), 2, "{completed}");
+    assert_eq!(output[0]["type"], "web_search_call");
+    assert_eq!(
+        output[1]["content"][0]["text"],
+        "The latest aiohttp release is 3.13.2, out since October 2025."
+    );
+    let sequence: Vec<u64> = events
+        .iter()
+        .map(|(_, d)| d["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert!(
+        sequence.windows(2).all(|w| w[1] == w[0] + 1),
+        "{sequence:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_that_breaks_off_ends_the_stream_with_an_error_event() {
+    let backend = searxng().await;
+    let provider = FakeProvider::start(|req| {
+        let body = req.json();
+        if has_tool_result(&body) {
+            let events = openai::text_stream("The latest aiohttp release is 3.13.2.", 4);
+            let first_two: usize = events.iter().take(2).map(String::len).sum();
+            Reply::sse(events).reset_after_body_bytes(first_two)
+        } else {
+            searching_provider_reply(&body)
+        }
+    })
+    .await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+    let body = post_messages(&proxy, &search_request(true, 8))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = events(&body);
+    assert!(
+        events
+            .iter()
+            .any(|(e, d)| e == "content_block_delta" && d["delta"]["type"] == "text_delta"),
+        "{body}"
+    );
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error", "{body}");
+    assert_eq!(data["error"]["type"], "api_error");
 }
