@@ -523,7 +523,7 @@ impl FlexiProxy {
                 read = upstream.read_response_body() => read.map_err(|e| e.into_up()),
                 gone = super::direct::client_gone(session) => return Err(gone),
                 () = tokio::time::sleep_until(deadline) => return Err(self.call_timed_out(ctx, limit)),
-                _ = ticks.tick(), if reader.is_none() => {
+                _ = ticks.tick() => {
                     self.keep_alive(session, ctx, waiting.as_mut()).await?;
                     continue;
                 }
