@@ -121,6 +121,12 @@ impl Proxy {
             || TcpStream::connect(addr).is_ok(),
         );
         let admin = config.admin.as_ref().map_or(addr, |a| a.address);
+        // The admin listener starts on its own: a test's first admin call must not race it.
+        wait_until(
+            Duration::from_secs(10),
+            "the admin listener accepts connections",
+            || TcpStream::connect(admin).is_ok(),
+        );
         Proxy {
             addr,
             admin,
