@@ -19,8 +19,8 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
-mod reply;
 pub mod replay;
+mod reply;
 mod request;
 pub mod responses;
 pub mod scenario;
