@@ -247,7 +247,7 @@ fn create_reads_back(
         ..CreateSpec::default()
     };
     let file = dir.path().join("adapters/a.yaml");
-    match edit::create(&server, &spec) {
+    let created = match edit::create(&server, &spec) {
         Err(EditError::Invalid(_) | EditError::BadName(_)) => {
             return if file.exists() {
                 Err("refused but written".into())
@@ -256,8 +256,8 @@ fn create_reads_back(
             };
         }
         Err(e) => return Err(format!("unexpected error: {e}")),
-        Ok(_) => {}
-    }
+        Ok(created) => created,
+    };
     let doc = read_doc(&file);
     let source = &doc["source"];
     let expect = |what: &str, got: &serde_yaml_ng::Value, want: &str| {
@@ -276,9 +276,16 @@ fn create_reads_back(
     expect("rule model", &source["model_map"][0]["model"], rule.1)?;
     if keys_of(&doc) != ["keys", "owner", "source"]
         || keys_of(source) != ["api_key", "base_url", "model", "model_map"]
-        || keys_of(&doc["keys"][0]) != ["created", "label", "sha256"]
+        || keys_of(&doc["keys"][0]) != ["created", "label", "prefix", "sha256"]
     {
         return Err(format!("unexpected keys: {doc:?}"));
+    }
+    // The stored prefix names the key for its owner (`fp-` and four characters), never more.
+    let prefix = doc["keys"][0]["prefix"].as_str().unwrap_or_default();
+    if prefix.len() != 7 || !created.key.expose().starts_with(prefix) {
+        return Err(format!(
+            "prefix {prefix:?} is not the key's first 7 characters"
+        ));
     }
     Ok(())
 }
