@@ -188,9 +188,15 @@ pub fn patch_for(file: &AdapterFile, edit: Edit) -> Result<PatchRequest, ApiErro
                 && limits.tokens_per_day.is_none()
                 && limits.tokens_per_month.is_none();
             // What the form does not show stays as it was.
-            let per_key = file.limits.as_ref().and_then(|l| l.per_key);
+            let kept = file.limits.clone().unwrap_or_default();
+            let searches_per_day = limits.searches_per_day.or(kept.searches_per_day);
+            let none = none && searches_per_day.is_none();
             Ok(PatchRequest {
-                limits: Some((!none).then_some(AdapterLimitsFile { per_key, ..limits })),
+                limits: Some((!none).then_some(AdapterLimitsFile {
+                    per_key: kept.per_key,
+                    searches_per_day,
+                    ..limits
+                })),
                 ..PatchRequest::default()
             })
         }

@@ -307,6 +307,10 @@ pub struct AdapterLimitsFile {
     /// Tokens per UTC calendar month, reserved and settled the same way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_month: Option<u64>,
+    /// Web searches the gateway runs per UTC day (docs/web-search.md); a search past it is
+    /// answered as the client's search error (`too_many_requests`), the request goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub searches_per_day: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -530,6 +534,7 @@ pub struct Limits {
     pub per_key: bool,
     pub tokens_per_day: Option<u64>,
     pub tokens_per_month: Option<u64>,
+    pub searches_per_day: Option<u32>,
 }
 
 impl Limits {
@@ -541,6 +546,7 @@ impl Limits {
         self.requests_per_minute.is_none()
             && self.concurrent_requests.is_none()
             && !self.has_budget()
+            && self.searches_per_day.is_none()
     }
 }
 
@@ -842,6 +848,7 @@ fn limits_from(l: &AdapterLimitsFile) -> Limits {
         per_key: l.per_key.unwrap_or(true),
         tokens_per_day: l.tokens_per_day,
         tokens_per_month: l.tokens_per_month,
+        searches_per_day: l.searches_per_day,
     }
 }
 

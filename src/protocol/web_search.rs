@@ -553,10 +553,17 @@ impl Transcript {
         })
     }
 
-    /// Searches that reached the backend (Anthropic's `web_search_requests`).
+    /// Searches that reached the backend (Anthropic's `web_search_requests`): not those past
+    /// `max_uses` or refused as `too_many_requests` (the key's searches per day, or the
+    /// backend's own limit).
     pub fn search_requests(&self) -> u64 {
         self.searches()
-            .filter(|s| !matches!(s.outcome, Outcome::Error("max_uses_exceeded")))
+            .filter(|s| {
+                !matches!(
+                    s.outcome,
+                    Outcome::Error("max_uses_exceeded" | "too_many_requests")
+                )
+            })
             .count() as u64
     }
 

@@ -173,9 +173,11 @@ impl FlexiProxy {
         let (adapter, label) = match snapshot.lookup(key, SystemTime::now()) {
             KeyLookup::Found(adapter, entry) => {
                 note_use(&entry.last_used);
-                // Only the shared limiter and token budgets need the scope past this point.
-                ctx.limits = super::limits::scope_of(adapter, entry)
-                    .filter(|(_, l)| self.shared.is_some() || l.has_budget());
+                // Only the shared limiter, token budgets and the searches per day need the
+                // scope past this point.
+                ctx.limits = super::limits::scope_of(adapter, entry).filter(|(_, l)| {
+                    self.shared.is_some() || l.has_budget() || l.searches_per_day.is_some()
+                });
                 if self.shared.is_none()
                     && let Some(admission) = ctx.admission.as_mut()
                     && let Err((e, which)) = self.limiter.admit(adapter, entry, admission)

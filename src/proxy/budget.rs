@@ -1,5 +1,6 @@
 //! Token budgets per key (or per adapter): `limits.tokens_per_day` / `tokens_per_month`, in
-//! UTC calendar windows. A request reserves its input estimate plus its `max_tokens` before
+//! UTC calendar windows (and `searches_per_day`, a day window the gateway's searches take
+//! one each of). A request reserves its input estimate plus its `max_tokens` before
 //! it goes upstream and settles to the provider's reported usage when it ends, so concurrent
 //! requests cannot together spend more than the budget: each one's worst case was counted
 //! before it started (the LiteLLM failure: check, then spend, then count). The in-process
@@ -54,6 +55,19 @@ pub fn windows(scope: &str, limits: &Limits, now: OffsetDateTime) -> Vec<Window>
         });
     }
     out
+}
+
+/// The day's window of `limits.searches_per_day` for `scope`: each search the gateway runs
+/// takes one, never given back. Its counter ends like a token day's, so pruning keeps it.
+pub fn search_window(scope: &str, limits: &Limits, now: OffsetDateTime) -> Option<Window> {
+    let limit = limits.searches_per_day?;
+    let date = now.date();
+    Some(Window {
+        counter: format!("{scope}/searches:d:{date}"),
+        limit: limit.into(),
+        seconds_left: seconds_until(now, date.next_day().unwrap_or(date)),
+        daily: true,
+    })
 }
 
 fn seconds_until(now: OffsetDateTime, date: Date) -> u64 {
@@ -155,6 +169,26 @@ mod tests {
             datetime!(2026-02-10 00:00:00 UTC),
         );
         assert_eq!(w[0].seconds_left, 19 * 86400);
+    }
+
+    #[test]
+    fn searches_have_their_own_day_window() {
+        let now = datetime!(2026-12-31 23:00:00 UTC);
+        let none = limits(Some(10), None);
+        assert_eq!(search_window("a/k", &none, now), None);
+        let two = Limits {
+            searches_per_day: Some(2),
+            ..none
+        };
+        let w = search_window("a/k", &two, now).unwrap();
+        assert_eq!(w.counter, "a/k/searches:d:2026-12-31");
+        assert_eq!((w.limit, w.seconds_left), (2, 3600));
+        // Apart from the token day of the same scope.
+        let b = LocalBudgets::default();
+        b.reserve(&windows("a/k", &two, now), 10).unwrap();
+        b.reserve(std::slice::from_ref(&w), 1).unwrap();
+        b.reserve(std::slice::from_ref(&w), 1).unwrap();
+        assert!(b.reserve(std::slice::from_ref(&w), 1).is_err());
     }
 
     #[test]

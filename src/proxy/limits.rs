@@ -51,6 +51,8 @@ pub enum Refusal {
     RequestsPerMinute,
     Concurrency,
     TokenBudget,
+    /// `searches_per_day`: a search refused, not the request.
+    SearchesPerDay,
     /// The shared limiter's backend did not answer (`fail_closed`).
     Unavailable,
 }
@@ -62,6 +64,7 @@ impl Refusal {
             Refusal::RequestsPerMinute => "rpm",
             Refusal::Concurrency => "concurrency",
             Refusal::TokenBudget => "tokens",
+            Refusal::SearchesPerDay => "searches_per_day",
             Refusal::Unavailable => "unavailable",
         }
     }

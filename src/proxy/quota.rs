@@ -1,6 +1,7 @@
 //! The limits that need the request body or the shared backend, in the async hooks: the
 //! shared requests-per-minute and concurrency checks (`limits.backend: redis`), and token
-//! budgets — reserved before the request goes upstream, settled when it ends.
+//! budgets — reserved before the request goes upstream, settled when it ends; and the
+//! searches per day, one taken by each search the gateway runs.
 
 use super::budget::{self, DEFAULT_OUTPUT_RESERVATION};
 use super::errors::ProxyError;
@@ -49,6 +50,42 @@ impl FlexiProxy {
             Err(d) => return Err(self.denied(ctx, d)),
         }
         Ok(())
+    }
+
+    /// One search of the key's `searches_per_day`, taken for good (locally or in Redis).
+    /// `Err(code)`: the search is not run and is answered with that search error —
+    /// `too_many_requests` when the day's are used up, `unavailable` when the shared limiter
+    /// did not answer and fails closed. Without the limit every search may run.
+    pub(super) async fn take_search(&self, ctx: &Ctx) -> Result<(), &'static str> {
+        let Some((scope, limits)) = ctx.limits.as_ref() else {
+            return Ok(());
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let Some(window) = budget::search_window(scope, limits, now) else {
+            return Ok(());
+        };
+        let windows = std::slice::from_ref(&window);
+        let result = match &self.shared {
+            Some(shared) => shared.reserve(windows, 1).await.map(|_| ()),
+            None => self
+                .budgets
+                .reserve(windows, 1)
+                .map(|_| ())
+                .map_err(|e| Denied::Limit(e, Refusal::SearchesPerDay)),
+        };
+        let code = match result {
+            Ok(()) => return Ok(()),
+            Err(Denied::Limit(e, _)) => {
+                tracing::info!(request_id = %ctx.request_id, limit = window.limit, "web search refused: searches_per_day reached");
+                self.denied(ctx, Denied::Limit(e, Refusal::SearchesPerDay));
+                "too_many_requests"
+            }
+            Err(d) => {
+                self.denied(ctx, d);
+                "unavailable"
+            }
+        };
+        Err(code)
     }
 
     /// What a request may spend at most: its input (the local estimate) plus the output it

@@ -241,7 +241,12 @@ impl FlexiProxy {
                     stream.search_call(&mut out, &pending.id, &pending.query);
                     self.stream_out(session, ctx, out).await?;
                 }
-                let outcome = match pending.error {
+                // A search past the key's searches per day is refused, never run.
+                let refused = match pending.error {
+                    Some(_) => None,
+                    None => self.take_search(ctx).await.err(),
+                };
+                let outcome = match pending.error.or(refused) {
                     Some(code) => Outcome::Error(code),
                     None => {
                         let hosted = &search.hosted;
@@ -273,7 +278,7 @@ impl FlexiProxy {
                     .web_searches
                     .with_label_values(&[adapter.name.as_str(), label])
                     .inc();
-                if pending.error != Some("max_uses_exceeded") {
+                if pending.error != Some("max_uses_exceeded") && refused.is_none() {
                     ctx.web_searches += 1;
                 }
                 let done = search.record(&pending, outcome);

@@ -167,6 +167,18 @@ impl Proxy {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn adapters_dir(&self) -> PathBuf {
         self.dir.path().join("adapters")
     }
@@ -256,9 +268,18 @@ pub async fn assert_healthy(proxy: &Proxy) {
 
 /// Posts an Anthropic request with the test key.
 pub async fn post_messages(proxy: &Proxy, body: &serde_json::Value) -> reqwest::Response {
+    post_messages_as(proxy, KEY, body).await
+}
+
+/// [`post_messages`] with another client key.
+pub async fn post_messages_as(
+    proxy: &Proxy,
+    key: &str,
+    body: &serde_json::Value,
+) -> reqwest::Response {
     client()
         .post(proxy.url("/v1/messages?beta=true"))
-        .header("x-api-key", KEY)
+        .header("x-api-key", key)
         .header("anthropic-version", "2023-06-01")
         .header("anthropic-beta", "interleaved-thinking-2025-05-14")
         .header("x-stainless-os", "Linux")

@@ -31,3 +31,4 @@ mod sdk_openai;
 mod sdk_responses;
 mod secrets_relay;
 mod web_search;
+mod web_search_limits;

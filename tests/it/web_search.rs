@@ -9,7 +9,7 @@ use flexiproxy_testkit::{FakeProvider, RecordedRequest, Reply, openai};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const QUERY: &str = "aiohttp latest release";
+pub(crate) const QUERY: &str = "aiohttp latest release";
 
 /// The query of a SearXNG request (`/search?q=…&format=json`).
 fn query_of(request: &RecordedRequest) -> Option<String> {
@@ -26,7 +26,7 @@ fn query_of(request: &RecordedRequest) -> Option<String> {
 }
 
 /// A SearXNG that finds two pages for any query (one from a domain tests may block).
-async fn searxng() -> FakeProvider {
+pub(crate) async fn searxng() -> FakeProvider {
     FakeProvider::start(|req| {
         let q = query_of(req).unwrap_or_default();
         Reply::json(
@@ -52,7 +52,7 @@ fn has_tool_result(body: &Value) -> bool {
 }
 
 /// A provider that searches once, then answers citing the changelog.
-async fn searching_provider() -> FakeProvider {
+pub(crate) async fn searching_provider() -> FakeProvider {
     FakeProvider::start(|req| {
         let body = req.json();
         if has_tool_result(&body) {
@@ -84,7 +84,7 @@ fn proxy_with_search(provider: &FakeProvider, backend_url: &str) -> Proxy {
 }
 
 /// Claude Code's search request (`websearch-claude-code-2-search-subrequest.json`).
-fn search_request(stream: bool, max_uses: u32) -> Value {
+pub(crate) fn search_request(stream: bool, max_uses: u32) -> Value {
     json!({
         "model": "claude-opus-5-5",
         "messages": [{"role": "user", "content": [{"type": "text",
@@ -209,7 +209,7 @@ fn wait_for_log_line(proxy: &Proxy) -> Value {
 }
 
 /// Server-sent events as (event, data).
-fn events(body: &str) -> Vec<(String, Value)> {
+pub(crate) fn events(body: &str) -> Vec<(String, Value)> {
     body.split("\n\n")
         .filter_map(|frame| {
             let mut event = None;
@@ -342,14 +342,7 @@ async fn a_failing_backend_is_a_search_error_not_a_failed_request() {
             .unwrap()
             .contains("from memory")
     );
-    let metrics = crate::harness::client()
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = proxy.metrics_text().await;
     assert!(
         metrics.contains("flexiproxy_web_searches_total{adapter=\"ws\",outcome=\"unavailable\"} 1"),
         "{metrics}"
@@ -436,6 +429,18 @@ fn gemini_search_request() -> Value {
     })
 }
 
+/// Gemini CLI's search request, answered 200; the answer.
+pub(crate) async fn gemini_search(proxy: &Proxy) -> Value {
+    let response = post_gemini(
+        proxy,
+        "/v1beta/models/gemini-3-flash-preview:generateContent",
+        &gemini_search_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 async fn post_gemini(proxy: &Proxy, path: &str, body: &Value) -> reqwest::Response {
     crate::harness::client()
         .post(proxy.url(path))
@@ -481,14 +486,7 @@ async fn gemini_clis_search_on_a_chat_source_gets_grounding_metadata() {
     let provider = searching_provider().await;
     let proxy = proxy_with_search(&provider, &backend.origin());
 
-    let response = post_gemini(
-        &proxy,
-        "/v1beta/models/gemini-3-flash-preview:generateContent",
-        &gemini_search_request(),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
+    let answer = gemini_search(&proxy).await;
     assert_backend_saw_the_query(&backend).await;
     assert_provider_searched(&provider.requests());
     assert_grounded(&answer);
@@ -524,7 +522,7 @@ async fn a_streaming_gemini_client_gets_the_grounded_answer_as_a_chunk() {
 
 /// Codex's turn with live search (`codex --search`): the hosted `web_search` tool next to its
 /// own function tools, streamed.
-fn codex_request(stream: bool, external_web_access: bool) -> Value {
+pub(crate) fn codex_request(stream: bool, external_web_access: bool) -> Value {
     json!({
         "model": "gpt-5.5",
         "instructions": "You are Codex.",
@@ -540,7 +538,7 @@ fn codex_request(stream: bool, external_web_access: bool) -> Value {
     })
 }
 
-async fn post_responses(proxy: &Proxy, body: &Value) -> reqwest::Response {
+pub(crate) async fn post_responses(proxy: &Proxy, body: &Value) -> reqwest::Response {
     crate::harness::client()
         .post(proxy.url("/v1/responses"))
         .bearer_auth(crate::harness::KEY)

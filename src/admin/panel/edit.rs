@@ -304,6 +304,7 @@ fn limits_from(f: &Form) -> Result<AdapterLimitsFile, ApiError> {
         tokens_per_day: number(f, "tokens_per_day")?,
         tokens_per_month: number(f, "tokens_per_month")?,
         per_key: None,
+        searches_per_day: None,
     })
 }
 
