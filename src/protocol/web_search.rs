@@ -576,16 +576,7 @@ impl Transcript {
 
     /// Results whose URL the answer's text names (its citations), at most one per URL.
     fn cited(&self, text: &str) -> Vec<&Hit> {
-        let mut cited: Vec<&Hit> = Vec::new();
-        for hit in self.hits() {
-            if !hit.url.is_empty()
-                && text.contains(hit.url.as_str())
-                && !cited.iter().any(|c| c.url == hit.url)
-            {
-                cited.push(hit);
-            }
-        }
-        cited
+        cited_in(self.hits(), text)
     }
 
     fn anthropic_usage(&self) -> AUsage {
@@ -598,6 +589,27 @@ impl Transcript {
             .iter()
             .any(|p| matches!(p, AnswerPart::ToolCall { .. }));
         crate::protocol::anthropic::encode_response::stop_reason(self.stop, tool_use)
+    }
+}
+
+/// Of `hits`, those whose URL `text` names, at most one per URL.
+fn cited_in<'h>(hits: impl Iterator<Item = &'h Hit>, text: &str) -> Vec<&'h Hit> {
+    let mut cited: Vec<&Hit> = Vec::new();
+    for hit in hits {
+        if !hit.url.is_empty()
+            && text.contains(hit.url.as_str())
+            && !cited.iter().any(|c| c.url == hit.url)
+        {
+            cited.push(hit);
+        }
+    }
+    cited
+}
+
+/// The results a stream has shown so far (what text streamed after them may cite).
+fn found(hits: &mut Vec<Hit>, search: &Search) {
+    if let Outcome::Hits(h) = &search.outcome {
+        hits.extend(h.iter().cloned());
     }
 }
 
@@ -728,9 +740,10 @@ fn web_search_call(search: &Search, status: &str) -> Value {
            "action": {"type": "search", "query": search.query, "sources": sources}})
 }
 
-/// `url_citation` annotations for every result URL the text names (character offsets).
-fn url_citations(t: &Transcript, text: &str) -> Vec<Value> {
-    t.cited(text)
+/// `url_citation` annotations for every `cited` result's URL in the text (character
+/// offsets).
+fn url_citations(cited: Vec<&Hit>, text: &str) -> Vec<Value> {
+    cited
         .into_iter()
         .filter_map(|hit| {
             let at = text.find(hit.url.as_str())?;
@@ -752,7 +765,8 @@ fn responses_final(t: &Transcript, ctx: &ExchangeContext) -> Value {
                 continue;
             };
             for part in parts.iter_mut().filter(|p| p["type"] == "output_text") {
-                let citations = url_citations(t, part["text"].as_str().unwrap_or(""));
+                let text = part["text"].as_str().unwrap_or("");
+                let citations = url_citations(t.cited(text), text);
                 if !citations.is_empty() {
                     part["annotations"] = Value::Array(citations);
                 }
@@ -787,6 +801,8 @@ pub struct ResponsesStream {
     done: bool,
     /// The message being streamed: its id and text so far.
     open_text: Option<(String, String)>,
+    /// The results shown so far, which streamed text may cite.
+    hits: Vec<Hit>,
 }
 
 impl ResponsesStream {
@@ -848,6 +864,7 @@ impl ResponsesStream {
             json!({"output_index": index, "item": item}),
         );
         self.items.push(item);
+        found(&mut self.hits, search);
     }
 
     /// A message the provider is streaming: its item added, its text as it comes, done.
@@ -888,7 +905,8 @@ impl ResponsesStream {
             return;
         };
         let index = self.items.len();
-        let part = json!({"type": "output_text", "text": text, "annotations": []});
+        // Its citations, now that the whole text is known.
+        let annotations = url_citations(cited_in(self.hits.iter(), &text), &text);
         let at = |extra: Value| {
             let mut v = json!({"item_id": id, "output_index": index, "content_index": 0});
             if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
@@ -896,6 +914,14 @@ impl ResponsesStream {
             }
             v
         };
+        for (i, annotation) in annotations.iter().enumerate() {
+            self.emit(
+                out,
+                "response.output_text.annotation.added",
+                at(json!({"annotation_index": i, "annotation": annotation})),
+            );
+        }
+        let part = json!({"type": "output_text", "text": text, "annotations": annotations});
         self.emit(
             out,
             "response.output_text.done",
@@ -1036,6 +1062,18 @@ fn citation(hit: &Hit, index: usize) -> Value {
            "encrypted_index": encode_opaque(&index.to_string()), "cited_text": cited})
 }
 
+/// A text block's `citations_delta` events.
+fn citations_deltas(out: &mut Vec<u8>, index: u32, cited: Vec<&Hit>) {
+    for (i, hit) in cited.into_iter().enumerate() {
+        frame(
+            out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "citations_delta", "citation": citation(hit, i)}}),
+        );
+    }
+}
+
 fn tool_use_id(id: &str, message_id: &str, position: usize) -> String {
     sanitize_tool_id(Some(id), message_id, position)
 }
@@ -1102,8 +1140,10 @@ pub struct AnthropicStream {
     next: u32,
     started: bool,
     done: bool,
-    /// The text block being streamed.
-    open_text: Option<u32>,
+    /// The text block being streamed: its index and text so far.
+    open_text: Option<(u32, String)>,
+    /// The results shown so far, which streamed text may cite.
+    hits: Vec<Hit>,
 }
 
 impl AnthropicStream {
@@ -1160,17 +1200,20 @@ impl AnthropicStream {
     pub fn text_start(&mut self, out: &mut Vec<u8>) {
         let index = self.take_index();
         EventWriter { out }.text_start(index);
-        self.open_text = Some(index);
+        self.open_text = Some((index, String::new()));
     }
 
     pub fn text_delta(&mut self, out: &mut Vec<u8>, text: &str) {
-        if let Some(index) = self.open_text {
-            EventWriter { out }.text_delta(index, text);
+        if let Some((index, so_far)) = self.open_text.as_mut() {
+            so_far.push_str(text);
+            EventWriter { out }.text_delta(*index, text);
         }
     }
 
+    /// The block's citations (known once its whole text is), then its end.
     pub fn text_stop(&mut self, out: &mut Vec<u8>) {
-        if let Some(index) = self.open_text.take() {
+        if let Some((index, text)) = self.open_text.take() {
+            citations_deltas(out, index, cited_in(self.hits.iter(), &text));
             EventWriter { out }.block_stop(index);
         }
     }
@@ -1185,6 +1228,7 @@ impl AnthropicStream {
                     "content_block": web_search_tool_result(search)}),
         );
         EventWriter { out }.block_stop(index);
+        found(&mut self.hits, search);
     }
 
     /// The final answer, `message_delta` (with `server_tool_use`) and `message_stop`.
@@ -1199,16 +1243,8 @@ impl AnthropicStream {
             let index = self.take_index();
             match part {
                 AnswerPart::Text(text) => {
-                    let mut w = EventWriter { out: &mut *out };
-                    w.text_start(index);
-                    for (i, hit) in t.cited(text).into_iter().enumerate() {
-                        frame(
-                            w.out,
-                            "content_block_delta",
-                            &json!({"type": "content_block_delta", "index": index,
-                                    "delta": {"type": "citations_delta", "citation": citation(hit, i)}}),
-                        );
-                    }
+                    EventWriter { out: &mut *out }.text_start(index);
+                    citations_deltas(out, index, t.cited(text));
                     let mut w = EventWriter { out: &mut *out };
                     w.text_delta(index, text);
                     w.block_stop(index);

@@ -1544,16 +1544,16 @@ async fn a_streaming_client_hears_from_the_proxy_while_the_provider_thinks() {
     );
 }
 
+/// The streamed answer: it names the changelog's URL, which the pieces split.
+const STREAMED: &str = "The latest aiohttp release is 3.13.2 (https://docs.aiohttp.org/en/stable/changes.html), out since October 2025.";
+
 /// A provider that searches once (JSON), then streams its answer in pieces.
 async fn streaming_answer_provider() -> FakeProvider {
     FakeProvider::start(|req| {
         let body = req.json();
         if has_tool_result(&body) {
             assert_eq!(body["stream"], true, "a live client's calls are streamed");
-            Reply::sse(openai::text_stream(
-                "The latest aiohttp release is 3.13.2, out since October 2025.",
-                4,
-            ))
+            Reply::sse(openai::text_stream(STREAMED, 4))
         } else {
             searching_provider_reply(&body)
         }
@@ -1580,10 +1580,21 @@ async fn a_live_clients_answer_streams_as_the_provider_writes_it() {
         .map(|(_, d)| d["delta"]["text"].as_str().unwrap())
         .collect();
     assert!(deltas.len() >= 4, "{body}");
+    assert_eq!(deltas.concat(), STREAMED);
+    // The URL it names is cited in its block, before the block ends.
+    let at = |want: &dyn Fn(&(String, Value)) -> bool| events.iter().position(want).unwrap();
+    let citation = at(&|(_, d)| d["delta"]["type"] == "citations_delta");
+    let cited = &events[citation].1;
+    assert_eq!(cited["index"], 2, "{body}");
     assert_eq!(
-        deltas.concat(),
-        "The latest aiohttp release is 3.13.2, out since October 2025."
+        cited["delta"]["citation"]["type"],
+        "web_search_result_location"
     );
+    assert_eq!(
+        cited["delta"]["citation"]["url"],
+        "https://docs.aiohttp.org/en/stable/changes.html"
+    );
+    assert!(citation < at(&|(e, d)| e == "content_block_stop" && d["index"] == 2));
     let blocks: Vec<&str> = events
         .iter()
         .filter(|(e, _)| e == "content_block_start")
@@ -1614,10 +1625,17 @@ async fn a_live_clients_answer_streams_as_the_provider_writes_it() {
     let output = completed["output"].as_array().unwrap();
     assert_eq!(output.len(), 2, "{completed}");
     assert_eq!(output[0]["type"], "web_search_call");
-    assert_eq!(
-        output[1]["content"][0]["text"],
-        "The latest aiohttp release is 3.13.2, out since October 2025."
-    );
+    assert_eq!(output[1]["content"][0]["text"], STREAMED);
+    let annotation = json!({"type": "url_citation", "start_index": 38, "end_index": 85,
+        "url": "https://docs.aiohttp.org/en/stable/changes.html",
+        "title": "Changelog - aiohttp documentation"});
+    assert_eq!(output[1]["content"][0]["annotations"], json!([annotation]));
+    let added = &events
+        .iter()
+        .find(|(e, _)| e == "response.output_text.annotation.added")
+        .unwrap_or_else(|| panic!("no annotation event: {body}"))
+        .1;
+    assert_eq!(added["annotation"], annotation);
     let sequence: Vec<u64> = events
         .iter()
         .map(|(_, d)| d["sequence_number"].as_u64().unwrap())
