@@ -1,12 +1,15 @@
 //! Configuration: the file formats (`server`, `adapter`), their validation into the model the
 //! proxy uses, the live [`Snapshot`](snapshot::Snapshot) swapped in on every change
 //! (`snapshot`, `watch`), issued keys (`keys`), provider presets (`presets`) and the file
-//! edits the CLI and the management API make (`edit`), panel accounts (`users`), what
+//! edits the CLI and the management API make (`edit`), panel accounts (`users`), who may sign up
+//! (`accounts`) and with which codes (`invites`), what
 //! users' sources may reach (`egress`) and the client setup shown for a new key (`setup`).
 
+pub mod accounts;
 pub mod adapter;
 pub mod edit;
 pub mod egress;
+pub mod invites;
 pub mod keys;
 pub mod presets;
 pub mod reasoning_key;

@@ -64,6 +64,9 @@ pub struct ServerFile {
     /// (docs/web-search.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_search: Option<crate::websearch::WebSearchFile>,
+    /// Who may open a panel account (sign-up, invitations, approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<super::accounts::AccountsFile>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -266,6 +269,8 @@ pub struct ServerConfig {
     pub instance: String,
     /// `web_search:`, when configured.
     pub web_search: Option<crate::websearch::WebSearchConfig>,
+    /// `accounts:`: registration, approval, a new account's cap.
+    pub accounts: super::accounts::AccountsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -472,8 +477,13 @@ impl ServerConfig {
             Some(w) => Some(w.validate().map_err(|m| err("web_search:", m))?),
             None => None,
         };
+        let accounts = match &file.accounts {
+            Some(a) => a.validate().map_err(|(key, m)| err(key, m))?,
+            None => Default::default(),
+        };
         Ok(ServerConfig {
             web_search,
+            accounts,
             grace_period: file
                 .shutdown
                 .as_ref()

@@ -35,6 +35,32 @@ pub struct User {
     /// Adapters this user may own (admins are bound by `max_adapters` of the server only).
     #[serde(default = "default_cap")]
     pub max_adapters: usize,
+    /// `pending` (signed up, waiting for an admin) and `disabled` accounts cannot log in.
+    #[serde(default, skip_serializing_if = "UserStatus::is_active")]
+    pub status: UserStatus,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    #[default]
+    Active,
+    Pending,
+    Disabled,
+}
+
+impl UserStatus {
+    pub fn is_active(&self) -> bool {
+        *self == UserStatus::Active
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Pending => "pending",
+            UserStatus::Disabled => "disabled",
+        }
+    }
 }
 
 fn default_cap() -> usize {
@@ -107,7 +133,7 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn valid_user_name(name: &str) -> bool {
+pub fn valid_user_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -124,7 +150,7 @@ fn check_password(password: &str) -> Result<(), EditError> {
     Ok(())
 }
 
-fn dir_of(path: &Path) -> &Path {
+pub fn dir_of(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
 
@@ -154,7 +180,39 @@ pub fn add(
         password: hash,
         admin,
         max_adapters: max_adapters.unwrap_or(DEFAULT_MAX_ADAPTERS),
+        status: UserStatus::Active,
     });
+    write(path, &users)
+}
+
+/// Adds a signed-up user (name already checked, password already hashed) under the users
+/// directory's lock; `before_write` runs under that lock once the name is known to be free
+/// (it consumes the invitation), and the user is written only when it succeeds.
+pub fn sign_up(
+    path: &Path,
+    user: User,
+    before_write: impl FnOnce() -> Result<(), EditError>,
+) -> Result<(), EditError> {
+    let _lock = lock_dir(dir_of(path))?;
+    let mut users = read(path)?;
+    if users.get(&user.name).is_some() {
+        return Err(EditError::Exists(user.name));
+    }
+    before_write()?;
+    users.users.push(user);
+    write(path, &users)
+}
+
+/// Changes one user under the directory's lock (status, password hash, …).
+pub fn edit(path: &Path, name: &str, change: impl FnOnce(&mut User)) -> Result<(), EditError> {
+    let _lock = lock_dir(dir_of(path))?;
+    let mut users = read(path)?;
+    let user = users
+        .users
+        .iter_mut()
+        .find(|u| u.name == name)
+        .ok_or_else(|| EditError::NotFound(name.to_owned(), path.display().to_string()))?;
+    change(user);
     write(path, &users)
 }
 
@@ -173,23 +231,17 @@ pub fn update(
         }
         None => None,
     };
-    let _lock = lock_dir(dir_of(path))?;
-    let mut users = read(path)?;
-    let user = users
-        .users
-        .iter_mut()
-        .find(|u| u.name == name)
-        .ok_or_else(|| EditError::NotFound(name.to_owned(), path.display().to_string()))?;
-    if let Some(h) = hash {
-        user.password = h;
-    }
-    if let Some(a) = admin {
-        user.admin = a;
-    }
-    if let Some(m) = max_adapters {
-        user.max_adapters = m;
-    }
-    write(path, &users)
+    edit(path, name, |user| {
+        if let Some(h) = hash {
+            user.password = h;
+        }
+        if let Some(a) = admin {
+            user.admin = a;
+        }
+        if let Some(m) = max_adapters {
+            user.max_adapters = m;
+        }
+    })
 }
 
 pub fn delete(path: &Path, name: &str) -> Result<(), EditError> {
