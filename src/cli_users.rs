@@ -112,9 +112,13 @@ pub fn run(cmd: UserCommand) -> Result<(), String> {
         UserCommand::List { config } => {
             let path = users_file(&config)?;
             let store = users::UsersStore::open(&path);
-            println!("{:<24} {:<6} MAX_ADAPTERS", "NAME", "ADMIN");
+            println!("{:<24} {:<6} {:<9} MAX_ADAPTERS", "NAME", "ADMIN", "STATUS");
             for u in &store.current().users {
-                println!("{:<24} {:<6} {}", u.name, u.admin, u.max_adapters);
+                let status = u.status.as_str();
+                println!(
+                    "{:<24} {:<6} {status:<9} {}",
+                    u.name, u.admin, u.max_adapters
+                );
             }
         }
     }

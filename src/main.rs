@@ -1,7 +1,8 @@
 //! The `flexiproxy` command: parsing arguments and printing results only; the work happens
 //! in the library. `serve` runs the proxy; `check` validates config for CI and deploys;
-//! `adapter …` and `user …` manage the files the panel manages too.
+//! `adapter …`, `user …` and `invite …` manage the files the panel manages too.
 
+mod cli_invites;
 mod cli_users;
 
 use clap::{Args, Parser, Subcommand};
@@ -78,6 +79,9 @@ enum Command {
     /// Add, change and delete panel users.
     #[command(subcommand)]
     User(cli_users::UserCommand),
+    /// Sign-up invitation codes (`accounts.registration: invite`).
+    #[command(subcommand)]
+    Invite(cli_invites::InviteCommand),
     /// Usage totals from the statistics database (when `stats.enabled`).
     Stats {
         /// How far back (e.g. 1h, 24h, 30d).
@@ -237,6 +241,7 @@ fn main() -> ExitCode {
         Command::Check { common } => check(&common),
         Command::Adapter(cmd) => adapter(cmd),
         Command::User(cmd) => cli_users::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Invite(cmd) => cli_invites::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Stats { since, by, common } => stats(since, by, &common),
         Command::Presets { json } => {
             print_presets(json);

@@ -15,6 +15,8 @@
 //!   list; `null` or `[]` removes it)
 //! - `DELETE /admin/api/adapters/{name}`       → 204
 //!
+//! Accounts (sign-up, JSON login, invitations, users) are `api_accounts`'s.
+//!
 //! Changes to one adapter honour `If-Match: <version>` (from the listing): 409 when stale.
 
 use super::manage::{Actor, ApiError};
@@ -24,12 +26,12 @@ use http::{Method, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-fn error(e: ApiError) -> Response<Vec<u8>> {
+pub(super) fn error(e: ApiError) -> Response<Vec<u8>> {
     json_response(e.status, json!({"error": e.message}))
 }
 
 /// Who is calling: the admin token, or a session (with its CSRF token on changes).
-fn authenticate(app: &AdminApp, req: &AdminRequest) -> Result<Actor, ApiError> {
+pub(super) fn authenticate(app: &AdminApp, req: &AdminRequest) -> Result<Actor, ApiError> {
     if let Some(auth) = req.header("authorization") {
         let token = auth.strip_prefix("Bearer ").map(str::trim);
         return match (app.token, token) {
@@ -52,7 +54,10 @@ fn authenticate(app: &AdminApp, req: &AdminRequest) -> Result<Actor, ApiError> {
 }
 
 /// The JSON body as `T`; an empty body is `T::default()` where allowed.
-fn body<T: DeserializeOwned + Default>(req: &AdminRequest, empty_ok: bool) -> Result<T, ApiError> {
+pub(super) fn body<T: DeserializeOwned + Default>(
+    req: &AdminRequest,
+    empty_ok: bool,
+) -> Result<T, ApiError> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return if empty_ok {
             Ok(T::default())
@@ -83,6 +88,9 @@ fn if_match(req: &AdminRequest) -> Option<String> {
 }
 
 pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
+    if let Some(response) = super::api_accounts::handle(app, req).await {
+        return response;
+    }
     let Some(rest) = req.path.strip_prefix("/admin/api/adapters") else {
         return json_response(404, json!({"error": "not found"}));
     };

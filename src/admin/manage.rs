@@ -394,6 +394,8 @@ pub struct PresetView {
 pub struct UserView {
     pub name: String,
     pub admin: bool,
+    /// `active`, `pending` (signed up, not yet approved) or `disabled`.
+    pub status: &'static str,
     pub max_adapters: usize,
     pub owned: usize,
 }
@@ -1248,6 +1250,7 @@ impl Manager {
             .map(|u| UserView {
                 name: u.name.clone(),
                 admin: u.admin,
+                status: u.status.as_str(),
                 max_adapters: u.max_adapters,
                 owned: files
                     .iter()

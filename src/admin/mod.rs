@@ -4,13 +4,16 @@
 //! client keys); the management API `/admin/api/*` (`api`) with the token or a panel
 //! session; and the panel (`panel`) everywhere else. What API and panel do is in `manage`.
 
+pub mod accounts;
 pub mod api;
+mod api_accounts;
 pub mod auth;
 pub mod charts;
 pub mod edits;
 pub mod i18n;
 pub mod manage;
 pub mod panel;
+pub mod password;
 pub mod probe;
 
 use crate::config::keys::{KeyHash, hash_key};
@@ -37,6 +40,8 @@ pub struct AdminApp {
     pub manager: Manager,
     pub sessions: Sessions,
     pub logins: LoginLimiter,
+    /// Sign-ups per client address (and per name asked for).
+    pub signups: LoginLimiter,
     /// Mark cookies `Secure` (TLS on the admin listener, or in front of it).
     pub secure_cookies: bool,
 }
@@ -77,6 +82,10 @@ pub enum LoginError {
     Wrong,
     /// Too many failures: retry after this many seconds.
     RateLimited(u64),
+    /// The password was right, but the account waits for an admin's approval.
+    Pending,
+    /// The password was right, but an admin disabled the account.
+    Disabled,
 }
 
 /// A hash to verify against when the user does not exist: failed lookups take as long as
@@ -131,6 +140,7 @@ impl AdminApp {
             live,
             sessions: Sessions::default(),
             logins: LoginLimiter::default(),
+            signups: LoginLimiter::default(),
         }
     }
 
@@ -147,18 +157,27 @@ impl AdminApp {
             .logins
             .reserve(client_ip, user)
             .map_err(LoginError::RateLimited)?;
-        let stored = self
-            .manager
-            .users
-            .current()
-            .get(user)
-            .map(|u| u.password.clone());
+        let found = self.manager.users.current().get(user).cloned();
+        let stored = found.as_ref().map(|u| u.password.clone());
         let hash = stored.clone().unwrap_or_else(dummy_hash);
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
             .await
             .unwrap_or(false);
         match stored {
+            Some(_) if ok && found.as_ref().is_some_and(|u| !u.status.is_active()) => {
+                // The right password: not a guess, so it does not count against the limit.
+                self.logins.succeeded(attempt);
+                tracing::warn!(
+                    user,
+                    client = client_ip,
+                    "panel login of an inactive account"
+                );
+                match found.map(|u| u.status) {
+                    Some(crate::config::users::UserStatus::Pending) => Err(LoginError::Pending),
+                    _ => Err(LoginError::Disabled),
+                }
+            }
             Some(credential) if ok => {
                 self.logins.succeeded(attempt);
                 let (cookie, csrf) = self.sessions.create(user, &credential);
@@ -166,6 +185,8 @@ impl AdminApp {
                 Ok((auth::session_cookie(&cookie, self.secure_cookies), csrf))
             }
             _ => {
+                // A name that is no user's may be a password typed into the wrong field.
+                let user = if found.is_some() { user } else { "(unknown)" };
                 tracing::warn!(user, client = client_ip, "panel login failed");
                 Err(LoginError::Wrong)
             }
@@ -185,11 +206,13 @@ impl AdminApp {
         let info = self.sessions.get(&cookie)?;
         let users = self.manager.users.current();
         match users.get(&info.user) {
-            Some(u) if u.password == info.credential => Some(PanelSession {
-                cookie,
-                actor: Actor::user(u),
-                csrf: info.csrf,
-            }),
+            Some(u) if u.password == info.credential && u.status.is_active() => {
+                Some(PanelSession {
+                    cookie,
+                    actor: Actor::user(u),
+                    csrf: info.csrf,
+                })
+            }
             _ => {
                 self.sessions.remove(&cookie);
                 None

@@ -12,7 +12,12 @@ fn login_form(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Response<Vec<u8>> {
+    let registration = cx.app.manager.server.accounts.registration;
     let page = vars([
+        (
+            "signup_open",
+            Value::from(registration != crate::config::accounts::Registration::Closed),
+        ),
         ("login_user", Value::from(user)),
         ("notice", Value::from(notice)),
         ("error", Value::from(error)),
@@ -28,6 +33,8 @@ pub(super) fn login_page(cx: &Ctx) -> Response<Vec<u8>> {
         Some(cx.t("logged_out"))
     } else if query_value(&cx.req.query, "expired").is_some() {
         Some(cx.t("session_expired"))
+    } else if query_value(&cx.req.query, "welcome").is_some() {
+        Some(cx.t("signup_done"))
     } else {
         None
     };
@@ -47,6 +54,8 @@ pub(super) async fn login(cx: &Ctx<'_>) -> Response<Vec<u8>> {
         Err(LoginError::RateLimited(_)) => {
             login_form(cx, 429, user, None, Some(cx.t("login_limited")))
         }
+        Err(LoginError::Pending) => login_form(cx, 403, user, None, Some(cx.t("login_pending"))),
+        Err(LoginError::Disabled) => login_form(cx, 403, user, None, Some(cx.t("login_disabled"))),
     }
 }
 

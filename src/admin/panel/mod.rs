@@ -11,10 +11,12 @@
 //! `usage`, `users`, and `assets` (the stylesheet, the script and the language switch). This file holds the routing, the per-request context and
 //! what the pages share: rendering, responses, forms.
 
+mod account;
 mod adapters;
 mod assets;
 mod edit;
 mod login;
+mod signup;
 mod usage;
 mod users;
 
@@ -48,6 +50,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("usage.html", include_str!("../templates/usage.html")),
     ("users.html", include_str!("../templates/users.html")),
     ("message.html", include_str!("../templates/message.html")),
+    ("signup.html", include_str!("../templates/signup.html")),
+    ("account.html", include_str!("../templates/account.html")),
 ];
 
 /// The cookie holding the chosen language.
@@ -165,6 +169,13 @@ fn field_label(cx: &Ctx, path: &str) -> String {
             ("protocol", _) => cx.t("field_protocol").to_owned(),
             ("preset", _) => cx.t("field_provider").to_owned(),
             ("label" | "new_label", _) => cx.t("field_label").to_owned(),
+            ("username", _) => cx.t("login_user").to_owned(),
+            ("password", _) => cx.t("login_password").to_owned(),
+            ("new_password", _) => cx.t("new_password").to_owned(),
+            ("current_password", _) => cx.t("current_password").to_owned(),
+            ("invite", _) => cx.t("invite_code").to_owned(),
+            ("uses", _) => cx.t("invite_uses").to_owned(),
+            ("expires", _) => cx.t("invite_expires").to_owned(),
             ("when", _) => cx.t("route_conditions").to_owned(),
             ("model_map", _) => cx.t("model_map_title").to_owned(),
             (
@@ -245,6 +256,7 @@ impl Ctx<'_> {
             (&Method::GET, _) => format!("{}?{}", self.req.path, self.req.query),
             (_, "new") => "/adapters/new".into(),
             (_, "users") => "/users".into(),
+            (_, "account") => "/account".into(),
             (_, "login") => "/login".into(),
             _ => "/".into(),
         };
@@ -295,7 +307,7 @@ impl Ctx<'_> {
 /// Whether a request says it comes from a page of another origin: `Sec-Fetch-Site` other
 /// than same-origin/none, or an `Origin` (`null` included) whose host and port are not the
 /// ones the request was sent to (`Host`, or `X-Forwarded-Host` behind a reverse proxy).
-fn from_another_origin(req: &AdminRequest) -> bool {
+pub(crate) fn from_another_origin(req: &AdminRequest) -> bool {
     if matches!(
         req.header("sec-fetch-site"),
         Some("cross-site") | Some("same-site")
@@ -355,6 +367,8 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         "/login" if get => return login::login_page(&cx),
         "/login" if post => return login::login(&cx).await,
         "/logout" if post => return login::logout(&cx),
+        "/signup" if get => return signup::signup_page(&cx),
+        "/signup" if post => return signup::signup(&cx).await,
         _ => {}
     }
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
@@ -397,6 +411,11 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (true, _, ["usage"]) => usage::usage_page(&cx, session).await,
         (true, _, ["users"]) => users::users_page(&cx, session, 200, None),
         (_, true, ["users", name]) => users::set_cap(&cx, session, name).await,
+        (_, true, ["users", name, "status"]) => users::set_status(&cx, session, name).await,
+        (_, true, ["invites"]) => users::create_invite(&cx, session).await,
+        (_, true, ["invites", id, "revoke"]) => users::revoke_invite(&cx, session, id).await,
+        (true, _, ["account"]) => account::account_page(&cx, 200, None),
+        (_, true, ["account", "password"]) => account::change_password(&cx, session).await,
         _ => cx.not_found(),
     }
 }

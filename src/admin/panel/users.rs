@@ -1,8 +1,12 @@
-//! The users page, for admins: every user with their adapter cap, and the form that
-//! changes it.
+//! The users page, for admins: every user with their status and adapter cap — approving a
+//! pending sign-up, disabling and enabling an account, changing the cap — and the sign-up
+//! invitations: listed with the uses left and expiry, made (the code shown on that one
+//! answer) and revoked (issue #27).
 
 use super::{Ctx, Form, query_value, redirect, urlencode, vars};
 use crate::admin::PanelSession;
+use crate::admin::accounts::{InviteRequest, UserPatch};
+use crate::config::users::UserStatus;
 use http::Response;
 use minijinja::Value;
 
@@ -12,11 +16,27 @@ pub(super) fn users_page(
     status: u16,
     error: Option<String>,
 ) -> Response<Vec<u8>> {
+    users_page_with(cx, session, status, error, None)
+}
+
+/// The page, with a new invitation code to show once.
+fn users_page_with(
+    cx: &Ctx,
+    session: &PanelSession,
+    status: u16,
+    error: Option<String>,
+    new_code: Option<String>,
+) -> Response<Vec<u8>> {
     if !session.actor.admin {
         return cx.message(403, cx.t("admins_only"), "");
     }
     let users = cx.manager().users();
     let saved = query_value(&cx.req.query, "saved");
+    let invites = cx.app.invites(&session.actor).unwrap_or_default();
+    let status_saved = query_value(&cx.req.query, "status_saved")
+        .map(|name| cx.lang.fill("status_saved", &[("name", &name)]));
+    let invite_notice =
+        query_value(&cx.req.query, "revoked").map(|_| cx.t("invite_revoked").to_owned());
     let notice = saved.and_then(|name| {
         let u = users.iter().find(|u| u.name == name)?;
         Some(cx.lang.fill(
@@ -24,8 +44,15 @@ pub(super) fn users_page(
             &[("name", &u.name), ("max", &u.max_adapters.to_string())],
         ))
     });
+    let notice = notice.or(status_saved).or(invite_notice);
     let page = vars([
         ("users", Value::from_serialize(&users)),
+        ("invites", Value::from_serialize(&invites)),
+        ("new_code", Value::from(new_code)),
+        (
+            "registration",
+            Value::from(cx.app.manager.server.accounts.registration.as_str()),
+        ),
         ("notice", Value::from(notice)),
         ("error", Value::from(error)),
     ]);
@@ -47,6 +74,60 @@ pub(super) async fn set_cap(cx: &Ctx<'_>, session: &PanelSession, name: &str) ->
     };
     match cx.manager().set_cap(&session.actor, name, max).await {
         Ok(()) => redirect(&format!("/users?saved={}", urlencode(name)), &[]),
+        Err(e) => users_page(cx, session, e.status, Some(super::say(cx, &e))),
+    }
+}
+
+/// Approves, disables or enables a user (`status` of the form).
+pub(super) async fn set_status(
+    cx: &Ctx<'_>,
+    session: &PanelSession,
+    name: &str,
+) -> Response<Vec<u8>> {
+    let status = match Form::parse(&cx.req.body).get("status") {
+        "active" => UserStatus::Active,
+        "disabled" => UserStatus::Disabled,
+        _ => return users_page(cx, session, 400, Some(cx.t("bad_request").into())),
+    };
+    let patch = UserPatch {
+        status: Some(status),
+        max_adapters: None,
+    };
+    match cx.app.patch_user(&session.actor, name, patch).await {
+        Ok(()) => redirect(&format!("/users?status_saved={}", urlencode(name)), &[]),
+        Err(e) => users_page(cx, session, e.status, Some(super::say(cx, &e))),
+    }
+}
+
+/// Makes an invitation and shows its code on this answer only (not a redirect: the code is
+/// never in a URL).
+pub(super) async fn create_invite(cx: &Ctx<'_>, session: &PanelSession) -> Response<Vec<u8>> {
+    let form = Form::parse(&cx.req.body);
+    let uses = match form.opt("uses").map(|u| u.parse::<u32>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            let e = crate::admin::manage::ApiError::bad("uses", "a whole number").coded("number");
+            return users_page(cx, session, 400, Some(super::say(cx, &e)));
+        }
+    };
+    let request = InviteRequest {
+        uses,
+        expires: form.opt("expires"),
+    };
+    match cx.app.create_invite(&session.actor, request).await {
+        Ok((code, _)) => users_page_with(cx, session, 201, None, Some(code)),
+        Err(e) => users_page(cx, session, e.status, Some(super::say(cx, &e))),
+    }
+}
+
+pub(super) async fn revoke_invite(
+    cx: &Ctx<'_>,
+    session: &PanelSession,
+    id: &str,
+) -> Response<Vec<u8>> {
+    match cx.app.revoke_invite(&session.actor, id).await {
+        Ok(()) => redirect("/users?revoked=1", &[]),
         Err(e) => users_page(cx, session, e.status, Some(super::say(cx, &e))),
     }
 }
