@@ -36,6 +36,13 @@ pub fn label(ms: i64) -> String {
     s.get(..16).unwrap_or(&s).replace('T', " ")
 }
 
+/// `2025-09-14 10:03:27` (UTC) for a moment.
+pub fn label_seconds(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.get(..19).unwrap_or(&s).replace('T', " ")
+}
+
 /// 1234 → `1.2k`, 3_400_000 → `3.4M`.
 pub fn compact(v: f64) -> String {
     let a = v.abs();

@@ -18,11 +18,20 @@ use crate::config::watch::LiveConfig;
 use crate::config::{adapter::Adapter, presets};
 use crate::routing::{Balance, Health, RouteWhen};
 use crate::telemetry::outcome::FailureReason;
-pub use crate::telemetry::usage::UsageRow;
-use crate::telemetry::usage::buckets;
+use crate::telemetry::usage_view::{self, UsageScope};
+pub use crate::telemetry::usage_view::{RecentRequest, UsageRow};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// What the usage page shows one user ([`Manager::usage`]).
+#[derive(Debug, Clone)]
+pub struct UsageData {
+    pub rows: Vec<UsageRow>,
+    pub recent: Vec<RecentRequest>,
+    /// The adapters the user has now.
+    pub current: Vec<String>,
+}
 
 /// Who is asking: a panel user, or the admin token (an admin named `admin`, owning nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1225,20 +1234,30 @@ impl Manager {
         Ok(result)
     }
 
-    /// Hourly usage of the actor's adapters since `since` ago; `None` when statistics are off.
+    /// The usage page's data for `actor` (everyone's for an admin): `bucket`-wide rows since
+    /// `since` ago, the latest `recent` requests, and the adapters the actor has now (the
+    /// others in the rows were deleted). `None` when statistics are off.
     pub async fn usage(
         &self,
         actor: &Actor,
         since: Duration,
-    ) -> Option<Result<Vec<UsageRow>, String>> {
+        bucket: Duration,
+        recent: usize,
+    ) -> Option<Result<UsageData, String>> {
         let stats = self.server.stats.as_ref()?;
-        let own: Vec<String> = self.list(actor).into_iter().map(|a| a.name).collect();
-        let rows = buckets(stats, since, Duration::from_secs(3600)).await;
-        Some(rows.map(|rows| {
-            rows.into_iter()
-                .filter(|r| actor.admin || own.contains(&r.adapter))
-                .collect()
-        }))
+        let current: Vec<String> = self.list(actor).into_iter().map(|a| a.name).collect();
+        let scope = UsageScope {
+            owner: (!actor.admin).then(|| actor.name.clone()),
+            adapters: current.clone(),
+        };
+        let data = async {
+            Ok(UsageData {
+                rows: usage_view::buckets(stats, since, bucket, &scope).await?,
+                recent: usage_view::recent(stats, recent, &scope).await?,
+                current,
+            })
+        };
+        Some(data.await)
     }
 
     pub fn users(&self) -> Vec<UserView> {

@@ -5,7 +5,7 @@ use super::Ctx;
 use crate::protocol::anthropic::Usage;
 use crate::telemetry::Telemetry;
 use crate::telemetry::access_log::AccessRecord;
-use crate::telemetry::usage::UsageRecord;
+use crate::telemetry::usage::{UsageRecord, error_code};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora::{ErrorSource, ErrorType};
@@ -178,8 +178,9 @@ pub fn report(
     if let (Some(sink), Some(adapter), Some(prepared)) = (&telemetry.usage, adapter, prepared) {
         let (usage, estimated) = match facts.usage {
             Some(u) if facts.usage_reported => (u, false),
-            // Refused before reaching the provider (a limit, a budget): nothing was spent.
-            _ if ctx.upstream_status.is_none() => (Usage::default(), false),
+            // Refused before reaching the provider (a limit, a budget), or refused by it
+            // with an error status: nothing was spent.
+            _ if ctx.upstream_status.is_none_or(|s| s >= 400) => (Usage::default(), false),
             other => {
                 // No usage from the provider: count the request with the real tokenizer;
                 // output stays the translator's byte-based estimate.
@@ -213,6 +214,12 @@ pub fn report(
             ttfb_ms: ttfb.map(|t| t.as_millis() as u64),
             stream,
             web_searches: ctx.web_searches,
+            owner: ctx
+                .adapter
+                .as_ref()
+                .and_then(|a| a.owner.clone())
+                .unwrap_or_default(),
+            error: error_code(status, ctx.error_kind, ctx.upstream_status).to_owned(),
         });
     }
     facts.usage.filter(|_| facts.usage_reported)

@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod usage;
 pub mod usage_pg;
+pub mod usage_view;
 
 use std::sync::Arc;
 

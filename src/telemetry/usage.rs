@@ -32,6 +32,30 @@ pub struct UsageRecord {
     pub stream: bool,
     /// Searches the gateway ran for the request (docs/web-search.md).
     pub web_searches: u32,
+    /// The adapter's owner when the request was served, so its history stays theirs after
+    /// the adapter is deleted; empty for adapters without one.
+    pub owner: String,
+    /// Why the request failed, as a fixed code ([`error_code`]); empty when it did not.
+    pub error: String,
+}
+
+/// A failed request's cause as the usage page explains it: the proxy's failure kind
+/// (`connect`, `timeout`, `tls`, `reset`, `protocol`, `stream_error`, `shutdown`), else
+/// `provider` when the provider answered with an error status, `gateway` when FlexiProxy
+/// refused the request itself (a limit, a budget, a malformed request). Never a provider's
+/// text, so it holds no secret.
+pub fn error_code(
+    status: u16,
+    kind: Option<&'static str>,
+    upstream_status: Option<u16>,
+) -> &'static str {
+    match kind {
+        Some(k) if !k.starts_with("status_") => k,
+        _ if status < 400 => "",
+        _ if upstream_status.is_some_and(|s| s >= 400) => "provider",
+        _ if upstream_status.is_none() => "gateway",
+        _ => "protocol",
+    }
 }
 
 const SCHEMA: &str = "
@@ -58,6 +82,10 @@ const ADD_INSTANCE: &str = "ALTER TABLE usage ADD COLUMN instance TEXT NOT NULL 
 /// Databases made before the gateway searched get the column.
 const ADD_WEB_SEARCHES: &str =
     "ALTER TABLE usage ADD COLUMN web_searches INTEGER NOT NULL DEFAULT 0";
+/// Databases made before the usage page kept deleted adapters' history and errors.
+const ADD_OWNER_AND_ERROR: &str = "ALTER TABLE usage ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE usage ADD COLUMN error TEXT NOT NULL DEFAULT '';
+    CREATE INDEX IF NOT EXISTS usage_owner_time ON usage (owner, time_ms);";
 
 /// The most records written in one transaction.
 const BATCH: usize = 500;
@@ -156,6 +184,10 @@ fn open_writer(path: &Path) -> Result<Connection, String> {
         conn.execute_batch(ADD_WEB_SEARCHES)
             .map_err(|e| format!("stats: cannot migrate {}: {e}", path.display()))?;
     }
+    if conn.prepare("SELECT owner FROM usage LIMIT 0").is_err() {
+        conn.execute_batch(ADD_OWNER_AND_ERROR)
+            .map_err(|e| format!("stats: cannot migrate {}: {e}", path.display()))?;
+    }
     Ok(conn)
 }
 
@@ -214,8 +246,8 @@ fn write_batch(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result
         let mut stmt = tx.prepare_cached(
             "INSERT INTO usage (time_ms, adapter, key_label, client_model, source_model, status,
              input_tokens, output_tokens, cache_read_tokens, estimated, duration_ms, ttfb_ms, stream,
-             instance, web_searches)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             instance, web_searches, owner, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         let instance = INSTANCE.get().map_or("", String::as_str);
         for r in batch {
@@ -235,6 +267,8 @@ fn write_batch(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result
                 r.stream,
                 instance,
                 r.web_searches,
+                r.owner,
+                r.error,
             ])?;
         }
     }
@@ -292,7 +326,7 @@ pub struct Totals {
 }
 
 /// The database, read-only, for queries while the writer writes.
-fn open_reader(path: &Path) -> Result<Connection, String> {
+pub(super) fn open_reader(path: &Path) -> Result<Connection, String> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -332,52 +366,6 @@ pub fn query(path: &Path, since: Duration, by: GroupBy) -> Result<Vec<Totals>, S
         .map_err(|e| e.to_string())
 }
 
-/// One time bucket of one adapter key's usage (the panel's charts).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UsageRow {
-    /// Start of the bucket, milliseconds since the Unix epoch.
-    pub bucket_start_ms: i64,
-    pub adapter: String,
-    pub key_label: String,
-    pub requests: u64,
-    pub errors: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub avg_duration_ms: f64,
-}
-
-/// Usage since `since` ago in buckets of `bucket` per adapter and key, oldest first.
-pub fn series(path: &Path, since: Duration, bucket: Duration) -> Result<Vec<UsageRow>, String> {
-    let conn = open_reader(path)?;
-    let cutoff = now_ms() - since.as_millis() as i64;
-    let width = (bucket.as_millis() as i64).max(1);
-    let mut stmt = conn
-        .prepare(
-            "SELECT (time_ms / ?2) * ?2 AS b, adapter, key_label, COUNT(*), SUM(status >= 400),
-                    SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), AVG(duration_ms)
-             FROM usage WHERE time_ms >= ?1 GROUP BY b, adapter, key_label ORDER BY b, adapter, key_label",
-        )
-        .map_err(|e| e.to_string())?;
-    let rows = stmt
-        .query_map(params![cutoff, width], |row| {
-            Ok(UsageRow {
-                bucket_start_ms: row.get(0)?,
-                adapter: row.get(1)?,
-                key_label: row.get(2)?,
-                requests: row.get::<_, i64>(3)? as u64,
-                errors: row.get::<_, Option<i64>>(4)?.unwrap_or(0) as u64,
-                input_tokens: row.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
-                output_tokens: row.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
-                cache_read_tokens: row.get::<_, Option<i64>>(7)?.unwrap_or(0) as u64,
-                avg_duration_ms: row.get::<_, Option<f64>>(8)?.unwrap_or(0.0),
-            })
-        })
-        .map_err(|e| e.to_string())?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())
-}
-
 /// Totals from the configured store (SQLite file or PostgreSQL), for async callers.
 pub async fn totals(
     config: &StatsConfig,
@@ -403,18 +391,6 @@ pub fn totals_blocking(
         .block_on(totals(config, since, by))
 }
 
-/// Usage buckets from the configured store, for the panel's charts.
-pub async fn buckets(
-    config: &StatsConfig,
-    since: Duration,
-    bucket: Duration,
-) -> Result<Vec<UsageRow>, String> {
-    match &config.postgres_url {
-        Some(url) => super::usage_pg::series(url, since, bucket).await,
-        None => series(&config.path, since, bucket),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +411,8 @@ mod tests {
             ttfb_ms: Some(3),
             stream: true,
             web_searches: 0,
+            owner: String::new(),
+            error: String::new(),
         }
     }
 

@@ -7,7 +7,8 @@
 //! starting together apply each step once.
 
 use super::metrics::Metrics;
-use super::usage::{GroupBy, Totals, UsageRecord, UsageRow};
+use super::usage::{GroupBy, Totals, UsageRecord};
+use super::usage_view::{RecentRequest, UsageRow, UsageScope, scope_sql};
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -34,14 +35,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS usage_time ON usage (time_ms);",
     // Searches the gateway ran for the request (docs/web-search.md).
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS web_searches INTEGER NOT NULL DEFAULT 0;",
+    // The owner keeps a deleted adapter's history theirs; the error code explains failures.
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS owner TEXT NOT NULL DEFAULT '';
+     ALTER TABLE usage ADD COLUMN IF NOT EXISTS error TEXT NOT NULL DEFAULT '';
+     CREATE INDEX IF NOT EXISTS usage_owner_time ON usage (owner, time_ms);",
 ];
 
 const INSERT: &str = "INSERT INTO usage (time_ms, instance, adapter, key_label, client_model,
     source_model, status, input_tokens, output_tokens, cache_read_tokens, estimated,
-    duration_ms, ttfb_ms, stream, web_searches)
+    duration_ms, ttfb_ms, stream, web_searches, owner, error)
     SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
     $6::TEXT[], $7::INTEGER[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BOOLEAN[],
-    $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[], $15::INTEGER[])";
+    $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[], $15::INTEGER[], $16::TEXT[], $17::TEXT[])";
 
 /// How long the writer waits before trying an unreachable database again.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
@@ -113,6 +118,8 @@ async fn write_batch(client: &Client, instance: &str, batch: &[UsageRecord]) -> 
         .iter()
         .map(|r| i32::try_from(r.web_searches).unwrap_or(i32::MAX))
         .collect();
+    let owner = text(&|r| &r.owner);
+    let error = text(&|r| &r.error);
     client
         .execute(
             INSERT,
@@ -132,6 +139,8 @@ async fn write_batch(client: &Client, instance: &str, batch: &[UsageRecord]) -> 
                 &ttfb,
                 &stream,
                 &searches,
+                &owner,
+                &error,
             ],
         )
         .await
@@ -251,35 +260,83 @@ pub async fn query(url: &str, since: Duration, by: GroupBy) -> Result<Vec<Totals
         .collect())
 }
 
-/// Hourly (or `bucket`) usage per adapter and key, over every instance's records.
-pub async fn series(url: &str, since: Duration, bucket: Duration) -> Result<Vec<UsageRow>, String> {
+/// Usage per bucket, adapter, owner, key and model within `scope`, over every instance's
+/// records (`usage_view::buckets`).
+pub async fn series(
+    url: &str,
+    since: Duration,
+    bucket: Duration,
+    scope: &UsageScope,
+) -> Result<Vec<UsageRow>, String> {
     let client = connect(url).await?;
     let cutoff = super::usage::now_ms() - since.as_millis() as i64;
     let width = (bucket.as_millis() as i64).max(1);
+    let sql = format!(
+        "SELECT (time_ms / $2) * $2 AS b, adapter, owner, key_label, source_model, COUNT(*),
+                COUNT(*) FILTER (WHERE status >= 400), SUM(input_tokens)::BIGINT,
+                SUM(output_tokens)::BIGINT, SUM(cache_read_tokens)::BIGINT,
+                SUM(duration_ms)::BIGINT
+         FROM usage WHERE time_ms >= $1 AND {scope}
+         GROUP BY b, adapter, owner, key_label, source_model ORDER BY b",
+        scope = scope_sql("$3::TEXT", "adapter = ANY($4)")
+    );
     let rows = client
-        .query(
-            "SELECT (time_ms / $2) * $2 AS b, adapter, key_label, COUNT(*),
-                    COUNT(*) FILTER (WHERE status >= 400), SUM(input_tokens)::BIGINT,
-                    SUM(output_tokens)::BIGINT, SUM(cache_read_tokens)::BIGINT,
-                    AVG(duration_ms)::DOUBLE PRECISION
-             FROM usage WHERE time_ms >= $1 GROUP BY b, adapter, key_label
-             ORDER BY b, adapter, key_label",
-            &[&cutoff, &width],
-        )
+        .query(&sql, &[&cutoff, &width, &scope.owner, &scope.adapters])
         .await
         .map_err(|e| format!("stats: query failed: {e}"))?;
+    let count = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
     Ok(rows
         .iter()
         .map(|row| UsageRow {
             bucket_start_ms: row.get(0),
             adapter: row.get(1),
-            key_label: row.get(2),
-            requests: row.get::<_, i64>(3) as u64,
-            errors: row.get::<_, i64>(4) as u64,
-            input_tokens: row.get::<_, Option<i64>>(5).unwrap_or(0) as u64,
-            output_tokens: row.get::<_, Option<i64>>(6).unwrap_or(0) as u64,
-            cache_read_tokens: row.get::<_, Option<i64>>(7).unwrap_or(0) as u64,
-            avg_duration_ms: row.get::<_, Option<f64>>(8).unwrap_or(0.0),
+            owner: row.get(2),
+            key_label: row.get(3),
+            model: row.get(4),
+            requests: count(row.get(5)),
+            errors: count(row.get(6)),
+            input_tokens: count(row.get(7)),
+            output_tokens: count(row.get(8)),
+            cache_read_tokens: count(row.get(9)),
+            duration_ms_sum: count(row.get(10)),
+        })
+        .collect())
+}
+
+/// The latest `limit` requests within `scope`, newest first (`usage_view::recent`).
+pub async fn recent(
+    url: &str,
+    limit: usize,
+    scope: &UsageScope,
+) -> Result<Vec<RecentRequest>, String> {
+    let client = connect(url).await?;
+    let sql = format!(
+        "SELECT time_ms, adapter, owner, key_label, client_model, source_model, status,
+                input_tokens, output_tokens, cache_read_tokens, duration_ms, stream, error
+         FROM usage WHERE {scope} ORDER BY time_ms DESC LIMIT $3",
+        scope = scope_sql("$1::TEXT", "adapter = ANY($2)")
+    );
+    let rows = client
+        .query(&sql, &[&scope.owner, &scope.adapters, &(limit as i64)])
+        .await
+        .map_err(|e| format!("stats: query failed: {e}"))?;
+    let count = |v: i64| v.max(0) as u64;
+    Ok(rows
+        .iter()
+        .map(|row| RecentRequest {
+            time_ms: row.get(0),
+            adapter: row.get(1),
+            owner: row.get(2),
+            key_label: row.get(3),
+            client_model: row.get(4),
+            source_model: row.get(5),
+            status: row.get::<_, i32>(6).clamp(0, 999) as u16,
+            input_tokens: count(row.get(7)),
+            output_tokens: count(row.get(8)),
+            cache_read_tokens: count(row.get(9)),
+            duration_ms: count(row.get(10)),
+            stream: row.get(11),
+            error: row.get(12),
         })
         .collect())
 }

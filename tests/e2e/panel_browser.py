@@ -399,7 +399,32 @@ def run():
         except Exception:
             check(False, f"alice-keep's four requests: {seen['usage_requests']!r}")
         check(len(d.find_elements(By.CSS_SELECTOR, "#usage-alice-keep svg.chart")) == 3, "three charts")
+        # The deleted adapter's two answered requests stay, under "deleted"; the totals
+        # add up every adapter's.
+        deleted = d.find_elements(By.CSS_SELECTOR, "#usage-deleted #usage-alice-fake tr.total td:nth-child(2)")
+        seen["usage_deleted"] = deleted[0].text if deleted else None
+        check(seen["usage_deleted"] == "2", f"alice-fake's history kept: {seen['usage_deleted']!r}")
+        seen["usage_total"] = text_of("total-requests")
+        check(seen["usage_total"] == "6", f"all of alice's requests: {seen['usage_total']!r}")
+        rows = d.find_elements(By.CSS_SELECTOR, "#usage-recent tbody tr")
+        check(len(rows) == 6, f"six recent requests: {len(rows)}")
+        check(not d.find_elements(By.CSS_SELECTOR, "#usage-recent tr.failed"), "none failed")
+        check(by_id("usage-csv").get_attribute("href").endswith("/usage.csv?since=24h"), "CSV link")
     shot("usage")
+    if seen["usage"] == "on":
+        click("since-7d")
+        wait.until(lambda _: "since=7d" in d.current_url)
+        check("per day" in by_id("usage-total").text, "daily bins for a week")
+        shot("usage-7d")
+        # On a phone the page fits the width (the recent table scrolls inside its card).
+        d.set_window_size(390, 844)
+        d.refresh()
+        by_id("usage-total")
+        overflow = d.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        check(overflow <= 0, f"usage page overflows a phone by {overflow}px")
+        shot("usage-phone")
+        d.set_window_size(1280, 900)
     check(not d.find_elements(By.ID, "nav-users"), "no users page for a plain user")
     logout()
     shot("logged-out")

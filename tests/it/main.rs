@@ -30,5 +30,6 @@ mod sdk;
 mod sdk_openai;
 mod sdk_responses;
 mod secrets_relay;
+mod usage_page;
 mod web_search;
 mod web_search_limits;

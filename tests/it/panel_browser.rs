@@ -121,6 +121,9 @@ fn copy_docs_screenshots(shots: &std::path::Path) {
     for (suffix, doc) in [
         ("-list.png", "docs/panel-list.png"),
         ("-key-once.png", "docs/panel-key.png"),
+        ("-edit-routes.png", "docs/panel-edit.png"),
+        ("-usage.png", "docs/panel-usage.png"),
+        ("-usage-phone.png", "docs/panel-usage-phone.png"),
     ] {
         let target = repo_root().join(doc);
         if refresh || !target.exists() {

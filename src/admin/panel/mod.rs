@@ -409,6 +409,7 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (_, true, ["adapters", name, "delete"]) => adapters::delete(&cx, session, name).await,
         (_, true, ["adapters", name, "test"]) => adapters::test(&cx, session, name).await,
         (true, _, ["usage"]) => usage::usage_page(&cx, session).await,
+        (true, _, ["usage.csv"]) => usage::usage_csv(&cx, session).await,
         (true, _, ["users"]) => users::users_page(&cx, session, 200, None),
         (_, true, ["users", name]) => users::set_cap(&cx, session, name).await,
         (_, true, ["users", name, "status"]) => users::set_status(&cx, session, name).await,
