@@ -202,7 +202,7 @@ fn recent_line(lang: Lang, r: &RecentRequest) -> RecentLine {
         code => {
             let key = format!("usage_err_{code}");
             match lang.t(&key) {
-                s if s == key => code.to_owned(),
+                "?" => code.to_owned(),
                 s => s.to_owned(),
             }
         }
