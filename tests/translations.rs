@@ -17,7 +17,10 @@ fn is_chinese(s: &str) -> bool {
 fn assert_translated(key: &str, origin: &str) {
     let (en, zh) = (Lang::En.t(key), Lang::Zh.t(key));
     assert!(en != "?" && zh != "?", "{key} (from {origin}) has no words");
-    assert!(is_chinese(zh), "{key}: the Chinese text is not Chinese: {zh}");
+    assert!(
+        is_chinese(zh),
+        "{key}: the Chinese text is not Chinese: {zh}"
+    );
     for text in [en, zh] {
         assert!(!text.contains('`'), "{key}: backticks in {text}");
     }
@@ -42,7 +45,10 @@ fn codes_in(dir: &Path, found: &mut Vec<(String, String)>) {
 #[test]
 fn every_coded_refusal_is_translated() {
     let mut found = Vec::new();
-    codes_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut found);
+    codes_in(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
     assert!(found.len() > 20, "the scan found the codes: {found:?}");
     for (code, file) in &found {
         assert_translated(&format!("err_{code}"), file);
