@@ -1,14 +1,19 @@
 //! Accounts not made at a shell (issue #27), over real HTTP to a real admin listener: sign-up
 //! closed and open by form and by JSON, password rules, the sign-up rate limit per client
 //! address, CSRF and cross-site refusals on the new forms, and a signed-up user's adapter
-//! key working. Invitations, approval and sessions are in `signup_admin`; canaries and
-//! random requests in `signup_hostile`. The helpers here serve all three.
+//! key working; `browser` walks sign-up in headless Chromium. Invitations, approval and
+//! sessions are in `signup_admin`; canaries and random requests in `signup_hostile`. The
+//! helpers here serve all of them.
 
 use crate::harness::*;
 use crate::management::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::net::IpAddr;
+
+/// The same in a real browser.
+#[path = "signup_browser.rs"]
+mod browser;
 
 /// A password zxcvbn rates safely unguessable.
 pub(crate) const GOOD: &str = "tulip-carbon-orbit-97";
