@@ -29,13 +29,16 @@ pub enum UserCommand {
         #[arg(long, default_value = "conf/flexiproxy.yaml")]
         config: PathBuf,
     },
-    /// Change a user's cap or admin flag.
+    /// Change a user's cap, admin flag or status (approve a sign-up: `--status active`).
     Set {
         name: String,
         #[arg(long)]
         max_adapters: Option<usize>,
         #[arg(long)]
         admin: Option<bool>,
+        /// `active`, `pending` or `disabled` (a disabled user's panel sessions end at once).
+        #[arg(long, value_parser = ["active", "pending", "disabled"])]
+        status: Option<String>,
         #[arg(long, default_value = "conf/flexiproxy.yaml")]
         config: PathBuf,
     },
@@ -98,10 +101,20 @@ pub fn run(cmd: UserCommand) -> Result<(), String> {
             name,
             max_adapters,
             admin,
+            status,
             config,
         } => {
             let path = users_file(&config)?;
             users::update(&path, &name, None, admin, max_adapters).map_err(|e| e.to_string())?;
+            let status = match status.as_deref() {
+                Some("active") => Some(users::UserStatus::Active),
+                Some("pending") => Some(users::UserStatus::Pending),
+                Some(_) => Some(users::UserStatus::Disabled),
+                None => None,
+            };
+            if let Some(status) = status {
+                users::edit(&path, &name, |u| u.status = status).map_err(|e| e.to_string())?;
+            }
             println!("Updated user `{name}`.");
         }
         UserCommand::Delete { name, config } => {

@@ -288,6 +288,30 @@ async fn approval_keeps_accounts_pending_and_admins_approve_disable_and_enable()
     let resp = post_status("mona", "active", Some(&a_csrf)).await.unwrap();
     assert_eq!(resp.status(), 303);
     assert!(logs_in(&proxy, "mona", GOOD).await, "enabled again");
+
+    // `flexiproxy user set --status` edits the same file; the running proxy follows it.
+    let (_, cookie, csrf) = json_login(&proxy, "mona", GOOD).await;
+    let mona = Auth::Session(cookie.unwrap(), csrf);
+    let cli = |status: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
+            .args(["user", "set", "mona", "--status", status, "--config"])
+            .arg(proxy.config_path())
+            .output()
+            .unwrap()
+    };
+    assert!(cli("disabled").status.success());
+    let (p, m) = (&proxy, &mona);
+    wait_until_async(
+        DEADLINE,
+        "the disabled user's session ends",
+        || async move { call(p, Method::GET, "/admin/api/me", None, m).await.0 == 401 },
+    )
+    .await;
+    assert!(cli("active").status.success());
+    wait_until_async(DEADLINE, "the enabled user logs in", || async move {
+        logs_in(p, "mona", GOOD).await
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
