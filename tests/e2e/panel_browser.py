@@ -1,5 +1,5 @@
-"""The web panel in a real browser (headless Chromium through Selenium), run by
-tests/it/panel_browser.rs against a real FlexiProxy and a fake provider.
+"""The web panel in a real browser (headless Chromium, or Firefox ESR, through Selenium),
+run by tests/it/panel_browser.rs against a real FlexiProxy and a fake provider.
 
 Usage: panel_browser.py CONFIG_JSON, where CONFIG_JSON has
   panel      the admin listener's base URL (http://127.0.0.1:PORT)
@@ -9,6 +9,9 @@ Usage: panel_browser.py CONFIG_JSON, where CONFIG_JSON has
   canary     a provider key that must appear in no page after it is typed in
   users      {"alice": pw, "bob": pw, "root": pw}; alice and bob are plain users, root an admin
   shots      the directory for the screenshots (NN-name.png)
+  browser    "chromium" (default: the whole walk) or "firefox" (log in, create, the key once:
+             language switch, Back/Forward/reload, the create form; then the key works)
+  geckodriver  the geckodriver binary, for Firefox
 
 Prints one JSON object with what it saw; any failed check raises (exit status 1), leaving
 99-failure.png and the page source on stderr.
@@ -22,6 +25,7 @@ import traceback
 import anthropic
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.firefox.service import Service as FirefoxService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -31,6 +35,7 @@ PANEL = CFG["panel"].rstrip("/")
 CANARY = CFG["canary"]
 SHOTS = CFG["shots"]
 WAIT = 20  # seconds, for every condition
+BROWSER = CFG.get("browser", "chromium")
 
 seen = {}
 checks = []
@@ -42,7 +47,20 @@ def check(cond, what):
     checks.append(what)
 
 
+def firefox():
+    opts = webdriver.FirefoxOptions()
+    opts.add_argument("-headless")
+    opts.binary_location = "/usr/bin/firefox-esr"
+    opts.set_preference("intl.accept_languages", "en-US, en")
+    driver = webdriver.Firefox(service=FirefoxService(CFG["geckodriver"]), options=opts)
+    driver.set_window_size(1280, 900)
+    driver.set_page_load_timeout(WAIT)
+    return driver
+
+
 def browser():
+    if BROWSER == "firefox":
+        return firefox()
     opts = webdriver.ChromeOptions()
     for arg in (
         "--headless=new",
@@ -76,7 +94,7 @@ def page_ok():
 def shot(name):
     shot_no[0] += 1
     page_ok()
-    d.save_screenshot(os.path.join(SHOTS, f"{shot_no[0]:02d}-{name}.png"))
+    d.save_screenshot(os.path.join(SHOTS, f"{shot_no[0]:02d}-{BROWSER}-{name}.png"))
 
 
 def by_id(i):
@@ -93,6 +111,13 @@ def at(path):
 
 def go(path):
     d.get(PANEL + path)
+
+
+def fits_width(what):
+    """The page is no wider than the window (a phone scrolls only down)."""
+    overflow = d.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    check(overflow <= 0, f"{what} overflows the width by {overflow}px")
 
 
 def text_of(i):
@@ -249,6 +274,8 @@ def run():
     # The key works through the proxy with the official SDK.
     seen["answer"] = sdk_says(key)
     check(seen["answer"] == CFG["answer"], f"the fake provider's answer: {seen['answer']!r}")
+    if BROWSER == "firefox":
+        return  # the rest uses Chromium's DevTools (dark mode) and is the same HTML
 
     # The list: one row, its base URL, the cap.
     go("/")
@@ -370,6 +397,12 @@ def run():
     check(d.execute_script(
         "return getComputedStyle(document.querySelector('#adapters thead')).display") == "none",
         "the table is cards on a phone")
+    fits_width("the list on a phone")
+    go("/adapters/alice-keep/edit")
+    by_id("pool-source")
+    fits_width("the edit page on a phone")
+    go("/")
+    by_id("adapter-alice-keep")
     shot("list-phone")
     d.set_window_size(1280, 900)
     d.execute_cdp_cmd("Emulation.setEmulatedMedia",
@@ -420,9 +453,7 @@ def run():
         d.set_window_size(390, 844)
         d.refresh()
         by_id("usage-total")
-        overflow = d.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        check(overflow <= 0, f"usage page overflows a phone by {overflow}px")
+        fits_width("the usage page on a phone")
         shot("usage-phone")
         d.set_window_size(1280, 900)
     check(not d.find_elements(By.ID, "nav-users"), "no users page for a plain user")

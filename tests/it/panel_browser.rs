@@ -2,9 +2,9 @@
 //! (Selenium) through login, creating an adapter on the fake provider, the key shown once,
 //! the key through the proxy with the official `anthropic` SDK, rotate, test, delete, the
 //! language switch and logout, then checks that users see only their own adapters and an
-//! admin sees all. Screenshots land in `target/panel-screenshots/`; the list and the key
-//! page are copied to `docs/panel-list.png` and `docs/panel-key.png` when those are missing
-//! or `FLEXIPROXY_PANEL_DOCS=1` is set.
+//! admin sees all. Screenshots land in `target/panel-screenshots/`; the pages `docs/panel.md`
+//! shows are copied to `docs/panel-*.png` when those are missing or `FLEXIPROXY_PANEL_DOCS=1`
+//! is set. The key-shown-once part runs again in Firefox ESR through geckodriver.
 
 use crate::clients::{python, repo_root};
 use crate::harness::*;
@@ -43,50 +43,85 @@ fn panel_dir(users: &[(&str, &str, bool)]) -> tempfile::TempDir {
     dir
 }
 
+/// What one run of `panel_browser.py` needs: a proxy with three users on a fake provider.
+struct Walk {
+    provider: FakeProvider,
+    proxy: Proxy,
+    shots: std::path::PathBuf,
+}
+
+impl Walk {
+    async fn start(shots_dir: &str) -> Walk {
+        let provider =
+            FakeProvider::start(|_req| Reply::json(200, openai::chat_completion(ANSWER))).await;
+        let proxy = Proxy::start_in(panel_dir(&USERS));
+        let shots = repo_root().join("target").join(shots_dir);
+        std::fs::create_dir_all(&shots).unwrap();
+        for old in std::fs::read_dir(&shots).unwrap().flatten() {
+            let _ = std::fs::remove_file(old.path());
+        }
+        Walk {
+            provider,
+            proxy,
+            shots,
+        }
+    }
+
+    /// Runs the script in `browser` (with `extra` config); what it saw, checked to be ok.
+    async fn run(&self, browser: &str, extra: Value) -> Value {
+        let mut config = json!({
+            "panel": self.proxy.admin_url(""),
+            "proxy": self.proxy.url(""),
+            "source": self.provider.base_url(),
+            "answer": ANSWER,
+            "canary": PROVIDER_KEY,
+            "users": USERS.iter().map(|(n, p, _)| (n.to_string(), json!(p))).collect::<serde_json::Map<_, _>>(),
+            "shots": self.shots,
+            "browser": browser,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        let script = repo_root().join("tests/e2e/panel_browser.py");
+        let child = Command::new(python())
+            .arg(script)
+            .arg(config.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+            crate::clients::wait_bounded(child, "panel_browser.py", Duration::from_secs(300))
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            code, 0,
+            "panel_browser.py ({browser}) failed:\n{stdout}\n{stderr}"
+        );
+        let out: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!("panel_browser.py printed no JSON ({e}):\n{stdout}\n{stderr}")
+        });
+        assert_eq!(out["ok"], true, "{out}");
+        assert_eq!(out["seen"]["answer"], ANSWER);
+        // What the browser typed never reached a log.
+        assert!(!self.proxy.access_log().contains(PROVIDER_KEY));
+        out
+    }
+}
+
+const USERS: [(&str, &str, bool); 3] = [
+    ("alice", "alice-password-1", false),
+    ("bob", "bob-password-22", false),
+    ("root", "root-password-333", true),
+];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn panel_in_a_real_browser() {
     browser_installed().unwrap_or_else(|e| panic!("{e}"));
-    let provider =
-        FakeProvider::start(|_req| Reply::json(200, openai::chat_completion(ANSWER))).await;
-    let users = [
-        ("alice", "alice-password-1", false),
-        ("bob", "bob-password-22", false),
-        ("root", "root-password-333", true),
-    ];
-    let proxy = Proxy::start_in(panel_dir(&users));
-    let shots = repo_root().join("target/panel-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    for old in std::fs::read_dir(&shots).unwrap().flatten() {
-        let _ = std::fs::remove_file(old.path());
-    }
-    let config = json!({
-        "panel": proxy.admin_url(""),
-        "proxy": proxy.url(""),
-        "source": provider.base_url(),
-        "answer": ANSWER,
-        "canary": PROVIDER_KEY,
-        "users": users.iter().map(|(n, p, _)| (n.to_string(), json!(p))).collect::<serde_json::Map<_, _>>(),
-        "shots": shots,
-    });
-    let py = python();
-    let script = repo_root().join("tests/e2e/panel_browser.py");
-    let child = Command::new(py)
-        .arg(script)
-        .arg(config.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        crate::clients::wait_bounded(child, "panel_browser.py", Duration::from_secs(300))
-    })
-    .await
-    .unwrap();
-    assert_eq!(code, 0, "panel_browser.py failed:\n{stdout}\n{stderr}");
-    let out: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("panel_browser.py printed no JSON ({e}):\n{stdout}\n{stderr}"));
-    assert_eq!(out["ok"], true, "{out}");
-    assert_eq!(out["seen"]["answer"], ANSWER);
+    let walk = Walk::start("panel-screenshots").await;
+    let out = walk.run("chromium", json!({})).await;
+    let (provider, shots) = (&walk.provider, &walk.shots);
     assert_eq!(
         out["seen"]["usage"], "on",
         "statistics are on in this config"
@@ -99,12 +134,44 @@ async fn panel_in_a_real_browser() {
     );
     assert!(!create_error.contains("base_url"), "{out}");
 
-    // What the browser typed never reached a log either.
-    assert!(!proxy.access_log().contains(PROVIDER_KEY));
     // The provider got the SDK calls with both keys and the probe.
     assert!(provider.requests().len() >= 3);
 
-    copy_docs_screenshots(&shots);
+    copy_docs_screenshots(shots);
+}
+
+/// Firefox ESR (Debian's package) with geckodriver (`scripts/deps.sh` builds it with cargo,
+/// Debian has no package): the key page never comes back from its back/forward cache or a
+/// reload, the language switch warns, Back to the form restores no provider key.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_shown_once_in_firefox() {
+    let geckodriver = geckodriver().unwrap_or_else(|e| panic!("{e}"));
+    let walk = Walk::start("panel-screenshots-firefox").await;
+    let out = walk
+        .run("firefox", json!({"geckodriver": geckodriver}))
+        .await;
+    assert!(
+        out["seen"]["lang_warning"]
+            .as_str()
+            .unwrap()
+            .contains("key"),
+        "{out}"
+    );
+}
+
+/// Firefox and geckodriver, as `scripts/deps.sh` installs them.
+fn geckodriver() -> Result<std::path::PathBuf, String> {
+    if !std::path::Path::new("/usr/bin/firefox-esr").exists() {
+        return Err("/usr/bin/firefox-esr is missing: run scripts/deps.sh".into());
+    }
+    let built = repo_root().join("target/tools/bin/geckodriver");
+    if built.exists() {
+        return Ok(built);
+    }
+    Err(format!(
+        "{} is missing: run scripts/deps.sh",
+        built.display()
+    ))
 }
 
 /// The list and the key page for the README (`docs/`), when missing or asked for.
@@ -124,6 +191,12 @@ fn copy_docs_screenshots(shots: &std::path::Path) {
         ("-edit-routes.png", "docs/panel-edit.png"),
         ("-usage.png", "docs/panel-usage.png"),
         ("-usage-phone.png", "docs/panel-usage-phone.png"),
+        ("-login.png", "docs/panel-login.png"),
+        ("-new-adapter.png", "docs/panel-new.png"),
+        ("-list-zh.png", "docs/panel-list-zh.png"),
+        ("-list-phone.png", "docs/panel-list-phone.png"),
+        ("-list-dark.png", "docs/panel-list-dark.png"),
+        ("-users.png", "docs/panel-users.png"),
     ] {
         let target = repo_root().join(doc);
         if refresh || !target.exists() {
