@@ -40,12 +40,12 @@ struct Answer {
 }
 
 impl FlexiProxy {
-    /// The search loop for this request: its client asked for a hosted search tool, a
-    /// backend is configured, and the adapter's `web_search` lets the gateway run it — for a
-    /// translated source (`auto`, `gateway`), or any source (`gateway`: a same-protocol
-    /// source is then translated to itself).
+    /// The search loop for this request: its client asked for a hosted search tool, and
+    /// either a translated source searches itself (`auto`, `native`: its own search asked
+    /// for, `websearch::native`) or a backend is configured and the adapter's `web_search`
+    /// lets the gateway run it — for a translated source (`auto`, `gateway`), or any source
+    /// (`gateway`: a same-protocol source is then translated to itself).
     pub(super) fn search_loop(&self, ctx: &Ctx) -> Option<SearchLoop> {
-        self.settings.web_search.as_ref()?;
         // Answers only: token counts go on as they are.
         let answers = match ctx.route {
             Route::Messages | Route::ChatCompletions | Route::Responses => true,
@@ -59,17 +59,36 @@ impl FlexiProxy {
             return None;
         }
         let mode = ctx.adapter.as_ref().map(|a| a.web_search)?;
-        let pair = match (ctx.plan?, mode) {
-            (_, WebSearchMode::Native | WebSearchMode::Off) => return None,
-            (Plan::Pivot(pair), _) => pair,
-            (plan @ Plan::Passthrough(_), WebSearchMode::Gateway) => Pair {
-                client: plan.client_wire(),
-                source: plan.client_wire(),
-            },
-            (Plan::Passthrough(_), WebSearchMode::Auto) => return None,
+        let gateway = self.settings.web_search.is_some();
+        let native = self.source(ctx).and_then(|source| {
+            let model = ctx
+                .prepared
+                .as_ref()
+                .map_or(source.model.as_str(), |p| p.source_model.as_str());
+            crate::websearch::native::of(source, model)
+        });
+        let (pair, native) = match (ctx.plan?, mode) {
+            (_, WebSearchMode::Off) => return None,
+            (Plan::Pivot(pair), WebSearchMode::Auto | WebSearchMode::Native)
+                if native.is_some() =>
+            {
+                (pair, native)
+            }
+            (_, WebSearchMode::Native) => return None,
+            (Plan::Pivot(pair), _) if gateway => (pair, None),
+            (plan @ Plan::Passthrough(_), WebSearchMode::Gateway) if gateway => (
+                Pair {
+                    client: plan.client_wire(),
+                    source: plan.client_wire(),
+                },
+                None,
+            ),
+            _ => return None,
         };
         let hosted = shape::hosted_search(pair.client, ctx.raw_body.as_deref()?)?;
-        Some(SearchLoop::new(pair, hosted, &ctx.request_id))
+        let mut search = SearchLoop::new(pair, hosted, &ctx.request_id);
+        search.native = native;
+        Some(search)
     }
 
     /// Runs the loop on the current (source, key) and answers the client.
@@ -80,11 +99,8 @@ impl FlexiProxy {
         mut search: SearchLoop,
     ) -> Result<()> {
         ctx.dispatch.attempts += 1;
-        let (Some(searcher), Some(raw), Some(adapter)) = (
-            self.settings.web_search.clone(),
-            ctx.raw_body.clone(),
-            ctx.adapter.clone(),
-        ) else {
+        let searcher = self.settings.web_search.clone();
+        let (Some(raw), Some(adapter)) = (ctx.raw_body.clone(), ctx.adapter.clone()) else {
             return Err(Error::explain(ErrorType::InternalError, "no search loop"));
         };
         let Some(first) = ctx.prepared.as_ref() else {
@@ -108,8 +124,9 @@ impl FlexiProxy {
         // Anthropic and Responses clients see each search as it runs; Gemini's get the whole
         // answer.
         let mut live = SearchStream::for_client(search.pair.client).filter(|_| client_stream);
-        // A live client sees the provider's text as it is written.
-        search.stream_calls = live.is_some();
+        // A live client sees the provider's text as it is written (a source searching itself
+        // is asked once, for the whole answer and what it found).
+        search.stream_calls = live.is_some() && search.native.is_none();
         // Whatever the attempt's preparation decided for images stays so for every call.
         let omit_media_for = (ctx.dispatch.media_omitted > 0)
             .then(|| self.source(ctx).map(|s| s.model.clone()))
@@ -246,9 +263,10 @@ impl FlexiProxy {
                     Some(_) => None,
                     None => self.take_search(ctx).await.err(),
                 };
-                let outcome = match pending.error.or(refused) {
-                    Some(code) => Outcome::Error(code),
-                    None => {
+                let outcome = match (pending.error.or(refused), &searcher) {
+                    (Some(code), _) => Outcome::Error(code),
+                    (None, None) => Outcome::Error("unavailable"),
+                    (None, Some(searcher)) => {
                         let hosted = &search.hosted;
                         // A client that leaves ends the loop: nothing more is asked of
                         // the backend or the provider.
@@ -288,6 +306,11 @@ impl FlexiProxy {
                     self.stream_out(session, ctx, out).await?;
                 }
             }
+        }
+        if search.native.is_some() {
+            let shown = live.as_mut().zip(client_ctx.as_ref());
+            self.native_searches(session, ctx, &search, shown, input_estimate)
+                .await?;
         }
         self.report_attempt(ctx, KeyOutcome::Success);
         let client_ctx = client_ctx.unwrap_or_default();
@@ -349,6 +372,36 @@ impl FlexiProxy {
             .write_response_body(Some(body), true)
             .await
             .map_err(|e| e.into_down())
+    }
+
+    /// The searches a source ran itself: counted (metric outcome `native`), and shown to a
+    /// live client as the gateway's are, ahead of the answer.
+    async fn native_searches(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        search: &SearchLoop,
+        live: Option<(&mut SearchStream, &ExchangeContext)>,
+        input_estimate: u64,
+    ) -> Result<()> {
+        let adapter = ctx.adapter.as_ref().map_or("-", |a| a.name.as_str());
+        let found: Vec<&shape::Search> = search.transcript().searches().collect();
+        self.telemetry
+            .metrics
+            .web_searches
+            .with_label_values(&[adapter, "native"])
+            .inc_by(found.len() as u64);
+        ctx.web_searches += found.len() as u32;
+        let Some((stream, client_ctx)) = live else {
+            return Ok(());
+        };
+        let mut out = Vec::new();
+        stream.start(&mut out, client_ctx, input_estimate);
+        for s in found {
+            stream.search_call(&mut out, &s.id, &s.query);
+            stream.search_result(&mut out, s);
+        }
+        self.stream_out(session, ctx, out).await
     }
 
     /// The first call failed before anything reached the client: the next (source, key), if

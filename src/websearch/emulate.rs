@@ -8,6 +8,10 @@
 //! Bounded: at most the client's `max_uses` searches (further calls get
 //! `max_uses_exceeded`, and the provider is told to answer without the tool), and at most
 //! `max_uses + 2` provider calls. The proxy's glue (`proxy/web_search.rs`) does the I/O.
+//!
+//! A source that searches itself ([`SearchLoop::native`]) gets no function tool but its own
+//! search asked for (`websearch::native`), one call, and the searches its answer reports
+//! become the transcript's.
 
 use crate::config::adapter::Source;
 use crate::protocol::json::Text;
@@ -21,6 +25,7 @@ use crate::protocol::web_search::{
 };
 use crate::proxy::errors::ProxyError;
 use crate::proxy::exchange::{ClientRequest, Plan, Prepared, prepare};
+use crate::websearch::native::{self, Native};
 use std::borrow::Cow;
 
 /// One provider call that asked for searches, replayed on every later call.
@@ -70,6 +75,11 @@ pub struct SearchLoop {
     id_prefix: String,
     /// Provider calls are streamed (a live client waits for the answer's text).
     pub stream_calls: bool,
+    /// The source searches itself: asked to, instead of being given the function tool.
+    pub native: Option<Native>,
+    /// The client's question (its last user text): the query of a native search whose
+    /// provider does not say it.
+    question: String,
 }
 
 impl SearchLoop {
@@ -88,6 +98,8 @@ impl SearchLoop {
             searches: 0,
             id_prefix,
             stream_calls: false,
+            native: None,
+            question: String::new(),
         }
     }
 
@@ -113,7 +125,7 @@ impl SearchLoop {
     /// The next provider request: the client's conversation with the `web_search` tool and
     /// every round so far, streamed when [`SearchLoop::stream_calls`] says so.
     pub fn prepare(
-        &self,
+        &mut self,
         raw: &[u8],
         gemini: Option<&crate::protocol::gemini::GeminiCall>,
         source: &Source,
@@ -129,7 +141,11 @@ impl SearchLoop {
             )?;
         conversation.stream = stream;
         conversation.stream_usage = stream;
-        conversation.tools.push(shape::tool_spec(&self.hosted));
+        if self.native.is_none() {
+            conversation.tools.push(shape::tool_spec(&self.hosted));
+        } else if self.question.is_empty() {
+            self.question = question_of(&conversation.turns);
+        }
         if !self.rounds.is_empty() {
             // Searching was asked for and done: the model may answer now.
             if matches!(
@@ -186,19 +202,37 @@ impl SearchLoop {
             gemini,
             decoded: Some(conversation),
         };
-        prepare(
+        let mut prepared = prepare(
             Plan::Pivot(self.pair),
             request,
             source,
             request_id,
             reasoning_key,
             omit_media_for,
-        )
+        )?;
+        if let Some(asked) = self
+            .native
+            .and_then(|n| native::ask(n, &prepared.body, &self.hosted))
+        {
+            prepared.body = asked.into();
+        }
+        Ok(prepared)
     }
 
     /// Reads the provider's complete answer to the last request.
     pub fn answer(&mut self, body: &[u8], ctx: &ExchangeContext) -> Result<Next, ResponseError> {
         let response = shape::decode_answer(self.pair.source, body, ctx)?;
+        if let Some(n) = self.native {
+            for (query, hits) in native::found(n, body, &self.question, &self.hosted) {
+                let id = format!("srvtoolu_{}n{:02}", self.id_prefix, self.searches);
+                self.searches += 1;
+                self.transcript.steps.push(Step::Search(Search {
+                    id,
+                    query,
+                    outcome: Outcome::Hits(hits),
+                }));
+            }
+        }
         Ok(self.absorb(&response, false))
     }
 
@@ -320,6 +354,32 @@ impl SearchLoop {
             _ => unreachable!("a search was just pushed"),
         }
     }
+}
+
+/// The last user turn's text, as a search query (Claude Code's "Perform a web search for the
+/// query: …" reduced to the query), at most [`shape::MAX_QUERY_CHARS`].
+fn question_of(turns: &[Turn<'_>]) -> String {
+    let text: String = turns
+        .iter()
+        .rev()
+        .find(|t| t.role == Role::User)
+        .map(|t| {
+            t.parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Text(t) => Some(t.decoded().into_owned()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let text = text.trim();
+    let text = text
+        .strip_prefix("Perform a web search for the query:")
+        .unwrap_or(text)
+        .trim();
+    text.chars().take(shape::MAX_QUERY_CHARS).collect()
 }
 
 fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {

@@ -8,12 +8,15 @@
 //!   [`brave`].
 //! - [`emulate`]: the loop that gives the provider a `web_search` function tool, runs the
 //!   searches it asks for and builds the client's native answer.
+//! - [`native`]: sources that search themselves behind another protocol (OpenRouter,
+//!   DashScope, OpenAI/xAI Responses): asking them, reading what they found.
 //!
 //! The wire shapes (which requests ask for search, the client's answer) are in
 //! `crate::protocol::web_search`.
 
 pub mod brave;
 pub mod emulate;
+pub mod native;
 pub mod searxng;
 pub mod tavily;
 
@@ -474,8 +477,8 @@ mod tests {
 
 #[cfg(test)]
 mod properties {
-    //! Whatever a backend answers — missing fields, wrong types, huge, not UTF-8 — reading
-    //! it never panics and never yields more than asked.
+    //! Whatever a backend (or a provider searching natively) answers — missing fields, wrong
+    //! types, huge, not UTF-8 — reading it never panics and never yields more than asked.
     use super::*;
     use proptest::prelude::*;
     use serde_json::Value;
@@ -502,6 +505,10 @@ mod properties {
                             Just("description".to_owned()),
                             Just("publishedDate".to_owned()),
                             Just("page_age".to_owned()),
+                            Just("annotations".to_owned()),
+                            Just("url_citation".to_owned()),
+                            Just("search_results".to_owned()),
+                            Just("sources".to_owned()),
                             "[a-z]{1,8}",
                         ],
                         inner
@@ -523,6 +530,29 @@ mod properties {
             ] {
                 prop_assert!(hits.len() <= max);
                 prop_assert!(hits.iter().all(|h| !h.url.is_empty()));
+            }
+        }
+
+        #[test]
+        fn any_native_answer_reads_without_panic(answer in json()) {
+            use native::Native;
+            let hosted = crate::protocol::web_search::HostedSearch {
+                client: crate::protocol::pair::Wire::AnthropicMessages,
+                max_uses: 2,
+                allowed_domains: vec![],
+                blocked_domains: vec![],
+            };
+            // The answer as each source's own shape would hold it, and as it is.
+            let shapes = [
+                serde_json::json!({"choices": [{"message": {"annotations": [answer.clone()]}}]}),
+                serde_json::json!({"search_info": {"search_results": [answer.clone()]}}),
+                serde_json::json!({"output": [answer.clone()]}),
+                answer,
+            ];
+            for (shape, native) in shapes.iter().zip([Native::OpenRouter, Native::DashScope, Native::Responses, Native::Responses]) {
+                for (_, hits) in native::found(native, shape.to_string().as_bytes(), "q", &hosted) {
+                    prop_assert!(hits.iter().all(|h| h.url.starts_with("http")));
+                }
             }
         }
 

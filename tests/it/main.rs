@@ -36,3 +36,4 @@ mod signup_hostile;
 mod usage_page;
 mod web_search;
 mod web_search_limits;
+mod web_search_native;

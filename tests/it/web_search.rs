@@ -226,6 +226,15 @@ pub(crate) fn events(body: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// The types of the content blocks an Anthropic stream starts, in order.
+pub(crate) fn block_types(events: &[(String, Value)]) -> Vec<&str> {
+    events
+        .iter()
+        .filter(|(e, _)| e == "content_block_start")
+        .map(|(_, d)| d["content_block"]["type"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_streaming_client_gets_the_search_blocks_in_claude_codes_order() {
     let backend = searxng().await;
@@ -1283,11 +1292,8 @@ async fn auto_leaves_an_anthropic_source_its_own_search_and_gateway_takes_it_ove
         "{:#?}",
         requests[1]
     );
-    let blocks: Vec<String> = events(&body)
-        .into_iter()
-        .filter(|(e, _)| e == "content_block_start")
-        .map(|(_, d)| d["content_block"]["type"].as_str().unwrap().to_owned())
-        .collect();
+    let events = events(&body);
+    let blocks = block_types(&events);
     assert_eq!(
         blocks,
         ["server_tool_use", "web_search_tool_result", "text"],
@@ -1595,11 +1601,7 @@ async fn a_live_clients_answer_streams_as_the_provider_writes_it() {
         "https://docs.aiohttp.org/en/stable/changes.html"
     );
     assert!(citation < at(&|(e, d)| e == "content_block_stop" && d["index"] == 2));
-    let blocks: Vec<&str> = events
-        .iter()
-        .filter(|(e, _)| e == "content_block_start")
-        .map(|(_, d)| d["content_block"]["type"].as_str().unwrap())
-        .collect();
+    let blocks = block_types(&events);
     assert_eq!(
         blocks,
         ["server_tool_use", "web_search_tool_result", "text"],

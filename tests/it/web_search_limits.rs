@@ -54,7 +54,7 @@ fn refused() -> Value {
 }
 
 /// The access log's `n`th line, once written.
-fn log_line(proxy: &Proxy, n: usize) -> Value {
+pub(crate) fn log_line(proxy: &Proxy, n: usize) -> Value {
     crate::harness::wait_until(Duration::from_secs(5), "the access log line", || {
         proxy.access_log().lines().count() >= n
     });
