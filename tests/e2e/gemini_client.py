@@ -5,7 +5,7 @@ REQUEST_JSON is {"model": …, "contents": …, "config": {…}} as `generate_co
 MODE is `generate` (models.generate_content), `stream` (models.generate_content_stream,
 accumulated) or `count` (models.count_tokens).
 Prints {"text": …, "thoughts": …, "function_calls": […], "finish_reason": …, "usage": …,
-"chunks": N} / {"total_tokens": N} or {"error": …, "code": …, "status": …, "message": …}.
+"chunks": N, "grounding": the last candidate's groundingMetadata or null} / {"total_tokens": N} or {"error": …, "code": …, "status": …, "message": …}.
 """
 
 import json
@@ -16,10 +16,12 @@ from google.genai import errors
 
 
 def summary(responses):
-    text, thoughts, calls, finish, usage = "", "", [], None, None
+    text, thoughts, calls, finish, usage, grounding = "", "", [], None, None, None
     for response in responses:
         for candidate in response.candidates or []:
             finish = candidate.finish_reason.name if candidate.finish_reason else finish
+            if candidate.grounding_metadata is not None:
+                grounding = candidate.grounding_metadata.model_dump(mode="json", exclude_none=True)
             for part in (candidate.content.parts if candidate.content else None) or []:
                 if part.function_call is not None:
                     calls.append({"id": part.function_call.id, "name": part.function_call.name,
@@ -31,7 +33,8 @@ def summary(responses):
         if response.usage_metadata is not None:
             usage = response.usage_metadata.model_dump(mode="json", exclude_none=True)
     return {"text": text, "thoughts": thoughts, "function_calls": calls,
-            "finish_reason": finish, "usage": usage, "chunks": len(responses)}
+            "finish_reason": finish, "usage": usage, "chunks": len(responses),
+            "grounding": grounding}
 
 
 def main() -> None:

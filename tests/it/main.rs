@@ -37,3 +37,4 @@ mod usage_page;
 mod web_search;
 mod web_search_limits;
 mod web_search_native;
+mod web_search_sdk;

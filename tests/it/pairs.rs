@@ -26,7 +26,7 @@ enum Client {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+pub(crate) enum Source {
     OpenAi,
     Anthropic,
     Responses,
@@ -401,7 +401,8 @@ async fn provider(source: Source) -> FakeProvider {
     .await
 }
 
-fn adapter(source: Source, provider: &FakeProvider) -> String {
+/// An adapter on `provider` speaking `source`'s protocol.
+pub(crate) fn adapter(source: Source, provider: &FakeProvider) -> String {
     match source {
         Source::OpenAi => adapter_yaml(&provider.base_url(), &[KEY], ""),
         Source::Anthropic => adapter_yaml(&provider.origin(), &[KEY], "protocol: anthropic"),

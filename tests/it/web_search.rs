@@ -158,14 +158,8 @@ async fn claude_codes_search_on_a_chat_source_is_run_by_the_gateway() {
         json!(true),
         "a JSON client: its provider calls are not streamed"
     );
-    let types: Vec<&str> = answer["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["type"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        types,
+        content_types(&answer),
         ["server_tool_use", "web_search_tool_result", "text"],
         "{answer}"
     );
@@ -223,6 +217,16 @@ pub(crate) fn events(body: &str) -> Vec<(String, Value)> {
             }
             Some((event?, data?))
         })
+        .collect()
+}
+
+/// The types of an Anthropic message's content blocks, in order.
+pub(crate) fn content_types(message: &Value) -> Vec<&str> {
+    message["content"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no content: {message}"))
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
         .collect()
 }
 

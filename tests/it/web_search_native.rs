@@ -8,7 +8,8 @@
 
 use crate::harness::{KEY, Proxy, adapter_yaml, post_messages};
 use crate::web_search::{
-    QUERY, block_types, codex_request, events, gemini_search, post_responses, search_request,
+    QUERY, block_types, codex_request, content_types, events, gemini_search, post_responses,
+    search_request,
 };
 use crate::web_search_limits::log_line;
 use flexiproxy_testkit::{FakeProvider, RecordedRequest, Reply, openai, responses};
@@ -59,16 +60,12 @@ fn asked_once(requests: &[RecordedRequest]) -> Value {
 
 /// Claude Code's search answered from the provider's own search.
 fn assert_anthropic_blocks(answer: &Value) {
-    let content = answer["content"].as_array().unwrap();
-    let types: Vec<&str> = content
-        .iter()
-        .map(|b| b["type"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        types,
+        content_types(answer),
         ["server_tool_use", "web_search_tool_result", "text"],
         "{answer}"
     );
+    let content = &answer["content"];
     assert_eq!(content[0]["input"]["query"], QUERY, "the client's question");
     assert_eq!(content[1]["tool_use_id"], content[0]["id"]);
     assert_eq!(content[1]["content"][0]["url"], CHANGELOG);
