@@ -377,17 +377,25 @@ fn stats(since: Duration, by: GroupBy, common: &Common) -> Result<ExitCode, Stri
     if common.json {
         println!(
             "{}",
-            json!({"since_seconds": since.as_secs(), "by": by, "totals": rows})
+            json!({"since_seconds": since.as_secs(), "by": by, "currency": config.prices.currency,
+                   "totals": rows})
         );
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<40} {:>9} {:>7} {:>14} {:>14} {:>12} {:>10}",
-        "GROUP", "REQUESTS", "ERRORS", "INPUT_TOKENS", "OUTPUT_TOKENS", "CACHE_READ", "AVG_MS"
+        "{:<40} {:>9} {:>7} {:>14} {:>14} {:>12} {:>10} {:>14}",
+        "GROUP",
+        "REQUESTS",
+        "ERRORS",
+        "INPUT_TOKENS",
+        "OUTPUT_TOKENS",
+        "CACHE_READ",
+        "AVG_MS",
+        format!("COST_{}", config.prices.currency)
     );
     for r in &rows {
         println!(
-            "{:<40} {:>9} {:>7} {:>14} {:>14} {:>12} {:>10.0}{}",
+            "{:<40} {:>9} {:>7} {:>14} {:>14} {:>12} {:>10.0} {:>14}{}",
             r.group,
             r.requests,
             r.errors,
@@ -395,6 +403,7 @@ fn stats(since: Duration, by: GroupBy, common: &Common) -> Result<ExitCode, Stri
             r.output_tokens,
             r.cache_read_tokens,
             r.avg_duration_ms,
+            cost_text(r.cost, r.unpriced),
             if r.estimated > 0 {
                 format!("  ({} estimated)", r.estimated)
             } else {
@@ -403,6 +412,15 @@ fn stats(since: Duration, by: GroupBy, common: &Common) -> Result<ExitCode, Stri
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `0.0123`, `unknown` when nothing was priced, `0.0123+?` when some requests were not.
+fn cost_text(cost: Option<f64>, unpriced: u64) -> String {
+    match (cost, unpriced) {
+        (None, _) => "unknown".into(),
+        (Some(c), 0) => format!("{c:.4}"),
+        (Some(c), _) => format!("{c:.4}+?"),
+    }
 }
 
 fn check(common: &Common) -> Result<ExitCode, String> {

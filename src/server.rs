@@ -104,6 +104,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         metrics,
         access_log,
         usage,
+        prices: config.prices.clone(),
     });
 
     let conf = ServerConf {

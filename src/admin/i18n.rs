@@ -673,6 +673,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "最近 100 条，最新的在前，不受时间范围影响。时间为 UTC。",
     ),
     ("usage_csv", "Download CSV", "下载 CSV"),
+    ("col_cost", "Cost", "费用"),
+    ("cost_unknown", "unknown", "未知"),
     ("col_time", "Time (UTC)", "时间（UTC）"),
     ("col_http_status", "Status", "状态码"),
     ("col_tokens", "Tokens in / out", "token 输入 / 输出"),

@@ -318,7 +318,8 @@ impl AdminApp {
         match totals(stats, since, by).await {
             Ok(rows) => json_response(
                 200,
-                json!({"since_seconds": since.as_secs(), "by": by, "totals": rows}),
+                json!({"since_seconds": since.as_secs(), "by": by,
+                       "currency": self.telemetry.prices.currency, "totals": rows}),
             ),
             Err(e) => json_response(500, json!({"error": e})),
         }

@@ -12,6 +12,7 @@ pub mod egress;
 pub mod invites;
 pub mod keys;
 pub mod presets;
+pub mod prices;
 pub mod reasoning_key;
 pub mod server;
 pub mod setup;

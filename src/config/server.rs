@@ -67,6 +67,12 @@ pub struct ServerFile {
     /// Who may open a panel account (sign-up, invitations, approval).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts: Option<super::accounts::AccountsFile>,
+    /// The currency of `prices` and of every cost (default USD; nothing is converted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Prices per provider model, before the shipped table (`config::prices`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prices: Vec<super::prices::PriceFile>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -271,6 +277,8 @@ pub struct ServerConfig {
     pub web_search: Option<crate::websearch::WebSearchConfig>,
     /// `accounts:`: registration, approval, a new account's cap.
     pub accounts: super::accounts::AccountsConfig,
+    /// `prices:` and the shipped table, for each request's cost.
+    pub prices: std::sync::Arc<super::prices::PriceTable>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -481,9 +489,13 @@ impl ServerConfig {
             Some(a) => a.validate().map_err(|(key, m)| err(key, m))?,
             None => Default::default(),
         };
+        let prices =
+            super::prices::PriceTable::new(file.currency.as_deref().unwrap_or("USD"), &file.prices)
+                .map_err(|m| err("prices:", m))?;
         Ok(ServerConfig {
             web_search,
             accounts,
+            prices: std::sync::Arc::new(prices),
             grace_period: file
                 .shutdown
                 .as_ref()

@@ -32,6 +32,17 @@ pub fn failure_kind(e: &Error) -> Option<&'static str> {
     })
 }
 
+/// What `usage` of `model` cost now, in the server's currency; `None` when unknown.
+fn cost_of(telemetry: &Telemetry, model: &str, usage: &Usage) -> Option<f64> {
+    let tokens = crate::config::prices::Tokens {
+        input: usage.input_tokens,
+        output: usage.output_tokens,
+        cache_read: usage.cache_read_input_tokens,
+        cache_write: usage.cache_creation_input_tokens,
+    };
+    telemetry.prices.cost(model, tokens, SystemTime::now())
+}
+
 /// Records the request in metrics, the access log and the usage statistics; returns the
 /// usage the provider reported, if it did.
 pub fn report(
@@ -171,6 +182,9 @@ pub fn report(
             attempts: (ctx.dispatch.attempts > 0).then_some(ctx.dispatch.attempts),
             media_omitted: (ctx.dispatch.media_omitted > 0).then_some(ctx.dispatch.media_omitted),
             web_searches: (ctx.web_searches > 0).then_some(ctx.web_searches),
+            cost: prepared
+                .zip(facts.usage.filter(|_| facts.usage_reported))
+                .and_then(|(p, u)| cost_of(telemetry, &p.source_model, &u)),
         });
     }
 
@@ -209,6 +223,8 @@ pub fn report(
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             cache_read_tokens: usage.cache_read_input_tokens,
+            cache_write_tokens: usage.cache_creation_input_tokens,
+            cost: cost_of(telemetry, &prepared.source_model, &usage),
             estimated,
             duration_ms: duration.as_millis() as u64,
             ttfb_ms: ttfb.map(|t| t.as_millis() as u64),

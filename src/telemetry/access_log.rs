@@ -64,6 +64,10 @@ pub struct AccessRecord<'a> {
     /// Searches the gateway ran for the client's hosted search tool (docs/web-search.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web_searches: Option<u32>,
+    /// What the request cost in the server's `currency`, when the provider reported usage and
+    /// its model has a price (`config::prices`); absent means unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 /// How often the writer thread writes out what requests have appended. Requests never wake

@@ -16,4 +16,6 @@ pub struct Telemetry {
     pub access_log: access_log::AccessLog,
     /// Present only when usage statistics are enabled.
     pub usage: Option<usage::UsageSink>,
+    /// What each request cost (the access log and the usage statistics say).
+    pub prices: Arc<crate::config::prices::PriceTable>,
 }

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
 /// One request's usage.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UsageRecord {
     /// Milliseconds since the Unix epoch.
     pub time_ms: i64,
@@ -37,6 +37,9 @@ pub struct UsageRecord {
     pub owner: String,
     /// Why the request failed, as a fixed code ([`error_code`]); empty when it did not.
     pub error: String,
+    pub cache_write_tokens: u64,
+    /// In the server's `currency`; `None` when the model has no price (unknown, never 0).
+    pub cost: Option<f64>,
 }
 
 /// A failed request's cause as the usage page explains it: the proxy's failure kind
@@ -82,6 +85,9 @@ const ADD_INSTANCE: &str = "ALTER TABLE usage ADD COLUMN instance TEXT NOT NULL 
 /// Databases made before the gateway searched get the column.
 const ADD_WEB_SEARCHES: &str =
     "ALTER TABLE usage ADD COLUMN web_searches INTEGER NOT NULL DEFAULT 0";
+/// Databases made before requests had a cost.
+const ADD_COST: &str = "ALTER TABLE usage ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN cost REAL;";
 /// Databases made before the usage page kept deleted adapters' history and errors.
 const ADD_OWNER_AND_ERROR: &str = "ALTER TABLE usage ADD COLUMN owner TEXT NOT NULL DEFAULT '';
     ALTER TABLE usage ADD COLUMN error TEXT NOT NULL DEFAULT '';
@@ -188,6 +194,10 @@ fn open_writer(path: &Path) -> Result<Connection, String> {
         conn.execute_batch(ADD_OWNER_AND_ERROR)
             .map_err(|e| format!("stats: cannot migrate {}: {e}", path.display()))?;
     }
+    if conn.prepare("SELECT cost FROM usage LIMIT 0").is_err() {
+        conn.execute_batch(ADD_COST)
+            .map_err(|e| format!("stats: cannot migrate {}: {e}", path.display()))?;
+    }
     Ok(conn)
 }
 
@@ -246,8 +256,9 @@ fn write_batch(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result
         let mut stmt = tx.prepare_cached(
             "INSERT INTO usage (time_ms, adapter, key_label, client_model, source_model, status,
              input_tokens, output_tokens, cache_read_tokens, estimated, duration_ms, ttfb_ms, stream,
-             instance, web_searches, owner, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             instance, web_searches, owner, error, cache_write_tokens, cost)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19)",
         )?;
         let instance = INSTANCE.get().map_or("", String::as_str);
         for r in batch {
@@ -269,6 +280,8 @@ fn write_batch(conn: &mut Connection, batch: &[UsageRecord]) -> rusqlite::Result
                 r.web_searches,
                 r.owner,
                 r.error,
+                r.cache_write_tokens as i64,
+                r.cost,
             ])?;
         }
     }
@@ -323,6 +336,10 @@ pub struct Totals {
     /// Requests whose tokens are our estimate.
     pub estimated: u64,
     pub avg_duration_ms: f64,
+    /// The sum of the priced requests' costs; `None` when none was priced.
+    pub cost: Option<f64>,
+    /// Requests whose cost is unknown (no price for their model).
+    pub unpriced: u64,
 }
 
 /// The database, read-only, for queries while the writer writes.
@@ -343,7 +360,8 @@ pub fn query(path: &Path, since: Duration, by: GroupBy) -> Result<Vec<Totals>, S
     let cutoff = now_ms() - since.as_millis() as i64;
     let sql = format!(
         "SELECT {g} AS grp, COUNT(*), SUM(status >= 400), SUM(input_tokens), SUM(output_tokens),
-                SUM(cache_read_tokens), SUM(estimated), AVG(duration_ms)
+                SUM(cache_read_tokens), SUM(estimated), AVG(duration_ms), SUM(cost),
+                SUM(cost IS NULL)
          FROM usage WHERE time_ms >= ?1 GROUP BY grp ORDER BY grp",
         g = by.column()
     );
@@ -359,6 +377,8 @@ pub fn query(path: &Path, since: Duration, by: GroupBy) -> Result<Vec<Totals>, S
                 cache_read_tokens: row.get::<_, Option<i64>>(5)?.unwrap_or(0) as u64,
                 estimated: row.get::<_, Option<i64>>(6)?.unwrap_or(0) as u64,
                 avg_duration_ms: row.get::<_, Option<f64>>(7)?.unwrap_or(0.0),
+                cost: row.get(8)?,
+                unpriced: row.get::<_, Option<i64>>(9)?.unwrap_or(0) as u64,
             })
         })
         .map_err(|e| e.to_string())?;
@@ -413,6 +433,8 @@ mod tests {
             web_searches: 0,
             owner: String::new(),
             error: String::new(),
+            cache_write_tokens: 0,
+            cost: None,
         }
     }
 

@@ -39,14 +39,18 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS owner TEXT NOT NULL DEFAULT '';
      ALTER TABLE usage ADD COLUMN IF NOT EXISTS error TEXT NOT NULL DEFAULT '';
      CREATE INDEX IF NOT EXISTS usage_owner_time ON usage (owner, time_ms);",
+    // What each request cost (NULL: unknown).
+    "ALTER TABLE usage ADD COLUMN IF NOT EXISTS cache_write_tokens BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE usage ADD COLUMN IF NOT EXISTS cost DOUBLE PRECISION;",
 ];
 
 const INSERT: &str = "INSERT INTO usage (time_ms, instance, adapter, key_label, client_model,
     source_model, status, input_tokens, output_tokens, cache_read_tokens, estimated,
-    duration_ms, ttfb_ms, stream, web_searches, owner, error)
+    duration_ms, ttfb_ms, stream, web_searches, owner, error, cache_write_tokens, cost)
     SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
     $6::TEXT[], $7::INTEGER[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BOOLEAN[],
-    $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[], $15::INTEGER[], $16::TEXT[], $17::TEXT[])";
+    $12::BIGINT[], $13::BIGINT[], $14::BOOLEAN[], $15::INTEGER[], $16::TEXT[], $17::TEXT[], $18::BIGINT[],
+    $19::DOUBLE PRECISION[])";
 
 /// How long the writer waits before trying an unreachable database again.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
@@ -120,6 +124,8 @@ async fn write_batch(client: &Client, instance: &str, batch: &[UsageRecord]) -> 
         .collect();
     let owner = text(&|r| &r.owner);
     let error = text(&|r| &r.error);
+    let cache_write = col(&|r| r.cache_write_tokens as i64);
+    let cost: Vec<Option<f64>> = batch.iter().map(|r| r.cost).collect();
     client
         .execute(
             INSERT,
@@ -141,6 +147,8 @@ async fn write_batch(client: &Client, instance: &str, batch: &[UsageRecord]) -> 
                 &searches,
                 &owner,
                 &error,
+                &cache_write,
+                &cost,
             ],
         )
         .await
@@ -237,7 +245,8 @@ pub async fn query(url: &str, since: Duration, by: GroupBy) -> Result<Vec<Totals
         "SELECT {g} AS grp, COUNT(*), COUNT(*) FILTER (WHERE status >= 400),
                 SUM(input_tokens)::BIGINT, SUM(output_tokens)::BIGINT,
                 SUM(cache_read_tokens)::BIGINT, COUNT(*) FILTER (WHERE estimated),
-                AVG(duration_ms)::DOUBLE PRECISION
+                AVG(duration_ms)::DOUBLE PRECISION, SUM(cost)::DOUBLE PRECISION,
+                COUNT(*) FILTER (WHERE cost IS NULL)
          FROM usage WHERE time_ms >= $1 GROUP BY grp ORDER BY grp",
         g = group_column(by)
     );
@@ -256,6 +265,8 @@ pub async fn query(url: &str, since: Duration, by: GroupBy) -> Result<Vec<Totals
             cache_read_tokens: row.get::<_, Option<i64>>(5).unwrap_or(0) as u64,
             estimated: row.get::<_, i64>(6) as u64,
             avg_duration_ms: row.get::<_, Option<f64>>(7).unwrap_or(0.0),
+            cost: row.get(8),
+            unpriced: row.get::<_, i64>(9) as u64,
         })
         .collect())
 }
@@ -275,7 +286,8 @@ pub async fn series(
         "SELECT (time_ms / $2) * $2 AS b, adapter, owner, key_label, source_model, COUNT(*),
                 COUNT(*) FILTER (WHERE status >= 400), SUM(input_tokens)::BIGINT,
                 SUM(output_tokens)::BIGINT, SUM(cache_read_tokens)::BIGINT,
-                SUM(duration_ms)::BIGINT
+                SUM(duration_ms)::BIGINT, SUM(cost)::DOUBLE PRECISION,
+                COUNT(*) FILTER (WHERE cost IS NULL)
          FROM usage WHERE time_ms >= $1 AND {scope}
          GROUP BY b, adapter, owner, key_label, source_model ORDER BY b",
         scope = scope_sql("$3::TEXT", "adapter = ANY($4)")
@@ -299,6 +311,8 @@ pub async fn series(
             output_tokens: count(row.get(8)),
             cache_read_tokens: count(row.get(9)),
             duration_ms_sum: count(row.get(10)),
+            cost: row.get::<_, Option<f64>>(11).unwrap_or(0.0),
+            unpriced: count(row.get(12)),
         })
         .collect())
 }
@@ -312,7 +326,7 @@ pub async fn recent(
     let client = connect(url).await?;
     let sql = format!(
         "SELECT time_ms, adapter, owner, key_label, client_model, source_model, status,
-                input_tokens, output_tokens, cache_read_tokens, duration_ms, stream, error
+                input_tokens, output_tokens, cache_read_tokens, duration_ms, stream, error, cost
          FROM usage WHERE {scope} ORDER BY time_ms DESC LIMIT $3",
         scope = scope_sql("$1::TEXT", "adapter = ANY($2)")
     );
@@ -337,6 +351,7 @@ pub async fn recent(
             duration_ms: count(row.get(10)),
             stream: row.get(11),
             error: row.get(12),
+            cost: row.get(13),
         })
         .collect())
 }

@@ -44,6 +44,10 @@ pub struct UsageRow {
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub duration_ms_sum: u64,
+    /// The priced requests' costs, in the server's currency.
+    pub cost: f64,
+    /// Requests whose cost is unknown.
+    pub unpriced: u64,
 }
 
 /// One recent request.
@@ -63,6 +67,8 @@ pub struct RecentRequest {
     pub stream: bool,
     /// [`super::usage::error_code`]; empty when the request did not fail.
     pub error: String,
+    /// `None`: unknown.
+    pub cost: Option<f64>,
 }
 
 /// The scope filter for either store: `owner` is the owner parameter (NULL: everyone),
@@ -84,7 +90,7 @@ fn sqlite_series(
     let sql = format!(
         "SELECT (time_ms / ?2) * ?2 AS b, adapter, owner, key_label, source_model, COUNT(*),
                 SUM(status >= 400), SUM(input_tokens), SUM(output_tokens),
-                SUM(cache_read_tokens), SUM(duration_ms)
+                SUM(cache_read_tokens), SUM(duration_ms), SUM(cost), SUM(cost IS NULL)
          FROM usage WHERE time_ms >= ?1 AND {scope}
          GROUP BY b, adapter, owner, key_label, source_model ORDER BY b",
         scope = scope_sql("?3", "adapter IN (SELECT value FROM json_each(?4))")
@@ -105,6 +111,8 @@ fn sqlite_series(
                 output_tokens: count(row.get(8)?),
                 cache_read_tokens: count(row.get(9)?),
                 duration_ms_sum: count(row.get(10)?),
+                cost: row.get::<_, Option<f64>>(11)?.unwrap_or(0.0),
+                unpriced: count(row.get(12)?),
             })
         })
         .map_err(|e| e.to_string())?;
@@ -121,7 +129,7 @@ fn sqlite_recent(
     let (owner, adapters) = scope.params();
     let sql = format!(
         "SELECT time_ms, adapter, owner, key_label, client_model, source_model, status,
-                input_tokens, output_tokens, cache_read_tokens, duration_ms, stream, error
+                input_tokens, output_tokens, cache_read_tokens, duration_ms, stream, error, cost
          FROM usage WHERE {scope} ORDER BY time_ms DESC LIMIT ?3",
         scope = scope_sql("?1", "adapter IN (SELECT value FROM json_each(?2))")
     );
@@ -143,6 +151,7 @@ fn sqlite_recent(
                 duration_ms: count(row.get(10)?),
                 stream: row.get(11)?,
                 error: row.get(12)?,
+                cost: row.get(13)?,
             })
         })
         .map_err(|e| e.to_string())?;
@@ -211,6 +220,8 @@ mod tests {
             web_searches: 0,
             owner: owner.into(),
             error: error.into(),
+            cache_write_tokens: 0,
+            cost: None,
         }
     }
 

@@ -1,8 +1,9 @@
 //! The panel's usage page and its CSV export over real HTTP: totals across a user's adapters
 //! equal to what the provider reported, per model and per key, a deleted adapter's history
 //! kept for its owner under "deleted", the latest requests with their failure explained in
-//! the user's language, nobody seeing another user's traffic — and the same scoped queries
-//! against a real PostgreSQL.
+//! the user's language, nobody seeing another user's traffic, each request's cost from the
+//! configured prices (unknown for a model without one) — and the same scoped queries against
+//! a real PostgreSQL.
 
 use crate::harness::*;
 use crate::management::*;
@@ -114,7 +115,11 @@ async fn page_with(proxy: &Proxy, cookie: &str, requests: u64, lang: &str) -> St
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_totals_match_the_provider_and_stay_with_their_owner() {
     let p = counting_provider().await;
-    let proxy = start("stats:\n  enabled: true\nprivate_sources_allowed: [\"127.0.0.1\"]\n");
+    // Per million tokens: a request's 30 fresh, 10 cached and 7 output tokens cost 0.135.
+    let proxy = start(
+        "stats:\n  enabled: true\nprivate_sources_allowed: [\"127.0.0.1\"]\n\
+         prices:\n  - { model: kept-model, input: 2000, cache_read: 500, output: 10000 }\n",
+    );
     let url = p.base_url();
     let alice = login(&proxy, "alice", "alice-password").await;
     let bob = login(&proxy, "bob", "bob-password").await;
@@ -153,6 +158,43 @@ async fn usage_totals_match_the_provider_and_stay_with_their_owner() {
     assert_eq!(recent.matches("<tr").count() - 1, 5, "header + 5 lines");
     assert!(recent.contains("The provider answered with an error."));
     assert!(recent.contains("claude-sonnet-4-5 → gone-model"));
+    // Cost: kept's three at 0.135; gone's model has no price, so the total says so.
+    assert_eq!(by_id(&page, "total-cost"), "0.4050 + ?");
+    assert!(recent.contains(">0.135000<") && recent.contains(">unknown<"));
+    let logged = proxy.access_log();
+    let costs: Vec<f64> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["adapter"] == "kept")
+        .map(|r| r["cost"].as_f64().expect("a cost in the access log"))
+        .collect();
+    assert_eq!(costs.len(), 3);
+    assert!(costs.iter().all(|c| (c - 0.135).abs() < 1e-9), "{costs:?}");
+    let (status, stats) = call(
+        &proxy,
+        Method::GET,
+        "/admin/stats?by=model&since=1h",
+        None,
+        &Auth::Token(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["currency"], "USD");
+    for row in stats["totals"].as_array().unwrap() {
+        match row["group"].as_str().unwrap() {
+            "claude-sonnet-4-5 -> kept-model" => {
+                assert!(
+                    (row["cost"].as_f64().unwrap() - 0.405).abs() < 1e-9,
+                    "{row}"
+                );
+                assert_eq!(row["unpriced"], 0);
+            }
+            _ => assert!(
+                row["cost"].is_null() && row["unpriced"].as_u64() > Some(0),
+                "{row}"
+            ),
+        }
+    }
 
     // Deleted: its history stays, under "deleted", in both languages.
     let auth = Auth::Session(alice.0.clone(), Some(alice.1.clone()));
@@ -192,15 +234,19 @@ async fn usage_totals_match_the_provider_and_stay_with_their_owner() {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let header = reader.headers().unwrap().clone();
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
-    let (mut requests, mut gone_rows) = (0, 0);
+    let (mut requests, mut gone_rows, mut cost) = (0, 0, 0.0);
     for record in reader.records() {
         let record = record.unwrap();
         requests += record[col("requests")].parse::<u64>().unwrap();
         if &record[col("adapter")] == "gone" {
             assert_eq!(&record[col("deleted")], "true");
+            assert_eq!(&record[col("cost")], "", "unknown, not 0");
             gone_rows += 1;
+        } else {
+            cost += record[col("cost")].parse::<f64>().unwrap();
         }
     }
+    assert!((cost - 0.405).abs() < 1e-6, "{cost}");
     assert_eq!((requests, gone_rows > 0), (5, true));
     assert!(!text.contains("bobs"));
 
@@ -233,6 +279,8 @@ fn record(adapter: &str, owner: &str, age_ms: i64) -> UsageRecord {
         web_searches: 0,
         owner: owner.into(),
         error: String::new(),
+        cache_write_tokens: 0,
+        cost: Some(0.25),
     }
 }
 
@@ -272,6 +320,7 @@ async fn postgres_usage_is_scoped_like_sqlite() {
     names.sort();
     assert_eq!(names, ["a", "gone"]);
     assert_eq!(rows.iter().map(|r| r.input_tokens).sum::<u64>(), 6);
+    assert_eq!(rows.iter().map(|r| r.cost).sum::<f64>(), 0.5);
     let latest = usage_view::recent(&config, 1, &alice).await.unwrap();
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].adapter, "gone");

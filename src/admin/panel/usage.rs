@@ -49,8 +49,14 @@ struct Tally {
     cache_read_tokens: u64,
     /// Averaged over requests, shown as `123 ms`.
     latency: String,
+    /// `0.0123`, `0.0123 + ?` when some requests had no price; empty when none had one.
+    cost: String,
     #[serde(skip)]
     duration_ms_sum: u64,
+    #[serde(skip)]
+    cost_sum: f64,
+    #[serde(skip)]
+    unpriced: u64,
 }
 
 impl Tally {
@@ -73,6 +79,13 @@ impl Tally {
             0 => "—".into(),
             n => format!("{:.0} ms", self.duration_ms_sum as f64 / n as f64),
         };
+        self.cost_sum += r.cost;
+        self.unpriced += r.unpriced;
+        self.cost = cost_text(
+            self.cost_sum,
+            self.requests - self.unpriced.min(self.requests),
+            self.unpriced,
+        );
     }
 }
 
@@ -96,6 +109,16 @@ fn table<'r, K: Ord>(
     let mut table: Vec<Tally> = lines.into_values().collect();
     table.push(total);
     table
+}
+
+/// A sum of costs: empty when no request had a price (the page says "unknown"), marked when
+/// some had none.
+fn cost_text(sum: f64, priced: u64, unpriced: u64) -> String {
+    match (priced, unpriced) {
+        (0, _) => String::new(),
+        (_, 0) => format!("{sum:.4}"),
+        _ => format!("{sum:.4} + ?"),
+    }
 }
 
 fn label_of(lang: Lang, key_label: &str) -> &str {
@@ -189,6 +212,7 @@ struct RecentLine {
     tokens: String,
     latency: String,
     error: String,
+    cost: String,
 }
 
 fn recent_line(lang: Lang, r: &RecentRequest) -> RecentLine {
@@ -221,6 +245,7 @@ fn recent_line(lang: Lang, r: &RecentRequest) -> RecentLine {
         ),
         latency: format!("{} ms", r.duration_ms),
         error,
+        cost: r.cost.map(|c| format!("{c:.6}")).unwrap_or_default(),
     }
 }
 
@@ -267,6 +292,10 @@ pub(super) async fn usage_page(cx: &Ctx<'_>, session: &PanelSession) -> Response
         ("ranges", Value::from_serialize(&ranges)),
         ("enabled", Value::from(true)),
         ("per_day", Value::from(bin.as_secs() == DAY)),
+        (
+            "currency",
+            Value::from(cx.manager().server.prices.currency.clone()),
+        ),
     ]);
     match cx
         .manager()
@@ -301,7 +330,7 @@ pub(super) async fn usage_csv(cx: &Ctx<'_>, session: &PanelSession) -> Response<
             return cx.message(503, cx.t("usage_error"), "");
         }
     };
-    match csv_of(&data) {
+    match csv_of(&data, &cx.manager().server.prices.currency) {
         Ok(body) => {
             let b = with_security_headers(Response::builder().status(200))
                 .header("content-type", "text/csv; charset=utf-8")
@@ -319,7 +348,7 @@ pub(super) async fn usage_csv(cx: &Ctx<'_>, session: &PanelSession) -> Response<
 }
 
 /// The CSV text of `data`'s buckets.
-fn csv_of(data: &UsageData) -> Result<Vec<u8>, csv::Error> {
+fn csv_of(data: &UsageData, currency: &str) -> Result<Vec<u8>, csv::Error> {
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record([
         "bucket_start_utc",
@@ -333,6 +362,9 @@ fn csv_of(data: &UsageData) -> Result<Vec<u8>, csv::Error> {
         "output_tokens",
         "cache_read_tokens",
         "avg_latency_ms",
+        "cost",
+        "currency",
+        "unpriced_requests",
     ])?;
     for r in &data.rows {
         let deleted = !data.current.contains(&r.adapter);
@@ -352,6 +384,14 @@ fn csv_of(data: &UsageData) -> Result<Vec<u8>, csv::Error> {
             r.output_tokens.to_string(),
             r.cache_read_tokens.to_string(),
             latency.to_string(),
+            // Empty when no request of the line had a price.
+            if r.unpriced < r.requests {
+                format!("{:.6}", r.cost)
+            } else {
+                String::new()
+            },
+            currency.to_owned(),
+            r.unpriced.to_string(),
         ])?;
     }
     out.into_inner().map_err(|e| e.into_error().into())
@@ -389,6 +429,13 @@ mod tests {
             output_tokens: requests,
             cache_read_tokens: 0,
             duration_ms_sum: 100 * requests,
+            // SUM(cost) leaves unpriced requests out.
+            cost: if model == "m2" {
+                0.0
+            } else {
+                0.5 * requests as f64
+            },
+            unpriced: if model == "m2" { requests } else { 0 },
         }
     }
 
@@ -410,6 +457,10 @@ mod tests {
         assert_eq!(totals.get_attr("requests").unwrap(), Value::from(9));
         assert_eq!(totals.get_attr("errors").unwrap(), Value::from(1));
         assert_eq!(totals.get_attr("latency").unwrap(), Value::from("100 ms"));
+        // m2's three requests have no price: the total says so; m2's own line is unknown.
+        assert_eq!(totals.get_attr("cost").unwrap(), Value::from("3.0000 + ?"));
+        let m2 = page["models"].get_item_by_index(1).unwrap();
+        assert_eq!(m2.get_attr("cost").unwrap(), Value::from(""));
         assert_eq!(page["adapters"].len(), Some(1));
         assert_eq!(page["deleted"].len(), Some(1));
         // Per key: a/ci, a/laptop, gone/(no label), total.
@@ -423,11 +474,11 @@ mod tests {
             recent: vec![],
             current: vec![],
         };
-        let text = String::from_utf8(csv_of(&data).unwrap()).unwrap();
+        let text = String::from_utf8(csv_of(&data, "USD").unwrap()).unwrap();
         let line = text.lines().nth(1).unwrap();
         assert_eq!(
             line,
-            "1970-01-01 00:00,a,true,\"'=cmd,\"\"x\"\"\",m,1,0,10,1,0,100"
+            "1970-01-01 00:00,a,true,\"'=cmd,\"\"x\"\"\",m,1,0,10,1,0,100,0.500000,USD,0"
         );
     }
 
@@ -447,6 +498,7 @@ mod tests {
             duration_ms: 12,
             stream: false,
             error: "connect".into(),
+            cost: None,
         };
         let en = recent_line(Lang::En, &r);
         let zh = recent_line(Lang::Zh, &r);
