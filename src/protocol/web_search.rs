@@ -7,6 +7,7 @@
 //! (`crate::websearch::emulate`) feeds it what happened.
 
 use crate::protocol::anthropic::{EventWriter, StopReason as AnthropicStop, Usage as AUsage};
+use crate::protocol::gemini::grounded_stream::GroundedStream;
 use crate::protocol::json::{Text, tool_input};
 use crate::protocol::names::sanitize_tool_id;
 use crate::protocol::pair::Wire;
@@ -1298,19 +1299,23 @@ impl AnthropicStream {
     }
 }
 
-/// The event stream of a client that sees searches as they run (Anthropic, Responses).
+/// The event stream of a streaming client: Anthropic and Responses clients see searches as
+/// they run, a Gemini one (`?alt=sse`) the answer's text as it comes and the grounding last.
 #[derive(Debug)]
 pub enum SearchStream {
     Anthropic(AnthropicStream),
     Responses(ResponsesStream),
+    Gemini(GroundedStream),
 }
 
 impl SearchStream {
-    /// `None` for clients that get the whole answer at the end (Gemini).
-    pub fn for_client(client: Wire) -> Option<SearchStream> {
+    /// `None` for clients that get the whole answer at the end (a Gemini client that asked
+    /// for a JSON array: `json_array`).
+    pub fn for_client(client: Wire, json_array: bool) -> Option<SearchStream> {
         match client {
             Wire::AnthropicMessages => Some(SearchStream::Anthropic(AnthropicStream::default())),
             Wire::Responses => Some(SearchStream::Responses(ResponsesStream::default())),
+            Wire::Gemini if !json_array => Some(SearchStream::Gemini(GroundedStream::default())),
             Wire::Gemini | Wire::OpenAiChat => None,
         }
     }
@@ -1319,6 +1324,7 @@ impl SearchStream {
         match self {
             SearchStream::Anthropic(s) => s.is_started(),
             SearchStream::Responses(s) => s.started,
+            SearchStream::Gemini(s) => s.is_started(),
         }
     }
 
@@ -1328,14 +1334,17 @@ impl SearchStream {
                 s.start(out, &ctx.message_id, &ctx.client_model, input_estimate)
             }
             SearchStream::Responses(s) => s.start(out, ctx),
+            SearchStream::Gemini(s) => s.start(),
         }
     }
 
-    /// Something for the client to read while the provider is busy.
+    /// Something for the client to read while the provider is busy (a Gemini stream has no
+    /// such thing: its header is out, nothing more).
     pub fn keep_alive(&mut self, out: &mut Vec<u8>) {
         match self {
             SearchStream::Anthropic(_) => EventWriter { out }.ping(),
             SearchStream::Responses(_) => out.extend_from_slice(b": keep-alive\n\n"),
+            SearchStream::Gemini(_) => {}
         }
     }
 
@@ -1348,6 +1357,8 @@ impl SearchStream {
             (SearchStream::Responses(s), Forward::TextStart) => s.text_start(out, ctx),
             (SearchStream::Responses(s), Forward::TextDelta(t)) => s.text_delta(out, &t),
             (SearchStream::Responses(s), Forward::TextStop) => s.text_stop(out),
+            (SearchStream::Gemini(s), Forward::TextDelta(t)) => s.text_delta(out, ctx, &t),
+            (SearchStream::Gemini(_), Forward::TextStart | Forward::TextStop) => {}
         }
     }
 
@@ -1369,6 +1380,7 @@ impl SearchStream {
                 };
                 s.search_call(out, &search);
             }
+            SearchStream::Gemini(_) => {}
         }
     }
 
@@ -1376,6 +1388,7 @@ impl SearchStream {
         match self {
             SearchStream::Anthropic(s) => s.search_result(out, search),
             SearchStream::Responses(s) => s.search_result(out, search),
+            SearchStream::Gemini(_) => {}
         }
     }
 
@@ -1390,6 +1403,7 @@ impl SearchStream {
         match self {
             SearchStream::Anthropic(s) => s.finish(out, t, &ctx.message_id),
             SearchStream::Responses(s) => s.finish(out, t, ctx),
+            SearchStream::Gemini(s) => s.finish(out, t, ctx),
         }
     }
 
@@ -1403,6 +1417,7 @@ impl SearchStream {
         match self {
             SearchStream::Anthropic(s) => s.fail(out, kind, message),
             SearchStream::Responses(s) => s.fail(out, ctx, message),
+            SearchStream::Gemini(s) => s.fail(out, kind, message),
         }
     }
 }

@@ -4,11 +4,13 @@
 //! the attempt's (source, key), backend searches, writing the client's answer — the loop is
 //! `websearch::emulate`, the shapes `protocol::web_search`.
 //!
-//! A streaming Anthropic or Responses client (a live one) gets its stream's start with the
-//! provider's first bytes (or after `keep_alive` without any), keep-alives while the
-//! provider works, the provider's text as it is written (its calls are streamed; tool calls
-//! are held whole, searches among them run), each search's blocks as it runs, then the rest
-//! of the answer. Other clients (JSON, Gemini) get non-streamed calls and the whole answer.
+//! A streaming Anthropic, Responses or Gemini (`?alt=sse`) client (a live one) gets its
+//! stream's start with the provider's first bytes (or after `keep_alive` without any),
+//! keep-alives while the provider works (not Gemini: it has none), the provider's text as it
+//! is written (its calls are streamed; tool calls are held whole, searches among them run),
+//! each search's blocks as it runs (not Gemini: grounding comes last), then the rest of the
+//! answer. Other clients (JSON, a Gemini JSON array) get non-streamed calls and the whole
+//! answer.
 //! The first call fails over like any exchange while nothing has reached the client; a
 //! client that leaves ends the loop; a provider that breaks off after the stream began ends
 //! it with an error event.
@@ -117,16 +119,22 @@ impl FlexiProxy {
         let json_array = ctx.gemini.as_ref().is_some_and(|g| g.stream() && !g.sse);
         let client_call = ctx.gemini.clone();
         ctx.plan = Some(Plan::Pivot(search.pair));
-        // A Gemini client's calls are never streamed (a Gemini source's path included).
-        if let Some(call) = ctx.gemini.as_mut() {
-            call.method = crate::protocol::gemini::Method::Generate;
-        }
-        // Anthropic and Responses clients see each search as it runs; Gemini's get the whole
-        // answer.
-        let mut live = SearchStream::for_client(search.pair.client).filter(|_| client_stream);
+        // Anthropic and Responses clients see each search as it runs, a Gemini SSE client the
+        // text as it comes; a Gemini JSON array gets the whole answer.
+        let mut live =
+            SearchStream::for_client(search.pair.client, json_array).filter(|_| client_stream);
         // A live client sees the provider's text as it is written (a source searching itself
         // is asked once, for the whole answer and what it found).
         search.stream_calls = live.is_some() && search.native.is_none();
+        // A Gemini client's calls are streamed only so (a Gemini source's path included).
+        if let Some(call) = ctx.gemini.as_mut() {
+            call.method = if search.stream_calls {
+                call.sse = true;
+                crate::protocol::gemini::Method::Stream
+            } else {
+                crate::protocol::gemini::Method::Generate
+            };
+        }
         // Whatever the attempt's preparation decided for images stays so for every call.
         let omit_media_for = (ctx.dispatch.media_omitted > 0)
             .then(|| self.source(ctx).map(|s| s.model.clone()))

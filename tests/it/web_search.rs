@@ -1653,6 +1653,53 @@ async fn a_live_clients_answer_streams_as_the_provider_writes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_streaming_gemini_clients_answer_comes_in_pieces_with_the_grounding_last() {
+    let backend = searxng().await;
+    let provider = streaming_answer_provider().await;
+    let proxy = proxy_with_search(&provider, &backend.origin());
+    let response = post_gemini(
+        &proxy,
+        "/v1beta/models/gemini-3-flash-preview:streamGenerateContent?alt=sse",
+        &gemini_search_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    let chunks: Vec<Value> = body
+        .split("\r\n\r\n")
+        .filter(|c| !c.is_empty())
+        .map(|c| serde_json::from_str(c.strip_prefix("data: ").unwrap()).unwrap())
+        .collect();
+    assert!(
+        chunks.len() >= 5,
+        "the provider's pieces, then the last: {body}"
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["candidates"][0]["content"]["parts"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, STREAMED);
+    let (last, pieces) = chunks.split_last().unwrap();
+    assert!(
+        pieces
+            .iter()
+            .all(|c| c["candidates"][0].get("groundingMetadata").is_none())
+    );
+    let candidate = &last["candidates"][0];
+    assert_eq!(candidate["finishReason"], "STOP", "{last}");
+    let grounding = &candidate["groundingMetadata"];
+    assert_eq!(grounding["webSearchQueries"], json!([QUERY]), "{last}");
+    assert_eq!(
+        grounding["groundingChunks"][0]["web"]["uri"],
+        "https://docs.aiohttp.org/en/stable/changes.html"
+    );
+    let end = grounding["groundingSupports"][0]["segment"]["endIndex"]
+        .as_u64()
+        .unwrap() as usize;
+    assert_eq!(end, STREAMED.len(), "offsets into the whole streamed text");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_answer_that_breaks_off_ends_the_stream_with_an_error_event() {
     let backend = searxng().await;
     let provider = FakeProvider::start(|req| {

@@ -14,6 +14,7 @@ pub mod decode_stream;
 pub mod encode_request;
 pub mod encode_response;
 pub mod encode_stream;
+pub mod grounded_stream;
 
 use crate::protocol::anthropic::ErrorKind;
 use crate::protocol::json::{Obj, write_json_str};
