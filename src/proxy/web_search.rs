@@ -135,6 +135,11 @@ impl FlexiProxy {
                 crate::protocol::gemini::Method::Generate
             };
         }
+        // A source's own search takes one of the key's searches per day (however many it
+        // runs); past them it is not asked to search.
+        if search.native.is_some() {
+            search.native_refused = self.take_search(ctx).await.err();
+        }
         // Whatever the attempt's preparation decided for images stays so for every call.
         let omit_media_for = (ctx.dispatch.media_omitted > 0)
             .then(|| self.source(ctx).map(|s| s.model.clone()))
@@ -382,8 +387,8 @@ impl FlexiProxy {
             .map_err(|e| e.into_down())
     }
 
-    /// The searches a source ran itself: counted (metric outcome `native`), and shown to a
-    /// live client as the gateway's are, ahead of the answer.
+    /// The searches a source ran itself: counted (metric outcome `native`, or the error of
+    /// one refused), and shown to a live client as the gateway's are, ahead of the answer.
     async fn native_searches(
         &self,
         session: &mut Session,
@@ -394,12 +399,18 @@ impl FlexiProxy {
     ) -> Result<()> {
         let adapter = ctx.adapter.as_ref().map_or("-", |a| a.name.as_str());
         let found: Vec<&shape::Search> = search.transcript().searches().collect();
-        self.telemetry
-            .metrics
-            .web_searches
-            .with_label_values(&[adapter, "native"])
-            .inc_by(found.len() as u64);
-        ctx.web_searches += found.len() as u32;
+        for s in &found {
+            let label = match s.outcome {
+                Outcome::Hits(_) => "native",
+                Outcome::Error(code) => code,
+            };
+            self.telemetry
+                .metrics
+                .web_searches
+                .with_label_values(&[adapter, label])
+                .inc();
+        }
+        ctx.web_searches += search.transcript().search_requests() as u32;
         let Some((stream, client_ctx)) = live else {
             return Ok(());
         };

@@ -77,6 +77,9 @@ pub struct SearchLoop {
     pub stream_calls: bool,
     /// The source searches itself: asked to, instead of being given the function tool.
     pub native: Option<Native>,
+    /// The key's searches per day did not allow the source's search: it is not asked for,
+    /// and the client sees one search failed with this code.
+    pub native_refused: Option<&'static str>,
     /// The client's question (its last user text): the query of a native search whose
     /// provider does not say it.
     question: String,
@@ -99,6 +102,7 @@ impl SearchLoop {
             id_prefix,
             stream_calls: false,
             native: None,
+            native_refused: None,
             question: String::new(),
         }
     }
@@ -212,6 +216,7 @@ impl SearchLoop {
         )?;
         if let Some(asked) = self
             .native
+            .filter(|_| self.native_refused.is_none())
             .and_then(|n| native::ask(n, &prepared.body, &self.hosted))
         {
             prepared.body = asked.into();
@@ -223,14 +228,19 @@ impl SearchLoop {
     pub fn answer(&mut self, body: &[u8], ctx: &ExchangeContext) -> Result<Next, ResponseError> {
         let response = shape::decode_answer(self.pair.source, body, ctx)?;
         if let Some(n) = self.native {
-            for (query, hits) in native::found(n, body, &self.question, &self.hosted) {
+            let found: Vec<(String, Outcome)> = match self.native_refused {
+                Some(code) => vec![(self.question.clone(), Outcome::Error(code))],
+                None => native::found(n, body, &self.question, &self.hosted)
+                    .into_iter()
+                    .map(|(query, hits)| (query, Outcome::Hits(hits)))
+                    .collect(),
+            };
+            for (query, outcome) in found {
                 let id = format!("srvtoolu_{}n{:02}", self.id_prefix, self.searches);
                 self.searches += 1;
-                self.transcript.steps.push(Step::Search(Search {
-                    id,
-                    query,
-                    outcome: Outcome::Hits(hits),
-                }));
+                self.transcript
+                    .steps
+                    .push(Step::Search(Search { id, query, outcome }));
             }
         }
         Ok(self.absorb(&response, false))

@@ -232,3 +232,54 @@ async fn a_model_that_cannot_search_and_off_get_no_native_search() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_keys_searches_per_day_the_source_is_not_asked_to_search() {
+    let provider = FakeProvider::start(|req: &RecordedRequest| {
+        // Without its search asked for, OpenRouter answers from memory.
+        if hosted_by_openrouter(&req.json()) {
+            Reply::json(200, openrouter_answer())
+        } else {
+            Reply::json(200, openai::chat_completion("From memory: 3.13."))
+        }
+    })
+    .await;
+    let adapter = adapter_yaml(&provider.base_url(), &[KEY], "preset: openrouter\n")
+        + "limits:\n  searches_per_day: 1\n";
+    let proxy = Proxy::start(&[("native", adapter)]);
+
+    let first: Value = post_messages(&proxy, &search_request(false, 3))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_anthropic_blocks(&first);
+    let response = post_messages(&proxy, &search_request(false, 3)).await;
+    assert_eq!(response.status(), 200, "the request is answered");
+    let second: Value = response.json().await.unwrap();
+    assert_eq!(
+        content_types(&second),
+        ["server_tool_use", "web_search_tool_result", "text"],
+        "{second}"
+    );
+    assert_eq!(
+        second["content"][1]["content"],
+        json!({"type": "web_search_tool_result_error", "error_code": "too_many_requests"})
+    );
+    assert_eq!(second["content"][2]["text"], "From memory: 3.13.");
+    assert_eq!(second["usage"]["server_tool_use"]["web_search_requests"], 0);
+    let requests = provider.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        !hosted_by_openrouter(&requests[1].json()),
+        "not asked to search"
+    );
+    assert!(log_line(&proxy, 2).get("web_searches").is_none());
+}
+
+/// Whether a request asks OpenRouter for its web search.
+fn hosted_by_openrouter(body: &Value) -> bool {
+    body["tools"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["type"] == "openrouter:web_search"))
+}
