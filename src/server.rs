@@ -145,6 +145,12 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
             telemetry.metrics.clone(),
         )
     });
+    let quotas = crate::proxy::user_quota::Quotas::new(
+        config.accounts.default_quota,
+        users.clone(),
+        shared.clone(),
+        &config.prices.currency,
+    );
     let proxy = FlexiProxy::new(
         live.clone(),
         ProxySettings {
@@ -162,6 +168,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
                 )),
                 None => None,
             },
+            quotas: quotas.clone(),
         },
         Lifecycle {
             shutting_down: shutting_down.clone(),
@@ -212,7 +219,8 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         server.add_service(background_service("key health sync", health.sync()));
     }
     if let Some(admin) = &config.admin {
-        let app = AdminApp::new(config, telemetry.clone(), live.clone(), users.clone());
+        let app = AdminApp::new(config, telemetry.clone(), live.clone(), users.clone())
+            .with_quotas(quotas.clone());
         let too_large = serde_json::json!({
             "error": format!("request headers are larger than the limit of {max_header_size} bytes")
         })

@@ -60,6 +60,7 @@ fn users_edits_keep_the_file_readable(text: &[u8], name: &str) -> Result<(), Str
         admin: false,
         max_adapters: 3,
         status: UserStatus::Pending,
+        quota: None,
     };
     match users::sign_up(&path, user.clone(), || Ok(())) {
         Ok(()) => {
@@ -96,6 +97,7 @@ fn the_seeds_themselves_edit() {
         admin: true,
         max_adapters: 1,
         status: UserStatus::Active,
+        quota: None,
     };
     assert!(users::sign_up(&path, taken, || Ok(())).is_err());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), USERS_SEED);

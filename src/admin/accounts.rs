@@ -160,6 +160,7 @@ impl AdminApp {
             } else {
                 UserStatus::Active
             },
+            quota: None,
         };
         let path = self.manager.users.path().to_owned();
         let invites_path = invites::path_for(&path);
@@ -355,14 +356,30 @@ impl AdminApp {
     }
 }
 
-/// `GET /admin/api/me`'s answer.
-pub fn me(actor: &Actor) -> serde_json::Value {
-    serde_json::json!({
-        "username": actor.name,
-        "admin": actor.admin,
-        "max_adapters": actor.max_adapters,
-        // Per-user quotas and usage are not built yet (issue #27).
-        "quota": null,
-        "usage": null,
-    })
+impl AdminApp {
+    /// `actor`'s quota and usage of the current day and month (`None`: no quota).
+    pub async fn quota_usage(
+        &self,
+        actor: &Actor,
+    ) -> Option<(
+        crate::config::accounts::QuotaFile,
+        crate::proxy::user_quota::QuotaUsage,
+    )> {
+        if !actor.is_user {
+            return None;
+        }
+        self.quotas.as_ref()?.usage(&actor.name).await
+    }
+
+    /// `GET /admin/api/me`'s answer: `quota` and `usage` are null without a quota.
+    pub async fn me(&self, actor: &Actor) -> serde_json::Value {
+        let (quota, usage) = self.quota_usage(actor).await.unzip();
+        serde_json::json!({
+            "username": actor.name,
+            "admin": actor.admin,
+            "max_adapters": actor.max_adapters,
+            "quota": quota,
+            "usage": usage,
+        })
+    }
 }

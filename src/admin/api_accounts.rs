@@ -13,7 +13,7 @@
 //! Sign-up and login need no credentials, but like the panel's forms they are refused when
 //! the browser says the request comes from another site.
 
-use super::accounts::{InviteRequest, PasswordRequest, SignupRequest, UserPatch, me};
+use super::accounts::{InviteRequest, PasswordRequest, SignupRequest, UserPatch};
 use super::api::{authenticate, body, error};
 use super::manage::ApiError;
 use super::{AdminApp, AdminRequest, LoginError, json_response};
@@ -122,7 +122,7 @@ async fn route(
                 &cookie,
             ))
         }
-        (&Method::GET, ["me"]) => Ok(json_response(200, me(&actor))),
+        (&Method::GET, ["me"]) => Ok(json_response(200, app.me(&actor).await)),
         (&Method::POST, ["me", "password"]) => {
             let request: PasswordRequest = body(req, false)?;
             let (cookie, csrf) = app.change_password(&actor, request, &req.client_ip).await?;

@@ -44,6 +44,8 @@ pub struct AdminApp {
     pub signups: LoginLimiter,
     /// Mark cookies `Secure` (TLS on the admin listener, or in front of it).
     pub secure_cookies: bool,
+    /// The per-user quotas the proxy enforces (`/admin/api/me` shows their usage).
+    pub quotas: Option<Arc<crate::proxy::user_quota::Quotas>>,
 }
 
 /// Largest request body the admin listener reads.
@@ -141,7 +143,14 @@ impl AdminApp {
             sessions: Sessions::default(),
             logins: LoginLimiter::default(),
             signups: LoginLimiter::default(),
+            quotas: None,
         }
+    }
+
+    /// The quotas of the proxy this panel belongs to.
+    pub fn with_quotas(mut self, quotas: Arc<crate::proxy::user_quota::Quotas>) -> AdminApp {
+        self.quotas = Some(quotas);
+        self
     }
 
     /// Checks a user's password (Argon2id, off the async workers) and opens a session:

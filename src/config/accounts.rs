@@ -2,9 +2,10 @@
 //! a shell (issue #27). `registration` is `closed` (the default: only `flexiproxy user add`),
 //! `invite` (sign-up needs a code from `flexiproxy invite create` or the users page) or
 //! `open`; `approval: true` keeps new accounts pending until an admin approves them;
-//! `default_max_adapters` is a new account's cap. `default_quota`, `oidc` and `github` are
-//! read so that their spelling is checked, but quotas and single sign-on are not built yet:
-//! a config that sets them is refused at start rather than silently not enforced.
+//! `default_max_adapters` is a new account's cap; `default_quota` the per-user quota of every
+//! user without a `quota:` of their own (enforced by `proxy::user_quota`). `oidc` and `github`
+//! are read so that their spelling is checked, but single sign-on is not built yet: a config
+//! that sets them is refused at start rather than silently not enforced.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +48,9 @@ pub struct AccountsFile {
     pub github: Option<GithubFile>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// A per-user quota (`accounts.default_quota`, a user's `quota:`): requests per UTC day,
+/// tokens and cost (in the server's `currency`) per UTC month; an absent field is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,12 +85,32 @@ pub struct GithubFile {
     pub allowed_orgs: Vec<String>,
 }
 
+impl QuotaFile {
+    pub fn is_empty(&self) -> bool {
+        self.requests_per_day.is_none()
+            && self.tokens_per_month.is_none()
+            && self.cost_per_month.is_none()
+    }
+
+    /// Why the quota cannot be enforced (a cost that is negative or not a number).
+    pub fn check(&self) -> Result<(), String> {
+        match self.cost_per_month {
+            Some(c) if !c.is_finite() || !(0.0..=1e12).contains(&c) => {
+                Err("cost_per_month: a number from 0 to 1000000000000".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The validated `accounts:` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccountsConfig {
     pub registration: Registration,
     pub approval: bool,
     pub default_max_adapters: usize,
+    /// The quota of every user without their own `quota:` (none: unlimited).
+    pub default_quota: Option<QuotaFile>,
 }
 
 impl Default for AccountsConfig {
@@ -96,6 +119,7 @@ impl Default for AccountsConfig {
             registration: Registration::Closed,
             approval: false,
             default_max_adapters: super::users::DEFAULT_MAX_ADAPTERS,
+            default_quota: None,
         }
     }
 }
@@ -103,13 +127,9 @@ impl Default for AccountsConfig {
 impl AccountsFile {
     /// The section as the proxy uses it, or the key at fault (for the file's line) and why.
     pub fn validate(&self) -> Result<AccountsConfig, (&'static str, String)> {
-        if self.default_quota.is_some() {
-            return Err((
-                "default_quota:",
-                "accounts.default_quota: per-user quotas are not enforced yet; remove it \
-                 (per-adapter `limits:` work today)"
-                    .into(),
-            ));
+        if let Some(q) = &self.default_quota {
+            q.check()
+                .map_err(|m| ("default_quota:", format!("accounts.default_quota.{m}")))?;
         }
         if !self.oidc.is_empty() {
             return Err((
@@ -136,6 +156,7 @@ impl AccountsFile {
             registration: self.registration.unwrap_or_default(),
             approval: self.approval.unwrap_or(false),
             default_max_adapters,
+            default_quota: self.default_quota.filter(|q| !q.is_empty()),
         })
     }
 }
@@ -173,7 +194,8 @@ mod tests {
             AccountsConfig {
                 registration: Registration::Invite,
                 approval: true,
-                default_max_adapters: 2
+                default_max_adapters: 2,
+                default_quota: None,
             }
         );
         assert_eq!(
@@ -190,12 +212,21 @@ mod tests {
         assert!(e.starts_with("f.yaml:3:"), "{e}");
         let e = parse("accounts:\n  aproval: true\n").unwrap_err();
         assert!(e.starts_with("f.yaml:2:") && e.contains("aproval"), "{e}");
-        let e =
-            parse("accounts:\n  registration: open\n  default_quota: { requests_per_day: 5 }\n")
-                .unwrap_err();
+        let e = parse("accounts:\n  registration: open\n  default_quota: { cost_per_month: -1 }\n")
+            .unwrap_err();
         assert!(
-            e.starts_with("f.yaml:3:") && e.contains("not enforced"),
+            e.starts_with("f.yaml:3:") && e.contains("cost_per_month"),
             "{e}"
+        );
+        let q = parse(
+            "accounts:\n  default_quota: { requests_per_day: 2000, tokens_per_month: 50000000, cost_per_month: 20 }\n",
+        )
+        .unwrap()
+        .default_quota
+        .unwrap();
+        assert_eq!(
+            (q.requests_per_day, q.tokens_per_month, q.cost_per_month),
+            (Some(2000), Some(50_000_000), Some(20.0))
         );
         let e = parse(
             "accounts:\n  oidc:\n    - { name: c, issuer: https://id.example.com, client_id: x }\n",

@@ -17,14 +17,14 @@ pub const DEFAULT_MAX_ADAPTERS: usize = 5;
 /// The shortest password `user add` / `user passwd` accept.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UsersFile {
     #[serde(default)]
     pub users: Vec<User>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
@@ -38,6 +38,9 @@ pub struct User {
     /// `pending` (signed up, waiting for an admin) and `disabled` accounts cannot log in.
     #[serde(default, skip_serializing_if = "UserStatus::is_active")]
     pub status: UserStatus,
+    /// This user's own quota, in place of `accounts.default_quota` (`{}`: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<super::accounts::QuotaFile>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -181,6 +184,7 @@ pub fn add(
         admin,
         max_adapters: max_adapters.unwrap_or(DEFAULT_MAX_ADAPTERS),
         status: UserStatus::Active,
+        quota: None,
     });
     write(path, &users)
 }

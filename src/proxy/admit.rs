@@ -275,6 +275,10 @@ impl FlexiProxy {
         if budgeted && let Err(e) = self.reserve_budget(ctx).await {
             return self.respond_error(session, ctx, e).await;
         }
+        // So is the adapter owner's quota (a refusal here gives the budget's back in `logging`).
+        if let Err(e) = self.reserve_user_quota(ctx).await {
+            return self.respond_error(session, ctx, e).await;
+        }
         // Boxed: inline, its large state would be part of every request's future, which
         // Pingora boxes (a memcpy of the whole future) per request.
         Box::pin(self.exchange_directly(session, ctx)).await

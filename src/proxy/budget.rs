@@ -29,32 +29,42 @@ pub struct Window {
 /// The windows that apply to `scope` now.
 pub fn windows(scope: &str, limits: &Limits, now: OffsetDateTime) -> Vec<Window> {
     let mut out = Vec::new();
-    let date = now.date();
     if let Some(limit) = limits.tokens_per_day {
-        let next = date.next_day().unwrap_or(date);
-        out.push(Window {
-            counter: format!("{scope}:d:{}", date),
-            limit,
-            seconds_left: seconds_until(now, next),
-            daily: true,
-        });
+        out.push(day(scope, limit, now));
     }
     if let Some(limit) = limits.tokens_per_month {
-        let (y, m) = (date.year(), date.month());
-        let next = if m == Month::December {
-            Date::from_calendar_date(y + 1, Month::January, 1)
-        } else {
-            Date::from_calendar_date(y, m.next(), 1)
-        }
-        .unwrap_or(date);
-        out.push(Window {
-            counter: format!("{scope}:m:{y}-{:02}", m as u8),
-            limit,
-            seconds_left: seconds_until(now, next),
-            daily: false,
-        });
+        out.push(month(scope, limit, now));
     }
     out
+}
+
+/// `scope`'s window of the current UTC day.
+pub fn day(scope: &str, limit: u64, now: OffsetDateTime) -> Window {
+    let date = now.date();
+    Window {
+        counter: format!("{scope}:d:{date}"),
+        limit,
+        seconds_left: seconds_until(now, date.next_day().unwrap_or(date)),
+        daily: true,
+    }
+}
+
+/// `scope`'s window of the current UTC calendar month.
+pub fn month(scope: &str, limit: u64, now: OffsetDateTime) -> Window {
+    let date = now.date();
+    let (y, m) = (date.year(), date.month());
+    let next = if m == Month::December {
+        Date::from_calendar_date(y + 1, Month::January, 1)
+    } else {
+        Date::from_calendar_date(y, m.next(), 1)
+    }
+    .unwrap_or(date);
+    Window {
+        counter: format!("{scope}:m:{y}-{:02}", m as u8),
+        limit,
+        seconds_left: seconds_until(now, next),
+        daily: false,
+    }
 }
 
 /// The day's window of `limits.searches_per_day` for `scope`: each search the gateway runs
@@ -115,21 +125,41 @@ impl LocalBudgets {
         for w in windows {
             *used.entry(w.counter.clone()).or_default() += amount;
         }
-        // Windows that ended are dead weight: drop the counters of other days and months
-        // (every scope's current windows stay).
-        if used.len() > 10_000 {
-            let now = OffsetDateTime::now_utc().date();
-            let (day, month) = (
-                format!(":d:{now}"),
-                format!(":m:{}-{:02}", now.year(), now.month() as u8),
-            );
-            used.retain(|k, _| k.ends_with(&day) || k.ends_with(&month));
-        }
+        prune(&mut used);
         Ok(Reservation {
             counters: windows.iter().map(|w| w.counter.clone()).collect(),
             amount,
             shared: false,
         })
+    }
+
+    /// Reserves each window's own amount, all or none (the per-user quotas: one request, its
+    /// tokens, its cost); `Err(i)`: window `i` is full.
+    pub fn reserve_each(&self, items: &[(Window, u64)]) -> Result<Vec<Reservation>, usize> {
+        let mut used = crate::lock(&self.used);
+        for (i, (w, amount)) in items.iter().enumerate() {
+            let now = used.get(&w.counter).copied().unwrap_or(0);
+            if now.saturating_add(*amount) > w.limit {
+                return Err(i);
+            }
+        }
+        for (w, amount) in items {
+            *used.entry(w.counter.clone()).or_default() += amount;
+        }
+        prune(&mut used);
+        Ok(items
+            .iter()
+            .map(|(w, amount)| Reservation {
+                counters: vec![w.counter.clone()],
+                amount: *amount,
+                shared: false,
+            })
+            .collect())
+    }
+
+    /// What a counter holds now (reservations in flight included).
+    pub fn used(&self, counter: &str) -> u64 {
+        crate::lock(&self.used).get(counter).copied().unwrap_or(0)
     }
 
     pub fn settle(&self, reservation: &Reservation, actual: u64) {
@@ -139,6 +169,19 @@ impl LocalBudgets {
                 *v = (*v + actual).saturating_sub(reservation.amount);
             }
         }
+    }
+}
+
+/// Windows that ended are dead weight: drops the counters of other days and months (every
+/// scope's current windows stay).
+fn prune(used: &mut HashMap<String, u64>) {
+    if used.len() > 10_000 {
+        let now = OffsetDateTime::now_utc().date();
+        let (day, month) = (
+            format!(":d:{now}"),
+            format!(":m:{}-{:02}", now.year(), now.month() as u8),
+        );
+        used.retain(|k, _| k.ends_with(&day) || k.ends_with(&month));
     }
 }
 

@@ -53,6 +53,8 @@ pub enum Refusal {
     TokenBudget,
     /// `searches_per_day`: a search refused, not the request.
     SearchesPerDay,
+    /// A per-user quota (`accounts.default_quota`, a user's `quota:`).
+    UserQuota,
     /// The shared limiter's backend did not answer (`fail_closed`).
     Unavailable,
 }
@@ -65,6 +67,7 @@ impl Refusal {
             Refusal::Concurrency => "concurrency",
             Refusal::TokenBudget => "tokens",
             Refusal::SearchesPerDay => "searches_per_day",
+            Refusal::UserQuota => "user_quota",
             Refusal::Unavailable => "unavailable",
         }
     }

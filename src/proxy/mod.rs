@@ -34,6 +34,7 @@ pub mod route;
 pub mod shared_health;
 pub mod shared_limits;
 pub mod upstream;
+pub mod user_quota;
 pub mod watchdog;
 mod web_search;
 
@@ -77,6 +78,8 @@ pub struct ProxySettings {
     pub shared_health: Option<Arc<shared_health::SharedHealth>>,
     /// The search backend for clients whose source cannot search (`web_search:`).
     pub web_search: Option<Arc<crate::websearch::Searcher>>,
+    /// Per-user quotas over all of a user's adapters (`accounts.default_quota`, `quota:`).
+    pub quotas: Arc<user_quota::Quotas>,
 }
 
 pub struct FlexiProxy {
@@ -189,6 +192,8 @@ pub struct Ctx {
     pub limits: Option<(String, crate::config::adapter::Limits)>,
     /// The token budget this request reserved, settled when it ends.
     pub budget: Option<budget::Reservation>,
+    /// What this request reserved in its adapter owner's quota, settled when it ends.
+    pub quota: Option<user_quota::QuotaReservation>,
     /// Counted in the open-streams gauge.
     pub stream_open: bool,
     /// Usage read from a passthrough response (when statistics are on).
@@ -550,7 +555,7 @@ impl FlexiProxy {
             });
         }
         if let Plan::Passthrough(_) = plan
-            && (self.telemetry.usage.is_some() || ctx.budget.is_some())
+            && (self.telemetry.usage.is_some() || ctx.budget.is_some() || ctx.quota.is_some())
             && (200..300).contains(&status)
         {
             ctx.observer = Some(crate::protocol::usage::UsageObserver::new(
@@ -942,6 +947,7 @@ impl ProxyHttp for FlexiProxy {
             admission: None,
             limits: None,
             budget: None,
+            quota: None,
             stream_open: false,
             observer: None,
             bytes_out: 0,
@@ -1008,6 +1014,7 @@ impl ProxyHttp for FlexiProxy {
             w.finish();
         }
         let usage = report::report(&self.telemetry, session, e, ctx);
+        self.settle_user_quota(ctx, usage).await;
         self.settle_budget(ctx, usage).await;
     }
 }

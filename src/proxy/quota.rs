@@ -1,7 +1,8 @@
 //! The limits that need the request body or the shared backend, in the async hooks: the
 //! shared requests-per-minute and concurrency checks (`limits.backend: redis`), and token
-//! budgets — reserved before the request goes upstream, settled when it ends; and the
-//! searches per day, one taken by each search the gateway runs.
+//! budgets — reserved before the request goes upstream, settled when it ends; the adapter
+//! owner's per-user quota (`user_quota`), the same way; and the searches per day, one taken
+//! by each search the gateway runs.
 
 use super::budget::{self, DEFAULT_OUTPUT_RESERVATION};
 use super::errors::ProxyError;
@@ -125,6 +126,75 @@ impl FlexiProxy {
             }
             Err(d) => Err(self.denied(ctx, d)),
         }
+    }
+
+    /// Reserves one request, the worst-case tokens and cost in the adapter owner's quota.
+    pub(super) async fn reserve_user_quota(&self, ctx: &mut Ctx) -> Result<(), ProxyError> {
+        let Some(owner) = ctx.adapter.as_ref().and_then(|a| a.owner.clone()) else {
+            return Ok(());
+        };
+        let quotas = &self.settings.quotas;
+        if quotas.quota_of(&owner).is_none() {
+            return Ok(());
+        }
+        let tokens = Self::reservation_for(ctx);
+        // The worst case priced as it would be charged, all as uncached input and output.
+        let cost = ctx.prepared.as_ref().and_then(|p| {
+            let input = p.input_tokens_estimate;
+            let tokens = crate::config::prices::Tokens {
+                input,
+                output: tokens.saturating_sub(input),
+                cache_read: 0,
+                cache_write: 0,
+            };
+            self.telemetry
+                .prices
+                .cost(&p.source_model, tokens, std::time::SystemTime::now())
+        });
+        match quotas.reserve(&owner, tokens, cost).await {
+            Ok(reservation) => {
+                ctx.quota = reservation;
+                Ok(())
+            }
+            Err(d) => {
+                tracing::info!(request_id = %ctx.request_id, user = %owner, "request refused: user quota reached");
+                Err(self.denied(ctx, d))
+            }
+        }
+    }
+
+    /// Settles the owner's quota as the token budget is: tokens and cost to what the provider
+    /// reported (a cost unknown for want of a price counts 0); the request itself stays
+    /// counted when it went upstream.
+    pub(super) async fn settle_user_quota(&self, ctx: &mut Ctx, usage: Option<Usage>) {
+        let Some(reservation) = ctx.quota.take() else {
+            return;
+        };
+        let answered = ctx.upstream_status.is_some_and(|s| s < 400);
+        let (tokens, cost) = match usage {
+            Some(u) => {
+                let model = ctx
+                    .prepared
+                    .as_ref()
+                    .map_or("", |p| p.source_model.as_str());
+                (
+                    Some(
+                        u.input_tokens
+                            + u.output_tokens
+                            + u.cache_read_input_tokens
+                            + u.cache_creation_input_tokens,
+                    ),
+                    Some(super::report::cost_of(&self.telemetry, model, &u)),
+                )
+            }
+            None if !answered => (Some(0), Some(Some(0.0))),
+            None => (None, None),
+        };
+        let sent = ctx.dispatch.attempts > 0;
+        self.settings
+            .quotas
+            .settle(reservation, sent, tokens, cost)
+            .await;
     }
 
     /// Settles the reservation to the usage the provider reported. Without a report, a

@@ -33,7 +33,7 @@ pub fn failure_kind(e: &Error) -> Option<&'static str> {
 }
 
 /// What `usage` of `model` cost now, in the server's currency; `None` when unknown.
-fn cost_of(telemetry: &Telemetry, model: &str, usage: &Usage) -> Option<f64> {
+pub(super) fn cost_of(telemetry: &Telemetry, model: &str, usage: &Usage) -> Option<f64> {
     let tokens = crate::config::prices::Tokens {
         input: usage.input_tokens,
         output: usage.output_tokens,

@@ -94,6 +94,22 @@ end
 return 0
 ";
 
+/// KEYS: the window counters; ARGV per key: its amount, its limit, its TTL in seconds. All
+/// or none, as `RESERVE_SCRIPT`; returns 0 or the 1-based index of the full window.
+const RESERVE_EACH_SCRIPT: &str = r"
+for i, key in ipairs(KEYS) do
+  local used = tonumber(redis.call('GET', key) or '0')
+  if used + tonumber(ARGV[i * 3 - 2]) > tonumber(ARGV[i * 3 - 1]) then
+    return i
+  end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('INCRBY', key, ARGV[i * 3 - 2])
+  redis.call('EXPIRE', key, tonumber(ARGV[i * 3]))
+end
+return 0
+";
+
 /// KEYS: the counters reserved on; ARGV[1]: actual minus reserved (may be negative).
 const SETTLE_SCRIPT: &str = r"
 for _, key in ipairs(KEYS) do
@@ -106,6 +122,7 @@ return 0
 ";
 
 /// Why a shared check did not admit a request.
+#[derive(Debug)]
 pub enum Denied {
     /// A limit is reached: the client gets this error.
     Limit(ProxyError, Refusal),
@@ -152,6 +169,7 @@ pub struct SharedLimiter {
     admit: redis::Script,
     renew: redis::Script,
     reserve: redis::Script,
+    reserve_each: redis::Script,
     settle: redis::Script,
 }
 
@@ -193,6 +211,7 @@ impl SharedLimiter {
             admit: redis::Script::new(ADMIT_SCRIPT),
             renew: redis::Script::new(RENEW_SCRIPT),
             reserve: redis::Script::new(RESERVE_SCRIPT),
+            reserve_each: redis::Script::new(RESERVE_EACH_SCRIPT),
             settle: redis::Script::new(SETTLE_SCRIPT),
         }))
     }
@@ -245,7 +264,7 @@ impl SharedLimiter {
 
     /// Runs one Redis call on the limiter's connection within `redis.timeout`, without
     /// counting it toward the limiter's up/down state (key health sharing keeps its own).
-    pub(super) async fn call<T, F, Fut>(&self, call: F) -> Result<T, String>
+    pub(crate) async fn call<T, F, Fut>(&self, call: F) -> Result<T, String>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -418,6 +437,63 @@ impl SharedLimiter {
             )),
             Err(_) => self.on_failure().map(|()| None),
         }
+    }
+
+    /// Reserves each window's own amount, all or none (the per-user quotas); a full window
+    /// `i` is refused with `refuse(i)`. `Ok(None)`: Redis failed open.
+    pub async fn reserve_each(
+        &self,
+        items: &[(Window, u64)],
+        refuse: impl FnOnce(usize) -> ProxyError,
+    ) -> Result<Option<Vec<Reservation>>, Denied> {
+        let keys: Vec<String> = items
+            .iter()
+            .map(|(w, _)| format!("fp:budget:{}", w.counter))
+            .collect();
+        let mut invocation = self.reserve_each.prepare_invoke();
+        for ((w, amount), k) in items.iter().zip(&keys) {
+            invocation.key(k);
+            invocation
+                .arg(amount)
+                .arg(w.limit)
+                .arg(w.seconds_left + 86_400);
+        }
+        let result: Result<usize, String> = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await;
+        match result {
+            Ok(0) => Ok(Some(
+                items
+                    .iter()
+                    .zip(keys)
+                    .map(|((_, amount), key)| Reservation {
+                        counters: vec![key],
+                        amount: *amount,
+                        shared: true,
+                    })
+                    .collect(),
+            )),
+            Ok(i) => Err(Denied::Limit(
+                refuse((i - 1).min(items.len().saturating_sub(1))),
+                Refusal::UserQuota,
+            )),
+            Err(_) => self.on_failure().map(|()| None),
+        }
+    }
+
+    /// What the windows' counters hold now (0 for one never used).
+    pub async fn used(&self, windows: &[Window]) -> Result<Vec<u64>, String> {
+        let keys: Vec<String> = windows
+            .iter()
+            .map(|w| format!("fp:budget:{}", w.counter))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<u64>> = self
+            .run(|mut c| async move { redis::cmd("MGET").arg(&keys).query_async(&mut c).await })
+            .await?;
+        Ok(values.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// Corrects a reservation to what the request really used.

@@ -246,6 +246,18 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A minimal Anthropic request.
+/// A response's status, its `retry-after` and its JSON body (null when not JSON).
+pub async fn status_retry_body(
+    resp: reqwest::Response,
+) -> (u16, Option<String>, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, resp.json().await.unwrap_or_default())
+}
+
 pub fn messages_body(stream: bool) -> serde_json::Value {
     serde_json::json!({
         "model": "claude-sonnet-4-5",

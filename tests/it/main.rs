@@ -23,6 +23,8 @@ mod pairs;
 mod panel_browser;
 mod panel_edit;
 mod passthrough;
+mod quota_scale;
+mod quotas;
 mod reload;
 mod routing;
 mod scale;

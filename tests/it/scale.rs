@@ -17,7 +17,7 @@ const ADMIN_TOKEN: &str = "scale-admin-token";
 
 /// Answers with usage `prompt = 10, completion = max_tokens` after `delay`, noting when
 /// each request arrived.
-async fn provider(delay: Duration, arrivals: Arc<Mutex<Vec<Instant>>>) -> FakeProvider {
+pub(crate) async fn provider(delay: Duration, arrivals: Arc<Mutex<Vec<Instant>>>) -> FakeProvider {
     FakeProvider::start(move |req| {
         arrivals.lock().unwrap().push(Instant::now());
         let body = req.json();
@@ -38,7 +38,7 @@ async fn provider(delay: Duration, arrivals: Arc<Mutex<Vec<Instant>>>) -> FakePr
     .await
 }
 
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     instances: Vec<Option<ProcessProxy>>,
     admin_ports: Vec<u16>,
@@ -46,7 +46,7 @@ struct Cluster {
 
 impl Cluster {
     /// `n` instances; `extra(i)` adds server config lines for instance `i`.
-    fn start(
+    pub(crate) fn start(
         n: usize,
         redis: &RedisServer,
         pg: Option<&PostgresServer>,
@@ -100,7 +100,7 @@ impl Cluster {
         }
     }
 
-    fn url(&self, i: usize) -> String {
+    pub(crate) fn url(&self, i: usize) -> String {
         self.instances[i].as_ref().unwrap().url("")
     }
 
@@ -137,7 +137,12 @@ fn limited_adapter(base_url: &str, key: &str, limits: &str) -> String {
     yaml
 }
 
-async fn send(url: &str, key: &str, prompt: &str, max_tokens: u64) -> (u16, Option<String>, Value) {
+pub(crate) async fn send(
+    url: &str,
+    key: &str,
+    prompt: &str,
+    max_tokens: u64,
+) -> (u16, Option<String>, Value) {
     let resp = client()
         .post(format!("{url}/v1/messages"))
         .header("x-api-key", key)
@@ -148,12 +153,7 @@ async fn send(url: &str, key: &str, prompt: &str, max_tokens: u64) -> (u16, Opti
         .send()
         .await
         .unwrap();
-    let status = resp.status().as_u16();
-    let retry = resp
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, retry, resp.json().await.unwrap_or(Value::Null))
+    status_retry_body(resp).await
 }
 
 /// The most arrivals within any `span`: with every reply taking `span`, a lower bound on

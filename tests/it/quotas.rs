@@ -1,0 +1,176 @@
+//! Per-user quotas (issue #27) through a real listener: the default quota over all of a
+//! user's adapters, a user's own quota in place of it, the 429 in each client protocol's
+//! shape naming the quota and when it resets, one user over quota leaving another alone, and
+//! `/admin/api/me`'s quota and usage. Several instances on a real Redis are in `scale`.
+
+use crate::harness::*;
+use crate::management::{Auth, DEADLINE, call, login, start};
+use flexiproxy::config::accounts::QuotaFile;
+use flexiproxy::config::users;
+use flexiproxy_testkit::{FakeProvider, Reply, openai};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ALICE_KEY: &str = "fp-quota-alice-1";
+const ALICE_OTHER_KEY: &str = "fp-quota-alice-2";
+const BOB_KEY: &str = "fp-quota-bob";
+
+fn owned(owner: &str, base_url: &str, key: &str) -> String {
+    format!("owner: {owner}\n{}", adapter_yaml(base_url, &[key], ""))
+}
+
+/// One request in `protocol`'s own shape with `key`: its status, `retry-after` and body.
+async fn ask(proxy: &Proxy, protocol: &str, key: &str) -> (u16, Option<String>, Value) {
+    let c = client();
+    let req = match protocol {
+        "anthropic" => c
+            .post(proxy.url("/v1/messages"))
+            .header("x-api-key", key)
+            .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 50,
+                          "messages": [{"role": "user", "content": "hi"}]})),
+        "openai" => c
+            .post(proxy.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&json!({"model": "gpt-4o", "max_tokens": 50,
+                          "messages": [{"role": "user", "content": "hi"}]})),
+        "responses" => c
+            .post(proxy.url("/v1/responses"))
+            .bearer_auth(key)
+            .json(&json!({"model": "gpt-5", "max_output_tokens": 50, "input": "hi"})),
+        _ => c
+            .post(proxy.url("/v1beta/models/gemini-2.5-pro:generateContent"))
+            .header("x-goog-api-key", key)
+            .json(
+                &json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                          "generationConfig": {"maxOutputTokens": 50}}),
+            ),
+    };
+    status_retry_body(req.send().await.unwrap()).await
+}
+
+/// The error message of a refusal in `protocol`'s shape, checking the shape on the way.
+fn refusal_message<'a>(protocol: &str, body: &'a Value) -> &'a str {
+    match protocol {
+        "anthropic" => {
+            assert_eq!(body["type"], "error", "{body}");
+            assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+        }
+        "openai" | "responses" => {
+            assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+            assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+        }
+        _ => {
+            assert_eq!(body["error"]["code"], 429, "{body}");
+            assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED", "{body}");
+        }
+    }
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_over_quota_gets_429_in_every_client_shape_and_others_go_on() {
+    let p = FakeProvider::start(|_| {
+        let mut answer = openai::chat_completion("ok");
+        answer["usage"] = openai::usage(10, 5);
+        Reply::json(200, answer)
+    })
+    .await;
+    let proxy = start(
+        "accounts:\n  default_quota: { requests_per_day: 3, tokens_per_month: 1000000 }\n\
+         private_sources_allowed: [127.0.0.1]\n",
+    );
+    // Bob's own quota replaces the default.
+    users::edit(&proxy.dir.path().join("users.yaml"), "bob", |u| {
+        u.quota = Some(QuotaFile {
+            requests_per_day: Some(100),
+            ..QuotaFile::default()
+        })
+    })
+    .unwrap();
+    proxy.write_adapter("alice-1", &owned("alice", &p.base_url(), ALICE_KEY));
+    proxy.write_adapter("alice-2", &owned("alice", &p.base_url(), ALICE_OTHER_KEY));
+    proxy.write_adapter("bob-1", &owned("bob", &p.base_url(), BOB_KEY));
+    wait_until(DEADLINE, "the adapters load", || {
+        let live = proxy.live.load();
+        ["alice-1", "alice-2", "bob-1"]
+            .iter()
+            .all(|a| live.adapter(a).is_some())
+    });
+    let (cookie, csrf) = login(&proxy, "alice", "alice-password").await;
+    let alice = Auth::Session(cookie, Some(csrf));
+    let (status, me) = call(&proxy, Method::GET, "/admin/api/me", None, &alice).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["quota"]["requests_per_day"], 3, "{me}");
+    assert_eq!(me["quota"]["tokens_per_month"], 1_000_000, "{me}");
+    assert_eq!(me["usage"]["requests_today"], 0, "{me}");
+
+    // Three requests over her two adapters use up alice's day.
+    for (protocol, key) in [
+        ("anthropic", ALICE_KEY),
+        ("openai", ALICE_OTHER_KEY),
+        ("gemini", ALICE_KEY),
+    ] {
+        let (status, _, body) = ask(&proxy, protocol, key).await;
+        assert_eq!(status, 200, "{protocol}: {body}");
+    }
+    let tomorrow = time::OffsetDateTime::now_utc()
+        .date()
+        .next_day()
+        .unwrap()
+        .to_string();
+    for protocol in ["anthropic", "openai", "responses", "gemini"] {
+        for key in [ALICE_KEY, ALICE_OTHER_KEY] {
+            let (status, retry, body) = ask(&proxy, protocol, key).await;
+            assert_eq!(status, 429, "{protocol}: {body}");
+            let message = refusal_message(protocol, &body);
+            assert!(
+                message.contains("user quota")
+                    && message.contains("3 requests per day")
+                    && message.contains(&format!("resets at {tomorrow}T00:00:00Z")),
+                "{protocol}: {message}"
+            );
+            let left: u64 = retry.expect("retry-after").parse().unwrap();
+            assert!((1..=86_400).contains(&left), "{left}");
+        }
+    }
+    assert_eq!(
+        p.request_count(),
+        3,
+        "no refused request reached the provider"
+    );
+
+    // Bob, under his own quota, is not affected by alice's.
+    for protocol in ["anthropic", "openai", "responses", "gemini"] {
+        let (status, _, body) = ask(&proxy, protocol, BOB_KEY).await;
+        assert_eq!(status, 200, "bob, {protocol}: {body}");
+    }
+    assert_eq!(p.request_count(), 7);
+
+    // Alice's usage: the day's three requests and their tokens (15 each, once settled —
+    // after the answers went out).
+    wait_until_async(DEADLINE, "alice's tokens are settled", || async {
+        let (_, me) = call(&proxy, Method::GET, "/admin/api/me", None, &alice).await;
+        me["usage"]["tokens_this_month"] == 45
+    })
+    .await;
+    let (_, me) = call(&proxy, Method::GET, "/admin/api/me", None, &alice).await;
+    assert_eq!(me["usage"]["requests_today"], 3, "{me}");
+    assert_eq!(
+        me["usage"]["day_resets"],
+        format!("{tomorrow}T00:00:00Z"),
+        "{me}"
+    );
+    // The admin token has no quota of its own.
+    let (_, me) = call(
+        &proxy,
+        Method::GET,
+        "/admin/api/me",
+        None,
+        &Auth::Token(crate::management::TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (me["quota"].clone(), me["usage"].clone()),
+        (Value::Null, Value::Null)
+    );
+}
