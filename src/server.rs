@@ -219,8 +219,12 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         server.add_service(background_service("key health sync", health.sync()));
     }
     if let Some(admin) = &config.admin {
-        let app = AdminApp::new(config, telemetry.clone(), live.clone(), users.clone())
+        let mut app = AdminApp::new(config, telemetry.clone(), live.clone(), users.clone())
             .with_quotas(quotas.clone());
+        // With shared limits, panel sessions are shared too: any instance serves any session.
+        if let Some(limiter) = &shared {
+            app.sessions = crate::admin::auth::Sessions::shared(limiter.clone());
+        }
         let too_large = serde_json::json!({
             "error": format!("request headers are larger than the limit of {max_header_size} bytes")
         })

@@ -251,8 +251,8 @@ impl AdminApp {
             .await
             .map_err(saved)?;
         self.manager.users.refresh_now();
-        self.sessions.remove_user(&actor.name);
-        let (cookie, csrf) = self.sessions.create(&actor.name, &hash);
+        self.sessions.remove_user(&actor.name).await;
+        let (cookie, csrf) = self.sessions.create(&actor.name, &hash).await;
         tracing::info!(user = %actor.name, "password changed; other sessions ended");
         Ok((auth::session_cookie(&cookie, self.secure_cookies), csrf))
     }
@@ -292,7 +292,7 @@ impl AdminApp {
         self.manager.users.refresh_now();
         if let Some(status) = patch.status {
             if status != UserStatus::Active {
-                self.sessions.remove_user(name);
+                self.sessions.remove_user(name).await;
             }
             tracing::info!(actor = %actor.name, user = name, status = status.as_str(), "user status set");
         }

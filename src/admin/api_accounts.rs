@@ -112,7 +112,7 @@ async fn route(
     match (method, segments) {
         (&Method::DELETE, ["session"]) => {
             let cookie = match &req.session {
-                Some(s) => app.logout(&s.cookie),
+                Some(s) => app.logout(&s.cookie).await,
                 None => {
                     return Err(ApiError::new(400, "no panel session to end (admin token)"));
                 }

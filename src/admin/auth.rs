@@ -1,12 +1,16 @@
 //! Panel sessions and logins. A session is a random 256-bit cookie value (HttpOnly,
-//! SameSite=Strict, Secure over TLS) mapped in memory to its user, a CSRF token that every
+//! SameSite=Strict, Secure over TLS) mapped in memory — or in Redis for every instance
+//! (`sessions_redis`) — to its user, a CSRF token that every
 //! state-changing request must echo, and a one-time "flash" holding a new key until the
 //! key page shows it. Failed logins are limited per client address and per user name.
 
 use super::manage::Issued;
-use crate::config::keys::{KeyHash, hash_key};
+use super::sessions_redis::{RedisSessions, StoredSession};
+use crate::config::keys::{KeyHash, hash_hex, hash_key};
+use crate::proxy::shared_limits::SharedLimiter;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,7 +28,7 @@ struct Session {
     /// The password hash at login: a password changed since ends the session.
     credential: String,
     expires: Instant,
-    flash: Option<Issued>,
+    flash: Option<Flash>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +38,35 @@ pub struct SessionInfo {
     pub credential: String,
 }
 
-/// Sessions by the SHA-256 of their cookie value.
+/// A new key waiting for its page: what the page shows, nothing more.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flash {
+    pub adapter: String,
+    pub api_key: String,
+    pub base_url: String,
+    pub model: String,
+    pub setup: serde_json::Value,
+}
+
+impl Flash {
+    pub fn of(issued: &Issued) -> Flash {
+        Flash {
+            adapter: issued.adapter.name.clone(),
+            api_key: issued.api_key.clone(),
+            base_url: issued.base_url.clone(),
+            model: issued.adapter.model.clone(),
+            setup: issued.setup.clone(),
+        }
+    }
+}
+
+/// Sessions by the SHA-256 of their cookie value: in this process's memory, or in Redis for
+/// every instance when the limits are shared (`limits.backend: redis`). While Redis does not
+/// answer, new sessions are kept in memory (this instance only) and the log says so.
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<KeyHash, Session>>,
+    shared: Option<RedisSessions>,
 }
 
 fn random_token() -> String {
@@ -49,16 +78,39 @@ fn random_token() -> String {
 }
 
 impl Sessions {
+    /// Sessions every instance sharing `limiter`'s Redis knows.
+    pub fn shared(limiter: std::sync::Arc<SharedLimiter>) -> Sessions {
+        Sessions {
+            map: Mutex::default(),
+            shared: Some(RedisSessions::new(limiter)),
+        }
+    }
+
     /// A new session for `user` (whose password hash is `credential`): its cookie value and
     /// CSRF token.
-    pub fn create(&self, user: &str, credential: &str) -> (String, String) {
+    pub async fn create(&self, user: &str, credential: &str) -> (String, String) {
         let cookie = random_token();
         let csrf = random_token();
+        let hash = hash_key(&cookie);
+        if let Some(shared) = &self.shared {
+            let stored = StoredSession {
+                user: user.to_owned(),
+                csrf: csrf.clone(),
+                credential: credential.to_owned(),
+            };
+            match shared.put(&hash_hex(&hash), &stored, SESSION_TTL).await {
+                Ok(()) => return (cookie, csrf),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "panel sessions: Redis did not answer; this session works on this instance only"
+                ),
+            }
+        }
         let mut map = crate::lock(&self.map);
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
         map.insert(
-            hash_key(&cookie),
+            hash,
             Session {
                 user: user.to_owned(),
                 csrf: csrf.clone(),
@@ -71,46 +123,98 @@ impl Sessions {
     }
 
     /// The live session of this cookie.
-    pub fn get(&self, cookie: &str) -> Option<SessionInfo> {
-        let mut map = crate::lock(&self.map);
+    pub async fn get(&self, cookie: &str) -> Option<SessionInfo> {
         let key = hash_key(cookie);
-        match map.get(&key) {
-            Some(s) if s.expires > Instant::now() => Some(SessionInfo {
-                user: s.user.clone(),
-                csrf: s.csrf.clone(),
-                credential: s.credential.clone(),
+        {
+            let mut map = crate::lock(&self.map);
+            match map.get(&key) {
+                Some(s) if s.expires > Instant::now() => {
+                    return Some(SessionInfo {
+                        user: s.user.clone(),
+                        csrf: s.csrf.clone(),
+                        credential: s.credential.clone(),
+                    });
+                }
+                Some(_) => {
+                    map.remove(&key);
+                    return None;
+                }
+                None => {}
+            }
+        }
+        let shared = self.shared.as_ref()?;
+        match shared.get(&hash_hex(&key)).await {
+            Ok(found) => found.map(|s| SessionInfo {
+                user: s.user,
+                csrf: s.csrf,
+                credential: s.credential,
             }),
-            Some(_) => {
-                map.remove(&key);
+            Err(e) => {
+                tracing::warn!(error = %e, "panel sessions: Redis did not answer; not logged in");
                 None
             }
-            None => None,
         }
     }
 
-    pub fn remove(&self, cookie: &str) {
-        crate::lock(&self.map).remove(&hash_key(cookie));
+    pub async fn remove(&self, cookie: &str) {
+        let key = hash_key(cookie);
+        crate::lock(&self.map).remove(&key);
+        if let Some(shared) = &self.shared
+            && let Err(e) = shared.remove(&hash_hex(&key)).await
+        {
+            tracing::warn!(error = %e, "panel sessions: cannot end a session in Redis");
+        }
     }
 
-    /// Ends every session of a user (deleted, or password changed elsewhere).
-    pub fn remove_user(&self, user: &str) {
+    /// Ends every session of a user (deleted, disabled, or password changed elsewhere), on
+    /// every instance when sessions are shared.
+    pub async fn remove_user(&self, user: &str) {
         crate::lock(&self.map).retain(|_, s| s.user != user);
+        if let Some(shared) = &self.shared
+            && let Err(e) = shared.remove_user(user).await
+        {
+            tracing::warn!(error = %e, user, "panel sessions: cannot end the user's sessions in Redis");
+        }
     }
 
-    pub fn set_flash(&self, cookie: &str, issued: Issued) {
-        if let Some(s) = crate::lock(&self.map).get_mut(&hash_key(cookie)) {
-            s.flash = Some(issued);
+    pub async fn set_flash(&self, cookie: &str, issued: &Issued) {
+        let key = hash_key(cookie);
+        let flash = Flash::of(issued);
+        if let Some(s) = crate::lock(&self.map).get_mut(&key) {
+            s.flash = Some(flash);
+            return;
+        }
+        if let Some(shared) = &self.shared {
+            let plain = serde_json::to_vec(&flash).unwrap_or_default();
+            if let Err(e) = shared.set_flash(&hash_hex(&key), cookie, &plain).await {
+                tracing::warn!(error = %e, "panel sessions: cannot keep the new key for its page");
+            }
         }
     }
 
     /// The new key for `adapter`, once: taking it removes it.
-    pub fn take_flash(&self, cookie: &str, adapter: &str) -> Option<Issued> {
-        let mut map = crate::lock(&self.map);
-        let s = map.get_mut(&hash_key(cookie))?;
-        if s.flash.as_ref()?.adapter.name != adapter {
+    pub async fn take_flash(&self, cookie: &str, adapter: &str) -> Option<Flash> {
+        let key = hash_key(cookie);
+        {
+            let mut map = crate::lock(&self.map);
+            if let Some(s) = map.get_mut(&key) {
+                if s.flash.as_ref()?.adapter != adapter {
+                    return None;
+                }
+                return s.flash.take();
+            }
+        }
+        let shared = self.shared.as_ref()?;
+        let id = hash_hex(&key);
+        let plain = shared.flash(&id, cookie).await.ok().flatten()?;
+        let flash: Flash = serde_json::from_slice(&plain).ok()?;
+        if flash.adapter != adapter {
             return None;
         }
-        s.flash.take()
+        if let Err(e) = shared.drop_flash(&id).await {
+            tracing::warn!(error = %e, "panel sessions: cannot drop a shown key from Redis");
+        }
+        Some(flash)
     }
 }
 
@@ -237,15 +341,15 @@ pub fn cookie_value(headers: &http::HeaderMap, name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_and_flash() {
+    #[tokio::test]
+    async fn sessions_and_flash() {
         let s = Sessions::default();
-        let (cookie, csrf) = s.create("alice", "h");
-        assert_eq!(s.get(&cookie).unwrap().user, "alice");
+        let (cookie, csrf) = s.create("alice", "h").await;
+        assert_eq!(s.get(&cookie).await.unwrap().user, "alice");
         assert!(csrf_matches(&csrf, Some(&csrf)));
         assert!(!csrf_matches(&csrf, Some("other")) && !csrf_matches(&csrf, None));
-        s.remove(&cookie);
-        assert!(s.get(&cookie).is_none());
+        s.remove(&cookie).await;
+        assert!(s.get(&cookie).await.is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod manage;
 pub mod panel;
 pub mod password;
 pub mod probe;
+mod sessions_redis;
 
 use crate::config::keys::{KeyHash, hash_key};
 use crate::config::server::ServerConfig;
@@ -189,7 +190,7 @@ impl AdminApp {
             }
             Some(credential) if ok => {
                 self.logins.succeeded(attempt);
-                let (cookie, csrf) = self.sessions.create(user, &credential);
+                let (cookie, csrf) = self.sessions.create(user, &credential).await;
                 tracing::info!(user, "panel login");
                 Ok((auth::session_cookie(&cookie, self.secure_cookies), csrf))
             }
@@ -203,16 +204,16 @@ impl AdminApp {
     }
 
     /// Ends the session; returns the `Set-Cookie` value that clears it in the browser.
-    pub fn logout(&self, cookie: &str) -> String {
-        self.sessions.remove(cookie);
+    pub async fn logout(&self, cookie: &str) -> String {
+        self.sessions.remove(cookie).await;
         auth::expired_session_cookie(self.secure_cookies)
     }
 
     /// The logged-in user of this request's session cookie, if the user still exists with
     /// the password they logged in with.
-    fn panel_session(&self, headers: &http::HeaderMap) -> Option<PanelSession> {
+    async fn panel_session(&self, headers: &http::HeaderMap) -> Option<PanelSession> {
         let cookie = auth::cookie_value(headers, auth::SESSION_COOKIE)?;
-        let info = self.sessions.get(&cookie)?;
+        let info = self.sessions.get(&cookie).await?;
         let users = self.manager.users.current();
         match users.get(&info.user) {
             Some(u) if u.password == info.credential && u.status.is_active() => {
@@ -223,7 +224,7 @@ impl AdminApp {
                 })
             }
             _ => {
-                self.sessions.remove(&cookie);
+                self.sessions.remove(&cookie).await;
                 None
             }
         }
@@ -271,7 +272,7 @@ impl AdminApp {
             .and_then(|a| a.as_inet().map(|i| i.ip().to_string()))
             .unwrap_or_default();
         Ok(AdminRequest {
-            session: self.panel_session(&headers),
+            session: self.panel_session(&headers).await,
             method,
             path,
             query,

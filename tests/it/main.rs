@@ -32,6 +32,7 @@ mod sdk;
 mod sdk_openai;
 mod sdk_responses;
 mod secrets_relay;
+mod shared_sessions;
 mod signup;
 mod signup_admin;
 mod signup_hostile;

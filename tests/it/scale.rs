@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const LEASE_TTL: Duration = Duration::from_secs(2);
-const ADMIN_TOKEN: &str = "scale-admin-token";
+pub(crate) const ADMIN_TOKEN: &str = "scale-admin-token";
 
 /// Answers with usage `prompt = 10, completion = max_tokens` after `delay`, noting when
 /// each request arrived.
@@ -39,9 +39,9 @@ pub(crate) async fn provider(delay: Duration, arrivals: Arc<Mutex<Vec<Instant>>>
 }
 
 pub(crate) struct Cluster {
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     instances: Vec<Option<ProcessProxy>>,
-    admin_ports: Vec<u16>,
+    pub(crate) admin_ports: Vec<u16>,
 }
 
 impl Cluster {

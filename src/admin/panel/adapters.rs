@@ -183,7 +183,7 @@ pub(super) async fn rotate(cx: &Ctx<'_>, session: &PanelSession, name: &str) -> 
         .await
     {
         Ok(issued) => {
-            cx.app.sessions.set_flash(&session.cookie, issued);
+            cx.app.sessions.set_flash(&session.cookie, &issued).await;
             redirect(&format!("/adapters/{}/key", urlencode(name)), &[])
         }
         Err(e) => refused(cx, session, e),
@@ -342,7 +342,7 @@ pub(super) async fn create(cx: &Ctx<'_>, session: &PanelSession) -> Response<Vec
                 urlencode(&issued.adapter.name),
                 urlencode(&form.client)
             );
-            cx.app.sessions.set_flash(&session.cookie, issued);
+            cx.app.sessions.set_flash(&session.cookie, &issued).await;
             redirect(&to, &[])
         }
         Err(e) => new_page(cx, session, &form, Some(super::say(cx, &e)), e.status),
@@ -445,11 +445,15 @@ fn first_for_client(blocks: Vec<SetupBlock>, client: &str) -> (Vec<SetupBlock>, 
     blocks.into_iter().partition(chosen)
 }
 
-pub(super) fn key_page(cx: &Ctx, session: &PanelSession, name: &str) -> Response<Vec<u8>> {
-    let issued = cx.app.sessions.take_flash(&session.cookie, name);
+pub(super) async fn key_page(
+    cx: &Ctx<'_>,
+    session: &PanelSession,
+    name: &str,
+) -> Response<Vec<u8>> {
+    let issued = cx.app.sessions.take_flash(&session.cookie, name).await;
     let blocks = issued
         .as_ref()
-        .map(|i| setup_blocks(cx.lang, &i.setup, &i.base_url, &i.api_key, &i.adapter.model))
+        .map(|i| setup_blocks(cx.lang, &i.setup, &i.base_url, &i.api_key, &i.model))
         .unwrap_or_default();
     let client = query_value(&cx.req.query, "client").unwrap_or_default();
     let (blocks, other_blocks) = first_for_client(blocks, &client);

@@ -59,12 +59,12 @@ pub(super) async fn login(cx: &Ctx<'_>) -> Response<Vec<u8>> {
     }
 }
 
-pub(super) fn logout(cx: &Ctx) -> Response<Vec<u8>> {
+pub(super) async fn logout(cx: &Ctx<'_>) -> Response<Vec<u8>> {
     let Some(session) = &cx.req.session else {
         return redirect("/login", &[]);
     };
     if !auth::csrf_matches(&session.csrf, Some(Form::parse(&cx.req.body).get("csrf"))) {
         return cx.message(403, cx.t("csrf_failed"), "");
     }
-    redirect("/login?bye=1", &[cx.app.logout(&session.cookie)])
+    redirect("/login?bye=1", &[cx.app.logout(&session.cookie).await])
 }

@@ -366,7 +366,7 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         "/lang" if get => return assets::switch_lang(&cx),
         "/login" if get => return login::login_page(&cx),
         "/login" if post => return login::login(&cx).await,
-        "/logout" if post => return login::logout(&cx),
+        "/logout" if post => return login::logout(&cx).await,
         "/signup" if get => return signup::signup_page(&cx),
         "/signup" if post => return signup::signup(&cx).await,
         _ => {}
@@ -401,7 +401,7 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
             adapters::new_page(&cx, session, &adapters::NewForm::default(), None, 200)
         }
         (_, true, ["adapters", "new"]) => adapters::create(&cx, session).await,
-        (true, _, ["adapters", name, "key"]) => adapters::key_page(&cx, session, name),
+        (true, _, ["adapters", name, "key"]) => adapters::key_page(&cx, session, name).await,
         (true, _, ["adapters", name, "setup"]) => adapters::setup_page(&cx, session, name),
         (true, _, ["adapters", name, "edit"]) => edit::edit_page(&cx, session, name, None, 200),
         (_, true, ["adapters", name, "edit"]) => edit::save(&cx, session, name).await,

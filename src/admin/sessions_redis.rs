@@ -1,0 +1,168 @@
+//! Panel sessions shared by every instance through Redis (`limits.backend: redis`), so a
+//! session started on one instance works on the others and ending a user's sessions ends them
+//! everywhere. Keys, on the shared limiter's connection and timeout:
+//!
+//! - `fp:sess:<sha256 of the cookie>` → the session's user, CSRF token and password hash, with
+//!   the session's lifetime as its expiry (Redis removes it);
+//! - `fp:sessu:<user>` → the set of that user's session hashes, to end them all at once;
+//! - `fp:flash:<sha256 of the cookie>` → a new key until its page shows it (five minutes at
+//!   most), sealed with a key derived from the cookie itself: Redis never holds it readable.
+//!
+//! Only hashes of cookies are stored, as in memory.
+
+use crate::proxy::shared_limits::SharedLimiter;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a flash waits for its page.
+const FLASH_TTL: Duration = Duration::from_secs(300);
+
+/// Ends every session of a user: KEYS[1] the user's set; each member's session and flash.
+const END_USER: &str = r"
+local members = redis.call('SMEMBERS', KEYS[1])
+for _, m in ipairs(members) do
+  redis.call('DEL', 'fp:sess:' .. m, 'fp:flash:' .. m)
+end
+redis.call('DEL', KEYS[1])
+return #members
+";
+
+/// What Redis holds of one session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredSession {
+    pub user: String,
+    pub csrf: String,
+    pub credential: String,
+}
+
+pub struct RedisSessions {
+    limiter: Arc<SharedLimiter>,
+    end_user: redis::Script,
+}
+
+impl RedisSessions {
+    pub fn new(limiter: Arc<SharedLimiter>) -> RedisSessions {
+        RedisSessions {
+            limiter,
+            end_user: redis::Script::new(END_USER),
+        }
+    }
+
+    /// Stores a session of `ttl` under the hex hash of its cookie.
+    pub async fn put(&self, id: &str, s: &StoredSession, ttl: Duration) -> Result<(), String> {
+        let value = serde_json::to_string(s).map_err(|e| e.to_string())?;
+        let (key, set) = (format!("fp:sess:{id}"), format!("fp:sessu:{}", s.user));
+        let secs = ttl.as_secs().max(1);
+        self.limiter
+            .call(|mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .set_ex(&key, value, secs)
+                    .ignore()
+                    .sadd(&set, id)
+                    .ignore()
+                    .expire(&set, secs as i64)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<StoredSession>, String> {
+        let key = format!("fp:sess:{id}");
+        let text: Option<String> = self
+            .limiter
+            .call(|mut c| async move { c.get(&key).await })
+            .await?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), String> {
+        let keys = [format!("fp:sess:{id}"), format!("fp:flash:{id}")];
+        self.limiter
+            .call(|mut c| async move { c.del::<_, ()>(&keys).await })
+            .await
+    }
+
+    /// Ends every session of `user`; how many there were.
+    pub async fn remove_user(&self, user: &str) -> Result<u64, String> {
+        let set = format!("fp:sessu:{user}");
+        let script = &self.end_user;
+        self.limiter
+            .call(|mut c| async move { script.key(&set).invoke_async(&mut c).await })
+            .await
+    }
+
+    /// Keeps `plain` for the session of `cookie`, sealed with a key only the cookie gives.
+    pub async fn set_flash(&self, id: &str, cookie: &str, plain: &[u8]) -> Result<(), String> {
+        let sealed = seal(cookie, plain)?;
+        let key = format!("fp:flash:{id}");
+        let secs = FLASH_TTL.as_secs();
+        self.limiter
+            .call(|mut c| async move { c.set_ex::<_, _, ()>(&key, sealed, secs).await })
+            .await
+    }
+
+    /// The flash of `cookie`'s session, opened; it stays until [`Self::drop_flash`].
+    pub async fn flash(&self, id: &str, cookie: &str) -> Result<Option<Vec<u8>>, String> {
+        let key = format!("fp:flash:{id}");
+        let sealed: Option<Vec<u8>> = self
+            .limiter
+            .call(|mut c| async move { c.get(&key).await })
+            .await?;
+        Ok(sealed.and_then(|s| open(cookie, &s)))
+    }
+
+    pub async fn drop_flash(&self, id: &str) -> Result<(), String> {
+        let key = format!("fp:flash:{id}");
+        self.limiter
+            .call(|mut c| async move { c.del::<_, ()>(&key).await })
+            .await
+    }
+}
+
+fn cipher(cookie: &str) -> ChaCha20Poly1305 {
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(b"flexiproxy panel flash v1\0")
+        .chain_update(cookie.as_bytes())
+        .finalize()
+        .into();
+    ChaCha20Poly1305::new(Key::from_slice(&key))
+}
+
+/// A random nonce, then the sealed text.
+fn seal(cookie: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
+    let mut out = nonce.to_vec();
+    let sealed = cipher(cookie)
+        .encrypt(Nonce::from_slice(&nonce), plain)
+        .map_err(|_| "cannot seal the flash".to_owned())?;
+    out.extend(sealed);
+    Ok(out)
+}
+
+fn open(cookie: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    let (nonce, text) = sealed.split_at_checked(12)?;
+    cipher(cookie).decrypt(Nonce::from_slice(nonce), text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flash_opens_only_with_its_cookie() {
+        let sealed = seal("cookie-a", b"fp-secret-key").unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(open("cookie-a", &sealed).unwrap(), b"fp-secret-key");
+        assert_eq!(open("cookie-b", &sealed), None);
+        assert_eq!(open("cookie-a", &sealed[..5]), None);
+    }
+}
