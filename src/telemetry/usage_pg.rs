@@ -14,6 +14,9 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
+/// The schema version a migrated database records last (one per step below).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 /// Schema steps, applied in order once each (their number is the schema version).
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS usage (
