@@ -2,6 +2,7 @@
 //! in the library. `serve` runs the proxy; `check` validates config for CI and deploys;
 //! `adapter …`, `user …` and `invite …` manage the files the panel manages too.
 
+mod cli_inspect;
 mod cli_invites;
 mod cli_users;
 
@@ -174,6 +175,19 @@ enum AdapterCommand {
     /// does not know (retired or misspelled?). Exits non-zero when it fails.
     Probe {
         name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The exchanges a running server keeps for an adapter with `inspect:` (its management
+    /// API, with FLEXIPROXY_ADMIN_TOKEN): a line each, or one whole with `--id`.
+    Inspect {
+        name: String,
+        /// Print this exchange whole (JSON, secrets masked).
+        #[arg(long)]
+        id: Option<u64>,
+        /// Keep printing new exchanges as they are kept.
+        #[arg(long)]
+        follow: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -549,6 +563,21 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
         }
         AdapterCommand::Show { name, common } => show(&name, &common),
         AdapterCommand::Probe { name, common } => probe(&name, &common),
+        AdapterCommand::Inspect {
+            name,
+            id,
+            follow,
+            common,
+        } => {
+            let config = load(&common.config)?;
+            let what = cli_inspect::Inspect {
+                name: &name,
+                id,
+                follow,
+                json: common.json,
+            };
+            cli_inspect::run(&config, what).map(|()| ExitCode::SUCCESS)
+        }
         AdapterCommand::Rotate {
             name,
             grace,

@@ -105,6 +105,10 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         access_log,
         usage,
         prices: config.prices.clone(),
+        inspector: Arc::new(crate::telemetry::inspector::Inspector::new(
+            config.inspect_memory.0,
+            config.inspect_memory.1,
+        )),
     });
 
     let conf = ServerConf {

@@ -14,6 +14,7 @@
 //!   pool (`api_keys`), `balance` (`null`: sticky), `fallbacks` and routes (each the whole
 //!   list; `null` or `[]` removes it)
 //! - `DELETE /admin/api/adapters/{name}`       → 204
+//! - `GET    /admin/api/adapters/{name}/exchanges[/{id}]` the inspector's (`api_inspect`)
 //!
 //! Accounts (sign-up, JSON login, invitations, users) are `api_accounts`'s.
 //!
@@ -107,6 +108,8 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (&Method::DELETE, [name]) => delete(app, &actor, req, name).await,
         (&Method::DELETE, [name, "keys", id]) => revoke_key(app, &actor, req, name, id).await,
         (&Method::PATCH, [name, "keys", id]) => relabel_key(app, &actor, req, name, id).await,
+        (&Method::GET, [name, "exchanges"]) => super::api_inspect::list(app, &actor, name),
+        (&Method::GET, [name, "exchanges", id]) => super::api_inspect::one(app, &actor, name, id),
         (_, [] | [_] | [_, "keys"] | [_, "keys", _]) => {
             Err(ApiError::new(405, "method not allowed here"))
         }

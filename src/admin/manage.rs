@@ -1312,6 +1312,11 @@ impl Manager {
         Ok((file, edit::version_of(&text)))
     }
 
+    /// 404 unless the actor may see the adapter (its owner, or an admin).
+    pub fn check_visible(&self, actor: &Actor, name: &str) -> Result<(), ApiError> {
+        self.visible_entry(actor, name).map(|_| ())
+    }
+
     fn visible_entry(&self, actor: &Actor, name: &str) -> Result<edit::Entry, ApiError> {
         match edit::entry(&self.server, name) {
             Ok(e) if actor.sees(e.owner.as_deref()) => Ok(e),

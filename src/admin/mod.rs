@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod api;
 mod api_accounts;
+pub mod api_inspect;
 pub mod auth;
 pub mod charts;
 pub mod edits;

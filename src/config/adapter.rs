@@ -44,7 +44,31 @@ pub struct AdapterFile {
     /// (docs/web-search.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_search: Option<crate::websearch::WebSearchMode>,
+    /// Keep the last exchanges in memory for the owner to look at (docs/inspector.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspect: Option<InspectFile>,
 }
+
+/// `inspect: { keep: N, header: bool }` (off without it).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectFile {
+    /// Exchanges kept (1 to 1000).
+    pub keep: usize,
+    /// Send `x-flexiproxy-notes: <count>` on responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+}
+
+/// The validated `inspect:` of an adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspect {
+    pub keep: usize,
+    pub header: bool,
+}
+
+/// The most exchanges `inspect.keep` may ask for.
+pub const MAX_INSPECT_KEEP: usize = 1000;
 
 /// One route: conditions on the request, and the complete source that serves it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -600,6 +624,8 @@ pub struct Adapter {
     pub outcome: Arc<crate::telemetry::outcome::LastOutcome>,
     /// Who runs a client's hosted web search.
     pub web_search: crate::websearch::WebSearchMode,
+    /// Exchanges kept for the inspector; `None` when off.
+    pub inspect: Option<Inspect>,
 }
 
 impl Source {
@@ -793,6 +819,23 @@ fn validate(
         }
     };
 
+    let inspect = match &file.inspect {
+        None => None,
+        Some(i) if (1..=MAX_INSPECT_KEEP).contains(&i.keep) => Some(Inspect {
+            keep: i.keep,
+            header: i.header.unwrap_or(false),
+        }),
+        Some(i) => {
+            return Err(err(
+                "inspect:",
+                format!(
+                    "inspect.keep: {} is not between 1 and {MAX_INSPECT_KEEP}",
+                    i.keep
+                ),
+            ));
+        }
+    };
+
     let mut keys = Vec::with_capacity(file.keys.len());
     for key in &file.keys {
         let hash = parse_hash_hex(&key.sha256).ok_or_else(|| {
@@ -838,6 +881,7 @@ fn validate(
         },
         outcome: Arc::default(),
         web_search: file.web_search.unwrap_or_default(),
+        inspect,
     })
 }
 
@@ -1149,6 +1193,30 @@ keys:
   - sha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
     label: laptop
 "#;
+
+    #[test]
+    fn inspect_is_off_by_default_and_validated() {
+        assert_eq!(parse(GOOD).unwrap().inspect, None);
+        let on = parse(&format!("inspect: {{ keep: 50, header: true }}\n{GOOD}")).unwrap();
+        assert_eq!(
+            on.inspect,
+            Some(Inspect {
+                keep: 50,
+                header: true
+            })
+        );
+        let kept = parse(&format!("inspect: {{ keep: 5 }}\n{GOOD}")).unwrap();
+        assert_eq!(kept.inspect.map(|i| i.header), Some(false));
+        for (bad, says) in [
+            ("inspect: { keep: 0 }", "between 1 and 1000"),
+            ("inspect: { keep: 1001 }", "between 1 and 1000"),
+            ("inspect: { keep: 5, bytes: 3 }", "unknown field"),
+            ("inspect: { header: true }", "keep"),
+        ] {
+            let e = parse(&format!("{bad}\n{GOOD}")).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn issue_example_parses() {

@@ -73,7 +73,25 @@ pub struct ServerFile {
     /// Prices per provider model, before the shipped table (`config::prices`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prices: Vec<super::prices::PriceFile>,
+    /// Memory for the exchanges adapters keep (`inspect:` in an adapter file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspect: Option<InspectMemoryFile>,
 }
+
+/// `inspect: { memory, per_adapter }`: bytes kept for inspected exchanges.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectMemoryFile {
+    /// In total, across adapters (default 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<usize>,
+    /// For one adapter (default: a quarter of the total).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_adapter: Option<usize>,
+}
+
+/// Default total memory for inspected exchanges.
+pub const DEFAULT_INSPECT_MEMORY: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -279,6 +297,8 @@ pub struct ServerConfig {
     pub accounts: super::accounts::AccountsConfig,
     /// `prices:` and the shipped table, for each request's cost.
     pub prices: std::sync::Arc<super::prices::PriceTable>,
+    /// Bytes inspected exchanges may take: in total, and per adapter.
+    pub inspect_memory: (usize, usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -492,7 +512,19 @@ impl ServerConfig {
         let prices =
             super::prices::PriceTable::new(file.currency.as_deref().unwrap_or("USD"), &file.prices)
                 .map_err(|m| err("prices:", m))?;
+        let total = file
+            .inspect
+            .as_ref()
+            .and_then(|i| i.memory)
+            .unwrap_or(DEFAULT_INSPECT_MEMORY);
+        let per_adapter = file
+            .inspect
+            .as_ref()
+            .and_then(|i| i.per_adapter)
+            .unwrap_or(total / 4)
+            .min(total);
         Ok(ServerConfig {
+            inspect_memory: (total, per_adapter),
             web_search,
             accounts,
             prices: std::sync::Arc::new(prices),

@@ -263,6 +263,7 @@ impl FlexiProxy {
             return Ok(true);
         };
         ctx.raw_body = Some(raw.clone());
+        self.start_capture(session, ctx, &raw);
         let decoded = self.choose_route(ctx, &session.req_header().headers, &raw);
         let first = self
             .next_attempt(ctx)

@@ -151,6 +151,9 @@ impl FlexiProxy {
             .map(|p| p.body.clone())
             .unwrap_or_default();
         let mut header = Some(self.upstream_header(session.req_header(), ctx, Some(body.len()))?);
+        if let (Some(capture), Some(header)) = (ctx.capture.as_mut(), header.as_ref()) {
+            capture.provider_request(&header.uri.to_string(), &header.headers, &body);
+        }
         let mut stale = 0;
         loop {
             let (mut upstream, reused) = match self.connect(&peer).await {
@@ -161,6 +164,9 @@ impl FlexiProxy {
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(capture) = ctx.capture.as_mut() {
+                capture.connected();
+            }
             // The watchdog bounds every wait on the provider (see `watchdog`): this
             // connector's sessions never get a Pingora read or write timeout.
             let expiry = self.watch_in_task(ctx);
@@ -314,6 +320,9 @@ impl FlexiProxy {
         ctx: &mut Ctx,
         expiry: Option<&Expiry>,
     ) -> Result<()> {
+        if let Some(capture) = ctx.capture.as_mut() {
+            capture.provider_response(&response.headers);
+        }
         self.start_response(&mut response, ctx)?;
         // The header and what is held of the body, until they go out together.
         let mut held = if is_event_stream(&response) {

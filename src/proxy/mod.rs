@@ -27,6 +27,7 @@ pub mod errors;
 pub mod exchange;
 pub mod ids;
 pub mod ingress;
+mod inspect;
 mod limits;
 mod quota;
 mod report;
@@ -219,6 +220,8 @@ pub struct Ctx {
     pub request_sent: bool,
     /// Searches the gateway ran for this request (`web_search`).
     pub web_searches: u32,
+    /// The exchange as the inspector will keep it (adapters with `inspect:` only).
+    pub capture: Option<Box<crate::telemetry::capture::Capture>>,
     _inflight: InflightGuard,
 }
 
@@ -584,6 +587,9 @@ impl FlexiProxy {
         if let Some(masker) = ctx.masker.as_mut() {
             *body = masker.feed(body.take(), end_of_stream);
         }
+        if let Some(capture) = ctx.capture.as_mut() {
+            capture.provider_read(body.as_deref());
+        }
         if let (Some(observer), Some(chunk)) = (ctx.observer.as_mut(), body.as_deref()) {
             observer.feed(chunk);
         }
@@ -606,6 +612,9 @@ impl FlexiProxy {
             }
         }
         ctx.bytes_out += body.as_ref().map_or(0, |b| b.len());
+        if let (Some(capture), Some(chunk)) = (ctx.capture.as_mut(), body.as_deref()) {
+            capture.client_write(chunk);
+        }
     }
 
     /// Answers a failed exchange: the error in the client's shape, a timeout named as such, or
@@ -656,11 +665,17 @@ impl FlexiProxy {
             // Headers are out: end what the client is reading in a well-formed way.
             code = sent.status.as_u16();
             let tail = ctx.shaper.as_mut().and_then(|s| s.fail(&error));
+            if let (Some(capture), Some(tail)) = (ctx.capture.as_mut(), tail.as_deref()) {
+                capture.client_write(tail);
+            }
             if let Some(tail) = tail {
                 ended_cleanly = session.write_response_body(Some(tail), true).await.is_ok();
             }
         } else {
             session.set_keepalive(None);
+            if let Some(capture) = ctx.capture.as_mut() {
+                capture.client_write(&error.body(ctx.protocol));
+            }
             let _ = self.respond_error(session, ctx, error.clone()).await;
         }
         if ctx.effective_status.is_none() {
@@ -961,6 +976,7 @@ impl ProxyHttp for FlexiProxy {
             raw_body: None,
             request_sent: false,
             web_searches: 0,
+            capture: None,
             _inflight: {
                 self.inflight.fetch_add(1, Ordering::AcqRel);
                 let gauge = self.telemetry.metrics.inflight.clone();
@@ -1014,6 +1030,9 @@ impl ProxyHttp for FlexiProxy {
             w.finish();
         }
         let usage = report::report(&self.telemetry, session, e, ctx);
+        if ctx.capture.is_some() {
+            self.keep_exchange(session, ctx, usage.as_ref());
+        }
         self.settle_user_quota(ctx, usage).await;
         self.settle_budget(ctx, usage).await;
     }

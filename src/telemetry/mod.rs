@@ -1,7 +1,10 @@
 //! What the proxy tells operators: Prometheus [`metrics`], the JSON [`access_log`], and the
-//! optional [`usage`] statistics (off by default; SQLite, or PostgreSQL in [`usage_pg`]).
+//! optional [`usage`] statistics (off by default; SQLite, or PostgreSQL in [`usage_pg`]), and
+//! the [`inspector`]'s kept exchanges ([`capture`]).
 
 pub mod access_log;
+pub mod capture;
+pub mod inspector;
 pub mod metrics;
 pub mod outcome;
 pub mod usage;
@@ -18,4 +21,6 @@ pub struct Telemetry {
     pub usage: Option<usage::UsageSink>,
     /// What each request cost (the access log and the usage statistics say).
     pub prices: Arc<crate::config::prices::PriceTable>,
+    /// The exchanges adapters with `inspect:` keep.
+    pub inspector: Arc<inspector::Inspector>,
 }

@@ -16,6 +16,7 @@ mod gemini;
 mod hardening;
 mod harness;
 mod ingress;
+mod inspector;
 mod management;
 mod management_routes;
 mod observability;
