@@ -4,6 +4,7 @@
 //! where `ps` and shell history would keep them.
 
 use clap::Subcommand;
+use flexiproxy::config::accounts::QuotaFile;
 use flexiproxy::config::server::ServerConfig;
 use flexiproxy::config::users;
 use std::io::{BufRead, IsTerminal};
@@ -29,7 +30,7 @@ pub enum UserCommand {
         #[arg(long, default_value = "conf/flexiproxy.yaml")]
         config: PathBuf,
     },
-    /// Change a user's cap, admin flag or status (approve a sign-up: `--status active`).
+    /// Change a user's cap, admin flag, status (approve a sign-up: `--status active`) or quota.
     Set {
         name: String,
         #[arg(long)]
@@ -39,6 +40,11 @@ pub enum UserCommand {
         /// `active`, `pending` or `disabled` (a disabled user's panel sessions end at once).
         #[arg(long, value_parser = ["active", "pending", "disabled"])]
         status: Option<String>,
+        /// The user's own quota, in place of `accounts.default_quota`:
+        /// `requests_per_day=2000,tokens_per_month=50000000,cost_per_month=20` (those given),
+        /// `unlimited`, or `default` (back to the default quota).
+        #[arg(long)]
+        quota: Option<String>,
         #[arg(long, default_value = "conf/flexiproxy.yaml")]
         config: PathBuf,
     },
@@ -102,9 +108,15 @@ pub fn run(cmd: UserCommand) -> Result<(), String> {
             max_adapters,
             admin,
             status,
+            quota,
             config,
         } => {
             let path = users_file(&config)?;
+            let quota = quota
+                .as_deref()
+                .map(QuotaFile::parse_spec)
+                .transpose()
+                .map_err(|e| format!("--quota: {e}"))?;
             users::update(&path, &name, None, admin, max_adapters).map_err(|e| e.to_string())?;
             let status = match status.as_deref() {
                 Some("active") => Some(users::UserStatus::Active),
@@ -114,6 +126,9 @@ pub fn run(cmd: UserCommand) -> Result<(), String> {
             };
             if let Some(status) = status {
                 users::edit(&path, &name, |u| u.status = status).map_err(|e| e.to_string())?;
+            }
+            if let Some(quota) = quota {
+                users::edit(&path, &name, |u| u.quota = quota).map_err(|e| e.to_string())?;
             }
             println!("Updated user `{name}`.");
         }

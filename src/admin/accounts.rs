@@ -48,6 +48,18 @@ pub struct UserPatch {
     pub status: Option<UserStatus>,
     #[serde(default)]
     pub max_adapters: Option<usize>,
+    /// The user's own quota (`{}`: unlimited); `null` goes back to `accounts.default_quota`.
+    #[serde(default, deserialize_with = "present")]
+    pub quota: Option<Option<crate::config::accounts::QuotaFile>>,
+}
+
+/// A field that may be given as `null`: `Some(None)`, apart from absent (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// An invitation as listed: never the code.
@@ -275,6 +287,11 @@ impl AdminApp {
         if patch.max_adapters.is_some_and(|m| m > 10_000) {
             return Err(ApiError::bad("max_adapters", "at most 10000").coded("number"));
         }
+        if let Some(Some(q)) = &patch.quota
+            && let Err(m) = q.check()
+        {
+            return Err(ApiError::bad("quota", m).coded("number"));
+        }
         let (path, user) = (self.manager.users.path().to_owned(), name.to_owned());
         let change = patch.clone();
         blocking(move || {
@@ -284,6 +301,9 @@ impl AdminApp {
                 }
                 if let Some(m) = change.max_adapters {
                     u.max_adapters = m;
+                }
+                if let Some(q) = change.quota {
+                    u.quota = q;
                 }
             })
         })
@@ -295,6 +315,9 @@ impl AdminApp {
                 self.sessions.remove_user(name).await;
             }
             tracing::info!(actor = %actor.name, user = name, status = status.as_str(), "user status set");
+        }
+        if let Some(q) = patch.quota {
+            tracing::info!(actor = %actor.name, user = name, quota = ?q, "user quota set");
         }
         Ok(())
     }

@@ -407,6 +407,8 @@ pub struct UserView {
     pub status: &'static str,
     pub max_adapters: usize,
     pub owned: usize,
+    /// The user's own quota (`null`: `accounts.default_quota`).
+    pub quota: Option<crate::config::accounts::QuotaFile>,
 }
 
 pub struct Manager {
@@ -1275,6 +1277,7 @@ impl Manager {
                     .iter()
                     .filter(|f| f.owner.as_deref() == Some(u.name.as_str()))
                     .count(),
+                quota: u.quota,
             })
             .collect()
     }

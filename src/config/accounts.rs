@@ -92,6 +92,50 @@ impl QuotaFile {
             && self.cost_per_month.is_none()
     }
 
+    /// `flexiproxy user set --quota`'s text: `requests_per_day=2000,tokens_per_month=5e7,
+    /// cost_per_month=20` (those given; `unlimited` for none), or `default` (`Ok(None)`: back
+    /// to `accounts.default_quota`).
+    pub fn parse_spec(text: &str) -> Result<Option<QuotaFile>, String> {
+        let text = text.trim();
+        match text {
+            "default" => return Ok(None),
+            "unlimited" => return Ok(Some(QuotaFile::default())),
+            _ => {}
+        }
+        let mut q = QuotaFile::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}`: expected name=number"))?;
+            let number: f64 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+                .ok_or_else(|| format!("`{part}`: not a number of 0 or more"))?;
+            let whole = || (number.fract() == 0.0 && number < 1e18).then_some(number as u64);
+            match key.trim() {
+                "requests_per_day" => {
+                    q.requests_per_day = Some(whole().ok_or("requests_per_day: a whole number")?)
+                }
+                "tokens_per_month" => {
+                    q.tokens_per_month = Some(whole().ok_or("tokens_per_month: a whole number")?)
+                }
+                "cost_per_month" => q.cost_per_month = Some(number),
+                other => {
+                    return Err(format!(
+                        "`{other}`: one of requests_per_day, tokens_per_month, cost_per_month"
+                    ));
+                }
+            }
+        }
+        if q.is_empty() {
+            return Err("give requests_per_day=…, tokens_per_month=…, cost_per_month=…, `unlimited` or `default`".into());
+        }
+        q.check()?;
+        Ok(Some(q))
+    }
+
     /// Why the quota cannot be enforced (a cost that is negative or not a number).
     pub fn check(&self) -> Result<(), String> {
         match self.cost_per_month {
@@ -204,6 +248,34 @@ mod tests {
                 .registration,
             Registration::Open
         );
+    }
+
+    #[test]
+    fn quota_specs_parse_or_say_why() {
+        let q = QuotaFile::parse_spec(
+            "requests_per_day=2000, tokens_per_month=5e7,cost_per_month=20.5",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (q.requests_per_day, q.tokens_per_month, q.cost_per_month),
+            (Some(2000), Some(50_000_000), Some(20.5))
+        );
+        assert_eq!(QuotaFile::parse_spec("default").unwrap(), None);
+        assert_eq!(
+            QuotaFile::parse_spec("unlimited").unwrap(),
+            Some(QuotaFile::default())
+        );
+        for bad in [
+            "",
+            "requests_per_day",
+            "requests_per_day=1.5",
+            "cost_per_month=-1",
+            "x=1",
+            "tokens_per_month=NaN",
+        ] {
+            assert!(QuotaFile::parse_spec(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

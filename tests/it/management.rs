@@ -99,6 +99,19 @@ pub(crate) fn create_body(name: &str, base_url: &str) -> Value {
            "model": "fake-model"}, "label": "laptop"})
 }
 
+/// A panel page as the session's user sees it, in English.
+pub(crate) async fn page_as(proxy: &Proxy, path: &str, cookie: &str) -> String {
+    client()
+        .get(proxy.admin_url(path))
+        .header("cookie", format!("fp_session={cookie}; lang=en"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Logs in through the panel's form; returns the session cookie and its CSRF token.
 pub(crate) async fn login(proxy: &Proxy, user: &str, password: &str) -> (String, String) {
     let no_redirects = reqwest::Client::builder()

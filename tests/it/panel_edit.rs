@@ -483,15 +483,7 @@ async fn client_keys_show_a_prefix_and_last_use_and_are_relabelled_and_revoked_o
 /// The create form as `user` sees it.
 async fn create_form(proxy: &Proxy, user: &str, password: &str) -> String {
     let (cookie, _) = login(proxy, user, password).await;
-    client()
-        .get(proxy.admin_url("/adapters/new"))
-        .header("cookie", format!("fp_session={cookie}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    crate::management::page_as(proxy, "/adapters/new", &cookie).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,9 +4,7 @@
 //! `/admin/api/me`'s quota and usage. Several instances on a real Redis are in `scale`.
 
 use crate::harness::*;
-use crate::management::{Auth, DEADLINE, call, login, start};
-use flexiproxy::config::accounts::QuotaFile;
-use flexiproxy::config::users;
+use crate::management::{Auth, DEADLINE, call, login, page_as, start};
 use flexiproxy_testkit::{FakeProvider, Reply, openai};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -79,14 +77,26 @@ async fn a_user_over_quota_gets_429_in_every_client_shape_and_others_go_on() {
         "accounts:\n  default_quota: { requests_per_day: 3, tokens_per_month: 1000000 }\n\
          private_sources_allowed: [127.0.0.1]\n",
     );
-    // Bob's own quota replaces the default.
-    users::edit(&proxy.dir.path().join("users.yaml"), "bob", |u| {
-        u.quota = Some(QuotaFile {
-            requests_per_day: Some(100),
-            ..QuotaFile::default()
-        })
-    })
-    .unwrap();
+    // Bob's own quota replaces the default (set by an admin through the API).
+    let (status, bob) = call(
+        &proxy,
+        Method::PATCH,
+        "/admin/api/users/bob",
+        Some(json!({"quota": {"requests_per_day": 100}})),
+        &Auth::Token(crate::management::TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{bob}");
+    assert_eq!(bob["quota"]["requests_per_day"], 100, "{bob}");
+    let (status, body) = call(
+        &proxy,
+        Method::PATCH,
+        "/admin/api/users/bob",
+        Some(json!({"quota": {"cost_per_month": -1}})),
+        &Auth::Token(crate::management::TOKEN),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
     proxy.write_adapter("alice-1", &owned("alice", &p.base_url(), ALICE_KEY));
     proxy.write_adapter("alice-2", &owned("alice", &p.base_url(), ALICE_OTHER_KEY));
     proxy.write_adapter("bob-1", &owned("bob", &p.base_url(), BOB_KEY));
@@ -96,7 +106,21 @@ async fn a_user_over_quota_gets_429_in_every_client_shape_and_others_go_on() {
             .iter()
             .all(|a| live.adapter(a).is_some())
     });
+    // The users file is re-read within a second of changing: wait until bob's quota is seen.
+    wait_until_async(DEADLINE, "bob's own quota is read", || async {
+        let (_, list) = call(
+            &proxy,
+            Method::GET,
+            "/admin/api/users",
+            None,
+            &Auth::Token(crate::management::TOKEN),
+        )
+        .await;
+        list.to_string().contains("\"requests_per_day\":100")
+    })
+    .await;
     let (cookie, csrf) = login(&proxy, "alice", "alice-password").await;
+    let alice_cookie = cookie.clone();
     let alice = Auth::Session(cookie, Some(csrf));
     let (status, me) = call(&proxy, Method::GET, "/admin/api/me", None, &alice).await;
     assert_eq!(status, 200, "{me}");
@@ -159,6 +183,31 @@ async fn a_user_over_quota_gets_429_in_every_client_shape_and_others_go_on() {
         me["usage"]["day_resets"],
         format!("{tomorrow}T00:00:00Z"),
         "{me}"
+    );
+    // The panel shows each her usage against each quota, warning from 80 %.
+    let page = page_as(&proxy, "/account", &alice_cookie).await;
+    assert!(page.contains("data-quota=\"requests_per_day\""), "{page}");
+    assert!(page.contains("Requests today: 3 / 3"), "{page}");
+    assert!(page.contains("value=\"100\""), "{page}");
+    assert!(page.contains("100 % used"), "the 80 % warning: {page}");
+    assert!(page.contains("Tokens this month: 45 / 1000000"), "{page}");
+    assert_eq!(
+        page.matches("class=\"warning\"").count(),
+        1,
+        "tokens are far from it"
+    );
+    let (bob_cookie, _) = login(&proxy, "bob", "bob-password").await;
+    let page = page_as(&proxy, "/account", &bob_cookie).await;
+    assert!(page.contains("Requests today: 4 / 100"), "{page}");
+    assert!(
+        !page.contains("class=\"warning\""),
+        "4 % is no warning: {page}"
+    );
+    let (carol_cookie, _) = login(&proxy, "carol", "carol-password").await;
+    let page = page_as(&proxy, "/account", &carol_cookie).await;
+    assert!(
+        page.contains("Requests today: 0 / 3"),
+        "the default quota: {page}"
     );
     // The admin token has no quota of its own.
     let (_, me) = call(

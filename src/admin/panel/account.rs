@@ -1,5 +1,6 @@
-//! A user's own account (issue #27): changing the password, which ends every other session
-//! of theirs and keeps this one (a new cookie).
+//! A user's own account (issue #27): their usage against each quota as bars (a warning from
+//! 80 %), and changing the password, which ends every other session of theirs and keeps this
+//! one (a new cookie).
 
 use super::{Ctx, Form, query_value, redirect, say, vars};
 use crate::admin::PanelSession;
@@ -7,19 +8,124 @@ use crate::admin::accounts::PasswordRequest;
 use http::Response;
 use minijinja::Value;
 
-pub(super) fn account_page(cx: &Ctx, status: u16, error: Option<String>) -> Response<Vec<u8>> {
+/// Usage of this much of a quota, or more, is warned about.
+const WARN_PERCENT: f64 = 80.0;
+
+pub(super) async fn account_page(
+    cx: &Ctx<'_>,
+    status: u16,
+    error: Option<String>,
+) -> Response<Vec<u8>> {
     let notice = query_value(&cx.req.query, "saved").map(|_| cx.t("password_changed"));
+    let (bars, resets) = match &cx.req.session {
+        Some(s) => quota_bars(cx, &s.actor).await,
+        None => (Vec::new(), None),
+    };
     let page = vars([
         ("notice", Value::from(notice)),
         ("error", Value::from(error)),
+        ("quota_bars", Value::from_serialize(&bars)),
+        ("quota_resets", Value::from(resets)),
     ]);
     cx.render(status, "account.html", "account", page)
+}
+
+/// One bar: what of a quota is used.
+#[derive(serde::Serialize)]
+struct Bar {
+    kind: String,
+    label: &'static str,
+    used: String,
+    limit: String,
+    /// 0 to 100, for the bar.
+    percent: u64,
+    warning: Option<String>,
+}
+
+fn bar(
+    cx: &Ctx,
+    kind: &str,
+    key: &str,
+    used: f64,
+    limit: f64,
+    text: &dyn Fn(f64) -> String,
+) -> Bar {
+    let share = if limit > 0.0 {
+        used / limit * 100.0
+    } else {
+        100.0
+    };
+    let percent = share.clamp(0.0, 100.0);
+    Bar {
+        kind: kind.to_owned(),
+        label: cx.t(key),
+        used: text(used),
+        limit: text(limit),
+        percent: percent.round() as u64,
+        warning: (share >= WARN_PERCENT).then(|| {
+            cx.lang.fill(
+                "quota_warning",
+                &[("percent", &format!("{}", percent.floor()))],
+            )
+        }),
+    }
+}
+
+/// The bars of `actor`'s quotas and when they reset (none without a quota).
+async fn quota_bars(
+    cx: &Ctx<'_>,
+    actor: &crate::admin::manage::Actor,
+) -> (Vec<Bar>, Option<String>) {
+    let Some((quota, usage)) = cx.app.quota_usage(actor).await else {
+        return (Vec::new(), None);
+    };
+    let count = |n: f64| format!("{}", n as u64);
+    let money = |n: f64| format!("{n:.2} {}", usage.currency);
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Option<f64>,
+        f64,
+        &'a dyn Fn(f64) -> String,
+    );
+    let rows: [Row; 3] = [
+        (
+            "requests_per_day",
+            "quota_requests_day",
+            quota.requests_per_day.map(|l| l as f64),
+            usage.requests_today as f64,
+            &count,
+        ),
+        (
+            "tokens_per_month",
+            "quota_tokens_month",
+            quota.tokens_per_month.map(|l| l as f64),
+            usage.tokens_this_month as f64,
+            &count,
+        ),
+        (
+            "cost_per_month",
+            "quota_cost_month",
+            quota.cost_per_month,
+            usage.cost_this_month,
+            &money,
+        ),
+    ];
+    let bars = rows
+        .into_iter()
+        .filter_map(|(kind, key, limit, used, text)| Some(bar(cx, kind, key, used, limit?, text)))
+        .collect();
+    let resets = cx.lang.fill(
+        "quota_resets",
+        &[("day", &usage.day_resets), ("month", &usage.month_resets)],
+    );
+    (bars, Some(resets))
 }
 
 pub(super) async fn change_password(cx: &Ctx<'_>, session: &PanelSession) -> Response<Vec<u8>> {
     let f = Form::parse(&cx.req.body);
     if f.get("new_password") != f.get("new_password2") {
-        return account_page(cx, 400, Some(cx.t("passwords_differ").into()));
+        return account_page(cx, 400, Some(cx.t("passwords_differ").into())).await;
     }
     let request = PasswordRequest {
         current_password: f.get("current_password").to_owned(),
@@ -31,6 +137,6 @@ pub(super) async fn change_password(cx: &Ctx<'_>, session: &PanelSession) -> Res
         .await
     {
         Ok((cookie, _csrf)) => redirect("/account?saved=1", &[cookie]),
-        Err(e) => account_page(cx, e.status, Some(say(cx, &e))),
+        Err(e) => account_page(cx, e.status, Some(say(cx, &e))).await,
     }
 }

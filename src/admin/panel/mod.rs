@@ -415,7 +415,7 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (_, true, ["users", name, "status"]) => users::set_status(&cx, session, name).await,
         (_, true, ["invites"]) => users::create_invite(&cx, session).await,
         (_, true, ["invites", id, "revoke"]) => users::revoke_invite(&cx, session, id).await,
-        (true, _, ["account"]) => account::account_page(&cx, 200, None),
+        (true, _, ["account"]) => account::account_page(&cx, 200, None).await,
         (_, true, ["account", "password"]) => account::change_password(&cx, session).await,
         _ => cx.not_found(),
     }

@@ -92,6 +92,7 @@ pub(super) async fn set_status(
     let patch = UserPatch {
         status: Some(status),
         max_adapters: None,
+        quota: None,
     };
     match cx.app.patch_user(&session.actor, name, patch).await {
         Ok(()) => redirect(&format!("/users?status_saved={}", urlencode(name)), &[]),
