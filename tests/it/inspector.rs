@@ -283,6 +283,39 @@ async fn only_the_owner_and_admins_see_the_exchanges() {
     let (status, body) = detail(&proxy, id, &bob).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(list(&proxy, &Auth::None).await.0, 401);
+
+    // The panel's Exchanges page: the same visibility, in both languages.
+    let page = |cookie: String, lang: &'static str, path: &'static str| {
+        let proxy = &proxy;
+        async move {
+            let resp = client()
+                .get(proxy.admin_url(path))
+                .header("cookie", format!("fp_session={cookie}; lang={lang}"))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (alice, _) = login(&proxy, "alice", "alice-password").await;
+    let (status, html) = page(alice.clone(), "en", "/adapters/insp/exchanges").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Exchanges of insp") && html.contains("id=\"exchange-list\""));
+    assert!(html.contains("Client → proxy") && html.contains("Provider → proxy"));
+    assert!(
+        html.contains("chat.completion"),
+        "the provider's answer is shown"
+    );
+    assert!(!html.contains(KEY) && !html.contains(PROVIDER_KEY));
+    let (_, zh) = page(alice.clone(), "zh", "/adapters/insp/exchanges").await;
+    assert!(
+        zh.contains("insp 的请求记录") && zh.contains("服务商 → 代理"),
+        "{zh}"
+    );
+    let (_, edit) = page(alice, "en", "/adapters/insp/edit").await;
+    assert!(edit.contains("href=\"/adapters/insp/exchanges\""));
+    let (bob, _) = login(&proxy, "bob", "bob-password").await;
+    assert_eq!(page(bob, "en", "/adapters/insp/exchanges").await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]

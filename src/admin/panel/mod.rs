@@ -15,6 +15,7 @@ mod account;
 mod adapters;
 mod assets;
 mod edit;
+mod exchanges;
 mod login;
 mod signup;
 mod usage;
@@ -48,6 +49,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/confirm_delete.html"),
     ),
     ("usage.html", include_str!("../templates/usage.html")),
+    (
+        "exchanges.html",
+        include_str!("../templates/exchanges.html"),
+    ),
     ("users.html", include_str!("../templates/users.html")),
     ("message.html", include_str!("../templates/message.html")),
     ("signup.html", include_str!("../templates/signup.html")),
@@ -404,6 +409,7 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (true, _, ["adapters", name, "key"]) => adapters::key_page(&cx, session, name).await,
         (true, _, ["adapters", name, "setup"]) => adapters::setup_page(&cx, session, name),
         (true, _, ["adapters", name, "edit"]) => edit::edit_page(&cx, session, name, None, 200),
+        (true, _, ["adapters", name, "exchanges"]) => exchanges::exchanges_page(&cx, session, name),
         (_, true, ["adapters", name, "edit"]) => edit::save(&cx, session, name).await,
         (_, true, ["adapters", name, "rotate"]) => adapters::rotate(&cx, session, name).await,
         (_, true, ["adapters", name, "delete"]) => adapters::delete(&cx, session, name).await,
