@@ -316,6 +316,37 @@ async fn only_the_owner_and_admins_see_the_exchanges() {
     assert!(edit.contains("href=\"/adapters/insp/exchanges\""));
     let (bob, _) = login(&proxy, "bob", "bob-password").await;
     assert_eq!(page(bob, "en", "/adapters/insp/exchanges").await.0, 404);
+
+    // The CLI reads the same from the running server with the admin token.
+    let cli = |args: Vec<String>| {
+        let config = proxy.config_path();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
+                .args(["adapter", "inspect", "insp", "--config"])
+                .arg(config)
+                .args(args)
+                .env("FLEXIPROXY_ADMIN_TOKEN", TOKEN)
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let lines = cli(vec![]).await;
+    assert!(
+        lines.contains(&format!("{id}")) && lines.contains("claude-sonnet-4-5"),
+        "{lines}"
+    );
+    let whole: Value =
+        serde_json::from_str(&cli(vec!["--id".into(), id.to_string()]).await).unwrap();
+    assert_eq!(whole["id"], *id);
+    assert!(
+        whole["client_response"]["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("message")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
