@@ -896,6 +896,18 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("account_title", "My account", "我的账号"),
     ("quota_title", "Your quota", "您的配额"),
+    ("col_quota", "Quota", "配额"),
+    ("quota_default", "the default quota", "默认配额"),
+    (
+        "quota_hint",
+        "requests_per_day=…,tokens_per_month=…,cost_per_month=…, or unlimited; empty: the default quota",
+        "requests_per_day=…,tokens_per_month=…,cost_per_month=…，或 unlimited；留空：默认配额",
+    ),
+    (
+        "quota_saved",
+        "Quota of {name} saved.",
+        "已保存 {name} 的配额。",
+    ),
     ("quota_requests_day", "Requests today", "今日请求数"),
     ("quota_tokens_month", "Tokens this month", "本月令牌数"),
     ("quota_cost_month", "Cost this month", "本月费用"),

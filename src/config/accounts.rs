@@ -136,6 +136,25 @@ impl QuotaFile {
         Ok(Some(q))
     }
 
+    /// The quota as [`QuotaFile::parse_spec`] reads it (`unlimited` when empty).
+    pub fn spec(&self) -> String {
+        let parts: Vec<String> = [
+            self.requests_per_day
+                .map(|n| format!("requests_per_day={n}")),
+            self.tokens_per_month
+                .map(|n| format!("tokens_per_month={n}")),
+            self.cost_per_month.map(|n| format!("cost_per_month={n}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            "unlimited".into()
+        } else {
+            parts.join(",")
+        }
+    }
+
     /// Why the quota cannot be enforced (a cost that is negative or not a number).
     pub fn check(&self) -> Result<(), String> {
         match self.cost_per_month {
@@ -261,6 +280,7 @@ mod tests {
             (q.requests_per_day, q.tokens_per_month, q.cost_per_month),
             (Some(2000), Some(50_000_000), Some(20.5))
         );
+        assert_eq!(QuotaFile::parse_spec(&q.spec()).unwrap(), Some(q));
         assert_eq!(QuotaFile::parse_spec("default").unwrap(), None);
         assert_eq!(
             QuotaFile::parse_spec("unlimited").unwrap(),

@@ -209,6 +209,33 @@ async fn a_user_over_quota_gets_429_in_every_client_shape_and_others_go_on() {
         page.contains("Requests today: 0 / 3"),
         "the default quota: {page}"
     );
+    // An admin raises alice's quota on the users page; her bar follows.
+    let (carol_csrf_cookie, carol_csrf) = login(&proxy, "carol", "carol-password").await;
+    let resp = client()
+        .post(proxy.admin_url("/users/alice"))
+        .header("cookie", format!("fp_session={carol_csrf_cookie}"))
+        .form(&[
+            ("csrf", carol_csrf.as_str()),
+            ("quota", "requests_per_day=5"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_redirection() || resp.status().is_success(),
+        "{}",
+        resp.status()
+    );
+    let users_page = page_as(&proxy, "/users", &carol_csrf_cookie).await;
+    assert!(
+        users_page.contains("value=\"requests_per_day=5\""),
+        "{users_page}"
+    );
+    let page = page_as(&proxy, "/account", &alice_cookie).await;
+    assert!(page.contains("Requests today: 3 / 5"), "{page}");
+    assert!(!page.contains("% used"), "60 % is no warning: {page}");
+    let (status, _, _) = ask(&proxy, "anthropic", ALICE_KEY).await;
+    assert_eq!(status, 200, "alice may send again under her own quota");
     // The admin token has no quota of its own.
     let (_, me) = call(
         &proxy,

@@ -1,5 +1,6 @@
-//! The users page, for admins: every user with their status and adapter cap — approving a
-//! pending sign-up, disabling and enabling an account, changing the cap — and the sign-up
+//! The users page, for admins: every user with their status, adapter cap and quota —
+//! approving a pending sign-up, disabling and enabling an account, changing the cap and the
+//! user's own quota (`flexiproxy user set --quota`'s text) — and the sign-up
 //! invitations: listed with the uses left and expiry, made (the code shown on that one
 //! answer) and revoked (issue #27).
 
@@ -44,9 +45,21 @@ fn users_page_with(
             &[("name", &u.name), ("max", &u.max_adapters.to_string())],
         ))
     });
-    let notice = notice.or(status_saved).or(invite_notice);
+    let quota_saved = query_value(&cx.req.query, "quota_saved")
+        .map(|name| cx.lang.fill("quota_saved", &[("name", &name)]));
+    let notice = notice.or(status_saved).or(invite_notice).or(quota_saved);
+    let quota_specs: std::collections::BTreeMap<&str, String> = users
+        .iter()
+        .map(|u| {
+            (
+                u.name.as_str(),
+                u.quota.map(|q| q.spec()).unwrap_or_default(),
+            )
+        })
+        .collect();
     let page = vars([
         ("users", Value::from_serialize(&users)),
+        ("quota_specs", Value::from_serialize(&quota_specs)),
         ("invites", Value::from_serialize(&invites)),
         ("new_code", Value::from(new_code)),
         (
@@ -64,6 +77,9 @@ pub(super) async fn set_cap(cx: &Ctx<'_>, session: &PanelSession, name: &str) ->
         return cx.message(403, cx.t("admins_only"), "");
     }
     let form = Form::parse(&cx.req.body);
+    if let Some(text) = form.opt("quota") {
+        return set_quota(cx, session, name, &text).await;
+    }
     let Ok(max) = form.get("max_adapters").trim().parse::<usize>() else {
         return users_page(
             cx,
@@ -74,6 +90,36 @@ pub(super) async fn set_cap(cx: &Ctx<'_>, session: &PanelSession, name: &str) ->
     };
     match cx.manager().set_cap(&session.actor, name, max).await {
         Ok(()) => redirect(&format!("/users?saved={}", urlencode(name)), &[]),
+        Err(e) => users_page(cx, session, e.status, Some(super::say(cx, &e))),
+    }
+}
+
+/// Sets a user's own quota from its text (empty: back to the default quota).
+async fn set_quota(
+    cx: &Ctx<'_>,
+    session: &PanelSession,
+    name: &str,
+    text: &str,
+) -> Response<Vec<u8>> {
+    let text = if text.trim().is_empty() {
+        "default"
+    } else {
+        text
+    };
+    let quota = match crate::config::accounts::QuotaFile::parse_spec(text) {
+        Ok(q) => q,
+        Err(m) => {
+            let e = crate::admin::manage::ApiError::bad("quota", m).coded("number");
+            return users_page(cx, session, 400, Some(super::say(cx, &e)));
+        }
+    };
+    let patch = UserPatch {
+        status: None,
+        max_adapters: None,
+        quota: Some(quota),
+    };
+    match cx.app.patch_user(&session.actor, name, patch).await {
+        Ok(()) => redirect(&format!("/users?quota_saved={}", urlencode(name)), &[]),
         Err(e) => users_page(cx, session, e.status, Some(super::say(cx, &e))),
     }
 }
