@@ -250,3 +250,46 @@ async fn a_user_over_quota_gets_429_in_every_client_shape_and_others_go_on() {
         (Value::Null, Value::Null)
     );
 }
+
+#[test]
+fn flexiproxy_user_set_quota_writes_the_users_file() {
+    let dir = config_dir("", &[]);
+    let users_file = dir.path().join("users.yaml");
+    flexiproxy::config::users::add(&users_file, "dave", "dave-password-1", false, None).unwrap();
+    let set = |quota: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flexiproxy"))
+            .args(["user", "set", "dave", "--quota", quota, "--config"])
+            .arg(dir.path().join("flexiproxy.yaml"))
+            .output()
+            .unwrap()
+    };
+    let quota = || {
+        flexiproxy::config::users::read_or_empty(&users_file)
+            .get("dave")
+            .unwrap()
+            .quota
+    };
+    let out = set("requests_per_day=7,cost_per_month=2.5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = quota().unwrap();
+    assert_eq!(
+        (q.requests_per_day, q.tokens_per_month, q.cost_per_month),
+        (Some(7), None, Some(2.5))
+    );
+    let out = set("requests_per_day=lots");
+    assert!(!out.status.success(), "a bad quota is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--quota"));
+    assert_eq!(
+        quota().unwrap().requests_per_day,
+        Some(7),
+        "and changes nothing"
+    );
+    assert!(set("unlimited").status.success());
+    assert!(quota().unwrap().is_empty());
+    assert!(set("default").status.success());
+    assert_eq!(quota(), None);
+}
