@@ -100,6 +100,12 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         }
         None => None,
     };
+    if config.admin.is_some()
+        && let Err(e) = crate::telemetry::audit::start(&config.audit_store, &config.instance)
+    {
+        // The proxy serves without it; the operator reads why (a read-only directory, …).
+        tracing::error!(error = %e, "audit log unavailable: events go to the process log only");
+    }
     let telemetry = Arc::new(Telemetry {
         metrics,
         access_log,

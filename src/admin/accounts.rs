@@ -5,12 +5,13 @@
 //! password. Sign-up never tells more about a name than that it is taken; passwords and
 //! codes go into no log line and no answer but the code's one showing.
 
-use super::manage::{Actor, ApiError};
+use super::manage::{Actor, ApiError, present};
 use super::{AdminApp, auth, password};
 use crate::config::accounts::Registration;
 use crate::config::edit::EditError;
 use crate::config::invites::{self, Invite};
 use crate::config::users::{self, User, UserStatus, hash_password, verify_password};
+use crate::telemetry::audit::{self, Event, Kind};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
@@ -51,15 +52,6 @@ pub struct UserPatch {
     /// The user's own quota (`{}`: unlimited); `null` goes back to `accounts.default_quota`.
     #[serde(default, deserialize_with = "present")]
     pub quota: Option<Option<crate::config::accounts::QuotaFile>>,
-}
-
-/// A field that may be given as `null`: `Some(None)`, apart from absent (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// An invitation as listed: never the code.
@@ -203,6 +195,16 @@ impl AdminApp {
         }
         self.manager.users.refresh_now();
         tracing::info!(user = %name, client = client_ip, pending, "panel sign-up");
+        let how = if accounts.registration == Registration::Invite {
+            "invite"
+        } else {
+            "open"
+        };
+        audit::record(
+            Event::new(Kind::SignUp, &name, &name)
+                .detail(format!("registration={how} pending={pending}"))
+                .client(client_ip),
+        );
         Ok(pending)
     }
 
@@ -266,6 +268,8 @@ impl AdminApp {
         self.sessions.remove_user(&actor.name).await;
         let (cookie, csrf) = self.sessions.create(&actor.name, &hash).await;
         tracing::info!(user = %actor.name, "password changed; other sessions ended");
+        let event = Event::new(Kind::PasswordChange, &actor.name, &actor.name);
+        audit::record(event.client(client_ip));
         Ok((auth::session_cookie(&cookie, self.secure_cookies), csrf))
     }
 
@@ -315,9 +319,21 @@ impl AdminApp {
                 self.sessions.remove_user(name).await;
             }
             tracing::info!(actor = %actor.name, user = name, status = status.as_str(), "user status set");
+            audit::record(
+                Event::new(Kind::UserChange, &actor.name, name)
+                    .detail(format!("status={}", status.as_str())),
+            );
+        }
+        if let Some(max) = patch.max_adapters {
+            audit::record(
+                Event::new(Kind::UserChange, &actor.name, name)
+                    .detail(format!("max_adapters={max}")),
+            );
         }
         if let Some(q) = patch.quota {
             tracing::info!(actor = %actor.name, user = name, quota = ?q, "user quota set");
+            let spec = q.map_or("default".to_owned(), |q| q.spec());
+            audit::record(Event::new(Kind::QuotaSet, &actor.name, name).detail(spec));
         }
         Ok(())
     }
@@ -351,6 +367,10 @@ impl AdminApp {
             .await
             .map_err(saved)?;
         tracing::info!(actor = %actor.name, invite = %invite.id, uses, "invitation created");
+        audit::record(
+            Event::new(Kind::InviteCreate, &actor.name, &invite.id)
+                .detail(format!("uses={uses} expires={}", invite.expires)),
+        );
         Ok((code, InviteView::of(&invite, SystemTime::now())))
     }
 
@@ -375,6 +395,7 @@ impl AdminApp {
             .await
             .map_err(saved)?;
         tracing::info!(actor = %actor.name, invite = id, "invitation revoked");
+        audit::record(Event::new(Kind::InviteRevoke, &actor.name, id));
         Ok(())
     }
 }

@@ -88,7 +88,10 @@ async fn route(
             cross_site(req)?;
             let request: LoginRequest = body(req, false)?;
             let user = request.username.trim();
-            return match app.login(user, &request.password, &req.client_ip).await {
+            return match app
+                .login_via(user, &request.password, &req.client_ip, "json")
+                .await
+            {
                 Ok((cookie, csrf)) => Ok(with_cookie(
                     json_response(200, json!({"csrf_token": csrf})),
                     &cookie,

@@ -17,6 +17,7 @@ use crate::config::users::{self, UsersStore};
 use crate::config::watch::LiveConfig;
 use crate::config::{adapter::Adapter, presets};
 use crate::routing::{Balance, Health, RouteWhen};
+use crate::telemetry::audit::{self, Event, Kind};
 use crate::telemetry::outcome::FailureReason;
 use crate::telemetry::usage_view::{self, UsageScope};
 pub use crate::telemetry::usage_view::{RecentRequest, UsageRow};
@@ -373,8 +374,26 @@ pub struct PatchRequest {
     pub fallbacks: Option<Option<Vec<SourceRequest>>>,
 }
 
+/// The names of the fields a patch sets, for the audit log (never their values: a provider
+/// key is one).
+fn patched_fields(req: &PatchRequest) -> String {
+    let fields = [
+        ("model", req.model.is_some()),
+        ("model_map", req.model_map.is_some()),
+        ("limits", req.limits.is_some()),
+        ("api_key", req.api_key.is_some()),
+        ("api_keys", req.api_keys.is_some()),
+        ("base_url", req.base_url.is_some()),
+        ("balance", req.balance.is_some()),
+        ("fallbacks", req.fallbacks.is_some()),
+        ("routes", req.routes.is_some()),
+    ];
+    let set: Vec<&str> = fields.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+    format!("fields={}", set.join(","))
+}
+
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -1012,8 +1031,16 @@ impl Manager {
                 }
                 e => ApiError::from(e),
             })?;
-        self.issued(&name_of(&created.file), created.key, before)
-            .await
+        let name = name_of(&created.file);
+        let issued = self.issued(&name, created.key, before).await?;
+        let owner = issued.adapter.owner.clone().unwrap_or_default();
+        audit::record(
+            Event::new(Kind::AdapterCreate, &actor.name, &name).detail(format!(
+                "owner={owner} key={}",
+                issued.adapter.keys.last().map_or("", |k| k.id.as_str())
+            )),
+        );
+        Ok(issued)
     }
 
     pub async fn rotate(
@@ -1055,7 +1082,15 @@ impl Manager {
             )
         })
         .await?;
-        self.issued(name, key, before).await
+        let issued = self.issued(name, key, before).await?;
+        let new_key = issued.adapter.keys.last().map_or("", |k| k.id.as_str());
+        audit::record(
+            Event::new(Kind::KeyRotate, &actor.name, name).detail(format!(
+                "new_key={new_key} grace={}",
+                grace.map_or("none".into(), |g| humantime::format_duration(g).to_string())
+            )),
+        );
+        Ok(issued)
     }
 
     pub async fn delete(
@@ -1070,6 +1105,10 @@ impl Manager {
         let version = if_match.map_or(entry.version, str::to_owned);
         blocking(move || edit::delete_checked(&server, &name_owned, Some(&version))).await?;
         self.applied(|s| s.adapter(name).is_none()).await;
+        let owner = entry.owner.unwrap_or_default();
+        audit::record(
+            Event::new(Kind::AdapterDelete, &actor.name, name).detail(format!("owner={owner}")),
+        );
         Ok(())
     }
 
@@ -1085,8 +1124,10 @@ impl Manager {
         let (server, name_owned, id) = (self.server.clone(), name.to_owned(), id.to_owned());
         let version = if_match.map_or(entry.version, str::to_owned);
         let before = self.live.load().generation;
+        let key = id.clone();
         blocking(move || edit::revoke_key(&server, &name_owned, &id, Some(&version))).await?;
         self.applied(|s| s.generation > before).await;
+        audit::record(Event::new(Kind::KeyRevoke, &actor.name, name).detail(format!("key={key}")));
         self.current_view(name)
     }
 
@@ -1108,11 +1149,15 @@ impl Manager {
         let (server, name_owned, id) = (self.server.clone(), name.to_owned(), id.to_owned());
         let version = if_match.map_or(entry.version, str::to_owned);
         let before = self.live.load().generation;
+        let key = id.clone();
         blocking(move || {
             edit::relabel_key(&server, &name_owned, &id, label.as_deref(), Some(&version))
         })
         .await?;
         self.applied(|s| s.generation > before).await;
+        audit::record(
+            Event::new(Kind::KeyChange, &actor.name, name).detail(format!("key={key} label")),
+        );
         self.current_view(name)
     }
 
@@ -1136,6 +1181,7 @@ impl Manager {
         if_match: Option<&str>,
     ) -> Result<AdapterView, ApiError> {
         let entry = self.visible_entry(actor, name)?;
+        let changed = patched_fields(&req);
         let mut fields = vec![
             ("model", req.model.as_deref()),
             ("api_key", req.api_key.as_deref()),
@@ -1203,6 +1249,7 @@ impl Manager {
         let path =
             blocking(move || edit::patch(&server, &name_owned, &spec, Some(&version))).await?;
         self.applied(|s| s.generation > before).await;
+        audit::record(Event::new(Kind::AdapterChange, &actor.name, name).detail(changed));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let snapshot = self.live.load();
         let adapter = snapshot
@@ -1288,9 +1335,12 @@ impl Manager {
             return Err(ApiError::new(403, "only an admin may change caps"));
         }
         let path = self.users.path().to_owned();
-        let user = user.to_owned();
-        blocking(move || users::update(&path, &user, None, None, Some(max))).await?;
+        let target = user.to_owned();
+        blocking(move || users::update(&path, &target, None, None, Some(max))).await?;
         self.users.refresh_now();
+        audit::record(
+            Event::new(Kind::UserChange, &actor.name, user).detail(format!("max_adapters={max}")),
+        );
         Ok(())
     }
 

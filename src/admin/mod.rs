@@ -23,6 +23,7 @@ use crate::config::server::ServerConfig;
 use crate::config::users::{UsersStore, verify_password};
 use crate::config::watch::LiveConfig;
 use crate::telemetry::Telemetry;
+use crate::telemetry::audit::{self, Event, Kind};
 use crate::telemetry::usage::{GroupBy, totals};
 use async_trait::async_trait;
 use auth::{LoginLimiter, Sessions};
@@ -101,6 +102,14 @@ fn dummy_hash() -> String {
         .clone()
 }
 
+/// The client's IP address as the audit log and the limits name it.
+fn client_address(session: &ServerSession) -> String {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet().map(|i| i.ip().to_string()))
+        .unwrap_or_default()
+}
+
 pub fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
@@ -155,9 +164,48 @@ impl AdminApp {
         self
     }
 
-    /// Checks a user's password (Argon2id, off the async workers) and opens a session:
-    /// the `Set-Cookie` value and the session's CSRF token.
+    /// [`Self::login_via`] the panel's login form.
     pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<(String, String), LoginError> {
+        self.login_via(user, password, client_ip, "form").await
+    }
+
+    /// Checks a user's password (Argon2id, off the async workers) and opens a session:
+    /// the `Set-Cookie` value and the session's CSRF token. The sign-in, or its failure, is
+    /// audited with `method` (`form`, `json`).
+    pub async fn login_via(
+        &self,
+        user: &str,
+        password: &str,
+        client_ip: &str,
+        method: &str,
+    ) -> Result<(String, String), LoginError> {
+        let result = self.check_login(user, password, client_ip).await;
+        let known = self.manager.users.current().get(user).is_some();
+        // A name that is no user's may be a password typed into the wrong field.
+        let target = if known { user } else { "(unknown)" };
+        let event = match &result {
+            Ok(_) => Event::new(Kind::SignIn, user, user).detail(format!("method={method}")),
+            Err(e) => {
+                let why = match e {
+                    LoginError::Wrong => "wrong_password",
+                    LoginError::RateLimited(_) => "rate_limited",
+                    LoginError::Pending => "pending",
+                    LoginError::Disabled => "disabled",
+                };
+                Event::new(Kind::SignInFailed, "(anonymous)", target)
+                    .detail(format!("method={method} reason={why}"))
+            }
+        };
+        audit::record(event.client(client_ip));
+        result
+    }
+
+    async fn check_login(
         &self,
         user: &str,
         password: &str,
@@ -268,10 +316,7 @@ impl AdminApp {
                 }
             }
         }
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet().map(|i| i.ip().to_string()))
-            .unwrap_or_default();
+        let client_ip = client_address(session);
         Ok(AdminRequest {
             session: self.panel_session(&headers).await,
             method,
@@ -356,6 +401,14 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // What this request does is audited with its client's address.
+        let client = client_address(session);
+        crate::telemetry::audit::with_client(client, self.answer(session)).await
+    }
+}
+
+impl AdminApp {
+    async fn answer(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let uri = session.req_header().uri.clone();
         let path = uri.path();
         let query_string = uri.query().unwrap_or("");

@@ -299,6 +299,9 @@ pub struct ServerConfig {
     pub prices: std::sync::Arc<super::prices::PriceTable>,
     /// Bytes inspected exchanges may take: in total, and per adapter.
     pub inspect_memory: (usize, usize),
+    /// Where the audit log lives: the usage store, or the default SQLite file when usage
+    /// statistics are off (`telemetry::audit`).
+    pub audit_store: crate::telemetry::audit::AuditStore,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,7 +526,18 @@ impl ServerConfig {
             .and_then(|i| i.per_adapter)
             .unwrap_or(total / 4)
             .min(total);
+        let audit_store = match &stats {
+            Some(StatsConfig {
+                postgres_url: Some(url),
+                ..
+            }) => crate::telemetry::audit::AuditStore::Postgres(url.clone()),
+            Some(s) => crate::telemetry::audit::AuditStore::Sqlite(s.path.clone()),
+            None => crate::telemetry::audit::AuditStore::Sqlite(resolve(Path::new(
+                "flexiproxy-stats.db",
+            ))),
+        };
         Ok(ServerConfig {
+            audit_store,
             inspect_memory: (total, per_adapter),
             web_search,
             accounts,

@@ -1,8 +1,10 @@
 //! What the proxy tells operators: Prometheus [`metrics`], the JSON [`access_log`], and the
 //! optional [`usage`] statistics (off by default; SQLite, or PostgreSQL in [`usage_pg`]), and
-//! the [`inspector`]'s kept exchanges ([`capture`]).
+//! the [`inspector`]'s kept exchanges ([`capture`]), and the [`audit`] log of who changed what.
 
 pub mod access_log;
+pub mod audit;
+mod audit_pg;
 pub mod capture;
 pub mod inspector;
 pub mod metrics;

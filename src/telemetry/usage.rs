@@ -167,15 +167,26 @@ impl UsageSink {
     }
 }
 
-fn open_writer(path: &Path) -> Result<Connection, String> {
-    let conn = Connection::open(path)
-        .map_err(|e| format!("stats: cannot open {}: {e}", path.display()))?;
+/// The database opened for writing beside other writers and readers (WAL), created if need
+/// be: the usage writer's and the audit log's (`audit`).
+pub(super) fn open_wal(path: &Path) -> Result<Connection, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let conn =
+        Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(|e| e.to_string())?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+fn open_writer(path: &Path) -> Result<Connection, String> {
+    let conn = open_wal(path).map_err(|e| format!("stats: {e}"))?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| format!("stats: cannot create the schema in {}: {e}", path.display()))?;
     let has_instance = conn.prepare("SELECT instance FROM usage LIMIT 0").is_ok();

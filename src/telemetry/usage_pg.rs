@@ -45,6 +45,19 @@ const MIGRATIONS: &[&str] = &[
     // What each request cost (NULL: unknown).
     "ALTER TABLE usage ADD COLUMN IF NOT EXISTS cache_write_tokens BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE usage ADD COLUMN IF NOT EXISTS cost DOUBLE PRECISION;",
+    // The audit log (`audit`, `audit_pg`): who changed what, every sign-in.
+    "CREATE TABLE IF NOT EXISTS audit (
+        id BIGSERIAL PRIMARY KEY,
+        time_ms BIGINT NOT NULL,
+        instance TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        client TEXT NOT NULL,
+        detail TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS audit_time ON audit (time_ms);
+     CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, time_ms);",
 ];
 
 const INSERT: &str = "INSERT INTO usage (time_ms, instance, adapter, key_label, client_model,

@@ -1,0 +1,433 @@
+//! The audit log (issue #27): who created, changed, rotated or deleted an adapter, a key, a
+//! user, an invitation or a quota, and every sign-in and failed sign-in — with the time, the
+//! actor, the target and the client address — in the usage store (the `audit` table of the
+//! SQLite file or the PostgreSQL database of `stats:`). With usage statistics off it still
+//! works: it opens the default SQLite file (`flexiproxy-stats.db` next to the server config)
+//! for itself alone.
+//!
+//! Anything may call [`record`]: it offers the event to a bounded queue and never waits; a
+//! writer thread stores it. An event holds only names, fixed codes and short descriptions the
+//! caller builds from non-secret fields — never a password, a code, a key or a cookie.
+//! The client address comes from the admin request being answered ([`with_client`]).
+
+use super::usage::now_ms;
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::Duration;
+
+/// Where the audit log lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditStore {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// What happened. Its text (`as_str`) is stored and filtered on; the panel names it in the
+/// user's language (`audit_kind_<text with _ for .>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    SignIn,
+    SignInFailed,
+    SignUp,
+    AdapterCreate,
+    AdapterChange,
+    AdapterDelete,
+    KeyRotate,
+    KeyRevoke,
+    KeyChange,
+    UserChange,
+    UserDelete,
+    QuotaSet,
+    InviteCreate,
+    InviteRevoke,
+    PasswordChange,
+    PasswordResetLink,
+    PasswordReset,
+    SessionEnd,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 18] = [
+        Kind::SignIn,
+        Kind::SignInFailed,
+        Kind::SignUp,
+        Kind::AdapterCreate,
+        Kind::AdapterChange,
+        Kind::AdapterDelete,
+        Kind::KeyRotate,
+        Kind::KeyRevoke,
+        Kind::KeyChange,
+        Kind::UserChange,
+        Kind::UserDelete,
+        Kind::QuotaSet,
+        Kind::InviteCreate,
+        Kind::InviteRevoke,
+        Kind::PasswordChange,
+        Kind::PasswordResetLink,
+        Kind::PasswordReset,
+        Kind::SessionEnd,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::SignIn => "sign_in",
+            Kind::SignInFailed => "sign_in.failed",
+            Kind::SignUp => "user.signup",
+            Kind::AdapterCreate => "adapter.create",
+            Kind::AdapterChange => "adapter.change",
+            Kind::AdapterDelete => "adapter.delete",
+            Kind::KeyRotate => "key.rotate",
+            Kind::KeyRevoke => "key.revoke",
+            Kind::KeyChange => "key.change",
+            Kind::UserChange => "user.change",
+            Kind::UserDelete => "user.delete",
+            Kind::QuotaSet => "quota.set",
+            Kind::InviteCreate => "invite.create",
+            Kind::InviteRevoke => "invite.revoke",
+            Kind::PasswordChange => "password.change",
+            Kind::PasswordResetLink => "password.reset_link",
+            Kind::PasswordReset => "password.reset",
+            Kind::SessionEnd => "session.end",
+        }
+    }
+}
+
+/// One event to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: Kind,
+    /// Who did it: a user's name, `admin` for the admin token, `(anonymous)` before sign-in.
+    pub actor: String,
+    /// What it was done to: an adapter's, a user's or an invitation's name or id.
+    pub target: String,
+    /// A short, non-secret description (`method=form`, `status=disabled`, `key=k-1a2b`).
+    pub detail: String,
+    /// The client address; empty takes the current admin request's ([`with_client`]).
+    pub client: String,
+}
+
+impl Event {
+    pub fn new(kind: Kind, actor: &str, target: &str) -> Event {
+        Event {
+            kind,
+            actor: actor.to_owned(),
+            target: target.to_owned(),
+            detail: String::new(),
+            client: String::new(),
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Event {
+        self.detail = detail.into();
+        self
+    }
+
+    pub fn client(mut self, client: &str) -> Event {
+        self.client = client.to_owned();
+        self
+    }
+}
+
+/// One stored event, as listed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    pub id: i64,
+    pub time_ms: i64,
+    /// RFC 3339, seconds.
+    pub time: String,
+    pub instance: String,
+    pub actor: String,
+    pub kind: String,
+    pub target: String,
+    pub client: String,
+    pub detail: String,
+}
+
+/// What to list: newest first, `limit` from `offset`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub actor: Option<String>,
+    /// A kind (`key.rotate`) or its group (`key`: every `key.*`).
+    pub kind: Option<String>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// The most entries one listing returns.
+pub const MAX_LIMIT: usize = 500;
+
+tokio::task_local! {
+    static CLIENT: String;
+}
+
+/// Runs `fut` with `client` as the address of events recorded inside it.
+pub async fn with_client<F: std::future::Future>(client: String, fut: F) -> F::Output {
+    CLIENT.scope(client, fut).await
+}
+
+/// A row as written.
+struct Row {
+    time_ms: i64,
+    event: Event,
+}
+
+struct Log {
+    tx: SyncSender<Row>,
+}
+
+static LOG: OnceLock<Log> = OnceLock::new();
+
+/// How many events may wait for the writer before new ones are refused (and logged).
+const QUEUE: usize = 10_000;
+
+/// Opens the store and starts the writer; [`record`] writes there from now on. Once per
+/// process (a second call is refused).
+pub fn start(store: &AuditStore, instance: &str) -> Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+    let instance = instance.to_owned();
+    let builder = std::thread::Builder::new().name("flexiproxy-audit".into());
+    match store {
+        AuditStore::Sqlite(path) => {
+            let conn = open_writer(path)?;
+            builder.spawn(move || sqlite_writer(conn, &instance, rx))
+        }
+        AuditStore::Postgres(url) => {
+            let url = url.clone();
+            builder.spawn(move || super::audit_pg::writer_loop(&url, &instance, rx_events(rx)))
+        }
+    }
+    .map_err(|e| format!("audit: cannot start the writer: {e}"))?;
+    LOG.set(Log { tx })
+        .map_err(|_| "audit: the log was already started".to_owned())
+}
+
+/// The queue as the PostgreSQL writer takes it: (time, event).
+fn rx_events(rx: Receiver<Row>) -> impl Iterator<Item = (i64, Event)> {
+    rx.into_iter().map(|r| (r.time_ms, r.event))
+}
+
+/// Records an event (never blocks). Without a started log (the CLI, unit tests) it only
+/// goes to the process log.
+pub fn record(mut event: Event) {
+    if event.client.is_empty() {
+        event.client = CLIENT.try_with(Clone::clone).unwrap_or_default();
+    }
+    tracing::info!(
+        target: "flexiproxy::audit",
+        kind = event.kind.as_str(),
+        actor = %event.actor,
+        target_name = %event.target,
+        client = %event.client,
+        detail = %event.detail,
+        "audit"
+    );
+    let Some(log) = LOG.get() else { return };
+    let row = Row {
+        time_ms: now_ms(),
+        event,
+    };
+    if let Err(e) = log.tx.try_send(row) {
+        let why = match e {
+            TrySendError::Full(_) => "queue full",
+            TrySendError::Disconnected(_) => "writer stopped",
+        };
+        tracing::error!(why, "audit event not stored");
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ms INTEGER NOT NULL,
+    instance TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    client TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time_ms);
+CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, time_ms);
+";
+
+fn open_writer(path: &std::path::Path) -> Result<Connection, String> {
+    let conn = super::usage::open_wal(path)?;
+    conn.execute_batch(SCHEMA)
+        .map_err(|e| format!("audit: cannot create the table in {}: {e}", path.display()))?;
+    Ok(conn)
+}
+
+fn sqlite_writer(conn: Connection, instance: &str, rx: Receiver<Row>) {
+    for row in rx {
+        let e = &row.event;
+        let written = conn.execute(
+            "INSERT INTO audit (time_ms, instance, actor, kind, target, client, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                row.time_ms,
+                instance,
+                e.actor,
+                e.kind.as_str(),
+                e.target,
+                e.client,
+                e.detail
+            ],
+        );
+        if let Err(err) = written {
+            tracing::error!(error = %err, kind = e.kind.as_str(), "audit event not stored");
+        }
+    }
+}
+
+/// `kind` matches itself, or its group when it has no dot.
+pub(super) fn kind_pattern(kind: &str) -> (String, String) {
+    (kind.to_owned(), format!("{kind}.%"))
+}
+
+pub(super) fn rfc3339(time_ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(time_ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Entries matching `filter`, newest first.
+pub async fn list(store: &AuditStore, filter: &Filter) -> Result<Vec<Entry>, String> {
+    let limit = filter.limit.clamp(1, MAX_LIMIT);
+    match store {
+        AuditStore::Postgres(url) => super::audit_pg::list(url, filter, limit).await,
+        AuditStore::Sqlite(path) => {
+            let (path, filter) = (path.clone(), filter.clone());
+            tokio::task::spawn_blocking(move || list_sqlite(&path, &filter, limit))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    }
+}
+
+fn list_sqlite(
+    path: &std::path::Path,
+    filter: &Filter,
+    limit: usize,
+) -> Result<Vec<Entry>, String> {
+    let conn = super::usage::open_reader(path)?;
+    let (kind, group) = kind_pattern(filter.kind.as_deref().unwrap_or(""));
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, time_ms, instance, actor, kind, target, client, detail FROM audit
+             WHERE (?1 IS NULL OR actor = ?1) AND (?2 = '' OR kind = ?2 OR kind LIKE ?3)
+             ORDER BY time_ms DESC, id DESC LIMIT ?4 OFFSET ?5",
+        )
+        .map_err(|e| format!("audit: {e}"))?;
+    let rows = stmt
+        .query_map(
+            params![
+                filter.actor,
+                kind,
+                group,
+                limit as i64,
+                filter.offset as i64
+            ],
+            |r| {
+                let time_ms: i64 = r.get(1)?;
+                Ok(Entry {
+                    id: r.get(0)?,
+                    time_ms,
+                    time: rfc3339(time_ms),
+                    instance: r.get(2)?,
+                    actor: r.get(3)?,
+                    kind: r.get(4)?,
+                    target: r.get(5)?,
+                    client: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            },
+        )
+        .map_err(|e| format!("audit: {e}"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(|e| format!("audit: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_distinct_and_grouped() {
+        let mut seen: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), Kind::ALL.len());
+        assert_eq!(kind_pattern("key"), ("key".into(), "key.%".into()));
+    }
+
+    #[tokio::test]
+    async fn sqlite_entries_are_listed_newest_first_and_filtered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let conn = open_writer(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(10);
+        let events = [
+            (
+                1_000,
+                Event::new(Kind::SignIn, "alice", "alice").client("10.0.0.1"),
+            ),
+            (
+                2_000,
+                Event::new(Kind::KeyRotate, "alice", "a1").detail("key=k-1"),
+            ),
+            (3_000, Event::new(Kind::KeyRevoke, "bob", "b1")),
+            (4_000, Event::new(Kind::AdapterDelete, "alice", "a1")),
+        ];
+        for (time_ms, event) in events {
+            tx.send(Row { time_ms, event }).unwrap();
+        }
+        drop(tx);
+        sqlite_writer(conn, "i1", rx);
+        let all = Filter {
+            limit: 10,
+            ..Filter::default()
+        };
+        let got = list(&AuditStore::Sqlite(path.clone()), &all).await.unwrap();
+        let kinds: Vec<&str> = got.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["adapter.delete", "key.revoke", "key.rotate", "sign_in"]
+        );
+        assert_eq!(got[3].client, "10.0.0.1");
+        assert_eq!(got[3].time, "1970-01-01T00:00:01Z");
+        let keys_of_alice = Filter {
+            actor: Some("alice".into()),
+            kind: Some("key".into()),
+            limit: 10,
+            offset: 0,
+        };
+        let got = list(&AuditStore::Sqlite(path.clone()), &keys_of_alice)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].target.as_str(), got[0].detail.as_str()),
+            ("a1", "key=k-1")
+        );
+        let second_page = Filter {
+            limit: 2,
+            offset: 2,
+            ..Filter::default()
+        };
+        let got = list(&AuditStore::Sqlite(path), &second_page).await.unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].kind, "key.rotate");
+    }
+
+    #[tokio::test]
+    async fn the_client_comes_from_the_request() {
+        let seen = with_client("192.0.2.7".into(), async {
+            CLIENT.try_with(Clone::clone).unwrap_or_default()
+        })
+        .await;
+        assert_eq!(seen, "192.0.2.7");
+        assert!(CLIENT.try_with(Clone::clone).is_err());
+    }
+}
