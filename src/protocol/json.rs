@@ -226,6 +226,35 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// A JSON string field kept in its escaped form, like [`Text`], but refused like a `String`
+/// field when it is anything else: for decoders whose clients must send text there.
+pub struct EscapedStr<'a>(pub Text<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for EscapedStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: &'de RawValue = Deserialize::deserialize(d)?;
+        let json = raw.get();
+        if json.len() >= 2 && json.starts_with('"') {
+            return Ok(EscapedStr(Text(Cow::Borrowed(&json[1..json.len() - 1]))));
+        }
+        // serde's own words for a non-string where a `String` belongs.
+        let value: serde_json::Value = serde_json::from_str(json).map_err(de::Error::custom)?;
+        let unexpected = match &value {
+            serde_json::Value::Null => de::Unexpected::Unit,
+            serde_json::Value::Bool(b) => de::Unexpected::Bool(*b),
+            serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => de::Unexpected::Unsigned(u),
+                (_, Some(i)) => de::Unexpected::Signed(i),
+                _ => de::Unexpected::Float(n.as_f64().unwrap_or_default()),
+            },
+            serde_json::Value::Array(_) => de::Unexpected::Seq,
+            serde_json::Value::Object(_) => de::Unexpected::Map,
+            serde_json::Value::String(_) => de::Unexpected::Other("string"),
+        };
+        Err(de::Error::invalid_type(unexpected, &"a string"))
+    }
+}
+
 impl Serialize for Text<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.decoded())

@@ -273,7 +273,8 @@ mod tests {
             .to_string()
         };
         let id = |b: &str| {
-            let c = openai_chat::decode_request::decode_request(body(b).as_bytes()).unwrap();
+            let body = body(b);
+            let c = openai_chat::decode_request::decode_request(body.as_bytes()).unwrap();
             conversation_id(&c, &Default::default())
         };
         assert_eq!(id("1"), id("2"));

@@ -5,7 +5,7 @@
 //! (`n > 1`, `logprobs`, audio) are refused with a message naming them. Unknown fields are
 //! ignored, as the OpenAI API itself does for forward compatibility.
 
-use crate::protocol::json::Text;
+use crate::protocol::json::{EscapedStr, Str, Text};
 use crate::protocol::pivot::{
     Conversation, Effort, Media, Part, ReasoningRequest, Refusal, ResponseFormat, Role, ToolCall,
     ToolChoice, ToolSpec, Turn,
@@ -14,9 +14,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-
-/// Conversations decoded here own their data (the Chat types are parsed into owned values).
-type Owned = Conversation<'static>;
 
 /// Accepted and dropped: tuning knobs without an equivalent elsewhere.
 pub const IGNORED: &[&str] = &[
@@ -32,34 +29,49 @@ pub const IGNORED: &[&str] = &[
     "verbosity",
 ];
 
+// The wire types borrow from the client's body: text stays escaped ([`EscapedStr`]), schemas,
+// arguments and content stay raw JSON, so a 75 KB request is parsed once and copied never.
+
 #[derive(Deserialize)]
-struct ChatRequest {
-    model: Option<String>,
-    messages: Option<Vec<ChatMessage>>,
-    #[serde(default)]
-    tools: Vec<ChatTool>,
-    #[serde(default)]
-    functions: Vec<FunctionDef>,
-    tool_choice: Option<Value>,
+struct ChatRequest<'a> {
+    #[serde(borrow)]
+    model: Option<Str<'a>>,
+    #[serde(borrow)]
+    messages: Option<Vec<ChatMessage<'a>>>,
+    #[serde(default, borrow)]
+    tools: Vec<ChatTool<'a>>,
+    #[serde(default, borrow)]
+    functions: Vec<FunctionDef<'a>>,
+    #[serde(borrow)]
+    tool_choice: Option<&'a RawValue>,
     parallel_tool_calls: Option<bool>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
-    stop: Option<Value>,
+    #[serde(borrow)]
+    stop: Option<&'a RawValue>,
     temperature: Option<f64>,
     top_p: Option<f64>,
     top_k: Option<u64>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
-    reasoning_effort: Option<String>,
-    response_format: Option<Box<RawValue>>,
+    #[serde(borrow)]
+    reasoning_effort: Option<Str<'a>>,
+    #[serde(borrow)]
+    response_format: Option<&'a RawValue>,
     n: Option<u64>,
     logprobs: Option<bool>,
     top_logprobs: Option<u64>,
-    modalities: Option<Vec<String>>,
-    audio: Option<Value>,
-    prediction: Option<Value>,
-    web_search_options: Option<Value>,
-    user: Option<String>,
+    #[serde(borrow)]
+    modalities: Option<Vec<Str<'a>>>,
+    // Only their presence matters (null counts as absent).
+    #[serde(borrow)]
+    audio: Option<&'a RawValue>,
+    #[serde(borrow)]
+    prediction: Option<&'a RawValue>,
+    #[serde(borrow)]
+    web_search_options: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -68,94 +80,106 @@ struct StreamOptions {
 }
 
 #[derive(Deserialize)]
-struct ChatMessage {
-    role: String,
-    #[serde(default)]
-    content: Option<Box<RawValue>>,
-    #[serde(default)]
-    tool_calls: Vec<ChatToolCall>,
-    function_call: Option<FunctionCall>,
-    tool_call_id: Option<String>,
+struct ChatMessage<'a> {
+    #[serde(borrow)]
+    role: Str<'a>,
+    #[serde(default, borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    tool_calls: Vec<ChatToolCall<'a>>,
+    #[serde(borrow)]
+    function_call: Option<FunctionCall<'a>>,
+    #[serde(borrow)]
+    tool_call_id: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ChatToolCall {
-    id: Option<String>,
-    function: FunctionCall,
+struct ChatToolCall<'a> {
+    #[serde(borrow)]
+    id: Option<Str<'a>>,
+    #[serde(borrow)]
+    function: FunctionCall<'a>,
 }
 
 #[derive(Deserialize)]
-struct FunctionCall {
-    name: String,
-    #[serde(default)]
-    arguments: Option<Box<RawValue>>,
+struct FunctionCall<'a> {
+    #[serde(borrow)]
+    name: Str<'a>,
+    #[serde(default, borrow)]
+    arguments: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct ChatTool {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-    function: Option<FunctionDef>,
+struct ChatTool<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow)]
+    function: Option<FunctionDef<'a>>,
 }
 
 #[derive(Deserialize)]
-struct FunctionDef {
-    name: String,
-    description: Option<String>,
-    parameters: Option<Box<RawValue>>,
+struct FunctionDef<'a> {
+    #[serde(borrow)]
+    name: Str<'a>,
+    #[serde(borrow)]
+    description: Option<EscapedStr<'a>>,
+    #[serde(borrow)]
+    parameters: Option<&'a RawValue>,
     strict: Option<bool>,
 }
 
+/// A content part; `kind` says which of the other fields it needs (a flat struct rather than
+/// a tagged enum: serde buffers tagged enums, which raw and escaped values cannot go through).
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ContentPart {
-    Text {
-        text: String,
-    },
-    ImageUrl {
-        image_url: ImageUrl,
-    },
-    File {
-        file: FileData,
-    },
-    InputAudio {},
-    Refusal {
-        refusal: String,
-    },
-    #[serde(other)]
-    Unknown,
+struct ContentPart<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Str<'a>,
+    #[serde(borrow)]
+    text: Option<EscapedStr<'a>>,
+    #[serde(borrow)]
+    refusal: Option<EscapedStr<'a>>,
+    #[serde(borrow)]
+    image_url: Option<ImageUrl<'a>>,
+    #[serde(borrow)]
+    file: Option<FileData<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ImageUrl {
-    url: String,
+struct ImageUrl<'a> {
+    #[serde(borrow)]
+    url: Str<'a>,
 }
 
 #[derive(Deserialize)]
-struct FileData {
-    file_data: Option<String>,
-    file_id: Option<String>,
-    filename: Option<String>,
+struct FileData<'a> {
+    #[serde(borrow)]
+    file_data: Option<Str<'a>>,
+    #[serde(borrow)]
+    file_id: Option<Str<'a>>,
+    #[serde(borrow)]
+    filename: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
-struct JsonSchemaFormat {
-    name: Option<String>,
-    schema: Option<Box<RawValue>>,
+struct JsonSchemaFormat<'a> {
+    #[serde(borrow)]
+    name: Option<Str<'a>>,
+    #[serde(borrow)]
+    schema: Option<&'a RawValue>,
 }
 
 fn refuse(message: impl Into<String>) -> Refusal {
     Refusal(message.into())
 }
 
-/// Parses a Chat Completions request into the pivot.
-pub fn decode_request(body: &[u8]) -> Result<Owned, Refusal> {
+/// Parses a Chat Completions request into the pivot, borrowing from `body`.
+pub fn decode_request(body: &[u8]) -> Result<Conversation<'_>, Refusal> {
     let text =
         std::str::from_utf8(body).map_err(|e| refuse(format!("request body is not UTF-8: {e}")))?;
     if !crate::protocol::json::is_object_document(text) {
         return Err(refuse("invalid request body: expected a JSON object"));
     }
-    let req: ChatRequest =
+    let req: ChatRequest<'_> =
         serde_json::from_str(text).map_err(|e| refuse(format!("invalid request body: {e}")))?;
     refuse_unsupported(&req)?;
     let model = req.model.ok_or_else(|| refuse("model: field required"))?;
@@ -163,7 +187,7 @@ pub fn decode_request(body: &[u8]) -> Result<Owned, Refusal> {
         .messages
         .ok_or_else(|| refuse("messages: field required"))?;
     let mut conversation = Conversation {
-        model: Cow::Owned(model),
+        model: model.into_cow(),
         stream: req.stream.unwrap_or(false),
         stream_usage: req
             .stream_options
@@ -174,7 +198,7 @@ pub fn decode_request(body: &[u8]) -> Result<Owned, Refusal> {
         top_p: req.top_p,
         top_k: req.top_k,
         parallel_tool_calls: req.parallel_tool_calls,
-        user: req.user.map(Cow::Owned),
+        user: req.user.map(Str::into_cow),
         stop: stop_sequences(req.stop)?
             .into_iter()
             .map(Cow::Owned)
@@ -186,7 +210,7 @@ pub fn decode_request(body: &[u8]) -> Result<Owned, Refusal> {
     conversation.tool_choice = req.tool_choice.map(decode_tool_choice).transpose()?;
     if let Some(effort) = req.reasoning_effort {
         let effort = Effort::parse(&effort)
-            .ok_or_else(|| refuse(format!("reasoning_effort: unknown value `{effort}`")))?;
+            .ok_or_else(|| refuse(format!("reasoning_effort: unknown value `{}`", &*effort)))?;
         conversation.reasoning = Some(ReasoningRequest {
             enabled: effort != Effort::Minimal,
             effort: Some(effort),
@@ -194,13 +218,13 @@ pub fn decode_request(body: &[u8]) -> Result<Owned, Refusal> {
         });
     }
     conversation.response_format = match req.response_format {
-        Some(raw) => decode_format(&raw)?,
+        Some(raw) => decode_format(raw)?,
         None => None,
     };
     Ok(conversation)
 }
 
-fn refuse_unsupported(req: &ChatRequest) -> Result<(), Refusal> {
+fn refuse_unsupported(req: &ChatRequest<'_>) -> Result<(), Refusal> {
     if req.n.is_some_and(|n| n > 1) {
         return Err(refuse(
             "n: only one choice per request is supported by this adapter's source",
@@ -214,22 +238,18 @@ fn refuse_unsupported(req: &ChatRequest) -> Result<(), Refusal> {
     let audio_out = req
         .modalities
         .as_ref()
-        .is_some_and(|m| m.iter().any(|m| m == "audio"));
-    if audio_out || req.audio.as_ref().is_some_and(|a| !a.is_null()) {
+        .is_some_and(|m| m.iter().any(|m| &**m == "audio"));
+    if audio_out || req.audio.is_some() {
         return Err(refuse(
             "audio: this adapter's source does not produce audio",
         ));
     }
-    if req.prediction.as_ref().is_some_and(|p| !p.is_null()) {
+    if req.prediction.is_some() {
         return Err(refuse(
             "prediction: predicted outputs are not supported by this adapter's source",
         ));
     }
-    if req
-        .web_search_options
-        .as_ref()
-        .is_some_and(|w| !w.is_null())
-    {
+    if req.web_search_options.is_some() {
         return Err(refuse(
             "web_search_options: hosted web search is not available on this adapter's source",
         ));
@@ -237,55 +257,64 @@ fn refuse_unsupported(req: &ChatRequest) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn stop_sequences(stop: Option<Value>) -> Result<Vec<String>, Refusal> {
-    match stop {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s]),
-        Some(Value::Array(items)) => items
+fn stop_sequences(stop: Option<&RawValue>) -> Result<Vec<String>, Refusal> {
+    let Some(raw) = stop else {
+        return Ok(Vec::new());
+    };
+    // Already validated by the request's parse.
+    match serde_json::from_str(raw.get()).unwrap_or(Value::Null) {
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![s]),
+        Value::Array(items) => items
             .into_iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s),
                 _ => Err(refuse("stop: expected strings")),
             })
             .collect(),
-        Some(_) => Err(refuse("stop: expected a string or an array of strings")),
+        _ => Err(refuse("stop: expected a string or an array of strings")),
     }
 }
 
-fn decode_messages(messages: Vec<ChatMessage>, conv: &mut Owned) -> Result<(), Refusal> {
+fn decode_messages<'a>(
+    messages: Vec<ChatMessage<'a>>,
+    conv: &mut Conversation<'a>,
+) -> Result<(), Refusal> {
     for (i, message) in messages.into_iter().enumerate() {
         let at = |field: &str| format!("messages[{i}].{field}");
-        match message.role.as_str() {
+        match &*message.role {
             "system" | "developer" => {
-                let text = plain_text(message.content.as_deref(), &at("content"))?;
+                let text = plain_text(message.content, &at("content"))?;
                 // Leading instructions are the top-level system prompt; later ones stay put.
                 if conv.turns.is_empty() {
-                    conv.system.push(Text::from_plain(&text));
+                    conv.system.push(text);
                 } else {
                     conv.turns.push(Turn {
                         role: Role::System,
-                        parts: vec![Part::Text(Text::from_plain(&text))],
+                        parts: vec![Part::Text(text)],
                     });
                 }
             }
             "user" => {
-                let parts = content_parts(message.content.as_deref(), &at("content"))?;
+                let parts = content_parts(message.content, &at("content"))?;
                 conv.turns.push(Turn {
                     role: Role::User,
                     parts,
                 });
             }
             "assistant" => {
-                let mut parts = content_parts(message.content.as_deref(), &at("content"))?;
+                let mut parts = content_parts(message.content, &at("content"))?;
                 let legacy = message.function_call.map(|f| ChatToolCall {
                     id: None,
                     function: f,
                 });
                 for (n, call) in message.tool_calls.into_iter().chain(legacy).enumerate() {
                     parts.push(Part::ToolCall(ToolCall {
-                        id: Cow::Owned(call.id.unwrap_or_else(|| format!("call_{i}_{n}"))),
-                        name: Cow::Owned(call.function.name),
-                        arguments: Cow::Owned(arguments_text(call.function.arguments.as_deref())),
+                        id: call
+                            .id
+                            .map_or_else(|| Cow::Owned(format!("call_{i}_{n}")), Str::into_cow),
+                        name: call.function.name.into_cow(),
+                        arguments: arguments_text(call.function.arguments),
                     }));
                 }
                 conv.turns.push(Turn {
@@ -297,11 +326,11 @@ fn decode_messages(messages: Vec<ChatMessage>, conv: &mut Owned) -> Result<(), R
                 let call_id = message
                     .tool_call_id
                     .ok_or_else(|| refuse(format!("{}: field required", at("tool_call_id"))))?;
-                let content = content_parts(message.content.as_deref(), &at("content"))?;
+                let content = content_parts(message.content, &at("content"))?;
                 conv.turns.push(Turn {
                     role: Role::User,
                     parts: vec![Part::ToolResult {
-                        call_id: Cow::Owned(call_id),
+                        call_id: call_id.into_cow(),
                         content,
                         is_error: false,
                     }],
@@ -320,35 +349,34 @@ fn decode_messages(messages: Vec<ChatMessage>, conv: &mut Owned) -> Result<(), R
 }
 
 /// Arguments are a JSON string holding JSON text; some clients send the object itself.
-fn arguments_text(raw: Option<&RawValue>) -> String {
+fn arguments_text(raw: Option<&RawValue>) -> Cow<'_, str> {
     match raw {
-        None => "{}".to_owned(),
-        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
-            Ok(s) => s,
-            Err(_) => raw.get().to_owned(),
+        None => Cow::Borrowed("{}"),
+        Some(raw) => match serde_json::from_str::<Str<'_>>(raw.get()) {
+            Ok(s) => s.into_cow(),
+            Err(_) => Cow::Borrowed(raw.get()),
         },
     }
 }
 
-/// Content as text only (system and developer messages).
-fn plain_text(content: Option<&RawValue>, at: &str) -> Result<String, Refusal> {
-    let parts = content_parts(content, at)?;
-    let mut text = String::new();
-    for part in parts {
+/// Content as text only (system and developer messages): the parts' escaped texts joined by
+/// newlines.
+fn plain_text<'a>(content: Option<&'a RawValue>, at: &str) -> Result<Text<'a>, Refusal> {
+    let mut texts = Vec::new();
+    for part in content_parts(content, at)? {
         match part {
-            Part::Text(t) => {
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                text.push_str(&t.decoded());
-            }
+            Part::Text(t) => texts.push(t),
             _ => return Err(refuse(format!("{at}: only text is allowed here"))),
         }
     }
-    Ok(text)
+    if texts.len() <= 1 {
+        return Ok(texts.pop().unwrap_or_default());
+    }
+    let joined: Vec<&str> = texts.iter().map(Text::escaped).collect();
+    Ok(Text::from_escaped(joined.join("\\n")))
 }
 
-fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part<'static>>, Refusal> {
+fn content_parts<'a>(content: Option<&'a RawValue>, at: &str) -> Result<Vec<Part<'a>>, Refusal> {
     let Some(raw) = content else {
         return Ok(Vec::new());
     };
@@ -357,27 +385,38 @@ fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part<'stati
         return Ok(Vec::new());
     }
     if json.starts_with('"') {
-        let text: String = serde_json::from_str(json).map_err(|e| refuse(format!("{at}: {e}")))?;
-        return Ok(if text.is_empty() {
+        let text: EscapedStr<'a> =
+            serde_json::from_str(json).map_err(|e| refuse(format!("{at}: {e}")))?;
+        return Ok(if text.0.is_empty() {
             Vec::new()
         } else {
-            vec![Part::Text(Text::from_plain(&text))]
+            vec![Part::Text(text.0)]
         });
     }
-    let items: Vec<ContentPart> = serde_json::from_str(json)
-        .map_err(|e| refuse(format!("{at}: expected a string or an array of parts: {e}")))?;
+    let bad = |e: &dyn std::fmt::Display| {
+        refuse(format!("{at}: expected a string or an array of parts: {e}"))
+    };
+    let items: Vec<ContentPart<'a>> = serde_json::from_str(json).map_err(|e| bad(&e))?;
+    let missing = |field: &str| bad(&format!("missing field `{field}`"));
     let mut parts = Vec::with_capacity(items.len());
     for (n, item) in items.into_iter().enumerate() {
-        match item {
-            ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
-                if !text.is_empty() {
-                    parts.push(Part::Text(Text::from_plain(&text)));
+        match &*item.kind {
+            "text" | "refusal" => {
+                let text = if &*item.kind == "text" {
+                    item.text.ok_or_else(|| missing("text"))?
+                } else {
+                    item.refusal.ok_or_else(|| missing("refusal"))?
+                };
+                if !text.0.is_empty() {
+                    parts.push(Part::Text(text.0));
                 }
             }
-            ContentPart::ImageUrl { image_url } => {
+            "image_url" => {
+                let image_url = item.image_url.ok_or_else(|| missing("image_url"))?;
                 parts.push(Part::Image(Media::from_url(&image_url.url)));
             }
-            ContentPart::File { file } => {
+            "file" => {
+                let file = item.file.ok_or_else(|| missing("file"))?;
                 let Some(data) = file.file_data else {
                     let what = if file.file_id.is_some() {
                         "file_id references files stored at OpenAI, which this source cannot read; send file_data"
@@ -396,15 +435,15 @@ fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part<'stati
                 };
                 parts.push(Part::Document {
                     media,
-                    title: file.filename.map(Cow::Owned),
+                    title: file.filename.map(Str::into_cow),
                 });
             }
-            ContentPart::InputAudio {} => {
+            "input_audio" => {
                 return Err(refuse(format!(
                     "{at}[{n}]: audio input is not supported by this adapter's source"
                 )));
             }
-            ContentPart::Unknown => {
+            _ => {
                 return Err(refuse(format!("{at}[{n}].type: unsupported content part")));
             }
         }
@@ -412,10 +451,10 @@ fn content_parts(content: Option<&RawValue>, at: &str) -> Result<Vec<Part<'stati
     Ok(parts)
 }
 
-fn decode_tools(
-    tools: Vec<ChatTool>,
-    functions: Vec<FunctionDef>,
-) -> Result<Vec<ToolSpec<'static>>, Refusal> {
+fn decode_tools<'a>(
+    tools: Vec<ChatTool<'a>>,
+    functions: Vec<FunctionDef<'a>>,
+) -> Result<Vec<ToolSpec<'a>>, Refusal> {
     let mut specs = Vec::with_capacity(tools.len() + functions.len());
     for (i, tool) in tools.into_iter().enumerate() {
         match (tool.kind.as_deref(), tool.function) {
@@ -432,16 +471,18 @@ fn decode_tools(
     Ok(specs)
 }
 
-fn spec(f: FunctionDef) -> ToolSpec<'static> {
+fn spec(f: FunctionDef<'_>) -> ToolSpec<'_> {
     ToolSpec {
-        name: Cow::Owned(f.name),
-        description: f.description.map(|d| Text::from_plain(&d)),
-        parameters: f.parameters.map(Cow::Owned),
+        name: f.name.into_cow(),
+        description: f.description.map(|d| d.0),
+        parameters: f.parameters.map(Cow::Borrowed),
         strict: f.strict,
     }
 }
 
-fn decode_tool_choice(choice: Value) -> Result<ToolChoice<'static>, Refusal> {
+fn decode_tool_choice(raw: &RawValue) -> Result<ToolChoice<'static>, Refusal> {
+    // Small, and already validated by the request's parse.
+    let choice: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
     match &choice {
         Value::String(s) => match s.as_str() {
             "auto" => Ok(ToolChoice::Auto),
@@ -459,16 +500,17 @@ fn decode_tool_choice(choice: Value) -> Result<ToolChoice<'static>, Refusal> {
 }
 
 /// `None` for plain text (`{"type": "text"}`), the default.
-fn decode_format(raw: &RawValue) -> Result<Option<ResponseFormat<'static>>, Refusal> {
+fn decode_format(raw: &RawValue) -> Result<Option<ResponseFormat<'_>>, Refusal> {
     #[derive(Deserialize)]
-    struct Format {
-        #[serde(rename = "type")]
-        kind: String,
-        json_schema: Option<JsonSchemaFormat>,
+    struct Format<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Str<'a>,
+        #[serde(borrow)]
+        json_schema: Option<JsonSchemaFormat<'a>>,
     }
-    let format: Format =
+    let format: Format<'_> =
         serde_json::from_str(raw.get()).map_err(|e| refuse(format!("response_format: {e}")))?;
-    match format.kind.as_str() {
+    match &*format.kind {
         "text" => Ok(None),
         "json_object" => Ok(Some(ResponseFormat::JsonObject)),
         "json_schema" => {
@@ -479,8 +521,8 @@ fn decode_format(raw: &RawValue) -> Result<Option<ResponseFormat<'static>>, Refu
                 .schema
                 .ok_or_else(|| refuse("response_format.json_schema.schema: field required"))?;
             Ok(Some(ResponseFormat::JsonSchema {
-                name: Cow::Owned(js.name.unwrap_or_else(|| "response".to_owned())),
-                schema: Cow::Owned(schema),
+                name: js.name.map_or(Cow::Borrowed("response"), Str::into_cow),
+                schema: Cow::Borrowed(schema),
             }))
         }
         other => Err(refuse(format!(

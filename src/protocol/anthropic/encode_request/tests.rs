@@ -3,7 +3,8 @@ use crate::protocol::openai_chat::decode_request::decode_request;
 use serde_json::{Value, json};
 
 fn encode(chat: Value, options: EncodeOptions) -> (Value, ExchangeContext) {
-    let conv = decode_request(&serde_json::to_vec(&chat).unwrap()).unwrap();
+    let body = serde_json::to_vec(&chat).unwrap();
+    let conv = decode_request(&body).unwrap();
     let mut ctx = ExchangeContext::default();
     let body = encode_request(&conv, "claude-src", options, &mut ctx).unwrap();
     (serde_json::from_slice(&body).unwrap(), ctx)
@@ -149,13 +150,11 @@ fn structured_output_is_a_forced_tool() {
         ctx.structured_output_tool.as_deref(),
         Some(STRUCTURED_OUTPUT_TOOL)
     );
-    let conv = decode_request(
-        &serde_json::to_vec(&json!({"model": "m", "messages": [],
-            "response_format": {"type": "json_object"},
-            "tools": [{"type": "function", "function": {"name": "t"}}]}))
-        .unwrap(),
-    )
+    let body = serde_json::to_vec(&json!({"model": "m", "messages": [],
+        "response_format": {"type": "json_object"},
+        "tools": [{"type": "function", "function": {"name": "t"}}]}))
     .unwrap();
+    let conv = decode_request(&body).unwrap();
     let e = encode_request(
         &conv,
         "m",
