@@ -31,12 +31,28 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 /// server binds it).
 const PORT_ATTEMPTS: usize = 3;
 
-/// A free TCP port on 127.0.0.1 (bound, then released, so it may rarely be taken again).
+/// A free TCP port on 127.0.0.1 for a server that binds it later (a proxy, Redis, PostgreSQL,
+/// a child process).
+///
+/// The port comes from below the kernel's ephemeral range (32768–60999 by default), so once
+/// checked and released it is never handed to someone's `bind(0)` or outgoing connection
+/// before our server binds it — with ephemeral ports, a busy suite saw another test's listener
+/// take the proxy's port and answer in its place. A process-wide counter never hands a port
+/// out twice, and each process starts at a point of the range set by its pid, so concurrent
+/// test processes walk different stretches.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
+    let next =
+        NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(2_654_435_761) % SPAN));
+    for _ in 0..SPAN {
+        let port = (LOW + next.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN);
 }
 
 /// A fresh directory under the system temp dir, mode 0755 (so the `postgres` user can

@@ -34,7 +34,7 @@ CFG = json.loads(sys.argv[1])
 PANEL = CFG["panel"].rstrip("/")
 CANARY = CFG["canary"]
 SHOTS = CFG["shots"]
-WAIT = 20  # seconds, for every condition
+WAIT = 60  # seconds, for every condition (a loaded two-core machine runs Chromium slowly)
 BROWSER = CFG.get("browser", "chromium")
 
 seen = {}

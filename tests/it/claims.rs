@@ -219,19 +219,23 @@ async fn self_generated_errors_come_in_every_clients_shape() {
     let big = "x".repeat(8192);
     for client in CLIENTS {
         // 413: the body is over the limit.
+        proxy.wait_idle().await;
         let (status, _, v) = client.send(&base, KEY, &client.body(&big)).await;
         assert_eq!(status, 413, "{client:?}: {v}");
         client.assert_error(&v, 413, "request_too_large", "413");
         // A request under the limit is served (the limit is what refused the other).
+        proxy.wait_idle().await;
         let (status, _, v) = client.send(&base, KEY, &client.body("hi")).await;
         assert_eq!(status, 200, "{client:?}: {v}");
     }
     // 429: one request a minute; the first (of any protocol) is admitted.
+    proxy.wait_idle().await;
     let (status, _, v) = Client::Anthropic
         .send(&base, "fp-limited", &Client::Anthropic.body("hi"))
         .await;
     assert_eq!(status, 200, "{v}");
     for client in CLIENTS {
+        proxy.wait_idle().await;
         let (status, retry, v) = client.send(&base, "fp-limited", &client.body("hi")).await;
         assert_eq!(status, 429, "{client:?}: {v}");
         client.assert_error(&v, 429, "rate_limit_error", "429");
@@ -240,6 +244,7 @@ async fn self_generated_errors_come_in_every_clients_shape() {
     }
     // 503: the adapter's key comes from a variable that is not set.
     for client in CLIENTS {
+        proxy.wait_idle().await;
         let (status, _, v) = client.send(&base, "fp-unset", &client.body("hi")).await;
         assert_eq!(status, 503, "{client:?}: {v}");
         client.assert_error(&v, 503, "api_error", "503");
@@ -249,6 +254,7 @@ async fn self_generated_errors_come_in_every_clients_shape() {
         );
     }
     // 529: the one request the proxy takes at a time is in flight.
+    proxy.wait_idle().await;
     let held = {
         let base = base.clone();
         tokio::spawn(async move {

@@ -5,7 +5,7 @@
 use flexiproxy::config::server::ServerConfig;
 use flexiproxy::config::watch::LiveConfig;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -62,12 +62,40 @@ pub struct Proxy {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+pub use flexiproxy_testkit::services::free_port;
+
+/// Whether this process holds a listening TCP socket on `port`. The proxy's bind fails
+/// (inside Pingora's service thread) when another process took the port first, and that
+/// process's listener would then answer the test in its place.
+fn listening_here(port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    let sockets: std::collections::HashSet<String> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .any(|f| {
+                const LISTEN: &str = "0A";
+                f.len() > 9 && f[1].ends_with(&local) && f[3] == LISTEN && sockets.contains(f[9])
+            })
+    })
 }
 
 impl Proxy {
@@ -87,22 +115,37 @@ impl Proxy {
             )
             .unwrap();
         }
-        let port = free_port();
-        let admin_port = free_port();
-        let config_path = dir.path().join("flexiproxy.yaml");
-        let mut text = format!("listen: 127.0.0.1:{port}\nthreads: 2\n{server_extra}");
-        if !server_extra.contains("admin:") {
-            text.push_str(&format!("admin:\n  listen: 127.0.0.1:{admin_port}\n"));
+        // Another process may bind a port between our check and the proxy's bind: try
+        // fresh ports then (ports come from a range the kernel never hands out itself).
+        let mut dir = dir;
+        for _ in 0..3 {
+            let port = free_port();
+            let admin_port = free_port();
+            let mut text = format!("listen: 127.0.0.1:{port}\nthreads: 2\n{server_extra}");
+            if !server_extra.contains("admin:") {
+                text.push_str(&format!("admin:\n  listen: 127.0.0.1:{admin_port}\n"));
+            }
+            if !server_extra.contains("access_log:") {
+                text.push_str("access_log:\n  path: access.log\n");
+            }
+            std::fs::write(dir.path().join("flexiproxy.yaml"), text).unwrap();
+            match Self::try_start_in(dir) {
+                Ok(proxy) => return proxy,
+                Err(back) => dir = back,
+            }
         }
-        if !server_extra.contains("access_log:") {
-            text.push_str("access_log:\n  path: access.log\n");
-        }
-        std::fs::write(&config_path, text).unwrap();
-        Self::start_in(dir)
+        panic!("the proxy could not bind a free port in three tries");
     }
 
     /// Starts a proxy on an existing directory (holding `flexiproxy.yaml` and `adapters/`).
     pub fn start_in(dir: tempfile::TempDir) -> Proxy {
+        Self::try_start_in(dir)
+            .unwrap_or_else(|_| panic!("another process holds the proxy's configured port"))
+    }
+
+    /// Starts a proxy on `dir`; gives the directory back when another process holds one of
+    /// its ports (so the caller may try other ports).
+    fn try_start_in(dir: tempfile::TempDir) -> Result<Proxy, tempfile::TempDir> {
         let config_path = dir.path().join("flexiproxy.yaml");
         let config = ServerConfig::load(&config_path).unwrap();
         let addr = config.listeners[0].address;
@@ -127,7 +170,7 @@ impl Proxy {
             "the admin listener accepts connections",
             || TcpStream::connect(admin).is_ok(),
         );
-        Proxy {
+        let mut proxy = Proxy {
             addr,
             admin,
             dir,
@@ -135,7 +178,15 @@ impl Proxy {
             shutting_down,
             shutdown: Some(tx),
             thread: Some(thread),
+        };
+        if listening_here(addr.port()) && listening_here(admin.port()) {
+            return Ok(proxy);
         }
+        proxy.stop();
+        Err(std::mem::replace(
+            &mut proxy.dir,
+            tempfile::tempdir().unwrap(),
+        ))
     }
 
     /// Stops the proxy and starts a new one on the same files.
@@ -177,6 +228,23 @@ impl Proxy {
             .text()
             .await
             .unwrap()
+    }
+
+    /// Waits until no request is in flight in the proxy. A client can read an answer a moment
+    /// before the proxy lets go of the request's slot (its log line and counters come after),
+    /// so a test of `max_concurrent_requests: 1` waits for this between requests.
+    pub async fn wait_idle(&self) {
+        wait_until_async(
+            Duration::from_secs(20),
+            "no request is in flight",
+            || async {
+                self.metrics_text()
+                    .await
+                    .lines()
+                    .any(|line| line == "flexiproxy_inflight_requests 0")
+            },
+        )
+        .await;
     }
 
     pub fn adapters_dir(&self) -> PathBuf {
