@@ -10,6 +10,7 @@
 //!   protocol. `docs/pivot.md` has the map.
 //! - [`errors`]: what providers say went wrong, read leniently, and its mapping for clients.
 //! - [`names`]: tool names and ids that must change between protocols.
+//! - [`notes`]: what a translation changed (dropped, clamped, replaced), made by the codecs.
 //! - [`passthrough`]: same-protocol pairs (only the model changes); [`usage`]: token usage
 //!   read out of passthrough answers.
 //! - [`sse`]: the incremental Server-Sent Events decoder and the one driver of every stream
@@ -25,6 +26,7 @@ pub mod errors;
 pub mod gemini;
 pub mod json;
 pub mod names;
+pub mod notes;
 pub mod openai_chat;
 pub mod pair;
 pub mod passthrough;

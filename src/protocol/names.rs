@@ -21,6 +21,11 @@ fn is_valid_tool_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Whether a tool name must be shortened for OpenAI-style APIs.
+pub fn needs_renaming(name: &str) -> bool {
+    !is_valid_tool_name(name)
+}
+
 impl ToolNames {
     /// The provider-side name for a client tool name, remembering any change.
     pub fn to_provider(&mut self, name: &str) -> String {

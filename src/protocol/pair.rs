@@ -52,6 +52,8 @@ pub struct EncodedRequest {
     pub ctx: ExchangeContext,
     /// Images and documents replaced by notes (see [`SourceOptions::omit_media_for`]).
     pub media_omitted: usize,
+    /// What the translation changed: the client decoder's notes, then the source encoder's.
+    pub notes: crate::protocol::notes::Notes,
 }
 
 /// Decodes a client request of protocol `client` into the pivot. Gemini takes the model and
@@ -110,9 +112,11 @@ impl Pair {
         options: SourceOptions<'_>,
         mut ctx: ExchangeContext,
     ) -> Result<EncodedRequest, Refusal> {
+        conversation.notes.set_client(self.client);
         let media_omitted = options.omit_media_for.map_or(0, |model| {
             crate::protocol::text_only::omit_media(&mut conversation, model)
         });
+        let mut notes = std::mem::take(&mut conversation.notes);
         ctx.client_model = conversation.model.to_string();
         ctx.client_tools = conversation.client_tools.clone();
         ctx.input_tokens_estimate = estimate_tokens(body_len);
@@ -127,6 +131,7 @@ impl Pair {
                     max_tokens_limit: options.dialect.max_tokens_limit,
                 },
                 &mut ctx,
+                &mut notes,
             )?,
             Wire::OpenAiChat => {
                 let (out, names) = openai_chat::encode_request::encode_request(
@@ -134,6 +139,7 @@ impl Pair {
                     &source_model,
                     options.dialect,
                     body_len,
+                    &mut notes,
                 );
                 ctx.tool_names = names;
                 out
@@ -142,10 +148,12 @@ impl Pair {
                 &conversation,
                 &source_model,
                 options.dialect.max_tokens_limit,
+                &mut notes,
             ),
             Wire::Gemini => gemini::encode_request::encode_request(
                 &conversation,
                 options.dialect.max_tokens_limit,
+                &mut notes,
             ),
         };
         Ok(EncodedRequest {
@@ -153,6 +161,7 @@ impl Pair {
             source_model,
             ctx,
             media_omitted,
+            notes,
         })
     }
 
@@ -437,13 +446,15 @@ pub fn translate_request(
     // One UTF-8 check for the whole body; parsing from a `str` then skips it per value.
     let text = std::str::from_utf8(body)
         .map_err(|e| Refusal(format!("invalid request body: not UTF-8: {e}")))?;
-    let conversation = anthropic::decode_request::decode_request(text)?;
+    let mut conversation = anthropic::decode_request::decode_request(text)?;
     let source_model = map_model(&conversation.model);
+    let mut notes = std::mem::take(&mut conversation.notes);
     let (out, tool_names) = openai_chat::encode_request::encode_request(
         &conversation,
         &source_model,
         dialect,
         body.len(),
+        &mut notes,
     );
     Ok(TranslatedRequest {
         body: out,

@@ -54,6 +54,8 @@ pub struct Conversation<'a> {
     pub user: Option<Cow<'a, str>>,
     /// Client tools the pivot carries as plain functions, to be restored on the way out.
     pub client_tools: ClientTools,
+    /// What decoding dropped of the client's request (encoders add theirs, [`Notes`]).
+    pub notes: crate::protocol::notes::Notes,
 }
 
 /// Tools a client declared in a form the pivot has no room for (Responses `custom` free-form

@@ -3,6 +3,7 @@
 //! text-only model gets the conversation instead of answering 400 and ending the session.
 
 use crate::protocol::json::Text;
+use crate::protocol::notes::{Change, Field, Notes};
 use crate::protocol::pivot::{Conversation, Part};
 
 /// Replaces every image and document with a placeholder; returns how many were replaced.
@@ -13,7 +14,8 @@ pub fn omit_media(conversation: &mut Conversation<'_>, model: &str) -> usize {
     ));
     let mut count = 0;
     for turn in &mut conversation.turns {
-        omit_in(&mut turn.parts, &image, &document, &mut count);
+        let notes = &mut conversation.notes;
+        omit_in(&mut turn.parts, &image, &document, &mut count, notes);
     }
     count
 }
@@ -23,18 +25,21 @@ fn omit_in(
     image: &Text<'static>,
     document: &Text<'static>,
     count: &mut usize,
+    notes: &mut Notes,
 ) {
     for part in parts {
         match part {
             Part::Image(_) => {
                 *part = Part::Text(image.clone());
                 *count += 1;
+                notes.field(Field::Image, None, Change::Omitted);
             }
             Part::Document { .. } => {
                 *part = Part::Text(document.clone());
                 *count += 1;
+                notes.field(Field::Document, None, Change::Omitted);
             }
-            Part::ToolResult { content, .. } => omit_in(content, image, document, count),
+            Part::ToolResult { content, .. } => omit_in(content, image, document, count, notes),
             _ => {}
         }
     }

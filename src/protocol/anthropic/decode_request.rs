@@ -9,6 +9,7 @@
 
 use crate::protocol::anthropic::{Block, Content, Message, MessagesRequest, Tool};
 use crate::protocol::json::Text;
+use crate::protocol::notes::{Change, Notes};
 use crate::protocol::pivot::{
     Conversation, Effort, Media, Origin, Part, Reasoning, ReasoningRequest, Refusal, Role,
     ToolCall, ToolChoice, ToolSpec, Turn,
@@ -60,13 +61,21 @@ fn conversation(req: MessagesRequest<'_>) -> Conversation<'_> {
     };
     // Server tools (web search, code execution, …) no other provider runs: named in the
     // access log's `dropped_tools` (unless the gateway runs the search, docs/web-search.md).
-    let dropped = req
-        .tools
-        .iter()
-        .flatten()
-        .filter(|t| !t.is_client_tool())
-        .map(|t| t.kind.as_deref().unwrap_or_default().to_owned())
-        .collect();
+    let mut notes = Notes::default();
+    let mut dropped = Vec::new();
+    for (i, tool) in req.tools.iter().flatten().enumerate() {
+        if !tool.is_client_tool() {
+            let kind = tool.kind.as_deref().unwrap_or_default().to_owned();
+            notes.tool_dropped(i, &kind);
+            dropped.push(kind);
+        }
+    }
+    notes.push_times(
+        "cache_control",
+        None,
+        Change::Dropped(None),
+        cache_controls(&req),
+    );
     let MessagesRequest {
         model,
         messages,
@@ -84,7 +93,7 @@ fn conversation(req: MessagesRequest<'_>) -> Conversation<'_> {
     Conversation {
         model: model.into_cow(),
         system: system.map(system_texts).unwrap_or_default(),
-        turns: messages.into_iter().map(turn).collect(),
+        turns: messages.into_iter().map(|m| turn(m, &mut notes)).collect(),
         tools: tools
             .unwrap_or_default()
             .into_iter()
@@ -116,7 +125,33 @@ fn conversation(req: MessagesRequest<'_>) -> Conversation<'_> {
             dropped,
             ..Default::default()
         },
+        notes,
     }
+}
+
+/// Blocks and tools marked for Anthropic's prompt cache (no other protocol has one).
+fn cache_controls(req: &MessagesRequest<'_>) -> u32 {
+    fn in_content(content: &Content<'_>) -> u32 {
+        match content {
+            Content::Text(_) => 0,
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .map(|b| {
+                    u32::from(b.cache_control.is_some()) + b.content.as_ref().map_or(0, in_content)
+                })
+                .sum(),
+        }
+    }
+    let tools = req.tools.iter().flatten();
+    req.system.as_ref().map_or(0, in_content)
+        + req
+            .messages
+            .iter()
+            .map(|m| in_content(&m.content))
+            .sum::<u32>()
+        + tools
+            .map(|t| u32::from(t.cache_control.is_some()))
+            .sum::<u32>()
 }
 
 /// `thinking` (and `output_config.effort` for adaptive thinking) as a reasoning request.
@@ -184,7 +219,7 @@ fn texts(content: Content<'_>) -> impl Iterator<Item = Text<'_>> {
     )
 }
 
-fn turn(message: Message<'_>) -> Turn<'_> {
+fn turn<'a>(message: Message<'a>, notes: &mut Notes) -> Turn<'a> {
     let role = match message.role.as_str() {
         "user" => Role::User,
         "assistant" => Role::Assistant,
@@ -194,7 +229,10 @@ fn turn(message: Message<'_>) -> Turn<'_> {
         (Role::System, content) => texts(content).map(Part::Text).collect(),
         (_, Content::Text(t)) => vec![Part::Text(t)],
         (Role::User, Content::Blocks(blocks)) => blocks.into_iter().filter_map(user_part).collect(),
-        (_, Content::Blocks(blocks)) => blocks.into_iter().filter_map(assistant_part).collect(),
+        (_, Content::Blocks(blocks)) => blocks
+            .into_iter()
+            .filter_map(|b| assistant_part(b, notes))
+            .collect(),
     };
     Turn { role, parts }
 }
@@ -279,7 +317,7 @@ fn content_part(block: Block<'_>) -> Option<Part<'_>> {
     }
 }
 
-fn assistant_part(block: Block<'_>) -> Option<Part<'_>> {
+fn assistant_part<'a>(block: Block<'a>, notes: &mut Notes) -> Option<Part<'a>> {
     match block.kind.as_str() {
         "text" => Some(Part::Text(block.text.unwrap_or_default())),
         "thinking" => Some(Part::Reasoning(Reasoning {
@@ -305,7 +343,14 @@ fn assistant_part(block: Block<'_>) -> Option<Part<'_>> {
             Some(Part::Text(Text::from_plain(&search_results(block.content))))
         }
         // redacted_thinking and other server tools' blocks: no other protocol can take them.
-        _ => None,
+        other => {
+            notes.push(
+                format!("{other} block"),
+                None,
+                Change::Dropped(Some("no other protocol takes it")),
+            );
+            None
+        }
     }
 }
 

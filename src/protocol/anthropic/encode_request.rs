@@ -8,6 +8,7 @@
 //! where the API accepts it (see [`thinking_for`]). Structured output is a forced tool whose
 //! input is the answer ([`STRUCTURED_OUTPUT_TOOL`]).
 
+use crate::protocol::notes::{Change, Field, Notes};
 use crate::protocol::pivot::{
     Conversation, ExchangeContext, Media, Part, Reasoning, Refusal, ResponseFormat, Role,
     ToolChoice, Turn,
@@ -152,15 +153,22 @@ fn literal_schema(json: &'static str) -> &'static RawValue {
     serde_json::from_str(json).unwrap_or(RawValue::NULL)
 }
 
-/// Encodes the conversation for an Anthropic source. `source_model` is the mapped model.
+/// Encodes the conversation for an Anthropic source, noting what it changed.
+/// `source_model` is the mapped model.
 pub fn encode_request(
     conv: &Conversation<'_>,
     source_model: &str,
     options: EncodeOptions,
     ctx: &mut ExchangeContext,
+    notes: &mut Notes,
 ) -> Result<Vec<u8>, Refusal> {
     let mut max_tokens = conv.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).max(1);
+    if conv.max_tokens.is_none() {
+        let to = format!("{DEFAULT_MAX_TOKENS} (this source requires one)");
+        notes.field(Field::MaxTokens, None, Change::Became(to.into()));
+    }
     if let Some(limit) = options.max_tokens_limit {
+        notes.clamp_max_tokens(conv.max_tokens, Some(limit.max(1)));
         max_tokens = max_tokens.min(limit.max(1));
     }
     let structured_schema = match &conv.response_format {
@@ -190,6 +198,11 @@ pub fn encode_request(
         .collect();
     let mut tool_choice = tool_choice(conv);
     if let Some(schema) = structured_schema {
+        notes.field(
+            Field::ResponseFormat,
+            None,
+            Change::Became(format!("a forced {STRUCTURED_OUTPUT_TOOL} tool").into()),
+        );
         tools.push(Tool {
             name: STRUCTURED_OUTPUT_TOOL,
             description: Some(Cow::Borrowed(
@@ -204,7 +217,8 @@ pub fn encode_request(
         });
         ctx.structured_output_tool = Some(STRUCTURED_OUTPUT_TOOL.to_owned());
     }
-    let thinking = thinking_for(conv, max_tokens, tool_choice.as_ref());
+    let thinking = thinking_for(conv, max_tokens, tool_choice.as_ref(), notes);
+    sampling_notes(conv, thinking.is_some(), notes);
     let body = Body {
         model: source_model,
         max_tokens,
@@ -217,7 +231,7 @@ pub fn encode_request(
                 text: text.decoded(),
             })
             .collect(),
-        messages: messages(&conv.turns),
+        messages: messages(&conv.turns, notes),
         tools,
         tool_choice,
         stop_sequences: &conv.stop,
@@ -236,6 +250,28 @@ pub fn encode_request(
     ctx.stream = conv.stream;
     ctx.stream_usage = conv.stream_usage;
     serde_json::to_vec(&body).map_err(|e| Refusal(format!("cannot encode the request: {e}")))
+}
+
+/// Temperature above the Messages API's 1, and sampling it refuses with thinking on.
+fn sampling_notes(conv: &Conversation<'_>, thinking: bool, notes: &mut Notes) {
+    let refused = Change::Dropped(Some("not accepted with thinking on"));
+    if let Some(t) = conv.temperature {
+        if thinking {
+            notes.field(Field::Temperature, None, refused.clone());
+        } else if t > 1.0 {
+            notes.field(
+                Field::Temperature,
+                Some(t.to_string().into()),
+                Change::Clamped(1),
+            );
+        }
+    }
+    if thinking && conv.top_p.is_some() {
+        notes.field(Field::TopP, None, refused.clone());
+    }
+    if thinking && conv.top_k.is_some() {
+        notes.field(Field::TopK, None, refused);
+    }
 }
 
 fn tool_choice<'c>(conv: &'c Conversation<'_>) -> Option<Choice<'c>> {
@@ -263,9 +299,11 @@ fn thinking_for(
     conv: &Conversation<'_>,
     max_tokens: u64,
     choice: Option<&Choice<'_>>,
+    notes: &mut Notes,
 ) -> Option<Thinking> {
     let request = conv.reasoning.as_ref().filter(|r| r.enabled)?;
     if choice.is_some_and(|c| c.kind == "any" || c.kind == "tool") {
+        notes.reasoning_dropped(request, "not accepted with a forced tool choice");
         return None;
     }
     let wanted = request
@@ -273,9 +311,16 @@ fn thinking_for(
         .or_else(|| request.effort.map(|e| e.budget_tokens()))
         .unwrap_or(MIN_THINKING_BUDGET * 4);
     let budget = wanted.min(max_tokens.saturating_sub(1));
-    if budget < MIN_THINKING_BUDGET || last_tool_turn_lacks_signed_thinking(&conv.turns) {
+    if budget < MIN_THINKING_BUDGET {
+        notes.reasoning_dropped(request, "max_tokens leaves less than a 1024-token budget");
         return None;
     }
+    if last_tool_turn_lacks_signed_thinking(&conv.turns) {
+        notes.reasoning_dropped(request, "the last tool call came without signed thinking");
+        return None;
+    }
+    let to = format!("thinking.budget_tokens {budget}");
+    notes.reasoning_became(request, to.into());
     Some(Thinking {
         kind: "enabled",
         budget_tokens: budget,
@@ -312,12 +357,12 @@ fn role_name(role: Role) -> &'static str {
 }
 
 /// Turns → messages with alternating roles; tool results lead their user message.
-fn messages<'t>(turns: &'t [Turn<'_>]) -> Vec<Message<'t>> {
+fn messages<'t>(turns: &'t [Turn<'_>], notes: &mut Notes) -> Vec<Message<'t>> {
     let mut out: Vec<Message<'_>> = Vec::with_capacity(turns.len());
     for turn in turns {
         let mut blocks = Vec::with_capacity(turn.parts.len());
         for part in &turn.parts {
-            if let Some(block) = block(part, turn.role) {
+            if let Some(block) = block(part, turn.role, notes) {
                 blocks.push(block);
             }
         }
@@ -353,13 +398,17 @@ fn source<'m>(media: &'m Media<'_>) -> Source<'m> {
     }
 }
 
-fn block<'p>(part: &'p Part<'_>, role: Role) -> Option<Block<'p>> {
+fn block<'p>(part: &'p Part<'_>, role: Role, notes: &mut Notes) -> Option<Block<'p>> {
     Some(match part {
         Part::Text(text) if text.is_empty() => return None,
         // The standard Messages API has no system role mid-conversation: user text, marked.
-        Part::Text(text) if role == Role::System => Block::Text {
-            text: Cow::Owned(format!("System instruction: {}", text.decoded())),
-        },
+        Part::Text(text) if role == Role::System => {
+            let to = "user text (\"System instruction: …\")";
+            notes.field(Field::SystemMessage, None, Change::Became(to.into()));
+            Block::Text {
+                text: Cow::Owned(format!("System instruction: {}", text.decoded())),
+            }
+        }
         Part::Text(text) => Block::Text {
             text: text.decoded(),
         },
@@ -383,7 +432,7 @@ fn block<'p>(part: &'p Part<'_>, role: Role) -> Option<Block<'p>> {
             tool_use_id: call_id,
             content: content
                 .iter()
-                .filter_map(|p| block(p, Role::User))
+                .filter_map(|p| block(p, Role::User, notes))
                 .collect(),
             is_error: *is_error,
         },
@@ -393,7 +442,11 @@ fn block<'p>(part: &'p Part<'_>, role: Role) -> Option<Block<'p>> {
             if let Some((crate::protocol::pivot::Origin::Anthropic, data)) = &r.redacted {
                 Block::RedactedThinking { data }
             } else {
-                let signature = anthropic_signature(r)?;
+                let Some(signature) = anthropic_signature(r) else {
+                    let why = Some("no Anthropic signature to send it back with");
+                    notes.field(Field::EarlierReasoning, None, Change::Dropped(why));
+                    return None;
+                };
                 Block::Thinking {
                     thinking: r.text.decoded(),
                     signature,

@@ -174,6 +174,9 @@ pub struct Block<'a> {
     /// A `web_search_tool_result_error`'s reason.
     #[serde(borrow, default)]
     pub error_code: Option<Str<'a>>,
+    /// Anthropic's prompt cache marker: read only to note that it is dropped.
+    #[serde(default)]
+    pub cache_control: Option<serde::de::IgnoredAny>,
 }
 
 /// Where an image or document comes from.
@@ -209,6 +212,9 @@ pub struct Tool<'a> {
     pub description: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub input_schema: Option<&'a RawValue>,
+    /// Anthropic's prompt cache marker: read only to note that it is dropped.
+    #[serde(default)]
+    pub cache_control: Option<serde::de::IgnoredAny>,
 }
 
 impl Tool<'_> {

@@ -204,7 +204,7 @@ pub fn decode_request<'a>(
     if let Some(system) = req.system_instruction {
         c.system = system.parts.into_iter().filter_map(|p| p.text).collect();
     }
-    let (tools, client_tools) = tools(req.tools)?;
+    let (tools, client_tools) = tools(req.tools, &mut c.notes)?;
     c.tools = tools;
     c.client_tools = client_tools;
     if let Some(config) = req.tool_config.and_then(|t| t.function_calling_config) {
@@ -217,19 +217,25 @@ pub fn decode_request<'a>(
     Ok(c)
 }
 
-fn tools<'a>(wire: Vec<&'a RawValue>) -> Result<(Vec<ToolSpec<'a>>, ClientTools), Refusal> {
+fn tools<'a>(
+    wire: Vec<&'a RawValue>,
+    notes: &mut crate::protocol::notes::Notes,
+) -> Result<(Vec<ToolSpec<'a>>, ClientTools), Refusal> {
     let mut specs = Vec::new();
     let mut client = ClientTools::default();
-    for raw in wire {
+    for (i, raw) in wire.into_iter().enumerate() {
         let tool: Tool<'a> =
             serde_json::from_str(raw.get()).map_err(|e| invalid(format_args!("tools: {e}")))?;
         // Every other key is one of Google's own tools (googleSearch, codeExecution, …).
         let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
             serde_json::from_str(raw.get()).map_err(|e| invalid(format_args!("tools: {e}")))?;
-        client.dropped.extend(
-            keys.into_keys()
-                .filter(|k| k != "functionDeclarations" && k != "function_declarations"),
-        );
+        for google in keys
+            .into_keys()
+            .filter(|k| k != "functionDeclarations" && k != "function_declarations")
+        {
+            notes.tool_dropped(i, &google);
+            client.dropped.push(google);
+        }
         for f in tool.function_declarations {
             let parameters = match (f.parameters_json_schema, f.parameters) {
                 (Some(schema), _) => Some(Cow::Borrowed(schema)),

@@ -10,16 +10,22 @@
 //! has no place here and is dropped.
 
 use crate::protocol::json::{Arr, Obj};
+use crate::protocol::notes::{Change, Field, Notes};
 use crate::protocol::pivot::{
     Conversation, Effort, Media, Origin, Part, ResponseFormat, Role, ToolChoice, Turn,
 };
 
-pub fn encode_request(c: &Conversation<'_>, max_tokens_limit: Option<u64>) -> Vec<u8> {
+/// Encodes the conversation, noting what it changed.
+pub fn encode_request(
+    c: &Conversation<'_>,
+    max_tokens_limit: Option<u64>,
+    notes: &mut Notes,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     let mut o = Obj::new(&mut out);
     o.array("contents", |contents| {
         for turn in &c.turns {
-            write_turn(contents, turn, c);
+            write_turn(contents, turn, c, notes);
         }
     });
     if !c.system.is_empty() {
@@ -63,12 +69,31 @@ pub fn encode_request(c: &Conversation<'_>, max_tokens_limit: Option<u64>) -> Ve
             })
         });
     }
-    o.object("generationConfig", |g| generation(g, c, max_tokens_limit));
+    o.object("generationConfig", |g| {
+        generation(g, c, max_tokens_limit, notes)
+    });
+    if c.user.is_some() {
+        notes.field(
+            Field::User,
+            None,
+            Change::Dropped(Some("Gemini has no end-user id")),
+        );
+    }
+    if c.parallel_tool_calls.is_some() {
+        let why = Some("Gemini has no such switch");
+        notes.field(Field::ParallelToolCalls, None, Change::Dropped(why));
+    }
     o.end();
     out
 }
 
-fn generation(g: &mut Obj<'_>, c: &Conversation<'_>, max_tokens_limit: Option<u64>) {
+fn generation(
+    g: &mut Obj<'_>,
+    c: &Conversation<'_>,
+    max_tokens_limit: Option<u64>,
+    notes: &mut Notes,
+) {
+    notes.clamp_max_tokens(c.max_tokens, max_tokens_limit);
     if let Some(t) = c.temperature {
         g.f64("temperature", t);
     }
@@ -91,12 +116,16 @@ fn generation(g: &mut Obj<'_>, c: &Conversation<'_>, max_tokens_limit: Option<u6
     if let Some(r) = &c.reasoning {
         g.object("thinkingConfig", |t| {
             if !r.enabled {
+                notes.reasoning_became(r, "thinkingConfig.thinkingBudget 0".into());
                 t.u64("thinkingBudget", 0);
                 return;
             }
             let budget = r
                 .budget_tokens
                 .or_else(|| r.effort.map(Effort::budget_tokens));
+            let sent = budget.map_or("-1 (dynamic)".into(), |b| b.to_string());
+            let to = format!("thinkingConfig.thinkingBudget {sent}");
+            notes.reasoning_became(r, to.into());
             match budget {
                 Some(b) => t.u64("thinkingBudget", b),
                 None => t.raw("thinkingBudget", "-1"),
@@ -126,7 +155,7 @@ fn call_name<'c>(c: &'c Conversation<'_>, call_id: &str) -> &'c str {
         .unwrap_or("tool")
 }
 
-fn write_turn(contents: &mut Arr<'_>, turn: &Turn<'_>, c: &Conversation<'_>) {
+fn write_turn(contents: &mut Arr<'_>, turn: &Turn<'_>, c: &Conversation<'_>, notes: &mut Notes) {
     let role = match turn.role {
         Role::Assistant => "model",
         Role::User | Role::System => "user",
@@ -147,14 +176,21 @@ fn write_turn(contents: &mut Arr<'_>, turn: &Turn<'_>, c: &Conversation<'_>) {
                     Part::Reasoning(r) => {
                         if let Some((Origin::Gemini, s)) = &r.signature {
                             signature = Some(s);
+                        } else {
+                            let why = Some("only Gemini's own thought signatures go back");
+                            notes.field(Field::EarlierReasoning, None, Change::Dropped(why));
                         }
                         continue;
                     }
-                    Part::Text(text) if turn.role == Role::System => parts.object(|p| {
-                        let mut t = String::from("System instruction: ");
-                        t.push_str(&text.decoded());
-                        p.str("text", &t);
-                    }),
+                    Part::Text(text) if turn.role == Role::System => {
+                        let to = Change::Became("user text (\"System instruction: …\")".into());
+                        notes.field(Field::SystemMessage, None, to);
+                        parts.object(|p| {
+                            let mut t = String::from("System instruction: ");
+                            t.push_str(&text.decoded());
+                            p.str("text", &t);
+                        })
+                    }
                     Part::Text(text) => parts.object(|p| {
                         p.text("text", text);
                         sig(p, &mut signature);
@@ -175,21 +211,28 @@ fn write_turn(contents: &mut Arr<'_>, turn: &Turn<'_>, c: &Conversation<'_>) {
                     }),
                     Part::ToolResult {
                         call_id, content, ..
-                    } => parts.object(|p| {
-                        p.object("functionResponse", |f| {
-                            f.str("id", call_id);
-                            f.str("name", call_name(c, call_id));
-                            f.object("response", |r| {
-                                let mut text = String::new();
-                                for part in content {
-                                    if let Part::Text(t) = part {
-                                        text.push_str(&t.decoded());
+                    } => {
+                        let media = content.iter().filter(|p| !matches!(p, Part::Text(_)));
+                        let why = Some("functionResponse carries text only");
+                        let dropped = u32::try_from(media.count()).unwrap_or(u32::MAX);
+                        let (path, change) = (Field::ToolResultMedia, Change::Dropped(why));
+                        notes.field_times(path, None, change, dropped);
+                        parts.object(|p| {
+                            p.object("functionResponse", |f| {
+                                f.str("id", call_id);
+                                f.str("name", call_name(c, call_id));
+                                f.object("response", |r| {
+                                    let mut text = String::new();
+                                    for part in content {
+                                        if let Part::Text(t) = part {
+                                            text.push_str(&t.decoded());
+                                        }
                                     }
-                                }
-                                r.str("output", &text);
+                                    r.str("output", &text);
+                                });
                             });
-                        });
-                    }),
+                        })
+                    }
                 }
                 written += 1;
             }

@@ -11,6 +11,7 @@
 use super::dialect::{Dialect, MaxTokensField, ReasoningStyle};
 use crate::protocol::json::{Arr, Obj, Text, escape};
 use crate::protocol::names::ToolNames;
+use crate::protocol::notes::{Change, Field, Notes};
 use crate::protocol::pivot::{
     Conversation, Effort, Media, Part, Reasoning, ResponseFormat, Role, ToolChoice, ToolSpec, Turn,
 };
@@ -20,20 +21,24 @@ use std::borrow::Cow;
 /// Tools without a schema get this one (OpenAI requires `parameters`).
 const EMPTY_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
 
-/// Encodes the conversation; returns the body and the tool names it had to change.
-/// `size_hint` is the client body's length (the output is about as long).
+/// Encodes the conversation; returns the body and the tool names it had to change, and
+/// notes what it changed. `size_hint` is the client body's length (the output is about as
+/// long).
 pub fn encode_request(
     conv: &Conversation<'_>,
     source_model: &str,
     dialect: &Dialect,
     size_hint: usize,
+    notes: &mut Notes,
 ) -> (Vec<u8>, ToolNames) {
     let mut names = ToolNames::default();
     let mut out = Vec::with_capacity(size_hint + size_hint / 8 + 256);
     let mut o = Obj::new(&mut out);
     o.str("model", source_model);
-    o.array("messages", |a| write_messages(a, conv, dialect, &mut names));
-    write_limits(&mut o, conv, dialect);
+    o.array("messages", |a| {
+        write_messages(a, conv, dialect, &mut names, notes)
+    });
+    write_limits(&mut o, conv, dialect, notes);
     if conv.stream {
         o.bool("stream", true);
         if dialect.stream_usage {
@@ -42,18 +47,26 @@ pub fn encode_request(
     }
     if !conv.tools.is_empty() {
         o.array("tools", |a| {
-            for tool in &conv.tools {
+            for (i, tool) in conv.tools.iter().enumerate() {
                 a.object(|t| write_tool(t, tool, &mut names));
+                if crate::protocol::names::needs_renaming(&tool.name) {
+                    notes.push(
+                        format!("tools[{i}].name"),
+                        Some(tool.name.to_string().into()),
+                        Change::Became(names.to_provider(&tool.name).into()),
+                    );
+                }
             }
         });
         write_tool_choice(&mut o, conv, &mut names);
     }
-    write_reasoning(&mut o, conv, dialect);
+    write_reasoning(&mut o, conv, dialect, notes);
     o.end();
     (out, names)
 }
 
-fn write_limits(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect) {
+fn write_limits(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect, notes: &mut Notes) {
+    notes.clamp_max_tokens(conv.max_tokens, dialect.max_tokens_limit);
     let max_tokens = match (conv.max_tokens, dialect.max_tokens_limit) {
         (Some(m), Some(limit)) => Some(m.min(limit)),
         (m, _) => m,
@@ -61,7 +74,14 @@ fn write_limits(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect) {
     if let Some(m) = max_tokens {
         let field = match dialect.max_tokens_field {
             MaxTokensField::MaxTokens => "max_tokens",
-            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            MaxTokensField::MaxCompletionTokens => {
+                notes.field(
+                    Field::MaxTokens,
+                    None,
+                    Change::Became("max_completion_tokens".into()),
+                );
+                "max_completion_tokens"
+            }
         };
         o.u64(field, m);
     }
@@ -78,11 +98,21 @@ fn write_limits(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect) {
     if let Some(p) = conv.top_p {
         o.f64("top_p", p);
     }
-    if let Some(k) = conv.top_k.filter(|_| dialect.top_k) {
-        o.u64("top_k", k);
+    match conv.top_k {
+        Some(k) if dialect.top_k => o.u64("top_k", k),
+        Some(_) => notes.field(Field::TopK, None, Change::Dropped(None)),
+        None => {}
     }
     if let Some(user) = &conv.user {
-        o.str("user", &provider_user(user));
+        let sent = provider_user(user);
+        if matches!(sent, Cow::Owned(_)) {
+            notes.field(
+                Field::User,
+                None,
+                Change::Became("a hash (longer than 64 characters)".into()),
+            );
+        }
+        o.str("user", &sent);
     }
     match &conv.response_format {
         Some(ResponseFormat::JsonSchema { name, schema }) if dialect.json_schema => {
@@ -94,7 +124,16 @@ fn write_limits(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect) {
                 });
             });
         }
-        Some(_) => o.raw("response_format", "{\"type\":\"json_object\"}"),
+        Some(format) => {
+            if matches!(format, ResponseFormat::JsonSchema { .. }) {
+                notes.field(
+                    Field::ResponseFormat,
+                    Some("json_schema".into()),
+                    Change::Became("json_object (json_schema: false)".into()),
+                );
+            }
+            o.raw("response_format", "{\"type\":\"json_object\"}")
+        }
         None => {}
     }
 }
@@ -148,11 +187,15 @@ fn write_tool_choice(o: &mut Obj<'_>, conv: &Conversation<'_>, names: &mut ToolN
     }
 }
 
-fn write_reasoning(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect) {
+fn write_reasoning(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect, notes: &mut Notes) {
     let request = conv.reasoning.as_ref().filter(|r| r.enabled);
     let effort = request.map(|r| r.effort.unwrap_or(Effort::High));
     match dialect.reasoning {
-        ReasoningStyle::None => {}
+        ReasoningStyle::None => {
+            if let Some(asked) = &conv.reasoning {
+                notes.reasoning_dropped(asked, "reasoning: none on this adapter");
+            }
+        }
         ReasoningStyle::Effort => {
             let value = match effort {
                 None | Some(Effort::Minimal) => None,
@@ -160,8 +203,15 @@ fn write_reasoning(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect) 
                 Some(Effort::Medium) => Some("medium"),
                 Some(Effort::High | Effort::Max) => Some("high"),
             };
-            if let Some(v) = value {
-                o.str("reasoning_effort", v);
+            match (value, &conv.reasoning) {
+                (Some(v), Some(asked)) => {
+                    notes.reasoning_became(asked, format!("reasoning_effort {v}").into());
+                    o.str("reasoning_effort", v);
+                }
+                (None, Some(asked)) => {
+                    notes.reasoning_dropped(asked, "no reasoning_effort says it");
+                }
+                _ => {}
             }
         }
         ReasoningStyle::DeepSeek => match effort {
@@ -169,19 +219,28 @@ fn write_reasoning(o: &mut Obj<'_>, conv: &Conversation<'_>, dialect: &Dialect) 
             None => o.object("thinking", |t| t.str("type", "disabled")),
             Some(effort) => {
                 o.object("thinking", |t| t.str("type", "enabled"));
-                o.str(
-                    "reasoning_effort",
-                    match effort {
-                        Effort::Minimal | Effort::Low => "low",
-                        Effort::Max => "max",
-                        _ => "high",
-                    },
-                );
+                let value = match effort {
+                    Effort::Minimal | Effort::Low => "low",
+                    Effort::Max => "max",
+                    _ => "high",
+                };
+                if let Some(asked) = request {
+                    let to = format!("thinking enabled, reasoning_effort {value}");
+                    notes.reasoning_became(asked, to.into());
+                }
+                o.str("reasoning_effort", value);
             }
         },
         ReasoningStyle::Qwen => {
             // DashScope refuses thinking on non-streaming calls.
             let on = effort.is_some() && conv.stream;
+            match request {
+                Some(asked) if !on => {
+                    notes.reasoning_dropped(asked, "this source thinks only when streaming")
+                }
+                Some(asked) => notes.reasoning_became(asked, "enable_thinking".into()),
+                None => {}
+            }
             o.bool("enable_thinking", on);
             if let Some(b) = request.and_then(|r| r.budget_tokens).filter(|_| on) {
                 o.u64("thinking_budget", b);
@@ -221,6 +280,7 @@ fn write_messages(
     conv: &Conversation<'_>,
     dialect: &Dialect,
     names: &mut ToolNames,
+    notes: &mut Notes,
 ) {
     if !conv.system.is_empty() {
         a.object(|m| {
@@ -230,16 +290,23 @@ fn write_messages(
     }
     for turn in &conv.turns {
         match turn.role {
-            Role::User => write_user(a, turn),
-            Role::Assistant => write_assistant(a, turn, dialect, names),
-            Role::System => write_mid_system(a, turn, dialect),
+            Role::User => write_user(a, turn, notes),
+            Role::Assistant => write_assistant(a, turn, dialect, names, notes),
+            Role::System => write_mid_system(a, turn, dialect, notes),
         }
     }
 }
 
-fn write_mid_system(a: &mut Arr<'_>, turn: &Turn<'_>, dialect: &Dialect) {
+fn write_mid_system(a: &mut Arr<'_>, turn: &Turn<'_>, dialect: &Dialect, notes: &mut Notes) {
     if texts(&turn.parts).all(|t| t.is_empty()) {
         return;
+    }
+    if !dialect.system_mid_conversation {
+        notes.field(
+            Field::SystemMessage,
+            None,
+            Change::Became("a user message (system_messages: false)".into()),
+        );
     }
     a.object(|m| {
         if dialect.system_mid_conversation {
@@ -260,7 +327,7 @@ fn write_mid_system(a: &mut Arr<'_>, turn: &Turn<'_>, dialect: &Dialect) {
 /// A user turn: tool results first (OpenAI wants `tool` messages right after the assistant
 /// turn that called them), then one user message with everything else, including images that
 /// were inside tool results.
-fn write_user(a: &mut Arr<'_>, turn: &Turn<'_>) {
+fn write_user(a: &mut Arr<'_>, turn: &Turn<'_>, notes: &mut Notes) {
     let mut parts: Vec<&Part> = Vec::new();
     for part in &turn.parts {
         if let Part::ToolResult {
@@ -293,7 +360,7 @@ fn write_user(a: &mut Arr<'_>, turn: &Turn<'_>) {
             m.str("role", "user");
             m.array("content", |c| {
                 for part in &parts {
-                    write_part(c, part);
+                    write_part(c, part, notes);
                 }
             });
         }),
@@ -312,7 +379,7 @@ fn is_media(part: &Part<'_>) -> bool {
     )
 }
 
-fn write_part(c: &mut Arr<'_>, part: &Part<'_>) {
+fn write_part(c: &mut Arr<'_>, part: &Part<'_>, notes: &mut Notes) {
     match part {
         Part::Image(Media::Base64 { media_type, data }) => c.object(|p| {
             p.str("type", "image_url");
@@ -337,10 +404,17 @@ fn write_part(c: &mut Arr<'_>, part: &Part<'_>) {
         Part::Document {
             media: Media::Url(url),
             ..
-        } => c.object(|p| {
-            p.str("type", "text");
-            p.str("text", &format!("[Document: {url}]"));
-        }),
+        } => {
+            notes.field(
+                Field::Document,
+                None,
+                Change::Became("a text naming its URL".into()),
+            );
+            c.object(|p| {
+                p.str("type", "text");
+                p.str("text", &format!("[Document: {url}]"));
+            })
+        }
         Part::Text(text) => c.object(|p| {
             p.str("type", "text");
             p.text("text", text);
@@ -369,7 +443,18 @@ fn write_tool_result_text(out: &mut Vec<u8>, content: &[Part<'_>], is_error: boo
     );
 }
 
-fn write_assistant(a: &mut Arr<'_>, turn: &Turn<'_>, dialect: &Dialect, names: &mut ToolNames) {
+fn write_assistant(
+    a: &mut Arr<'_>,
+    turn: &Turn<'_>,
+    dialect: &Dialect,
+    names: &mut ToolNames,
+    notes: &mut Notes,
+) {
+    for part in &turn.parts {
+        if let Part::Reasoning(r) = part {
+            reasoning_notes(r, dialect.echo_reasoning, notes);
+        }
+    }
     let has_text = turn.parts.iter().any(|p| matches!(p, Part::Text(_)));
     let calls: Vec<_> = turn
         .parts
@@ -417,6 +502,17 @@ fn write_assistant(a: &mut Arr<'_>, turn: &Turn<'_>, dialect: &Dialect, names: &
             write_joined(m.key("reasoning_content"), "", thinking, "");
         }
     });
+}
+
+/// What of an earlier reasoning part cannot go back to this source.
+fn reasoning_notes(r: &Reasoning<'_>, echo: bool, notes: &mut Notes) {
+    if !echo {
+        let why = Some("echo_reasoning: false");
+        notes.field(Field::EarlierReasoning, None, Change::Dropped(why));
+    } else if r.signature.is_some() || r.redacted.is_some() {
+        let why = Some("only its own provider reads it");
+        notes.field(Field::ReasoningSignature, None, Change::Dropped(why));
+    }
 }
 
 #[cfg(test)]

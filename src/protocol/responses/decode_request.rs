@@ -204,8 +204,12 @@ pub fn decode_request<'a>(
         conversation.system.push(instructions);
     }
     let mut tools = Tools::default();
-    for tool in &req.tools {
+    for (i, tool) in req.tools.iter().enumerate() {
+        let before = tools.client.dropped.len();
         tools.add(tool)?;
+        if let Some(hosted) = tools.client.dropped.get(before) {
+            conversation.notes.tool_dropped(i, hosted);
+        }
     }
     match req.input {
         None => return Err(invalid("`input` is required")),

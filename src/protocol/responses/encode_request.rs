@@ -9,14 +9,17 @@
 //! results are `function_call_output` items (text, or content parts when they hold images).
 
 use crate::protocol::json::{Arr, Obj};
+use crate::protocol::notes::{Change, Field, Notes};
 use crate::protocol::pivot::{
     Conversation, Effort, Media, Origin, Part, ResponseFormat, Role, ToolChoice, Turn,
 };
 
+/// Encodes the conversation, noting what it changed.
 pub fn encode_request(
     conversation: &Conversation<'_>,
     source_model: &str,
     max_tokens_limit: Option<u64>,
+    notes: &mut Notes,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     let c = conversation;
@@ -35,7 +38,7 @@ pub fn encode_request(
     }
     o.array("input", |items| {
         for turn in &c.turns {
-            write_turn(items, turn);
+            write_turn(items, turn, notes);
         }
     });
     if !c.tools.is_empty() {
@@ -73,6 +76,14 @@ pub fn encode_request(
     if let Some(p) = c.parallel_tool_calls {
         o.bool("parallel_tool_calls", p);
     }
+    notes.clamp_max_tokens(c.max_tokens, max_tokens_limit);
+    if c.top_k.is_some() {
+        notes.field(Field::TopK, None, Change::Dropped(None));
+    }
+    if !c.stop.is_empty() {
+        let why = Some("the Responses API has no stop sequences");
+        notes.field(Field::Stop, None, Change::Dropped(why));
+    }
     let max = match (c.max_tokens, max_tokens_limit) {
         (Some(m), Some(limit)) => Some(m.min(limit)),
         (m, _) => m,
@@ -89,12 +100,15 @@ pub fn encode_request(
     if let Some(reasoning) = &c.reasoning {
         o.object("reasoning", |r| {
             if !reasoning.enabled {
+                notes.reasoning_became(reasoning, "reasoning.effort none".into());
                 r.str("effort", "none");
                 return;
             }
             let effort = reasoning
                 .effort
                 .unwrap_or_else(|| Effort::from_budget(reasoning.budget_tokens));
+            let to = format!("reasoning.effort {}", effort_name(effort));
+            notes.reasoning_became(reasoning, to.into());
             r.str("effort", effort_name(effort));
             r.str("summary", "auto");
         });
@@ -134,9 +148,13 @@ fn effort_name(effort: Effort) -> &'static str {
     }
 }
 
-fn write_turn(items: &mut Arr<'_>, turn: &Turn<'_>) {
+fn write_turn(items: &mut Arr<'_>, turn: &Turn<'_>, notes: &mut Notes) {
     let (role, text_kind) = match turn.role {
-        Role::System => ("developer", "input_text"),
+        Role::System => {
+            let to = Change::Became("a developer message".into());
+            notes.field(Field::SystemMessage, None, to);
+            ("developer", "input_text")
+        }
         Role::User => ("user", "input_text"),
         Role::Assistant => ("assistant", "output_text"),
     };
@@ -180,10 +198,13 @@ fn write_turn(items: &mut Arr<'_>, turn: &Turn<'_>) {
             }
             Part::Reasoning(r) => {
                 // Only this protocol's own reasoning goes back: `<id> <encrypted_content>`.
-                let Some((Origin::Responses, data)) = &r.signature else {
-                    continue;
+                let own = match &r.signature {
+                    Some((Origin::Responses, data)) => data.split_once(' '),
+                    _ => None,
                 };
-                let Some((id, encrypted)) = data.split_once(' ') else {
+                let Some((id, encrypted)) = own else {
+                    let why = Some("only reasoning this source made goes back to it");
+                    notes.field(Field::EarlierReasoning, None, Change::Dropped(why));
                     continue;
                 };
                 flush(items, &mut message);

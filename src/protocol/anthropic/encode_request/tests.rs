@@ -6,7 +6,14 @@ fn encode(chat: Value, options: EncodeOptions) -> (Value, ExchangeContext) {
     let body = serde_json::to_vec(&chat).unwrap();
     let conv = decode_request(&body).unwrap();
     let mut ctx = ExchangeContext::default();
-    let body = encode_request(&conv, "claude-src", options, &mut ctx).unwrap();
+    let body = encode_request(
+        &conv,
+        "claude-src",
+        options,
+        &mut ctx,
+        &mut Notes::default(),
+    )
+    .unwrap();
     (serde_json::from_slice(&body).unwrap(), ctx)
 }
 
@@ -160,6 +167,7 @@ fn structured_output_is_a_forced_tool() {
         "m",
         EncodeOptions::default(),
         &mut ExchangeContext::default(),
+        &mut Notes::default(),
     )
     .unwrap_err();
     assert!(e.0.contains("response_format"), "{}", e.0);
