@@ -557,6 +557,11 @@ if [ "$STREAMS" -gt 0 ]; then
     hold flexiproxy "$FP/v1/messages" fp-bench-slow "$FP_PID" anthropic 75k
     read -r rss hwm < <(python3 "$HELPER" rss "$FP_PID")
     printf 'flexiproxy RSS after the stream tests\t%s (VmHWM %s)\n' "$(mb "$rss")" "$(mb "$hwm")" >>"$MEM"
+    # Issue 30: memory goes back to the OS within a minute of the burst's end.
+    log "watching FlexiProxy's RSS for 60 s after the streams"
+    read -r under rss < <(python3 "$HELPER" settle "$FP_PID" 60 51200)
+    printf 'flexiproxy RSS 60 s after the stream tests\t%s (under 50 MB after %s)\n' "$(mb "$rss")" \
+        "$([ "$under" -ge 0 ] && echo "${under} s" || echo 'never')" >>"$MEM"
     for size in small 75k; do
         port=$(freeport)
         start "bare-slow-$size" "$PROXY_CPUS" "$BARE" --listen "127.0.0.1:$port" --upstream "$ADDR_slow" --threads "$THREADS"

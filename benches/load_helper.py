@@ -175,6 +175,23 @@ def rss(pid):
     print(r, h)
 
 
+def settle(pid, seconds, below_kb):
+    """After a burst: RSS every second for `seconds`; prints the seconds until it first went
+    under `below_kb` (-1: never) and the RSS at the end, in kB."""
+    seconds, below_kb = int(seconds), int(below_kb)
+    under = -1
+    start = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - start
+        r, _ = rss_tree(pid)
+        if under < 0 and r < below_kb:
+            under = round(elapsed)
+        if elapsed >= seconds:
+            break
+        time.sleep(1)
+    print(under, r)
+
+
 async def _one_stream(host, port, path, body, key, kind, opened, results):
     first_marker = b"message_start" if kind == "anthropic" else b"data:"
     last_marker = b"event: message_stop" if kind == "anthropic" else b"data: [DONE]"
@@ -490,6 +507,9 @@ def main(argv):
         return 0
     if cmd == "rss":
         rss(args[0])
+        return 0
+    if cmd == "settle":
+        settle(*args)
         return 0
     if cmd == "busy":
         busy(args[0])

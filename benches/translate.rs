@@ -25,15 +25,23 @@
 //! - `gemini/*`: the Gemini stream encoder alone (the same pivot events → Gemini SSE chunks)
 //!   and the Anthropic stream above to a Gemini client.
 //!
+//! - `pairs/*`: every one of the twelve stream translators (`{client}_from_{source}`): the
+//!   same answer (the pivot events above) as each source protocol streams it, made by that
+//!   protocol's own stream encoder, fed through the pair in the `stream/*` read patterns
+//!   (one event per read, 1–4 events per read, cuts of 1–64 bytes splitting events, the
+//!   whole body in one read). Elements are the source's SSE events.
+//!
 //! Run: `cargo bench --bench translate` (add `-- stream/` to filter). See docs/benchmarks.md.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flexiproxy::protocol::anthropic::encode_stream::StreamEncoder as AnthropicEncoder;
 use flexiproxy::protocol::gemini::encode_stream::StreamEncoder as GeminiEncoder;
 use flexiproxy::protocol::names::ToolNames;
 use flexiproxy::protocol::openai_chat::dialect::Dialect;
+use flexiproxy::protocol::openai_chat::encode_stream::StreamEncoder as ChatEncoder;
 use flexiproxy::protocol::pair::{
     Pair, PairStream, ResponseContext, SourceOptions, StreamTranslator, Wire, translate_request,
     translate_response,
@@ -804,5 +812,99 @@ fn gemini(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, request, response, stream, pivot, responses, gemini);
+const WIRES: [Wire; 4] = [
+    Wire::AnthropicMessages,
+    Wire::OpenAiChat,
+    Wire::Responses,
+    Wire::Gemini,
+];
+
+fn wire_name(wire: Wire) -> &'static str {
+    match wire {
+        Wire::AnthropicMessages => "anthropic",
+        Wire::OpenAiChat => "chat",
+        Wire::Responses => "responses",
+        Wire::Gemini => "gemini",
+    }
+}
+
+/// The pivot events as `source` streams them, one SSE event per element: that protocol's
+/// own client-side stream encoder writes them.
+fn source_stream(source: Wire) -> Stream {
+    let ctx = ExchangeContext {
+        stream_usage: true,
+        ..responses_ctx()
+    };
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut feed = |event: &mut dyn FnMut(Event<'static>, &mut Vec<u8>)| {
+        for e in pivot_events() {
+            event(e, &mut out);
+        }
+    };
+    match source {
+        Wire::AnthropicMessages => {
+            let mut encoder = AnthropicEncoder::new(ctx);
+            feed(&mut |e, out| encoder.event(e, out));
+            encoder.finish(&mut out);
+        }
+        Wire::OpenAiChat => {
+            let mut encoder = ChatEncoder::new(ctx);
+            feed(&mut |e, out| encoder.event(e, out));
+            encoder.finish(&mut out);
+        }
+        Wire::Responses => {
+            let mut encoder = ResponsesEncoder::new(ctx);
+            feed(&mut |e, out| encoder.event(e, out));
+            encoder.finish(&mut out);
+        }
+        Wire::Gemini => {
+            let mut encoder = GeminiEncoder::new(ctx);
+            feed(&mut |e, out| encoder.event(e, out));
+            encoder.finish(&mut out);
+        }
+    }
+    // Gemini ends its events with CRLF pairs, the others with LF pairs.
+    let text = String::from_utf8(out.clone()).expect("UTF-8 stream");
+    let end = if text.contains("\r\n\r\n") {
+        "\r\n\r\n"
+    } else {
+        "\n\n"
+    };
+    let events: Vec<String> = text.split_inclusive(end).map(str::to_owned).collect();
+    assert!(events.len() > 20, "{source:?}: {} events", events.len());
+    Stream { events, body: out }
+}
+
+fn pairs(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pairs");
+    for source in WIRES {
+        let s = source_stream(source);
+        let patterns: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            ("one_event_per_read", reads_by_events_fixed(&s, 1)),
+            ("1_to_4_events_per_read", reads_by_events(&s, 0x5eed_0001)),
+            ("byte_cuts_1_to_64", reads_by_bytes(&s, 0x5eed_0003, 1, 64)),
+            ("whole_body_one_read", vec![s.body.clone()]),
+        ];
+        g.throughput(Throughput::ElementsAndBytes {
+            elements: s.events.len() as u64,
+            bytes: s.body.len() as u64,
+        });
+        for client in WIRES.into_iter().filter(|c| *c != source) {
+            let pair = Pair { client, source };
+            let run = |reads: &[Vec<u8>]| drive(PairStream::new(pair, responses_ctx()), reads, 3);
+            let reference = run(&patterns[0].1);
+            assert!(reference > s.body.len() / 4, "{client:?} from {source:?}");
+            for (name, reads) in &patterns {
+                assert_eq!(run(reads), reference, "{name}: a different answer");
+                let id = format!("{}_from_{}/{name}", wire_name(client), wire_name(source));
+                g.bench_function(id, |b| b.iter(|| run(black_box(reads))));
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches, request, response, stream, pivot, responses, gemini, pairs
+);
 criterion_main!(benches);
