@@ -83,7 +83,7 @@ pub fn run(config: &ServerConfig, what: Inspect<'_>) -> Result<(), String> {
     })
 }
 
-/// `id  time  model  status  duration  tokens in/out`.
+/// `id  time  model  status  duration  tokens in/out  [N notes]  [stream]`.
 fn line(row: &Value) -> String {
     let tokens = |v: &Value| v.as_u64().map_or("-".to_owned(), |n| n.to_string());
     let time = row["time_ms"].as_u64().map_or_else(
@@ -94,13 +94,17 @@ fn line(row: &Value) -> String {
         },
     );
     format!(
-        "{:>6}  {time}  {:<28}  {:>3}  {:>6} ms  {}/{} tokens{}",
+        "{:>6}  {time}  {:<28}  {:>3}  {:>6} ms  {}/{} tokens{}{}",
         row["id"],
         row["model"].as_str().unwrap_or("-"),
         row["status"],
         row["duration_ms"],
         tokens(&row["input_tokens"]),
         tokens(&row["output_tokens"]),
+        match row["notes"].as_u64() {
+            Some(n) if n > 0 => format!("  {n} notes"),
+            _ => String::new(),
+        },
         if row["stream"].as_bool() == Some(true) {
             "  stream"
         } else {

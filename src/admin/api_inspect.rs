@@ -2,7 +2,7 @@
 //! else gets 404, as for the adapter itself):
 //!
 //! - `GET /admin/api/adapters/{name}/exchanges`      the kept exchanges, newest first
-//!   (id, time, model, status, duration, tokens), with the memory in use
+//!   (id, time, model, status, duration, tokens, notes count), with the memory in use
 //! - `GET /admin/api/adapters/{name}/exchanges/{id}` one exchange whole (bodies masked and
 //!   capped; a stream also as its list of events)
 
@@ -24,6 +24,7 @@ pub fn summary(e: &Exchange) -> Value {
         "output_tokens": e.facts.output_tokens,
         "stream": e.facts.stream,
         "attempts": e.facts.attempts,
+        "notes": e.facts.notes.len(),
     })
 }
 

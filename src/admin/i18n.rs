@@ -231,6 +231,17 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "not used since the proxy started",
         "代理启动后未使用",
     ),
+    ("exchanges_notes", "Notes", "改动"),
+    (
+        "exchanges_notes_title",
+        "What the translation changed",
+        "翻译时做的改动",
+    ),
+    (
+        "exchanges_notes_none",
+        "Nothing: sent on as the client sent it.",
+        "无：按客户端发送的原样转发。",
+    ),
     ("new_key_label", "Label of the new key", "新密钥的标签"),
     ("new_key_label_hint", "e.g. laptop-2026", "例如 laptop-2026"),
     (

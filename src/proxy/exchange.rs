@@ -8,6 +8,7 @@ use crate::config::adapter::Source;
 use crate::protocol::anthropic::{ErrorKind, Usage};
 use crate::protocol::errors::{ProviderError, provider_error};
 use crate::protocol::gemini::GeminiCall;
+use crate::protocol::notes::Notes;
 use crate::protocol::pair::{Pair, PairStream, SourceOptions, Wire};
 use crate::protocol::passthrough::replace_model;
 use crate::protocol::pivot::{Conversation, ExchangeContext, ResponseError};
@@ -182,6 +183,8 @@ pub struct Prepared {
     pub pivot: Option<ExchangeContext>,
     /// Images and documents replaced by notes for a text-only source.
     pub media_omitted: usize,
+    /// What the translation changed (none for passthrough).
+    pub notes: Notes,
 }
 
 /// The client's request as an attempt prepares it.
@@ -221,6 +224,7 @@ pub fn prepare(
                 input_tokens_estimate: estimate,
                 pivot: None,
                 media_omitted: 0,
+                notes: Notes::default(),
             })
         }
         Plan::Pivot(pair) => {
@@ -253,6 +257,7 @@ pub fn prepare(
                 input_tokens_estimate: encoded.ctx.input_tokens_estimate,
                 pivot: Some(encoded.ctx),
                 media_omitted: encoded.media_omitted,
+                notes: encoded.notes,
             })
         }
         Plan::Passthrough(_) => {
@@ -268,6 +273,7 @@ pub fn prepare(
                 input_tokens_estimate: estimate,
                 pivot: None,
                 media_omitted: 0,
+                notes: Notes::default(),
             })
         }
     }

@@ -1,10 +1,25 @@
 //! The inspector's hooks (docs/inspector.md): a request of an adapter with `inspect:` gets a
 //! `Capture` once its body is read, the attempts and the answer add to it, and `logging`
 //! hands it, masked, to the inspector. Other requests carry `None` and pay nothing else.
+//! With `inspect: { header: true }` answers say how many translation notes they have.
 
 use super::{Ctx, FlexiProxy, client_key, errors};
 use crate::telemetry::capture::{Capture, Facts, Outcome, header_list};
 use pingora::proxy::Session;
+
+/// How many things the translation changed (`inspect: { header: true }`).
+pub(super) const X_FLEXIPROXY_NOTES: http::HeaderName =
+    http::HeaderName::from_static("x-flexiproxy-notes");
+
+/// The notes count for the answer's header, when the adapter asks for it (0 for a
+/// passthrough exchange).
+pub(super) fn notes_header(ctx: &Ctx) -> Option<http::HeaderValue> {
+    let inspect = ctx.adapter.as_ref()?.inspect?;
+    inspect.header.then(|| {
+        let count = ctx.prepared.as_ref().map_or(0, |p| p.notes.count());
+        http::HeaderValue::from(count)
+    })
+}
 
 impl FlexiProxy {
     /// Starts the capture of an inspected adapter's request, its body just read.
@@ -53,6 +68,11 @@ impl FlexiProxy {
                 input_tokens: usage.map(|u| u.input_tokens),
                 output_tokens: usage.map(|u| u.output_tokens),
                 stream: ctx.prepared.as_ref().is_some_and(|p| p.stream),
+                notes: ctx
+                    .prepared
+                    .as_ref()
+                    .map(|p| p.notes.to_vec())
+                    .unwrap_or_default(),
             },
             client_response_headers: written.map(|r| header_list(&r.headers)).unwrap_or_default(),
             provider_secrets: errors::provider_secrets(adapter),

@@ -535,6 +535,9 @@ impl FlexiProxy {
         if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
             parts.headers.insert(X_REQUEST_ID, id);
         }
+        if let Some(count) = inspect::notes_header(ctx) {
+            parts.headers.insert(inspect::X_FLEXIPROXY_NOTES, count);
+        }
         *upstream_response = ResponseHeader::from(parts);
         let event_stream = shaper.is_stream() || content_type.starts_with("text/event-stream");
         if (200..300).contains(&status)

@@ -11,6 +11,9 @@ use pingora::proxy::Session;
 use pingora::{ErrorSource, ErrorType};
 use std::time::SystemTime;
 
+/// Translation notes written out in full on an access log line (all of them: the inspector).
+const NOTES_LOGGED: usize = 3;
+
 /// The kind of provider failure behind a Pingora error, if it was the provider's.
 pub fn failure_kind(e: &Error) -> Option<&'static str> {
     if e.esource() != &ErrorSource::Upstream {
@@ -181,6 +184,8 @@ pub fn report(
             provider_key: ctx.key_slot.as_deref(),
             attempts: (ctx.dispatch.attempts > 0).then_some(ctx.dispatch.attempts),
             media_omitted: (ctx.dispatch.media_omitted > 0).then_some(ctx.dispatch.media_omitted),
+            notes: prepared.map(|p| p.notes.count()).filter(|n| *n > 0),
+            notes_first: prepared.map_or_else(Vec::new, |p| p.notes.first_texts(NOTES_LOGGED)),
             web_searches: (ctx.web_searches > 0).then_some(ctx.web_searches),
             cost: prepared
                 .zip(facts.usage.filter(|_| facts.usage_reported))

@@ -20,6 +20,7 @@ use super::exchange::{MAX_RESPONSE_BODY, Plan, ResponseFacts, ResponseShaper};
 use super::route::Route;
 use super::{Ctx, FlexiProxy};
 use crate::protocol::anthropic::ErrorKind;
+use crate::protocol::notes::Notes;
 use crate::protocol::pair::{Pair, Wire};
 use crate::protocol::pivot::{ExchangeContext, Response, ResponseError};
 use crate::protocol::web_search::{self as shape, Outcome, SearchStream};
@@ -163,6 +164,8 @@ impl FlexiProxy {
             if let Some(p) = prepared.pivot.as_mut() {
                 p.client_tools.dropped.retain(|t| !shape::is_search_tool(t));
             }
+            let search_tool = |n: &_| Notes::is_tool_dropped(n, shape::is_search_tool);
+            prepared.notes.retain(|n| !search_tool(n));
             let own = prepared.pivot.clone();
             let round_ctx = client_ctx.get_or_insert_with(|| {
                 let mut c = own.unwrap_or_default();
@@ -376,6 +379,9 @@ impl FlexiProxy {
         header.insert_header(http::header::CONTENT_TYPE, content_type)?;
         header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
         header.insert_header(super::X_REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(count) = super::inspect::notes_header(ctx) {
+            header.insert_header(super::inspect::X_FLEXIPROXY_NOTES, count)?;
+        }
         ctx.first_byte.get_or_insert_with(Instant::now);
         session
             .write_response_header(Box::new(header), false)
@@ -502,6 +508,9 @@ impl FlexiProxy {
             header.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
             header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
             header.insert_header(super::X_REQUEST_ID, ctx.request_id.as_str())?;
+            if let Some(count) = super::inspect::notes_header(ctx) {
+                header.insert_header(super::inspect::X_FLEXIPROXY_NOTES, count)?;
+            }
             ctx.first_byte = Some(Instant::now());
             session
                 .write_response_header(Box::new(header), false)

@@ -61,6 +61,11 @@ pub struct AccessRecord<'a> {
     /// Images and documents replaced by notes for a text-only source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_omitted: Option<usize>,
+    /// How many things the translation changed (docs/inspector.md), and the first few.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes_first: Vec<String>,
     /// Searches the gateway ran for the client's hosted search tool (docs/web-search.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web_searches: Option<u32>,

@@ -123,6 +123,8 @@ pub struct Facts {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub stream: bool,
+    /// What the translation changed (docs/inspector.md; none for passthrough).
+    pub notes: Vec<crate::protocol::notes::Note>,
 }
 
 /// Headers and body of one side.
@@ -149,7 +151,9 @@ impl Exchange {
             .provider_request
             .as_ref()
             .map_or(0, |p| p.url.len() + headers(&p.headers) + p.body.text.len());
+        let notes: usize = self.facts.notes.iter().map(|n| n.path.len() + 96).sum();
         512 + self.path.len()
+            + notes
             + message(&self.client_request)
             + provider
             + message(&self.provider_response)

@@ -21,6 +21,7 @@ mod management;
 mod management_routes;
 mod observability;
 mod pairs;
+mod notes;
 mod panel_browser;
 mod panel_edit;
 mod passthrough;

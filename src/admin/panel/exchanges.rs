@@ -1,6 +1,7 @@
 //! The Exchanges page of an adapter (docs/inspector.md): its kept exchanges, newest first, and
 //! one of them (`?id=`, else the newest) side by side, the client's and the provider's
-//! requests and answers, streams as lists of events. The owner's and admins' only (404 else).
+//! requests and answers, streams as lists of events, and what the translation changed (its
+//! notes, highlighted). The owner's and admins' only (404 else).
 
 use super::{Ctx, Value, vars};
 use crate::admin::PanelSession;
@@ -16,6 +17,7 @@ struct Row {
     status: u16,
     duration_ms: u64,
     tokens: String,
+    notes: usize,
 }
 
 pub(super) fn exchanges_page(cx: &Ctx, session: &PanelSession, name: &str) -> Response<Vec<u8>> {
@@ -38,6 +40,7 @@ pub(super) fn exchanges_page(cx: &Ctx, session: &PanelSession, name: &str) -> Re
                     count(e.facts.input_tokens),
                     count(e.facts.output_tokens)
                 ),
+                notes: e.facts.notes.len(),
             }
         })
         .collect();
