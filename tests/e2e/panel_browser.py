@@ -23,8 +23,8 @@ import sys
 import traceback
 
 import anthropic
+from browser_setup import chromium
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.firefox.service import Service as FirefoxService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -61,22 +61,7 @@ def firefox():
 def browser():
     if BROWSER == "firefox":
         return firefox()
-    opts = webdriver.ChromeOptions()
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        "--lang=en-US",
-    ):
-        opts.add_argument(arg)
-    opts.binary_location = "/usr/bin/chromium"
-    # English unless the page's switch says otherwise.
-    opts.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-    driver.set_page_load_timeout(WAIT)
-    return driver
+    return chromium(WAIT)
 
 
 d = browser()

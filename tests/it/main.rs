@@ -11,6 +11,7 @@ mod cline;
 mod codex;
 mod core;
 mod deploy;
+mod exchanges_browser;
 mod fidelity;
 mod gemini;
 mod hardening;

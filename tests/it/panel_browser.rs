@@ -16,7 +16,7 @@ use std::time::Duration;
 const ANSWER: &str = "Hello from the fake provider!";
 
 /// Debian's chromium and its driver, as `scripts/deps.sh` installs them.
-fn browser_installed() -> Result<(), String> {
+pub(crate) fn browser_installed() -> Result<(), String> {
     for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
         if !std::path::Path::new(bin).exists() {
             return Err(format!("{bin} is missing: run scripts/deps.sh"));
@@ -176,6 +176,27 @@ fn geckodriver() -> Result<std::path::PathBuf, String> {
 
 /// The list and the key page for the README (`docs/`), when missing or asked for.
 fn copy_docs_screenshots(shots: &std::path::Path) {
+    copy_to_docs(
+        shots,
+        &[
+            ("-list.png", "docs/panel-list.png"),
+            ("-key-once.png", "docs/panel-key.png"),
+            ("-edit-routes.png", "docs/panel-edit.png"),
+            ("-usage.png", "docs/panel-usage.png"),
+            ("-usage-phone.png", "docs/panel-usage-phone.png"),
+            ("-login.png", "docs/panel-login.png"),
+            ("-new-adapter.png", "docs/panel-new.png"),
+            ("-list-zh.png", "docs/panel-list-zh.png"),
+            ("-list-phone.png", "docs/panel-list-phone.png"),
+            ("-list-dark.png", "docs/panel-list-dark.png"),
+            ("-users.png", "docs/panel-users.png"),
+        ],
+    );
+}
+
+/// Copies the screenshot ending in each suffix to its `docs/` file, when that is missing or
+/// `FLEXIPROXY_PANEL_DOCS=1` asks for fresh ones.
+pub(crate) fn copy_to_docs(shots: &std::path::Path, docs: &[(&str, &str)]) {
     let refresh = std::env::var("FLEXIPROXY_PANEL_DOCS").is_ok_and(|v| v == "1");
     let find = |suffix: &str| {
         std::fs::read_dir(shots)
@@ -185,19 +206,7 @@ fn copy_docs_screenshots(shots: &std::path::Path) {
             .find(|p| p.file_name().unwrap().to_string_lossy().ends_with(suffix))
             .unwrap_or_else(|| panic!("no screenshot *{suffix}"))
     };
-    for (suffix, doc) in [
-        ("-list.png", "docs/panel-list.png"),
-        ("-key-once.png", "docs/panel-key.png"),
-        ("-edit-routes.png", "docs/panel-edit.png"),
-        ("-usage.png", "docs/panel-usage.png"),
-        ("-usage-phone.png", "docs/panel-usage-phone.png"),
-        ("-login.png", "docs/panel-login.png"),
-        ("-new-adapter.png", "docs/panel-new.png"),
-        ("-list-zh.png", "docs/panel-list-zh.png"),
-        ("-list-phone.png", "docs/panel-list-phone.png"),
-        ("-list-dark.png", "docs/panel-list-dark.png"),
-        ("-users.png", "docs/panel-users.png"),
-    ] {
+    for (suffix, doc) in docs {
         let target = repo_root().join(doc);
         if refresh || !target.exists() {
             std::fs::copy(find(suffix), &target).unwrap();
