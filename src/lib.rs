@@ -3,6 +3,7 @@
 //! - [`protocol`]: wire types and translation, sans-IO.
 //! - [`admin`]: the admin listener (metrics, health, admin endpoints).
 //! - [`config`]: file formats, validation, the live snapshot and hot reload.
+//! - [`memory`]: memory freed after a burst goes back to the OS.
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation.
 //! - [`server`]: assembling and running the Pingora server.
 //! - [`telemetry`]: metrics, access log, usage statistics.
@@ -10,6 +11,7 @@
 //! - [`websearch`]: web search the gateway runs for clients whose source cannot search.
 pub mod admin;
 pub mod config;
+pub mod memory;
 pub mod protocol;
 pub mod proxy;
 pub mod routing;

@@ -336,6 +336,8 @@ fn serve(path: &Path, upgrade: bool, daemon_log: Option<&Path>) -> Result<ExitCo
         daemonize(&config, log)?;
     }
     init_logging();
+    // After daemonizing: a fork keeps only the calling thread.
+    flexiproxy::memory::start_purging();
     let app = flexiproxy::server::build_with(&config, upgrade).map_err(|e| e.to_string())?;
     tracing::info!(
         listeners = ?config.listeners.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
