@@ -3,6 +3,8 @@
 //! decoders with the Chat encoders. Inputs: arbitrary bytes, byte mutations of realistic
 //! seeds, and Anthropic streams built from random events in random read splits. The
 //! properties live in `fuzz/src/pivot_checks.rs`, shared with the cargo-fuzz targets.
+//! Translation notes (#29): every translated pair, on mutated requests rich in changes, under
+//! every dialect switch, makes bounded notes that render and serialize.
 //! `FLEXIPROXY_FUZZ_CASES=N` sets every property's case count.
 
 #[path = "../fuzz/src/pivot_checks.rs"]
@@ -125,4 +127,134 @@ proptest! {
     fn anthropic_stream_arbitrary_bytes(body in proptest::collection::vec(any::<u8>(), 0..512), size in 1usize..20) {
         check(pivot_checks::check_anthropic_stream(&body, &[size], body.len() / 2))?;
     }
+
+    #[test]
+    fn notes_never_panic_and_stay_bounded(
+        client in 0usize..4,
+        source in 1usize..4,
+        switches in any::<u8>(),
+        ops in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..6),
+    ) {
+        check(notes_hold(client, (client + source) % 4, switches, &ops))?;
+    }
+}
+
+/// One request per client protocol with something for most kinds of note.
+fn noted_seeds() -> [serde_json::Value; 4] {
+    let png = "iVBORw0KGgo=";
+    let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+    [
+        json!({"model": "m", "max_tokens": 64000, "top_k": 5, "temperature": 0.5,
+            "stop_sequences": ["END"], "metadata": {"user_id": "u".repeat(80)},
+            "thinking": {"type": "enabled", "budget_tokens": 10000},
+            "system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}],
+            "tools": [{"name": "my.tool", "input_schema": schema},
+                {"type": "web_search_20250305", "name": "web_search"}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "hi"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                    {"type": "redacted_thinking", "data": "x"},
+                    {"type": "tool_use", "id": "t1", "name": "my.tool", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}]}]},
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "again"}]}),
+        json!({"model": "m", "max_tokens": 64000, "top_k": 5, "temperature": 1.5, "stop": ["END"],
+            "reasoning_effort": "high", "user": "u".repeat(80), "parallel_tool_calls": false,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"},
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}")}}]},
+                {"role": "assistant", "content": "ok"},
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "again"}]}),
+        json!({"model": "m", "max_output_tokens": 64000, "temperature": 1.5, "user": "alice",
+            "reasoning": {"effort": "high"},
+            "text": {"format": {"type": "json_schema", "name": "x", "schema": schema}},
+            "tools": [{"type": "function", "name": "my.tool", "parameters": schema},
+                {"type": "code_interpreter", "container": {"type": "auto"}}],
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"},
+                    {"type": "input_image", "image_url": format!("data:image/png;base64,{png}")}]},
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": "again"}]}),
+        json!({"contents": [{"role": "user", "parts": [{"text": "hi"},
+                {"inlineData": {"mimeType": "image/png", "data": png}}]}],
+            "tools": [{"functionDeclarations": [{"name": "my.tool"}]}, {"codeExecution": {}}],
+            "generationConfig": {"maxOutputTokens": 64000, "topK": 5, "temperature": 1.5,
+                "stopSequences": ["END"], "thinkingConfig": {"thinkingBudget": 10000},
+                "responseMimeType": "application/json", "responseJsonSchema": schema}}),
+    ]
+}
+
+/// Translates a mutated seed of `client`'s onto `source` under the dialect `switches` pick:
+/// whatever it notes is at most the cap, renders starting with its path and serializes.
+fn notes_hold(
+    client: usize,
+    source: usize,
+    switches: u8,
+    ops: &[(usize, u8, u8)],
+) -> Result<(), String> {
+    use flexiproxy::protocol::notes::MAX_NOTES;
+    use flexiproxy::protocol::openai_chat::dialect::{Dialect, ReasoningStyle};
+    use flexiproxy::protocol::pair::{Pair, SourceOptions, Wire};
+    use flexiproxy::protocol::pivot::ExchangeContext;
+    let wires = [
+        Wire::AnthropicMessages,
+        Wire::OpenAiChat,
+        Wire::Responses,
+        Wire::Gemini,
+    ];
+    let seed = serde_json::to_vec(&noted_seeds()[client]).unwrap();
+    let body = mutate(&seed, ops);
+    let bit = |n: u8| switches & (1 << n) != 0;
+    let dialect = Dialect {
+        max_tokens_limit: bit(0).then_some(8192),
+        json_schema: bit(1),
+        system_mid_conversation: bit(2),
+        echo_reasoning: bit(3),
+        top_k: bit(4),
+        reasoning: [
+            ReasoningStyle::Effort,
+            ReasoningStyle::DeepSeek,
+            ReasoningStyle::Qwen,
+            ReasoningStyle::None,
+        ][usize::from(switches >> 5) % 4],
+        ..Dialect::default()
+    };
+    let options = SourceOptions {
+        dialect: &dialect,
+        omit_media_for: bit(7).then_some("text-model"),
+    };
+    let ctx = ExchangeContext {
+        client_model: "m".into(),
+        stream: bit(6),
+        ..ExchangeContext::default()
+    };
+    let pair = Pair::pivoted(wires[client], wires[source]).ok_or("same protocol")?;
+    let Ok(encoded) = pair.encode_request(&body, |m| m.to_owned(), options, ctx) else {
+        return Ok(()); // refused in the client's words: no notes to check
+    };
+    let notes = &encoded.notes;
+    if notes.iter().count() > MAX_NOTES || notes.count() < notes.iter().count() {
+        return Err(format!(
+            "{} notes kept, count {}",
+            notes.iter().count(),
+            notes.count()
+        ));
+    }
+    for note in notes.iter() {
+        let text = note.to_string();
+        if note.count == 0 || !text.starts_with(&*note.path) {
+            return Err(format!(
+                "note {text:?} (path {:?}, count {})",
+                note.path, note.count
+            ));
+        }
+    }
+    serde_json::to_string(&notes.to_vec()).map_err(|e| e.to_string())?;
+    if notes.first_texts(3).len() > 3 {
+        return Err("more than three first notes".into());
+    }
+    Ok(())
 }
