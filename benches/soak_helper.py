@@ -6,7 +6,8 @@
                               `"user": "reset"` / `metadata.user_id: "reset"` in the request it
                               resets the connection (RST) in the middle of its answer.
   load URL PID SECONDS RATE OUT_TSV
-                              RATE requests/s, open loop, for SECONDS: the four client
+                              RATE requests/s, open loop (at most MAX_INFLIGHT open at
+                              once; past that it waits, `held_back`), for SECONDS: the four client
                               protocols (Anthropic, Chat, Responses, Gemini) on two adapters
                               (Chat and Anthropic sources), half of them streamed; 1 % of the
                               clients leave in the middle of the answer, 1 % of the requests
@@ -80,6 +81,8 @@ def anthropic_events(n):
 
 
 EVENTS = 40
+# Requests open at once at the most (the client's descriptors, and a bound on queueing).
+MAX_INFLIGHT = 256
 ANSWERS = {
     ("chat", False): [json.dumps(chat_json()).encode()],
     ("chat", True): chat_events(EVENTS),
@@ -208,6 +211,7 @@ class Stats:
         self.left = 0
         self.resets = 0
         self.resets_seen = 0  # reset requests whose answer the client saw broken off
+        self.held_back = 0  # times a request waited because MAX_INFLIGHT were open
         self.examples = []
 
 
@@ -311,6 +315,12 @@ async def load_main(url, pid, seconds, rate, out_tsv):
             if due > now:
                 await asyncio.sleep(min(due - now, 0.05))
                 continue
+            # A machine that cannot keep up must not drown in queued requests: past
+            # MAX_INFLIGHT the load waits (counted as `held back`) instead of opening more.
+            if len(tasks) >= MAX_INFLIGHT:
+                stats.held_back += 1
+                await asyncio.sleep(0.005)
+                continue
             n += 1
             t = asyncio.create_task(one(host, port, stats, rng))
             tasks.add(t)
@@ -328,7 +338,7 @@ async def load_main(url, pid, seconds, rate, out_tsv):
     await asyncio.sleep(2)
     rss, fds = proc_sample(pid)
     print(f"requests={stats.requests} failures={stats.failures} left={stats.left} resets={stats.resets} "
-          f"resets_seen_by_client={stats.resets_seen} "
+          f"resets_seen_by_client={stats.resets_seen} held_back={stats.held_back} "
           f"rss_kb_after={rss} fds_after={fds}")
     for e in stats.examples:
         print(f"failure example: {e}")
