@@ -18,6 +18,7 @@ mod hardening;
 mod harness;
 mod ingress;
 mod inspector;
+mod inspector_rss;
 mod management;
 mod management_routes;
 mod observability;
