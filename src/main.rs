@@ -170,11 +170,18 @@ enum AdapterCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Send one small request to the adapter's source, as the panel's Test button does: the
-    /// status, the latency and the provider's error, naming a model the provider's model list
-    /// does not know (retired or misspelled?). Exits non-zero when it fails.
+    /// Check the adapter's provider (docs/provider-check.md): at most 12 small requests —
+    /// authentication, the model, plain and streamed answers, usage in streams, reasoning,
+    /// tool calls, structured output, system messages, an image — each with its outcome, its
+    /// evidence and the option it implies. Exits non-zero when a check failed.
     Probe {
         name: String,
+        /// Check this route's source (its index in `routes:`) instead of the default one.
+        #[arg(long)]
+        route: Option<usize>,
+        /// Write the suggested options into the adapter file (in place, comments kept).
+        #[arg(long)]
+        apply: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -633,9 +640,15 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
     }
 }
 
-/// `adapter show`: the adapter as this process loads it (so every key is healthy, unless
-/// its environment variable is missing: health lives in the running proxy).
-fn probe(name: &str, common: &Common) -> Result<ExitCode, String> {
+/// `adapter probe`: the provider check of the adapter's source (or a route's), and with
+/// `--apply` its suggested options written into the file through the locked editor.
+fn probe(
+    name: &str,
+    route: Option<usize>,
+    apply: bool,
+    common: &Common,
+) -> Result<ExitCode, String> {
+    use flexiproxy::config::edit::options::{self, OptionsAt};
     let config = load(&common.config)?;
     let entry = edit::entry(&config, name).map_err(|e| e.to_string())?;
     let report = Loader::for_server(&config).reload();
@@ -647,27 +660,48 @@ fn probe(name: &str, common: &Common) -> Result<ExitCode, String> {
             .map_or_else(|| "it did not load".to_owned(), |e| e.to_string());
         return Err(format!("adapter `{name}` does not load: {why}"));
     };
+    let (source, at) = match route {
+        None => (&adapter.source, OptionsAt::Source),
+        Some(i) => match adapter.routes.get(i) {
+            Some(r) => (&r.source, OptionsAt::Route(i)),
+            None => {
+                return Err(format!(
+                    "adapter `{name}` has no route {i} (it has {})",
+                    adapter.routes.len()
+                ));
+            }
+        },
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    let result = runtime.block_on(flexiproxy::admin::probe::probe(&adapter.source, None));
+    let result = runtime.block_on(flexiproxy::admin::probe::run_check(source, None));
+    let suggested = &result.suggested_options;
+    let applied = if apply && !suggested.is_empty() {
+        let edit = options::set_options(&config, name, at, suggested, Some(&entry.version))
+            .map_err(|e| e.to_string())?;
+        Some(edit)
+    } else {
+        None
+    };
     if common.json {
         println!("{}", serde_json::to_value(&result).unwrap_or_default());
     } else {
-        let status = result
-            .status
-            .map_or("no answer".to_owned(), |s| s.to_string());
-        let verdict = if result.ok { "ok" } else { "failed" };
         println!(
-            "{verdict}: {status} in {} ms ({} model {})",
-            result.latency_ms, adapter.source.endpoint.host, adapter.source.model
+            "Provider check of `{name}` ({} {} model {}):",
+            source.protocol.name(),
+            source.endpoint.host_header(),
+            source.model
         );
-        if let Some(error) = &result.error {
-            println!("{error}");
+        print!("{}", result.to_text());
+        match &applied {
+            Some(edit) => print!("Written to {}:\n{}", edit.path.display(), edit.diff()),
+            None if !suggested.is_empty() => println!("Run again with --apply to write them."),
+            None => {}
         }
     }
-    Ok(if result.ok {
+    Ok(if result.usable() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -15,6 +15,8 @@
 //!   list; `null` or `[]` removes it)
 //! - `DELETE /admin/api/adapters/{name}`       → 204
 //! - `GET    /admin/api/adapters/{name}/exchanges[/{id}]` the inspector's (`api_inspect`)
+//! - `POST   /admin/api/adapters/{name}/probe` the provider check (`{"apply", "route",
+//!   "options"}`, all optional): checks, suggested options, the file diff, requests sent
 //!
 //! Accounts (sign-up, JSON login, invitations, users) are `api_accounts`'s.
 //!
@@ -110,6 +112,7 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (&Method::PATCH, [name, "keys", id]) => relabel_key(app, &actor, req, name, id).await,
         (&Method::GET, [name, "exchanges"]) => super::api_inspect::list(app, &actor, name),
         (&Method::GET, [name, "exchanges", id]) => super::api_inspect::one(app, &actor, name, id),
+        (&Method::POST, [name, "probe"]) => check(app, &actor, req, name).await,
         (_, [] | [_] | [_, "keys"] | [_, "keys", _]) => {
             Err(ApiError::new(405, "method not allowed here"))
         }
@@ -209,6 +212,23 @@ async fn patch(
     Ok(json_response(
         200,
         serde_json::to_value(view).unwrap_or_default(),
+    ))
+}
+
+async fn check(
+    app: &AdminApp,
+    actor: &Actor,
+    req: &AdminRequest,
+    name: &str,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    let request = body(req, true)?;
+    let answer = app
+        .manager
+        .check_provider(actor, name, request, if_match(req).as_deref())
+        .await?;
+    Ok(json_response(
+        200,
+        serde_json::to_value(answer).unwrap_or_default(),
     ))
 }
 

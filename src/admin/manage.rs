@@ -5,6 +5,8 @@
 //! so a key handed out works at once and a rotated-out key is refused at once.
 
 use super::probe::{self, HostCheck, ProbeResult};
+
+mod check;
 use crate::config::adapter::{
     AdapterFile, AdapterLimitsFile, ApiKey, Endpoint, ModelRuleFile, OptionsFile, PoolKeyFile,
     RouteFile, Source, SourceFile, SourceProtocol, TimeoutsFile,
@@ -21,6 +23,7 @@ use crate::telemetry::audit::{self, Event, Kind};
 use crate::telemetry::outcome::FailureReason;
 use crate::telemetry::usage_view::{self, UsageScope};
 pub use crate::telemetry::usage_view::{RecentRequest, UsageRow};
+pub use check::{CheckRequest, CheckResponse, SuggestedOptions};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

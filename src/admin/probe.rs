@@ -2,6 +2,20 @@
 //! (one output token), reporting the status, the latency and the provider's error. A
 //! non-admin's source is resolved and checked against the egress policy first, and the
 //! request is pinned to the checked address.
+//!
+//! The provider check (docs/provider-check.md) lives in the modules below: a bounded set of
+//! small requests that finds which adapter options the source needs.
+
+mod chat;
+pub mod guard;
+mod native;
+pub mod report;
+mod wire;
+
+pub use report::{CheckReport, run_check};
+
+/// A 1×1 PNG, the check's image.
+const PIXEL_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 
 use crate::config::adapter::{ApiKey, Source, SourceProtocol, UpstreamAuth};
 use crate::config::egress::EgressPolicy;
@@ -97,7 +111,7 @@ fn failed(started: Instant, status: Option<u16>, error: String) -> ProbeResult {
 
 /// Why no answer came, from the client's error and its causes: the reason, and the cause's
 /// own words (`Connection refused (os error 111)`) instead of "error sending request for url".
-fn no_answer(e: &reqwest::Error) -> (FailureReason, String) {
+pub(crate) fn no_answer(e: &reqwest::Error) -> (FailureReason, String) {
     let mut innermost = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
@@ -128,29 +142,13 @@ pub async fn probe(source: &Source, policy: Option<&EgressPolicy>) -> ProbeResul
         };
         return failed(started, None, why);
     };
-    let mut builder = reqwest::Client::builder()
-        .timeout(PROBE_TIMEOUT)
-        .connect_timeout(source.timeouts.connect)
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(policy) = policy {
-        match check_host(policy, &endpoint.host, endpoint.port).await {
-            Ok(addrs) => builder = builder.resolve(&endpoint.host, addrs[0]),
-            Err(HostCheck::Unresolved(e) | HostCheck::Refused(e)) => {
-                return failed(started, None, e);
-            }
-        }
-    }
-    let client = match builder.build() {
+    let client = match client_for(source, policy).await {
         Ok(c) => c,
-        Err(e) => return failed(started, None, format!("cannot make a client: {e}")),
+        Err(e) => return failed(started, None, e),
     };
     let (path, body) = request_for(source);
     let scheme = if endpoint.tls { "https" } else { "http" };
-    let url = format!(
-        "{scheme}://{}{}{path}",
-        endpoint.host_header(),
-        endpoint.path
-    );
+    let url = format!("{}{path}", base_url(source));
     let mut request = client
         .post(url)
         .header(auth.name.clone(), auth.value.clone())
@@ -198,6 +196,35 @@ pub async fn probe(source: &Source, policy: Option<&EgressPolicy>) -> ProbeResul
             }
         }
     }
+}
+
+/// A client for `source`'s endpoint: no redirects, bounded; with `policy`, the host is
+/// resolved and checked first and the client pinned to the checked address.
+pub(crate) async fn client_for(
+    source: &Source,
+    policy: Option<&EgressPolicy>,
+) -> Result<reqwest::Client, String> {
+    let endpoint = &source.endpoint;
+    let mut builder = reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .connect_timeout(source.timeouts.connect)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(policy) = policy {
+        match check_host(policy, &endpoint.host, endpoint.port).await {
+            Ok(addrs) => builder = builder.resolve(&endpoint.host, addrs[0]),
+            Err(HostCheck::Unresolved(e) | HostCheck::Refused(e)) => return Err(e),
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot make a client: {e}"))
+}
+
+/// `scheme://host[:port]/path` of the source, to which request paths are appended.
+pub(crate) fn base_url(source: &Source) -> String {
+    let endpoint = &source.endpoint;
+    let scheme = if endpoint.tls { "https" } else { "http" };
+    format!("{scheme}://{}{}", endpoint.host_header(), endpoint.path)
 }
 
 /// The provider's model ids (`GET …/models`), when it lists them.
@@ -265,7 +292,7 @@ fn some_of(models: &[String]) -> String {
     s
 }
 
-fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     let mut s: String = text.chars().take(ERROR_CHARS).collect();
     if text.chars().count() > ERROR_CHARS {
         s.push('…');

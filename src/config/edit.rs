@@ -22,6 +22,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+pub mod options;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
     #[error("{0}")]

@@ -19,6 +19,7 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+pub mod quirks;
 pub mod replay;
 mod reply;
 mod request;

@@ -140,7 +140,7 @@ async fn claude_code_completes_a_tool_loop_through_flexiproxy() {
 }
 
 /// A 1×1 PNG, as Claude Code's Read tool sends it back as an image.
-const PIXEL_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+pub(crate) const PIXEL_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 
 /// Requests a provider saw that carry an image (OpenAI form: an `image_url` part).
 fn with_image(p: &FakeProvider) -> Vec<serde_json::Value> {

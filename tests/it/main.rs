@@ -27,6 +27,7 @@ mod notes;
 mod panel_browser;
 mod panel_edit;
 mod passthrough;
+mod probe;
 mod quota_scale;
 mod quotas;
 mod reload;

@@ -14,11 +14,11 @@
 mod account;
 mod adapters;
 mod assets;
+mod check;
 mod edit;
 mod exchanges;
 mod login;
 mod signup;
-mod sso;
 mod usage;
 mod users;
 
@@ -54,6 +54,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "exchanges.html",
         include_str!("../templates/exchanges.html"),
     ),
+    ("check.html", include_str!("../templates/check.html")),
     ("users.html", include_str!("../templates/users.html")),
     ("message.html", include_str!("../templates/message.html")),
     ("signup.html", include_str!("../templates/signup.html")),
@@ -378,11 +379,6 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         _ => {}
     }
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
-    match (get, post, segments.as_slice()) {
-        (_, true, ["sso", provider]) => return sso::start(&cx, provider).await,
-        (true, _, ["sso", provider, "callback"]) => return sso::callback(&cx, provider).await,
-        _ => {}
-    }
     let Some(session) = &req.session else {
         if let ["adapters", _, "test"] = segments.as_slice() {
             return json_response(
@@ -416,6 +412,11 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (true, _, ["adapters", name, "setup"]) => adapters::setup_page(&cx, session, name),
         (true, _, ["adapters", name, "edit"]) => edit::edit_page(&cx, session, name, None, 200),
         (true, _, ["adapters", name, "exchanges"]) => exchanges::exchanges_page(&cx, session, name),
+        (true, _, ["adapters", name, "check"]) => check::check_page(&cx, session, name),
+        (_, true, ["adapters", name, "check"]) => check::check(&cx, session, name, false).await,
+        (_, true, ["adapters", name, "check", "apply"]) => {
+            check::check(&cx, session, name, true).await
+        }
         (_, true, ["adapters", name, "edit"]) => edit::save(&cx, session, name).await,
         (_, true, ["adapters", name, "rotate"]) => adapters::rotate(&cx, session, name).await,
         (_, true, ["adapters", name, "delete"]) => adapters::delete(&cx, session, name).await,
