@@ -61,6 +61,12 @@ fn users_edits_keep_the_file_readable(text: &[u8], name: &str) -> Result<(), Str
         max_adapters: 3,
         status: UserStatus::Pending,
         quota: None,
+        // A single sign-on link and its email survive the file's edits too.
+        email: Some(format!("{name}@example.com")),
+        identities: vec![users::Identity {
+            provider: "oidc:company".into(),
+            subject: "248289761001".into(),
+        }],
     };
     match users::sign_up(&path, user.clone(), || Ok(())) {
         Ok(()) => {
@@ -98,6 +104,8 @@ fn the_seeds_themselves_edit() {
         max_adapters: 1,
         status: UserStatus::Active,
         quota: None,
+        email: None,
+        identities: Vec::new(),
     };
     assert!(users::sign_up(&path, taken, || Ok(())).is_err());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), USERS_SEED);

@@ -165,6 +165,8 @@ impl AdminApp {
                 UserStatus::Active
             },
             quota: None,
+            email: None,
+            identities: Vec::new(),
         };
         let path = self.manager.users.path().to_owned();
         let invites_path = invites::path_for(&path);

@@ -69,7 +69,7 @@ pub struct Sessions {
     shared: Option<RedisSessions>,
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     // The OS CSPRNG does not fail on Linux once booted; an all-zero token would still be
     // unguessable to no one, so refuse to go on rather than issue it.

@@ -946,6 +946,81 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "This account is disabled; ask an admin.",
         "该账号已被停用，请联系管理员。",
     ),
+    // Single sign-on (issue #27): the login page's buttons and every refusal of a sign-in.
+    ("sso_or", "Or sign in with", "或使用以下方式登录"),
+    ("sso_with", "Sign in with", "登录方式："),
+    ("sso_signed_in", "Signed in", "已登录"),
+    ("sso_to_provider", "On to the sign-in provider…", "正在前往登录提供方……"),
+    (
+        "err_sso_unknown",
+        "There is no such sign-in provider.",
+        "没有这个登录提供方。",
+    ),
+    (
+        "err_sso_state",
+        "This sign-in expired, was already used or was started in another browser; start again.",
+        "此次登录已过期、已被使用或在其他浏览器中发起，请重新开始。",
+    ),
+    (
+        "err_sso_denied",
+        "The sign-in was cancelled or refused at the provider.",
+        "登录在提供方处被取消或拒绝。",
+    ),
+    (
+        "err_sso_provider_down",
+        "The sign-in provider did not answer; try again later.",
+        "登录提供方没有响应，请稍后再试。",
+    ),
+    (
+        "err_sso_code_refused",
+        "The sign-in provider refused this sign-in (used or expired); start again.",
+        "登录提供方拒绝了此次登录（已使用或已过期），请重新开始。",
+    ),
+    (
+        "err_sso_token_invalid",
+        "The sign-in provider's answer failed its security checks; you are not signed in.",
+        "登录提供方的应答未通过安全校验，未能登录。",
+    ),
+    (
+        "err_sso_domain",
+        "Your email address (verified) is not in a domain allowed here.",
+        "您的（已验证）邮箱不属于此处允许的域名。",
+    ),
+    (
+        "err_sso_org",
+        "You are not a member of an organisation allowed here.",
+        "您不是此处允许的组织的成员。",
+    ),
+    (
+        "err_sso_closed",
+        "No account here is linked to this identity, and sign-up is closed; ask an admin.",
+        "此身份没有关联的账号，且本服务器未开放注册，请联系管理员。",
+    ),
+    (
+        "err_sso_invite_only",
+        "Sign-up here needs an invitation; ask an admin for an account.",
+        "在此注册需要邀请，请联系管理员开通账号。",
+    ),
+    (
+        "err_sso_pending_new",
+        "Your account was created and waits for an admin's approval.",
+        "账号已创建，正在等待管理员审核。",
+    ),
+    (
+        "err_sso_pending",
+        "Your account waits for an admin's approval.",
+        "您的账号正在等待管理员审核。",
+    ),
+    (
+        "err_sso_disabled",
+        "This account is disabled; ask an admin.",
+        "该账号已被停用，请联系管理员。",
+    ),
+    (
+        "err_sso_saving",
+        "The account could not be saved; an admin can read why in the log.",
+        "账号无法保存，管理员可在日志中查看原因。",
+    ),
     ("account_title", "My account", "我的账号"),
     ("quota_title", "Your quota", "您的配额"),
     ("col_quota", "Quota", "配额"),

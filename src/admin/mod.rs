@@ -17,6 +17,7 @@ pub mod panel;
 pub mod password;
 pub mod probe;
 mod sessions_redis;
+pub mod sso;
 
 use crate::config::keys::{KeyHash, hash_key};
 use crate::config::server::ServerConfig;
@@ -49,6 +50,8 @@ pub struct AdminApp {
     pub secure_cookies: bool,
     /// The per-user quotas the proxy enforces (`/admin/api/me` shows their usage).
     pub quotas: Option<Arc<crate::proxy::user_quota::Quotas>>,
+    /// Single sign-on providers and the sign-ins under way.
+    pub sso: sso::Sso,
 }
 
 /// Largest request body the admin listener reads.
@@ -155,6 +158,7 @@ impl AdminApp {
             logins: LoginLimiter::default(),
             signups: LoginLimiter::default(),
             quotas: None,
+            sso: sso::Sso::new(config.accounts.sso.clone()),
         }
     }
 

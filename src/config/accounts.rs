@@ -3,9 +3,9 @@
 //! `invite` (sign-up needs a code from `flexiproxy invite create` or the users page) or
 //! `open`; `approval: true` keeps new accounts pending until an admin approves them;
 //! `default_max_adapters` is a new account's cap; `default_quota` the per-user quota of every
-//! user without a `quota:` of their own (enforced by `proxy::user_quota`). `oidc` and `github`
-//! are read so that their spelling is checked, but single sign-on is not built yet: a config
-//! that sets them is refused at start rather than silently not enforced.
+//! user without a `quota:` of their own (enforced by `proxy::user_quota`). `oidc` (OpenID
+//! Connect providers, by discovery) and `github` are the single sign-on providers the login
+//! page offers (`admin::sso`); their client secrets may be `${ENV}` references.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,10 @@ pub struct AccountsFile {
     pub oidc: Vec<OidcFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub github: Option<GithubFile>,
+    /// The panel's address as browsers reach it (`https://panel.example.com`), for the
+    /// single sign-on redirect URIs; without it they are made from the request's `Host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panel_url: Option<String>,
 }
 
 /// A per-user quota (`accounts.default_quota`, a user's `quota:`): requests per UTC day,
@@ -83,6 +87,11 @@ pub struct GithubFile {
     pub client_secret: Option<String>,
     #[serde(default)]
     pub allowed_orgs: Vec<String>,
+    /// GitHub's web and API base URLs; for tests against a stand-in only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 impl QuotaFile {
@@ -174,6 +183,8 @@ pub struct AccountsConfig {
     pub default_max_adapters: usize,
     /// The quota of every user without their own `quota:` (none: unlimited).
     pub default_quota: Option<QuotaFile>,
+    /// Single sign-on providers, in the order of the login page's buttons.
+    pub sso: super::sso::SsoConfig,
 }
 
 impl Default for AccountsConfig {
@@ -183,6 +194,7 @@ impl Default for AccountsConfig {
             approval: false,
             default_max_adapters: super::users::DEFAULT_MAX_ADAPTERS,
             default_quota: None,
+            sso: Default::default(),
         }
     }
 }
@@ -194,18 +206,12 @@ impl AccountsFile {
             q.check()
                 .map_err(|m| ("default_quota:", format!("accounts.default_quota.{m}")))?;
         }
-        if !self.oidc.is_empty() {
-            return Err((
-                "oidc:",
-                "accounts.oidc: single sign-on is not available yet; remove it".into(),
-            ));
-        }
-        if self.github.is_some() {
-            return Err((
-                "github:",
-                "accounts.github: GitHub sign-in is not available yet; remove it".into(),
-            ));
-        }
+        let sso = super::sso::SsoConfig::from_files(
+            &self.oidc,
+            self.github.as_ref(),
+            self.panel_url.as_deref(),
+            &|var| std::env::var(var).ok(),
+        )?;
         let default_max_adapters = self
             .default_max_adapters
             .unwrap_or(super::users::DEFAULT_MAX_ADAPTERS);
@@ -220,6 +226,7 @@ impl AccountsFile {
             approval: self.approval.unwrap_or(false),
             default_max_adapters,
             default_quota: self.default_quota.filter(|q| !q.is_empty()),
+            sso,
         })
     }
 }
@@ -259,6 +266,7 @@ mod tests {
                 approval: true,
                 default_max_adapters: 2,
                 default_quota: None,
+                sso: Default::default(),
             }
         );
         assert_eq!(
@@ -320,10 +328,5 @@ mod tests {
             (q.requests_per_day, q.tokens_per_month, q.cost_per_month),
             (Some(2000), Some(50_000_000), Some(20.0))
         );
-        let e = parse(
-            "accounts:\n  oidc:\n    - { name: c, issuer: https://id.example.com, client_id: x }\n",
-        )
-        .unwrap_err();
-        assert!(e.starts_with("f.yaml:2:") && e.contains("sign-on"), "{e}");
     }
 }

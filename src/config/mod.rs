@@ -17,6 +17,7 @@ pub mod reasoning_key;
 pub mod server;
 pub mod setup;
 pub mod snapshot;
+pub mod sso;
 pub mod users;
 pub mod watch;
 pub mod yaml_write;

@@ -28,7 +28,9 @@ pub struct UsersFile {
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
-    /// PHC string of the Argon2id hash.
+    /// PHC string of the Argon2id hash; empty for an account made by single sign-on (no
+    /// password can match it).
+    #[serde(default)]
     pub password: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
@@ -41,6 +43,21 @@ pub struct User {
     /// This user's own quota, in place of `accounts.default_quota` (`{}`: unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<super::accounts::QuotaFile>,
+    /// A verified email: single sign-on with this email links to this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Single sign-on identities that sign in as this user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<Identity>,
+}
+
+/// An identity at a single sign-on provider: `oidc:<name>` or `github`, and its subject
+/// there (the ID token's `sub`, GitHub's numeric user id).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub provider: String,
+    pub subject: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -77,6 +94,24 @@ impl UsersFile {
 
     pub fn is_admin(&self, name: &str) -> bool {
         self.get(name).is_some_and(|u| u.admin)
+    }
+
+    /// The user a single sign-on identity is linked to.
+    pub fn by_identity(&self, provider: &str, subject: &str) -> Option<&User> {
+        self.users.iter().find(|u| {
+            u.identities
+                .iter()
+                .any(|i| i.provider == provider && i.subject == subject)
+        })
+    }
+
+    /// The user with this verified email (compared without case).
+    pub fn by_email(&self, email: &str) -> Option<&User> {
+        self.users.iter().find(|u| {
+            u.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
     }
 }
 
@@ -185,6 +220,8 @@ pub fn add(
         max_adapters: max_adapters.unwrap_or(DEFAULT_MAX_ADAPTERS),
         status: UserStatus::Active,
         quota: None,
+        email: None,
+        identities: Vec::new(),
     });
     write(path, &users)
 }
@@ -205,6 +242,21 @@ pub fn sign_up(
     before_write()?;
     users.users.push(user);
     write(path, &users)
+}
+
+/// Reads, changes and writes the whole file under the directory's lock; `change` says
+/// whether it changed anything (nothing is written otherwise) and what to return.
+pub fn update_file<T>(
+    path: &Path,
+    change: impl FnOnce(&mut UsersFile) -> Result<(bool, T), EditError>,
+) -> Result<T, EditError> {
+    let _lock = lock_dir(dir_of(path))?;
+    let mut users = read(path)?;
+    let (changed, out) = change(&mut users)?;
+    if changed {
+        write(path, &users)?;
+    }
+    Ok(out)
 }
 
 /// Changes one user under the directory's lock (status, password hash, …).

@@ -19,6 +19,7 @@ fn login_form(
             Value::from(registration != crate::config::accounts::Registration::Closed),
         ),
         ("login_user", Value::from(user)),
+        ("sso_buttons", Value::from_serialize(cx.app.sso.buttons())),
         ("notice", Value::from(notice)),
         ("error", Value::from(error)),
     ]);
@@ -38,7 +39,9 @@ pub(super) fn login_page(cx: &Ctx) -> Response<Vec<u8>> {
     } else {
         None
     };
-    login_form(cx, 200, "", notice, None)
+    let sso_error = query_value(&cx.req.query, "sso_error");
+    let error = sso_error.and_then(|code| super::sso::error_text(cx, &code));
+    login_form(cx, 200, "", notice, error)
 }
 
 pub(super) async fn login(cx: &Ctx<'_>) -> Response<Vec<u8>> {

@@ -19,6 +19,7 @@ mod edit;
 mod exchanges;
 mod login;
 mod signup;
+mod sso;
 mod usage;
 mod users;
 
@@ -379,6 +380,11 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         _ => {}
     }
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    match (get, post, segments.as_slice()) {
+        (_, true, ["sso", provider]) => return sso::start(&cx, provider).await,
+        (true, _, ["sso", provider, "callback"]) => return sso::callback(&cx, provider).await,
+        _ => {}
+    }
     let Some(session) = &req.session else {
         if let ["adapters", _, "test"] = segments.as_slice() {
             return json_response(
