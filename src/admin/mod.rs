@@ -46,6 +46,8 @@ pub struct AdminApp {
     pub logins: LoginLimiter,
     /// Sign-ups per client address (and per name asked for).
     pub signups: LoginLimiter,
+    /// Where this server's audit events go (`None`: the process log only).
+    pub audit_log: Option<audit::AuditLog>,
     /// Mark cookies `Secure` (TLS on the admin listener, or in front of it).
     pub secure_cookies: bool,
     /// The per-user quotas the proxy enforces (`/admin/api/me` shows their usage).
@@ -157,6 +159,7 @@ impl AdminApp {
             sessions: Sessions::default(),
             logins: LoginLimiter::default(),
             signups: LoginLimiter::default(),
+            audit_log: None,
             quotas: None,
             sso: sso::Sso::new(config.accounts.sso.clone()),
         }
