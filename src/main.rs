@@ -571,7 +571,12 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         AdapterCommand::Show { name, common } => show(&name, &common),
-        AdapterCommand::Probe { name, common } => probe(&name, &common),
+        AdapterCommand::Probe {
+            name,
+            route,
+            apply,
+            common,
+        } => probe(&name, route, apply, &common),
         AdapterCommand::Inspect {
             name,
             id,
