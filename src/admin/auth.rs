@@ -92,7 +92,6 @@ impl Sessions {
         let cookie = random_token();
         let csrf = random_token();
         let hash = hash_key(&cookie);
-        let meta = SessionMeta::now();
         if let Some(shared) = &self.shared {
             let stored = StoredSession {
                 user: user.to_owned(),

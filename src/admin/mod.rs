@@ -46,8 +46,6 @@ pub struct AdminApp {
     pub logins: LoginLimiter,
     /// Sign-ups per client address (and per name asked for).
     pub signups: LoginLimiter,
-    /// Where this server's audit events go (`None`: the process log only).
-    pub audit_log: Option<audit::AuditLog>,
     /// Mark cookies `Secure` (TLS on the admin listener, or in front of it).
     pub secure_cookies: bool,
     /// The per-user quotas the proxy enforces (`/admin/api/me` shows their usage).
@@ -159,7 +157,6 @@ impl AdminApp {
             sessions: Sessions::default(),
             logins: LoginLimiter::default(),
             signups: LoginLimiter::default(),
-            audit_log: None,
             quotas: None,
             sso: sso::Sso::new(config.accounts.sso.clone()),
         }

@@ -60,8 +60,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("../templates/message.html")),
     ("signup.html", include_str!("../templates/signup.html")),
     ("account.html", include_str!("../templates/account.html")),
-    ("audit.html", include_str!("../templates/audit.html")),
-    ("reset.html", include_str!("../templates/reset.html")),
 ];
 
 /// The cookie holding the chosen language.
