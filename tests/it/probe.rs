@@ -1000,3 +1000,49 @@ async fn the_panel_check_page_shows_the_table_the_diff_and_applies() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+/// `--route N` checks that route's source and `--apply` writes its options, the default
+/// source's left alone; a route that does not exist is refused naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_routes_source_is_checked_and_applied_with_route() {
+    let plain = FakeProvider::start(quirks::chat(Quirks::default(), None, "Done.")).await;
+    let quirks = Quirks {
+        refuse_images: true,
+        ..Quirks::default()
+    };
+    let vision = FakeProvider::start(quirks::chat(quirks, None, "Done.")).await;
+    let file = adapter(&plain.base_url(), "", "").replace(
+        "keys:\n",
+        &format!(
+            "routes:\n  - name: cheap\n    when: {{ model: \"claude-*haiku*\" }}\n    source: {{ base_url: \"{}\", api_key: {PROVIDER_KEY}, model: fake-model }}\nkeys:\n",
+            vision.base_url()
+        ),
+    );
+    let proxy = Proxy::start(&[("r", file)]);
+    let report = check_json(&proxy, "r").await;
+    assert_eq!(report["suggested_options"], json!({}), "the default source");
+    assert_eq!(vision.request_count(), 0);
+    let report: Value = {
+        let (_, out) = cli(&proxy, "r", &["--route", "0", "--json", "--apply"]).await;
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    assert_eq!(report["suggested_options"], json!({"images": false}));
+    assert_bounded(&vision, &report);
+    let after = std::fs::read_to_string(proxy.adapters_dir().join("r.yaml")).unwrap();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&after).unwrap();
+    assert_eq!(
+        doc["routes"][0]["source"]["options"]["images"],
+        serde_yaml_ng::Value::Bool(false)
+    );
+    assert_eq!(
+        doc["source"]["options"]["images"],
+        serde_yaml_ng::Value::Null
+    );
+    assert!(
+        after.starts_with("# Checked by the provider check tests.\n"),
+        "{after}"
+    );
+    assert!(after.contains("    # set by hand\n"), "{after}");
+    let (ok, _) = cli(&proxy, "r", &["--route", "3"]).await;
+    assert!(!ok);
+}
