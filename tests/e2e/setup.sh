@@ -7,7 +7,9 @@
 #   codex   - Codex CLI from npm (its native binary is the optional dependency
 #             @openai/codex-linux-x64, ~420 MB)
 #   gemini  - Gemini CLI from npm
-# Usage: tests/e2e/setup.sh [python|claude|cline|codex|gemini|all]
+#   oidc    - the npm `oidc-provider` (a real OpenID provider) that tests/e2e/oidc_provider.mjs
+#             runs for the single sign-on tests
+# Usage: tests/e2e/setup.sh [python|claude|cline|codex|gemini|oidc|all]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${FLEXIPROXY_E2E_DIR:-$root/target/e2e}
@@ -17,6 +19,7 @@ CLAUDE_CODE_VERSION=2.1.332
 CLINE_VERSION=3.0.65
 CODEX_VERSION=0.171.0
 GEMINI_CLI_VERSION=0.61.0
+OIDC_PROVIDER_VERSION=9.13.3
 
 setup_python() {
   if "$dir/venv/bin/python" -c 'import anthropic, openai, google.genai, selenium' 2>/dev/null; then
@@ -78,12 +81,22 @@ setup_gemini() {
   "$bin" --version >/dev/null
 }
 
+setup_oidc() {
+  local pkg="$dir/oidc/node_modules/oidc-provider/package.json"
+  if [ -f "$pkg" ] && grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" "$pkg"; then
+    return
+  fi
+  mkdir -p "$dir/oidc"
+  npm install --silent --no-audit --no-fund --prefix "$dir/oidc" "oidc-provider@$OIDC_PROVIDER_VERSION"
+}
+
 case "$what" in
   python) setup_python ;;
   claude) setup_claude ;;
   cline) setup_cline ;;
   codex) setup_codex ;;
   gemini) setup_gemini ;;
-  all) setup_python; setup_claude; setup_cline; setup_codex; setup_gemini ;;
-  *) echo "usage: $0 [python|claude|cline|codex|gemini|all]" >&2; exit 2 ;;
+  oidc) setup_oidc ;;
+  all) setup_python; setup_claude; setup_cline; setup_codex; setup_gemini; setup_oidc ;;
+  *) echo "usage: $0 [python|claude|cline|codex|gemini|oidc|all]" >&2; exit 2 ;;
 esac

@@ -41,6 +41,8 @@ mod shared_sessions;
 mod signup;
 mod signup_admin;
 mod signup_hostile;
+mod sso;
+mod sso_github;
 mod usage_page;
 mod web_search;
 mod web_search_limits;

@@ -138,7 +138,11 @@ async fn canary_passwords_and_codes_appear_in_no_log_page_listing_or_file() {
 #[tokio::test(flavor = "multi_thread")]
 async fn random_requests_to_the_account_routes_never_get_a_5xx() {
     use rand::{RngExt, SeedableRng};
-    let proxy = start("accounts:\n  registration: invite\n  approval: true\n");
+    // Single sign-on providers that do not answer (closed ports): their routes too.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let proxy = start(&format!(
+        "accounts:\n  registration: invite\n  approval: true\n  oidc:\n    - {{ name: company, issuer: \"{down}\", client_id: c, client_secret: oidc-hostile-secret }}\n  github: {{ client_id: g, client_secret: gh-hostile-secret, web_url: \"{down}\", api_url: \"{down}\" }}\n"
+    ));
     let (status, created) = call(
         &proxy,
         Method::POST,
@@ -178,6 +182,14 @@ async fn random_requests_to_the_account_routes_never_get_a_5xx() {
         "/admin/api/invites",
         "/admin/api/invites/0123456789ab",
         "/admin/api/invites/%2e%2e%2f",
+        "/sso/company",
+        "/sso/github",
+        "/sso/nobody",
+        "/sso/company/callback?code=x&state=y",
+        "/sso/github/callback?state=%ff%00&code=",
+        "/sso/company/callback?error=access_denied",
+        "/sso/nobody/callback",
+        "/sso/%2e%2e/callback?state=",
     ];
     let methods = [
         Method::GET,
@@ -246,7 +258,7 @@ async fn random_requests_to_the_account_routes_never_get_a_5xx() {
                     .header("x-csrf-token", &csrf)
             }
             2 => req = req.header("origin", "null"),
-            _ => {}
+            _ => req = req.header("cookie", format!("fp_sso={}", rng.random::<u64>())),
         }
         if rng.random_bool(0.5) {
             req = req.header("content-type", "application/x-www-form-urlencoded");
