@@ -100,12 +100,6 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         }
         None => None,
     };
-    if config.admin.is_some()
-        && let Err(e) = crate::telemetry::audit::start(&config.audit_store, &config.instance)
-    {
-        // The proxy serves without it; the operator reads why (a read-only directory, …).
-        tracing::error!(error = %e, "audit log unavailable: events go to the process log only");
-    }
     let telemetry = Arc::new(Telemetry {
         metrics,
         access_log,
@@ -231,6 +225,13 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
     if let Some(admin) = &config.admin {
         let mut app = AdminApp::new(config, telemetry.clone(), live.clone(), users.clone())
             .with_quotas(quotas.clone());
+        match crate::telemetry::audit::start(&config.audit_store, &config.instance) {
+            Ok(log) => app.audit_log = Some(log),
+            // The proxy serves without it; the operator reads why (a read-only directory, …).
+            Err(e) => {
+                tracing::error!(error = %e, "audit log unavailable: events go to the process log only")
+            }
+        }
         // With shared limits, panel sessions are shared too: any instance serves any session.
         if let Some(limiter) = &shared {
             app.sessions = crate::admin::auth::Sessions::shared(limiter.clone());

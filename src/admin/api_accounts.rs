@@ -9,14 +9,22 @@
 //! - `GET    /admin/api/users`, `PATCH /admin/api/users/{name}` `{"status","max_adapters"}`
 //! - `GET    /admin/api/invites`, `POST` `{"uses","expires"}` → 201 `{"code"}` (once),
 //!   `DELETE /admin/api/invites/{id}`
+//! - `GET    /admin/api/sessions` the caller's sessions (`account_ops::SessionView`);
+//!   `DELETE /admin/api/sessions/{id}` ends one, `DELETE /admin/api/sessions` all others
+//! - `DELETE /admin/api/me` `{"username","password"}` deletes the caller's account → 204
+//! - `POST   /admin/api/users/{name}/reset-link` → 201 `{"token","path","expires"}` (once);
+//!   `POST /admin/api/reset` `{"token","password"}` → 200 `{"username"}`
+//! - `GET    /admin/api/audit?actor=&kind=&limit=&offset=` → `{"entries"}` newest first
 //!
 //! Sign-up and login need no credentials, but like the panel's forms they are refused when
 //! the browser says the request comes from another site.
 
+use super::account_ops::{DeleteAccountRequest, ResetRequest};
 use super::accounts::{InviteRequest, PasswordRequest, SignupRequest, UserPatch};
 use super::api::{authenticate, body, error};
 use super::manage::ApiError;
 use super::{AdminApp, AdminRequest, LoginError, json_response};
+use crate::telemetry::audit::Filter;
 use http::{Method, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -52,9 +60,10 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Option<Response<Vec<u
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let known = matches!(
         segments.as_slice(),
-        ["signup" | "session" | "me" | "users" | "invites"]
+        ["signup" | "session" | "me" | "users" | "invites" | "sessions" | "reset" | "audit"]
             | ["me", "password"]
-            | ["users" | "invites", _]
+            | ["users" | "invites" | "sessions", _]
+            | ["users", _, "reset-link"]
     );
     if !known {
         return None;
@@ -108,7 +117,13 @@ async fn route(
                 Err(LoginError::Disabled) => Err(ApiError::new(403, "this account is disabled")),
             };
         }
-        (_, ["signup"]) => return Err(ApiError::new(405, "method not allowed here")),
+        (&Method::POST, ["reset"]) => {
+            cross_site(req)?;
+            let request: ResetRequest = body(req, false)?;
+            let username = app.reset_password(request).await?;
+            return Ok(json_response(200, json!({"username": username})));
+        }
+        (_, ["signup" | "reset"]) => return Err(ApiError::new(405, "method not allowed here")),
         _ => {}
     }
     let actor = authenticate(app, req)?;
@@ -126,6 +141,56 @@ async fn route(
             ))
         }
         (&Method::GET, ["me"]) => Ok(json_response(200, app.me(&actor).await)),
+        (&Method::DELETE, ["me"]) => {
+            let request: DeleteAccountRequest = body(req, false)?;
+            app.delete_account(&actor, request, &req.client_ip).await?;
+            Ok(with_cookie(
+                super::respond(204, "application/json", Vec::new()),
+                &super::auth::expired_session_cookie(app.secure_cookies),
+            ))
+        }
+        (&Method::GET, ["sessions"]) => {
+            let sessions = app.my_sessions(req.session.as_ref()).await?;
+            Ok(json_response(200, json!({"sessions": sessions})))
+        }
+        (&Method::DELETE, ["sessions"]) => {
+            let ended = app.end_other_sessions(req.session.as_ref()).await?;
+            Ok(json_response(200, json!({"ended": ended})))
+        }
+        (&Method::DELETE, ["sessions", id]) => {
+            app.end_session(req.session.as_ref(), id).await?;
+            Ok(super::respond(204, "application/json", Vec::new()))
+        }
+        (&Method::POST, ["users", name, "reset-link"]) => {
+            let (token, expires) = app.reset_link(&actor, name).await?;
+            let path = format!("/reset/{token}");
+            Ok(json_response(
+                201,
+                json!({"token": token, "path": path, "expires": expires}),
+            ))
+        }
+        (&Method::GET, ["audit"]) => {
+            if !actor.admin {
+                return Err(ApiError::new(403, "only an admin may do this"));
+            }
+            let q = |name: &str| super::panel::query_value(&req.query, name);
+            let number = |name: &str, default: usize| match q(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<usize>()
+                    .map_err(|_| ApiError::bad(name, "a whole number")),
+            };
+            let filter = Filter {
+                actor: q("actor").filter(|a| !a.is_empty()),
+                kind: q("kind").filter(|k| !k.is_empty()),
+                limit: number("limit", 100)?.min(crate::telemetry::audit::MAX_LIMIT),
+                offset: number("offset", 0)?,
+            };
+            Ok(json_response(
+                200,
+                json!({"entries": app.audit(&actor, &filter).await?}),
+            ))
+        }
         (&Method::POST, ["me", "password"]) => {
             let request: PasswordRequest = body(req, false)?;
             let (cookie, csrf) = app.change_password(&actor, request, &req.client_ip).await?;

@@ -29,6 +29,7 @@ struct Session {
     credential: String,
     expires: Instant,
     flash: Option<Flash>,
+    meta: SessionMeta,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,45 @@ pub struct SessionInfo {
     pub user: String,
     pub csrf: String,
     pub credential: String,
+    /// [`SessionMeta::id`].
+    pub id: String,
+}
+
+/// What the account page shows of a session: when and from where it was opened and when it
+/// was last used. Its `id` is random, neither the cookie nor derived from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    #[serde(default)]
+    pub id: String,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub created_ms: i64,
+    #[serde(default)]
+    pub last_seen_ms: i64,
+    #[serde(default)]
+    pub client: String,
+    #[serde(default)]
+    pub user_agent: String,
+}
+
+/// How stale a shared session's "last seen" may get before a request writes it again.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+impl SessionMeta {
+    /// A new session's, opened by the admin request being answered.
+    fn now() -> SessionMeta {
+        let request = crate::telemetry::audit::current_request();
+        let now = crate::telemetry::usage::now_ms();
+        let mut id = random_token();
+        id.truncate(22);
+        SessionMeta {
+            id,
+            created_ms: now,
+            last_seen_ms: now,
+            client: request.client,
+            user_agent: request.user_agent,
+        }
+    }
 }
 
 /// A new key waiting for its page: what the page shows, nothing more.
@@ -92,11 +132,13 @@ impl Sessions {
         let cookie = random_token();
         let csrf = random_token();
         let hash = hash_key(&cookie);
+        let meta = SessionMeta::now();
         if let Some(shared) = &self.shared {
             let stored = StoredSession {
                 user: user.to_owned(),
                 csrf: csrf.clone(),
                 credential: credential.to_owned(),
+                meta: meta.clone(),
             };
             match shared.put(&hash_hex(&hash), &stored, SESSION_TTL).await {
                 Ok(()) => return (cookie, csrf),
@@ -117,6 +159,7 @@ impl Sessions {
                 credential: credential.to_owned(),
                 expires: now + SESSION_TTL,
                 flash: None,
+                meta,
             },
         );
         (cookie, csrf)
@@ -127,12 +170,14 @@ impl Sessions {
         let key = hash_key(cookie);
         {
             let mut map = crate::lock(&self.map);
-            match map.get(&key) {
+            match map.get_mut(&key) {
                 Some(s) if s.expires > Instant::now() => {
+                    s.meta.last_seen_ms = crate::telemetry::usage::now_ms();
                     return Some(SessionInfo {
                         user: s.user.clone(),
                         csrf: s.csrf.clone(),
                         credential: s.credential.clone(),
+                        id: s.meta.id.clone(),
                     });
                 }
                 Some(_) => {
@@ -143,12 +188,24 @@ impl Sessions {
             }
         }
         let shared = self.shared.as_ref()?;
-        match shared.get(&hash_hex(&key)).await {
-            Ok(found) => found.map(|s| SessionInfo {
-                user: s.user,
-                csrf: s.csrf,
-                credential: s.credential,
-            }),
+        let id = hash_hex(&key);
+        match shared.get(&id).await {
+            Ok(found) => {
+                let mut s = found?;
+                let now = crate::telemetry::usage::now_ms();
+                if now - s.meta.last_seen_ms >= TOUCH_EVERY_MS {
+                    s.meta.last_seen_ms = now;
+                    if let Err(e) = shared.touch(&id, &s).await {
+                        tracing::warn!(error = %e, "panel sessions: cannot note a session's use");
+                    }
+                }
+                Some(SessionInfo {
+                    user: s.user,
+                    csrf: s.csrf,
+                    credential: s.credential,
+                    id: s.meta.id,
+                })
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "panel sessions: Redis did not answer; not logged in");
                 None
@@ -175,6 +232,54 @@ impl Sessions {
         {
             tracing::warn!(error = %e, user, "panel sessions: cannot end the user's sessions in Redis");
         }
+    }
+
+    /// The live sessions of `user`, newest first (on every instance when shared).
+    pub async fn list(&self, user: &str) -> Vec<SessionMeta> {
+        let now = Instant::now();
+        let mut found: Vec<SessionMeta> = crate::lock(&self.map)
+            .values()
+            .filter(|s| s.user == user && s.expires > now)
+            .map(|s| s.meta.clone())
+            .collect();
+        if let Some(shared) = &self.shared {
+            match shared.list_user(user).await {
+                Ok(stored) => found.extend(stored.into_iter().map(|(_, s)| s.meta)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "panel sessions: cannot list a user's sessions")
+                }
+            }
+        }
+        found.sort_by_key(|s| std::cmp::Reverse(s.created_ms));
+        found
+    }
+
+    /// Ends `user`'s session of this [`SessionMeta::id`]; false when they have none by it.
+    pub async fn remove_id(&self, user: &str, id: &str) -> bool {
+        let mut ended = false;
+        crate::lock(&self.map).retain(|_, s| {
+            let hit = s.user == user && s.meta.id == id;
+            ended |= hit;
+            !hit
+        });
+        if let Some(shared) = &self.shared {
+            match shared.list_user(user).await {
+                Ok(stored) => {
+                    for (hash, _) in stored.into_iter().filter(|(_, s)| s.meta.id == id) {
+                        match shared.remove(&hash).await {
+                            Ok(()) => ended = true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "panel sessions: cannot end a session in Redis")
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "panel sessions: cannot list a user's sessions")
+                }
+            }
+        }
+        ended
     }
 
     pub async fn set_flash(&self, cookie: &str, issued: &Issued) {

@@ -4,6 +4,7 @@
 //! client keys); the management API `/admin/api/*` (`api`) with the token or a panel
 //! session; and the panel (`panel`) everywhere else. What API and panel do is in `manage`.
 
+pub mod account_ops;
 pub mod accounts;
 pub mod api;
 mod api_accounts;
@@ -46,6 +47,8 @@ pub struct AdminApp {
     pub logins: LoginLimiter,
     /// Sign-ups per client address (and per name asked for).
     pub signups: LoginLimiter,
+    /// Where this server's audit events go (`None`: the process log only).
+    pub audit_log: Option<audit::AuditLog>,
     /// Mark cookies `Secure` (TLS on the admin listener, or in front of it).
     pub secure_cookies: bool,
     /// The per-user quotas the proxy enforces (`/admin/api/me` shows their usage).
@@ -61,6 +64,8 @@ const MAX_ADMIN_BODY: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct PanelSession {
     pub cookie: String,
+    /// The session's public id (`auth::SessionMeta::id`), for "this session".
+    pub session_id: String,
     pub actor: Actor,
     pub csrf: String,
 }
@@ -157,6 +162,7 @@ impl AdminApp {
             sessions: Sessions::default(),
             logins: LoginLimiter::default(),
             signups: LoginLimiter::default(),
+            audit_log: None,
             quotas: None,
             sso: sso::Sso::new(config.accounts.sso.clone()),
         }
@@ -272,6 +278,7 @@ impl AdminApp {
             Some(u) if u.password == info.credential && u.status.is_active() => {
                 Some(PanelSession {
                     cookie,
+                    session_id: info.id,
                     actor: Actor::user(u),
                     csrf: info.csrf,
                 })
@@ -406,8 +413,19 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         // What this request does is audited with its client's address.
-        let client = client_address(session);
-        crate::telemetry::audit::with_client(client, self.answer(session)).await
+        let info = audit::RequestInfo {
+            client: client_address(session),
+            user_agent: session
+                .req_header()
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .chars()
+                .take(512)
+                .collect(),
+        };
+        audit::with_request(info, self.audit_log.clone(), self.answer(session)).await
     }
 }
 

@@ -38,6 +38,9 @@ pub struct StoredSession {
     pub user: String,
     pub csrf: String,
     pub credential: String,
+    /// When and from where it was opened, last used (sessions made before have none).
+    #[serde(default)]
+    pub meta: super::auth::SessionMeta,
 }
 
 pub struct RedisSessions {
@@ -81,6 +84,57 @@ impl RedisSessions {
             .call(|mut c| async move { c.get(&key).await })
             .await?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Writes a session again (its last use), keeping its expiry; not when it has ended.
+    pub async fn touch(&self, id: &str, s: &StoredSession) -> Result<(), String> {
+        let value = serde_json::to_string(s).map_err(|e| e.to_string())?;
+        let key = format!("fp:sess:{id}");
+        self.limiter
+            .call(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("XX")
+                    .arg("KEEPTTL")
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+    }
+
+    /// The live sessions of `user` with their hashes; ended ones leave the user's set.
+    pub async fn list_user(&self, user: &str) -> Result<Vec<(String, StoredSession)>, String> {
+        let set = format!("fp:sessu:{user}");
+        let members: Vec<String> = self
+            .limiter
+            .call(|mut c| {
+                let set = set.clone();
+                async move { c.smembers(&set).await }
+            })
+            .await?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = members.iter().map(|m| format!("fp:sess:{m}")).collect();
+        let values: Vec<Option<String>> = self
+            .limiter
+            .call(|mut c| async move { c.mget(&keys).await })
+            .await?;
+        let mut live = Vec::new();
+        let mut gone = Vec::new();
+        for (member, value) in members.into_iter().zip(values) {
+            match value.and_then(|v| serde_json::from_str::<StoredSession>(&v).ok()) {
+                Some(s) if s.user == user => live.push((member, s)),
+                _ => gone.push(member),
+            }
+        }
+        if !gone.is_empty() {
+            self.limiter
+                .call(|mut c| async move { c.srem::<_, _, ()>(&set, &gone).await })
+                .await?;
+        }
+        Ok(live)
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), String> {

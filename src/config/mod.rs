@@ -14,6 +14,7 @@ pub mod keys;
 pub mod presets;
 pub mod prices;
 pub mod reasoning_key;
+pub mod resets;
 pub mod server;
 pub mod setup;
 pub mod snapshot;

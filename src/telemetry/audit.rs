@@ -5,16 +5,17 @@
 //! works: it opens the default SQLite file (`flexiproxy-stats.db` next to the server config)
 //! for itself alone.
 //!
-//! Anything may call [`record`]: it offers the event to a bounded queue and never waits; a
-//! writer thread stores it. An event holds only names, fixed codes and short descriptions the
-//! caller builds from non-secret fields — never a password, a code, a key or a cookie.
-//! The client address comes from the admin request being answered ([`with_client`]).
+//! Anything answering an admin request may call [`record`]: it offers the event to the
+//! server's log (a bounded queue, never waiting) and a writer thread stores it. The log and
+//! the client address come from the admin request being answered ([`with_request`]), so
+//! several servers in one process (the tests) each keep their own. An event holds only
+//! names, fixed codes and short descriptions the caller builds from non-secret fields —
+//! never a password, a code, a key or a cookie.
 
 use super::usage::now_ms;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
@@ -159,13 +160,37 @@ pub struct Filter {
 /// The most entries one listing returns.
 pub const MAX_LIMIT: usize = 500;
 
-tokio::task_local! {
-    static CLIENT: String;
+/// The admin request being answered: who sends it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub client: String,
+    pub user_agent: String,
 }
 
-/// Runs `fut` with `client` as the address of events recorded inside it.
-pub async fn with_client<F: std::future::Future>(client: String, fut: F) -> F::Output {
-    CLIENT.scope(client, fut).await
+/// The request being answered and the log of the server answering it.
+struct Scope {
+    info: RequestInfo,
+    log: Option<AuditLog>,
+}
+
+tokio::task_local! {
+    static REQUEST: Scope;
+}
+
+/// Runs `fut` as the answer to a request from `info` by a server keeping `log` (events
+/// recorded inside it go there with its address; sessions opened inside it get its address
+/// and user agent).
+pub async fn with_request<F: std::future::Future>(
+    info: RequestInfo,
+    log: Option<AuditLog>,
+    fut: F,
+) -> F::Output {
+    REQUEST.scope(Scope { info, log }, fut).await
+}
+
+/// The request being answered (empty outside one).
+pub fn current_request() -> RequestInfo {
+    REQUEST.try_with(|s| s.info.clone()).unwrap_or_default()
 }
 
 /// A row as written.
@@ -174,18 +199,17 @@ struct Row {
     event: Event,
 }
 
-struct Log {
+/// One server's audit log: where its events go.
+#[derive(Clone)]
+pub struct AuditLog {
     tx: SyncSender<Row>,
 }
-
-static LOG: OnceLock<Log> = OnceLock::new();
 
 /// How many events may wait for the writer before new ones are refused (and logged).
 const QUEUE: usize = 10_000;
 
-/// Opens the store and starts the writer; [`record`] writes there from now on. Once per
-/// process (a second call is refused).
-pub fn start(store: &AuditStore, instance: &str) -> Result<(), String> {
+/// Opens the store and starts its writer.
+pub fn start(store: &AuditStore, instance: &str) -> Result<AuditLog, String> {
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
     let instance = instance.to_owned();
     let builder = std::thread::Builder::new().name("flexiproxy-audit".into());
@@ -200,8 +224,7 @@ pub fn start(store: &AuditStore, instance: &str) -> Result<(), String> {
         }
     }
     .map_err(|e| format!("audit: cannot start the writer: {e}"))?;
-    LOG.set(Log { tx })
-        .map_err(|_| "audit: the log was already started".to_owned())
+    Ok(AuditLog { tx })
 }
 
 /// The queue as the PostgreSQL writer takes it: (time, event).
@@ -209,12 +232,13 @@ fn rx_events(rx: Receiver<Row>) -> impl Iterator<Item = (i64, Event)> {
     rx.into_iter().map(|r| (r.time_ms, r.event))
 }
 
-/// Records an event (never blocks). Without a started log (the CLI, unit tests) it only
-/// goes to the process log.
+/// Records an event in the log of the server answering the current request (never
+/// blocks). Outside one, or without a log, it only goes to the process log.
 pub fn record(mut event: Event) {
     if event.client.is_empty() {
-        event.client = CLIENT.try_with(Clone::clone).unwrap_or_default();
+        event.client = current_request().client;
     }
+    let log = REQUEST.try_with(|s| s.log.clone()).ok().flatten();
     tracing::info!(
         target: "flexiproxy::audit",
         kind = event.kind.as_str(),
@@ -224,7 +248,7 @@ pub fn record(mut event: Event) {
         detail = %event.detail,
         "audit"
     );
-    let Some(log) = LOG.get() else { return };
+    let Some(log) = log else { return };
     let row = Row {
         time_ms: now_ms(),
         event,
@@ -287,7 +311,7 @@ pub(super) fn kind_pattern(kind: &str) -> (String, String) {
     (kind.to_owned(), format!("{kind}.%"))
 }
 
-pub(super) fn rfc3339(time_ms: i64) -> String {
+pub fn rfc3339(time_ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(time_ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -423,11 +447,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_client_comes_from_the_request() {
-        let seen = with_client("192.0.2.7".into(), async {
-            CLIENT.try_with(Clone::clone).unwrap_or_default()
-        })
-        .await;
-        assert_eq!(seen, "192.0.2.7");
-        assert!(CLIENT.try_with(Clone::clone).is_err());
+        let info = RequestInfo {
+            client: "192.0.2.7".into(),
+            user_agent: "curl/8".into(),
+        };
+        let seen = with_request(info.clone(), None, async { current_request() }).await;
+        assert_eq!(seen, info);
+        assert_eq!(current_request(), RequestInfo::default());
     }
 }

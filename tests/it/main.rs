@@ -4,6 +4,7 @@
 
 mod accounts;
 mod attacker;
+mod audit;
 mod claims;
 mod claude_code;
 mod clients;
@@ -37,6 +38,7 @@ mod sdk;
 mod sdk_openai;
 mod sdk_responses;
 mod secrets_relay;
+mod self_service;
 mod shared_sessions;
 mod signup;
 mod signup_admin;

@@ -1,6 +1,7 @@
 //! A user's own account (issue #27): their usage against each quota as bars (a warning from
-//! 80 %), and changing the password, which ends every other session of theirs and keeps this
-//! one (a new cookie).
+//! 80 %), changing the password, which ends every other session of theirs and keeps this
+//! one (a new cookie), their sessions (ending one or all others), and deleting the account
+//! after typing its name and password.
 
 use super::{Ctx, Form, query_value, redirect, say, vars};
 use crate::admin::PanelSession;
@@ -16,7 +17,18 @@ pub(super) async fn account_page(
     status: u16,
     error: Option<String>,
 ) -> Response<Vec<u8>> {
-    let notice = query_value(&cx.req.query, "saved").map(|_| cx.t("password_changed"));
+    let notice = if query_value(&cx.req.query, "saved").is_some() {
+        Some(cx.t("password_changed"))
+    } else if query_value(&cx.req.query, "ended").is_some() {
+        Some(cx.t("sessions_ended"))
+    } else {
+        None
+    };
+    let sessions = cx
+        .app
+        .my_sessions(cx.req.session.as_ref())
+        .await
+        .unwrap_or_default();
     let (bars, resets) = match &cx.req.session {
         Some(s) => quota_bars(cx, &s.actor).await,
         None => (Vec::new(), None),
@@ -26,6 +38,7 @@ pub(super) async fn account_page(
         ("error", Value::from(error)),
         ("quota_bars", Value::from_serialize(&bars)),
         ("quota_resets", Value::from(resets)),
+        ("sessions", Value::from_serialize(&sessions)),
     ]);
     cx.render(status, "account.html", "account", page)
 }
@@ -137,6 +150,41 @@ pub(super) async fn change_password(cx: &Ctx<'_>, session: &PanelSession) -> Res
         .await
     {
         Ok((cookie, _csrf)) => redirect("/account?saved=1", &[cookie]),
+        Err(e) => account_page(cx, e.status, Some(say(cx, &e))).await,
+    }
+}
+
+/// Ends one session of the caller's (`id`), or every other one (`None`).
+pub(super) async fn end_sessions(cx: &Ctx<'_>, id: Option<&str>) -> Response<Vec<u8>> {
+    let session = cx.req.session.as_ref();
+    let result = match id {
+        Some(id) => cx.app.end_session(session, id).await,
+        None => cx.app.end_other_sessions(session).await.map(|_| ()),
+    };
+    match result {
+        Ok(()) => redirect("/account?ended=1", &[]),
+        Err(e) => account_page(cx, e.status, Some(say(cx, &e))).await,
+    }
+}
+
+/// Deletes the caller's account (after typing its name and password) and logs out.
+pub(super) async fn delete_account(cx: &Ctx<'_>, session: &PanelSession) -> Response<Vec<u8>> {
+    let f = Form::parse(&cx.req.body);
+    let request = crate::admin::account_ops::DeleteAccountRequest {
+        username: f.get("confirm_username").to_owned(),
+        password: f.get("confirm_password").to_owned(),
+    };
+    match cx
+        .app
+        .delete_account(&session.actor, request, &cx.req.client_ip)
+        .await
+    {
+        Ok(()) => redirect(
+            "/login?bye=1",
+            &[crate::admin::auth::expired_session_cookie(
+                cx.req.secure_cookies,
+            )],
+        ),
         Err(e) => account_page(cx, e.status, Some(say(cx, &e))).await,
     }
 }

@@ -12,12 +12,14 @@
 //! what the pages share: rendering, responses, forms.
 
 mod account;
+mod audit;
 mod adapters;
 mod assets;
 mod check;
 mod edit;
 mod exchanges;
 mod login;
+mod reset;
 mod signup;
 mod sso;
 mod usage;
@@ -60,6 +62,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("../templates/message.html")),
     ("signup.html", include_str!("../templates/signup.html")),
     ("account.html", include_str!("../templates/account.html")),
+    ("audit.html", include_str!("../templates/audit.html")),
+    ("reset.html", include_str!("../templates/reset.html")),
 ];
 
 /// The cookie holding the chosen language.
@@ -223,7 +227,7 @@ impl Form {
     }
 }
 
-fn query_value(query: &str, name: &str) -> Option<String> {
+pub(crate) fn query_value(query: &str, name: &str) -> Option<String> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(query)
         .ok()?
         .into_iter()
@@ -368,6 +372,14 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
     if post && from_another_origin(req) {
         return cx.message(403, cx.t("csrf_failed"), "");
     }
+    // A password-reset link: the token in the path is the credential, no session needed.
+    if let Some(token) = req.path.strip_prefix("/reset/").filter(|t| !t.contains('/')) {
+        if get {
+            return reset::reset_page(&cx, token);
+        } else if post {
+            return reset::reset(&cx, token).await;
+        }
+    }
     match req.path.as_str() {
         "/static/panel.css" if get => return asset("text/css; charset=utf-8", CSS),
         "/static/panel.js" if get => return asset("text/javascript; charset=utf-8", JS),
@@ -436,6 +448,11 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         (_, true, ["invites", id, "revoke"]) => users::revoke_invite(&cx, session, id).await,
         (true, _, ["account"]) => account::account_page(&cx, 200, None).await,
         (_, true, ["account", "password"]) => account::change_password(&cx, session).await,
+        (_, true, ["account", "sessions"]) => account::end_sessions(&cx, None).await,
+        (_, true, ["account", "sessions", id, "end"]) => account::end_sessions(&cx, Some(id)).await,
+        (_, true, ["account", "delete"]) => account::delete_account(&cx, session).await,
+        (_, true, ["users", name, "reset-link"]) => users::reset_link(&cx, session, name).await,
+        (true, _, ["audit"]) => audit::audit_page(&cx, session).await,
         _ => cx.not_found(),
     }
 }

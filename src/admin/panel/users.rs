@@ -2,7 +2,8 @@
 //! approving a pending sign-up, disabling and enabling an account, changing the cap and the
 //! user's own quota (`flexiproxy user set --quota`'s text) — and the sign-up
 //! invitations: listed with the uses left and expiry, made (the code shown on that one
-//! answer) and revoked (issue #27).
+//! answer) and revoked, and one-time password-reset links, shown on that one answer
+//! (issue #27).
 
 use super::{Ctx, Form, query_value, redirect, urlencode, vars};
 use crate::admin::PanelSession;
@@ -27,6 +28,18 @@ fn users_page_with(
     status: u16,
     error: Option<String>,
     new_code: Option<String>,
+) -> Response<Vec<u8>> {
+    users_page_full(cx, session, status, error, new_code, None)
+}
+
+/// The page, with a new invitation code or a reset link to show once.
+fn users_page_full(
+    cx: &Ctx,
+    session: &PanelSession,
+    status: u16,
+    error: Option<String>,
+    new_code: Option<String>,
+    reset: Option<(String, String, String)>,
 ) -> Response<Vec<u8>> {
     if !session.actor.admin {
         return cx.message(403, cx.t("admins_only"), "");
@@ -62,6 +75,12 @@ fn users_page_with(
         ("quota_specs", Value::from_serialize(&quota_specs)),
         ("invites", Value::from_serialize(&invites)),
         ("new_code", Value::from(new_code)),
+        (
+            "reset",
+            Value::from_serialize(reset.map(|(user, link, expires)| {
+                serde_json::json!({"user": user, "link": link, "expires": expires})
+            })),
+        ),
         (
             "registration",
             Value::from(cx.app.manager.server.accounts.registration.as_str()),
@@ -175,6 +194,28 @@ pub(super) async fn revoke_invite(
 ) -> Response<Vec<u8>> {
     match cx.app.revoke_invite(&session.actor, id).await {
         Ok(()) => redirect("/users?revoked=1", &[]),
+        Err(e) => users_page(cx, session, e.status, Some(super::say(cx, &e))),
+    }
+}
+
+/// Makes a one-time password-reset link for `name` and shows it on this answer only.
+pub(super) async fn reset_link(
+    cx: &Ctx<'_>,
+    session: &PanelSession,
+    name: &str,
+) -> Response<Vec<u8>> {
+    match cx.app.reset_link(&session.actor, name).await {
+        Ok((token, expires)) => {
+            let host = cx.req.header("host").unwrap_or("localhost");
+            let scheme = if cx.req.secure_cookies {
+                "https"
+            } else {
+                "http"
+            };
+            let link = format!("{scheme}://{host}/reset/{token}");
+            let reset = Some((name.to_owned(), link, expires));
+            users_page_full(cx, session, 201, None, None, reset)
+        }
         Err(e) => users_page(cx, session, e.status, Some(super::say(cx, &e))),
     }
 }
