@@ -22,16 +22,14 @@ import sys
 import traceback
 
 import anthropic
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
+
+from browser import WAIT, Walk, chromium
 
 CFG = json.loads(sys.argv[1])
 PANEL = CFG["panel"].rstrip("/")
 SHOTS = CFG["shots"]
-WAIT = 20  # seconds, for every condition
 seen = {}
 
 
@@ -40,48 +38,11 @@ def check(cond, what):
         raise AssertionError(what)
 
 
-opts = webdriver.ChromeOptions()
-for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--window-size=1280,900", "--lang=en-US"):
-    opts.add_argument(arg)
-opts.binary_location = "/usr/bin/chromium"
-opts.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-d.set_page_load_timeout(WAIT)
-wait = WebDriverWait(d, WAIT)
-
-
-def by_id(i):
-    return wait.until(EC.presence_of_element_located((By.ID, i)))
-
-
-def click(i):
-    wait.until(EC.element_to_be_clickable((By.ID, i))).click()
-
-
-def at(path):
-    wait.until(lambda drv: drv.current_url.split("?")[0] == PANEL + path)
-
-
-def fill(i, text):
-    by_id(i).clear()
-    by_id(i).send_keys(text)
-
-
-def shot(name):
-    d.save_screenshot(os.path.join(SHOTS, f"signup-{name}.png"))
-
-
-def login(user, password):
-    d.get(PANEL + "/login")
-    fill("user", user)
-    fill("password", password)
-    click("login")
-
-
-def logout():
-    click("logout")
-    at("/login")
+d = chromium(WAIT)
+walk = Walk(d, PANEL, SHOTS, "signup")
+by_id, click, at, fill, shot = walk.by_id, walk.click, walk.at, walk.fill, walk.shot
+login, logout = walk.login, walk.logout
+wait = walk.wait
 
 
 def run():
