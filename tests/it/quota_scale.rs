@@ -1,5 +1,6 @@
 //! Per-user quotas across three `flexiproxy serve` instances sharing a real Redis (issue #27):
-//! concurrent requests over every instance never exceed a user's `requests_per_day`, and the
+//! 1,000 concurrent requests over every instance never exceed a user's `requests_per_day`
+//! (exactly that many are served), and the
 //! tokens and cost quotas are never overshot in two waves (the second spends what the
 //! first's settled reservations gave back), as the token budget tests in `scale` do.
 
@@ -14,18 +15,26 @@ use std::time::Duration;
 const ALICE_KEY: &str = "fp-quota-scale-alice";
 const BOB_KEY: &str = "fp-quota-scale-bob";
 const CAROL_KEY: &str = "fp-quota-scale-carol";
-const REQUESTS_PER_DAY: usize = 40;
+const REQUESTS_PER_DAY: usize = 100;
+/// Requests the client keeps in flight at once: bounded so a loaded two-core machine's
+/// sockets and the fake provider keep up, enough that every instance is asked at once.
+const IN_FLIGHT: usize = 200;
 const TOKENS_PER_MONTH: u64 = 6_000;
 /// In USD; each request below costs 110 tokens × 1000 per million = 0.11.
 const COST_PER_MONTH: f64 = 3.0;
 
-/// Sends `n` requests of `max_tokens` with `key`, spread over the instances, all at once.
+/// Sends `n` requests of `max_tokens` with `key`, spread over the instances, [`IN_FLIGHT`]
+/// at a time.
 async fn wave(
     urls: &[String],
     key: &str,
     n: usize,
 ) -> Vec<(u16, Option<String>, serde_json::Value)> {
-    futures::future::join_all((0..n).map(|i| send(&urls[i % urls.len()], key, "hi", 100))).await
+    use futures::StreamExt;
+    futures::stream::iter((0..n).map(|i| send(&urls[i % urls.len()], key, "hi", 100)))
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await
 }
 
 fn tokens_of(body: &serde_json::Value) -> u64 {
@@ -87,15 +96,16 @@ async fn quotas_hold_across_three_instances_on_redis() {
     );
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
 
-    // Alice (the default quota): 300 at once over three instances, exactly her day's 40.
-    let results = wave(&urls, ALICE_KEY, 300).await;
+    // Alice (the default quota): 1,000 over three instances, exactly her day's 100.
+    let results = wave(&urls, ALICE_KEY, 1_000).await;
+    assert_eq!(results.len(), 1_000);
     let admitted = results.iter().filter(|r| r.0 == 200).count();
     for (status, retry, body) in &results {
         match status {
             200 => {}
             429 => {
                 let message = body["error"]["message"].as_str().unwrap_or_default();
-                assert!(message.contains("40 requests per day"), "{body}");
+                assert!(message.contains("100 requests per day"), "{body}");
                 assert!(retry.is_some(), "retry-after");
             }
             other => panic!("unexpected {other}: {body}"),
