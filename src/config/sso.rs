@@ -75,7 +75,9 @@ impl SsoConfig {
                 )));
             }
             if p.name == "github" {
-                return Err(at("name: `github` is GitHub's button; choose another".into()));
+                return Err(at(
+                    "name: `github` is GitHub's button; choose another".into()
+                ));
             }
             if providers.iter().any(|q: &OidcProvider| q.name == p.name) {
                 return Err(at(format!("name: `{}` is used twice", p.name)));

@@ -29,7 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 CFG = json.loads(sys.argv[1])
 PANEL = CFG["panel"].rstrip("/")
 PAGE = f"/adapters/{CFG['adapter']}/exchanges"
-WAIT = 20  # seconds, for every condition
+WAIT = 60  # seconds, for every condition (a loaded two-core machine runs Chromium slowly)
 
 seen = {}
 d = chromium(WAIT)

@@ -12,9 +12,9 @@
 //! what the pages share: rendering, responses, forms.
 
 mod account;
-mod audit;
 mod adapters;
 mod assets;
+mod audit;
 mod check;
 mod edit;
 mod exchanges;
@@ -373,7 +373,11 @@ pub async fn handle(app: &AdminApp, req: &AdminRequest) -> Response<Vec<u8>> {
         return cx.message(403, cx.t("csrf_failed"), "");
     }
     // A password-reset link: the token in the path is the credential, no session needed.
-    if let Some(token) = req.path.strip_prefix("/reset/").filter(|t| !t.contains('/')) {
+    if let Some(token) = req
+        .path
+        .strip_prefix("/reset/")
+        .filter(|t| !t.contains('/'))
+    {
         if get {
             return reset::reset_page(&cx, token);
         } else if post {
