@@ -21,10 +21,12 @@ import os
 import sys
 import traceback
 
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 
 from browser import WAIT, Walk, chromium
+from browser_setup import navigations
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 CFG = json.loads(sys.argv[1])
 PANEL = CFG["panel"].rstrip("/")
@@ -37,12 +39,22 @@ def check(cond, what):
         raise AssertionError(what)
 
 
-d = chromium(WAIT)
+d = chromium(WAIT, network_log=True)
 walk = Walk(d, PANEL, CFG["shots"], "sso")
 
 
 def keep_page():
     pages.append(d.page_source)
+
+
+def gone(element):
+    """Whether `element` left the page. Chromium sometimes answers a page mid-navigation with
+    "Node … does not belong to the document" instead of a stale element: gone as well."""
+    try:
+        element.is_enabled()
+        return False
+    except WebDriverException:  # StaleElementReferenceException included
+        return True
 
 
 def at_provider_sign_in(name):
@@ -59,7 +71,7 @@ def at_provider_sign_in(name):
             d.find_element(By.NAME, "password").send_keys("any password")
         button = d.find_element(By.CSS_SELECTOR, "button[type=submit]")
         button.click()
-        walk.wait.until(EC.staleness_of(button))
+        walk.wait.until(lambda _: gone(button))
 
 
 def fresh_login_page(lang="en"):
@@ -74,10 +86,53 @@ def sign_in(button, name, lang="en"):
     """Clicks the login page's button and signs in at the provider as `name`."""
     fresh_login_page(lang)
     walk.click(f"sso-{button}")
+    # Off the panel's pages first (its login page, then the page that moves on to the
+    # provider), or a loaded machine has us look for the provider's form too early.
+    walk.wait.until(lambda drv: drv.current_url.split("?")[0]
+                    not in (PANEL + "/login", PANEL + f"/sso/{button}"))
     at_provider_sign_in(name)
     walk.wait.until(lambda drv: drv.current_url.startswith(PANEL)
                     and "/callback" not in drv.current_url)
     keep_page()
+
+
+def requested(part):
+    """The last URL the browser requested that contains `part` (since the last call), waiting
+    until it has requested one."""
+    urls = []
+    walk.wait.until(lambda _: urls.extend(u for u in navigations(d) if part in u) or urls)
+    return urls[-1]
+
+
+def callback_with(code, state):
+    d.get(f"{PANEL}/sso/company/callback?" + urlencode({"code": code, "state": state}))
+
+
+def replays_and_tampering():
+    """A callback replayed as it was, a used code with a fresh flow's `state` (the provider
+    refuses the code), and a pending flow's `state` altered on its way back (refused before
+    any code is exchanged): each ends on the login page with its own reason."""
+    navigations(d)  # drain
+    sign_in("company", "ana")
+    done = requested("/sso/company/callback?")
+    old = parse_qs(urlsplit(done).query)
+    walk.logout()
+    d.get(done)
+    seen["replayed_callback"] = refusal()
+    # A fresh flow: its state is in the authorization request the panel sent the browser to.
+    fresh_login_page()
+    navigations(d)
+    walk.click("sso-company")
+    state = parse_qs(urlsplit(requested("state=")).query)["state"][0]
+    callback_with(old["code"][0], state)
+    seen["replayed_code"] = refusal()
+    # Another fresh flow, pending at the provider: its state comes back altered.
+    fresh_login_page()
+    navigations(d)
+    walk.click("sso-company")
+    state = parse_qs(urlsplit(requested("state=")).query)["state"][0]
+    callback_with(old["code"][0], state[:-1] + ("A" if state[-1] != "A" else "B"))
+    seen["tampered_state"] = refusal()
 
 
 def refusal():
@@ -103,6 +158,8 @@ def run():
     sign_in("company", "ana")
     seen["second"] = whoami()
     walk.logout()
+
+    replays_and_tampering()
 
     # An ID token for another audience, and one already expired.
     sign_in("other", "ana")

@@ -175,6 +175,15 @@ async fn openid_connect_sign_in_in_a_real_browser() {
         assert!(said(key).contains("security checks"), "{key}: {out}");
     }
     assert!(said("expired_zh").contains("安全校验"), "{out}");
+    // A replayed callback and an altered state are refused by the panel's flow (state used or
+    // unknown); a used code with a genuine fresh state is refused by the provider.
+    for key in ["replayed_callback", "tampered_state"] {
+        assert!(said(key).contains("already used"), "{key}: {out}");
+    }
+    assert!(
+        said("replayed_code").contains("refused this sign-in"),
+        "{out}"
+    );
     assert!(said("domain").contains("not in a domain allowed"), "{out}");
     assert!(said("disabled").contains("disabled"), "{out}");
     assert_eq!(said("linked"), "linda", "{out}");
