@@ -3,7 +3,7 @@
 //! actor, the target and the client address — in the usage store (the `audit` table of the
 //! SQLite file or the PostgreSQL database of `stats:`). With usage statistics off it still
 //! works: it opens the default SQLite file (`flexiproxy-stats.db` next to the server config)
-//! for itself alone.
+//! for itself alone, at the first event (so a proxy nobody administers creates no file).
 //!
 //! Anything answering an admin request may call [`record`]: it offers the event to the
 //! server's log (a bounded queue, never waiting) and a writer thread stores it. The log and
@@ -215,8 +215,16 @@ pub fn start(store: &AuditStore, instance: &str) -> Result<AuditLog, String> {
     let builder = std::thread::Builder::new().name("flexiproxy-audit".into());
     match store {
         AuditStore::Sqlite(path) => {
-            let conn = open_writer(path)?;
-            builder.spawn(move || sqlite_writer(conn, &instance, rx))
+            // Opened at the first event: a proxy nobody administers, with statistics off (the
+            // default), creates no file.
+            let path = path.clone();
+            builder.spawn(move || {
+                let Ok(first) = rx.recv() else { return };
+                match open_writer(&path) {
+                    Ok(conn) => sqlite_writer(conn, &instance, std::iter::once(first).chain(rx)),
+                    Err(e) => tracing::error!(error = %e, "the audit log cannot be stored"),
+                }
+            })
         }
         AuditStore::Postgres(url) => {
             let url = url.clone();
@@ -284,8 +292,8 @@ fn open_writer(path: &std::path::Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
-fn sqlite_writer(conn: Connection, instance: &str, rx: Receiver<Row>) {
-    for row in rx {
+fn sqlite_writer(conn: Connection, instance: &str, rows: impl Iterator<Item = Row>) {
+    for row in rows {
         let e = &row.event;
         let written = conn.execute(
             "INSERT INTO audit (time_ms, instance, actor, kind, target, client, detail)
@@ -335,6 +343,9 @@ fn list_sqlite(
     filter: &Filter,
     limit: usize,
 ) -> Result<Vec<Entry>, String> {
+    if !path.exists() {
+        return Ok(Vec::new()); // nothing recorded yet: the file comes with the first event
+    }
     let conn = super::usage::open_reader(path)?;
     let (kind, group) = kind_pattern(filter.kind.as_deref().unwrap_or(""));
     let mut stmt = conn
@@ -408,7 +419,7 @@ mod tests {
             tx.send(Row { time_ms, event }).unwrap();
         }
         drop(tx);
-        sqlite_writer(conn, "i1", rx);
+        sqlite_writer(conn, "i1", rx.into_iter());
         let all = Filter {
             limit: 10,
             ..Filter::default()

@@ -33,13 +33,16 @@ pub(super) fn writer_loop(url: &str, instance: &str, events: impl Iterator<Item 
             .inspect_err(|e| tracing::warn!(error = %e, "audit: PostgreSQL unavailable"))
             .ok()
     };
-    let mut client: Option<Client> = open();
-    let mut last_attempt = Instant::now();
+    // Connected at the first event, not at start: the usage writer already migrated the
+    // schema (the audit table is one of its steps), and an idle instance holds one
+    // connection, not two.
+    let mut client: Option<Client> = None;
+    let mut last_attempt: Option<Instant> = None;
     for (time_ms, e) in events {
         if client.as_ref().is_none_or(Client::is_closed)
-            && last_attempt.elapsed() >= RECONNECT_EVERY
+            && last_attempt.is_none_or(|t| t.elapsed() >= RECONNECT_EVERY)
         {
-            last_attempt = Instant::now();
+            last_attempt = Some(Instant::now());
             client = open();
         }
         let written = match &client {

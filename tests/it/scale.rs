@@ -836,7 +836,7 @@ async fn three_instances_starting_together_migrate_an_empty_database_once() {
         }
         drop(instances);
         wait_until(DEADLINE, "the writers are gone", || connected() == "0");
-        pg.psql("DROP TABLE usage, flexiproxy_schema");
+        pg.psql("DROP TABLE usage, audit, flexiproxy_schema");
     }
 }
 
