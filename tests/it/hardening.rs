@@ -91,7 +91,14 @@ async fn query_keys_work_on_gemini_routes_only_and_never_reach_the_logs() {
         port,
         &[("RUST_LOG", "debug")],
     );
-    let c = client();
+    // A fresh connection per request: after a broken-off answer the proxy closes its
+    // connection, and a pooled client may send the next request on it before it sees the close
+    // (a loaded run failed with IncompleteMessage on a request the proxy never received).
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let gemini_path = "/v1beta/models/gemini-pro:streamGenerateContent";
     let mut requests = 0;
 
