@@ -201,13 +201,7 @@ impl AdminApp {
             let attempt = self
                 .logins
                 .reserve(client_ip, &actor.name)
-                .map_err(|secs| {
-                    ApiError::new(
-                        429,
-                        format!("too many attempts; try again in {secs} seconds"),
-                    )
-                    .coded("too_many")
-                })?;
+                .map_err(super::accounts::too_many_attempts)?;
             let (stored, given) = (me.password.clone(), req.password);
             let ok = tokio::task::spawn_blocking(move || verify_password(&stored, &given))
                 .await

@@ -229,13 +229,7 @@ impl AdminApp {
         let attempt = self
             .logins
             .reserve(client_ip, &actor.name)
-            .map_err(|secs| {
-                ApiError::new(
-                    429,
-                    format!("too many attempts; try again in {secs} seconds"),
-                )
-                .coded("too_many")
-            })?;
+            .map_err(too_many_attempts)?;
         let stored = self
             .manager
             .users
@@ -428,4 +422,13 @@ impl AdminApp {
             "usage": usage,
         })
     }
+}
+
+/// The refusal when the login limiter has no password check left for this address or name.
+pub(crate) fn too_many_attempts(secs: u64) -> ApiError {
+    ApiError::new(
+        429,
+        format!("too many attempts; try again in {secs} seconds"),
+    )
+    .coded("too_many")
 }
