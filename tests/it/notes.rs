@@ -5,7 +5,7 @@
 //! (Anthropic onto an Anthropic source) has none.
 
 use crate::harness::*;
-use crate::management::{Auth, TOKEN, call};
+use crate::management::{Auth, TOKEN, call, login};
 use flexiproxy_testkit::{FakeProvider, Reply, anthropic, openai};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -151,4 +151,43 @@ async fn notes_reach_the_header_the_access_log_and_the_inspector() {
         "web_search_20250305",
         "the passthrough sent the server tool on"
     );
+}
+
+/// A note carries what the client sent (here a server tool's type): the access log writes it
+/// as JSON and the Exchanges page as text, never as markup.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_value_in_a_note_is_text_on_the_exchanges_page() {
+    const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+    let chat = FakeProvider::start(|_| Reply::json(200, openai::chat_completion("done"))).await;
+    let same = FakeProvider::start(|_| Reply::json(200, anthropic::message("same"))).await;
+    let proxy = start(&chat, &same);
+    let mut request = claude_code_request("hostile");
+    request["tools"][1]["type"] = json!(HOSTILE);
+    let resp = post_messages(&proxy, &request).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+
+    let exchange = kept(&proxy, "chat").await;
+    assert!(
+        exchange["whole"]["notes"].to_string().contains(HOSTILE),
+        "the note names what was dropped: {exchange}"
+    );
+    let line = log_line(&proxy, "chat");
+    assert!(line["notes_first"].to_string().contains(HOSTILE), "{line}");
+
+    let (cookie, _) = login(&proxy, "alice", "alice-password").await;
+    let html = client()
+        .get(proxy.admin_url("/adapters/chat/exchanges"))
+        .header("cookie", format!("fp_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "shown, escaped: {html}"
+    );
+    assert!(!html.contains(HOSTILE), "never as markup");
 }
