@@ -391,13 +391,25 @@ impl ProcessProxy {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_until(
-            Duration::from_secs(10),
-            "the proxy process accepts connections",
-            || TcpStream::connect(addr).is_ok(),
-        );
+        // The panel's listener starts after the proxy's: a test that goes to the panel first
+        // must not find it closed.
+        let mut listeners = vec![addr];
+        listeners.extend(admin_listener(config));
+        for listener in listeners {
+            wait_until(
+                Duration::from_secs(30),
+                &format!("the proxy process accepts connections on {listener}"),
+                || {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let text = std::fs::read_to_string(&log).unwrap_or_default();
+                        panic!("the proxy process exited ({status}) before listening:\n{text}");
+                    }
+                    TcpStream::connect(listener).is_ok()
+                },
+            );
+        }
         ProcessProxy { addr, child, log }
     }
 
@@ -419,6 +431,13 @@ impl ProcessProxy {
             .unwrap();
         assert!(status.success());
     }
+}
+
+/// The panel's `admin.listen` address of a server config file, when it has one.
+fn admin_listener(config: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(config).ok()?;
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).ok()?;
+    value.get("admin")?.get("listen")?.as_str()?.parse().ok()
 }
 
 impl Drop for ProcessProxy {
