@@ -191,15 +191,14 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
     };
     let mut http_proxy = pingora::proxy::HttpProxy::new(proxy, server.configuration.clone());
     http_proxy.handle_init_modules();
-    let mut service = Service::new(
-        "flexiproxy".to_owned(),
-        HeaderGuard::new(
-            http_proxy,
-            header_limits(Arc::new(move |method: &str, target: &str| {
-                crate::proxy::oversized_header_body(method, target, max_header_size)
-            })),
-        ),
-    );
+    let guarded_proxy = HeaderGuard::new(
+        http_proxy,
+        header_limits(Arc::new(move |method: &str, target: &str| {
+            crate::proxy::oversized_header_body(method, target, max_header_size)
+        })),
+    )
+    .counting_first_headers_in(telemetry.metrics.awaiting_first_request.clone());
+    let mut service = Service::new("flexiproxy".to_owned(), guarded_proxy);
     let mut certs = Vec::new();
     for listener in &config.listeners {
         let addr = listener.address.to_string();
@@ -327,6 +326,7 @@ pub fn run(app: App) {
     let phases = app.server.watch_execution_phase();
     let drainer = Drainer {
         inflight: app.inflight.clone(),
+        awaiting_first_request: app.telemetry.metrics.awaiting_first_request.clone(),
         terminate: app.terminate,
         grace: app.grace_period,
         telemetry: app.telemetry.clone(),
@@ -345,6 +345,8 @@ const DRAIN_QUIET: Duration = Duration::from_millis(500);
 
 struct Drainer {
     inflight: Arc<AtomicUsize>,
+    /// Client connections accepted that have not sent their first request yet.
+    awaiting_first_request: prometheus::IntGauge,
     terminate: tokio::sync::watch::Sender<bool>,
     grace: Duration,
     telemetry: Arc<Telemetry>,
@@ -371,8 +373,9 @@ fn drain(mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>, d: Draine
     // Done when nothing has been in flight for a moment: kept-alive client connections may
     // still bring a request, which is answered with `connection: close`.
     let mut idle_since: Option<Instant> = None;
+    // A connection accepted just before the listener closed counts too: its request is coming.
     while Instant::now() < deadline {
-        if d.inflight.load(Ordering::Acquire) > 0 {
+        if d.inflight.load(Ordering::Acquire) > 0 || d.awaiting_first_request.get() > 0 {
             idle_since = None;
         } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= DRAIN_QUIET {
             break;

@@ -14,6 +14,10 @@
 //!
 //! HTTP/2 connections (TLS with ALPN `h2`) pass through untouched: the `h2` crate bounds
 //! header lists itself.
+//!
+//! It also counts the connections still waiting for their first header, so that shutdown does
+//! not drop a connection accepted a moment before the listener closed (see
+//! [`HeaderGuard::cleanup`]).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,12 +28,13 @@ use pingora::protocols::{
     UniqueIDType,
 };
 use pingora::server::ShutdownWatch;
+use prometheus::IntGauge;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The body of the 431 answer, from the request's method and target (as far as they were
@@ -50,14 +55,28 @@ pub struct HeaderLimits {
 pub struct HeaderGuard<A> {
     inner: Arc<A>,
     limits: HeaderLimits,
+    /// HTTP/1 connections whose first request header is not complete yet.
+    awaiting_first_header: IntGauge,
 }
+
+/// The longest shutdown waits for connections already accepted to send their first request.
+const FIRST_HEADER_WAIT: Duration = Duration::from_secs(2);
 
 impl<A> HeaderGuard<A> {
     pub fn new(inner: A, limits: HeaderLimits) -> Self {
         HeaderGuard {
             inner: Arc::new(inner),
             limits,
+            awaiting_first_header: IntGauge::new("awaiting_first_header", "not exported")
+                .expect("a valid gauge"),
         }
+    }
+
+    /// Counts the accepted HTTP/1 connections that have not sent their first request header
+    /// yet in `gauge` (a draining process is not idle while there are any).
+    pub fn counting_first_headers_in(mut self, gauge: IntGauge) -> Self {
+        self.awaiting_first_header = gauge;
+        self
     }
 }
 
@@ -82,7 +101,8 @@ where
         if not_h1 {
             return ServerApp::process_new(&self.inner, stream, shutdown).await;
         }
-        let guarded = GuardedStream::new(stream, self.limits.clone());
+        let mut guarded = GuardedStream::new(stream, self.limits.clone());
+        guarded.first_header = Some(FirstHeader::new(&self.awaiting_first_header));
         let mut session = ServerSession::new_http1(Box::new(guarded));
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
         session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
@@ -101,7 +121,16 @@ where
         None
     }
 
+    /// Runs once the listener stopped accepting. Pingora's cleanup drops every connection still
+    /// waiting for a request header — meant for idle kept-alive ones, but it would also drop a
+    /// connection accepted just before the listener closed whose client has not sent its request
+    /// yet, and that request would be lost (in a zero-downtime upgrade, the client cannot tell
+    /// it should resend). Those connections get a moment to send it first.
     async fn cleanup(&self) {
+        let end = Instant::now() + FIRST_HEADER_WAIT.min(self.limits.timeout);
+        while self.awaiting_first_header.get() > 0 && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.inner.http_cleanup().await;
     }
 }
@@ -171,6 +200,24 @@ struct GuardedStream {
     limits: HeaderLimits,
     phase: Phase,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Held until the connection's first header is complete (or the connection ends).
+    first_header: Option<FirstHeader>,
+}
+
+/// Counts a connection in [`HeaderGuard`]'s `awaiting_first_header` while it lives.
+struct FirstHeader(IntGauge);
+
+impl FirstHeader {
+    fn new(count: &IntGauge) -> Self {
+        count.inc();
+        FirstHeader(count.clone())
+    }
+}
+
+impl Drop for FirstHeader {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl std::fmt::Debug for GuardedStream {
@@ -194,6 +241,7 @@ impl GuardedStream {
                 line: Vec::new(),
             },
             deadline,
+            first_header: None,
         }
     }
 
@@ -228,6 +276,7 @@ impl GuardedStream {
         if end.is_some() {
             self.phase = Phase::Body;
             self.deadline = None;
+            self.first_header = None;
         }
         false
     }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub stats_written: IntCounter,
     pub access_log_dropped: IntGauge,
     pub inflight: IntGauge,
+    /// Client connections accepted that have not sent their first request header yet.
+    pub awaiting_first_request: IntGauge,
     pub body_too_large: IntCounter,
     pub dns_failures: IntCounter,
     pub upstream_retries: IntCounter,
@@ -183,6 +185,11 @@ impl Metrics {
                 &r,
                 "flexiproxy_inflight_requests",
                 "Requests being proxied now",
+            ),
+            awaiting_first_request: gauge(
+                &r,
+                "flexiproxy_connections_awaiting_first_request",
+                "Client connections accepted that have not sent their first request header yet",
             ),
             body_too_large: counter(
                 &r,

@@ -754,6 +754,66 @@ async fn sigterm_drains_streams_refuses_new_connections_and_exits_zero() {
     );
 }
 
+/// Pingora's shutdown drops every connection still waiting for a request header: right for
+/// idle kept-alive ones, but a connection accepted a moment before the listener closed has a
+/// request on its way, which no client knows to resend. It gets up to 2 s to arrive and is
+/// answered; the kept-alive idle one is closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_accepted_before_the_stop_still_gets_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = ok_provider().await;
+    let (port, admin) = (free_port(), free_port());
+    let dir = shutdown_config(port, "10s", &provider);
+    let config = dir.path().join("flexiproxy.yaml");
+    let server = std::fs::read_to_string(&config).unwrap().replace(
+        "admin:\n  enabled: false\n",
+        &format!("admin:\n  listen: 127.0.0.1:{admin}\n"),
+    );
+    std::fs::write(&config, server).unwrap();
+    let mut proc = ProcessProxy::spawn(&config, port, &[]);
+    let body = serde_json::to_string(&messages_body(false)).unwrap();
+    let request = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // One connection used once and kept alive, one accepted that has sent nothing yet.
+    let mut idle = tokio::net::TcpStream::connect(proc.addr).await.unwrap();
+    idle.write_all(request.as_bytes()).await.unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = idle.read(&mut first).await.unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    let mut fresh = tokio::net::TcpStream::connect(proc.addr).await.unwrap();
+    let metrics = format!("http://127.0.0.1:{admin}/metrics");
+    wait_until_async(DEADLINE, "the proxy holds the fresh connection", || {
+        let url = metrics.clone();
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            text.lines()
+                .any(|l| l == "flexiproxy_connections_awaiting_first_request 1")
+        }
+    })
+    .await;
+    proc.signal("TERM");
+    wait_until(DEADLINE, "the listener is closed", || {
+        std::net::TcpStream::connect(proc.addr).is_err()
+    });
+    fresh.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, fresh.read_to_end(&mut answer))
+        .await
+        .expect("the answer ends: connection closed after it")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    // The idle kept-alive connection is closed, not answered.
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(DEADLINE, idle.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok() && rest.is_empty(), "{rest:?}");
+    assert!(wait_exit(&mut proc, DEADLINE).success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_longer_than_the_grace_period_end_with_an_error_event() {
     let provider = FakeProvider::start(|_| {
