@@ -234,6 +234,7 @@ pub fn build_with(config: &ServerConfig, upgrade: bool) -> anyhow::Result<App> {
         // With shared limits, panel sessions are shared too: any instance serves any session.
         if let Some(limiter) = &shared {
             app.sessions = crate::admin::auth::Sessions::shared(limiter.clone());
+            app.sso.share_flows(limiter.clone());
         }
         let too_large = serde_json::json!({
             "error": format!("request headers are larger than the limit of {max_header_size} bytes")

@@ -273,7 +273,18 @@ impl AdminApp {
     async fn panel_session(&self, headers: &http::HeaderMap) -> Option<PanelSession> {
         let cookie = auth::cookie_value(headers, auth::SESSION_COOKIE)?;
         let info = self.sessions.get(&cookie).await?;
-        let users = self.manager.users.current();
+        let valid = |users: &crate::config::users::UsersFile| {
+            users
+                .get(&info.user)
+                .is_some_and(|u| u.password == info.credential && u.status.is_active())
+        };
+        let mut users = self.manager.users.current();
+        // Another instance may have written the users file within the last second (an account
+        // made by a sign-in there, a password changed): read it again before ending the session.
+        if !valid(&users) {
+            self.manager.users.refresh_now();
+            users = self.manager.users.current();
+        }
         match users.get(&info.user) {
             Some(u) if u.password == info.credential && u.status.is_active() => {
                 Some(PanelSession {

@@ -6,7 +6,9 @@
 //!   the session's lifetime as its expiry (Redis removes it);
 //! - `fp:sessu:<user>` → the set of that user's session hashes, to end them all at once;
 //! - `fp:flash:<sha256 of the cookie>` → a new key until its page shows it (five minutes at
-//!   most), sealed with a key derived from the cookie itself: Redis never holds it readable.
+//!   most), sealed with a key derived from the cookie itself: Redis never holds it readable;
+//! - `fp:ssoflow:<sha256 of the state>` → a single sign-on under way (`admin::sso`), sealed
+//!   with a key derived from the browser's flow cookie, taken once by the callback.
 //!
 //! Only hashes of cookies are stored, as in memory.
 
@@ -155,7 +157,7 @@ impl RedisSessions {
 
     /// Keeps `plain` for the session of `cookie`, sealed with a key only the cookie gives.
     pub async fn set_flash(&self, id: &str, cookie: &str, plain: &[u8]) -> Result<(), String> {
-        let sealed = seal(cookie, plain)?;
+        let sealed = seal(FLASH_PURPOSE, cookie, plain)?;
         let key = format!("fp:flash:{id}");
         let secs = FLASH_TTL.as_secs();
         self.limiter
@@ -170,7 +172,7 @@ impl RedisSessions {
             .limiter
             .call(|mut c| async move { c.get(&key).await })
             .await?;
-        Ok(sealed.and_then(|s| open(cookie, &s)))
+        Ok(sealed.and_then(|s| open(FLASH_PURPOSE, cookie, &s)))
     }
 
     pub async fn drop_flash(&self, id: &str) -> Result<(), String> {
@@ -179,11 +181,48 @@ impl RedisSessions {
             .call(|mut c| async move { c.del::<_, ()>(&key).await })
             .await
     }
+
+    /// Keeps a sign-in under way for `ttl` under the hex hash of its `state`, sealed with a key
+    /// only the browser's flow cookie gives.
+    pub async fn put_flow(
+        &self,
+        state_id: &str,
+        browser: &str,
+        plain: &[u8],
+        ttl: Duration,
+    ) -> Result<(), String> {
+        let sealed = seal(FLOW_PURPOSE, browser, plain)?;
+        let key = format!("fp:ssoflow:{state_id}");
+        let secs = ttl.as_secs().max(1);
+        self.limiter
+            .call(|mut c| async move { c.set_ex::<_, _, ()>(&key, sealed, secs).await })
+            .await
+    }
+
+    /// Takes the sign-in of `state_id` (whatever follows, it is gone: a state works once) and
+    /// opens it with the browser's cookie: `Ok(None)` when there is none, `Ok(Some(None))` when
+    /// another browser's cookie cannot open it.
+    pub async fn take_flow(
+        &self,
+        state_id: &str,
+        browser: Option<&str>,
+    ) -> Result<Option<Option<Vec<u8>>>, String> {
+        let key = format!("fp:ssoflow:{state_id}");
+        let sealed: Option<Vec<u8>> = self
+            .limiter
+            .call(|mut c| async move { redis::cmd("GETDEL").arg(&key).query_async(&mut c).await })
+            .await?;
+        Ok(sealed.map(|s| browser.and_then(|b| open(FLOW_PURPOSE, b, &s))))
+    }
 }
 
-fn cipher(cookie: &str) -> ChaCha20Poly1305 {
+/// What a sealed value is for: a key derived for one purpose opens nothing of another.
+const FLASH_PURPOSE: &[u8] = b"flexiproxy panel flash v1\0";
+const FLOW_PURPOSE: &[u8] = b"flexiproxy sso flow v1\0";
+
+fn cipher(purpose: &[u8], cookie: &str) -> ChaCha20Poly1305 {
     let key: [u8; 32] = Sha256::new()
-        .chain_update(b"flexiproxy panel flash v1\0")
+        .chain_update(purpose)
         .chain_update(cookie.as_bytes())
         .finalize()
         .into();
@@ -191,20 +230,22 @@ fn cipher(cookie: &str) -> ChaCha20Poly1305 {
 }
 
 /// A random nonce, then the sealed text.
-fn seal(cookie: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+fn seal(purpose: &[u8], cookie: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
     let mut out = nonce.to_vec();
-    let sealed = cipher(cookie)
+    let sealed = cipher(purpose, cookie)
         .encrypt(Nonce::from_slice(&nonce), plain)
-        .map_err(|_| "cannot seal the flash".to_owned())?;
+        .map_err(|_| "cannot seal the value".to_owned())?;
     out.extend(sealed);
     Ok(out)
 }
 
-fn open(cookie: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+fn open(purpose: &[u8], cookie: &str, sealed: &[u8]) -> Option<Vec<u8>> {
     let (nonce, text) = sealed.split_at_checked(12)?;
-    cipher(cookie).decrypt(Nonce::from_slice(nonce), text).ok()
+    cipher(purpose, cookie)
+        .decrypt(Nonce::from_slice(nonce), text)
+        .ok()
 }
 
 #[cfg(test)]
@@ -213,10 +254,15 @@ mod tests {
 
     #[test]
     fn a_flash_opens_only_with_its_cookie() {
-        let sealed = seal("cookie-a", b"fp-secret-key").unwrap();
+        let sealed = seal(FLASH_PURPOSE, "cookie-a", b"fp-secret-key").unwrap();
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_eq!(open("cookie-a", &sealed).unwrap(), b"fp-secret-key");
-        assert_eq!(open("cookie-b", &sealed), None);
-        assert_eq!(open("cookie-a", &sealed[..5]), None);
+        assert_eq!(
+            open(FLASH_PURPOSE, "cookie-a", &sealed).unwrap(),
+            b"fp-secret-key"
+        );
+        assert_eq!(open(FLASH_PURPOSE, "cookie-b", &sealed), None);
+        assert_eq!(open(FLASH_PURPOSE, "cookie-a", &sealed[..5]), None);
+        // The same cookie opens nothing sealed for another purpose.
+        assert_eq!(open(FLOW_PURPOSE, "cookie-a", &sealed), None);
     }
 }

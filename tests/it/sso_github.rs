@@ -376,3 +376,92 @@ async fn github_sign_in_with_org_membership() {
 fn verify(file: &users::UsersFile, name: &str, password: &str) -> bool {
     users::verify_password(&file.get(name).unwrap().password, password)
 }
+
+/// With `limits.backend: redis` a sign-in started on one instance finishes on another (behind
+/// a load balancer without sticky sessions), once, and Redis holds the flow only sealed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_started_on_one_instance_finishes_on_another() {
+    use flexiproxy_testkit::services::RedisServer;
+    let redis = RedisServer::start();
+    let gh = Arc::new(Mutex::new(FakeGithub::default()));
+    let fake = FakeProvider::start(fake_github(gh.clone())).await;
+    let accounts = format!(
+        "accounts:\n  registration: open\n  github: {{ client_id: flexi-gh, client_secret: \"{SECRET}\", allowed_orgs: [my-org], web_url: \"{o}\", api_url: \"{o}\" }}\n",
+        o = fake.origin()
+    );
+    let cluster = crate::scale::Cluster::start(2, &redis, None, "2s", &|_| accounts.clone(), &[]);
+    let panel = |i: usize| format!("http://127.0.0.1:{}", cluster.admin_ports[i]);
+
+    gh.lock().unwrap().signing_in = "octocat".into();
+    let http = no_redirects();
+    let start = http
+        .post(format!("{}/sso/github", panel(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 200);
+    assert!(set_cookie(&start, "fp_sso").is_some());
+    let at_github = http.get(moves_on_to(start).await).send().await.unwrap();
+    let callback = location(&at_github);
+    let state = query(&callback)["state"].clone();
+
+    // Redis holds the flow under a hash of its state, sealed with the browser's cookie.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("fp:ssoflow:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(!keys[0].contains(&state));
+    let sealed: Vec<u8> = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let readable = String::from_utf8_lossy(&sealed);
+    assert!(
+        !readable.contains("github") && !readable.contains("callback"),
+        "{readable}"
+    );
+
+    // Another browser's cookie cannot finish it (on another instance), and the attempt
+    // uses it up.
+    let Ended::Refused(wrong_browser) = finish(
+        &panel(1),
+        &callback.replace(&panel(0), &panel(1)),
+        "someone-elses-cookie",
+        "en",
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert!(wrong_browser.contains("already used"), "{wrong_browser}");
+
+    // A second sign-in, started on 0 and finished on 1 with the right cookie.
+    let start = http
+        .post(format!("{}/sso/github", panel(0)))
+        .send()
+        .await
+        .unwrap();
+    let flow = set_cookie(&start, "fp_sso").expect("the flow cookie");
+    let at_github = http.get(moves_on_to(start).await).send().await.unwrap();
+    let callback = location(&at_github).replace(&panel(0), &panel(1));
+    let Ended::SignedIn(session) = finish(&panel(1), &callback, &flow, "en").await else {
+        panic!("the sign-in did not finish on the other instance")
+    };
+    // The session is good on both; the same answer again finds nothing on either.
+    // Instance 0 reads the users file again for a session of an account it does not know
+    // yet (made on 1 a moment ago) rather than ending that session.
+    assert_eq!(whoami(&panel(0), &session).await, "octocat");
+    assert_eq!(whoami(&panel(1), &session).await, "octocat");
+    for i in 0..2 {
+        let again = callback.replace(&panel(1), &panel(i));
+        let Ended::Refused(used) = finish(&panel(i), &again, &flow, "en").await else {
+            panic!()
+        };
+        assert!(used.contains("already used"), "{used}");
+    }
+}

@@ -8,18 +8,24 @@
 //! match, and the provider module checks what came back. [`link`] then finds or makes the
 //! account and a session is opened through the same `Sessions` as a password login.
 //!
-//! Flows live in this process: the callback must reach the instance the sign-in started on
-//! (one instance, or sticky sessions for `/sso/`). Nothing of a flow, a code or a token is
-//! logged; refusals are [`SsoError`] codes the login page says in the user's language.
+//! Flows live in this process, or with `limits.backend: redis` in Redis (sealed with a key
+//! derived from the browser's flow cookie, taken with `GETDEL`), so the callback may reach any
+//! instance; while Redis does not answer, a new flow stays in the instance that started it.
+//! Nothing of a flow, a code or a token is logged; refusals are [`SsoError`] codes the login
+//! page says in the user's language.
 
 mod github;
 pub mod link;
 mod oidc;
 
 use super::auth::random_token;
+use super::sessions_redis::RedisSessions;
+use crate::config::keys::{KeyHash, hash_hex, hash_key};
 use crate::config::sso::SsoConfig;
+use crate::proxy::shared_limits::SharedLimiter;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The cookie tying a flow to the browser that started it.
@@ -129,19 +135,28 @@ pub struct Verified {
     pub restricted: bool,
 }
 
+/// What a sign-in under way keeps until its callback.
+#[derive(Serialize, Deserialize)]
 struct Flow {
     provider: String,
     verifier: String,
     nonce: Option<String>,
     redirect_uri: String,
-    browser: crate::config::keys::KeyHash,
+}
+
+/// A flow kept in this process, with the hash of its browser's cookie.
+struct LocalFlow {
+    flow: Flow,
+    browser: KeyHash,
     expires: Instant,
 }
 
 /// The configured providers and the sign-ins under way.
 pub struct Sso {
     config: SsoConfig,
-    flows: Mutex<HashMap<String, Flow>>,
+    flows: Mutex<HashMap<String, LocalFlow>>,
+    /// Flows every instance sharing this Redis can finish.
+    shared: Option<RedisSessions>,
     http: reqwest::Client,
 }
 
@@ -156,8 +171,14 @@ impl Sso {
         Sso {
             config,
             flows: Mutex::default(),
+            shared: None,
             http,
         }
+    }
+
+    /// Keeps sign-ins under way in `limiter`'s Redis: any instance finishes them.
+    pub fn share_flows(&mut self, limiter: Arc<SharedLimiter>) {
+        self.shared = Some(RedisSessions::new(limiter));
     }
 
     /// The login page's buttons: (provider id as in paths, label).
@@ -219,6 +240,28 @@ impl Sso {
             oidc::start(p, redirect_uri, &self.http).await?
         };
         let browser = random_token();
+        let flow = Flow {
+            provider: provider.to_owned(),
+            verifier: started.verifier,
+            nonce: started.nonce,
+            redirect_uri: redirect_uri.to_owned(),
+        };
+        if let Some(shared) = &self.shared {
+            let plain = serde_json::to_vec(&flow).map_err(|_| SsoError::Saving)?;
+            let id = hash_hex(&hash_key(&started.state));
+            match shared.put_flow(&id, &browser, &plain, FLOW_TTL).await {
+                Ok(()) => return Ok((started.location, browser)),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "single sign-on: Redis does not answer; this sign-in can only finish on this instance"
+                ),
+            }
+        }
+        self.keep_here(started.state, flow, &browser);
+        Ok((started.location, browser))
+    }
+
+    fn keep_here(&self, state: String, flow: Flow, browser: &str) {
         let now = Instant::now();
         let mut flows = crate::lock(&self.flows);
         flows.retain(|_, f| f.expires > now);
@@ -230,18 +273,38 @@ impl Sso {
         {
             flows.remove(&oldest);
         }
+        let browser = hash_key(browser);
+        let expires = now + FLOW_TTL;
         flows.insert(
-            started.state,
-            Flow {
-                provider: provider.to_owned(),
-                verifier: started.verifier,
-                nonce: started.nonce,
-                redirect_uri: redirect_uri.to_owned(),
-                browser: crate::config::keys::hash_key(&browser),
-                expires: now + FLOW_TTL,
+            state,
+            LocalFlow {
+                flow,
+                browser,
+                expires,
             },
         );
-        Ok((started.location, browser))
+    }
+
+    /// Takes the flow of `state` — whatever follows, a state works once — if this browser
+    /// started it and it has not expired.
+    async fn take(&self, state: &str, browser: Option<&str>) -> Result<Flow, SsoError> {
+        let local = crate::lock(&self.flows).remove(state);
+        if let Some(local) = local {
+            let same_browser = browser.is_some_and(|b| hash_key(b) == local.browser);
+            if !same_browser || local.expires <= Instant::now() {
+                return Err(SsoError::State);
+            }
+            return Ok(local.flow);
+        }
+        let shared = self.shared.as_ref().ok_or(SsoError::State)?;
+        match shared.take_flow(&hash_hex(&hash_key(state)), browser).await {
+            Ok(Some(Some(plain))) => serde_json::from_slice(&plain).map_err(|_| SsoError::State),
+            Ok(_) => Err(SsoError::State),
+            Err(e) => {
+                tracing::warn!(error = %e, "single sign-on: Redis does not answer; the sign-in cannot finish");
+                Err(SsoError::State)
+            }
+        }
     }
 
     /// The provider's answer on `/sso/<provider>/callback`: who signed in.
@@ -258,13 +321,8 @@ impl Sso {
                 .map(|(_, v)| v.as_str())
         };
         let state = get("state").ok_or(SsoError::State)?;
-        // Taken whatever follows: a state works once.
-        let flow = crate::lock(&self.flows)
-            .remove(state)
-            .ok_or(SsoError::State)?;
-        let same_browser =
-            browser.is_some_and(|b| crate::config::keys::hash_key(b) == flow.browser);
-        if flow.provider != provider || !same_browser || flow.expires <= Instant::now() {
+        let flow = self.take(state, browser).await?;
+        if flow.provider != provider {
             return Err(SsoError::State);
         }
         if get("error").is_some() {
