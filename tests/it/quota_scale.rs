@@ -1,6 +1,7 @@
 //! Per-user quotas across three `flexiproxy serve` instances sharing a real Redis (issue #27):
-//! 1,000 concurrent requests over every instance never exceed a user's `requests_per_day`
-//! (exactly that many are served), and the
+//! 1,000 requests sent at once over every instance (all connections open first, then every
+//! request written together) never exceed a user's `requests_per_day` (exactly that many are
+//! served), and the
 //! tokens and cost quotas are never overshot in two waves (the second spends what the
 //! first's settled reservations gave back), as the token budget tests in `scale` do.
 
@@ -22,6 +23,62 @@ const IN_FLIGHT: usize = 200;
 const TOKENS_PER_MONTH: u64 = 6_000;
 /// In USD; each request below costs 110 tokens × 1000 per million = 0.11.
 const COST_PER_MONTH: f64 = 3.0;
+
+/// Sends `n` requests with `key` spread over the instances, all at once: every connection is
+/// open before any request is written, then a barrier lets them all go. Plain HTTP/1.1 with
+/// `connection: close` (each answer ends with its connection): (status, retry-after, body).
+async fn all_at_once(
+    urls: &[String],
+    key: &str,
+    n: usize,
+) -> Vec<(u16, Option<String>, serde_json::Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let mut connections = Vec::with_capacity(n);
+    for i in 0..n {
+        let address = urls[i % urls.len()]
+            .trim_start_matches("http://")
+            .to_owned();
+        let request = format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: {address}\r\nx-api-key: {key}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        connections.push((stream, request));
+    }
+    let go = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .map(|(mut stream, request)| {
+            let go = go.clone();
+            tokio::spawn(async move {
+                go.wait().await;
+                stream.write_all(request.as_bytes()).await.unwrap();
+                let mut answer = Vec::new();
+                stream.read_to_end(&mut answer).await.unwrap();
+                let text = String::from_utf8_lossy(&answer).into_owned();
+                let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+                let head = head.to_ascii_lowercase();
+                assert!(!head.contains("transfer-encoding: chunked"), "{head}");
+                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let retry = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("retry-after: "))
+                    .map(str::to_owned);
+                let body = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+                (status, retry, body)
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
 
 /// Sends `n` requests of `max_tokens` with `key`, spread over the instances, [`IN_FLIGHT`]
 /// at a time.
@@ -96,8 +153,8 @@ async fn quotas_hold_across_three_instances_on_redis() {
     );
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
 
-    // Alice (the default quota): 1,000 over three instances, exactly her day's 100.
-    let results = wave(&urls, ALICE_KEY, 1_000).await;
+    // Alice (the default quota): 1,000 at once over three instances, exactly her day's 100.
+    let results = all_at_once(&urls, ALICE_KEY, 1_000).await;
     assert_eq!(results.len(), 1_000);
     let admitted = results.iter().filter(|r| r.0 == 200).count();
     for (status, retry, body) in &results {
