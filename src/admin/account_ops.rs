@@ -273,8 +273,19 @@ impl AdminApp {
         let secret = req.password;
         let hash = blocking(move || hash_password(&secret)).await?;
         let token = req.token;
+        let users_path = self.manager.users.path().to_owned();
+        // One step under the directory's lock: the password is written first and the link
+        // taken after, so a failed write leaves the link usable (and of two uses at once, the
+        // second finds it gone).
         let taken = blocking(move || {
             let _lock = lock_dir(users::dir_of(&path))?;
+            let Some(owner) = resets::owner(&path, &token, SystemTime::now()) else {
+                return Err(EditError::Invalid("reset: unknown, used or expired".into()));
+            };
+            // Whatever stops the write (a file broken by hand, a full disk) is ours, not the
+            // link's: a 500, and the link stays.
+            users::edit_locked(&users_path, &owner, |u| u.password = hash)
+                .map_err(|e| EditError::Io(e.to_string()))?;
             resets::take_locked(&path, &token, SystemTime::now())
         })
         .await;
@@ -283,8 +294,6 @@ impl AdminApp {
             Err(e) if e.status == 500 => return Err(e),
             Err(_) => return Err(refused()),
         };
-        let (users_path, name) = (self.manager.users.path().to_owned(), owner.clone());
-        blocking(move || users::edit(&users_path, &name, |u| u.password = hash)).await?;
         self.manager.users.refresh_now();
         self.sessions.remove_user(&owner).await;
         tracing::info!(user = %owner, "password set through a reset link; sessions ended");

@@ -262,6 +262,16 @@ pub fn update_file<T>(
 /// Changes one user under the directory's lock (status, password hash, …).
 pub fn edit(path: &Path, name: &str, change: impl FnOnce(&mut User)) -> Result<(), EditError> {
     let _lock = lock_dir(dir_of(path))?;
+    edit_locked(path, name, change)
+}
+
+/// [`edit`] for a caller already holding the directory's lock (to change another file of it
+/// in the same step).
+pub fn edit_locked(
+    path: &Path,
+    name: &str,
+    change: impl FnOnce(&mut User),
+) -> Result<(), EditError> {
     let mut users = read(path)?;
     let user = users
         .users

@@ -278,6 +278,19 @@ async fn a_reset_link_sets_a_password_once_and_expires() {
     assert_eq!(status, 400);
     assert!(logs_in(&proxy, "carol", "carol-password").await);
 
+    // A users file that cannot be read back (broken by hand) fails the reset, and the link
+    // is not used up: it works once the file is good again.
+    let token = reset_link(&proxy, "carol").await;
+    let users_path = proxy.dir.path().join("users.yaml");
+    let good = std::fs::read_to_string(&users_path).unwrap();
+    std::fs::write(&users_path, "users: [ {name: broken").unwrap();
+    let (status, resp) = reset(&proxy, &token, "maple-river-stone-81").await;
+    assert_eq!(status, 500, "{resp}");
+    std::fs::write(&users_path, &good).unwrap();
+    let (status, resp) = reset(&proxy, &token, "maple-river-stone-81").await;
+    assert_eq!(status, 200, "the link still works: {resp}");
+    assert!(logs_in(&proxy, "carol", "maple-river-stone-81").await);
+
     // The form from another site is refused.
     let token = reset_link(&proxy, "carol").await;
     let resp = client()
@@ -288,5 +301,5 @@ async fn a_reset_link_sets_a_password_once_and_expires() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 403);
-    assert!(logs_in(&proxy, "carol", "carol-password").await);
+    assert!(logs_in(&proxy, "carol", "maple-river-stone-81").await);
 }
