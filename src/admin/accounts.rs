@@ -158,6 +158,7 @@ impl AdminApp {
             name: name.clone(),
             password: hash,
             admin: false,
+            admin_from_group: false,
             max_adapters: accounts.default_max_adapters,
             status: if pending {
                 UserStatus::Pending

@@ -34,6 +34,10 @@ pub struct User {
     pub password: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+    /// `admin` came from a single sign-on provider's `admin_groups`: a later sign-in through
+    /// that provider outside those groups takes it away (an admin's own grant stays).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin_from_group: bool,
     /// Adapters this user may own (admins are bound by `max_adapters` of the server only).
     #[serde(default = "default_cap")]
     pub max_adapters: usize,
@@ -217,6 +221,7 @@ pub fn add(
         name: name.to_owned(),
         password: hash,
         admin,
+        admin_from_group: false,
         max_adapters: max_adapters.unwrap_or(DEFAULT_MAX_ADAPTERS),
         status: UserStatus::Active,
         quota: None,
@@ -302,7 +307,9 @@ pub fn update(
             user.password = h;
         }
         if let Some(a) = admin {
+            // An explicit grant or removal, no longer the provider's groups'.
             user.admin = a;
+            user.admin_from_group = false;
         }
         if let Some(m) = max_adapters {
             user.max_adapters = m;

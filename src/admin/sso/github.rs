@@ -154,7 +154,7 @@ pub(super) async fn finish(
         subject: user.id.to_string(),
         name_hint: user.login,
         email,
-        admin: false,
+        admin: None,
         restricted: !github.allowed_orgs.is_empty(),
     })
 }

@@ -6,7 +6,9 @@
 //! for the invitation; pending when `approval` is on. A new account's name comes from the
 //! provider (`preferred_username`, the email's local part, the GitHub login), made valid
 //! and unique; it has no password. Membership of an `admin_groups` group makes the account
-//! an admin (it is not taken away: that stays an admin's decision). Pending and disabled
+//! an admin; a later sign-in through a provider with `admin_groups` that no longer lists the
+//! account takes that away again — unless an admin granted it (CLI `user set --admin`), or it
+//! is the last active admin (kept, and logged). Pending and disabled
 //! accounts get no session; the others one from the same `Sessions` as a password login.
 //! Sign-ins and refusals go to the audit log (`method=sso`, the provider, the reason).
 
@@ -59,9 +61,31 @@ pub fn resolve(
             user.identities.push(identity);
             changed = true;
         }
-        if who.admin && !user.admin {
-            user.admin = true;
-            changed = true;
+        match who.admin {
+            Some(true) if !user.admin => {
+                user.admin = true;
+                user.admin_from_group = true;
+                changed = true;
+            }
+            Some(false) if user.admin && user.admin_from_group => {
+                let name = user.name.clone();
+                let other_admins = users
+                    .users
+                    .iter()
+                    .any(|u| u.name != name && u.admin && u.status.is_active());
+                if other_admins {
+                    let user = users.users.iter_mut().find(|u| u.name == name);
+                    let user = user.ok_or(SsoError::Saving)?;
+                    user.admin = false;
+                    user.admin_from_group = false;
+                    tracing::info!(user = %name, provider = %who.provider, "no longer in admin_groups: admin taken away");
+                    return Ok((true, user.clone(), false));
+                }
+                tracing::warn!(user = %name, provider = %who.provider, "no longer in admin_groups, but the last active admin: kept");
+                let user = users.users.iter().find(|u| u.name == name);
+                return Ok((changed, user.cloned().ok_or(SsoError::Saving)?, false));
+            }
+            _ => {}
         }
         return Ok((changed, user.clone(), false));
     }
@@ -73,7 +97,8 @@ pub fn resolve(
     let user = User {
         name: free_name(users, &who.name_hint),
         password: String::new(),
-        admin: who.admin,
+        admin: who.admin == Some(true),
+        admin_from_group: who.admin == Some(true),
         max_adapters: accounts.default_max_adapters,
         status: if accounts.approval {
             UserStatus::Pending
@@ -181,7 +206,7 @@ mod tests {
             subject: subject.into(),
             email: email.map(str::to_owned),
             name_hint: "ana.lima".into(),
-            admin: false,
+            admin: None,
             restricted,
         }
     }
@@ -198,12 +223,48 @@ mod tests {
             name: name.into(),
             password: "$argon2id$x".into(),
             admin: false,
+            admin_from_group: false,
             max_adapters: 1,
             status: UserStatus::Active,
             quota: None,
             email: email.map(str::to_owned),
             identities: Vec::new(),
         }
+    }
+
+    #[test]
+    fn admin_groups_grant_admin_and_take_back_only_their_own_grant() {
+        let open = accounts(Registration::Open);
+        let in_group = |admin| Verified {
+            admin,
+            ..who("s1", None, false)
+        };
+        let mut file = UsersFile::default();
+        let mut boss = password_user("boss", Some("boss@example.com"));
+        boss.admin = true;
+        file.users.push(boss);
+        let (_, ana, _) = resolve(&mut file, &in_group(Some(true)), &open).unwrap();
+        assert!(ana.admin && ana.admin_from_group);
+        // A provider without admin_groups says nothing: nothing changes.
+        let (changed, ana, _) = resolve(&mut file, &in_group(None), &open).unwrap();
+        assert!(!changed && ana.admin);
+        // Out of the groups: taken away (boss is still an admin).
+        let (changed, ana, _) = resolve(&mut file, &in_group(Some(false)), &open).unwrap();
+        assert!(changed && !ana.admin && !ana.admin_from_group);
+        // An admin's own grant is not the groups' to take: boss signs in outside them.
+        let boss_out = Verified {
+            subject: "s-boss".into(),
+            email: Some("boss@example.com".into()),
+            ..in_group(Some(false))
+        };
+        let (_, boss, _) = resolve(&mut file, &boss_out, &open).unwrap();
+        assert!(boss.admin && !boss.admin_from_group);
+
+        // The last active admin keeps it, whatever the groups say.
+        let mut alone = UsersFile::default();
+        resolve(&mut alone, &in_group(Some(true)), &open).unwrap();
+        let (changed, ana, _) = resolve(&mut alone, &in_group(Some(false)), &open).unwrap();
+        assert!(!changed && ana.admin);
     }
 
     #[test]

@@ -128,8 +128,8 @@ pub struct Verified {
     pub email: Option<String>,
     /// A name for a new account (`preferred_username`, the GitHub login).
     pub name_hint: String,
-    /// In one of `admin_groups`.
-    pub admin: bool,
+    /// In one of `admin_groups` (`None`: the provider has none, so it says nothing either way).
+    pub admin: Option<bool>,
     /// The provider only admits some (`allowed_domains`, `allowed_orgs`): with
     /// `registration: invite` that counts as an invitation.
     pub restricted: bool,

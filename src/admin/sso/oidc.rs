@@ -180,7 +180,8 @@ pub(super) async fn finish(
             })
             .unwrap_or_default(),
         email,
-        admin: provider.admin_groups.iter().any(|g| groups.contains(g)),
+        admin: (!provider.admin_groups.is_empty())
+            .then(|| provider.admin_groups.iter().any(|g| groups.contains(g))),
         restricted: !provider.allowed_domains.is_empty(),
     })
 }
