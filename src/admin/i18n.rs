@@ -134,6 +134,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("audit_kind_key_rotate", "Key rotated", "轮换密钥"),
     ("audit_kind_key_revoke", "Key revoked", "吊销密钥"),
     ("audit_kind_key_change", "Key relabelled", "修改密钥标签"),
+    ("audit_kind_user_add", "User added", "添加用户"),
     ("audit_kind_user_change", "User changed", "修改用户"),
     ("audit_kind_user_delete", "User deleted", "删除用户"),
     ("audit_kind_quota_set", "Quota set", "设置配额"),

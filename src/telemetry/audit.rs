@@ -8,7 +8,9 @@
 //! Anything answering an admin request may call [`record`]: it offers the event to the
 //! server's log (a bounded queue, never waiting) and a writer thread stores it. The log and
 //! the client address come from the admin request being answered ([`with_request`]), so
-//! several servers in one process (the tests) each keep their own. An event holds only
+//! several servers in one process (the tests) each keep their own. A process that answers
+//! no request — the CLI changing a file — stores its event at once with [`record_now`]. An
+//! event holds only
 //! names, fixed codes and short descriptions the caller builds from non-secret fields —
 //! never a password, a code, a key or a cookie.
 
@@ -39,6 +41,7 @@ pub enum Kind {
     KeyRotate,
     KeyRevoke,
     KeyChange,
+    UserAdd,
     UserChange,
     UserDelete,
     QuotaSet,
@@ -51,7 +54,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::SignIn,
         Kind::SignInFailed,
         Kind::SignUp,
@@ -61,6 +64,7 @@ impl Kind {
         Kind::KeyRotate,
         Kind::KeyRevoke,
         Kind::KeyChange,
+        Kind::UserAdd,
         Kind::UserChange,
         Kind::UserDelete,
         Kind::QuotaSet,
@@ -83,6 +87,7 @@ impl Kind {
             Kind::KeyRotate => "key.rotate",
             Kind::KeyRevoke => "key.revoke",
             Kind::KeyChange => "key.change",
+            Kind::UserAdd => "user.add",
             Kind::UserChange => "user.change",
             Kind::UserDelete => "user.delete",
             Kind::QuotaSet => "quota.set",
@@ -100,7 +105,8 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub kind: Kind,
-    /// Who did it: a user's name, `admin` for the admin token, `(anonymous)` before sign-in.
+    /// Who did it: a user's name, `admin` for the admin token, `(anonymous)` before sign-in,
+    /// `cli` for the `flexiproxy` command on the server's host.
     pub actor: String,
     /// What it was done to: an adapter's, a user's or an invitation's name or id.
     pub target: String,
@@ -294,22 +300,43 @@ fn open_writer(path: &std::path::Path) -> Result<Connection, String> {
 
 fn sqlite_writer(conn: Connection, instance: &str, rows: impl Iterator<Item = Row>) {
     for row in rows {
-        let e = &row.event;
-        let written = conn.execute(
-            "INSERT INTO audit (time_ms, instance, actor, kind, target, client, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                row.time_ms,
-                instance,
-                e.actor,
-                e.kind.as_str(),
-                e.target,
-                e.client,
-                e.detail
-            ],
-        );
-        if let Err(err) = written {
-            tracing::error!(error = %err, kind = e.kind.as_str(), "audit event not stored");
+        if let Err(err) = insert_sqlite(&conn, instance, &row) {
+            tracing::error!(error = %err, kind = row.event.kind.as_str(), "audit event not stored");
+        }
+    }
+}
+
+fn insert_sqlite(conn: &Connection, instance: &str, row: &Row) -> Result<(), String> {
+    let e = &row.event;
+    conn.execute(
+        "INSERT INTO audit (time_ms, instance, actor, kind, target, client, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            row.time_ms,
+            instance,
+            e.actor,
+            e.kind.as_str(),
+            e.target,
+            e.client,
+            e.detail
+        ],
+    )
+    .map(|_| ())
+    .map_err(|err| format!("audit: {err}"))
+}
+
+/// Stores one event before returning, for a process with no server and no writer thread
+/// (the CLI): through the same store code as [`start`]'s writer. Why it was not stored,
+/// otherwise (for PostgreSQL, after at most [`super::audit_pg::STORE_ONE_WAIT`]).
+pub fn record_now(store: &AuditStore, instance: &str, event: Event) -> Result<(), String> {
+    let row = Row {
+        time_ms: now_ms(),
+        event,
+    };
+    match store {
+        AuditStore::Sqlite(path) => insert_sqlite(&open_writer(path)?, instance, &row),
+        AuditStore::Postgres(url) => {
+            super::audit_pg::store_one(url, instance, row.time_ms, &row.event)
         }
     }
 }
@@ -347,6 +374,18 @@ fn list_sqlite(
         return Ok(Vec::new()); // nothing recorded yet: the file comes with the first event
     }
     let conn = super::usage::open_reader(path)?;
+    // The usage writer's file, or one the audit writer is opening right now, may have no
+    // table yet: nothing recorded either.
+    let has_table: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("audit: {e}"))?;
+    if !has_table {
+        return Ok(Vec::new());
+    }
     let (kind, group) = kind_pattern(filter.kind.as_deref().unwrap_or(""));
     let mut stmt = conn
         .prepare(
@@ -454,6 +493,32 @@ mod tests {
         let got = list(&AuditStore::Sqlite(path), &second_page).await.unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].kind, "key.rotate");
+    }
+
+    #[tokio::test]
+    async fn a_store_without_the_table_yet_lists_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage-only.db");
+        drop(super::super::usage::open_wal(&path).unwrap());
+        let all = Filter {
+            limit: 10,
+            ..Filter::default()
+        };
+        assert_eq!(
+            list(&AuditStore::Sqlite(path.clone()), &all).await,
+            Ok(vec![])
+        );
+        record_now(
+            &AuditStore::Sqlite(path.clone()),
+            "i1",
+            Event::new(Kind::UserAdd, "cli", "dave"),
+        )
+        .unwrap();
+        let got = list(&AuditStore::Sqlite(path), &all).await.unwrap();
+        assert_eq!(
+            (got[0].kind.as_str(), got[0].instance.as_str()),
+            ("user.add", "i1")
+        );
     }
 
     #[tokio::test]

@@ -13,23 +13,50 @@ const INSERT: &str = "INSERT INTO audit (time_ms, instance, actor, kind, target,
 /// How long the writer waits before trying an unreachable database again.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
+/// The longest [`store_one`] waits for the database (the CLI must not hang on it).
+pub const STORE_ONE_WAIT: Duration = Duration::from_secs(10);
+
+/// A connection with the schema up to date.
+async fn open(url: &str) -> Result<Client, String> {
+    let mut c = connect(url).await?;
+    migrate(&mut c).await?;
+    Ok(c)
+}
+
+async fn insert(c: &Client, instance: &str, time_ms: i64, e: &Event) -> Result<(), String> {
+    c.execute(
+        INSERT,
+        &[
+            &time_ms,
+            &instance,
+            &e.actor,
+            &e.kind.as_str(),
+            &e.target,
+            &e.client,
+            &e.detail,
+        ],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("audit: {e}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("audit: cannot start the PostgreSQL writer's runtime: {e}"))
+}
+
 /// Stores each event as it comes until the queue closes; an event met while the database
 /// cannot be reached is logged as lost.
 pub(super) fn writer_loop(url: &str, instance: &str, events: impl Iterator<Item = (i64, Event)>) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        tracing::error!("audit: cannot start the PostgreSQL writer's runtime");
+    let Ok(runtime) = runtime().inspect_err(|e| tracing::error!("{e}")) else {
         return;
     };
     let open = || {
         runtime
-            .block_on(async {
-                let mut c = connect(url).await?;
-                migrate(&mut c).await?;
-                Ok::<_, String>(c)
-            })
+            .block_on(open(url))
             .inspect_err(|e| tracing::warn!(error = %e, "audit: PostgreSQL unavailable"))
             .ok()
     };
@@ -46,27 +73,22 @@ pub(super) fn writer_loop(url: &str, instance: &str, events: impl Iterator<Item 
             client = open();
         }
         let written = match &client {
-            Some(c) => runtime
-                .block_on(c.execute(
-                    INSERT,
-                    &[
-                        &time_ms,
-                        &instance,
-                        &e.actor,
-                        &e.kind.as_str(),
-                        &e.target,
-                        &e.client,
-                        &e.detail,
-                    ],
-                ))
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Some(c) => runtime.block_on(insert(c, instance, time_ms, &e)),
             None => Err("not connected".into()),
         };
         if let Err(err) = written {
             tracing::error!(error = %err, kind = e.kind.as_str(), "audit event not stored");
         }
     }
+}
+
+/// Stores one event before returning (the CLI's [`super::audit::record_now`]).
+pub(super) fn store_one(url: &str, instance: &str, time_ms: i64, e: &Event) -> Result<(), String> {
+    let runtime = runtime()?;
+    let store = async { insert(&open(url).await?, instance, time_ms, e).await };
+    runtime
+        .block_on(async { tokio::time::timeout(STORE_ONE_WAIT, store).await })
+        .unwrap_or_else(|_| Err("audit: PostgreSQL did not answer in time".into()))
 }
 
 /// Entries matching `filter`, newest first, over every instance's.
