@@ -1,10 +1,13 @@
 //! `flexiproxy invite …`: sign-up invitation codes (issue #27) in `invites.yaml` next to the
 //! users file, the same file the panel's users page and `/admin/api/invites` manage. A new
-//! code is printed once; only its SHA-256 is kept.
+//! code is printed once; only its SHA-256 is kept. Making and revoking one is audited
+//! (`cli_audit`; the entry names the invitation's id, never its code).
 
+use crate::cli_audit;
 use clap::Subcommand;
 use flexiproxy::config::invites;
 use flexiproxy::config::server::ServerConfig;
+use flexiproxy::telemetry::audit::Kind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -34,9 +37,11 @@ pub enum InviteCommand {
     },
 }
 
-fn invites_file(config: &Path) -> Result<PathBuf, String> {
+/// The server config and its invitations file.
+fn invites_file(config: &Path) -> Result<(ServerConfig, PathBuf), String> {
     let server = ServerConfig::load(config).map_err(|e| e.to_string())?;
-    Ok(invites::path_for(&server.users_file))
+    let path = invites::path_for(&server.users_file);
+    Ok((server, path))
 }
 
 pub fn run(cmd: InviteCommand) -> Result<(), String> {
@@ -46,7 +51,7 @@ pub fn run(cmd: InviteCommand) -> Result<(), String> {
             expires,
             config,
         } => {
-            let path = invites_file(&config)?;
+            let (server, path) = invites_file(&config)?;
             let (code, invite) =
                 invites::create(&path, uses, expires, None).map_err(|e| e.to_string())?;
             println!("{code}");
@@ -56,9 +61,11 @@ pub fn run(cmd: InviteCommand) -> Result<(), String> {
                 invite.expires,
                 path.display()
             );
+            let detail = format!("uses={uses} expires={}", invite.expires);
+            cli_audit::record(&server, Kind::InviteCreate, &invite.id, detail);
         }
         InviteCommand::List { config } => {
-            let path = invites_file(&config)?;
+            let (_, path) = invites_file(&config)?;
             let file = invites::read(&path).map_err(|e| e.to_string())?;
             let now = SystemTime::now();
             println!("{:<14} {:<9} {:<22} USABLE", "ID", "USES_LEFT", "EXPIRES");
@@ -73,9 +80,10 @@ pub fn run(cmd: InviteCommand) -> Result<(), String> {
             }
         }
         InviteCommand::Revoke { id, config } => {
-            let path = invites_file(&config)?;
+            let (server, path) = invites_file(&config)?;
             invites::revoke(&path, &id).map_err(|e| e.to_string())?;
             println!("Revoked invitation {id}.");
+            cli_audit::record(&server, Kind::InviteRevoke, &id, "");
         }
     }
     Ok(())

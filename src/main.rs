@@ -1,7 +1,9 @@
 //! The `flexiproxy` command: parsing arguments and printing results only; the work happens
 //! in the library. `serve` runs the proxy; `check` validates config for CI and deploys;
-//! `adapter …`, `user …` and `invite …` manage the files the panel manages too.
+//! `adapter …`, `user …` and `invite …` manage the files the panel manages too, each change
+//! audited as the panel's are (`cli_audit`).
 
+mod cli_audit;
 mod cli_inspect;
 mod cli_invites;
 mod cli_users;
@@ -10,9 +12,11 @@ use clap::{Args, Parser, Subcommand};
 use flexiproxy::admin::manage::adapter_view;
 use flexiproxy::config::adapter::{ApiKey, SourceProtocol};
 use flexiproxy::config::edit::{self, CreateSpec};
+use flexiproxy::config::keys::{Secret, hash_hex, hash_key};
 use flexiproxy::config::server::ServerConfig;
 use flexiproxy::config::snapshot::Loader;
 use flexiproxy::config::{presets, setup};
+use flexiproxy::telemetry::audit::Kind;
 use flexiproxy::telemetry::usage::{GroupBy, totals_blocking};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -504,6 +508,8 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
                 ..CreateSpec::default()
             };
             let created = edit::create(&config, &spec).map_err(|e| e.to_string())?;
+            let detail = format!("owner= key={}", key_id(&created.key));
+            cli_audit::record(&config, Kind::AdapterCreate, &name, detail);
             print_setup(
                 &config,
                 &name,
@@ -601,6 +607,10 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
             let config = load(&common.config)?;
             let (file, key) =
                 edit::rotate(&config, &name, grace, label.as_deref()).map_err(|e| e.to_string())?;
+            let grace_text =
+                grace.map_or("none".into(), |g| humantime::format_duration(g).to_string());
+            let detail = format!("new_key={} grace={grace_text}", key_id(&key));
+            cli_audit::record(&config, Kind::KeyRotate, &name, detail);
             let protocol = Loader::for_server(&config)
                 .reload()
                 .snapshot
@@ -628,7 +638,10 @@ fn adapter(cmd: AdapterCommand) -> Result<ExitCode, String> {
         }
         AdapterCommand::Delete { name, common } => {
             let config = load(&common.config)?;
+            let owner = edit::entry(&config, &name).ok().and_then(|e| e.owner);
             let file = edit::delete(&config, &name).map_err(|e| e.to_string())?;
+            let detail = format!("owner={}", owner.unwrap_or_default());
+            cli_audit::record(&config, Kind::AdapterDelete, &name, detail);
             if common.json {
                 println!(
                     "{}",
@@ -686,6 +699,8 @@ fn probe(
     let applied = if apply && !suggested.is_empty() {
         let edit = options::set_options(&config, name, at, suggested, Some(&entry.version))
             .map_err(|e| e.to_string())?;
+        let detail = options::audit_detail(at, suggested);
+        cli_audit::record(&config, Kind::AdapterChange, name, detail);
         Some(edit)
     } else {
         None
@@ -790,6 +805,11 @@ fn show(name: &str, common: &Common) -> Result<ExitCode, String> {
         println!("    {label:<20} created {created}{expires}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How listings and the audit log name an issued key (never the key itself).
+fn key_id(key: &Secret) -> String {
+    edit::key_id(&hash_hex(&hash_key(key.expose()))).to_owned()
 }
 
 /// Prints the new key once, the one base URL every client takes as it is, and

@@ -8,6 +8,7 @@ use super::{Actor, ApiError, Manager};
 use crate::admin::probe::{self, CheckReport, guard};
 use crate::config::adapter::{ImagesFile, MaxTokensFieldFile, ReasoningFile, SystemMessagesFile};
 use crate::config::edit::{self, options::OptionsAt};
+use crate::telemetry::audit::{self, Event, Kind};
 use serde::{Deserialize, Serialize};
 
 /// The body of `POST /admin/api/adapters/{name}/probe`.
@@ -148,6 +149,7 @@ impl Manager {
         let owned = name.to_owned();
         let version = if_match.map_or(entry.version, str::to_owned);
         let before = snapshot.generation;
+        let detail = edit::options::audit_detail(at, &suggested);
         let edit = tokio::task::spawn_blocking(move || {
             edit::options::set_options(&server, &owned, at, &suggested, Some(&version))
         })
@@ -155,6 +157,7 @@ impl Manager {
         .map_err(|e| ApiError::new(500, e.to_string()))??;
         self.applied(|s| s.generation > before).await;
         tracing::info!(actor = %actor.name, adapter = name, "adapter options applied from a provider check");
+        audit::record(Event::new(Kind::AdapterChange, &actor.name, name).detail(detail));
         Ok(CheckResponse {
             report,
             diff: edit.diff(),

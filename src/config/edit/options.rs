@@ -59,6 +59,17 @@ impl OptionsEdit {
     }
 }
 
+/// How the audit log describes setting `options` (`options=images,stream_usage`, after
+/// `route=N ` for a route's): their names, as the panel and the CLI record an apply.
+pub fn audit_detail(at: OptionsAt, options: &Map<String, Value>) -> String {
+    let names: Vec<&str> = options.keys().map(String::as_str).collect();
+    let route = match at {
+        OptionsAt::Source => String::new(),
+        OptionsAt::Route(i) => format!("route={i} "),
+    };
+    format!("{route}options={}", names.join(","))
+}
+
 /// What setting `options` would make of the file, nothing written.
 pub fn preview_options(
     server: &ServerConfig,
