@@ -351,16 +351,7 @@ async fn canary_keys_appear_in_no_log_listing_or_page() {
          access_log:\n  path: access.log\nprivate_sources_allowed: [\"127.0.0.1\"]\n",
         sha256_hex(TOKEN)
     );
-    let dir = config_dir(&server, &[]);
-    users::add(
-        &dir.path().join("users.yaml"),
-        "alice",
-        "alice-password",
-        false,
-        None,
-    )
-    .unwrap();
-    let config = dir.path().join("flexiproxy.yaml");
+    let (dir, config) = config_with_alice(&server);
     let process = ProcessProxy::spawn(&config, port, &[]);
     let admin = format!("http://127.0.0.1:{admin_port}");
     let http = client();
@@ -466,15 +457,7 @@ async fn panel_over_tls_sets_secure_cookies() {
         cert.display(),
         key.display()
     );
-    let dir = config_dir(&server, &[]);
-    users::add(
-        &dir.path().join("users.yaml"),
-        "alice",
-        "alice-password",
-        false,
-        None,
-    )
-    .unwrap();
+    let (dir, _) = config_with_alice(&server);
     let _proxy = Proxy::start_in(dir);
     let https = reqwest::Client::builder()
         .tls_built_in_root_certs(false)

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 const INVITE_CANARY_PASSWORD: &str = "wrong-canary-password-31c9";
 
-async fn entries(proxy: &Proxy, query: &str) -> Vec<Value> {
+pub(crate) async fn entries(proxy: &Proxy, query: &str) -> Vec<Value> {
     let path = format!("/admin/api/audit{query}");
     let (status, body) = call(proxy, Method::GET, &path, None, &Auth::Token(TOKEN)).await;
     assert_eq!(status, 200, "{body}");
@@ -21,7 +21,7 @@ async fn entries(proxy: &Proxy, query: &str) -> Vec<Value> {
 }
 
 /// (kind, actor, target) of each entry, newest first, once `n` are stored.
-async fn wait_for(proxy: &Proxy, n: usize) -> Vec<Value> {
+pub(crate) async fn wait_for(proxy: &Proxy, n: usize) -> Vec<Value> {
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
         let got = entries(proxy, "?limit=500").await;
@@ -37,7 +37,7 @@ async fn wait_for(proxy: &Proxy, n: usize) -> Vec<Value> {
     }
 }
 
-fn triple(e: &Value) -> (String, String, String) {
+pub(crate) fn triple(e: &Value) -> (String, String, String) {
     let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
     (s("kind"), s("actor"), s("target"))
 }

@@ -6,6 +6,7 @@ mod accounts;
 mod attacker;
 mod audit;
 mod claims;
+mod cli_audit;
 mod claude_code;
 mod clients;
 mod cline;

@@ -44,6 +44,21 @@ pub(crate) fn start(extra: &str) -> Proxy {
     Proxy::start_in(dir)
 }
 
+/// A config directory with `server_yaml` and user alice: it and its config file.
+pub(crate) fn config_with_alice(server_yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = config_dir(server_yaml, &[]);
+    users::add(
+        &dir.path().join("users.yaml"),
+        "alice",
+        "alice-password",
+        false,
+        None,
+    )
+    .unwrap();
+    let config = dir.path().join("flexiproxy.yaml");
+    (dir, config)
+}
+
 /// How a request authenticates.
 #[derive(Clone)]
 pub(crate) enum Auth {

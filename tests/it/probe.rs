@@ -715,6 +715,11 @@ async fn the_api_checks_and_applies_for_the_owner_only_one_at_a_time() {
         "{after}"
     );
     assert!(proxy.live.load().adapter("ops").is_some());
+    // The audit log names the options applied.
+    let applied = crate::audit::wait_for(&proxy, 1).await;
+    let who = ("adapter.change".into(), "admin".into(), "ops".into());
+    assert_eq!(crate::audit::triple(&applied[0]), who);
+    assert_eq!(applied[0]["detail"], "options=images");
     // The same Apply again, against the old version: stale.
     let (status, _) = call_with(
         &proxy,
