@@ -129,6 +129,7 @@ impl Pair {
                 &source_model,
                 anthropic::encode_request::EncodeOptions {
                     max_tokens_limit: options.dialect.max_tokens_limit,
+                    size_hint: body_len,
                 },
                 &mut ctx,
                 &mut notes,

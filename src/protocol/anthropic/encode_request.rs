@@ -8,12 +8,12 @@
 //! where the API accepts it (see [`thinking_for`]). Structured output is a forced tool whose
 //! input is the answer ([`STRUCTURED_OUTPUT_TOOL`]).
 
+use crate::protocol::json::{Obj, Text};
 use crate::protocol::notes::{Change, Field, Notes};
 use crate::protocol::pivot::{
     Conversation, ExchangeContext, Media, Part, Reasoning, Refusal, ResponseFormat, Role,
     ToolChoice, Turn,
 };
-use serde::Serialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -29,60 +29,38 @@ const MIN_THINKING_BUDGET: u64 = 1024;
 pub struct EncodeOptions {
     /// The adapter's `max_tokens_limit`: larger requests are clamped.
     pub max_tokens_limit: Option<u64>,
+    /// The client's body length: the provider's body is about as long, allocated once.
+    pub size_hint: usize,
 }
 
-#[derive(Serialize)]
 struct Body<'a> {
     model: &'a str,
     max_tokens: u64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    system: Vec<TextBlock<'a>>,
+    system: Vec<&'a Text<'a>>,
     messages: Vec<Message<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<Tool<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<Choice<'a>>,
-    #[serde(skip_serializing_if = "<[Cow<'a, str>]>::is_empty")]
     stop_sequences: &'a [Cow<'a, str>],
-    #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     top_k: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     thinking: Option<Thinking>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Metadata<'a>>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    metadata: Option<&'a str>,
     stream: bool,
 }
 
-#[derive(Serialize)]
-struct TextBlock<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
     content: Vec<Block<'a>>,
 }
 
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// A content block. Text stays in its escaped form from the client's request to the
+/// provider's (never unescaped and escaped again).
 enum Block<'a> {
-    Text {
-        text: Cow<'a, str>,
-    },
-    Image {
-        source: Source<'a>,
-    },
+    Text(Cow<'a, Text<'a>>),
+    Image(Source<'a>),
     Document {
         source: Source<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
         title: Option<&'a str>,
     },
     ToolUse {
@@ -93,11 +71,10 @@ enum Block<'a> {
     ToolResult {
         tool_use_id: &'a str,
         content: Vec<Block<'a>>,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
     },
     Thinking {
-        thinking: Cow<'a, str>,
+        thinking: &'a Text<'a>,
         signature: &'a str,
     },
     RedactedThinking {
@@ -105,46 +82,186 @@ enum Block<'a> {
     },
 }
 
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
 enum Source<'a> {
     Base64 {
         media_type: &'a str,
-        data: Cow<'a, str>,
+        data: &'a Text<'a>,
     },
     Url {
         url: &'a str,
     },
 }
 
-#[derive(Serialize)]
 struct Tool<'a> {
     name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<Cow<'a, str>>,
+    description: Option<Cow<'a, Text<'a>>>,
     input_schema: &'a RawValue,
 }
 
-#[derive(Serialize)]
 struct Choice<'a> {
-    #[serde(rename = "type")]
     kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     disable_parallel_tool_use: bool,
 }
 
-#[derive(Serialize)]
 struct Thinking {
-    #[serde(rename = "type")]
-    kind: &'static str,
     budget_tokens: u64,
 }
 
-#[derive(Serialize)]
-struct Metadata<'a> {
-    user_id: &'a str,
+impl Body<'_> {
+    /// The request body, written in one pass (fields in the Messages API's documented order).
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut o = Obj::new(out);
+        o.str("model", self.model);
+        o.u64("max_tokens", self.max_tokens);
+        if !self.system.is_empty() {
+            o.array("system", |a| {
+                for text in &self.system {
+                    a.object(|o| {
+                        o.str("type", "text");
+                        o.text("text", text);
+                    });
+                }
+            });
+        }
+        o.array("messages", |a| {
+            for m in &self.messages {
+                a.object(|o| {
+                    o.str("role", m.role);
+                    write_blocks(o, "content", &m.content);
+                });
+            }
+        });
+        if !self.tools.is_empty() {
+            o.array("tools", |a| {
+                for t in &self.tools {
+                    a.object(|o| {
+                        o.str("name", t.name);
+                        if let Some(d) = &t.description {
+                            o.text("description", d);
+                        }
+                        o.raw("input_schema", t.input_schema.get());
+                    });
+                }
+            });
+        }
+        if let Some(c) = &self.tool_choice {
+            o.object("tool_choice", |o| {
+                o.str("type", c.kind);
+                if let Some(name) = c.name {
+                    o.str("name", name);
+                }
+                if c.disable_parallel_tool_use {
+                    o.bool("disable_parallel_tool_use", true);
+                }
+            });
+        }
+        if !self.stop_sequences.is_empty() {
+            o.array("stop_sequences", |a| {
+                for s in self.stop_sequences {
+                    a.str(s);
+                }
+            });
+        }
+        if let Some(t) = self.temperature {
+            o.f64("temperature", t);
+        }
+        if let Some(p) = self.top_p {
+            o.f64("top_p", p);
+        }
+        if let Some(k) = self.top_k {
+            o.u64("top_k", k);
+        }
+        if let Some(t) = &self.thinking {
+            o.object("thinking", |o| {
+                o.str("type", "enabled");
+                o.u64("budget_tokens", t.budget_tokens);
+            });
+        }
+        if let Some(user_id) = self.metadata {
+            o.object("metadata", |o| o.str("user_id", user_id));
+        }
+        if self.stream {
+            o.bool("stream", true);
+        }
+        o.end();
+    }
+}
+
+fn write_blocks(o: &mut Obj<'_>, key: &str, blocks: &[Block<'_>]) {
+    o.array(key, |a| {
+        for b in blocks {
+            a.object(|o| b.write(o));
+        }
+    });
+}
+
+impl Block<'_> {
+    fn write(&self, o: &mut Obj<'_>) {
+        match self {
+            Block::Text(text) => {
+                o.str("type", "text");
+                o.text("text", text);
+            }
+            Block::Image(source) => {
+                o.str("type", "image");
+                o.object("source", |o| source.write(o));
+            }
+            Block::Document { source, title } => {
+                o.str("type", "document");
+                o.object("source", |o| source.write(o));
+                if let Some(title) = title {
+                    o.str("title", title);
+                }
+            }
+            Block::ToolUse { id, name, input } => {
+                o.str("type", "tool_use");
+                o.str("id", id);
+                o.str("name", name);
+                o.raw("input", input.get());
+            }
+            Block::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            } => {
+                o.str("type", "tool_result");
+                o.str("tool_use_id", tool_use_id);
+                write_blocks(o, "content", content);
+                if *is_error {
+                    o.bool("is_error", true);
+                }
+            }
+            Block::Thinking {
+                thinking,
+                signature,
+            } => {
+                o.str("type", "thinking");
+                o.text("thinking", thinking);
+                o.str("signature", signature);
+            }
+            Block::RedactedThinking { data } => {
+                o.str("type", "redacted_thinking");
+                o.str("data", data);
+            }
+        }
+    }
+}
+
+impl Source<'_> {
+    fn write(&self, o: &mut Obj<'_>) {
+        match self {
+            Source::Base64 { media_type, data } => {
+                o.str("type", "base64");
+                o.str("media_type", media_type);
+                o.text("data", data);
+            }
+            Source::Url { url } => {
+                o.str("type", "url");
+                o.str("url", url);
+            }
+        }
+    }
 }
 
 /// A schema written here as a literal, borrowed for the request.
@@ -192,7 +309,7 @@ pub fn encode_request(
                 .description
                 .as_ref()
                 .filter(|d| !d.is_empty())
-                .map(|d| d.decoded()),
+                .map(Cow::Borrowed),
             input_schema: t.parameters.as_deref().unwrap_or(default_schema),
         })
         .collect();
@@ -205,9 +322,9 @@ pub fn encode_request(
         );
         tools.push(Tool {
             name: STRUCTURED_OUTPUT_TOOL,
-            description: Some(Cow::Borrowed(
+            description: Some(Cow::Owned(Text::from_escaped(
                 "Give the final answer by calling this tool with it.",
-            )),
+            ))),
             input_schema: schema,
         });
         tool_choice = Some(Choice {
@@ -222,15 +339,7 @@ pub fn encode_request(
     let body = Body {
         model: source_model,
         max_tokens,
-        system: conv
-            .system
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|text| TextBlock {
-                kind: "text",
-                text: text.decoded(),
-            })
-            .collect(),
+        system: conv.system.iter().filter(|s| !s.is_empty()).collect(),
         messages: messages(&conv.turns, notes),
         tools,
         tool_choice,
@@ -244,12 +353,14 @@ pub fn encode_request(
         top_p: conv.top_p.filter(|_| thinking.is_none()),
         top_k: conv.top_k.filter(|_| thinking.is_none()),
         thinking,
-        metadata: conv.user.as_deref().map(|user_id| Metadata { user_id }),
+        metadata: conv.user.as_deref(),
         stream: conv.stream,
     };
     ctx.stream = conv.stream;
     ctx.stream_usage = conv.stream_usage;
-    serde_json::to_vec(&body).map_err(|e| Refusal(format!("cannot encode the request: {e}")))
+    let mut out = Vec::with_capacity(options.size_hint + options.size_hint / 8 + 256);
+    body.write(&mut out);
+    Ok(out)
 }
 
 /// Temperature above the Messages API's 1, and sampling it refuses with thinking on.
@@ -322,7 +433,6 @@ fn thinking_for(
     let to = format!("thinking.budget_tokens {budget}");
     notes.reasoning_became(request, to.into());
     Some(Thinking {
-        kind: "enabled",
         budget_tokens: budget,
     })
 }
@@ -390,10 +500,7 @@ fn messages<'t>(turns: &'t [Turn<'_>], notes: &mut Notes) -> Vec<Message<'t>> {
 
 fn source<'m>(media: &'m Media<'_>) -> Source<'m> {
     match media {
-        Media::Base64 { media_type, data } => Source::Base64 {
-            media_type,
-            data: data.decoded(),
-        },
+        Media::Base64 { media_type, data } => Source::Base64 { media_type, data },
         Media::Url(url) => Source::Url { url },
     }
 }
@@ -405,16 +512,12 @@ fn block<'p>(part: &'p Part<'_>, role: Role, notes: &mut Notes) -> Option<Block<
         Part::Text(text) if role == Role::System => {
             let to = "user text (\"System instruction: …\")";
             notes.field(Field::SystemMessage, None, Change::Became(to.into()));
-            Block::Text {
-                text: Cow::Owned(format!("System instruction: {}", text.decoded())),
-            }
+            // The prefix needs no escaping: the escaped text follows it as it is.
+            let marked = format!("System instruction: {}", text.escaped());
+            Block::Text(Cow::Owned(Text::from_escaped(marked)))
         }
-        Part::Text(text) => Block::Text {
-            text: text.decoded(),
-        },
-        Part::Image(media) => Block::Image {
-            source: source(media),
-        },
+        Part::Text(text) => Block::Text(Cow::Borrowed(text)),
+        Part::Image(media) => Block::Image(source(media)),
         Part::Document { media, title } => Block::Document {
             source: source(media),
             title: title.as_deref(),
@@ -448,7 +551,7 @@ fn block<'p>(part: &'p Part<'_>, role: Role, notes: &mut Notes) -> Option<Block<
                     return None;
                 };
                 Block::Thinking {
-                    thinking: r.text.decoded(),
+                    thinking: &r.text,
                     signature,
                 }
             }

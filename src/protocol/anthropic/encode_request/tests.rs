@@ -76,6 +76,7 @@ fn tools_choice_and_limits() {
                       {"type": "function", "function": {"name": "nop"}}]}),
         EncodeOptions {
             max_tokens_limit: Some(8192),
+            ..EncodeOptions::default()
         },
     );
     assert_eq!(v["max_tokens"], 8192);
