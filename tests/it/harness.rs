@@ -444,6 +444,24 @@ impl Drop for ProcessProxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test's proxy log goes with its failure (the file goes with its temporary
+        // directory): its warnings, errors and last lines.
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            let notable = lines
+                .iter()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"));
+            let last = lines.iter().skip(lines.len().saturating_sub(20));
+            let shown: Vec<&&str> = notable.take(40).chain(last).collect();
+            eprintln!(
+                "--- log of the proxy on {} (warnings and errors, then the last lines) ---",
+                self.addr
+            );
+            for line in shown {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
