@@ -5,7 +5,9 @@
 #   direct-to-provider, a bare Pingora passthrough (examples/bare_passthrough.rs), FlexiProxy
 #   translating (Anthropic client -> OpenAI-compatible provider: small and 75 KB requests,
 #   non-streaming, and a 75 KB streaming request with a 124-event response) and FlexiProxy's
-#   Anthropic passthrough (issue 8) -- each at 1 and at 8 connections --
+#   Anthropic passthrough (issue 8) -- each at 1 and at 8 connections --; the translating
+#   rows also through the same adapters with inspect: { keep: 50 } in a second FlexiProxy
+#   (target flexiproxy-inspect, issue 29), alternating with the plain one
 #
 # plus FlexiProxy's RSS (VmHWM) after the runs and with 1,000 streams held open by a slow
 # provider. With --peers, the same loads also go through LiteLLM's proxy and
@@ -456,8 +458,27 @@ EOF
     NOLOG_PID=$LAST_PID
     waitport "127.0.0.1:$NOLOG_PORT" || die "FlexiProxy (no access log) did not start"
 fi
+# Issue 29: the same translated adapters with the inspector on (inspect: { keep: 50 }), in a
+# process of their own so its CPU per request and RSS are its own.
+INSPECT_PORT=$(freeport)
+mkdir -p "$RUN/fp-inspect/adapters"
+for a in json sse; do
+    { cat "$FP_DIR/adapters/$a.yaml"; echo 'inspect: { keep: 50 }'; } >"$RUN/fp-inspect/adapters/$a.yaml"
+done
+cat >"$RUN/fp-inspect/flexiproxy.yaml" <<EOF
+listen: 127.0.0.1:$INSPECT_PORT
+threads: $THREADS
+adapters_dir: adapters
+admin:
+  listen: 127.0.0.1:$(freeport)
+EOF
+start fp-inspect "$PROXY_CPUS" "$FLEXI" serve --config "$RUN/fp-inspect/flexiproxy.yaml"
+INSPECT_PID=$LAST_PID
+waitport "127.0.0.1:$INSPECT_PORT" || die "FlexiProxy (inspected) did not start: $(tail -n 20 "$RUN/fp-inspect.log")"
 read -r rss hwm < <(python3 "$HELPER" rss "$FP_PID")
 printf 'flexiproxy RSS at start\t%s\n' "$(mb "$rss")" >>"$MEM"
+read -r rss hwm < <(python3 "$HELPER" rss "$INSPECT_PID")
+printf 'flexiproxy-inspect RSS at start\t%s\n' "$(mb "$rss")" >>"$MEM"
 
 # ------------------------------------------------------------------------------------------
 # FlexiProxy, direct and bare
@@ -481,6 +502,7 @@ for w in small 75k stream-75k; do
     for ROUND in $(seq "$ROUNDS"); do
         measure "$w" bare-pingora "http://${!b}/v1/chat/completions" "$body" "" "$okind" "${!bp}"
         measure "$w" flexiproxy "$FP/v1/messages" "$body" "$key" "$akind" "$FP_PID"
+        measure "$w" flexiproxy-inspect "http://127.0.0.1:$INSPECT_PORT/v1/messages" "$body" "$key" "$akind" "$INSPECT_PID"
         if [ "$w" != stream-75k ]; then
             measure "$w" flexiproxy-routed "$FP/v1/messages" "$body" fp-bench-routed "$akind" "$FP_PID"
         fi
@@ -530,6 +552,8 @@ done
 read -r rss hwm < <(python3 "$HELPER" rss "$FP_PID")
 printf 'flexiproxy RSS after the load runs\t%s\n' "$(mb "$rss")" >>"$MEM"
 printf 'flexiproxy peak RSS (VmHWM) after the load runs\t%s\n' "$(mb "$hwm")" >>"$MEM"
+read -r rss hwm < <(python3 "$HELPER" rss "$INSPECT_PID")
+printf 'flexiproxy-inspect RSS after the load runs\t%s (VmHWM %s)\n' "$(mb "$rss")" "$(mb "$hwm")" >>"$MEM"
 
 # ------------------------------------------------------------------------------------------
 # 1,000 streams held open by a slow provider (124 events, 100 ms apart: ~12 s each)

@@ -409,6 +409,26 @@ def table(results_path, mem_path):
                   f"**{statistics.median(each):.0%}** | {total:.0%} |")
         print()
 
+    # Issue 29: the inspector's cost, CPU per request of the inspected process against the
+    # plain one in the same round.
+    inspected = [(w, c) for (w, t, c) in groups if t == "flexiproxy-inspect"]
+    if inspected:
+        print("| workload | conns | CPU/req plain, per round | inspected (keep: 50) | median "
+              "plain | median inspected | inspected/plain |")
+        print("|---|---:|---|---|---:|---:|---:|")
+        for w, c in inspected:
+            plain = {r["round"]: r["cpu_us_per_req"] for r in groups.get((w, "flexiproxy", c), [])}
+            insp = {r["round"]: r["cpu_us_per_req"] for r in groups[(w, "flexiproxy-inspect", c)]}
+            both = [n for n in sorted(insp) if n in plain]
+            if not both:
+                continue
+            a = statistics.median(plain[n] for n in both)
+            b = statistics.median(insp[n] for n in both)
+            print(f"| {w} | {c} | {' · '.join(f'{plain[n]:.0f}' for n in both)} | "
+                  f"{' · '.join(f'{insp[n]:.0f}' for n in both)} | {a:.0f} µs | {b:.0f} µs | "
+                  f"**{b / a:.2f}** |")
+        print()
+
     def ratio_to_bare(workload, conns):
         """FlexiProxy's req/s over bare Pingora's: the median over rounds when alternated."""
         p = ratios(workload, conns)
