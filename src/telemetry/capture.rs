@@ -10,6 +10,7 @@
 
 use crate::protocol::secrets::{MASK, Secrets};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
 /// The most of each body kept.
@@ -64,11 +65,20 @@ impl Gathering {
     }
 
     fn keep(self, secrets: &Secrets) -> KeptBody {
-        let masked = secrets.mask(&self.bytes);
+        let masked = match secrets.mask(&self.bytes) {
+            Cow::Owned(masked) => Some(masked),
+            Cow::Borrowed(_) => None,
+        };
+        let mut masked = masked.unwrap_or(self.bytes);
         let cut = self.size > BODY_CAP || masked.len() > BODY_CAP;
-        let text = String::from_utf8_lossy(masked.get(..BODY_CAP).unwrap_or(&masked));
+        masked.truncate(BODY_CAP);
+        // Bodies are almost always UTF-8: checked with the fast validator and kept without a
+        // copy (a fifth of an inspected 75 KB request's CPU went to the lossy conversion);
+        // the rare other one (or a cut in a character) is converted lossily.
+        let text = String::from_utf8(masked)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         KeptBody {
-            text: text.into_owned(),
+            text,
             size: self.size,
             cut,
         }
