@@ -217,7 +217,8 @@ fake() {
     shift 2
     start "fake-$name" "$LOAD_CPUS" "$FAKE" --listen 127.0.0.1:0 --mode "$mode" --threads 1 "$@"
     for _ in $(seq 100); do
-        addr=$(sed -n 's|^listening on http://||p' "$RUN/fake-$name.log" | head -n1)
+        # The log file appears when the process starts: not there yet is "not listening yet".
+        addr=$(sed -n 's|^listening on http://||p' "$RUN/fake-$name.log" 2>/dev/null | head -n1 || true)
         [ -n "$addr" ] && break
         sleep 0.1
     done
