@@ -46,7 +46,12 @@ class Walk:
         self.d.get(self.panel + "/login")
         self.fill("user", user)
         self.fill("password", password)
+        button = self.by_id("login")
         self.click("login")
+        # Wait for the answer's page (the panel, or the login page with an error) to replace
+        # this one: a navigation started right after could otherwise be overtaken by the
+        # login's redirect (a loaded run ended on /adapters/new instead of /users).
+        self.wait.until(EC.staleness_of(button))
 
     def logout(self):
         self.click("logout")
