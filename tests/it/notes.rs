@@ -5,7 +5,7 @@
 //! (Anthropic onto an Anthropic source) has none.
 
 use crate::harness::*;
-use crate::management::{Auth, TOKEN, call, login};
+use crate::management::{Auth, TOKEN, call, login, page_as};
 use flexiproxy_testkit::{FakeProvider, Reply, anthropic, openai};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -176,15 +176,7 @@ async fn a_hostile_value_in_a_note_is_text_on_the_exchanges_page() {
     assert!(line["notes_first"].to_string().contains(HOSTILE), "{line}");
 
     let (cookie, _) = login(&proxy, "alice", "alice-password").await;
-    let html = client()
-        .get(proxy.admin_url("/adapters/chat/exchanges"))
-        .header("cookie", format!("fp_session={cookie}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_as(&proxy, "/adapters/chat/exchanges", &cookie).await;
     assert!(
         html.contains("&lt;img src=x onerror=alert(1)&gt;"),
         "shown, escaped: {html}"
