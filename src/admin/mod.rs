@@ -273,28 +273,26 @@ impl AdminApp {
     async fn panel_session(&self, headers: &http::HeaderMap) -> Option<PanelSession> {
         let cookie = auth::cookie_value(headers, auth::SESSION_COOKIE)?;
         let info = self.sessions.get(&cookie).await?;
-        let valid = |users: &crate::config::users::UsersFile| {
+        let actor = |users: &crate::config::users::UsersFile| {
             users
                 .get(&info.user)
-                .is_some_and(|u| u.password == info.credential && u.status.is_active())
+                .filter(|u| u.password == info.credential && u.status.is_active())
+                .map(Actor::user)
         };
-        let mut users = self.manager.users.current();
         // Another instance may have written the users file within the last second (an account
         // made by a sign-in there, a password changed): read it again before ending the session.
-        if !valid(&users) {
+        let found = actor(&self.manager.users.current()).or_else(|| {
             self.manager.users.refresh_now();
-            users = self.manager.users.current();
-        }
-        match users.get(&info.user) {
-            Some(u) if u.password == info.credential && u.status.is_active() => {
-                Some(PanelSession {
-                    cookie,
-                    session_id: info.id,
-                    actor: Actor::user(u),
-                    csrf: info.csrf,
-                })
-            }
-            _ => {
+            actor(&self.manager.users.current())
+        });
+        match found {
+            Some(actor) => Some(PanelSession {
+                cookie,
+                session_id: info.id,
+                actor,
+                csrf: info.csrf,
+            }),
+            None => {
                 self.sessions.remove(&cookie).await;
                 None
             }
